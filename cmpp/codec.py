@@ -1,0 +1,302 @@
+"""Bytes to PDUs and back: ``encode``, ``decode`` and the stream ``FrameDecoder``.
+
+Every PDU runs through its compiled layout (``layout.Layout``). When that fast path fails,
+the interpreted construct layout runs once more on the same bytes or values to name the
+field and the reason; decoding then raises ``CodecError``, encoding ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import struct
+from io import BytesIO
+
+from construct import ConstructError
+
+from . import wire
+from .errors import CodecError
+from .pdus import PDU_CLASSES, ActiveTestResp, CommandId, Deliver, Pdu, StatusReport
+
+DEFAULT_MAX_LENGTH = 4096
+_HEADER = struct.Struct(">III")
+_DECODE_ERRORS = (struct.error, ConstructError, UnicodeDecodeError, IndexError)
+
+
+class _Codec:
+    """One PDU class's compiled parse and build functions."""
+
+    __slots__ = ("cls", "layout", "parse", "build", "finish")
+
+    def __init__(self, cls: type[Pdu]) -> None:
+        compiled = cls.layout.compile()
+        self.cls = cls
+        self.layout = cls.layout
+        self.parse = compiled.parse_from if cls.layout.subcons else None
+        self.build = compiled.build_bytes
+        self.finish = _deliver_report if cls is Deliver else None
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+# ----------------------------------------------------------------------------- decoding
+
+def decode(frame: bytes) -> Pdu:
+    """Decode one whole frame (header and body) into its PDU.
+
+    Raises ``CodecError`` naming the field and the reason for anything else: a frame whose
+    Total_Length disagrees with its size, an unknown Command_Id (the error carries the id and
+    the sequence so that a session can answer), a body that does not fit the 2.0 layout
+    (saying so when it fits the CMPP 3.0 one instead), or bytes left over.
+    """
+    try:
+        total_length, command_id, sequence_id = _HEADER.unpack_from(frame)
+    except struct.error:
+        raise CodecError(f"frame of {len(frame)} bytes is shorter than the 12-byte header",
+                         field="Total_Length") from None
+    entry = _DECODERS.get(command_id)
+    if entry is None or total_length != len(frame):
+        raise _header_error(frame, total_length, command_id, sequence_id)
+    cls, parse, finish = entry
+    if parse is None:
+        if total_length != 12:
+            return _decode_tolerated(_CODECS[command_id], frame, command_id, sequence_id)
+        values = {"sequence_id": sequence_id}
+    else:
+        try:
+            values, end = parse(frame, 12)
+        except _DECODE_ERRORS:
+            end = -1
+        if end != total_length:
+            return _decode_tolerated(_CODECS[command_id], frame, command_id, sequence_id)
+        values["sequence_id"] = sequence_id
+        if finish is not None:
+            finish(values, command_id, sequence_id)
+    pdu = _new(cls)
+    _set(pdu, "__dict__", values)
+    return pdu
+
+
+def _header_error(frame: bytes, total_length: int, command_id: int, sequence_id: int):
+    if total_length != len(frame):
+        return CodecError(f"Total_Length says {total_length} bytes but the frame has {len(frame)}",
+                          field="Total_Length", command_id=command_id, sequence_id=sequence_id)
+    return CodecError("unknown Command_Id", field="Command_Id",
+                      command_id=command_id, sequence_id=sequence_id)
+
+
+def _deliver_report(values: dict, command_id: int, sequence_id: int) -> None:
+    """Parse a DELIVER's status report into ``values["report"]`` (None for MO)."""
+    if values["registered_delivery"] != 1:
+        values["report"] = None
+        return
+    try:
+        values["report"] = decode_report(values["msg_content"])
+    except CodecError as error:
+        raise CodecError(error.reason, field=f"Msg_Content.{error.field}",
+                         command_id=command_id, sequence_id=sequence_id) from None
+
+
+def _decode_tolerated(codec: _Codec, frame: bytes, command_id: int, sequence_id: int) -> Pdu:
+    """The slow path: accept what real gateways send, otherwise explain the failure."""
+    body = frame[12:]
+    if codec.cls is ActiveTestResp and not body:
+        return ActiveTestResp(sequence_id=sequence_id)     # 12-byte ACTIVE_TEST_RESP (§7)
+    raise _explain(codec, body, command_id, sequence_id)
+
+
+def _explain(codec: _Codec, body: bytes, command_id: int, sequence_id: int) -> CodecError:
+    name = CommandId(command_id).name
+    cmpp3 = _cmpp3_layout(command_id, body)
+    if cmpp3:
+        return CodecError(f"{len(body)}-byte {name} body fits the CMPP 3.0 layout ({cmpp3}), "
+                          "not CMPP 2.0", command_id=command_id, sequence_id=sequence_id)
+    stream = BytesIO(body)
+    try:
+        codec.layout.parse_stream(stream)
+    except ConstructError as error:
+        return CodecError(_reason(error), field=_field(error), command_id=command_id,
+                          sequence_id=sequence_id)
+    return CodecError(f"{len(body) - stream.tell()} bytes after the last field of {name}",
+                      command_id=command_id, sequence_id=sequence_id)
+
+
+def _field(error: ConstructError) -> str | None:
+    path = getattr(error, "path", None) or ""
+    parts = [p.strip() for p in path.split("->") if p.strip() and not p.strip().startswith("(")]
+    return parts[-1] if parts else None
+
+
+def _reason(error: ConstructError) -> str:
+    message = str(error)
+    for line in message.splitlines():
+        if line.startswith("Error in path"):
+            continue
+        return line
+    return message
+
+
+# The 3.0 layouts differ from 2.0 in sizes that a body length gives away (§1, §6.3-§12).
+_CMPP3_FIXED = {
+    CommandId.CONNECT_RESP: (21, "4-byte Status"),
+    CommandId.SUBMIT_RESP: (12, "4-byte Result"),
+    CommandId.DELIVER_RESP: (12, "4-byte Result"),
+    CommandId.CANCEL_RESP: (4, "4-byte Success_Id"),
+}
+
+
+def _cmpp3_layout(command_id: int, body: bytes) -> str | None:
+    """Describe the CMPP 3.0 layout that ``body`` fits exactly, or None."""
+    fixed = _CMPP3_FIXED.get(command_id)
+    if fixed:
+        return fixed[1] if len(body) == fixed[0] else None
+    if command_id == CommandId.SUBMIT and len(body) > 128:
+        count = body[128]
+        if len(body) > 130 + 32 * count:
+            length = body[130 + 32 * count]
+            if len(body) == 151 + 32 * count + length:
+                return "Total_Length = 163 + 32 x DestUsr_tl + Msg_Length"
+    if command_id == CommandId.DELIVER and len(body) > 76:
+        if len(body) == 97 + body[76]:
+            return "Total_Length = 109 + Msg_Length"
+    return None
+
+
+def decode_report(content: bytes) -> StatusReport:
+    """Parse a status report body; its layout (60 or 71 bytes) is chosen by its length.
+
+    Raises ``CodecError`` for any other length or a bad field.
+    """
+    parse = _REPORTS.get(len(content))
+    if parse is None:
+        raise CodecError(f"a status report is 60 or 71 bytes, not {len(content)}",
+                         field="Msg_Length")
+    try:
+        values, _ = parse(content, 0)
+    except _DECODE_ERRORS:
+        layout = wire.REPORT if len(content) == 60 else wire.REPORT_71
+        try:
+            layout.parse(content)
+        except ConstructError as error:
+            raise CodecError(_reason(error), field=_field(error)) from None
+        raise CodecError("status report did not parse") from None
+    report = _new(StatusReport)
+    _set(report, "__dict__", values)
+    return report
+
+
+# ----------------------------------------------------------------------------- encoding
+
+def encode(pdu: Pdu) -> bytes:
+    """Encode a PDU into one frame, header included.
+
+    Raises ``ValueError`` naming the field when a value does not fit (too long, not ASCII,
+    out of range, more than 99 destinations, content over 140 bytes or 159 for ASCII); no
+    bytes are returned in that case.
+    """
+    codec = _CODECS[pdu.command_id]
+    values = pdu.__dict__
+    try:
+        body = codec.build(values)
+        return _HEADER.pack(12 + len(body), pdu.command_id, values["sequence_id"]) + body
+    except Exception as error:  # noqa: BLE001 - every failure is explained by _encode_error
+        raise _encode_error(pdu, codec, error) from None
+
+
+def _encode_error(pdu: Pdu, codec: _Codec, original: Exception) -> ValueError:
+    name = type(pdu).__name__
+    sequence_id = pdu.__dict__.get("sequence_id")
+    if not isinstance(sequence_id, int) or not 0 <= sequence_id <= 0xFFFFFFFF:
+        return ValueError(f"{name}.sequence_id: {sequence_id!r} does not fit 4 bytes")
+    try:
+        codec.layout.build(dict(pdu.__dict__))
+    except ConstructError as error:
+        return ValueError(f"{name}.{_field(error)}: {_reason(error)}")
+    except Exception as error:  # noqa: BLE001 - e.g. TypeError for bytes given as text
+        return ValueError(f"{name}: {error}")
+    return ValueError(f"{name}: {original!r}")
+
+
+def encode_report(report: StatusReport) -> bytes:
+    """The 60-byte CMPP 2.0 body of a status report; ValueError if a field does not fit."""
+    try:
+        return _BUILD_REPORT(report.__dict__)
+    except Exception:  # noqa: BLE001 - explained below
+        try:
+            wire.REPORT.build(dict(report.__dict__))
+        except ConstructError as error:
+            raise ValueError(f"StatusReport.{_field(error)}: {_reason(error)}") from None
+        raise ValueError(f"StatusReport: cannot encode {report!r}") from None
+
+
+# ----------------------------------------------------------------------------- streams
+
+class FrameDecoder:
+    """Turns a byte stream, split anywhere, into whole PDUs.
+
+    ``feed(data)`` returns every PDU completed so far, in stream order. A Total_Length outside
+    [12, max_length] is refused as soon as its 4 bytes arrive, before any body is buffered;
+    that error is fatal (``CodecError.fatal``) and every later ``feed`` raises it again. A frame
+    that is well framed but bad inside (an unknown Command_Id, a bad field) is consumed and
+    raised as a ``CodecError``; the stream goes on after it. Nothing is lost: when a bad frame
+    follows good ones in the same call, the good PDUs are returned and the error is raised by
+    the next call to ``feed`` (``feed(b"")`` will do).
+    """
+
+    def __init__(self, max_length: int = DEFAULT_MAX_LENGTH) -> None:
+        if max_length < 12:
+            raise ValueError("max_length must be at least 12")
+        self.max_length = max_length
+        self._buffer = bytearray()
+        self._pending: CodecError | None = None
+        self._fatal: CodecError | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received that do not yet make a whole frame."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[Pdu]:
+        if self._fatal is not None:
+            raise self._fatal
+        self._buffer += data
+        if self._pending is not None:
+            error, self._pending = self._pending, None
+            raise error
+        pdus: list[Pdu] = []
+        buffer = self._buffer
+        start, end = 0, len(buffer)
+        try:
+            while end - start >= 4:
+                total = int.from_bytes(buffer[start:start + 4], "big")
+                if not 12 <= total <= self.max_length:
+                    self._fatal = self._bad_length(buffer[start:], total)
+                    raise self._fatal
+                if end - start < total:
+                    break
+                frame = bytes(buffer[start:start + total])
+                start += total
+                pdus.append(decode(frame))
+        except CodecError as error:
+            if not pdus:
+                raise
+            self._pending = error
+        finally:
+            del buffer[:start]
+        return pdus
+
+    def _bad_length(self, head: bytearray, total: int) -> CodecError:
+        command_id = sequence_id = None
+        if len(head) >= 12:
+            _, command_id, sequence_id = _HEADER.unpack_from(head)
+        return CodecError(f"Total_Length {total} is outside [12, {self.max_length}]",
+                          field="Total_Length", command_id=command_id,
+                          sequence_id=sequence_id, fatal=True)
+
+
+# ----------------------------------------------------------------------------- tables
+
+_CODECS: dict[int, _Codec] = {cls.command_id: _Codec(cls) for cls in PDU_CLASSES}
+_DECODERS = {command_id: (c.cls, c.parse, c.finish) for command_id, c in _CODECS.items()}
+_REPORTS = {60: wire.REPORT.compile().parse_from, 71: wire.REPORT_71.compile().parse_from}
+_BUILD_REPORT = wire.REPORT.compile().build_bytes

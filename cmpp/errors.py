@@ -1,0 +1,44 @@
+"""The codec's errors: one exception for bad bytes, one for a peer that breaks the rules."""
+
+from __future__ import annotations
+
+
+class CodecError(ValueError):
+    """Bytes that are not a valid CMPP 2.0 PDU.
+
+    The only exception that decoding raises. ``field`` names the wire field that failed (None
+    when the frame as a whole is wrong), ``reason`` says why. ``command_id`` and
+    ``sequence_id`` are set whenever the 12-byte header could be read, so that a session can
+    still answer the request. ``fatal`` is true when the byte stream can no longer be framed
+    (a bad Total_Length): nothing after it can be trusted, and the connection must end.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        field: str | None = None,
+        command_id: int | None = None,
+        sequence_id: int | None = None,
+        fatal: bool = False,
+    ) -> None:
+        self.reason = reason
+        self.field = field
+        self.command_id = command_id
+        self.sequence_id = sequence_id
+        self.fatal = fatal
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        where = []
+        if self.command_id is not None:
+            where.append(f"command 0x{self.command_id:08X}")
+        if self.sequence_id is not None:
+            where.append(f"sequence {self.sequence_id}")
+        if self.field:
+            where.append(f"field {self.field}")
+        return f"{', '.join(where)}: {self.reason}" if where else self.reason
+
+
+class ProtocolError(Exception):
+    """A peer that breaks the CMPP rules: a PDU that is valid bytes but wrong in this state."""

@@ -1,0 +1,1 @@
+"""cmpp-gateway: the daemon around the ``cmpp`` codec."""
