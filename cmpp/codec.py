@@ -276,7 +276,11 @@ class FrameDecoder:
                     break
                 frame = bytes(buffer[start:start + total])
                 start += total
-                pdus.append(decode(frame))
+                try:
+                    pdus.append(decode(frame))
+                except CodecError as error:
+                    error.frame = frame
+                    raise
         except CodecError as error:
             if not pdus:
                 raise

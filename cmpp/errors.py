@@ -11,7 +11,11 @@ class CodecError(ValueError):
     ``sequence_id`` are set whenever the 12-byte header could be read, so that a session can
     still answer the request. ``fatal`` is true when the byte stream can no longer be framed
     (a bad Total_Length): nothing after it can be trusted, and the connection must end.
+    ``frame`` holds the bytes of a well-framed PDU that failed inside, when ``FrameDecoder``
+    raised the error, so that a caller can keep what the peer sent.
     """
+
+    frame: bytes | None = None
 
     def __init__(
         self,

@@ -83,6 +83,14 @@ class Pdu:
     def is_response(self) -> bool:
         return bool(self.command_id & RESPONSE_BIT)
 
+    def with_sequence(self, sequence_id: int):
+        """This PDU with another Sequence_Id (a cheap copy; the values are not checked again)."""
+        copy = object.__new__(type(self))
+        values = dict(self.__dict__)
+        values["sequence_id"] = sequence_id
+        object.__setattr__(copy, "__dict__", values)
+        return copy
+
 
 @dataclass(frozen=True)
 class Connect(Pdu):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cmpp
 
+from .config import add_check_config_command
 from .pretty import describe
 
 DEFAULT_VECTORS = Path(__file__).resolve().parent.parent / "fixtures" / "cmpp2-vectors.json"
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--report", action="store_true", help="items are status-report bodies")
     decode.add_argument("--strict", action="store_true", help="exit 1 if any PDU is refused")
     decode.set_defaults(func=cmd_decode)
+    add_check_config_command(sub)
     return parser
 
 

@@ -1,0 +1,342 @@
+"""One CMPP connection over asyncio: a thin Protocol around ``cmpp.session.Session``.
+
+Data in goes to the session; the session's events resolve futures and reach the handlers; its
+bytes go out in one ``transport.write`` per loop iteration; its next deadline is one
+``loop.call_at``. Nothing here knows the protocol's rules: they are all in the session.
+
+Every future this class creates is resolved when the connection ends, and it starts no task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+import cmpp
+from cmpp import events as ev
+from cmpp.session import Session, SessionConfig
+from cmpp.states import Role, State
+
+from .errors import (
+    ConnectFailed,
+    ConnectionClosed,
+    LoginRefused,
+    LoginTimedOut,
+    OutcomeUnknown,
+    SubmitRejectedError,
+    SubmitThrottledError,
+)
+
+log = logging.getLogger("cmpp_gateway.connection")
+
+CHINA = timezone(timedelta(hours=8), "CST")   # ISMGs check CONNECT's Timestamp in China time
+
+EventHandler = Callable[["Connection", ev.Event], None]
+
+
+def china_time() -> datetime:
+    return datetime.now(CHINA)
+
+
+class SessionProtocol(asyncio.Protocol):
+    """The asyncio plumbing around one session, either role: bytes in, one coalesced write per
+    loop iteration out, one timer re-armed at the session's next deadline, and every event
+    handed to ``_handle_event``."""
+
+    def __init__(self, session: Session, name: str) -> None:
+        self.name = name
+        self.session = session
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._flush_scheduled = False
+
+    def _handle_event(self, event: ev.Event) -> None:
+        """React to one session event (subclasses)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.session.receive_data(data, self._loop.time())
+        self._after_session_call()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.session.connection_lost(f"connection lost: {exc}" if exc else "connection closed")
+        self._process_events()
+        self._cancel_timer()
+
+    def _after_session_call(self, flush_now: bool = True) -> None:
+        """Call after every session call: handle its events, send its bytes, re-arm its timer.
+        With ``flush_now`` false the bytes go out at the end of this loop iteration, together
+        with whatever else is sent meanwhile."""
+        self._process_events()
+        if flush_now:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        self._rearm_timer()
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        data = self.session.data_to_send()
+        if data and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+        if self.session.state is State.CLOSED and self._transport is not None:
+            self._transport.close()
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        self.session.handle_timer(self._loop.time())
+        self._after_session_call()
+
+    def _rearm_timer(self) -> None:
+        due = self.session.get_timer()
+        if due == self._timer_at:
+            return
+        self._cancel_timer()
+        if due is not None:
+            self._timer_at = due
+            self._timer = self._loop.call_at(due, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._timer_at = None
+
+    def _process_events(self) -> None:
+        while (event := self.session.next_event()) is not None:
+            try:
+                self._handle_event(event)
+            except Exception:  # noqa: BLE001 - a bug in a reaction must not break the link
+                log.exception("%s: handling %s failed", self.name, type(event).__name__)
+
+
+class Connection(SessionProtocol):
+    """A logged-in CMPP connection (client role). Open it with ``await Connection.open(...)``.
+
+    ``on_deliver(conn, event)`` receives ``ReportReceived`` and ``MessageReceived`` and must call
+    ``conn.acknowledge_deliver(event.deliver)`` once the content is safe; without it, every
+    DELIVER is acknowledged at once. ``on_event(conn, event)`` sees every session event (for
+    metrics and logs). Exceptions from handlers are logged and never reach the protocol.
+    """
+
+    def __init__(self, session: Session, *, name: str = "cmpp",
+                 on_deliver: EventHandler | None = None, on_event: EventHandler | None = None):
+        super().__init__(session, name)
+        self.on_deliver = on_deliver
+        self.on_event = on_event
+        self.last_error: str | None = None
+        self._pending: dict[int, asyncio.Future] = {}
+        self._window_waiters: deque[asyncio.Future] = deque()
+        self._login: asyncio.Future = self._loop.create_future()
+        self._closed: asyncio.Future = self._loop.create_future()
+
+    # ------------------------------------------------------------------------- opening
+
+    @classmethod
+    async def open(cls, host: str, port: int, account: str, secret: str | bytes, *,
+                   config: SessionConfig | None = None, timeout: float = 10.0,
+                   name: str | None = None, on_deliver: EventHandler | None = None,
+                   on_event: EventHandler | None = None,
+                   clock: Callable[[], datetime] = china_time) -> Connection:
+        """Connect and log in. Raises ``ConnectFailed`` (TCP), ``LoginTimedOut`` (no answer
+        within ``timeout`` seconds, TCP included) or ``LoginRefused`` (non-zero Status)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        session = Session(Role.CLIENT, config, now=loop.time())
+        factory = lambda: cls(session, name=name or f"{host}:{port}",  # noqa: E731
+                              on_deliver=on_deliver, on_event=on_event)
+        try:
+            _, conn = await asyncio.wait_for(loop.create_connection(factory, host, port), timeout)
+        except asyncio.TimeoutError:
+            raise LoginTimedOut(f"no TCP connection to {host}:{port} in {timeout:g} s") from None
+        except OSError as error:
+            raise ConnectFailed(host, port, error) from None
+        session.login(account, secret, cmpp.timestamp(clock()), loop.time())
+        conn._after_session_call()
+        try:
+            await asyncio.wait_for(asyncio.shield(conn._login), max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            conn.abort()
+            raise LoginTimedOut(f"no CONNECT_RESP from {host}:{port} in {timeout:g} s") from None
+        except BaseException:
+            conn.abort()
+            raise
+        return conn
+
+    # ------------------------------------------------------------------------- commands
+
+    @property
+    def state(self) -> State:
+        return self.session.state
+
+    @property
+    def is_open(self) -> bool:
+        return self.session.state is State.ESTABLISHED
+
+    @property
+    def window_free(self) -> int:
+        return self.session.window_free
+
+    @property
+    def in_window(self) -> int:
+        return self.session.in_window
+
+    async def submit(self, submit: cmpp.Submit) -> cmpp.SubmitResp:
+        """Send a SUBMIT once the window has room; return its SUBMIT_RESP (Result 0).
+
+        Raises ``SubmitThrottledError`` (Result 8), ``SubmitRejectedError`` (other non-zero
+        Result), ``OutcomeUnknown`` (sent, but the connection ended or T/N ran out before an
+        answer), ``ConnectionClosed`` (not sent), ValueError (a field that does not fit)."""
+        while self.session.window_free <= 0:
+            if not self.is_open:
+                raise ConnectionClosed(f"{self.name} is {self.state.value}")
+            waiter = self._loop.create_future()
+            self._window_waiters.append(waiter)
+            await waiter
+        if not self.is_open:
+            raise ConnectionClosed(f"{self.name} is {self.state.value}")
+        sent = self.session.submit(submit, self._loop.time())
+        future = self._loop.create_future()
+        self._pending[sent.sequence_id] = future
+        self._after_session_call(flush_now=False)
+        return await future
+
+    def acknowledge_deliver(self, deliver: cmpp.Deliver, result: int = 0) -> bool:
+        """Answer a DELIVER; False when this connection is already closed (the ISMG will
+        send it again)."""
+        done = self.session.acknowledge_deliver(deliver, result)
+        self._after_session_call(flush_now=False)
+        return done
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """TERMINATE and wait (at most ``timeout``) for the answer, then close the socket."""
+        if self.session.state is not State.CLOSED:
+            self.session.terminate(self._loop.time())
+            self._after_session_call()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._closed), timeout)
+        except asyncio.TimeoutError:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the connection now; everything waiting fails with ``OutcomeUnknown`` or
+        ``ConnectionClosed``."""
+        if self._transport is not None:
+            self._transport.abort()
+        self.session.connection_lost("aborted")
+        self._process_events()
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self._closed)
+
+    # ------------------------------------------------------------------------- events
+
+    def _handle_event(self, event: ev.Event) -> None:
+        action = _EVENT_ACTIONS.get(type(event))
+        if action is not None:
+            action(self, event)
+        self._notify(self.on_event, event)
+
+    def _notify(self, handler: EventHandler | None, event: ev.Event) -> None:
+        if handler is None:
+            return
+        try:
+            handler(self, event)
+        except Exception:  # noqa: BLE001 - a handler's bug must not break the connection
+            log.exception("%s: event handler failed on %s", self.name, type(event).__name__)
+
+    def _resolve(self, sequence_id: int, result=None, error: Exception | None = None) -> None:
+        future = self._pending.pop(sequence_id, None)
+        self._open_window()
+        if future is None or future.done():
+            return
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+    def _open_window(self) -> None:
+        while self._window_waiters and self.session.window_free > 0:
+            waiter = self._window_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    # Reactions to session events.
+
+    def _on_acknowledged(self, event: ev.SubmitAcknowledged) -> None:
+        self._resolve(event.request.sequence_id, event.response)
+
+    def _on_throttled(self, event: ev.SubmitThrottled) -> None:
+        self._resolve(event.request.sequence_id, error=SubmitThrottledError())
+
+    def _on_rejected(self, event: ev.SubmitRejected) -> None:
+        self._resolve(event.request.sequence_id, error=SubmitRejectedError(event.response.result))
+
+    def _on_timed_out(self, event: ev.RequestTimedOut) -> None:
+        self._resolve(event.request.sequence_id,
+                      error=OutcomeUnknown(f"no response after {event.sends} sends"))
+
+    def _on_deliver(self, event: ev.ReportReceived | ev.MessageReceived) -> None:
+        if self.on_deliver is None:
+            self.session.acknowledge_deliver(event.deliver)
+        else:
+            self._notify(self.on_deliver, event)
+
+    def _on_login_succeeded(self, event: ev.LoginSucceeded) -> None:
+        if not self._login.done():
+            self._login.set_result(event)
+
+    def _on_login_rejected(self, event: ev.LoginRejected) -> None:
+        self.last_error = f"login refused: {event.reason}"
+        if not self._login.done():
+            self._login.set_exception(LoginRefused(event.status, event.reason, event.retryable))
+
+    def _on_mismatch(self, event: ev.AuthenticatorMismatch) -> None:
+        log.warning("%s: AuthenticatorISMG does not match%s", self.name,
+                    " (all zero)" if event.all_zero else "")
+
+    def _on_terminated(self, event: ev.ConnectionTerminated) -> None:
+        if not event.reason.startswith("terminated"):
+            self.last_error = event.reason
+        for request in event.unanswered:
+            future = self._pending.pop(request.sequence_id, None)
+            if future is not None and not future.done():
+                future.set_exception(OutcomeUnknown(event.reason))
+        for future in self._pending.values():           # e.g. cancelled by their callers
+            if not future.done():
+                future.set_exception(ConnectionClosed(event.reason))
+        self._pending.clear()
+        while self._window_waiters:
+            waiter = self._window_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)                   # submit() then sees the closed state
+        if not self._login.done():
+            self._login.set_exception(LoginTimedOut(event.reason)
+                                      if "timed out" in event.reason
+                                      else ConnectionClosed(event.reason))
+            self._login.exception()                       # retrieved: no "never retrieved" noise
+        if not self._closed.done():
+            self._closed.set_result(event)
+        self._loop.call_soon(self._flush)
+
+
+_EVENT_ACTIONS = {
+    ev.SubmitAcknowledged: Connection._on_acknowledged,
+    ev.SubmitThrottled: Connection._on_throttled,
+    ev.SubmitRejected: Connection._on_rejected,
+    ev.RequestTimedOut: Connection._on_timed_out,
+    ev.ReportReceived: Connection._on_deliver,
+    ev.MessageReceived: Connection._on_deliver,
+    ev.LoginSucceeded: Connection._on_login_succeeded,
+    ev.LoginRejected: Connection._on_login_rejected,
+    ev.AuthenticatorMismatch: Connection._on_mismatch,
+    ev.ConnectionTerminated: Connection._on_terminated,
+}

@@ -1,0 +1,61 @@
+"""Typed errors of the gateway's asyncio layer, each carrying the wire code where there is one."""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base of the errors the gateway's connections and pools raise."""
+
+
+class LoginFailed(GatewayError):
+    """The connection did not log in."""
+
+
+class ConnectFailed(LoginFailed):
+    """TCP connect failed (refused, unreachable, DNS); ``error`` is the OSError."""
+
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        self.error = error
+        super().__init__(f"cannot connect to {host}:{port}: {error.strerror or error}")
+
+
+class LoginTimedOut(LoginFailed):
+    """No CONNECT_RESP (or no TCP connection) within the connect timeout."""
+
+
+class LoginRefused(LoginFailed):
+    """CONNECT_RESP with a non-zero Status (``status`` None: a refused AuthenticatorISMG)."""
+
+    def __init__(self, status: int | None, reason: str, retryable: bool) -> None:
+        self.status, self.reason, self.retryable = status, reason, retryable
+        super().__init__(f"login refused: {reason}")
+
+
+class SubmitRejectedError(GatewayError):
+    """SUBMIT_RESP with a definitive non-zero Result: never resend."""
+
+    def __init__(self, result: int) -> None:
+        self.result = result
+        super().__init__(f"SUBMIT rejected with Result {result}")
+
+
+class SubmitThrottledError(GatewayError):
+    """SUBMIT_RESP Result 8 (flow control): back off, then send it again."""
+
+    result = 8
+
+    def __init__(self) -> None:
+        super().__init__("SUBMIT refused with Result 8 (flow control)")
+
+
+class OutcomeUnknown(GatewayError):
+    """The SUBMIT was sent but no response came before the connection ended: the ISMG may or
+    may not have it. Resending it risks a duplicate; not resending risks a loss."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"no SUBMIT_RESP: {reason}")
+
+
+class ConnectionClosed(GatewayError):
+    """The connection is closed (or closing): the request was not sent."""

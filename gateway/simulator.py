@@ -1,0 +1,420 @@
+"""An ISMG (SMS center) that speaks CMPP 2.0 over real TCP, with faults to inject.
+
+It logs accounts in (checking the authenticator, the version and a per-account connection
+limit), answers SUBMITs with Msg_Ids laid out per the spec (mass send: Msg_Id+k), sends status
+reports after a delay with a configurable mix of Stat values on any connection of the account,
+sends MO messages (long ones split across connections), and records what it received so tests
+can assert on it. DELIVERs left unanswered when a connection dies go out again on another one,
+as a real ISMG does.
+
+Use it in-process (``async with Simulator(config) as sim``) or as ``cmpp-gateway simulate``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import struct
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+
+import cmpp
+from cmpp import events as ev
+from cmpp.pdus import CommandId, ConnectStatus
+from cmpp.session import Session, SessionConfig
+from cmpp.states import Role, State
+
+from .connection import SessionProtocol, china_time
+
+log = logging.getLogger("cmpp_gateway.simulator")
+
+
+@dataclass
+class Account:
+    """An SP account: Source_Addr, shared secret, and how many connections it may hold."""
+
+    account: str
+    secret: str
+    max_connections: int = 4
+
+
+@dataclass
+class Faults:
+    """Misbehaviour to inject; every field can be changed while the simulator runs."""
+
+    no_submit_resp: bool = False          # never answer SUBMIT
+    submit_resp_delay: float = 0.0        # answer SUBMIT this many seconds late
+    throttle_tps: float | None = None     # Result 8 for submits above this rate per account
+    submit_result: int | None = None      # answer every SUBMIT with this Result
+    disconnect_after: int | None = None   # drop a connection once it has received N PDUs
+    garbage_after: int | None = None      # send garbage once a connection has received N PDUs
+    oversized_after: int | None = None    # send a Total_Length of 1 MiB after N PDUs
+    short_active_test_resp: bool = False  # answer ACTIVE_TEST with 12 bytes (no Reserved)
+    ignore_active_test: bool = False      # never answer ACTIVE_TEST
+    report_before_resp: bool = False      # the report goes out before its SUBMIT_RESP
+    login_status: int | None = None       # refuse every login with this Status
+    duplicate_delivers: bool = False      # send every DELIVER twice
+
+
+@dataclass
+class SimulatorConfig:
+    accounts: list[Account] = field(default_factory=lambda: [Account("900001", "secret")])
+    gateway_code: int = 1                 # ISMG code inside Msg_Id (22 bits)
+    report_delay: float = 0.0             # seconds from SUBMIT to its status report
+    stats: dict[str, float] = field(default_factory=lambda: {"DELIVRD": 1.0})  # Stat -> weight
+    too_many_connections_status: int = 5  # Status for a login beyond max_connections
+    faults: Faults = field(default_factory=Faults)
+    session: SessionConfig = field(default_factory=SessionConfig)
+    record: bool = True                   # keep every PDU received (turn off for load tests)
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class ReceivedSubmit:
+    account: str
+    connection: int
+    submit: cmpp.Submit
+    msg_id: int | None       # None when it was refused
+    result: int
+    at: float
+
+
+@dataclass(frozen=True)
+class SentReport:
+    account: str
+    deliver: cmpp.Deliver
+    at: float
+
+
+class _IsmgConnection(SessionProtocol):
+    """The server side of one TCP connection."""
+
+    ids = itertools.count(1)
+
+    def __init__(self, sim: Simulator) -> None:
+        super().__init__(Session(Role.SERVER, sim.config.session, now=asyncio.get_running_loop().time()),
+                         name=f"ismg-{next(self.ids)}")
+        self.sim = sim
+        self.id = int(self.name.split("-")[1])
+        self.account: str | None = None
+        self._faulted = False
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self.sim._connections.add(self)
+        self._rearm_timer()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._inject_after_pdus()
+
+    def connection_lost(self, exc):
+        super().connection_lost(exc)
+        self.sim._connections.discard(self)
+
+    def _flush(self) -> None:
+        faults = self.sim.config.faults
+        if faults.short_active_test_resp or faults.ignore_active_test:
+            self._flush_scheduled = False
+            data = _tap_active_test_resp(self.session.data_to_send(), faults)
+            if data and self._transport is not None and not self._transport.is_closing():
+                self._transport.write(data)
+            if self.session.state is State.CLOSED and self._transport is not None:
+                self._transport.close()
+            return
+        super()._flush()
+
+    def _inject_after_pdus(self) -> None:
+        faults, count = self.sim.config.faults, self.session.pdus_received
+        if self._transport is None or self._transport.is_closing() or self._faulted:
+            return
+        if faults.garbage_after is not None and count >= faults.garbage_after:
+            self._faulted = True
+            self._transport.write(b"GARBAGE!" * 4)
+        elif faults.oversized_after is not None and count >= faults.oversized_after:
+            self._faulted = True
+            self._transport.write(struct.pack(">III", 1 << 20, CommandId.SUBMIT_RESP, 1))
+        elif faults.disconnect_after is not None and count >= faults.disconnect_after:
+            self._faulted = True
+            self._transport.abort()
+
+    def send(self, deliver: cmpp.Deliver) -> cmpp.Deliver:
+        sent = self.session.deliver(deliver, self._loop.time())
+        self._after_session_call(flush_now=False)
+        return sent
+
+    def respond(self, response: cmpp.Pdu) -> None:
+        if self.session.state in (State.ESTABLISHED, State.TERMINATING):
+            self.session.respond(response)
+            self._after_session_call(flush_now=False)
+
+    def _handle_event(self, event: ev.Event) -> None:
+        self.sim._on_event(self, event)
+
+
+def _tap_active_test_resp(data: bytes, faults: Faults) -> bytes:
+    """Rewrite outgoing ACTIVE_TEST_RESPs: drop them, or cut them to the 12-byte header."""
+    out, at = [], 0
+    while at + 12 <= len(data):
+        length, command_id, sequence_id = struct.unpack_from(">III", data, at)
+        frame = data[at:at + length]
+        at += length
+        if command_id == CommandId.ACTIVE_TEST_RESP:
+            if faults.ignore_active_test:
+                continue
+            frame = struct.pack(">III", 12, command_id, sequence_id)
+        out.append(frame)
+    return b"".join(out) + data[at:]
+
+
+class Simulator:
+    """The ISMG. ``start()`` listens (port 0: any free port), ``stop()`` ends everything."""
+
+    def __init__(self, config: SimulatorConfig | None = None) -> None:
+        self.config = config or SimulatorConfig()
+        self.accounts = {a.account: a for a in self.config.accounts}
+        self.random = random.Random(self.config.seed)
+        self.received: list[tuple[int, cmpp.Pdu]] = []       # (connection id, PDU)
+        self.submits: list[ReceivedSubmit] = []
+        self.reports: list[SentReport] = []
+        self.logins: list[tuple[str, int]] = []              # (account, Status)
+        self.counters: dict[str, int] = defaultdict(int)
+        self._connections: set[_IsmgConnection] = set()
+        self._outbox: dict[str, deque[cmpp.Deliver]] = defaultdict(deque)
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._recent: dict[str, deque[float]] = defaultdict(deque)
+        self._sequence = 0
+        self._server: asyncio.AbstractServer | None = None
+        self.address: tuple[str, int] | None = None
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _IsmgConnection(self), host, port)
+        self.address = self._server.sockets[0].getsockname()[:2]
+        return self.address
+
+    async def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._connections):
+            if conn._transport is not None:
+                conn._transport.abort()
+        if self._server is not None:
+            await self._server.wait_closed()
+        await asyncio.sleep(0)
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------------- queries
+
+    def connections(self, account: str | None = None) -> list[_IsmgConnection]:
+        """Logged-in connections (of one account, or all)."""
+        return [c for c in self._connections if c.session.state is State.ESTABLISHED
+                and (account is None or c.account == account)]
+
+    def kill(self, connection: _IsmgConnection) -> None:
+        """Drop a connection abruptly, as a network failure would."""
+        if connection._transport is not None:
+            connection._transport.abort()
+
+    @property
+    def pending_delivers(self) -> int:
+        return sum(len(q) for q in self._outbox.values())
+
+    # ------------------------------------------------------------------------- MO
+
+    def send_mo(self, account: str, src_terminal_id: str, dest_id: str, text: str,
+                msg_fmt: int | None = None) -> list[cmpp.Deliver]:
+        """Queue an MO message; a long one is split and its parts go out on different
+        connections of the account, round robin."""
+        reference = self.random.randrange(256)
+        delivers = [cmpp.Deliver(msg_id=self._next_msg_id(), dest_id=dest_id,
+                                 src_terminal_id=src_terminal_id, msg_fmt=s.msg_fmt,
+                                 tp_udhi=s.tp_udhi, msg_content=s.msg_content)
+                    for s in cmpp.split_text(text, msg_fmt, reference=reference)]
+        conns = sorted(self.connections(account), key=lambda c: c.id)
+        for i, deliver in enumerate(delivers):
+            if conns and len(delivers) > 1:
+                target = conns[i % len(conns)]
+                if target.session.window_free > 0:
+                    self._send_deliver(target, account, deliver)
+                    continue
+            self._outbox[account].append(deliver)
+        self._pump(account)
+        return delivers
+
+    # ------------------------------------------------------------------------- events
+
+    def _on_event(self, conn: _IsmgConnection, event: ev.Event) -> None:
+        handler = _SIM_ACTIONS.get(type(event))
+        if handler is not None:
+            handler(self, conn, event)
+
+    def _on_login(self, conn: _IsmgConnection, event: ev.LoginRequested) -> None:
+        connect = event.connect
+        account = self.accounts.get(connect.source_addr)
+        status = self._login_status(connect, account)
+        self.logins.append((connect.source_addr, status))
+        if status == ConnectStatus.OK:
+            conn.account = connect.source_addr
+        conn.session.accept_login(status, account.secret if account else None, conn._loop.time())
+        conn._after_session_call(flush_now=False)
+        if status == ConnectStatus.OK:
+            self._pump(conn.account)
+
+    def _login_status(self, connect: cmpp.Connect, account: Account | None) -> int:
+        if self.config.faults.login_status is not None:
+            return self.config.faults.login_status
+        if account is None:
+            return ConnectStatus.ILLEGAL_SOURCE_ADDRESS
+        expected = cmpp.authenticator_source(account.account, account.secret, connect.timestamp)
+        if connect.authenticator_source != expected:
+            return ConnectStatus.AUTHENTICATION_ERROR
+        if connect.version > 0x21:
+            return ConnectStatus.VERSION_TOO_HIGH
+        if len(self.connections(account.account)) >= account.max_connections:
+            return self.config.too_many_connections_status
+        return ConnectStatus.OK
+
+    def _on_submit(self, conn: _IsmgConnection, event: ev.SubmitReceived) -> None:
+        submit, faults, now = event.submit, self.config.faults, conn._loop.time()
+        self.counters["submits"] += 1
+        if self.config.record:
+            self.received.append((conn.id, submit))
+        result = self._submit_result(conn.account, now)
+        msg_id = self._next_msg_id(len(submit.dest_terminal_ids)) if result == 0 else None
+        self.submits.append(ReceivedSubmit(conn.account, conn.id, submit, msg_id, result, now))
+        if faults.no_submit_resp:
+            return
+        response = cmpp.SubmitResp(submit.sequence_id, msg_id or 0, result)
+        if result == 0 and submit.registered_delivery == 1:
+            if faults.report_before_resp:
+                for report in self._reports(submit, msg_id):
+                    self._send_deliver(conn, conn.account, report)
+            else:
+                self._later(self.config.report_delay, self._queue_reports, conn.account, submit, msg_id)
+        if faults.submit_resp_delay > 0:
+            self._later(faults.submit_resp_delay, conn.respond, response)
+        else:
+            conn.respond(response)
+
+    def _submit_result(self, account: str, now: float) -> int:
+        faults = self.config.faults
+        if faults.submit_result is not None:
+            return faults.submit_result
+        if faults.throttle_tps is not None:
+            recent = self._recent[account]
+            while recent and recent[0] <= now - 1.0:
+                recent.popleft()
+            if len(recent) >= faults.throttle_tps:
+                self.counters["throttled"] += 1
+                return cmpp.SubmitResult.FLOW_CONTROL
+            recent.append(now)
+        return 0
+
+    def _on_deliver_acknowledged(self, conn, event: ev.DeliverAcknowledged) -> None:
+        self.counters["delivers_acknowledged"] += 1
+        self._pump(conn.account)
+
+    def _on_request(self, conn: _IsmgConnection, event: ev.RequestReceived) -> None:
+        request = event.request
+        if isinstance(request, cmpp.Query):
+            accepted = sum(1 for s in self.submits if s.result == 0)
+            conn.respond(cmpp.QueryResp(request.sequence_id, request.time, request.query_type,
+                                        request.query_code, mt_tlmsg=len(self.submits),
+                                        mt_scs=accepted))
+        else:
+            conn.respond(cmpp.CancelResp(request.sequence_id, success_id=1))
+
+    def _on_malformed(self, conn, event: ev.MalformedPduReceived) -> None:
+        self.counters["malformed"] += 1
+
+    def _on_terminated(self, conn: _IsmgConnection, event: ev.ConnectionTerminated) -> None:
+        requeue = [p for p in event.unanswered if isinstance(p, cmpp.Deliver)]
+        if conn.account and requeue:
+            self._outbox[conn.account].extendleft(reversed([d.with_sequence(0) for d in requeue]))
+            self._later(0, self._pump, conn.account)
+
+    # ------------------------------------------------------------------------- reports
+
+    def _reports(self, submit: cmpp.Submit, msg_id: int) -> list[cmpp.Deliver]:
+        stamp = china_time().strftime("%y%m%d%H%M")
+        stats, weights = zip(*self.config.stats.items())
+        out = []
+        for k, dest in enumerate(submit.dest_terminal_ids):
+            report = cmpp.StatusReport(msg_id=cmpp.nth_of_mass_send(msg_id, k),
+                                       stat=self.random.choices(stats, weights)[0],
+                                       submit_time=stamp, done_time=stamp, dest_terminal_id=dest,
+                                       smsc_sequence=self.random.randrange(1 << 32))
+            out.append(cmpp.Deliver(msg_id=self._next_msg_id(), dest_id=submit.src_id,
+                                    service_id=submit.service_id, src_terminal_id=dest,
+                                    report=report))
+        return out
+
+    def _queue_reports(self, account: str, submit: cmpp.Submit, msg_id: int) -> None:
+        self._outbox[account].extend(self._reports(submit, msg_id))
+        self._pump(account)
+
+    def _pump(self, account: str | None) -> None:
+        """Send queued DELIVERs, one per connection with window to spare in each round."""
+        queue = self._outbox.get(account)
+        while queue:
+            ready = [c for c in self.connections(account) if c.session.window_free > 0]
+            if not ready:
+                return
+            self.random.shuffle(ready)
+            for conn in ready:
+                if not queue:
+                    return
+                self._send_deliver(conn, account, queue.popleft())
+
+    def _send_deliver(self, conn: _IsmgConnection, account: str, deliver: cmpp.Deliver) -> None:
+        sent = conn.send(deliver)
+        if sent.report is not None:
+            self.reports.append(SentReport(account, sent, conn._loop.time()))
+        self.counters["delivers_sent"] += 1
+        if self.config.faults.duplicate_delivers and conn.session.window_free > 0:
+            conn.send(deliver)
+            self.counters["delivers_sent"] += 1
+
+    # ------------------------------------------------------------------------- helpers
+
+    def _next_msg_id(self, count: int = 1) -> int:
+        """A Msg_Id per the spec: now (China time), the gateway code, a 16-bit sequence; a
+        mass send reserves ``count`` consecutive sequences (Msg_Id .. Msg_Id+count-1)."""
+        now = china_time()
+        msg_id = cmpp.MsgId(now.month, now.day, now.hour, now.minute, now.second,
+                            self.config.gateway_code, self._sequence).pack()
+        self._sequence = (self._sequence + count) & 0xFFFF
+        return msg_id
+
+    def _later(self, delay: float, callback, *args) -> None:
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle
+
+        def run() -> None:
+            self._timers.discard(handle)
+            callback(*args)
+
+        handle = loop.call_later(delay, run)
+        self._timers.add(handle)
+
+
+_SIM_ACTIONS = {
+    ev.LoginRequested: Simulator._on_login,
+    ev.SubmitReceived: Simulator._on_submit,
+    ev.DeliverAcknowledged: Simulator._on_deliver_acknowledged,
+    ev.RequestReceived: Simulator._on_request,
+    ev.MalformedPduReceived: Simulator._on_malformed,
+    ev.ConnectionTerminated: Simulator._on_terminated,
+}
