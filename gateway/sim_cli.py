@@ -1,0 +1,134 @@
+"""``cmpp-gateway simulate``: run the ISMG simulator from flags or a TOML file.
+
+    cmpp-gateway simulate --listen 127.0.0.1:7890 --account 900001:secret:4 \\
+        --report-delay 1 --stat DELIVRD=9 --stat UNDELIV=1 --fault throttle_tps=100
+
+The TOML file takes the same settings::
+
+    listen = "127.0.0.1:7890"
+    gateway_code = 1
+    report_delay = 1.0
+    [[accounts]]
+    account = "900001"
+    secret = "secret"
+    max_connections = 4
+    [stats]
+    DELIVRD = 9
+    "MK:0012" = 1
+    [faults]
+    throttle_tps = 100
+
+Flags given on the command line override the file. It runs until Ctrl-C, SIGTERM or
+``--duration`` seconds, then prints what it saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import signal
+import sys
+import tomllib
+
+from .simulator import Account, Faults, Simulator, SimulatorConfig
+
+_FAULTS = {f.name: f.type for f in dataclasses.fields(Faults)}
+
+
+def add_simulate_command(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("simulate", help="run an ISMG simulator (CMPP 2.0 server)",
+                                   description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="a TOML file with the settings below")
+    parser.add_argument("--listen", help="host:port (default 127.0.0.1:7890)")
+    parser.add_argument("--account", action="append", default=[], metavar="ID:SECRET[:MAX]",
+                        help="an SP account, its secret and its connection limit (repeatable)")
+    parser.add_argument("--gateway-code", type=int, help="ISMG code inside Msg_Id")
+    parser.add_argument("--report-delay", type=float, help="seconds from SUBMIT to its report")
+    parser.add_argument("--stat", action="append", default=[], metavar="STAT=WEIGHT",
+                        help="a Stat value of the reports and its weight (repeatable)")
+    parser.add_argument("--fault", action="append", default=[], metavar="NAME=VALUE",
+                        help=f"inject a fault (repeatable): {', '.join(_FAULTS)}")
+    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.set_defaults(func=lambda args: simulate_main(args))
+    return parser
+
+
+def build_config(args: argparse.Namespace) -> tuple[SimulatorConfig, str, int]:
+    """The simulator's settings from the file and the flags; ValueError names a bad one."""
+    settings = {}
+    if args.config:
+        with open(args.config, "rb") as file:
+            settings = tomllib.load(file)
+    accounts = [Account(a["account"], a["secret"], a.get("max_connections", 4))
+                for a in settings.get("accounts", [])]
+    accounts += [_account(text) for text in args.account]
+    stats = dict(settings.get("stats", {}))
+    stats.update(_pair(text, float) for text in args.stat)
+    faults = Faults(**{k: _fault_value(k, v) for k, v in settings.get("faults", {}).items()})
+    for text in args.fault:
+        name, value = _pair(text, str)
+        setattr(faults, name, _fault_value(name, value))
+    host, _, port = (args.listen or settings.get("listen", "127.0.0.1:7890")).rpartition(":")
+    config = SimulatorConfig(
+        accounts=accounts or [Account("900001", "secret")],
+        gateway_code=args.gateway_code if args.gateway_code is not None
+        else settings.get("gateway_code", 1),
+        report_delay=args.report_delay if args.report_delay is not None
+        else settings.get("report_delay", 0.0),
+        stats=stats or {"DELIVRD": 1.0}, faults=faults, record=False)
+    return config, host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _account(text: str) -> Account:
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        raise ValueError(f"--account {text!r}: use ID:SECRET or ID:SECRET:MAX_CONNECTIONS")
+    return Account(parts[0], parts[1], int(parts[2]) if len(parts) == 3 else 4)
+
+
+def _pair(text: str, kind):
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise ValueError(f"{text!r}: use NAME=VALUE")
+    return name, kind(value)
+
+
+def _fault_value(name: str, value):
+    if name not in _FAULTS:
+        raise ValueError(f"unknown fault {name!r}; known: {', '.join(_FAULTS)}")
+    if isinstance(value, str):
+        if value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        return float(value) if "." in value else int(value)
+    return value
+
+
+async def serve(config: SimulatorConfig, host: str, port: int, duration: float | None) -> Simulator:
+    sim = Simulator(config)
+    await sim.start(host, port)
+    accounts = ", ".join(f"{a.account} (max {a.max_connections})" for a in config.accounts)
+    print(f"ISMG simulator listening on {sim.address[0]}:{sim.address[1]}; accounts {accounts}",
+          flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await asyncio.wait_for(stop.wait(), duration)
+    except asyncio.TimeoutError:
+        pass
+    await sim.stop()
+    return sim
+
+
+def simulate_main(args: argparse.Namespace) -> int:
+    try:
+        config, host, port = build_config(args)
+    except (ValueError, OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as error:
+        print(f"simulate: {error}", file=sys.stderr)
+        return 2
+    sim = asyncio.run(serve(config, host, port, args.duration))
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(sim.counters.items())) or "no traffic"
+    print(f"stopped: logins {len(sim.logins)}, {counts}")
+    return 0
