@@ -233,8 +233,9 @@ class Connection(SessionProtocol):
         self.session.connection_lost("aborted")
         self._process_events()
 
-    async def wait_closed(self) -> None:
-        await asyncio.shield(self._closed)
+    async def wait_closed(self) -> ev.ConnectionTerminated:
+        """Wait until the connection has ended; return why."""
+        return await asyncio.shield(self._closed)
 
     # ------------------------------------------------------------------------- events
 

@@ -27,18 +27,9 @@ from gateway.errors import (
     SubmitThrottledError,
 )
 from gateway.simulator import Account, Faults, Simulator, SimulatorConfig
+from tests.aio import run
 
 ACCOUNT, SECRET = "900001", "secret"
-
-
-def run(scenario, timeout: float = 20.0):
-    """Run an async scenario with a deadline, then check that it left no task behind."""
-    async def bounded():
-        await asyncio.wait_for(scenario(), timeout)
-        await asyncio.sleep(0)
-        leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        assert leftovers == [], leftovers
-    asyncio.run(bounded())
 
 
 def submit_pdu(text: str = "hello", registered_delivery: int = 1) -> cmpp.Submit:

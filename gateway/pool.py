@@ -1,0 +1,471 @@
+"""A channel's pool: ``connections`` logged-in CMPP connections, kept alive and kept busy.
+
+Each connection slot has a task that logs in, waits for the connection to end and logs in
+again after a capped, jittered backoff. A login refused for a reason that will not heal
+(illegal source address, authentication error, version too high, a refused authenticator)
+marks the channel unhealthy and leaves one slot probing at a slow cadence instead of hammering.
+The first slot logs in alone; the others follow once it succeeds, so a wrong password costs one
+attempt, not ``connections`` of them.
+
+``submit`` paces the channel to its TPS, picks the open connection with the most free window,
+and waits (until the caller's deadline) when there is none: the queue is the callers
+themselves, never an unbounded buffer. Result 8 cools that connection down and sends again, up
+to a cap; other results are returned or raised as they are. A SUBMIT left unanswered by a dying
+connection is sent again on another connection (policy "resend", the default: the ISMG may then
+deliver it twice) or raised as ``OutcomeUnknown`` (policy "report").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from dataclasses import dataclass, field
+
+import cmpp
+from cmpp import events as ev
+from cmpp.session import SessionConfig
+
+from .config import ChannelConfig
+from .connection import Connection, EventHandler
+from .errors import (
+    ConnectionClosed,
+    GatewayError,
+    LoginFailed,
+    LoginRefused,
+    OutcomeUnknown,
+    SubmitThrottledError,
+)
+
+log = logging.getLogger("cmpp_gateway.pool")
+
+
+class DeadlineExceeded(GatewayError):
+    """No connection, window or TPS budget became free before the caller's deadline."""
+
+
+class PoolClosed(ConnectionClosed):
+    """The pool is draining or closed and takes no more submits."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential backoff with equal jitter: attempt n waits between half and all of
+    min(cap, base * 2**n) seconds."""
+
+    base: float = 0.5
+    cap: float = 30.0
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        full = min(self.cap, self.base * (2 ** min(attempt, 30)))
+        return full / 2 + (rng or random).random() * full / 2
+
+
+@dataclass(frozen=True)
+class PoolTuning:
+    """Timings of the pool itself (the session's timers come from the channel)."""
+
+    reconnect: Backoff = Backoff(0.5, 30.0)
+    refused_retry: float = 300.0        # slow probe after a login refusal that will not heal
+    throttle: Backoff = Backoff(0.05, 5.0)
+    max_throttled_sends: int = 30       # Result 8 resends of one SUBMIT before giving up
+    max_lost_resends: int = 3           # "resend" policy: resends after lost connections
+    drain_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A SUBMIT the ISMG accepted: its response, the connection that carried it, and how many
+    times it was sent in all."""
+
+    response: cmpp.SubmitResp
+    connection: str
+    sends: int
+
+
+@dataclass(frozen=True)
+class ConnectionStatus:
+    slot: int
+    name: str
+    state: str
+    in_window: int
+    window: int
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class ChannelStatus:
+    channel: str
+    healthy: bool
+    reason: str | None
+    open: int
+    wanted: int
+    connections: tuple[ConnectionStatus, ...]
+
+
+class TpsLimiter:
+    """Paces callers to ``rate`` per second (0: no limit), one at a time in arrival order.
+
+    GCRA evaluated when each caller actually passes, not reserved in advance: the theoretical
+    arrival time (TAT) moves on by 1/rate per pass. A caller that had to wait and woke up late
+    catches up its lateness, at most one interval, so timer jitter under load does not drag the
+    rate down; a caller that finds the limiter idle starts afresh, so idle time earns no burst.
+    Over any second at most rate + 1 callers pass."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self._tat = 0.0
+        self._queued = 0
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, deadline: float | None) -> None:
+        """Wait for this caller's turn; DeadlineExceeded (taking no turn) when it would come
+        after ``deadline``."""
+        if not self.interval:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if deadline is not None and max(self._tat, now) + self._queued * self.interval > deadline:
+            raise DeadlineExceeded("TPS budget exhausted until after the deadline")
+        self._queued += 1
+        try:
+            async with self._lock:
+                now = loop.time()
+                if self._tat > now:
+                    await asyncio.sleep(self._tat - now)
+                    now = loop.time()
+                    self._tat = max(self._tat, now - self.interval) + self.interval
+                else:
+                    self._tat = now + self.interval
+        finally:
+            self._queued -= 1
+
+
+@dataclass
+class _Slot:
+    index: int
+    connection: Connection | None = None
+    last_error: str | None = None
+    cooling_until: float = 0.0
+    throttled_in_a_row: int = 0
+    task: asyncio.Task | None = field(default=None, repr=False)
+
+
+def session_config(channel: ChannelConfig) -> SessionConfig:
+    return SessionConfig(window=channel.window, response_timeout=channel.response_timeout,
+                         max_sends=channel.max_sends, heartbeat_interval=channel.heartbeat_interval,
+                         login_timeout=channel.connect_timeout,
+                         refuse_bad_authenticator=channel.verify_authenticator == "refuse")
+
+
+class ChannelPool:
+    """The connections of one channel. ``await start()``, ``await submit(pdu)``,
+    ``await close()`` (drain) or ``await abort()`` (now)."""
+
+    def __init__(self, channel: ChannelConfig, *, tuning: PoolTuning | None = None,
+                 on_deliver: EventHandler | None = None, on_event: EventHandler | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.channel = channel
+        self.tuning = tuning or PoolTuning()
+        self.on_deliver = on_deliver
+        self.on_event = on_event
+        self._rng = rng or random.Random()
+        self._session_config = session_config(channel)
+        self._slots = [_Slot(i) for i in range(channel.connections)]
+        self._limiter = TpsLimiter(channel.tps)
+        self._waiters: deque[asyncio.Future] = deque()
+        self._first_login: asyncio.Future | None = None
+        self._refusal: str | None = None
+        self._closing = False       # draining: no new submits
+        self._closed = False        # done: nothing more will be sent
+        self._in_flight = 0
+        self._idle: asyncio.Event | None = None
+
+    # ------------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Start the slot tasks; returns at once (connections come up in the background)."""
+        loop = asyncio.get_running_loop()
+        self._first_login = loop.create_future()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        for slot in self._slots:
+            slot.task = loop.create_task(self._keep(slot), name=f"{self.channel.name}#{slot.index}")
+
+    async def wait_ready(self, count: int | None = None, timeout: float = 10.0) -> None:
+        """Wait until ``count`` connections (default: all) are open; TimeoutError otherwise."""
+        wanted = len(self._slots) if count is None else count
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while self.open_connections < wanted:
+            if loop.time() >= end:
+                raise TimeoutError(f"{self.open_connections} of {wanted} connections open")
+            await asyncio.sleep(0.01)
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Drain: refuse new submits, wait (bounded) for those in flight, TERMINATE every
+        connection, and end every task."""
+        self._closing = True
+        if self._in_flight:
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout or self.tuning.drain_timeout)
+            except asyncio.TimeoutError:
+                log.warning("%s: drain timed out with %d submits in flight",
+                            self.channel.name, self._in_flight)
+        await self._stop_tasks()
+        await asyncio.gather(*(s.connection.close() for s in self._slots if s.connection),
+                             return_exceptions=True)
+        self._closed = True
+        self._wake_all()
+
+    async def abort(self) -> None:
+        """Stop now: drop every connection (waiting submits fail) and end every task."""
+        self._closing = True
+        await self._stop_tasks()
+        for slot in self._slots:
+            if slot.connection is not None:
+                slot.connection.abort()
+        self._closed = True
+        self._wake_all()
+
+    async def _stop_tasks(self) -> None:
+        tasks = [s.task for s in self._slots if s.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ------------------------------------------------------------------------- slots
+
+    async def _keep(self, slot: _Slot) -> None:
+        """Keep one connection logged in for as long as the pool runs; a bug in one round is
+        logged and the slot carries on."""
+        if slot.index > 0:
+            await asyncio.shield(self._first_login)
+        while not self._closing:
+            try:
+                await self._keep_round(slot)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the slot must outlive any bug
+                log.exception("%s#%d: unexpected error; reconnecting", self.channel.name, slot.index)
+                slot.connection = None
+                await asyncio.sleep(self.tuning.reconnect.cap)
+
+    async def _keep_round(self, slot: _Slot) -> None:
+        failures = 0
+        while not self._closing:
+            if self._refusal is not None and slot.index > 0:
+                await asyncio.sleep(self.tuning.refused_retry)   # slot 0 probes alone
+                continue
+            try:
+                conn = await self._open(slot)
+            except LoginFailed as error:
+                failures += 1
+                await asyncio.sleep(self._after_failure(slot, error, failures))
+                continue
+            failures = 0
+            self._on_open(slot, conn)
+            closed = await conn.wait_closed()
+            self._on_closed(slot, closed)
+            if not self._closing:
+                await asyncio.sleep(self.tuning.reconnect.delay(0, self._rng))
+
+    async def _open(self, slot: _Slot) -> Connection:
+        c = self.channel
+        return await Connection.open(
+            c.host, c.port, c.account, c.password, config=self._session_config,
+            timeout=c.connect_timeout, name=f"{c.name}#{slot.index}",
+            on_deliver=self.on_deliver, on_event=self._observe)
+
+    def _after_failure(self, slot: _Slot, error: LoginFailed, failures: int) -> float:
+        slot.last_error = str(error)
+        if isinstance(error, LoginRefused) and not error.retryable:
+            if self._refusal is None:
+                log.error("%s: login refused (%s); retrying every %g s, check the account and "
+                          "password", self.channel.name, error.reason, self.tuning.refused_retry)
+            self._refusal = str(error)
+            self._release_followers()
+            return self.tuning.refused_retry
+        log.warning("%s#%d: %s (attempt %d)%s", self.channel.name, slot.index, error, failures,
+                    "; the account may allow fewer connections than configured"
+                    if isinstance(error, LoginRefused) and self.open_connections else "")
+        return self.tuning.reconnect.delay(failures, self._rng)
+
+    def _on_open(self, slot: _Slot, conn: Connection) -> None:
+        slot.connection, slot.last_error = conn, None
+        slot.throttled_in_a_row, slot.cooling_until = 0, 0.0
+        if self._refusal is not None:
+            log.info("%s: login accepted again", self.channel.name)
+        self._refusal = None
+        self._release_followers()
+        self._wake(conn.window_free)
+
+    def _on_closed(self, slot: _Slot, event: ev.ConnectionTerminated) -> None:
+        slot.connection = None
+        if not self._closing:
+            slot.last_error = event.reason
+            log.warning("%s#%d: connection ended: %s", self.channel.name, slot.index, event.reason)
+
+    def _release_followers(self) -> None:
+        if self._first_login is not None and not self._first_login.done():
+            self._first_login.set_result(None)
+
+    # ------------------------------------------------------------------------- submitting
+
+    async def submit(self, submit: cmpp.Submit, deadline: float | None = None) -> Submitted:
+        """Send one SUBMIT through the channel; return it acknowledged (Result 0).
+
+        ``deadline`` is on the loop's clock. Raises ``SubmitRejectedError`` (definitive
+        Result), ``SubmitThrottledError`` (Result 8 beyond the resend cap), ``OutcomeUnknown``
+        (policy "report", or resends exhausted), ``DeadlineExceeded`` (nothing free in time),
+        ``PoolClosed``, ValueError (a field that does not fit)."""
+        if self._closing:
+            raise PoolClosed(f"channel {self.channel.name} is closing")
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            return await self._submit(submit, deadline)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+
+    async def _submit(self, submit: cmpp.Submit, deadline: float | None) -> Submitted:
+        await self._limiter.acquire(deadline)
+        sends = throttled = lost = 0
+        while True:
+            slot = await self._pick(deadline)
+            sends += 1
+            try:
+                response = await slot.connection.submit(submit)
+            except SubmitThrottledError:
+                throttled += 1
+                self._cool(slot)
+                if throttled > self.tuning.max_throttled_sends:
+                    raise
+                continue
+            except OutcomeUnknown:
+                lost += 1
+                if (self.channel.on_connection_lost == "report" or self._closed
+                        or lost > self.tuning.max_lost_resends):
+                    raise
+                continue
+            except ConnectionClosed:
+                sends -= 1               # it never left: not a send
+                continue
+            slot.throttled_in_a_row = 0
+            return Submitted(response, slot.connection.name if slot.connection else "", sends)
+
+    async def _pick(self, deadline: float | None) -> _Slot:
+        """The open, not cooling connection with the most free window; wait for one."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._closed:
+                raise PoolClosed(f"channel {self.channel.name} is closed")
+            now = loop.time()
+            best, best_free, cooling = None, 0, None
+            for slot in self._slots:
+                conn = slot.connection
+                if conn is None or not conn.is_open:
+                    continue
+                if slot.cooling_until > now:
+                    cooling = min(cooling or slot.cooling_until, slot.cooling_until)
+                    continue
+                free = conn.window_free
+                if free > best_free:
+                    best, best_free = slot, free
+            if best is not None:
+                return best
+            await self._wait(deadline, cooling)
+
+    async def _wait(self, deadline: float | None, wake_at: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        limit = min(t for t in (deadline, wake_at) if t is not None) \
+            if deadline is not None or wake_at is not None else None
+        if deadline is not None and loop.time() >= deadline:
+            raise DeadlineExceeded(f"no connection of {self.channel.name} free before the deadline")
+        waiter = loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            if limit is None:
+                await waiter
+            else:
+                await asyncio.wait_for(waiter, max(0.0, limit - loop.time()))
+        except asyncio.TimeoutError:
+            if deadline is not None and loop.time() >= deadline:
+                raise DeadlineExceeded(
+                    f"no connection of {self.channel.name} free before the deadline") from None
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+
+    def _cool(self, slot: _Slot) -> None:
+        slot.throttled_in_a_row += 1
+        delay = self.tuning.throttle.delay(slot.throttled_in_a_row - 1, self._rng)
+        slot.cooling_until = asyncio.get_running_loop().time() + delay
+
+    def _wake(self, count: int = 1) -> None:
+        while count > 0 and self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                count -= 1
+
+    def _wake_all(self) -> None:
+        self._wake(len(self._waiters))
+
+    def _observe(self, conn: Connection, event: ev.Event) -> None:
+        if isinstance(event, _FREES_WINDOW):
+            self._wake()
+        elif isinstance(event, ev.ConnectionTerminated):
+            self._wake_all()
+        if self.on_event is not None:
+            self.on_event(conn, event)
+
+    # ------------------------------------------------------------------------- status
+
+    @property
+    def open_connections(self) -> int:
+        return sum(1 for s in self._slots if s.connection is not None and s.connection.is_open)
+
+    def status(self) -> ChannelStatus:
+        """What an operator needs: per connection its state, window in use and last error;
+        for the channel, healthy or not and why."""
+        conns = tuple(ConnectionStatus(
+            s.index, f"{self.channel.name}#{s.index}",
+            s.connection.state.value if s.connection else "disconnected",
+            s.connection.in_window if s.connection else 0, self.channel.window, s.last_error)
+            for s in self._slots)
+        open_count = self.open_connections
+        reason = self._refusal or (None if open_count else
+                                   next((s.last_error for s in self._slots if s.last_error),
+                                        "no connection open"))
+        return ChannelStatus(self.channel.name, open_count > 0 and self._refusal is None, reason,
+                             open_count, len(self._slots), conns)
+
+
+_FREES_WINDOW = (ev.SubmitAcknowledged, ev.SubmitThrottled, ev.SubmitRejected, ev.RequestTimedOut)
+
+
+class ChannelPools:
+    """Every channel's pool, side by side: one per provider account."""
+
+    def __init__(self, pools: dict[str, ChannelPool]) -> None:
+        self.pools = pools
+
+    def __getitem__(self, name: str) -> ChannelPool:
+        return self.pools[name]
+
+    async def start(self) -> None:
+        for pool in self.pools.values():
+            await pool.start()
+
+    async def close(self, timeout: float | None = None) -> None:
+        await asyncio.gather(*(p.close(timeout) for p in self.pools.values()))
+
+    async def abort(self) -> None:
+        await asyncio.gather(*(p.abort() for p in self.pools.values()))
+
+    def status(self) -> list[ChannelStatus]:
+        return [p.status() for p in self.pools.values()]

@@ -1,0 +1,25 @@
+"""Helpers for tests that run asyncio scenarios on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+def run(scenario, timeout: float = 20.0):
+    """Run an async scenario with a deadline, then check that it left no task behind."""
+    async def bounded():
+        await asyncio.wait_for(scenario(), timeout)
+        await asyncio.sleep(0)
+        leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert leftovers == [], leftovers
+    asyncio.run(bounded())
+
+
+async def eventually(predicate, timeout: float = 5.0, step: float = 0.01) -> None:
+    """Wait until ``predicate()`` is true; AssertionError after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        if loop.time() > end:
+            raise AssertionError(f"still false after {timeout} s: {predicate.__doc__ or predicate}")
+        await asyncio.sleep(step)
