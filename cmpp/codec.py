@@ -18,6 +18,7 @@ from .pdus import PDU_CLASSES, ActiveTestResp, CommandId, Deliver, Pdu, StatusRe
 
 DEFAULT_MAX_LENGTH = 4096
 _HEADER = struct.Struct(">III")
+_LENGTH = struct.Struct(">I")
 _DECODE_ERRORS = (struct.error, ConstructError, UnicodeDecodeError, IndexError)
 
 
@@ -49,26 +50,31 @@ def decode(frame: bytes) -> Pdu:
     the sequence so that a session can answer), a body that does not fit the 2.0 layout
     (saying so when it fits the CMPP 3.0 one instead), or bytes left over.
     """
+    return _decode(frame, 0, len(frame))
+
+
+def _decode(data: bytes, start: int, end: int) -> Pdu:
+    """Decode the frame ``data[start:end]`` without copying it out first."""
     try:
-        total_length, command_id, sequence_id = _HEADER.unpack_from(frame)
+        total_length, command_id, sequence_id = _HEADER.unpack_from(data, start)
     except struct.error:
-        raise CodecError(f"frame of {len(frame)} bytes is shorter than the 12-byte header",
+        raise CodecError(f"frame of {end - start} bytes is shorter than the 12-byte header",
                          field="Total_Length") from None
     entry = _DECODERS.get(command_id)
-    if entry is None or total_length != len(frame):
-        raise _header_error(frame, total_length, command_id, sequence_id)
+    if entry is None or total_length != end - start:
+        raise _header_error(end - start, total_length, command_id, sequence_id)
     cls, parse, finish = entry
     if parse is None:
         if total_length != 12:
-            return _decode_tolerated(_CODECS[command_id], frame, command_id, sequence_id)
+            return _decode_tolerated(_CODECS[command_id], data[start:end], command_id, sequence_id)
         values = {"sequence_id": sequence_id}
     else:
         try:
-            values, end = parse(frame, 12)
+            values, stop = parse(data, start + 12)
         except _DECODE_ERRORS:
-            end = -1
-        if end != total_length:
-            return _decode_tolerated(_CODECS[command_id], frame, command_id, sequence_id)
+            stop = -1
+        if stop != end:     # a read past the frame shows here too
+            return _decode_tolerated(_CODECS[command_id], data[start:end], command_id, sequence_id)
         values["sequence_id"] = sequence_id
         if finish is not None:
             finish(values, command_id, sequence_id)
@@ -77,9 +83,9 @@ def decode(frame: bytes) -> Pdu:
     return pdu
 
 
-def _header_error(frame: bytes, total_length: int, command_id: int, sequence_id: int):
-    if total_length != len(frame):
-        return CodecError(f"Total_Length says {total_length} bytes but the frame has {len(frame)}",
+def _header_error(size: int, total_length: int, command_id: int, sequence_id: int):
+    if total_length != size:
+        return CodecError(f"Total_Length says {total_length} bytes but the frame has {size}",
                           field="Total_Length", command_id=command_id, sequence_id=sequence_id)
     return CodecError("unknown Command_Id", field="Command_Id",
                       command_id=command_id, sequence_id=sequence_id)
@@ -259,28 +265,27 @@ class FrameDecoder:
     def feed(self, data: bytes) -> list[Pdu]:
         if self._fatal is not None:
             raise self._fatal
-        self._buffer += data
+        buffer = self._buffer
+        buffer += data
         if self._pending is not None:
             error, self._pending = self._pending, None
             raise error
+        end = self._complete_frames()
+        if not end:
+            return []
+        whole = bytes(buffer) if end == len(buffer) else bytes(buffer[:end])
         pdus: list[Pdu] = []
-        buffer = self._buffer
-        start, end = 0, len(buffer)
+        start = 0
         try:
-            while end - start >= 4:
-                total = int.from_bytes(buffer[start:start + 4], "big")
-                if not 12 <= total <= self.max_length:
-                    self._fatal = self._bad_length(buffer[start:], total)
-                    raise self._fatal
-                if end - start < total:
-                    break
-                frame = bytes(buffer[start:start + total])
-                start += total
+            while start < end:
+                stop = start + _LENGTH.unpack_from(whole, start)[0]
                 try:
-                    pdus.append(decode(frame))
+                    pdus.append(_decode(whole, start, stop))
                 except CodecError as error:
-                    error.frame = frame
+                    error.frame = whole[start:stop]
                     raise
+                finally:
+                    start = stop
         except CodecError as error:
             if not pdus:
                 raise
@@ -288,6 +293,24 @@ class FrameDecoder:
         finally:
             del buffer[:start]
         return pdus
+
+    def _complete_frames(self) -> int:
+        """The length of the run of whole frames at the head of the buffer. A Total_Length out
+        of range stops the run; it becomes the fatal error, raised at once when no whole frame
+        comes before it and by the next ``feed`` otherwise."""
+        buffer, at = self._buffer, 0
+        while len(buffer) - at >= 4:
+            total = _LENGTH.unpack_from(buffer, at)[0]
+            if not 12 <= total <= self.max_length:
+                self._fatal = self._bad_length(buffer[at:], total)
+                if not at:
+                    raise self._fatal
+                self._pending = self._fatal
+                break
+            if len(buffer) - at < total:
+                break
+            at += total
+        return at
 
     def _bad_length(self, head: bytearray, total: int) -> CodecError:
         command_id = sequence_id = None

@@ -240,14 +240,13 @@ class Layout(Struct):
     def _emitbuild(self, code):
         ident = code.allocateId()
         self._build_bytes_name = fname = f"build_bytes_{ident}"
-        lines = [f"def {fname}(obj):"]
-        rebuilt = [(name, sc) for name, sc in map(_unwrap, self.subcons) if isinstance(sc, Rebuild)]
-        if rebuilt or any(isinstance(sc, Require) for _, sc in map(_unwrap, self.subcons)):
-            lines.append("    this = dict(obj)")
-        else:
-            lines.append("    this = obj")
-        for name, sc in rebuilt:
-            lines.append(f"    this[{name!r}] = {sc.func!r}")
+        lines = [f"def {fname}(obj):", "    this = obj"]
+        # Derived counts live in locals, so the caller's mapping is read, never copied.
+        self._rebuilt = {name: f"_rb_{name}" for name, sc in map(_unwrap, self.subcons)
+                         if isinstance(sc, Rebuild)}
+        for name, sc in map(_unwrap, self.subcons):
+            if isinstance(sc, Rebuild):
+                lines.append(f"    {self._rebuilt[name]} = {self._expr(sc.func)}")
         parts = []
         for run in self._runs():
             if isinstance(run, list):
@@ -263,8 +262,18 @@ class Layout(Struct):
         code.append("\n".join(lines) + "\n")
         return f"build_layout_{ident}(obj, io, this)"
 
+    def _expr(self, func) -> str:
+        """A construct expression as code over ``this``, with derived fields read from locals."""
+        text = repr(func)
+        for name, local in self._rebuilt.items():
+            text = text.replace(f"this[{name!r}]", local)
+        return text
+
+    def _value(self, name: str) -> str:
+        return self._rebuilt.get(name) or f"this[{name!r}]"
+
     def _emit_build_run(self, code, run, parts):
-        lines = [f"    if not ({sc.func!r}): raise CheckError({sc.reason!r})"
+        lines = [f"    if not ({self._expr(sc.func)}): raise CheckError({sc.reason!r})"
                  for _, sc in run if isinstance(sc, Require)]
         fields = [(name, sc) for name, sc in run if not isinstance(sc, Require)]
         if not fields:
@@ -282,7 +291,7 @@ class Layout(Struct):
                 misfit.append(f"len(this[{name!r}]) != {sc.length}")
                 args.append(f"this[{name!r}]")
             else:
-                args.append(f"this[{name!r}]")
+                args.append(self._value(name))
         if misfit:
             lines.append(f"    if {' or '.join(misfit)}: raise StringError('field size')")
         lines.append(f"    _p{ident} = layout_struct_{ident}.pack({', '.join(args)})")
@@ -298,7 +307,8 @@ class Layout(Struct):
             encode = "_x.encode('ascii')" if isinstance(sc.subcon, Text) else "_x"
             misfit = f"len(_e) > {size}" if isinstance(sc.subcon, Text) else f"len(_e) != {size}"
             return [
-                f"    if len(this[{name!r}]) != ({sc.count!r}): raise CheckError('{name}: count')",
+                f"    if len(this[{name!r}]) != ({self._expr(sc.count)}): "
+                f"raise CheckError('{name}: count')",
                 f"    {var} = []",
                 f"    for _x in this[{name!r}]:",
                 f"        _e = {encode}",
@@ -310,6 +320,6 @@ class Layout(Struct):
             return [
                 f"    {var} = this[{name!r}]",
                 f"    if type({var}) is not bytes: {var} = memoryview({var}).tobytes()",
-                f"    if len({var}) != ({sc.length!r}): raise StreamError('{name}: length')",
+                f"    if len({var}) != ({self._expr(sc.length)}): raise StreamError('{name}: length')",
             ]
         raise TypeError(f"Layout cannot compile member {name!r}: {sc!r}")

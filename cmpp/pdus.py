@@ -8,7 +8,7 @@ Values are checked when the PDU is encoded, not when it is built.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from enum import IntEnum
 from typing import ClassVar
 
@@ -331,7 +331,29 @@ class FwdResp(Pdu):
     result: int = 0
 
 
+def _fast_init(cls):
+    """Give a frozen dataclass an ``__init__`` that sets ``__dict__`` in one step.
+
+    The generated one calls ``object.__setattr__`` once per field, about 3 us for a SUBMIT;
+    this one takes the same arguments and defaults, and still runs ``__post_init__``."""
+    specs = fields(cls)
+    if any(f.default is MISSING for f in specs):
+        raise TypeError(f"{cls.__name__}: every field needs a plain default")
+    params = ", ".join(f"{f.name}=_default_{f.name}" for f in specs)
+    values = ", ".join(f"{f.name!r}: {f.name}" for f in specs)
+    post = "\n    self.__post_init__()" if hasattr(cls, "__post_init__") else ""
+    source = f"def __init__(self, {params}):\n    _set(self, '__dict__', {{{values}}}){post}\n"
+    namespace = {"_set": object.__setattr__, **{f"_default_{f.name}": f.default for f in specs}}
+    exec(source, namespace)  # noqa: S102 - code built from our own field names only
+    namespace["__init__"].__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = namespace["__init__"]
+    return cls
+
+
 PDU_CLASSES: tuple[type[Pdu], ...] = (
     Connect, ConnectResp, Terminate, TerminateResp, Submit, SubmitResp, Deliver, DeliverResp,
     Query, QueryResp, Cancel, CancelResp, ActiveTest, ActiveTestResp, Fwd, FwdResp,
 )
+
+for _cls in (*PDU_CLASSES, StatusReport):
+    _fast_init(_cls)

@@ -104,7 +104,8 @@ class Session:
         self._events: deque[ev.Event] = deque()
         self._sequence = first_sequence
         self._waiting: dict[int, _Waiting] = {}     # in deadline order
-        self._in_window = 0
+        self._in_window = 0       # windowed requests waiting
+        self._probes = 0          # requests waiting outside the window (ACTIVE_TEST)
         self._last_received = now
         self._login_deadline: float | None = now + self.config.login_timeout \
             if role is Role.SERVER else None
@@ -132,12 +133,11 @@ class Session:
         """The time at which ``handle_timer`` must be called next, or None."""
         if self.state is State.CLOSED:
             return None
-        times = [t for t in (self._login_deadline, self._terminate_deadline) if t is not None]
-        if self._waiting:
-            times.append(next(iter(self._waiting.values())).deadline)
-        if self._heartbeat_due_at() is not None:
-            times.append(self._heartbeat_due_at())
-        return min(times) if times else None
+        due = next(iter(self._waiting.values())).deadline if self._waiting else None
+        for other in (self._login_deadline, self._terminate_deadline, self._heartbeat_due_at()):
+            if other is not None and (due is None or other < due):
+                due = other
+        return due
 
     @property
     def window_free(self) -> int:
@@ -308,14 +308,13 @@ class Session:
         frame = encode(pdu)
         self._waiting[seq] = _Waiting(pdu, frame, now, self.config.response_timeout, windowed)
         self._in_window += windowed
+        self._probes += not windowed
         self._out.append(frame)
         return pdu
 
     def _heartbeat_due_at(self) -> float | None:
-        if self.state is not State.ESTABLISHED:
-            return None
-        if any(not w.windowed for w in self._waiting.values()):
-            return None           # an ACTIVE_TEST is already on its way
+        if self.state is not State.ESTABLISHED or self._probes:
+            return None           # not logged in, or an ACTIVE_TEST is already on its way
         return self._last_received + self.config.heartbeat_interval
 
     def _expire_requests(self, now: float) -> None:
@@ -332,6 +331,7 @@ class Session:
                 self._events.append(ev.RequestResent(waiting.pdu, waiting.sends))
                 continue
             self._in_window -= waiting.windowed
+            self._probes -= not waiting.windowed
             self._events.append(ev.RequestTimedOut(waiting.pdu, waiting.sends))
             name = CommandId(waiting.pdu.command_id).name
             self._close(f"no response to {name} after {waiting.sends} sends")
@@ -345,7 +345,7 @@ class Session:
             self._accepts = frozenset()
         unanswered = tuple(w.pdu for w in self._waiting.values() if w.windowed)
         self._waiting.clear()
-        self._in_window = 0
+        self._in_window = self._probes = 0
         self._login_deadline = self._terminate_deadline = None
         self._events.append(ev.ConnectionTerminated(reason, by_peer, unanswered))
 
@@ -420,6 +420,7 @@ class Session:
             return
         del self._waiting[pdu.sequence_id]
         self._in_window -= waiting.windowed
+        self._probes -= not waiting.windowed
         request = waiting.pdu
         if isinstance(pdu, SubmitResp):
             if pdu.result == SubmitResult.OK:

@@ -43,8 +43,12 @@ def china_time() -> datetime:
 
 class SessionProtocol(asyncio.Protocol):
     """The asyncio plumbing around one session, either role: bytes in, one coalesced write per
-    loop iteration out, one timer re-armed at the session's next deadline, and every event
-    handed to ``_handle_event``."""
+    loop iteration out, one timer re-armed at the session's next deadline when bytes go out,
+    and every event handed to ``_handle_event``.
+
+    Events are pumped by one loop that never re-enters: a handler may call the session again
+    (answer a request, acknowledge a DELIVER), and the events that produces are taken by the
+    same loop, however many PDUs one read brought."""
 
     def __init__(self, session: Session, name: str) -> None:
         self.name = name
@@ -54,6 +58,7 @@ class SessionProtocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._flush_scheduled = False
+        self._pumping = False
 
     def _handle_event(self, event: ev.Event) -> None:
         """React to one session event (subclasses)."""
@@ -63,7 +68,8 @@ class SessionProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.session.receive_data(data, self._loop.time())
-        self._after_session_call()
+        self._process_events()
+        self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.session.connection_lost(f"connection lost: {exc}" if exc else "connection closed")
@@ -71,24 +77,29 @@ class SessionProtocol(asyncio.Protocol):
         self._cancel_timer()
 
     def _after_session_call(self, flush_now: bool = True) -> None:
-        """Call after every session call: handle its events, send its bytes, re-arm its timer.
-        With ``flush_now`` false the bytes go out at the end of this loop iteration, together
-        with whatever else is sent meanwhile."""
+        """Call after every session call: handle its events and send its bytes, now or (with
+        ``flush_now`` false) at the end of this loop iteration together with whatever else is
+        sent meanwhile."""
         self._process_events()
         if flush_now:
             self._flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
-        self._rearm_timer()
 
     def _flush(self) -> None:
+        """Write what the session has to send and re-arm its timer (or close, once it ended)."""
         self._flush_scheduled = False
         data = self.session.data_to_send()
-        if data and self._transport is not None and not self._transport.is_closing():
-            self._transport.write(data)
-        if self.session.state is State.CLOSED and self._transport is not None:
-            self._transport.close()
+        transport = self._transport
+        if data and transport is not None and not transport.is_closing():
+            transport.write(data)
+        if self.session.state is State.CLOSED:
+            self._cancel_timer()
+            if transport is not None:
+                transport.close()
+        else:
+            self._rearm_timer()
 
     def _on_timer(self) -> None:
         self._timer = self._timer_at = None
@@ -110,11 +121,17 @@ class SessionProtocol(asyncio.Protocol):
         self._timer = self._timer_at = None
 
     def _process_events(self) -> None:
-        while (event := self.session.next_event()) is not None:
-            try:
-                self._handle_event(event)
-            except Exception:  # noqa: BLE001 - a bug in a reaction must not break the link
-                log.exception("%s: handling %s failed", self.name, type(event).__name__)
+        if self._pumping:
+            return                      # the loop below is running and will take them
+        self._pumping = True
+        try:
+            while (event := self.session.next_event()) is not None:
+                try:
+                    self._handle_event(event)
+                except Exception:  # noqa: BLE001 - a bug in a reaction must not break the link
+                    log.exception("%s: handling %s failed", self.name, type(event).__name__)
+        finally:
+            self._pumping = False
 
 
 class Connection(SessionProtocol):
@@ -194,15 +211,14 @@ class Connection(SessionProtocol):
         Raises ``SubmitThrottledError`` (Result 8), ``SubmitRejectedError`` (other non-zero
         Result), ``OutcomeUnknown`` (sent, but the connection ended or T/N ran out before an
         answer), ``ConnectionClosed`` (not sent), ValueError (a field that does not fit)."""
-        while self.session.window_free <= 0:
-            if not self.is_open:
-                raise ConnectionClosed(f"{self.name} is {self.state.value}")
+        session = self.session
+        while session.state is not State.ESTABLISHED or session.window_free <= 0:
+            if session.state is not State.ESTABLISHED:
+                raise ConnectionClosed(f"{self.name} is {session.state.value}")
             waiter = self._loop.create_future()
             self._window_waiters.append(waiter)
             await waiter
-        if not self.is_open:
-            raise ConnectionClosed(f"{self.name} is {self.state.value}")
-        sent = self.session.submit(submit, self._loop.time())
+        sent = session.submit(submit, self._loop.time())
         future = self._loop.create_future()
         self._pending[sent.sequence_id] = future
         self._after_session_call(flush_now=False)

@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 import cmpp
 from cmpp import events as ev
 from cmpp.session import SessionConfig
+from cmpp.states import State
+
+ESTABLISHED = State.ESTABLISHED
 
 from .config import ChannelConfig
 from .connection import Connection, EventHandler
@@ -363,18 +366,21 @@ class ChannelPool:
         while True:
             if self._closed:
                 raise PoolClosed(f"channel {self.channel.name} is closed")
-            now = loop.time()
-            best, best_free, cooling = None, 0, None
+            best, best_free, cooling, now = None, 0, None, None
             for slot in self._slots:
                 conn = slot.connection
-                if conn is None or not conn.is_open:
+                if conn is None:
                     continue
-                if slot.cooling_until > now:
-                    cooling = min(cooling or slot.cooling_until, slot.cooling_until)
+                session = conn.session
+                free = session.window_free
+                if free <= best_free or session.state is not ESTABLISHED:
                     continue
-                free = conn.window_free
-                if free > best_free:
-                    best, best_free = slot, free
+                if slot.cooling_until:
+                    now = now or loop.time()
+                    if slot.cooling_until > now:
+                        cooling = min(cooling or slot.cooling_until, slot.cooling_until)
+                        continue
+                best, best_free = slot, free
             if best is not None:
                 return best
             await self._wait(deadline, cooling)

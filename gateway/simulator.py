@@ -17,6 +17,7 @@ import itertools
 import logging
 import random
 import struct
+import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
@@ -67,7 +68,7 @@ class SimulatorConfig:
     too_many_connections_status: int = 5  # Status for a login beyond max_connections
     faults: Faults = field(default_factory=Faults)
     session: SessionConfig = field(default_factory=SessionConfig)
-    record: bool = True                   # keep every PDU received (turn off for load tests)
+    record: bool = True                   # keep every SUBMIT received (turn off for load tests)
     seed: int | None = None
 
 
@@ -186,6 +187,8 @@ class Simulator:
         self._timers: set[asyncio.TimerHandle] = set()
         self._recent: dict[str, deque[float]] = defaultdict(deque)
         self._sequence = 0
+        self._clock_second = -1
+        self._time_bits = 0
         self._server: asyncio.AbstractServer | None = None
         self.address: tuple[str, int] | None = None
 
@@ -293,7 +296,8 @@ class Simulator:
             self.received.append((conn.id, submit))
         result = self._submit_result(conn.account, now)
         msg_id = self._next_msg_id(len(submit.dest_terminal_ids)) if result == 0 else None
-        self.submits.append(ReceivedSubmit(conn.account, conn.id, submit, msg_id, result, now))
+        if self.config.record:
+            self.submits.append(ReceivedSubmit(conn.account, conn.id, submit, msg_id, result, now))
         if faults.no_submit_resp:
             return
         response = cmpp.SubmitResp(submit.sequence_id, msg_id or 0, result)
@@ -392,9 +396,13 @@ class Simulator:
     def _next_msg_id(self, count: int = 1) -> int:
         """A Msg_Id per the spec: now (China time), the gateway code, a 16-bit sequence; a
         mass send reserves ``count`` consecutive sequences (Msg_Id .. Msg_Id+count-1)."""
-        now = china_time()
-        msg_id = cmpp.MsgId(now.month, now.day, now.hour, now.minute, now.second,
-                            self.config.gateway_code, self._sequence).pack()
+        second = int(time.time())
+        if second != self._clock_second:          # the time bits change once a second
+            now = china_time()
+            self._clock_second = second
+            self._time_bits = cmpp.MsgId(now.month, now.day, now.hour, now.minute, now.second,
+                                         self.config.gateway_code, 0).pack()
+        msg_id = self._time_bits | self._sequence
         self._sequence = (self._sequence + count) & 0xFFFF
         return msg_id
 

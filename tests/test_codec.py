@@ -285,3 +285,16 @@ def test_a_bad_frame_first_is_raised_at_once_and_the_stream_goes_on():
 def test_frame_decoder_rejects_a_maximum_below_the_header():
     with pytest.raises(ValueError):
         cmpp.FrameDecoder(max_length=11)
+
+
+def test_pdus_are_frozen_and_take_positional_or_keyword_arguments():
+    import dataclasses
+    by_position = cmpp.SubmitResp(7, 99, 8)
+    assert by_position == cmpp.SubmitResp(sequence_id=7, msg_id=99, result=8)
+    assert cmpp.SubmitResp() == cmpp.SubmitResp(0, 0, 0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        by_position.result = 0
+    with pytest.raises(TypeError):
+        cmpp.SubmitResp(7, 99, 8, 1)
+    assert dataclasses.replace(by_position, result=0).result == 0
+    assert cmpp.Deliver(report=cmpp.StatusReport(stat="DELIVRD")).registered_delivery == 1

@@ -365,3 +365,27 @@ def test_unacknowledged_delivers_go_out_again_on_another_connection():
             assert seen == ["silent", "good"]
             await good.close()
     run(scenario)
+
+
+def test_four_hundred_submits_in_one_write_are_all_answered():
+    """Answers given from inside event handling must not recurse: one read of 400 SUBMITs
+    once ended in RecursionError with SUBMITs never answered."""
+    async def scenario():
+        async with simulator() as sim:
+            host, port = sim.address
+            reader, writer = await asyncio.open_connection(host, port)
+            ts = 1122093000
+            auth = cmpp.authenticator_source(ACCOUNT, SECRET, ts)
+            writer.write(cmpp.encode(cmpp.Connect(1, ACCOUNT, auth, 0x20, ts)))
+            decoder = cmpp.FrameDecoder()
+            assert decoder.feed(await reader.readexactly(30))[0].status == 0
+            writer.write(b"".join(cmpp.encode(submit_pdu(f"m{i}", 0).with_sequence(i + 2))
+                                  for i in range(400)))
+            answers = []
+            while len(answers) < 400:
+                answers += decoder.feed(await asyncio.wait_for(reader.read(65536), 5))
+            assert sorted(a.sequence_id for a in answers) == list(range(2, 402))
+            assert all(a.result == 0 for a in answers) and len(sim.submits) == 400
+            writer.close()
+            await writer.wait_closed()
+    run(scenario)
