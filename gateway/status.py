@@ -1,0 +1,327 @@
+"""One delivery-status model for every provider, and the receipt-code tables that map a
+status report's Stat onto it (cmpp2.md §17).
+
+A provider's table is a TOML file in a directory such as ``fixtures/providers/``:
+``default.toml`` is built from the reference, and ``<provider>.toml`` may say
+``extends = "default"`` and replace or add entries. Each entry maps a Stat (``[codes]``: an exact
+code such as ``MK:0012``; ``[prefixes]``: a prefix rule such as ``MK:``, or one of the seven
+standard states such as ``DELIVRD``, which is matched exactly) to a status word, whether the
+cause is temporary, and a short meaning.
+
+A long message's status follows from its segments' statuses with ``derive_status`` (and the
+deciding receipt with ``derive_outcome``): delivered only when every segment is delivered, the
+first failure in segment order as soon as a segment fails, otherwise not final yet.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+
+class DeliveryStatus(str, Enum):
+    """Where a message (or one of its segments) stands. ACCEPTED and SUBMITTED can still
+    change; every other status is final."""
+
+    ACCEPTED = "accepted"
+    SUBMITTED = "submitted"
+    DELIVERED = "delivered"
+    EXPIRED = "expired"
+    UNDELIVERABLE = "undeliverable"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+    @property
+    def final(self) -> bool:
+        """True when this status can no longer change."""
+        return self is not DeliveryStatus.ACCEPTED and self is not DeliveryStatus.SUBMITTED
+
+
+DEFAULT = "default"
+STANDARD_STATES = frozenset({"DELIVRD", "EXPIRED", "DELETED", "UNDELIV", "ACCEPTD", "UNKNOWN",
+                             "REJECTD"})
+PENDING = "pending"  # a table's word for "not final, keep waiting" (ACCEPTD, ML:)
+STATUS_WORDS: Mapping[str, DeliveryStatus | None] = {
+    **{s.value: s for s in DeliveryStatus if s.final}, PENDING: None}
+ENTRY_KEYS = ("status", "temporary", "meaning")
+FILE_KEYS = ("extends", "prefixes", "codes")
+PADDING = " \0"
+
+
+@dataclass(frozen=True)
+class Classification:
+    """What one status report's Stat means.
+
+    ``status`` is None while the message is not final (ACCEPTD, ``ML:``): keep waiting.
+    ``temporary`` says whether the cause is temporary (a later resend may succeed); it is False
+    for a delivery and for a pending report. ``stat`` is the Stat exactly as received.
+    ``known`` is True only when the exact code (or standard state) is listed in the table, and
+    ``meaning`` is the table's short English meaning ("" when it gives none).
+    """
+
+    status: DeliveryStatus | None
+    temporary: bool
+    stat: str
+    provider: str
+    known: bool
+    meaning: str
+
+    @property
+    def final(self) -> bool:
+        """True when the report settles the segment it is about."""
+        return self.status is not None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One table entry: the status a Stat maps to (None: pending), and what the table says."""
+
+    status: DeliveryStatus | None
+    temporary: bool = False
+    meaning: str = ""
+
+
+class ReceiptCodes:
+    """One provider's resolved table: classifies a status report's Stat."""
+
+    def __init__(self, provider: str, prefixes: Mapping[str, Rule],
+                 codes: Mapping[str, Rule]) -> None:
+        self.provider = provider
+        states = {k: r for k, r in prefixes.items() if k in STANDARD_STATES}
+        self._exact = {**states, **codes}  # an exact [codes] entry wins over a state rule
+        self._rules = sorted(((k, r) for k, r in prefixes.items() if k not in STANDARD_STATES),
+                             key=lambda item: len(item[0]), reverse=True)
+
+    @property
+    def codes(self) -> frozenset[str]:
+        """Every Stat listed exactly: the [codes] entries and the standard states present."""
+        return frozenset(self._exact)
+
+    def is_listed(self, stat: str) -> bool:
+        """True when ``stat`` (padding removed, as given or upper-cased) is an exact entry.
+        Callers label metrics by raw Stat only then, so that label values stay bounded."""
+        return self._exact_rule(stat) is not None
+
+    def classify(self, stat: str) -> Classification:
+        """Classify a Stat: an exact code or standard state first, then the longest matching
+        prefix rule, then UNKNOWN. Trailing spaces and NULs are ignored; the Stat is tried as
+        given, then upper-cased. Never raises for any string."""
+        rule = self._exact_rule(stat)
+        if rule is not None:
+            return self._classification(stat, rule, known=True)
+        rule = self._prefix_rule(stat)
+        if rule is not None:
+            return self._classification(stat, rule, known=False)
+        return self._classification(stat, Rule(DeliveryStatus.UNKNOWN), known=False)
+
+    def _exact_rule(self, stat: str) -> Rule | None:
+        for form in _forms(stat):
+            if form in self._exact:
+                return self._exact[form]
+        return None
+
+    def _prefix_rule(self, stat: str) -> Rule | None:
+        for form in _forms(stat):
+            for prefix, rule in self._rules:
+                if form.startswith(prefix):
+                    return rule
+        return None
+
+    def _classification(self, stat: str, rule: Rule, known: bool) -> Classification:
+        return Classification(rule.status, rule.temporary, stat, self.provider, known,
+                              rule.meaning)
+
+
+def _forms(stat: str) -> tuple[str, ...]:
+    """The Stat as it is looked up: padding removed, as given, then upper-cased if different."""
+    bare = stat.rstrip(PADDING)
+    upper = bare.upper()
+    return (bare,) if upper == bare else (bare, upper)
+
+
+class ReceiptTables:
+    """Every provider's table, resolved against the tables it extends."""
+
+    def __init__(self, tables: Mapping[str, tuple[dict[str, Rule], dict[str, Rule]]]) -> None:
+        self._tables = dict(tables)
+        self._cache: dict[str, ReceiptCodes] = {}
+
+    @property
+    def providers(self) -> frozenset[str]:
+        """The names of the tables that were loaded (file names without ``.toml``)."""
+        return frozenset(self._tables)
+
+    def for_provider(self, name: str) -> ReceiptCodes:
+        """The table for provider ``name``; a provider without a table of its own gets the
+        default table, still labelled ``name`` in its classifications. Cached per name."""
+        codes = self._cache.get(name)
+        if codes is None:
+            prefixes, exact = self._tables.get(name, self._tables[DEFAULT])
+            codes = self._cache[name] = ReceiptCodes(name, prefixes, exact)
+        return codes
+
+
+@dataclass(frozen=True)
+class _TableFile:
+    """One file as read, before it is merged with the table it extends."""
+
+    path: Path
+    extends: str | None
+    prefixes: dict[str, Rule]
+    codes: dict[str, Rule]
+
+
+def load_tables(directory: Path) -> ReceiptTables:
+    """Read every ``*.toml`` table in ``directory`` and resolve ``extends``.
+
+    Raises ValueError naming the file (and the key, when one is at fault) for a file that is
+    not TOML, an unknown key, an unknown status word, a value of the wrong type, an ``extends``
+    naming no table or forming a cycle, and for a directory without ``default.toml``.
+    """
+    directory = Path(directory)
+    files = {path.stem: _read_table_file(path) for path in sorted(directory.glob("*.toml"))}
+    if DEFAULT not in files:
+        raise ValueError(f"{directory}: no {DEFAULT}.toml; every provider falls back to it")
+    return ReceiptTables({name: _resolve(name, files, ()) for name in files})
+
+
+def _resolve(name: str, files: Mapping[str, _TableFile],
+             seen: tuple[str, ...]) -> tuple[dict[str, Rule], dict[str, Rule]]:
+    """The table ``name`` with the tables it extends merged under it (its entries win)."""
+    table = files[name]
+    if table.extends is None:
+        return dict(table.prefixes), dict(table.codes)
+    chain = (*seen, name)
+    if table.extends in chain:
+        cycle = " -> ".join((*chain, table.extends))
+        raise ValueError(f"{table.path}: extends: {cycle} is a cycle")
+    if table.extends not in files:
+        raise ValueError(f"{table.path}: extends: no table named {table.extends!r} (no "
+                         f"{table.extends}.toml in {table.path.parent})")
+    prefixes, codes = _resolve(table.extends, files, chain)
+    return {**prefixes, **table.prefixes}, {**codes, **table.codes}
+
+
+def _read_table_file(path: Path) -> _TableFile:
+    """Parse and check one table file; raises ValueError naming the file and the key."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a valid TOML file: {error}") from None
+    for key in document:
+        if key not in FILE_KEYS:
+            raise ValueError(f"{path}: {key}: unknown key; a table has extends, [prefixes] "
+                             f"and [codes]")
+    return _TableFile(path, _read_extends(path, document.get("extends")),
+                      _read_section(path, "prefixes", document.get("prefixes", {})),
+                      _read_section(path, "codes", document.get("codes", {})))
+
+
+def _read_extends(path: Path, value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value:
+        return value
+    raise ValueError(f"{path}: extends: expected the name of another table as a string, "
+                     f"e.g. extends = \"{DEFAULT}\", got {value!r}")
+
+
+def _read_section(path: Path, section: str, entries: object) -> dict[str, Rule]:
+    """The [prefixes] or [codes] table: Stat (or prefix) -> Rule."""
+    if not isinstance(entries, dict):
+        raise ValueError(f"{path}: {section}: expected a table [{section}], got {entries!r}")
+    return {key: _read_rule(f"{path}: [{section}] {_quoted(key)}", key, value)
+            for key, value in entries.items()}
+
+
+def _read_rule(where: str, key: str, value: object) -> Rule:
+    """One entry, ``{ status = "...", temporary = bool, meaning = "..." }``."""
+    _check_code(where, key)
+    if not isinstance(value, dict):
+        raise ValueError(f'{where}: expected an inline table such as {{ status = '
+                         f'"undeliverable", temporary = false, meaning = "..." }}, got {value!r}')
+    for name in value:
+        if name not in ENTRY_KEYS:
+            raise ValueError(f"{where}: {name}: unknown key; use {', '.join(ENTRY_KEYS)}")
+    temporary, meaning = value.get("temporary", False), value.get("meaning", "")
+    if not isinstance(temporary, bool):
+        raise ValueError(f"{where}: temporary: expected true or false, got {temporary!r}")
+    if not isinstance(meaning, str):
+        raise ValueError(f"{where}: meaning: expected a string, got {meaning!r}")
+    return Rule(_read_status(where, value.get("status")), temporary, meaning)
+
+
+def _read_status(where: str, word: object) -> DeliveryStatus | None:
+    if isinstance(word, str) and word in STATUS_WORDS:
+        return STATUS_WORDS[word]
+    shown = "missing" if word is None else f"unknown status word {word!r}"
+    raise ValueError(f"{where}: status: {shown}; use one of {', '.join(STATUS_WORDS)}")
+
+
+def _check_code(where: str, key: str) -> None:
+    """A code or prefix is printable ASCII without spaces, as a Stat is on the wire."""
+    if not key or not key.isascii() or not key.isprintable() or " " in key:
+        raise ValueError(f"{where}: a code or prefix is printable ASCII without spaces")
+
+
+def _quoted(key: str) -> str:
+    return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def derive_status(parts: Sequence[DeliveryStatus | None]) -> DeliveryStatus:
+    """The status of a message from its segments' statuses, in segment order (None: the
+    segment has no status yet, as ACCEPTED).
+
+    - DELIVERED only when every segment is delivered.
+    - As soon as any segment has a final status other than DELIVERED, the first such segment
+      in segment order decides, even while others are pending: the message can no longer be
+      delivered whole. (A later report for an earlier segment may then name another failure;
+      whoever publishes the message's status keeps the first final one it published.)
+    - Otherwise the message is not final, also when some segments are already delivered (a
+      pending segment may still fail): SUBMITTED when every segment was submitted (SUBMITTED
+      or DELIVERED), else ACCEPTED.
+
+    Raises ValueError for an empty sequence (a message has at least one segment) and for a
+    value that is not a DeliveryStatus.
+    """
+    statuses = [DeliveryStatus.ACCEPTED if s is None else DeliveryStatus(s) for s in parts]
+    if not statuses:
+        raise ValueError("derive_status: a message has at least one segment, got none")
+    failure = _first_failure(statuses)
+    if failure is not None:
+        return statuses[failure]
+    if all(s is DeliveryStatus.DELIVERED for s in statuses):
+        return DeliveryStatus.DELIVERED
+    if DeliveryStatus.ACCEPTED in statuses:
+        return DeliveryStatus.ACCEPTED
+    return DeliveryStatus.SUBMITTED
+
+
+def derive_outcome(parts: Sequence[Classification | None]) -> Classification | None:
+    """The receipt that decides a message, from its segments' classified receipts in segment
+    order (None: no receipt yet): the first final failure, as in ``derive_status``, or the last
+    segment's when all are delivered; None while the message is not final.
+
+    Raises ValueError for an empty sequence: a message has at least one segment.
+    """
+    if not parts:
+        raise ValueError("derive_outcome: a message has at least one segment, got none")
+    statuses = [None if part is None else part.status for part in parts]
+    failure = _first_failure(statuses)
+    if failure is not None:
+        return parts[failure]
+    if all(s is DeliveryStatus.DELIVERED for s in statuses):
+        return parts[-1]
+    return None
+
+
+def _first_failure(statuses: Iterable[DeliveryStatus | None]) -> int | None:
+    """The index of the first final status other than DELIVERED, or None."""
+    for index, status in enumerate(statuses):
+        if status is not None and status.final and status is not DeliveryStatus.DELIVERED:
+            return index
+    return None
