@@ -10,6 +10,7 @@ from pathlib import Path
 import cmpp
 
 from .config import add_check_config_command
+from .daemon import add_run_command
 from .pretty import describe
 from .sim_cli import add_simulate_command
 
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--report", action="store_true", help="items are status-report bodies")
     decode.add_argument("--strict", action="store_true", help="exit 1 if any PDU is refused")
     decode.set_defaults(func=cmd_decode)
+    add_run_command(sub)
     add_check_config_command(sub)
     add_simulate_command(sub)
     return parser

@@ -64,6 +64,7 @@ class GatewaySettings:
     log_level: str
     report_timeout: float
     drain_timeout: float
+    providers: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class ChannelConfig:
     connect_timeout: float
     on_connection_lost: str
     verify_authenticator: str
+    center_signature: str = ""
 
 
 @dataclass(frozen=True)
@@ -184,11 +186,14 @@ def _read_gateway(table, source: str, problems: list[Problem]) -> GatewaySetting
     values = read_table(table, GATEWAY_FIELDS, section.report)
     if section.failed:
         return None
-    return GatewaySettings(**{**values, "store": _resolve_store(values["store"], source)})
+    providers = values["providers"] and _resolve_store(values["providers"], source)
+    return GatewaySettings(**{**values, "store": _resolve_store(values["store"], source),
+                              "providers": providers})
 
 
 def _resolve_store(store: str, source: str) -> str:
-    """The store path made absolute against the config file's directory."""
+    """A path (the store, the providers directory) made absolute against the config file's
+    directory."""
     if store == ":memory:" or os.path.isabs(store):
         return store
     pseudo = source.startswith("<") and source.endswith(">")

@@ -125,6 +125,8 @@ GATEWAY_FIELDS = (
     Field("log_level", STRING, "info", one_of("debug", "info", "warning", "error")),
     Field("report_timeout", NUMBER, 259200, seconds()),
     Field("drain_timeout", NUMBER, 30, seconds(allow_zero=True)),
+    # Directory of receipt-code tables (default.toml and one per provider); empty: built in.
+    Field("providers", STRING, "", matches(r".*", "a directory path")),
 )
 
 # password and password_env default to None: exactly one of them is required, which
@@ -154,6 +156,9 @@ CHANNEL_FIELDS = (
     Field("connect_timeout", NUMBER, 10, seconds()),
     Field("on_connection_lost", STRING, "resend", one_of("resend", "report")),
     Field("verify_authenticator", STRING, "warn", one_of("warn", "refuse")),
+    # A signature the SMS center itself puts in front of every message: the first part of a
+    # long message keeps room for it. Our own signatures (API templates) are part of the text.
+    Field("center_signature", STRING, "", matches(r".{0,20}", "at most 20 characters")),
 )
 
 

@@ -85,6 +85,7 @@ class Submitted:
     response: cmpp.SubmitResp
     connection: str
     sends: int
+    lost: int = 0           # of which, resends after a connection died unanswered
 
 
 @dataclass(frozen=True)
@@ -358,7 +359,7 @@ class ChannelPool:
                 sends -= 1               # it never left: not a send
                 continue
             slot.throttled_in_a_row = 0
-            return Submitted(response, slot.connection.name if slot.connection else "", sends)
+            return Submitted(response, slot.connection.name if slot.connection else "", sends, lost)
 
     async def _pick(self, deadline: float | None) -> _Slot:
         """The open, not cooling connection with the most free window; wait for one."""

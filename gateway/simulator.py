@@ -19,6 +19,7 @@ import random
 import struct
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cmpp
@@ -70,6 +71,7 @@ class SimulatorConfig:
     session: SessionConfig = field(default_factory=SessionConfig)
     record: bool = True                   # keep every SUBMIT received (turn off for load tests)
     seed: int | None = None
+    stat_for: Callable[[cmpp.Submit], str] | None = None   # a report's Stat, chosen per SUBMIT
 
 
 @dataclass(frozen=True)
@@ -256,6 +258,15 @@ class Simulator:
         self._pump(account)
         return delivers
 
+    def send_report(self, account: str, msg_id: int, stat: str = "DELIVRD",
+                    dest_terminal_id: str = "13800138000") -> None:
+        """Queue a status report for any Msg_Id (one the SP never got, for instance)."""
+        stamp = china_time().strftime("%y%m%d%H%M")
+        report = cmpp.StatusReport(msg_id, stat, stamp, stamp, dest_terminal_id, 0)
+        self._outbox[account].append(cmpp.Deliver(msg_id=self._next_msg_id(),
+                                                  src_terminal_id=dest_terminal_id, report=report))
+        self._pump(account)
+
     # ------------------------------------------------------------------------- events
 
     def _on_event(self, conn: _IsmgConnection, event: ev.Event) -> None:
@@ -302,9 +313,12 @@ class Simulator:
             return
         response = cmpp.SubmitResp(submit.sequence_id, msg_id or 0, result)
         if result == 0 and submit.registered_delivery == 1:
-            if faults.report_before_resp:
+            if faults.report_before_resp:     # on this connection, ahead of the response
                 for report in self._reports(submit, msg_id):
-                    self._send_deliver(conn, conn.account, report)
+                    if conn.session.window_free > 0:
+                        self._send_deliver(conn, conn.account, report)
+                    else:
+                        self._outbox[conn.account].append(report)
             else:
                 self._later(self.config.report_delay, self._queue_reports, conn.account, submit, msg_id)
         if faults.submit_resp_delay > 0:
@@ -356,8 +370,9 @@ class Simulator:
         stats, weights = zip(*self.config.stats.items())
         out = []
         for k, dest in enumerate(submit.dest_terminal_ids):
-            report = cmpp.StatusReport(msg_id=cmpp.nth_of_mass_send(msg_id, k),
-                                       stat=self.random.choices(stats, weights)[0],
+            stat = self.config.stat_for(submit) if self.config.stat_for \
+                else self.random.choices(stats, weights)[0]
+            report = cmpp.StatusReport(msg_id=cmpp.nth_of_mass_send(msg_id, k), stat=stat,
                                        submit_time=stamp, done_time=stamp, dest_terminal_id=dest,
                                        smsc_sequence=self.random.randrange(1 << 32))
             out.append(cmpp.Deliver(msg_id=self._next_msg_id(), dest_id=submit.src_id,

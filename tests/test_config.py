@@ -77,12 +77,12 @@ BAD_FILES = [
      [C + "colour: unknown key; use one of provider, host, port, account, password, "
           "password_env, access_number, connections, window, tps, service_id, msg_src, "
           "heartbeat_interval, response_timeout, max_sends, max_parts, connect_timeout, "
-          "on_connection_lost, verify_authenticator"]),
+          "on_connection_lost, verify_authenticator, center_signature"]),
     ("unknown sub-table of a channel", channel() + "[channels.cmcc.limits]\ntps = 5\n",
      [C + "limits: unknown table; use one of provider, host, port, account, password, "
           "password_env, access_number, connections, window, tps, service_id, msg_src, "
           "heartbeat_interval, response_timeout, max_sends, max_parts, connect_timeout, "
-          "on_connection_lost, verify_authenticator"]),
+          "on_connection_lost, verify_authenticator, center_signature"]),
     ("unknown gateway key", "[gateway]\nlog_levle = \"info\"\n" + channel(),
      ["gw.toml: [gateway] log_levle: unknown key; did you mean 'log_level'?"]),
     ("unknown table", "[gatway]\nlog_level = \"info\"\n" + channel(),

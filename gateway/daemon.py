@@ -1,0 +1,183 @@
+"""The gateway process: store, pools, dispatchers, receipts and the operators' endpoints.
+
+``Gateway.start`` opens the store and picks up where it stopped: messages without a recorded
+SUBMIT_RESP are submitted (only their missing parts), MO parts not yet reassembled are fed
+back, callbacks not yet sent stay queued. ``Gateway.stop`` drains: no new work, submits in
+flight finish and are recorded, every connection is terminated, the store is flushed.
+``cmpp-gateway run`` runs it until SIGTERM (drain, exit 0); SIGHUP drains and starts again
+from the configuration file and the store as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from .config import ChannelConfig, Config, ConfigError, load_config
+from .config_schema import split_host_port
+from .dispatcher import ChannelDispatcher
+from .logs import setup_logging
+from .metrics import Metrics
+from .ops_http import OpsServer
+from .pool import ChannelPool, ChannelPools, PoolTuning
+from .receipts import ReceiptHandler
+from .status import load_tables
+from .store import Accepted, NewMessage
+from .store_sqlite import SqliteStore
+
+log = logging.getLogger("cmpp_gateway.daemon")
+
+BUILTIN_PROVIDERS = Path(__file__).resolve().parent / "providers"
+SWEEP_INTERVAL = 60.0
+
+
+@dataclass
+class _Channel:
+    config: ChannelConfig
+    pool: ChannelPool
+    receipts: ReceiptHandler
+    dispatcher: ChannelDispatcher
+
+
+@dataclass
+class GatewayOptions:
+    """Knobs for tests and embedding; the configuration file holds everything else."""
+
+    registry: CollectorRegistry | None = None
+    tuning: PoolTuning | None = None
+    clock: Callable[[], float] = time.time
+    serve_ops: bool = True
+    ops_address: tuple[str, int] | None = None     # instead of metrics_listen (tests: port 0)
+    mo_apps: Callable[[str], tuple[str, ...]] = field(default=lambda channel: ())
+
+
+class Gateway:
+    def __init__(self, config: Config, options: GatewayOptions | None = None) -> None:
+        self.config = config
+        self.options = options or GatewayOptions()
+        self.store = SqliteStore(config.gateway.store)
+        self.metrics = Metrics(self.options.registry)
+        self.channels: dict[str, _Channel] = {}
+        self.pools: ChannelPools | None = None
+        self.ops: OpsServer | None = None
+        self._sweeper: asyncio.Task | None = None
+        self._running = False
+
+    # ------------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        await self.store.open()
+        tables = load_tables(Path(self.config.gateway.providers or BUILTIN_PROVIDERS))
+        for name, channel in self.config.channels.items():
+            codes = tables.for_provider(channel.provider)
+            cm = self.metrics.channel(name, codes)
+            receipts = ReceiptHandler(name, self.store, codes, cm, clock=self.options.clock,
+                                      mo_apps=lambda name=name: self.options.mo_apps(name))
+            pool = ChannelPool(channel, tuning=self.options.tuning, on_deliver=receipts.on_deliver,
+                               on_event=cm.on_event)
+            dispatcher = ChannelDispatcher(channel, pool, self.store, cm, clock=self.options.clock)
+            self.channels[name] = _Channel(channel, pool, receipts, dispatcher)
+        self.pools = ChannelPools({name: c.pool for name, c in self.channels.items()})
+        self.metrics.watch(self.pools.status, self.store.counts_snapshot,
+                           self.store.unmatched_snapshot)
+        await self.pools.start()
+        loose = await self.store.unassembled_mo_parts()
+        for c in self.channels.values():
+            await c.receipts.start(loose)
+            c.dispatcher.start()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="report-timeout")
+        if self.options.serve_ops:
+            self.ops = OpsServer(self.metrics.registry, self.readiness)
+            host, port = self.options.ops_address or \
+                split_host_port(self.config.gateway.metrics_listen)
+            await self.ops.start(host, port)
+        self._running = True
+        log.info("gateway started with %d channel(s)", len(self.channels))
+
+    async def stop(self) -> None:
+        """Drain and stop; bounded by the configuration's drain_timeout."""
+        if not self._running:
+            return
+        self._running = False
+        timeout = self.config.gateway.drain_timeout
+        await asyncio.gather(*(c.dispatcher.drain(timeout) for c in self.channels.values()))
+        await self.pools.close(timeout)
+        for c in self.channels.values():
+            await c.receipts.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+        await self.store.close()
+        if self.ops is not None:
+            await self.ops.stop()
+        log.info("gateway stopped")
+
+    # ------------------------------------------------------------------------- work
+
+    async def accept(self, messages: list[NewMessage]) -> list[Accepted]:
+        """Store messages durably, then tell their channels' dispatchers."""
+        accepted = await self.store.accept(messages, self.options.clock())
+        for channel in {m.channel for m in messages}:
+            self.channels[channel].dispatcher.notify()
+        return accepted
+
+    async def _sweep(self) -> None:
+        timeout = self.config.gateway.report_timeout
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            expired = await self.store.expire_reports(self.options.clock(), timeout)
+            if expired:
+                log.warning("%d message(s) had no status report within %g s: unknown",
+                            len(expired), timeout)
+
+    def readiness(self) -> tuple[bool, dict]:
+        statuses = self.pools.status() if self.pools else []
+        channels = {s.channel: {"healthy": s.healthy, "open": s.open, "wanted": s.wanted,
+                                "reason": s.reason} for s in statuses}
+        ready = self._running and any(s.healthy for s in statuses)
+        return ready, {"channels": channels}
+
+
+# ----------------------------------------------------------------------------- the command
+
+async def serve(config_path: str) -> int:
+    """Run until SIGTERM/SIGINT (0 after draining); SIGHUP reloads. 2 on a bad config."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            config = load_config(config_path)
+        except ConfigError as error:
+            print(error, flush=True)
+            return 2
+        setup_logging(config.gateway.log_level,
+                      secrets=[c.password for c in config.channels.values()])
+        gateway = Gateway(config)
+        await gateway.start()
+        wake = asyncio.Event()
+        reason = {"signal": None}
+
+        def on_signal(signum: int) -> None:
+            reason["signal"] = signum
+            wake.set()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(signum, on_signal, signum)
+        await wake.wait()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
+        log.info("signal %s: draining", signal.Signals(reason["signal"]).name)
+        await gateway.stop()
+        if reason["signal"] != signal.SIGHUP:
+            return 0
+
+
+def add_run_command(subparsers) -> None:
+    parser = subparsers.add_parser("run", help="run the gateway daemon")
+    parser.add_argument("--config", required=True, help="the TOML configuration file")
+    parser.set_defaults(func=lambda args: asyncio.run(serve(args.config)))

@@ -1,0 +1,213 @@
+"""Every Prometheus metric of the daemon, defined here and recorded through small methods.
+
+Labels never carry a phone number or content: channels, connections (``channel#slot``),
+providers, common statuses, wire result codes, and raw Stat values only when the provider's
+table lists them (the rest share the label ``unmapped``), so cardinality stays bounded. Label
+children are bound once per channel, not per message. Gauges that describe state (connections
+by state, window in use, messages by status) are computed when Prometheus scrapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from cmpp import events as ev
+from cmpp.pdus import ActiveTest, Submit
+
+from .status import Classification, ReceiptCodes
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+RECEIPT_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 6 * 3600, 24 * 3600, 72 * 3600)
+CONNECTION_STATES = ("established", "logging in", "terminating", "disconnected")
+
+
+class Metrics:
+    """The daemon's metrics in their own registry (one per daemon, so tests stay apart)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.logins = Counter("cmpp_logins", "Login answers by CONNECT_RESP Status "
+                              "(or 'timeout', 'unreachable')", ["channel", "status"], registry=r)
+        self.submits = Counter("cmpp_submits", "SUBMIT_RESPs by Result", ["channel", "result"],
+                               registry=r)
+        self.submit_latency = Histogram("cmpp_submit_latency_seconds",
+                                        "SUBMIT to SUBMIT_RESP, from the first send",
+                                        ["channel"], buckets=LATENCY_BUCKETS, registry=r)
+        self.resends = Counter("cmpp_resends", "SUBMITs sent again, by reason (timeout: no "
+                               "response after T; flow_control: Result 8; connection_lost)",
+                               ["channel", "reason"], registry=r)
+        self.active_tests = Counter("cmpp_active_tests", "ACTIVE_TEST probes we sent, by outcome",
+                                    ["channel", "outcome"], registry=r)
+        self.disconnects = Counter("cmpp_disconnects", "Connections that ended other than by "
+                                   "our TERMINATE (the pool reconnects them)", ["channel"],
+                                   registry=r)
+        self.malformed = Counter("cmpp_malformed_pdus", "Frames from the ISMG that did not decode",
+                                 ["channel"], registry=r)
+        self.receipts = Counter("cmpp_receipts", "Status reports by provider and common status "
+                                "('pending' for intermediate states)",
+                                ["channel", "provider", "status"], registry=r)
+        self.receipt_stats = Counter("cmpp_receipt_stats", "Status reports by raw Stat; codes the "
+                                     "provider's table does not list count as 'unmapped'",
+                                     ["provider", "stat"], registry=r)
+        self.duplicate_receipts = Counter("cmpp_duplicate_receipts", "Status reports seen before",
+                                          ["channel"], registry=r)
+        self.receipt_latency = Histogram("cmpp_receipt_latency_seconds",
+                                         "SUBMIT_RESP to status report", ["channel"],
+                                         buckets=RECEIPT_BUCKETS, registry=r)
+        self.mo = Counter("cmpp_mo_messages", "MO messages received (complete or expired "
+                          "incomplete)", ["channel", "complete"], registry=r)
+        self.messages = Counter("cmpp_messages_final", "Messages that reached a final status",
+                                ["channel", "status"], registry=r)
+        self.callbacks = Counter("cmpp_callbacks", "Callback attempts by outcome",
+                                 ["app", "kind", "outcome"], registry=r)
+        self._channels: dict[str, ChannelMetrics] = {}
+
+    def channel(self, name: str, codes: ReceiptCodes) -> ChannelMetrics:
+        if name not in self._channels:
+            self._channels[name] = ChannelMetrics(self, name, codes)
+        return self._channels[name]
+
+    def watch(self, pools: Callable[[], Iterable], store_counts: Callable[[], dict],
+              unmatched: Callable[[], int], callbacks_pending: Callable[[], int] | None = None):
+        """Compute the state gauges from these sources at every scrape."""
+        self.registry.register(_StateCollector(pools, store_counts, unmatched, callbacks_pending))
+
+
+class ChannelMetrics:
+    """One channel's label children, bound once."""
+
+    def __init__(self, metrics: Metrics, channel: str, codes: ReceiptCodes) -> None:
+        self.metrics, self.channel, self.codes = metrics, channel, codes
+        self.latency = metrics.submit_latency.labels(channel)
+        self.receipt_latency = metrics.receipt_latency.labels(channel)
+        self.resent = {reason: metrics.resends.labels(channel, reason)
+                       for reason in ("timeout", "flow_control", "connection_lost")}
+        self.answered = metrics.active_tests.labels(channel, "answered")
+        self.unanswered = metrics.active_tests.labels(channel, "unanswered")
+        self.disconnected = metrics.disconnects.labels(channel)
+        self.malformed = metrics.malformed.labels(channel)
+        self.duplicates = metrics.duplicate_receipts.labels(channel)
+        self._results: dict[int, object] = {}
+        self._logins: dict[str, object] = {}
+        self._receipts: dict[str, object] = {}
+        self._stats: dict[str, object] = {}
+        self._final: dict[str, object] = {}
+
+    def result(self, code: int) -> None:
+        child = self._results.get(code)
+        if child is None:
+            label = str(code) if 0 <= code <= 13 else "other"
+            child = self._results[code] = self.metrics.submits.labels(self.channel, label)
+        child.inc()
+
+    def login(self, status: str) -> None:
+        child = self._logins.get(status)
+        if child is None:
+            child = self._logins[status] = self.metrics.logins.labels(self.channel, status)
+        child.inc()
+
+    def on_event(self, conn, event: ev.Event) -> None:
+        """Record a session event of one of this channel's connections."""
+        kind = type(event)
+        if kind is ev.SubmitAcknowledged or kind is ev.SubmitThrottled or kind is ev.SubmitRejected:
+            self.result(event.response.result)
+            self.latency.observe(event.rtt)
+            if kind is ev.SubmitThrottled:
+                self.resent["flow_control"].inc()
+        elif kind is ev.RequestResent:
+            if isinstance(event.request, Submit):
+                self.resent["timeout"].inc()
+        elif kind is ev.ActiveTestAnswered:
+            self.answered.inc()
+        elif kind is ev.RequestTimedOut:
+            if isinstance(event.request, ActiveTest):
+                self.unanswered.inc()
+        elif kind is ev.LoginSucceeded:
+            self.login("0")
+        elif kind is ev.LoginRejected:
+            self.login(str(event.status) if event.status is not None else "authenticator")
+        elif kind is ev.MalformedPduReceived:
+            self.malformed.inc()
+        elif kind is ev.ConnectionTerminated:
+            if event.reason not in ("terminated", "aborted") and "before login" not in event.reason:
+                self.disconnected.inc()
+
+    def lost_resends(self, count: int) -> None:
+        if count:
+            self.resent["connection_lost"].inc(count)
+
+    def receipt(self, classification: Classification, duplicate: bool,
+                latency: float | None) -> None:
+        """One status report: by common status, by raw Stat (bounded), its latency."""
+        if duplicate:
+            self.duplicates.inc()
+            return
+        status = classification.status.value if classification.status else "pending"
+        child = self._receipts.get(status)
+        if child is None:
+            child = self._receipts[status] = self.metrics.receipts.labels(
+                self.channel, self.codes.provider, status)
+        child.inc()
+        stat = classification.stat.strip().upper()
+        label = stat if self.codes.is_listed(stat) else "unmapped"
+        child = self._stats.get(label)
+        if child is None:
+            child = self._stats[label] = self.metrics.receipt_stats.labels(self.codes.provider, label)
+        child.inc()
+        if latency is not None:
+            self.receipt_latency.observe(latency)
+
+    def final(self, status: str, count: int = 1) -> None:
+        child = self._final.get(status)
+        if child is None:
+            child = self._final[status] = self.metrics.messages.labels(self.channel, status)
+        child.inc(count)
+
+    def mo(self, complete: bool) -> None:
+        self.metrics.mo.labels(self.channel, "true" if complete else "false").inc()
+
+
+class _StateCollector(Collector):
+    """Gauges read at scrape time from the pools and the store."""
+
+    def __init__(self, pools, store_counts, unmatched, callbacks_pending) -> None:
+        self.pools, self.store_counts = pools, store_counts
+        self.unmatched, self.callbacks_pending = unmatched, callbacks_pending
+
+    def collect(self):
+        states = GaugeMetricFamily("cmpp_connections", "Connections by state",
+                                   labels=["channel", "state"])
+        window = GaugeMetricFamily("cmpp_window_in_use", "Requests waiting for responses",
+                                   labels=["channel", "connection"])
+        up = GaugeMetricFamily("cmpp_channel_up", "1 when the channel is healthy (logged in, "
+                               "not refused)", labels=["channel"])
+        wanted = GaugeMetricFamily("cmpp_connections_wanted", "Connections the channel should "
+                                   "hold", labels=["channel"])
+        for status in self.pools():
+            counts = dict.fromkeys(CONNECTION_STATES, 0)
+            for conn in status.connections:
+                state = conn.state if conn.state in counts else "disconnected"
+                counts[state] += 1
+                window.add_metric([status.channel, conn.name], conn.in_window)
+            for state, count in counts.items():
+                states.add_metric([status.channel, state], count)
+            up.add_metric([status.channel], 1 if status.healthy else 0)
+            wanted.add_metric([status.channel], status.wanted)
+        yield from (states, window, up, wanted)
+        backlog = GaugeMetricFamily("cmpp_store_messages", "Messages in the store by status",
+                                    labels=["status"])
+        for status, count in sorted(self.store_counts().items()):
+            backlog.add_metric([status], count)
+        yield backlog
+        yield GaugeMetricFamily("cmpp_unmatched_receipts", "Status reports whose Msg_Id matches "
+                                "no segment (yet)", value=self.unmatched())
+        if self.callbacks_pending is not None:
+            yield GaugeMetricFamily("cmpp_callbacks_pending", "Callbacks waiting to be sent",
+                                    value=self.callbacks_pending())
+
+    def describe(self):
+        return []

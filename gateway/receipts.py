@@ -1,0 +1,148 @@
+"""Status reports and MO messages, from whichever connection of a channel they arrive on.
+
+Every DELIVER is written to the store first and acknowledged (DELIVER_RESP) only once that is
+committed: if the gateway dies in between, the ISMG sends the DELIVER again and the store
+recognises the duplicate. A report is matched by its inner Msg_Id, whatever connection carried
+it and whether or not its SUBMIT_RESP has been recorded yet (the store holds it until then).
+MO parts are stored as they come and reassembled across connections; a long MO still
+incomplete after the reassembly timeout is delivered with the parts that came, not dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import cmpp
+from cmpp import events as ev
+
+from .connection import Connection
+from .metrics import ChannelMetrics
+from .status import ReceiptCodes
+from .store import MoMessage, MoPart, Receipt, Store
+
+log = logging.getLogger("cmpp_gateway.receipts")
+
+
+class ReceiptHandler:
+    """One per channel: hand ``on_deliver`` to the channel's pool."""
+
+    def __init__(self, channel: str, store: Store, codes: ReceiptCodes, metrics: ChannelMetrics,
+                 mo_apps: Callable[[], tuple[str, ...]] = tuple,
+                 on_mo: Callable[[MoMessage, int], None] | None = None,
+                 reassembly_timeout: float = 7200.0, clock: Callable[[], float] = time.time):
+        self.channel = channel
+        self.store = store
+        self.codes = codes
+        self.metrics = metrics
+        self.mo_apps = mo_apps
+        self.on_mo = on_mo
+        self.clock = clock
+        self.reassembler = cmpp.Reassembler(reassembly_timeout)
+        self._part_ids: dict[tuple, int] = {}
+        self._expiry: asyncio.Task | None = None
+
+    async def start(self, parts: list[MoPart]) -> None:
+        """Pick up MO parts stored before a restart, and start the reassembly expiry."""
+        for part in parts:
+            if part.channel == self.channel:
+                self._reassemble(part, _deliver_of(part))
+        self._expiry = asyncio.get_running_loop().create_task(
+            self._expire_loop(), name=f"mo-expiry-{self.channel}")
+
+    async def close(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            await asyncio.gather(self._expiry, return_exceptions=True)
+
+    def on_deliver(self, conn: Connection, event: ev.ReportReceived | ev.MessageReceived) -> None:
+        """The pool's DELIVER handler: store first, acknowledge after the commit."""
+        if isinstance(event, ev.ReportReceived):
+            self._report(conn, event)
+        else:
+            self._mo_part(conn, event.deliver)
+
+    # ------------------------------------------------------------------------- reports
+
+    def _report(self, conn: Connection, event: ev.ReportReceived) -> None:
+        report, classification = event.report, self.codes.classify(event.report.stat)
+        receipt = Receipt(self.channel, conn.name, event.deliver.msg_id, report.msg_id,
+                          classification, report.submit_time, report.done_time,
+                          report.dest_terminal_id, report.smsc_sequence, self.clock())
+        future = self.store.record_receipts([receipt])
+        future.add_done_callback(lambda f: self._report_stored(f, conn, event, classification))
+
+    def _report_stored(self, future, conn, event, classification) -> None:
+        if future.cancelled() or future.exception() is not None:
+            log.error("%s: receipt not stored (%s); the ISMG will send it again",
+                      conn.name, future.exception() if not future.cancelled() else "cancelled")
+            return
+        [outcome] = future.result()
+        conn.acknowledge_deliver(event.deliver)
+        self.metrics.receipt(classification, outcome.duplicate, outcome.latency)
+        if outcome.message_status is not None and outcome.message_status.final:
+            self.metrics.final(outcome.message_status.value)
+
+    # ------------------------------------------------------------------------- MO
+
+    def _mo_part(self, conn: Connection, deliver: cmpp.Deliver) -> None:
+        part = MoPart(self.channel, conn.name, deliver.msg_id, deliver.src_terminal_id,
+                      deliver.dest_id, deliver.service_id, deliver.msg_fmt, deliver.tp_udhi,
+                      deliver.msg_content, self.clock())
+        future = self.store.record_mo_parts([part])
+        future.add_done_callback(lambda f: self._mo_part_stored(f, conn, deliver))
+
+    def _mo_part_stored(self, future, conn: Connection, deliver: cmpp.Deliver) -> None:
+        if future.cancelled() or future.exception() is not None:
+            log.error("%s: MO not stored; the ISMG will send it again", conn.name)
+            return
+        [stored] = future.result()
+        conn.acknowledge_deliver(deliver)
+        if stored is not None:                          # None: a duplicate, already kept
+            self._reassemble(stored, deliver)
+
+    def _reassemble(self, part: MoPart, deliver: cmpp.Deliver) -> None:
+        self._part_ids[_key(deliver)] = part.id
+        for message in self.reassembler.feed(deliver, now=part.received_at):
+            self._complete(message)
+
+    def _complete(self, message: cmpp.Message) -> None:
+        part_ids = tuple(self._part_ids.pop(_key(p)) for p in message.parts)
+        first = message.parts[0]
+        mo = MoMessage(self.channel, message.source, message.destination, message.text,
+                       message.payload, first.msg_fmt, part_ids, message.complete,
+                       message.first_seen)
+        future = self.store.record_mo_message(mo, self.mo_apps())
+        future.add_done_callback(lambda f: self._mo_stored(f, mo))
+
+    def _mo_stored(self, future, mo: MoMessage) -> None:
+        if future.cancelled() or future.exception() is not None:
+            log.error("%s: reassembled MO not stored; its parts stay and are retried on restart",
+                      self.channel)
+            return
+        self.metrics.mo(mo.complete)
+        if not mo.complete:
+            log.warning("%s: MO from %s incomplete after the reassembly timeout (%d parts came)",
+                        self.channel, mo.src_terminal_id, len(mo.part_ids))
+        if self.on_mo is not None:
+            self.on_mo(mo, future.result())
+
+    async def _expire_loop(self) -> None:
+        while True:
+            due = self.reassembler.next_expiry()
+            await asyncio.sleep(60.0 if due is None else max(1.0, min(60.0, due - self.clock())))
+            for message in self.reassembler.expire(self.clock()):
+                self._complete(message)
+
+
+def _key(deliver: cmpp.Deliver) -> tuple:
+    return deliver.msg_id, deliver.src_terminal_id, deliver.msg_content
+
+
+def _deliver_of(part: MoPart) -> cmpp.Deliver:
+    return cmpp.Deliver(msg_id=part.deliver_msg_id, dest_id=part.dest_id,
+                        service_id=part.service_id or "", msg_fmt=part.msg_fmt,
+                        tp_udhi=part.tp_udhi, src_terminal_id=part.src_terminal_id,
+                        msg_content=part.content)

@@ -1,0 +1,258 @@
+"""The durable record: messages, segments, receipts, MO and the callback outbox.
+
+``Store`` is the interface the daemon uses; ``gateway.store_sqlite.SqliteStore`` is the
+embedded default. A shared backend for several gateway instances implements the same methods.
+
+Every write is durable before its coroutine returns: callers queue operations, one worker
+thread runs whatever has accumulated in one transaction (group commit), and only then are the
+callers' futures resolved. Reads go through the same queue, so they see every write queued
+before them.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+from .status import Classification, DeliveryStatus
+
+
+def to_signed(msg_id: int) -> int:
+    """An unsigned 64-bit Msg_Id as SQLite's signed INTEGER (same 8 bytes)."""
+    return msg_id - (1 << 64) if msg_id >= 1 << 63 else msg_id
+
+
+def to_unsigned(value: int) -> int:
+    return value + (1 << 64) if value < 0 else value
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A message accepted from an application: one recipient, the final text (signature
+    included), and the 8-bit UDH reference its parts will carry if it is long."""
+
+    app: str
+    channel: str
+    recipient: str
+    text: str
+    template_id: str | None = None
+    kind: str = "notification"
+    idempotency_key: str | None = None
+    reference: int = 0
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """``accept``'s answer for one message: its id, and whether it was already there (an
+    ``Idempotency-Key`` seen before)."""
+
+    id: int
+    existing: bool = False
+
+
+@dataclass(frozen=True)
+class PendingMessage:
+    """A message the dispatcher must (still) submit; ``done_parts`` already have a SUBMIT_RESP."""
+
+    id: int
+    channel: str
+    recipient: str
+    text: str
+    reference: int
+    attempts: int
+    done_parts: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """What became of one SUBMIT: a Msg_Id (Result 0), or a final status for the segment."""
+
+    message_id: int
+    channel: str
+    part: int
+    parts: int
+    result: int
+    msg_id: int | None = None
+    status: DeliveryStatus = DeliveryStatus.SUBMITTED
+    connection: str = ""
+    sends: int = 1
+    at: float = 0.0
+    temporary: bool = False
+    stat: str = ""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A status report as received, with its classification by the channel's provider table."""
+
+    channel: str
+    connection: str
+    deliver_msg_id: int
+    msg_id: int
+    classification: Classification
+    submit_time: str = ""
+    done_time: str = ""
+    dest_terminal_id: str = ""
+    smsc_sequence: int = 0
+    received_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReceiptOutcome:
+    """What a receipt did: nothing (duplicate), wait unmatched, or settle a segment; and the
+    message's status when that changed it."""
+
+    duplicate: bool = False
+    matched: bool = False
+    message_id: int | None = None
+    message_status: DeliveryStatus | None = None
+    latency: float | None = None
+
+
+@dataclass(frozen=True)
+class MoPart:
+    """One received MO DELIVER, kept as received."""
+
+    channel: str
+    connection: str
+    deliver_msg_id: int
+    src_terminal_id: str
+    dest_id: str
+    service_id: str
+    msg_fmt: int
+    tp_udhi: int
+    content: bytes
+    received_at: float
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class MoMessage:
+    """An MO message, reassembled from its parts (``complete`` false: parts never came)."""
+
+    channel: str
+    src_terminal_id: str
+    dest_id: str
+    text: str | None
+    payload: bytes
+    msg_fmt: int
+    part_ids: tuple[int, ...]
+    complete: bool
+    received_at: float
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A callback to send: a final status (``kind`` "status", ``ref`` the message id) or an
+    MO (``kind`` "mo", ``ref`` the MO id) for ``app``."""
+
+    id: int
+    app: str
+    kind: str
+    ref: int
+    event_id: str
+    attempts: int
+    created_at: float
+
+
+@dataclass(frozen=True)
+class SegmentView:
+    part: int
+    msg_id: int | None
+    result: int
+    status: str
+    stat: str | None
+    temporary: bool | None
+    connection: str | None
+    submitted_at: float
+    done_at: float | None
+
+
+@dataclass(frozen=True)
+class MessageView:
+    """A message as operators and support see it, with its per-part detail."""
+
+    id: int
+    app: str
+    channel: str
+    recipient: str
+    text: str
+    template_id: str | None
+    kind: str
+    created_at: float
+    status: str
+    status_stat: str | None
+    status_temporary: bool | None
+    status_provider: str | None
+    status_at: float | None
+    parts: int | None
+    segments: tuple[SegmentView, ...] = field(default_factory=tuple)
+
+
+class Store(abc.ABC):
+    """The daemon's durable state. Every method is safe to call from the event loop."""
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def accept(self, messages: list[NewMessage], now: float) -> list[Accepted]:
+        """Store new messages (status accepted). A repeated (app, idempotency key) returns the
+        first message's id with ``existing`` set, storing nothing."""
+
+    @abc.abstractmethod
+    async def fetch_pending(self, channel: str, after_id: int, limit: int,
+                            now: float) -> list[PendingMessage]:
+        """Messages of ``channel`` still to submit and due by ``now``, in id order."""
+
+    @abc.abstractmethod
+    async def defer(self, message_id: int, until: float) -> None:
+        """Try this message again no earlier than ``until``."""
+
+    @abc.abstractmethod
+    async def record_submits(self, results: list[SegmentResult],
+                             provider: str) -> list[tuple[int, DeliveryStatus]]:
+        """Record SUBMIT outcomes; match receipts that were waiting for these Msg_Ids. Returns
+        the messages that became final, with their status."""
+
+    @abc.abstractmethod
+    async def record_receipts(self, receipts: list[Receipt]) -> list[ReceiptOutcome]:
+        """Store status reports and settle the segments they name."""
+
+    @abc.abstractmethod
+    async def record_mo_parts(self, parts: list[MoPart]) -> list[MoPart | None]:
+        """Store MO parts; returns each with its id, or None for a duplicate."""
+
+    @abc.abstractmethod
+    async def record_mo_message(self, message: MoMessage) -> int:
+        """Store a reassembled MO message and queue its callback; returns its id."""
+
+    @abc.abstractmethod
+    async def unassembled_mo_parts(self) -> list[MoPart]:
+        """MO parts stored but not yet part of a message (after a restart)."""
+
+    @abc.abstractmethod
+    async def expire_reports(self, now: float, timeout: float) -> list[int]:
+        """Messages submitted more than ``timeout`` ago with no final report: they end
+        ``unknown``. Returns their ids."""
+
+    @abc.abstractmethod
+    async def message(self, message_id: int) -> MessageView | None: ...
+
+    @abc.abstractmethod
+    async def status_counts(self) -> dict[str, int]:
+        """Messages by status."""
+
+    @abc.abstractmethod
+    async def unmatched_receipts(self) -> int: ...
+
+    @abc.abstractmethod
+    async def due_callbacks(self, now: float, limit: int) -> list[OutboxEntry]: ...
+
+    @abc.abstractmethod
+    async def callback_done(self, entry_id: int, delivered: bool, now: float,
+                            next_attempt_at: float | None, error: str | None) -> None:
+        """Mark a callback sent (or dropped), or schedule its next attempt."""

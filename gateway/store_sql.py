@@ -1,0 +1,487 @@
+"""SQL of the embedded store: the schema and one function per operation.
+
+Every function runs in the store's worker thread inside a transaction opened by
+``SqliteStore._run``; ``State`` carries the connection and the in-memory facts that change with
+each transaction (receipts waiting for their SUBMIT_RESP, messages by status), applied only when
+the transaction commits.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections import Counter
+
+from .status import DeliveryStatus, derive_status
+from .store import (
+    Accepted,
+    MessageView,
+    MoMessage,
+    MoPart,
+    NewMessage,
+    OutboxEntry,
+    PendingMessage,
+    Receipt,
+    ReceiptOutcome,
+    SegmentResult,
+    SegmentView,
+    to_signed,
+    to_unsigned,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    app TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    text TEXT NOT NULL,
+    template_id TEXT,
+    kind TEXT NOT NULL,
+    idempotency_key TEXT,
+    reference INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    parts INTEGER,
+    status TEXT NOT NULL DEFAULT 'accepted',
+    status_stat TEXT,
+    status_temporary INTEGER,
+    status_provider TEXT,
+    status_at REAL,
+    submitted_at REAL,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency
+    ON messages(app, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_accepted ON messages(channel, id) WHERE status = 'accepted';
+CREATE INDEX IF NOT EXISTS messages_submitted ON messages(submitted_at) WHERE status = 'submitted';
+
+CREATE TABLE IF NOT EXISTS segments (
+    message_id INTEGER NOT NULL,
+    part INTEGER NOT NULL,
+    parts INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    msg_id INTEGER,
+    result INTEGER NOT NULL,
+    connection TEXT,
+    sends INTEGER NOT NULL,
+    submitted_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    stat TEXT,
+    temporary INTEGER,
+    done_at REAL,
+    PRIMARY KEY (message_id, part)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS segments_msg_id ON segments(channel, msg_id) WHERE msg_id IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS receipts (
+    id INTEGER PRIMARY KEY,
+    channel TEXT NOT NULL,
+    connection TEXT,
+    deliver_msg_id INTEGER NOT NULL,
+    msg_id INTEGER NOT NULL,
+    stat TEXT NOT NULL,
+    status TEXT,
+    temporary INTEGER NOT NULL,
+    provider TEXT NOT NULL,
+    submit_time TEXT,
+    done_time TEXT,
+    dest_terminal_id TEXT,
+    smsc_sequence INTEGER,
+    received_at REAL NOT NULL,
+    message_id INTEGER,
+    part INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS receipts_once ON receipts(channel, deliver_msg_id, msg_id, stat);
+CREATE INDEX IF NOT EXISTS receipts_unmatched ON receipts(channel, msg_id) WHERE message_id IS NULL;
+
+CREATE TABLE IF NOT EXISTS mo_parts (
+    id INTEGER PRIMARY KEY,
+    channel TEXT NOT NULL,
+    connection TEXT,
+    deliver_msg_id INTEGER NOT NULL,
+    src_terminal_id TEXT NOT NULL,
+    dest_id TEXT NOT NULL,
+    service_id TEXT,
+    msg_fmt INTEGER NOT NULL,
+    tp_udhi INTEGER NOT NULL,
+    content BLOB NOT NULL,
+    received_at REAL NOT NULL,
+    mo_id INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS mo_parts_once
+    ON mo_parts(channel, deliver_msg_id, src_terminal_id, content);
+CREATE INDEX IF NOT EXISTS mo_parts_loose ON mo_parts(id) WHERE mo_id IS NULL;
+
+CREATE TABLE IF NOT EXISTS mo (
+    id INTEGER PRIMARY KEY,
+    channel TEXT NOT NULL,
+    src_terminal_id TEXT NOT NULL,
+    dest_id TEXT NOT NULL,
+    text TEXT,
+    payload BLOB NOT NULL,
+    msg_fmt INTEGER NOT NULL,
+    parts INTEGER NOT NULL,
+    complete INTEGER NOT NULL,
+    received_at REAL NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    app TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ref INTEGER NOT NULL,
+    event_id TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL,
+    next_attempt_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'pending',
+    last_error TEXT,
+    done_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at) WHERE state = 'pending';
+"""
+
+FINAL = tuple(s.value for s in DeliveryStatus if s.final)
+SUBMITTED = DeliveryStatus.SUBMITTED.value
+
+
+class State:
+    """The connection, and in-memory facts kept in step with what is committed."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.held: frozenset[tuple[str, int]] = frozenset()   # receipts waiting, by Msg_Id
+        self.counts: Counter = Counter()                      # messages by status
+        self._hold: set = set()
+        self._release: set = set()
+        self._delta: Counter = Counter()
+
+    def begin(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        self._hold, self._release, self._delta = set(), set(), Counter()
+
+    def commit(self) -> None:
+        self.db.execute("COMMIT")
+        self.held = (self.held | self._hold) - self._release
+        counts = Counter(self.counts)
+        counts.update(self._delta)
+        self.counts = +counts          # a new object, swapped in whole: readers never see half
+
+    def rollback(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+
+    def is_held(self, key: tuple[str, int]) -> bool:
+        return (key in self.held or key in self._hold) and key not in self._release
+
+    def hold(self, key: tuple[str, int]) -> None:
+        self._hold.add(key)
+        self._release.discard(key)
+
+    def release(self, key: tuple[str, int]) -> None:
+        self._release.add(key)
+
+    def moved(self, old: str | None, new: str, count: int = 1) -> None:
+        if old is not None:
+            self._delta[old] -= count
+        self._delta[new] += count
+
+
+def open_database(path: str, synchronous: str) -> State:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
+    db.execute("PRAGMA busy_timeout=10000")
+    db.executescript(SCHEMA)
+    state = State(db)
+    state.counts = Counter(dict(db.execute("SELECT status, COUNT(*) FROM messages GROUP BY status")))
+    state.held = frozenset(db.execute(
+        "SELECT channel, msg_id FROM receipts WHERE message_id IS NULL"))
+    return state
+
+
+# ----------------------------------------------------------------------------- messages
+
+def accept(state: State, messages: list[NewMessage], now: float) -> list[Accepted]:
+    results: list[Accepted | None] = [None] * len(messages)
+    plain = []
+    for i, m in enumerate(messages):
+        if m.idempotency_key is None:
+            plain.append(i)
+            continue
+        row = state.db.execute("SELECT id FROM messages WHERE app = ? AND idempotency_key = ?",
+                               (m.app, m.idempotency_key)).fetchone()
+        results[i] = Accepted(row[0], existing=True) if row else \
+            Accepted(_insert_messages(state, [m], now)[0])
+    for i, new_id in zip(plain, _insert_messages(state, [messages[i] for i in plain], now)):
+        results[i] = Accepted(new_id)
+    return results
+
+
+def _insert_messages(state: State, messages: list[NewMessage], now: float) -> list[int]:
+    if not messages:
+        return []
+    state.db.executemany(
+        "INSERT INTO messages (app, channel, recipient, text, template_id, kind, "
+        "idempotency_key, reference, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(m.app, m.channel, m.recipient, m.text, m.template_id, m.kind, m.idempotency_key,
+          m.reference, now) for m in messages])
+    last = state.db.execute("SELECT last_insert_rowid()").fetchone()[0]
+    state.moved(None, DeliveryStatus.ACCEPTED.value, len(messages))
+    return list(range(last - len(messages) + 1, last + 1))
+
+
+def fetch_pending(state: State, channel: str, after_id: int, limit: int,
+                  now: float) -> list[PendingMessage]:
+    rows = state.db.execute(
+        "SELECT id, recipient, text, reference, attempts FROM messages "
+        "WHERE channel = ? AND status = 'accepted' AND id > ? AND next_attempt_at <= ? "
+        "ORDER BY id LIMIT ?", (channel, after_id, now, limit)).fetchall()
+    if not rows:
+        return []
+    done: dict[int, set[int]] = {}
+    for message_id, part in state.db.execute(
+            "SELECT message_id, part FROM segments WHERE message_id BETWEEN ? AND ?",
+            (rows[0][0], rows[-1][0])):
+        done.setdefault(message_id, set()).add(part)
+    return [PendingMessage(r[0], channel, r[1], r[2], r[3], r[4], frozenset(done.get(r[0], ())))
+            for r in rows]
+
+
+def defer(state: State, message_id: int, until: float) -> None:
+    state.db.execute("UPDATE messages SET next_attempt_at = ?, attempts = attempts + 1 "
+                     "WHERE id = ?", (until, message_id))
+
+
+# ----------------------------------------------------------------------------- submits
+
+def record_submits(state: State, results: list[SegmentResult],
+                   provider: str) -> list[tuple[int, DeliveryStatus]]:
+    """Segments in; receipts that came early are matched; messages move on when every part is
+    answered. Returns the messages that became final, with their status."""
+    db = state.db
+    db.executemany(
+        "INSERT OR REPLACE INTO segments (message_id, part, parts, channel, msg_id, result, "
+        "connection, sends, submitted_at, status, stat, temporary, done_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(r.message_id, r.part, r.parts, r.channel,
+          None if r.msg_id is None else to_signed(r.msg_id), r.result, r.connection, r.sends,
+          r.at, r.status.value, r.stat or None, int(r.temporary),
+          None if r.status is DeliveryStatus.SUBMITTED else r.at)
+         for r in results])
+    simple, others = [], []
+    for r in results:
+        matched = r.msg_id is not None and _match_held(state, r)
+        if r.parts == 1 and r.status is DeliveryStatus.SUBMITTED and not matched:
+            simple.append(r)
+        else:
+            others.append(r)
+    if simple:          # the usual case: one part, accepted by the ISMG, no early report
+        cursor = db.executemany(
+            "UPDATE messages SET status = 'submitted', parts = 1, submitted_at = ?, "
+            "status_at = ? WHERE id = ? AND status = 'accepted'",
+            [(r.at, r.at, r.message_id) for r in simple])
+        state.moved(DeliveryStatus.ACCEPTED.value, SUBMITTED, cursor.rowcount)
+    final = []
+    for message_id, parts, at in {(r.message_id, r.parts, r.at) for r in others}:
+        status = _settle(state, message_id, parts, at, provider)
+        if status is not None and status.final:
+            final.append((message_id, status))
+    return final
+
+
+def _match_held(state: State, result: SegmentResult) -> bool:
+    """Settle the segment with receipts that arrived before its SUBMIT_RESP; True if any."""
+    key = (result.channel, to_signed(result.msg_id))
+    if not state.is_held(key):
+        return False
+    rows = state.db.execute(
+        "SELECT id, status, temporary, stat, received_at FROM receipts "
+        "WHERE channel = ? AND msg_id = ? AND message_id IS NULL ORDER BY id", key).fetchall()
+    for receipt_id, status, temporary, stat, received_at in rows:
+        state.db.execute("UPDATE receipts SET message_id = ?, part = ? WHERE id = ?",
+                         (result.message_id, result.part, receipt_id))
+        if status is not None:
+            _settle_segment(state, result.message_id, result.part, status, stat, temporary,
+                            received_at)
+    state.release(key)
+    return bool(rows)
+
+
+def _settle_segment(state: State, message_id: int, part: int, status: str, stat: str,
+                    temporary: int, at: float) -> bool:
+    """A final report for a segment; the first final one wins. True when it changed it."""
+    cursor = state.db.execute(
+        "UPDATE segments SET status = ?, stat = ?, temporary = ?, done_at = ? "
+        "WHERE message_id = ? AND part = ? AND status = 'submitted'",
+        (status, stat, temporary, at, message_id, part))
+    return cursor.rowcount == 1
+
+
+def _settle(state: State, message_id: int, parts: int, now: float,
+            provider: str | None) -> DeliveryStatus | None:
+    """Derive the message's status from its segments; write it when it changed."""
+    db = state.db
+    rows = db.execute("SELECT status, stat, temporary FROM segments WHERE message_id = ? "
+                      "ORDER BY part", (message_id,)).fetchall()
+    if len(rows) < parts:
+        return None
+    status = derive_status([DeliveryStatus(r[0]) for r in rows])
+    row = db.execute("SELECT status, app FROM messages WHERE id = ?", (message_id,)).fetchone()
+    old, app = row
+    if old == status.value or old in FINAL:
+        return None
+    decisive = next((r for r in rows if r[0] == status.value), rows[-1])
+    db.execute(
+        "UPDATE messages SET status = ?, parts = ?, status_stat = ?, status_temporary = ?, "
+        "status_provider = ?, status_at = ?, "
+        "submitted_at = COALESCE(submitted_at, ?) WHERE id = ?",
+        (status.value, parts, decisive[1] if status.final else None,
+         decisive[2] if status.final else None, provider if status.final else None,
+         now, now, message_id))
+    state.moved(old, status.value)
+    if status.final:
+        _queue_callback(state, app, "status", message_id, now)
+    return status
+
+
+def _queue_callback(state: State, app: str, kind: str, ref: int, now: float) -> None:
+    state.db.execute("INSERT INTO outbox (app, kind, ref, event_id, created_at, next_attempt_at) "
+                     "VALUES (?, ?, ?, ?, ?, ?)", (app, kind, ref, uuid.uuid4().hex, now, now))
+
+
+# ----------------------------------------------------------------------------- receipts
+
+def record_receipts(state: State, receipts: list[Receipt]) -> list[ReceiptOutcome]:
+    return [_record_receipt(state, r) for r in receipts]
+
+
+def _record_receipt(state: State, r: Receipt) -> ReceiptOutcome:
+    db, c = state.db, r.classification
+    msg_id = to_signed(r.msg_id)
+    segment = db.execute("SELECT message_id, part, parts, submitted_at FROM segments "
+                         "WHERE channel = ? AND msg_id = ?", (r.channel, msg_id)).fetchone()
+    status = c.status.value if c.status is not None else None
+    cursor = db.execute(
+        "INSERT OR IGNORE INTO receipts (channel, connection, deliver_msg_id, msg_id, stat, "
+        "status, temporary, provider, submit_time, done_time, dest_terminal_id, smsc_sequence, "
+        "received_at, message_id, part) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (r.channel, r.connection, to_signed(r.deliver_msg_id), msg_id, c.stat, status,
+         int(c.temporary), c.provider, r.submit_time, r.done_time, r.dest_terminal_id,
+         r.smsc_sequence, r.received_at, segment and segment[0], segment and segment[1]))
+    if cursor.rowcount == 0:
+        return ReceiptOutcome(duplicate=True)
+    if segment is None:
+        state.hold((r.channel, msg_id))
+        return ReceiptOutcome()
+    message_id, part, parts, submitted_at = segment
+    latency = r.received_at - submitted_at
+    if status is None or not _settle_segment(state, message_id, part, status, c.stat,
+                                             int(c.temporary), r.received_at):
+        return ReceiptOutcome(matched=True, message_id=message_id, latency=latency)
+    settled = _settle(state, message_id, parts, r.received_at, c.provider)
+    return ReceiptOutcome(matched=True, message_id=message_id, message_status=settled,
+                          latency=latency)
+
+
+def expire_reports(state: State, now: float, timeout: float) -> list[int]:
+    """Messages submitted before now - timeout and still without a final report end unknown."""
+    rows = state.db.execute(
+        "UPDATE messages SET status = 'unknown', status_at = ?, status_stat = NULL, "
+        "status_temporary = 0 WHERE status = 'submitted' AND submitted_at < ? "
+        "RETURNING id, app", (now, now - timeout)).fetchall()
+    for message_id, app in rows:
+        state.db.execute("UPDATE segments SET status = 'unknown', done_at = ? "
+                         "WHERE message_id = ? AND status = 'submitted'", (now, message_id))
+        _queue_callback(state, app, "status", message_id, now)
+    state.moved(SUBMITTED, DeliveryStatus.UNKNOWN.value, len(rows))
+    return [r[0] for r in rows]
+
+
+# ----------------------------------------------------------------------------- MO
+
+def record_mo_parts(state: State, parts: list[MoPart]) -> list[MoPart | None]:
+    out = []
+    for p in parts:
+        cursor = state.db.execute(
+            "INSERT OR IGNORE INTO mo_parts (channel, connection, deliver_msg_id, "
+            "src_terminal_id, dest_id, service_id, msg_fmt, tp_udhi, content, received_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (p.channel, p.connection, to_signed(p.deliver_msg_id), p.src_terminal_id, p.dest_id,
+             p.service_id, p.msg_fmt, p.tp_udhi, p.content, p.received_at))
+        out.append(_with_id(p, cursor.lastrowid) if cursor.rowcount == 1 else None)
+    return out
+
+
+def _with_id(part: MoPart, part_id: int) -> MoPart:
+    from dataclasses import replace
+    return replace(part, id=part_id)
+
+
+def record_mo_message(state: State, m: MoMessage, apps: tuple[str, ...]) -> int:
+    cursor = state.db.execute(
+        "INSERT INTO mo (channel, src_terminal_id, dest_id, text, payload, msg_fmt, parts, "
+        "complete, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (m.channel, m.src_terminal_id, m.dest_id, m.text, m.payload, m.msg_fmt,
+         len(m.part_ids), int(m.complete), m.received_at))
+    mo_id = cursor.lastrowid
+    state.db.executemany("UPDATE mo_parts SET mo_id = ? WHERE id = ?",
+                         [(mo_id, part_id) for part_id in m.part_ids])
+    for app in apps:
+        _queue_callback(state, app, "mo", mo_id, m.received_at)
+    return mo_id
+
+
+def unassembled_mo_parts(state: State) -> list[MoPart]:
+    rows = state.db.execute(
+        "SELECT channel, connection, deliver_msg_id, src_terminal_id, dest_id, service_id, "
+        "msg_fmt, tp_udhi, content, received_at, id FROM mo_parts WHERE mo_id IS NULL "
+        "ORDER BY id").fetchall()
+    return [MoPart(r[0], r[1], to_unsigned(r[2]), *r[3:]) for r in rows]
+
+
+# ----------------------------------------------------------------------------- reading
+
+def message_view(state: State, message_id: int) -> MessageView | None:
+    row = state.db.execute(
+        "SELECT id, app, channel, recipient, text, template_id, kind, created_at, status, "
+        "status_stat, status_temporary, status_provider, status_at, parts FROM messages "
+        "WHERE id = ?", (message_id,)).fetchone()
+    if row is None:
+        return None
+    segments = tuple(
+        SegmentView(part, None if msg_id is None else to_unsigned(msg_id), result, status, stat,
+                    None if temporary is None else bool(temporary), connection, submitted_at,
+                    done_at)
+        for part, msg_id, result, status, stat, temporary, connection, submitted_at, done_at
+        in state.db.execute(
+            "SELECT part, msg_id, result, status, stat, temporary, connection, submitted_at, "
+            "done_at FROM segments WHERE message_id = ? ORDER BY part", (message_id,)))
+    temporary = None if row[10] is None else bool(row[10])
+    return MessageView(*row[:10], temporary, *row[11:], segments=segments)
+
+
+# ----------------------------------------------------------------------------- callbacks
+
+def due_callbacks(state: State, now: float, limit: int) -> list[OutboxEntry]:
+    rows = state.db.execute(
+        "SELECT id, app, kind, ref, event_id, attempts, created_at FROM outbox "
+        "WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+        (now, limit)).fetchall()
+    return [OutboxEntry(*r) for r in rows]
+
+
+def callback_done(state: State, entry_id: int, delivered: bool, now: float,
+                  next_attempt_at: float | None, error: str | None) -> None:
+    if delivered or next_attempt_at is None:
+        state.db.execute("UPDATE outbox SET state = ?, done_at = ?, attempts = attempts + 1, "
+                         "last_error = ? WHERE id = ?",
+                         ("done" if delivered else "failed", now, error, entry_id))
+    else:
+        state.db.execute("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, "
+                         "last_error = ? WHERE id = ?", (next_attempt_at, error, entry_id))
+
+
+def pending_callbacks(state: State) -> int:
+    return state.db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()[0]

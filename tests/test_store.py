@@ -1,0 +1,277 @@
+"""The SQLite store: durability, group commit, matching, and the status it derives."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from gateway.status import DeliveryStatus, load_tables
+from gateway.store import MoMessage, MoPart, NewMessage, Receipt, SegmentResult
+from gateway.store_sqlite import SqliteStore
+from tests.aio import run
+
+TABLES = load_tables(Path(__file__).resolve().parent.parent / "fixtures" / "providers")
+CODES = TABLES.for_provider("default")
+
+
+def receipt(msg_id: int, stat: str = "DELIVRD", deliver_msg_id: int | None = None,
+            at: float = 20.0, channel: str = "cmcc") -> Receipt:
+    return Receipt(channel, "cmcc#0", deliver_msg_id if deliver_msg_id is not None else msg_id + 1,
+                   msg_id, CODES.classify(stat), received_at=at)
+
+
+def submitted(message_id: int, msg_id: int, part: int = 1, parts: int = 1, at: float = 10.0,
+              channel: str = "cmcc") -> SegmentResult:
+    return SegmentResult(message_id, channel, part, parts, 0, msg_id, connection="cmcc#0", at=at)
+
+
+def new(i: int = 0, **fields) -> NewMessage:
+    values = dict(app="app1", channel="cmcc", recipient="13800138000", text=f"hello {i}")
+    values.update(fields)
+    return NewMessage(**values)
+
+
+def with_store(scenario, path: str = ":memory:"):
+    async def wrapped():
+        store = SqliteStore(path)
+        await store.open()
+        try:
+            await scenario(store)
+        finally:
+            await store.close()
+    run(wrapped)
+
+
+# ----------------------------------------------------------------------------- accepting
+
+def test_accepted_messages_get_ids_and_wait_to_be_submitted():
+    async def scenario(store):
+        accepted = await store.accept([new(1), new(2), new(3)], now=1.0)
+        assert [a.id for a in accepted] == [1, 2, 3] and not any(a.existing for a in accepted)
+        pending = await store.fetch_pending("cmcc", 0, 10, now=1.0)
+        assert [(p.id, p.text, p.done_parts) for p in pending] == \
+            [(1, "hello 1", frozenset()), (2, "hello 2", frozenset()), (3, "hello 3", frozenset())]
+        assert await store.fetch_pending("cmcc", 2, 10, now=1.0) == [pending[2]]
+        assert await store.fetch_pending("other", 0, 10, now=1.0) == []
+        assert await store.status_counts() == {"accepted": 3}
+    with_store(scenario)
+
+
+def test_an_idempotency_key_seen_before_returns_the_first_message():
+    async def scenario(store):
+        first = await store.accept([new(1, idempotency_key="k1")], now=1.0)
+        again = await store.accept([new(2, idempotency_key="k1"), new(3)], now=2.0)
+        other_app = await store.accept([new(4, idempotency_key="k1", app="app2")], now=3.0)
+        assert again[0].id == first[0].id and again[0].existing and not again[1].existing
+        assert not other_app[0].existing
+        assert (await store.message(first[0].id)).text == "hello 1"
+        assert await store.status_counts() == {"accepted": 3}
+    with_store(scenario)
+
+
+def test_what_was_committed_survives_closing_and_reopening(tmp_path):
+    path = str(tmp_path / "gw.sqlite")
+
+    async def write(store):
+        ids = [a.id for a in await store.accept([new(1), new(2)], now=1.0)]
+        await store.record_submits([submitted(ids[0], 500)], "default")
+        await store.record_receipts([receipt(999)])          # matches nothing yet
+    with_store(write, path)
+
+    async def read(store):
+        assert [p.id for p in await store.fetch_pending("cmcc", 0, 10, now=5.0)] == [2]
+        assert (await store.message(1)).status == "submitted"
+        assert await store.status_counts() == {"accepted": 1, "submitted": 1}
+        assert await store.unmatched_receipts() == 1
+    with_store(read, path)
+
+
+def test_a_deferred_message_waits_until_it_is_due():
+    async def scenario(store):
+        [a] = await store.accept([new()], now=1.0)
+        await store.defer(a.id, until=50.0)
+        assert await store.fetch_pending("cmcc", 0, 10, now=49.0) == []
+        [again] = await store.fetch_pending("cmcc", 0, 10, now=50.0)
+        assert again.attempts == 1
+    with_store(scenario)
+
+
+def test_concurrent_writes_share_commits():
+    async def scenario(store):
+        before = store.commits
+        results = await asyncio.gather(*(store.accept([new(i)], now=1.0) for i in range(500)))
+        assert sorted(r[0].id for r in results) == list(range(1, 501))
+        assert store.commits - before < 50
+    with_store(scenario)
+
+
+def test_one_failing_operation_fails_alone():
+    async def scenario(store):
+        good = asyncio.ensure_future(store.accept([new(1)], now=1.0))
+        bad = asyncio.ensure_future(store.accept([new(2, recipient=None)], now=1.0))
+        also_good = asyncio.ensure_future(store.accept([new(3)], now=1.0))
+        await asyncio.wait([good, bad, also_good])
+        assert good.result()[0].id and also_good.result()[0].id
+        with pytest.raises(Exception, match="NOT NULL"):
+            bad.result()
+        assert await store.status_counts() == {"accepted": 2}
+    with_store(scenario)
+
+
+# ----------------------------------------------------------------------------- receipts
+
+def test_a_report_settles_its_message_and_queues_one_callback():
+    async def scenario(store):
+        [a] = await store.accept([new()], now=1.0)
+        assert await store.record_submits([submitted(a.id, 1 << 63 | 5)], "default") == []
+        [outcome] = await store.record_receipts([receipt(1 << 63 | 5, at=12.5)])
+        assert outcome.matched and outcome.message_status is DeliveryStatus.DELIVERED
+        assert outcome.latency == 2.5
+        view = await store.message(a.id)
+        assert (view.status, view.status_stat, view.status_temporary, view.status_provider) == \
+            ("delivered", "DELIVRD", False, "default")
+        assert view.segments[0].msg_id == 1 << 63 | 5     # unsigned 64-bit kept exact
+        [callback] = await store.due_callbacks(now=100.0, limit=10)
+        assert (callback.app, callback.kind, callback.ref) == ("app1", "status", a.id)
+        assert await store.status_counts() == {"delivered": 1}
+    with_store(scenario)
+
+
+def test_a_duplicate_deliver_changes_nothing():
+    async def scenario(store):
+        [a] = await store.accept([new()], now=1.0)
+        await store.record_submits([submitted(a.id, 5)], "default")
+        first, second = await store.record_receipts([receipt(5, "UNDELIV"), receipt(5, "UNDELIV")])
+        assert first.message_status is DeliveryStatus.UNDELIVERABLE and second.duplicate
+        [later] = await store.record_receipts([receipt(5, "DELIVRD", deliver_msg_id=77)])
+        assert later.matched and later.message_status is None      # the first final report won
+        assert (await store.message(a.id)).status == "undeliverable"
+        assert len(await store.due_callbacks(now=100.0, limit=10)) == 1
+    with_store(scenario)
+
+
+def test_a_report_before_its_submit_resp_is_held_then_matched():
+    async def scenario(store):
+        [a] = await store.accept([new()], now=1.0)
+        [early] = await store.record_receipts([receipt(42, "MK:0012")])
+        assert not early.matched and await store.unmatched_receipts() == 1
+        final = await store.record_submits([submitted(a.id, 42)], "default")
+        assert final == [(a.id, DeliveryStatus.UNDELIVERABLE)]
+        view = await store.message(a.id)
+        assert (view.status, view.status_stat) == ("undeliverable", "MK:0012")
+        assert await store.unmatched_receipts() == 0
+    with_store(scenario)
+
+
+def test_a_report_for_an_unknown_msg_id_is_kept_and_counted():
+    async def scenario(store):
+        await store.record_receipts([receipt(31337), receipt(31338, channel="other")])
+        assert await store.unmatched_receipts() == 2
+        [a] = await store.accept([new()], now=1.0)
+        await store.record_submits([submitted(a.id, 31338)], "default")   # other channel's id
+        assert (await store.message(a.id)).status == "submitted"
+        assert await store.unmatched_receipts() == 2
+    with_store(scenario)
+
+
+def test_an_intermediate_state_does_not_end_a_message():
+    async def scenario(store):
+        [a] = await store.accept([new()], now=1.0)
+        await store.record_submits([submitted(a.id, 9)], "default")
+        [outcome] = await store.record_receipts([receipt(9, "ACCEPTD")])
+        assert outcome.matched and outcome.message_status is None
+        assert (await store.message(a.id)).status == "submitted"
+    with_store(scenario)
+
+
+def test_a_long_message_is_delivered_only_when_every_part_is():
+    async def scenario(store):
+        [a] = await store.accept([new()], now=1.0)
+        await store.record_submits([submitted(a.id, 100 + p, p, 3) for p in (1, 2)], "default")
+        assert (await store.message(a.id)).status == "accepted"       # part 3 not sent yet
+        await store.record_submits([submitted(a.id, 103, 3, 3)], "default")
+        assert (await store.message(a.id)).status == "submitted"
+        for msg_id in (101, 103):
+            [o] = await store.record_receipts([receipt(msg_id)])
+            assert o.message_status is None
+        [o] = await store.record_receipts([receipt(102)])
+        assert o.message_status is DeliveryStatus.DELIVERED
+        assert [s.status for s in (await store.message(a.id)).segments] == ["delivered"] * 3
+    with_store(scenario)
+
+
+def test_a_long_message_ends_at_its_first_final_failure_and_keeps_per_part_detail():
+    """Final as soon as one part fails (its callback is sent then), so a later failure of
+    another part changes the part's detail, never the message's status."""
+    async def scenario(store):
+        [a] = await store.accept([new()], now=1.0)
+        await store.record_submits([submitted(a.id, 200 + p, p, 3) for p in (1, 2, 3)], "default")
+        outcomes = await store.record_receipts(
+            [receipt(201), receipt(203, "MI:0024"), receipt(202, "MK:0012")])
+        assert [o.message_status for o in outcomes] == [None, DeliveryStatus.EXPIRED, None]
+        view = await store.message(a.id)
+        assert (view.status, view.status_stat) == ("expired", "MI:0024")
+        assert [(s.status, s.stat) for s in view.segments] == \
+            [("delivered", "DELIVRD"), ("undeliverable", "MK:0012"), ("expired", "MI:0024")]
+    with_store(scenario)
+
+
+def test_a_rejected_submit_is_final_at_once():
+    async def scenario(store):
+        [a] = await store.accept([new()], now=1.0)
+        final = await store.record_submits([SegmentResult(
+            a.id, "cmcc", 1, 1, 13, status=DeliveryStatus.REJECTED, at=3.0, stat="Result 13")],
+            "default")
+        assert final == [(a.id, DeliveryStatus.REJECTED)]
+        assert (await store.message(a.id)).status == "rejected"
+    with_store(scenario)
+
+
+def test_no_report_within_the_timeout_ends_unknown():
+    async def scenario(store):
+        ids = [a.id for a in await store.accept([new(1), new(2)], now=1.0)]
+        await store.record_submits([submitted(ids[0], 1, at=10.0), submitted(ids[1], 2, at=50.0)],
+                                   "default")
+        assert await store.expire_reports(now=100.0, timeout=60.0) == [ids[0]]
+        assert (await store.message(ids[0])).status == "unknown"
+        assert (await store.message(ids[1])).status == "submitted"
+        assert await store.status_counts() == {"unknown": 1, "submitted": 1}
+    with_store(scenario)
+
+
+# ----------------------------------------------------------------------------- MO and callbacks
+
+def mo_part(i: int, content: bytes = b"TD") -> MoPart:
+    return MoPart("cmcc", "cmcc#0", 900 + i, "13800138000", "10690001", "", 0, 0, content, 5.0)
+
+
+def test_mo_parts_are_kept_once_and_joined_into_messages():
+    async def scenario(store):
+        first, again, other = await store.record_mo_parts([mo_part(1), mo_part(1), mo_part(2, b"hi")])
+        assert first.id and again is None and other.id
+        assert [p.id for p in await store.unassembled_mo_parts()] == [first.id, other.id]
+        mo_id = await store.record_mo_message(
+            MoMessage("cmcc", "13800138000", "10690001", "TD", b"TD", 0, (first.id,), True, 5.0),
+            apps=("app1", "app2"))
+        assert [p.id for p in await store.unassembled_mo_parts()] == [other.id]
+        callbacks = await store.due_callbacks(now=10.0, limit=10)
+        assert [(c.app, c.kind, c.ref) for c in callbacks] == [("app1", "mo", mo_id), ("app2", "mo", mo_id)]
+    with_store(scenario)
+
+
+def test_a_callback_is_retried_until_done():
+    async def scenario(store):
+        [a] = await store.accept([new()], now=1.0)
+        await store.record_submits([SegmentResult(a.id, "cmcc", 1, 1, 9,
+                                                  status=DeliveryStatus.REJECTED, at=2.0)], "default")
+        [entry] = await store.due_callbacks(now=2.0, limit=10)
+        await store.callback_done(entry.id, False, now=2.0, next_attempt_at=30.0, error="HTTP 500")
+        assert await store.due_callbacks(now=29.0, limit=10) == []
+        [again] = await store.due_callbacks(now=30.0, limit=10)
+        assert again.attempts == 1 and again.event_id == entry.event_id
+        await store.callback_done(entry.id, True, now=30.0, next_attempt_at=None, error=None)
+        assert await store.due_callbacks(now=1e9, limit=10) == []
+        assert await store.pending_callbacks() == 0
+    with_store(scenario)
