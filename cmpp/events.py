@@ -85,6 +85,7 @@ class SubmitAcknowledged(Event):
 
     request: Submit
     response: SubmitResp
+    rtt: float = 0.0          # seconds from the first send to this response
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,7 @@ class SubmitThrottled(Event):
 
     request: Submit
     response: SubmitResp
+    rtt: float = 0.0          # seconds from the first send to this response
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,7 @@ class SubmitRejected(Event):
 
     request: Submit
     response: SubmitResp
+    rtt: float = 0.0          # seconds from the first send to this response
 
 
 @dataclass(frozen=True, slots=True)

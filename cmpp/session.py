@@ -423,12 +423,13 @@ class Session:
         self._probes -= not waiting.windowed
         request = waiting.pdu
         if isinstance(pdu, SubmitResp):
+            rtt = now - waiting.first_sent
             if pdu.result == SubmitResult.OK:
-                self._events.append(ev.SubmitAcknowledged(request, pdu))
+                self._events.append(ev.SubmitAcknowledged(request, pdu, rtt))
             elif pdu.result == SubmitResult.FLOW_CONTROL:
-                self._events.append(ev.SubmitThrottled(request, pdu))
+                self._events.append(ev.SubmitThrottled(request, pdu, rtt))
             else:
-                self._events.append(ev.SubmitRejected(request, pdu))
+                self._events.append(ev.SubmitRejected(request, pdu, rtt))
         elif isinstance(pdu, DeliverResp):
             self._events.append(ev.DeliverAcknowledged(request, pdu))
         elif isinstance(pdu, ActiveTestResp):
