@@ -148,33 +148,32 @@ class Gateway:
 # ----------------------------------------------------------------------------- the command
 
 async def serve(config_path: str) -> int:
-    """Run until SIGTERM/SIGINT (0 after draining); SIGHUP reloads. 2 on a bad config."""
+    """Run until SIGTERM/SIGINT (0 after draining); SIGHUP reloads. 2 on a bad config.
+    A signal that arrives while the gateway is starting is acted on once it has started."""
     loop = asyncio.get_running_loop()
-    while True:
-        try:
-            config = load_config(config_path)
-        except ConfigError as error:
-            print(error, flush=True)
-            return 2
-        setup_logging(config.gateway.log_level,
-                      secrets=[c.password for c in config.channels.values()])
-        gateway = Gateway(config)
-        await gateway.start()
-        wake = asyncio.Event()
-        reason = {"signal": None}
-
-        def on_signal(signum: int) -> None:
-            reason["signal"] = signum
-            wake.set()
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.add_signal_handler(signum, on_signal, signum)
-        await wake.wait()
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    received: asyncio.Queue[int] = asyncio.Queue()
+    for signum in signals:
+        loop.add_signal_handler(signum, received.put_nowait, signum)
+    try:
+        while True:
+            try:
+                config = load_config(config_path)
+            except ConfigError as error:
+                print(error, flush=True)
+                return 2
+            setup_logging(config.gateway.log_level,
+                          secrets=[c.password for c in config.channels.values()])
+            gateway = Gateway(config)
+            await gateway.start()
+            signum = await received.get()
+            log.info("signal %s: draining", signal.Signals(signum).name)
+            await gateway.stop()
+            if signum != signal.SIGHUP:
+                return 0
+    finally:
+        for signum in signals:
             loop.remove_signal_handler(signum)
-        log.info("signal %s: draining", signal.Signals(reason["signal"]).name)
-        await gateway.stop()
-        if reason["signal"] != signal.SIGHUP:
-            return 0
 
 
 def add_run_command(subparsers) -> None:

@@ -1,0 +1,104 @@
+"""`cmpp-gateway run`: endpoints, SIGHUP reloads, SIGTERM drains and exits 0, safe log lines."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import signal
+import sys
+
+import aiohttp
+
+from gateway.logs import LogfmtFormatter, Redactor, mask_phone_numbers, setup_logging
+from gateway.simulator import Account, Simulator, SimulatorConfig
+from tests.aio import eventually, run
+from tests.test_crash import free_port
+
+SECRET = "run-secret-Zq7"
+
+
+def test_run_serves_reloads_on_sighup_and_drains_on_sigterm(tmp_path):
+    async def scenario():
+        async with Simulator(SimulatorConfig(accounts=[Account("900001", SECRET)])) as sim:
+            port = free_port()
+            config = tmp_path / "gw.toml"
+            config.write_text(
+                f'[gateway]\nstore = "{tmp_path / "gw.sqlite"}"\n'
+                f'metrics_listen = "127.0.0.1:{port}"\n'
+                f'[channels.cmcc]\nprovider = "default"\nhost = "127.0.0.1"\n'
+                f'port = {sim.address[1]}\naccount = "900001"\npassword = "{SECRET}"\n'
+                'access_number = "10690001"\nconnections = 1\n')
+            log = tmp_path / "daemon.log"
+            with open(log, "wb") as out:
+                daemon = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "gateway.cli", "run", "--config", str(config),
+                    stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                async with aiohttp.ClientSession() as http:
+                    async def ready():
+                        try:
+                            async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
+                                return r.status == 200
+                        except aiohttp.ClientError:
+                            return False
+                    for _ in range(200):
+                        if await ready():
+                            break
+                        await asyncio.sleep(0.05)
+                    assert await ready()
+                    daemon.send_signal(signal.SIGHUP)
+                    await eventually(lambda: len(sim.logins) == 2, timeout=10)
+                    for _ in range(200):
+                        if await ready():
+                            break
+                        await asyncio.sleep(0.05)
+                    assert await ready()
+                daemon.send_signal(signal.SIGTERM)
+                assert await asyncio.wait_for(daemon.wait(), 20) == 0
+            text = log.read_text()
+            assert "signal SIGHUP: draining" in text and "signal SIGTERM: draining" in text
+            assert text.count("gateway started") == 2
+            assert all(line.startswith("ts=") and " level=" in line
+                       for line in text.splitlines() if line)
+            assert SECRET not in text
+    run(scenario, timeout=60)
+
+
+def test_a_bad_configuration_exits_2_naming_the_problem(tmp_path, capsys):
+    config = tmp_path / "bad.toml"
+    config.write_text("[channels.x]\nport = 70000\n")
+    from gateway.cli import main
+    assert main(["run", "--config", str(config)]) == 2
+    assert "port: 70000 is out of range" in capsys.readouterr().out
+
+
+def test_phone_numbers_are_masked():
+    assert mask_phone_numbers("to 13800138000, 8613912345678 and +8618612345678") == \
+        "to 138****8000, 86139****5678 and +86186****5678"
+    assert mask_phone_numbers("msg_id 12878564852733378560 seq 1234567") == \
+        "msg_id 12878564852733378560 seq 1234567"
+
+
+def test_secrets_and_numbers_never_reach_a_log_line():
+    stream = io.StringIO()
+    setup_logging("debug", secrets=[SECRET], stream=stream)
+    logger = logging.getLogger("cmpp_gateway.test")
+    logger.warning("login with %s for %s", SECRET, "13800138000", extra={"peer": "13800138000"})
+    try:
+        raise ValueError(f"boom {SECRET}")
+    except ValueError:
+        logger.exception("failed")
+    line = stream.getvalue()
+    assert SECRET not in line and "13800138000" not in line
+    assert 'msg="login with ****** for 138****8000"' in line and "peer=138****8000" in line
+    assert "boom ******" in line
+    logging.getLogger().handlers.clear()
+
+
+def test_logfmt_lines_quote_what_needs_quoting():
+    record = logging.LogRecord("cmpp_gateway.pool", logging.INFO, "", 0, 'a "b" c', (), None)
+    line = LogfmtFormatter().format(record)
+    assert line.split(" ", 3)[1:3] == ["level=info", "logger=pool"]
+    assert line.endswith('msg="a \\"b\\" c"')
+    assert Redactor(["x"]).clean("axb") == "a******b"
