@@ -218,11 +218,19 @@ class Connection(SessionProtocol):
             waiter = self._loop.create_future()
             self._window_waiters.append(waiter)
             await waiter
-        sent = session.submit(submit, self._loop.time())
+        return await self.submit_nowait(submit)
+
+    def submit_nowait(self, submit: cmpp.Submit) -> asyncio.Future:
+        """Send a SUBMIT now and return the future of its SUBMIT_RESP (outcomes as for
+        ``submit``). The caller has checked that the connection is open with window to spare:
+        otherwise SessionError (WindowFull) is raised and nothing is sent."""
+        sent = self.session.submit(submit, self._loop.time())
         future = self._loop.create_future()
         self._pending[sent.sequence_id] = future
-        self._after_session_call(flush_now=False)
-        return await future
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        return future
 
     def acknowledge_deliver(self, deliver: cmpp.Deliver, result: int = 0) -> bool:
         """Answer a DELIVER; False when this connection is already closed (the ISMG will

@@ -194,20 +194,29 @@ class ChannelDispatcher:
         if not pending:
             self._in_flight.discard(row.id)
             return
-        done = asyncio.gather(*pending, return_exceptions=True)
-        done.add_done_callback(lambda f: self._recorded(f, row))
+        if len(pending) == 1:           # the usual case: no gather in between
+            pending[0].add_done_callback(lambda f: self._recorded(f, row, single=True))
+        else:
+            done = asyncio.gather(*pending, return_exceptions=True)
+            done.add_done_callback(lambda f: self._recorded(f, row))
 
-    def _recorded(self, future, row: PendingMessage) -> None:
+    def _recorded(self, future, row: PendingMessage, single: bool = False) -> None:
         self._in_flight.discard(row.id)
         if future.cancelled():
             return
-        for outcome in future.result():
+        if single:
+            error = future.exception()
+            outcomes = [error if error is not None else future.result()]
+        else:
+            outcomes = future.result()
+        for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 log.error("%s: outcome of message %d not stored (%s); it will be sent again",
                           self.channel.name, row.id, outcome)
             elif isinstance(outcome, list):                  # messages that became final
-                for _, status in outcome:
-                    self.metrics.final(status.value)
+                for status in outcome:
+                    if status is not None:
+                        self.metrics.final(status.value)
 
     def _retry_later(self, row: PendingMessage) -> None:
         self._record(row, [], retry=True)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from cmpp import events as ev
 from cmpp.pdus import ActiveTest, Submit
 
+from .counters import CounterFamily, FamiliesCollector, HistogramFamily
 from .status import Classification, ReceiptCodes
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -26,45 +27,46 @@ CONNECTION_STATES = ("established", "logging in", "terminating", "disconnected")
 
 
 class Metrics:
-    """The daemon's metrics in their own registry (one per daemon, so tests stay apart)."""
+    """The daemon's metrics in their own registry (one per daemon, so tests stay apart).
+    Record them from the event loop's thread only (see gateway.counters)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
-        self.logins = Counter("cmpp_logins", "Login answers by CONNECT_RESP Status "
-                              "(or 'timeout', 'unreachable')", ["channel", "status"], registry=r)
-        self.submits = Counter("cmpp_submits", "SUBMIT_RESPs by Result", ["channel", "result"],
-                               registry=r)
-        self.submit_latency = Histogram("cmpp_submit_latency_seconds",
+        self.logins = CounterFamily("cmpp_logins", "Login answers by CONNECT_RESP Status "
+                              "(or 'timeout', 'unreachable')", ["channel", "status"])
+        self.submits = CounterFamily("cmpp_submits", "SUBMIT_RESPs by Result", ["channel", "result"])
+        self.submit_latency = HistogramFamily("cmpp_submit_latency_seconds",
                                         "SUBMIT to SUBMIT_RESP, from the first send",
-                                        ["channel"], buckets=LATENCY_BUCKETS, registry=r)
-        self.resends = Counter("cmpp_resends", "SUBMITs sent again, by reason (timeout: no "
+                                        ["channel"], buckets=LATENCY_BUCKETS)
+        self.resends = CounterFamily("cmpp_resends", "SUBMITs sent again, by reason (timeout: no "
                                "response after T; flow_control: Result 8; connection_lost)",
-                               ["channel", "reason"], registry=r)
-        self.active_tests = Counter("cmpp_active_tests", "ACTIVE_TEST probes we sent, by outcome",
-                                    ["channel", "outcome"], registry=r)
-        self.disconnects = Counter("cmpp_disconnects", "Connections that ended other than by "
-                                   "our TERMINATE (the pool reconnects them)", ["channel"],
-                                   registry=r)
-        self.malformed = Counter("cmpp_malformed_pdus", "Frames from the ISMG that did not decode",
-                                 ["channel"], registry=r)
-        self.receipts = Counter("cmpp_receipts", "Status reports by provider and common status "
+                               ["channel", "reason"])
+        self.active_tests = CounterFamily("cmpp_active_tests", "ACTIVE_TEST probes we sent, by outcome",
+                                    ["channel", "outcome"])
+        self.disconnects = CounterFamily("cmpp_disconnects", "Connections that ended other than by "
+                                   "our TERMINATE (the pool reconnects them)", ["channel"])
+        self.malformed = CounterFamily("cmpp_malformed_pdus", "Frames from the ISMG that did not decode",
+                                 ["channel"])
+        self.receipts = CounterFamily("cmpp_receipts", "Status reports by provider and common status "
                                 "('pending' for intermediate states)",
-                                ["channel", "provider", "status"], registry=r)
-        self.receipt_stats = Counter("cmpp_receipt_stats", "Status reports by raw Stat; codes the "
+                                ["channel", "provider", "status"])
+        self.receipt_stats = CounterFamily("cmpp_receipt_stats", "Status reports by raw Stat; codes the "
                                      "provider's table does not list count as 'unmapped'",
-                                     ["provider", "stat"], registry=r)
-        self.duplicate_receipts = Counter("cmpp_duplicate_receipts", "Status reports seen before",
-                                          ["channel"], registry=r)
-        self.receipt_latency = Histogram("cmpp_receipt_latency_seconds",
+                                     ["provider", "stat"])
+        self.duplicate_receipts = CounterFamily("cmpp_duplicate_receipts", "Status reports seen before",
+                                          ["channel"])
+        self.receipt_latency = HistogramFamily("cmpp_receipt_latency_seconds",
                                          "SUBMIT_RESP to status report", ["channel"],
-                                         buckets=RECEIPT_BUCKETS, registry=r)
-        self.mo = Counter("cmpp_mo_messages", "MO messages received (complete or expired "
-                          "incomplete)", ["channel", "complete"], registry=r)
-        self.messages = Counter("cmpp_messages_final", "Messages that reached a final status",
-                                ["channel", "status"], registry=r)
-        self.callbacks = Counter("cmpp_callbacks", "Callback attempts by outcome",
-                                 ["app", "kind", "outcome"], registry=r)
+                                         buckets=RECEIPT_BUCKETS)
+        self.mo = CounterFamily("cmpp_mo_messages", "MO messages received (complete or expired "
+                          "incomplete)", ["channel", "complete"])
+        self.messages = CounterFamily("cmpp_messages_final", "Messages that reached a final status",
+                                ["channel", "status"])
+        self.callbacks = CounterFamily("cmpp_callbacks", "Callback attempts by outcome",
+                                 ["app", "kind", "outcome"])
         self._channels: dict[str, ChannelMetrics] = {}
+        families = [v for v in vars(self).values() if isinstance(v, (CounterFamily, HistogramFamily))]
+        r.register(FamiliesCollector(families))
 
     def channel(self, name: str, codes: ReceiptCodes) -> ChannelMetrics:
         if name not in self._channels:
@@ -93,8 +95,7 @@ class ChannelMetrics:
         self.duplicates = metrics.duplicate_receipts.labels(channel)
         self._results: dict[int, object] = {}
         self._logins: dict[str, object] = {}
-        self._receipts: dict[str, object] = {}
-        self._stats: dict[str, object] = {}
+        self._receipts: dict[str, tuple] = {}
         self._final: dict[str, object] = {}
 
     def result(self, code: int) -> None:
@@ -146,20 +147,24 @@ class ChannelMetrics:
         if duplicate:
             self.duplicates.inc()
             return
-        status = classification.status.value if classification.status else "pending"
-        child = self._receipts.get(status)
-        if child is None:
-            child = self._receipts[status] = self.metrics.receipts.labels(
-                self.channel, self.codes.provider, status)
-        child.inc()
-        stat = classification.stat.strip().upper()
-        label = stat if self.codes.is_listed(stat) else "unmapped"
-        child = self._stats.get(label)
-        if child is None:
-            child = self._stats[label] = self.metrics.receipt_stats.labels(self.codes.provider, label)
-        child.inc()
+        children = self._receipts.get(classification.stat)
+        if children is None:
+            children = self._receipt_children(classification)
+        children[0].inc()
+        children[1].inc()
         if latency is not None:
             self.receipt_latency.observe(latency)
+
+    def _receipt_children(self, classification: Classification) -> tuple:
+        """The (by status, by Stat) children for one raw Stat; kept for the first 4096."""
+        status = classification.status.value if classification.status else "pending"
+        stat = classification.stat.strip().upper()
+        label = stat if self.codes.is_listed(stat) else "unmapped"
+        children = (self.metrics.receipts.labels(self.channel, self.codes.provider, status),
+                    self.metrics.receipt_stats.labels(self.codes.provider, label))
+        if len(self._receipts) < 4096:
+            self._receipts[classification.stat] = children
+        return children
 
     def final(self, status: str, count: int = 1) -> None:
         child = self._final.get(status)

@@ -336,13 +336,14 @@ class ChannelPool:
                 self._idle.set()
 
     async def _submit(self, submit: cmpp.Submit, deadline: float | None) -> Submitted:
-        await self._limiter.acquire(deadline)
+        if self._limiter.interval:
+            await self._limiter.acquire(deadline)
         sends = throttled = lost = 0
         while True:
             slot = await self._pick(deadline)
             sends += 1
-            try:
-                response = await slot.connection.submit(submit)
+            try:                          # _pick saw it open with window: no await since
+                response = await slot.connection.submit_nowait(submit)
             except SubmitThrottledError:
                 throttled += 1
                 self._cool(slot)

@@ -95,6 +95,7 @@ class ReceiptCodes:
         self._exact = {**states, **codes}  # an exact [codes] entry wins over a state rule
         self._rules = sorted(((k, r) for k, r in prefixes.items() if k not in STANDARD_STATES),
                              key=lambda item: len(item[0]), reverse=True)
+        self._cache: dict[str, Classification] = {}
 
     @property
     def codes(self) -> frozenset[str]:
@@ -106,10 +107,21 @@ class ReceiptCodes:
         Callers label metrics by raw Stat only then, so that label values stay bounded."""
         return self._exact_rule(stat) is not None
 
+    CACHE_LIMIT = 4096
+
     def classify(self, stat: str) -> Classification:
         """Classify a Stat: an exact code or standard state first, then the longest matching
         prefix rule, then UNKNOWN. Trailing spaces and NULs are ignored; the Stat is tried as
-        given, then upper-cased. Never raises for any string."""
+        given, then upper-cased. Never raises for any string. Answers are kept (they never
+        change), up to CACHE_LIMIT different Stat values."""
+        cached = self._cache.get(stat)
+        if cached is None:
+            cached = self._classify(stat)
+            if len(self._cache) < self.CACHE_LIMIT:
+                self._cache[stat] = cached
+        return cached
+
+    def _classify(self, stat: str) -> Classification:
         rule = self._exact_rule(stat)
         if rule is not None:
             return self._classification(stat, rule, known=True)

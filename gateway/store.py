@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .status import Classification, DeliveryStatus
 
@@ -41,8 +42,7 @@ class NewMessage:
     reference: int = 0
 
 
-@dataclass(frozen=True)
-class Accepted:
+class Accepted(NamedTuple):
     """``accept``'s answer for one message: its id, and whether it was already there (an
     ``Idempotency-Key`` seen before)."""
 
@@ -50,8 +50,7 @@ class Accepted:
     existing: bool = False
 
 
-@dataclass(frozen=True)
-class PendingMessage:
+class PendingMessage(NamedTuple):
     """A message the dispatcher must (still) submit; ``done_parts`` already have a SUBMIT_RESP."""
 
     id: int
@@ -63,8 +62,7 @@ class PendingMessage:
     done_parts: frozenset[int] = frozenset()
 
 
-@dataclass(frozen=True)
-class SegmentResult:
+class SegmentResult(NamedTuple):
     """What became of one SUBMIT: a Msg_Id (Result 0), or a final status for the segment."""
 
     message_id: int
@@ -81,8 +79,7 @@ class SegmentResult:
     stat: str = ""
 
 
-@dataclass(frozen=True)
-class Receipt:
+class Receipt(NamedTuple):
     """A status report as received, with its classification by the channel's provider table."""
 
     channel: str
@@ -97,8 +94,7 @@ class Receipt:
     received_at: float = 0.0
 
 
-@dataclass(frozen=True)
-class ReceiptOutcome:
+class ReceiptOutcome(NamedTuple):
     """What a receipt did: nothing (duplicate), wait unmatched, or settle a segment; and the
     message's status when that changed it."""
 
@@ -109,8 +105,7 @@ class ReceiptOutcome:
     latency: float | None = None
 
 
-@dataclass(frozen=True)
-class MoPart:
+class MoPart(NamedTuple):
     """One received MO DELIVER, kept as received."""
 
     channel: str
@@ -150,9 +145,14 @@ class OutboxEntry:
     app: str
     kind: str
     ref: int
-    event_id: str
     attempts: int
     created_at: float
+
+    @property
+    def event_id(self) -> str:
+        """Names the event itself (one final status of a message, or one MO, for one app):
+        the receiver de-duplicates on it."""
+        return f"{self.kind}-{self.ref}-{self.app}"
 
 
 @dataclass(frozen=True)
@@ -214,9 +214,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def record_submits(self, results: list[SegmentResult],
-                             provider: str) -> list[tuple[int, DeliveryStatus]]:
-        """Record SUBMIT outcomes; match receipts that were waiting for these Msg_Ids. Returns
-        the messages that became final, with their status."""
+                             provider: str) -> list[DeliveryStatus | None]:
+        """Record SUBMIT outcomes; match receipts that were waiting for these Msg_Ids. Returns,
+        for each result, the final status it gave its message (or None)."""
 
     @abc.abstractmethod
     async def record_receipts(self, receipts: list[Receipt]) -> list[ReceiptOutcome]:

@@ -9,7 +9,6 @@ the transaction commits.
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from collections import Counter
 
 from .status import DeliveryStatus, derive_status
@@ -72,7 +71,7 @@ CREATE TABLE IF NOT EXISTS segments (
     done_at REAL,
     PRIMARY KEY (message_id, part)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS segments_msg_id ON segments(channel, msg_id) WHERE msg_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS segments_msg_id ON segments(msg_id) WHERE msg_id IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS receipts (
     id INTEGER PRIMARY KEY,
@@ -92,7 +91,7 @@ CREATE TABLE IF NOT EXISTS receipts (
     message_id INTEGER,
     part INTEGER
 );
-CREATE UNIQUE INDEX IF NOT EXISTS receipts_once ON receipts(channel, deliver_msg_id, msg_id, stat);
+CREATE INDEX IF NOT EXISTS receipts_deliver ON receipts(deliver_msg_id);
 CREATE INDEX IF NOT EXISTS receipts_unmatched ON receipts(channel, msg_id) WHERE message_id IS NULL;
 
 CREATE TABLE IF NOT EXISTS mo_parts (
@@ -131,7 +130,6 @@ CREATE TABLE IF NOT EXISTS outbox (
     app TEXT NOT NULL,
     kind TEXT NOT NULL,
     ref INTEGER NOT NULL,
-    event_id TEXT NOT NULL UNIQUE,
     created_at REAL NOT NULL,
     next_attempt_at REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -257,9 +255,9 @@ def defer(state: State, message_id: int, until: float) -> None:
 # ----------------------------------------------------------------------------- submits
 
 def record_submits(state: State, results: list[SegmentResult],
-                   provider: str) -> list[tuple[int, DeliveryStatus]]:
+                   provider: str) -> list[DeliveryStatus | None]:
     """Segments in; receipts that came early are matched; messages move on when every part is
-    answered. Returns the messages that became final, with their status."""
+    answered. Returns, for each result, the final status it gave its message (or None)."""
     db = state.db
     db.executemany(
         "INSERT OR REPLACE INTO segments (message_id, part, parts, channel, msg_id, result, "
@@ -270,24 +268,24 @@ def record_submits(state: State, results: list[SegmentResult],
           r.at, r.status.value, r.stat or None, int(r.temporary),
           None if r.status is DeliveryStatus.SUBMITTED else r.at)
          for r in results])
-    simple, others = [], []
-    for r in results:
+    simple, others = [], {}
+    for i, r in enumerate(results):
         matched = r.msg_id is not None and _match_held(state, r)
         if r.parts == 1 and r.status is DeliveryStatus.SUBMITTED and not matched:
             simple.append(r)
         else:
-            others.append(r)
+            others[r.message_id] = i           # settled once, credited to its last result
     if simple:          # the usual case: one part, accepted by the ISMG, no early report
         cursor = db.executemany(
             "UPDATE messages SET status = 'submitted', parts = 1, submitted_at = ?, "
             "status_at = ? WHERE id = ? AND status = 'accepted'",
             [(r.at, r.at, r.message_id) for r in simple])
         state.moved(DeliveryStatus.ACCEPTED.value, SUBMITTED, cursor.rowcount)
-    final = []
-    for message_id, parts, at in {(r.message_id, r.parts, r.at) for r in others}:
-        status = _settle(state, message_id, parts, at, provider)
+    final: list[DeliveryStatus | None] = [None] * len(results)
+    for message_id, i in others.items():
+        status = _settle(state, message_id, results[i].parts, results[i].at, provider)
         if status is not None and status.final:
-            final.append((message_id, status))
+            final[i] = status
     return final
 
 
@@ -346,43 +344,132 @@ def _settle(state: State, message_id: int, parts: int, now: float,
     return status
 
 
+_INSERT_CALLBACK = ("INSERT INTO outbox (app, kind, ref, created_at, next_attempt_at) "
+                    "VALUES (?, ?, ?, ?, ?)")
+
+
+def _callback_row(app: str, kind: str, ref: int, now: float) -> tuple:
+    """An outbox row: queued once per event, when the message turns final or the MO is
+    stored (OutboxEntry.event_id names the event)."""
+    return app, kind, ref, now, now
+
+
 def _queue_callback(state: State, app: str, kind: str, ref: int, now: float) -> None:
-    state.db.execute("INSERT INTO outbox (app, kind, ref, event_id, created_at, next_attempt_at) "
-                     "VALUES (?, ?, ?, ?, ?, ?)", (app, kind, ref, uuid.uuid4().hex, now, now))
+    state.db.execute(_INSERT_CALLBACK, _callback_row(app, kind, ref, now))
 
 
 # ----------------------------------------------------------------------------- receipts
 
 def record_receipts(state: State, receipts: list[Receipt]) -> list[ReceiptOutcome]:
-    return [_record_receipt(state, r) for r in receipts]
+    """Store reports and settle the segments they name, as a set: one query finds their
+    segments, one finds those seen before, and the writes go out with executemany. A report
+    seen before changes nothing; a segment's first final report wins."""
+    segments = _segments_named(state, receipts)
+    seen = _receipts_seen(state, receipts)
+    out: list[ReceiptOutcome | None] = [None] * len(receipts)
+    rows, segment_updates, message_updates, callbacks = [], [], [], []
+    for i, r in enumerate(receipts):
+        c, msg_id = r.classification, to_signed(r.msg_id)
+        key = (r.channel, to_signed(r.deliver_msg_id), msg_id, c.stat)
+        if key in seen:
+            out[i] = ReceiptOutcome(duplicate=True)
+            continue
+        seen.add(key)
+        segment = segments.get((r.channel, msg_id))
+        status = c.status.value if c.status is not None else None
+        rows.append((r.channel, r.connection, key[1], msg_id, c.stat, status, int(c.temporary),
+                     c.provider, r.submit_time, r.done_time, r.dest_terminal_id, r.smsc_sequence,
+                     r.received_at, segment and segment.message_id, segment and segment.part))
+        if segment is None:
+            state.hold((r.channel, msg_id))
+            out[i] = ReceiptOutcome()
+            continue
+        latency = r.received_at - segment.submitted_at
+        out[i] = ReceiptOutcome(matched=True, message_id=segment.message_id, latency=latency)
+        if status is None or segment.status != SUBMITTED:
+            continue
+        segment.status = status                     # a later report in this set sees it final
+        if segment.parts > 1:     # settled now, in arrival order: its first failure decides
+            _settle_segment(state, segment.message_id, segment.part, status, c.stat,
+                            int(c.temporary), r.received_at)
+            settled = _settle(state, segment.message_id, segment.parts, r.received_at,
+                              c.provider)
+            out[i] = ReceiptOutcome(matched=True, message_id=segment.message_id,
+                                    message_status=settled, latency=latency)
+            continue
+        segment_updates.append((status, c.stat, int(c.temporary), r.received_at,
+                                segment.message_id, segment.part))
+        if segment.message_status not in FINAL:
+            message_updates.append((status, c.stat, int(c.temporary), c.provider, r.received_at,
+                                    segment.message_id))
+            callbacks.append(_callback_row(segment.app, "status", segment.message_id,
+                                           r.received_at))
+            state.moved(segment.message_status, status)
+            segment.message_status = status
+            out[i] = ReceiptOutcome(False, True, segment.message_id, DeliveryStatus(status),
+                                    latency)
+    _write_receipts(state, rows, segment_updates, message_updates, callbacks)
+    return out
 
 
-def _record_receipt(state: State, r: Receipt) -> ReceiptOutcome:
-    db, c = state.db, r.classification
-    msg_id = to_signed(r.msg_id)
-    segment = db.execute("SELECT message_id, part, parts, submitted_at FROM segments "
-                         "WHERE channel = ? AND msg_id = ?", (r.channel, msg_id)).fetchone()
-    status = c.status.value if c.status is not None else None
-    cursor = db.execute(
-        "INSERT OR IGNORE INTO receipts (channel, connection, deliver_msg_id, msg_id, stat, "
+class _Named:
+    """A segment named by a report, with what settling it needs from its message."""
+
+    __slots__ = ("message_id", "part", "parts", "submitted_at", "status", "app",
+                 "message_status")
+
+    def __init__(self, message_id, part, parts, submitted_at, status, app, message_status):
+        self.message_id, self.part, self.parts = message_id, part, parts
+        self.submitted_at, self.status = submitted_at, status
+        self.app, self.message_status = app, message_status
+
+
+def _chunks(items: list, size: int = 500):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _segments_named(state: State, receipts: list[Receipt]) -> dict[tuple[str, int], _Named]:
+    found = {}
+    by_channel: dict[str, list[int]] = {}
+    for r in receipts:
+        by_channel.setdefault(r.channel, []).append(to_signed(r.msg_id))
+    for channel, msg_ids in by_channel.items():
+        for chunk in _chunks(sorted(set(msg_ids))):
+            marks = ",".join("?" * len(chunk))
+            for row in state.db.execute(
+                    "SELECT s.msg_id, s.message_id, s.part, s.parts, s.submitted_at, s.status, "
+                    "m.app, m.status FROM segments s JOIN messages m ON m.id = s.message_id "
+                    f"WHERE s.msg_id IN ({marks}) AND s.channel = ?", (*chunk, channel)):
+                found[(channel, row[0])] = _Named(*row[1:])
+    return found
+
+
+def _receipts_seen(state: State, receipts: list[Receipt]) -> set[tuple]:
+    seen = set()
+    by_channel: dict[str, list[int]] = {}
+    for r in receipts:
+        by_channel.setdefault(r.channel, []).append(to_signed(r.deliver_msg_id))
+    for channel, deliver_ids in by_channel.items():
+        for chunk in _chunks(sorted(set(deliver_ids))):
+            marks = ",".join("?" * len(chunk))
+            seen.update(state.db.execute(
+                "SELECT channel, deliver_msg_id, msg_id, stat FROM receipts "
+                f"WHERE deliver_msg_id IN ({marks}) AND channel = ?", (*chunk, channel)))
+    return seen
+
+
+def _write_receipts(state, rows, segment_updates, message_updates, callbacks) -> None:
+    db = state.db
+    db.executemany(
+        "INSERT INTO receipts (channel, connection, deliver_msg_id, msg_id, stat, "
         "status, temporary, provider, submit_time, done_time, dest_terminal_id, smsc_sequence, "
-        "received_at, message_id, part) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (r.channel, r.connection, to_signed(r.deliver_msg_id), msg_id, c.stat, status,
-         int(c.temporary), c.provider, r.submit_time, r.done_time, r.dest_terminal_id,
-         r.smsc_sequence, r.received_at, segment and segment[0], segment and segment[1]))
-    if cursor.rowcount == 0:
-        return ReceiptOutcome(duplicate=True)
-    if segment is None:
-        state.hold((r.channel, msg_id))
-        return ReceiptOutcome()
-    message_id, part, parts, submitted_at = segment
-    latency = r.received_at - submitted_at
-    if status is None or not _settle_segment(state, message_id, part, status, c.stat,
-                                             int(c.temporary), r.received_at):
-        return ReceiptOutcome(matched=True, message_id=message_id, latency=latency)
-    settled = _settle(state, message_id, parts, r.received_at, c.provider)
-    return ReceiptOutcome(matched=True, message_id=message_id, message_status=settled,
-                          latency=latency)
+        "received_at, message_id, part) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    db.executemany("UPDATE segments SET status = ?, stat = ?, temporary = ?, done_at = ? "
+                   "WHERE message_id = ? AND part = ?", segment_updates)
+    db.executemany("UPDATE messages SET status = ?, status_stat = ?, status_temporary = ?, "
+                   "status_provider = ?, status_at = ? WHERE id = ?", message_updates)
+    db.executemany(_INSERT_CALLBACK, callbacks)
 
 
 def expire_reports(state: State, now: float, timeout: float) -> list[int]:
@@ -415,8 +502,7 @@ def record_mo_parts(state: State, parts: list[MoPart]) -> list[MoPart | None]:
 
 
 def _with_id(part: MoPart, part_id: int) -> MoPart:
-    from dataclasses import replace
-    return replace(part, id=part_id)
+    return part._replace(id=part_id)
 
 
 def record_mo_message(state: State, m: MoMessage, apps: tuple[str, ...]) -> int:
@@ -466,7 +552,7 @@ def message_view(state: State, message_id: int) -> MessageView | None:
 
 def due_callbacks(state: State, now: float, limit: int) -> list[OutboxEntry]:
     rows = state.db.execute(
-        "SELECT id, app, kind, ref, event_id, attempts, created_at FROM outbox "
+        "SELECT id, app, kind, ref, attempts, created_at FROM outbox "
         "WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
         (now, limit)).fetchall()
     return [OutboxEntry(*r) for r in rows]

@@ -38,17 +38,20 @@ class _Op:
 class SqliteStore(Store):
     """``Store`` on one SQLite file (``":memory:"`` for tests that need no file)."""
 
-    def __init__(self, path: str, *, synchronous: str = "NORMAL", batch_limit: int = 4000) -> None:
+    def __init__(self, path: str, *, synchronous: str = "NORMAL", batch_limit: int = 4000,
+                 commit_window: float = 0.0) -> None:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError("synchronous must be NORMAL or FULL")
         self.path = path
         self.synchronous = synchronous
         self.batch_limit = batch_limit
+        self.commit_window = commit_window   # seconds to let a batch grow before running it
         self._executor: ThreadPoolExecutor | None = None
         self._state: sql.State | None = None
         self._queue: list[_Op] = []
         self._wakeup: asyncio.Event | None = None
         self._committer: asyncio.Task | None = None
+        self._committing = False
         self.commits = 0              # transactions run, for metrics and tests
 
     # ------------------------------------------------------------------------- lifecycle
@@ -62,10 +65,10 @@ class SqliteStore(Store):
         self._committer = loop.create_task(self._commit_loop(), name="store-commit")
 
     async def close(self) -> None:
-        """Finish every queued operation, then close the database."""
+        """Finish every queued operation (and the batch being committed), then close."""
         if self._committer is None:
             return
-        while self._queue:
+        while self._queue or self._committing:
             self._wakeup.set()
             await asyncio.sleep(0.001)
         self._committer.cancel()
@@ -90,9 +93,12 @@ class SqliteStore(Store):
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            if self.commit_window and len(self._queue) < self.batch_limit:
+                await asyncio.sleep(self.commit_window)     # more callers join this commit
             while self._queue:
                 batch = self._queue[:self.batch_limit]
                 del self._queue[:self.batch_limit]
+                self._committing = True
                 try:
                     outcomes = await loop.run_in_executor(self._executor, self._run, batch)
                 except asyncio.CancelledError:
@@ -100,6 +106,8 @@ class SqliteStore(Store):
                         if not op.future.done():
                             op.future.cancel()
                     raise
+                finally:
+                    self._committing = False
                 for op, (ok, value) in zip(batch, outcomes):
                     if op.future.done():
                         continue
@@ -113,7 +121,7 @@ class SqliteStore(Store):
         state = self._state
         try:
             state.begin()
-            values = [op.fn(state, *op.args) for op in batch]
+            values = _apply(state, batch)
             state.commit()
             self.commits += 1
             return [(True, v) for v in values]
@@ -192,3 +200,28 @@ class SqliteStore(Store):
         return len(self._state.held) if self._state else 0
 
 
+# Operations over a list of items with one result per item: consecutive ones with the same
+# other arguments run as one call, and the results are handed back op by op.
+_MERGEABLE = frozenset({sql.record_receipts, sql.record_submits, sql.record_mo_parts})
+
+
+def _apply(state, batch: list[_Op]) -> list:
+    values, i = [], 0
+    while i < len(batch):
+        op = batch[i]
+        if op.fn not in _MERGEABLE:
+            values.append(op.fn(state, *op.args))
+            i += 1
+            continue
+        j, items, sizes = i, [], []
+        while j < len(batch) and batch[j].fn is op.fn and batch[j].args[1:] == op.args[1:]:
+            items.extend(batch[j].args[0])
+            sizes.append(len(batch[j].args[0]))
+            j += 1
+        merged = op.fn(state, items, *op.args[1:])
+        start = 0
+        for size in sizes:
+            values.append(merged[start:start + size])
+            start += size
+        i = j
+    return values

@@ -125,7 +125,7 @@ def test_one_failing_operation_fails_alone():
 def test_a_report_settles_its_message_and_queues_one_callback():
     async def scenario(store):
         [a] = await store.accept([new()], now=1.0)
-        assert await store.record_submits([submitted(a.id, 1 << 63 | 5)], "default") == []
+        assert await store.record_submits([submitted(a.id, 1 << 63 | 5)], "default") == [None]
         [outcome] = await store.record_receipts([receipt(1 << 63 | 5, at=12.5)])
         assert outcome.matched and outcome.message_status is DeliveryStatus.DELIVERED
         assert outcome.latency == 2.5
@@ -158,7 +158,7 @@ def test_a_report_before_its_submit_resp_is_held_then_matched():
         [early] = await store.record_receipts([receipt(42, "MK:0012")])
         assert not early.matched and await store.unmatched_receipts() == 1
         final = await store.record_submits([submitted(a.id, 42)], "default")
-        assert final == [(a.id, DeliveryStatus.UNDELIVERABLE)]
+        assert final == [DeliveryStatus.UNDELIVERABLE]
         view = await store.message(a.id)
         assert (view.status, view.status_stat) == ("undeliverable", "MK:0012")
         assert await store.unmatched_receipts() == 0
@@ -224,7 +224,7 @@ def test_a_rejected_submit_is_final_at_once():
         final = await store.record_submits([SegmentResult(
             a.id, "cmcc", 1, 1, 13, status=DeliveryStatus.REJECTED, at=3.0, stat="Result 13")],
             "default")
-        assert final == [(a.id, DeliveryStatus.REJECTED)]
+        assert final == [DeliveryStatus.REJECTED]
         assert (await store.message(a.id)).status == "rejected"
     with_store(scenario)
 
@@ -274,4 +274,20 @@ def test_a_callback_is_retried_until_done():
         await store.callback_done(entry.id, True, now=30.0, next_attempt_at=None, error=None)
         assert await store.due_callbacks(now=1e9, limit=10) == []
         assert await store.pending_callbacks() == 0
+    with_store(scenario)
+
+
+def test_many_receipt_operations_in_one_commit_each_get_their_own_outcome():
+    async def scenario(store):
+        ids = [a.id for a in await store.accept([new(i) for i in range(300)], now=1.0)]
+        await asyncio.gather(*(store.record_submits([submitted(i, 1000 + i)], "default")
+                               for i in ids))
+        before = store.commits
+        outcomes = await asyncio.gather(*(store.record_receipts([receipt(1000 + i)]) for i in ids),
+                                        store.record_receipts([receipt(999_999)]))
+        assert store.commits - before < 30
+        assert [o[0].message_id for o in outcomes[:-1]] == ids
+        assert all(o[0].message_status is DeliveryStatus.DELIVERED for o in outcomes[:-1])
+        assert not outcomes[-1][0].matched
+        assert await store.status_counts() == {"delivered": 300}
     with_store(scenario)
