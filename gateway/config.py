@@ -18,10 +18,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from .config_api import (ApiSettings, AppConfig, TemplateConfig, check_unique_keys, read_api,
+                         read_app, read_template)
 from .config_schema import (CHANNEL_FIELDS, GATEWAY_FIELDS, Report, read_table, toml_key,
                             toml_value, unknown_key_message)
 
-TABLES = ("gateway", "channels")
+TABLES = ("gateway", "channels", "api", "apps", "templates")
 CHANNEL_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 PASSWORD_CHECK = next(f.check for f in CHANNEL_FIELDS if f.name == "password")
 NO_CHANNEL = ("no channel is configured; add a [channels.NAME] table with provider, host, port, "
@@ -106,6 +108,14 @@ class Config:
     gateway: GatewaySettings
     channels: dict[str, ChannelConfig]
     source: str
+    api: ApiSettings = ApiSettings()
+    apps: dict[str, AppConfig] = field(default_factory=dict)
+    templates: dict[int, TemplateConfig] = field(default_factory=dict)
+
+    def secrets(self) -> list[str]:
+        """Every secret in the configuration, for the log redactor."""
+        return [c.password for c in self.channels.values()] + \
+            [a.master_secret for a in self.apps.values()]
 
 
 class _Section:
@@ -161,11 +171,53 @@ def parse_config(text: str, source: str = "<string>",
             gateway = _read_gateway(value, source, problems)
         elif key == "channels":
             channels = _read_channels(value, source, problems, env)
-        else:
+        elif key not in TABLES:
             _report_unknown_table(key, value, source, problems)
+    api = _read_api(document.get("api", {}), source, problems)
+    apps = _read_apps(document.get("apps", {}), source, problems, env, channels)
+    templates = _read_templates(document.get("templates", {}), source, problems, apps, channels)
     if problems:
         raise ConfigError(problems)
-    return Config(gateway, channels, source)
+    return Config(gateway, channels, source, api, apps, templates)
+
+
+def _subtables(value, name: str, source: str, problems: list[Problem]) -> dict:
+    if isinstance(value, dict):
+        return value
+    _Section(problems, source, "").report(name, f"expected a table, got {toml_value(value)}")
+    return {}
+
+
+def _read_api(table, source: str, problems: list[Problem]) -> ApiSettings:
+    table = _subtables(table, "api", source, problems)
+    return read_api(table, _Section(problems, source, "api").report) or ApiSettings()
+
+
+def _read_apps(tables, source, problems, env, channels) -> dict[str, AppConfig]:
+    apps = {}
+    for name, table in _subtables(tables, "apps", source, problems).items():
+        section = _Section(problems, source, f"apps.{toml_key(name)}")
+        if not isinstance(table, dict):
+            section.report("", f"expected a table, got {toml_value(table)}")
+            continue
+        app = read_app(name, table, section.report, env, channels)
+        if app is not None:
+            apps[name] = app
+    check_unique_keys(apps, _Section(problems, source, "apps").report)
+    return apps
+
+
+def _read_templates(tables, source, problems, apps, channels) -> dict[int, TemplateConfig]:
+    templates = {}
+    for key, table in _subtables(tables, "templates", source, problems).items():
+        section = _Section(problems, source, f"templates.{toml_key(key)}")
+        if not isinstance(table, dict):
+            section.report("", f"expected a table, got {toml_value(table)}")
+            continue
+        template = read_template(key, table, section.report, apps, channels)
+        if template is not None:
+            templates[template.id] = template
+    return templates
 
 
 def _report_unknown_table(key: str, value, source: str, problems: list[Problem]) -> None:
@@ -279,7 +331,27 @@ def describe_config(config: Config) -> str:
     for channel in config.channels.values():
         lines += ["", f"[channels.{toml_key(channel.name)}]"]
         lines += [f"{name} = {toml_value(value)}" for name, value in _shown_settings(channel)]
+    if config.apps or config.templates:
+        lines += ["", "[api]"] + [f"{f.name} = {toml_value(_plain(getattr(config.api, f.name)))}"
+                                  for f in fields(config.api)]
+    for app in config.apps.values():
+        lines += ["", f"[apps.{toml_key(app.name)}]"]
+        for f in fields(app):
+            value = getattr(app, f.name)
+            if f.name == "name" or value is None or (f.name == "master_secret"
+                                                     and app.master_secret_env):
+                continue
+            shown = mask_secret(value) if f.name == "master_secret" else _plain(value)
+            lines.append(f"{f.name} = {toml_value(shown)}")
+    for template in config.templates.values():
+        lines += ["", f"[templates.{template.id}]"]
+        lines += [f"{f.name} = {toml_value(getattr(template, f.name))}"
+                  for f in fields(template) if f.name != "id"]
     return "\n".join(lines)
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _shown_settings(channel: ChannelConfig) -> Iterator[tuple[str, object]]:

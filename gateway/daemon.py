@@ -162,8 +162,7 @@ async def serve(config_path: str) -> int:
             except ConfigError as error:
                 print(error, flush=True)
                 return 2
-            setup_logging(config.gateway.log_level,
-                          secrets=[c.password for c in config.channels.values()])
+            setup_logging(config.gateway.log_level, secrets=config.secrets())
             gateway = Gateway(config)
             await gateway.start()
             signum = await received.get()

@@ -189,6 +189,22 @@ class MessageView:
     segments: tuple[SegmentView, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class MoView:
+    """A stored MO message, as its callback reports it."""
+
+    id: int
+    channel: str
+    src_terminal_id: str
+    dest_id: str
+    text: str | None
+    payload: bytes
+    msg_fmt: int
+    parts: int
+    complete: bool
+    received_at: float
+
+
 class Store(abc.ABC):
     """The daemon's durable state. Every method is safe to call from the event loop."""
 
@@ -241,6 +257,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def message(self, message_id: int) -> MessageView | None: ...
+
+    @abc.abstractmethod
+    async def mo_view(self, mo_id: int) -> MoView | None: ...
 
     @abc.abstractmethod
     async def status_counts(self) -> dict[str, int]:

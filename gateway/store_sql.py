@@ -17,6 +17,7 @@ from .store import (
     MessageView,
     MoMessage,
     MoPart,
+    MoView,
     NewMessage,
     OutboxEntry,
     PendingMessage,
@@ -546,6 +547,15 @@ def message_view(state: State, message_id: int) -> MessageView | None:
             "done_at FROM segments WHERE message_id = ? ORDER BY part", (message_id,)))
     temporary = None if row[10] is None else bool(row[10])
     return MessageView(*row[:10], temporary, *row[11:], segments=segments)
+
+
+def mo_view(state: State, mo_id: int) -> MoView | None:
+    row = state.db.execute(
+        "SELECT id, channel, src_terminal_id, dest_id, text, payload, msg_fmt, parts, complete, "
+        "received_at FROM mo WHERE id = ?", (mo_id,)).fetchone()
+    if row is None:
+        return None
+    return MoView(*row[:8], bool(row[8]), row[9])
 
 
 # ----------------------------------------------------------------------------- callbacks

@@ -175,6 +175,9 @@ class SqliteStore(Store):
     def message(self, message_id: int) -> asyncio.Future:
         return self._submit(sql.message_view, message_id)
 
+    def mo_view(self, mo_id: int) -> asyncio.Future:
+        return self._submit(sql.mo_view, mo_id)
+
     async def status_counts(self) -> dict[str, int]:
         return dict(self._state.counts)
 
