@@ -2,8 +2,9 @@
 
 ``Gateway.start`` opens the store and picks up where it stopped: messages without a recorded
 SUBMIT_RESP are submitted (only their missing parts), MO parts not yet reassembled are fed
-back, callbacks not yet sent stay queued. ``Gateway.stop`` drains: no new work, submits in
-flight finish and are recorded, every connection is terminated, the store is flushed.
+back, callbacks not yet sent are sent (when apps are configured). ``Gateway.stop`` drains: no
+new work, submits in flight finish and are recorded, callbacks in flight are cut short (they
+stay queued), every connection is terminated, the store is flushed.
 ``cmpp-gateway run`` runs it until SIGTERM (drain, exit 0); SIGHUP drains and starts again
 from the configuration file and the store as they are.
 """
@@ -15,11 +16,12 @@ import logging
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from .callbacks import CallbackSender, mo_subscribers
 from .config import ChannelConfig, Config, ConfigError, load_config
 from .config_schema import split_host_port
 from .dispatcher import ChannelDispatcher
@@ -29,7 +31,7 @@ from .ops_http import OpsServer
 from .pool import ChannelPool, ChannelPools, PoolTuning
 from .receipts import ReceiptHandler
 from .status import load_tables
-from .store import Accepted, NewMessage
+from .store import Accepted, AcceptedRequest, ApiRequest, MoMessage, NewMessage
 from .store_sqlite import SqliteStore
 
 log = logging.getLogger("cmpp_gateway.daemon")
@@ -55,7 +57,11 @@ class GatewayOptions:
     clock: Callable[[], float] = time.time
     serve_ops: bool = True
     ops_address: tuple[str, int] | None = None     # instead of metrics_listen (tests: port 0)
-    mo_apps: Callable[[str], tuple[str, ...]] = field(default=lambda channel: ())
+    serve_api: bool = True
+    api_address: tuple[str, int] | None = None     # instead of api_listen (tests: port 0)
+    # The apps an MO on a channel is queued for; None: those with the channel among their
+    # channels and an mo_callback (gateway.callbacks.mo_subscribers).
+    mo_apps: Callable[[str], tuple[str, ...]] | None = None
 
 
 class Gateway:
@@ -67,6 +73,9 @@ class Gateway:
         self.channels: dict[str, _Channel] = {}
         self.pools: ChannelPools | None = None
         self.ops: OpsServer | None = None
+        self.callbacks: CallbackSender | None = None
+        self.api = None
+        self.api_server = None
         self._sweeper: asyncio.Task | None = None
         self._running = False
 
@@ -74,12 +83,17 @@ class Gateway:
 
     async def start(self) -> None:
         await self.store.open()
+        if self.config.apps:
+            self.callbacks = CallbackSender(self.store, self.config.apps, self.config.api,
+                                            self.metrics, clock=self.options.clock)
+            self.callbacks.start()
         tables = load_tables(Path(self.config.gateway.providers or BUILTIN_PROVIDERS))
         for name, channel in self.config.channels.items():
             codes = tables.for_provider(channel.provider)
             cm = self.metrics.channel(name, codes)
             receipts = ReceiptHandler(name, self.store, codes, cm, clock=self.options.clock,
-                                      mo_apps=lambda name=name: self.options.mo_apps(name))
+                                      mo_apps=lambda name=name: self._mo_apps(name),
+                                      on_mo=self._on_mo)
             pool = ChannelPool(channel, tuning=self.options.tuning, on_deliver=receipts.on_deliver,
                                on_event=cm.on_event)
             dispatcher = ChannelDispatcher(channel, pool, self.store, cm, clock=self.options.clock)
@@ -93,6 +107,8 @@ class Gateway:
             await c.receipts.start(loose)
             c.dispatcher.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="report-timeout")
+        if self.config.apps and self.options.serve_api:
+            await self._start_api()
         if self.options.serve_ops:
             self.ops = OpsServer(self.metrics.registry, self.readiness)
             host, port = self.options.ops_address or \
@@ -107,6 +123,8 @@ class Gateway:
             return
         self._running = False
         timeout = self.config.gateway.drain_timeout
+        if self.api_server is not None:                  # no new work from now on
+            await self.api_server.stop()
         await asyncio.gather(*(c.dispatcher.drain(timeout) for c in self.channels.values()))
         await self.pools.close(timeout)
         for c in self.channels.values():
@@ -114,6 +132,8 @@ class Gateway:
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
+        if self.callbacks is not None:
+            await self.callbacks.close()
         await self.store.close()
         if self.ops is not None:
             await self.ops.stop()
@@ -121,12 +141,44 @@ class Gateway:
 
     # ------------------------------------------------------------------------- work
 
+    def _mo_apps(self, channel: str) -> tuple[str, ...]:
+        if self.options.mo_apps is not None:
+            return self.options.mo_apps(channel)
+        return mo_subscribers(self.config.apps, channel)
+
     async def accept(self, messages: list[NewMessage]) -> list[Accepted]:
         """Store messages durably, then tell their channels' dispatchers."""
         accepted = await self.store.accept(messages, self.options.clock())
         for channel in {m.channel for m in messages}:
             self.channels[channel].dispatcher.notify()
         return accepted
+
+    async def accept_request(self, request: ApiRequest) -> AcceptedRequest:
+        """Store an API request whole, then tell its channels' dispatchers."""
+        accepted = await self.store.accept_request(request, self.options.clock())
+        if not accepted.replayed:
+            for channel in {m.channel for m in request.messages}:
+                self.channels[channel].dispatcher.notify()
+        return accepted
+
+    async def _start_api(self) -> None:
+        from .api import Api, ApiServer
+        self.api = Api(self, self.config, clock=self.options.clock)
+        await self.api.load()
+        self.api_server = ApiServer(self.api)
+        host, port = self.options.api_address or split_host_port(self.config.gateway.api_listen)
+        await self.api_server.start(host, port)
+
+    def _on_mo(self, mo: MoMessage, mo_id: int) -> None:
+        """An MO of "T" or "TD" unsubscribes its sender from marketing templates."""
+        if (mo.text or "").strip().upper() not in ("T", "TD"):
+            return
+        mobile = mo.src_terminal_id.lstrip("+")
+        mobile = mobile[2:] if len(mobile) == 13 and mobile.startswith("86") else mobile
+        self.store.unsubscribe(mobile, self.options.clock(), mo.channel)
+        if self.api is not None:
+            self.api.rules.unsubscribed.add(mobile)
+        log.info("%s unsubscribed from marketing messages (MO %d)", mobile, mo_id)
 
     async def _sweep(self) -> None:
         timeout = self.config.gateway.report_timeout

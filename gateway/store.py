@@ -190,6 +190,32 @@ class MessageView:
 
 
 @dataclass(frozen=True)
+class ApiRequest:
+    """What one API call stores, whole, in one transaction.
+
+    ``messages`` go out; ``refused`` are (message, JSMS code) pairs kept as final ``rejected``
+    records, never sent; ``code`` is (digest, expires_at) of the verification code carried by
+    the single message. ``render(ids, refused_ids) -> (http status, JSON body)`` builds the
+    answer, kept under ``idempotency_key`` so that a retry gets the same one.
+    """
+
+    app: str
+    messages: tuple[NewMessage, ...] = ()
+    refused: tuple[tuple[NewMessage, int], ...] = ()
+    code: tuple[str, float] | None = None
+    idempotency_key: str | None = None
+    render: object = None
+
+
+@dataclass(frozen=True)
+class AcceptedRequest:
+    ids: tuple[int, ...]
+    refused_ids: tuple[int, ...]
+    response: tuple[int, str] | None
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
 class MoView:
     """A stored MO message, as its callback reports it."""
 

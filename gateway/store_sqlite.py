@@ -12,6 +12,7 @@ import asyncio
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+from . import store_api_sql as api_sql
 from . import store_sql as sql
 from .store import (
     Accepted,
@@ -61,6 +62,7 @@ class SqliteStore(Store):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._state = await loop.run_in_executor(self._executor, sql.open_database,
                                                  self.path, self.synchronous)
+        await loop.run_in_executor(self._executor, api_sql.create_schema, self._state)
         self._wakeup = asyncio.Event()
         self._committer = loop.create_task(self._commit_loop(), name="store-commit")
 
@@ -193,6 +195,49 @@ class SqliteStore(Store):
 
     def pending_callbacks(self) -> asyncio.Future:
         return self._submit(sql.pending_callbacks)
+
+    # The API's records (gateway.store_api_sql).
+
+    def accept_request(self, request, now: float) -> asyncio.Future:
+        return self._submit(api_sql.accept_request, request, now)
+
+    def verify_code(self, app: str, message_id: int, digest: str, now: float) -> asyncio.Future:
+        return self._submit(api_sql.verify_code, app, message_id, digest, now)
+
+    def unsubscribe(self, mobile: str, now: float, channel: str) -> asyncio.Future:
+        return self._submit(api_sql.unsubscribe, mobile, now, channel)
+
+    def unsubscribed(self) -> asyncio.Future:
+        return self._submit(api_sql.unsubscribed)
+
+    def create_template(self, values: dict, first_id: int, now: float) -> asyncio.Future:
+        return self._submit(api_sql.create_template, values, first_id, now)
+
+    def update_template(self, template_id: int, values: dict, now: float) -> asyncio.Future:
+        return self._submit(api_sql.update_template, template_id, values, now)
+
+    def delete_template(self, template_id: int) -> asyncio.Future:
+        return self._submit(api_sql.delete_template, template_id)
+
+    def templates(self) -> asyncio.Future:
+        return self._submit(api_sql.templates)
+
+    def create_signature(self, app: str, sign: str, images: list, status: int,
+                         now: float) -> asyncio.Future:
+        return self._submit(api_sql.create_signature, app, sign, images, status, now)
+
+    def update_signature(self, sign_id: int, sign: str, images: list, status: int,
+                         now: float) -> asyncio.Future:
+        return self._submit(api_sql.update_signature, sign_id, sign, images, status, now)
+
+    def set_signature_status(self, sign_id: int, status: int, now: float) -> asyncio.Future:
+        return self._submit(api_sql.set_signature_status, sign_id, status, now)
+
+    def delete_signature(self, sign_id: int) -> asyncio.Future:
+        return self._submit(api_sql.delete_signature, sign_id)
+
+    def signatures(self) -> asyncio.Future:
+        return self._submit(api_sql.signatures)
 
     def counts_snapshot(self) -> Counter:
         """Messages by status, as of the last commit (no query; for metrics scrapes)."""

@@ -1,0 +1,193 @@
+"""The HTTP API's application: authentication, whitelist, bodies, errors, and its server.
+
+Every call carries HTTP Basic ``base64(appKey:masterSecret)``: missing 400/50001, wrong
+401/50002, an app switched off 403/50036, a source address outside the app's whitelist
+403/50035. Unknown paths are 404/50016, wrong methods 405/50018, JSON endpoints take only
+``application/json`` (415/50017), an empty body is 400/50003 and one that is not a JSON object
+403/50007, a body over ``[api] max_body`` 403/50007. Anything unexpected is 500/50019, logged
+without the body.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import ipaddress
+import json
+import logging
+import time
+
+from aiohttp import web
+
+from ..config import Config
+from ..store import AcceptedRequest, ApiRequest
+from .errors import ApiError
+from .registry import Registry
+from .rules import MobileRule, References, SendRules
+
+log = logging.getLogger("cmpp_gateway.api")
+
+API_KEY = web.AppKey("api", object)
+APP = web.RequestKey("app", object)         # the calling app (an AppConfig)
+
+
+class Api:
+    """What the handlers share: the gateway, the apps, the templates, the rules."""
+
+    def __init__(self, gateway, config: Config, clock=time.time) -> None:
+        self.gateway = gateway
+        self.store = gateway.store
+        self.config = config
+        self.settings = config.api
+        self.clock = clock
+        self.apps_by_key = {app.app_key: app for app in config.apps.values()}
+        self.networks = {name: [ipaddress.ip_network(w, strict=False) for w in app.whitelist]
+                         for name, app in config.apps.items()}
+        self.registry = Registry(config.templates)
+        self.rules = SendRules(config.api, clock)
+        self.mobiles = MobileRule(config.api.mobile_pattern)
+        self.references = References()
+
+    async def load(self) -> None:
+        """Templates, signatures and unsubscribed numbers kept in the store."""
+        self.registry.load(await self.store.templates(), await self.store.signatures())
+        self.rules.unsubscribed = await self.store.unsubscribed()
+
+    async def replay(self, app, key: str | None) -> web.Response | None:
+        """The first answer given to this Idempotency-Key, if there was one."""
+        if key is None:
+            return None
+        accepted = await self.store.accept_request(ApiRequest(app.name, idempotency_key=key), 0)
+        return _answer(accepted.response) if accepted.replayed else None
+
+    async def submit(self, request: ApiRequest) -> web.Response:
+        accepted: AcceptedRequest = await self.gateway.accept_request(request)
+        return _answer(accepted.response)
+
+
+def _answer(response: tuple[int, str]) -> web.Response:
+    status, body = response
+    return web.Response(status=status, text=body, content_type="application/json")
+
+
+def dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255:
+        raise ApiError(50007, "Idempotency-Key must be 1 to 255 characters")
+    return key
+
+
+async def json_body(request: web.Request) -> dict:
+    """The request's JSON object; ApiError 50003, 50017 or 50007."""
+    raw = await request.read()
+    if not raw.strip():
+        raise ApiError(50003)
+    if request.content_type != "application/json":
+        raise ApiError(50017, "send application/json")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(50007, "not JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(50007, "expected a JSON object")
+    return body
+
+
+# ----------------------------------------------------------------------------- middlewares
+
+@web.middleware
+async def jsms_errors(request: web.Request, handler):
+    """Map every failure to a JSMS error body with the documented HTTP status."""
+    try:
+        refused = getattr(request.match_info, "http_exception", None)
+        if refused is not None:
+            raise ApiError(50018 if refused.status == 405 else 50016)
+        return await handler(request)
+    except ApiError as error:
+        return error.response()
+    except web.HTTPRequestEntityTooLarge:
+        max_body = request.app[API_KEY].settings.max_body
+        return ApiError(50007, f"body larger than {max_body} bytes").response()
+    except web.HTTPException as error:
+        code = {404: 50016, 405: 50018, 415: 50017}.get(error.status, 50007)
+        return ApiError(code).response()
+    except Exception:  # noqa: BLE001 - the caller gets 50019, the operator a log line
+        log.exception("%s %s failed", request.method, request.path)
+        return ApiError(50019).response()
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler):
+    """Find the app from HTTP Basic appKey:masterSecret and check where the call comes from."""
+    api: Api = request.app[API_KEY]
+    header = request.headers.get("Authorization", "")
+    if not header.strip():
+        raise ApiError(50001)
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise ApiError(50002)
+    try:
+        key, sep, secret = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise ApiError(50002) from None
+    app = api.apps_by_key.get(key)
+    if not sep or app is None or not hmac.compare_digest(app.master_secret.encode(),
+                                                         secret.encode()):
+        raise ApiError(50002)
+    if not app.enabled:
+        raise ApiError(50036)
+    networks = api.networks[app.name]
+    if networks and not _allowed(request.remote, networks):
+        raise ApiError(50035)
+    request[APP] = app
+    return await handler(request)
+
+
+def _allowed(remote: str | None, networks) -> bool:
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:
+        return False
+    if address.version == 6 and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
+
+
+def create_app(api: Api) -> web.Application:
+    from . import codes, messages
+    app = web.Application(middlewares=[jsms_errors, authenticate],
+                          client_max_size=api.settings.max_body)
+    app[API_KEY] = api
+    messages.add_routes(app)
+    codes.add_routes(app)
+    return app
+
+
+class ApiServer:
+    """The API on its own address, with its limits on body, header and line sizes."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self._runner: web.AppRunner | None = None
+        self.address: tuple[str, int] | None = None
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        self._runner = web.AppRunner(create_app(self.api), access_log=None,
+                                     max_line_size=8190, max_field_size=8190)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, backlog=self.api.settings.max_connections)
+        await site.start()
+        self.address = site._server.sockets[0].getsockname()[:2]
+        return self.address
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -1,0 +1,69 @@
+"""The JSMS error codes, with the HTTP status and message of each, as the JSMS documents give
+them (reference seeds 002 and 003). Every error the API answers is one of these:
+``{"error": {"code": 50006, "message": "invalid mobile"}}``.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+CODES: dict[int, tuple[int, str]] = {
+    50000: (200, "success"),
+    50001: (400, "missing auth"),
+    50002: (401, "auth failed"),
+    50003: (400, "missing body"),
+    50004: (400, "missing mobile"),
+    50005: (400, "missing temp_id"),
+    50006: (403, "invalid mobile"),
+    50007: (403, "invalid body"),
+    50008: (403, "no sms code auth"),
+    50009: (403, "out of freq"),
+    50010: (403, "invalid code"),
+    50011: (403, "expired code"),
+    50012: (403, "verified code"),
+    50013: (403, "invalid temp_id"),
+    50014: (403, "no money"),
+    50015: (400, "missing code"),
+    50016: (404, "api not found"),
+    50017: (415, "media not supported"),
+    50018: (405, "request method not support"),
+    50019: (500, "server error"),
+    50020: (403, "template auditing"),
+    50021: (403, "template not pass"),
+    50022: (403, "parameters not all replaced"),
+    50023: (403, "parameters is empty"),
+    50024: (403, "unsubscribed mobile"),
+    50025: (403, "wrong template type"),
+    50026: (403, "wrong msg_id"),
+    50030: (403, "recipients is empty"),
+    50031: (403, "too much recipients"),
+    50034: (403, "repeat send"),
+    50035: (403, "illegal IP"),
+    50036: (403, "app in black"),
+    50037: (403, "has black word"),
+    50038: (403, "invalid code length"),
+    50039: (403, "invalid code type"),
+    50040: (403, "invalid voice language type"),
+    50041: (403, "invalid ttl value"),
+    50101: (403, "invalid image"),
+    50102: (403, "invalid sign id"),
+    50103: (403, "other signatures in the audit"),
+    50104: (403, "invalid signature"),
+    50105: (403, "the signature in use cannot be deleted"),
+}
+
+
+class ApiError(Exception):
+    """A request refused with a JSMS code; ``detail`` adds to the standard message."""
+
+    def __init__(self, code: int, detail: str | None = None) -> None:
+        self.code = code
+        self.status, message = CODES[code]
+        self.message = f"{message}: {detail}" if detail else message
+        super().__init__(f"{code} {self.message}")
+
+    def body(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message}}
+
+    def response(self) -> web.Response:
+        return web.json_response(self.body(), status=self.status)

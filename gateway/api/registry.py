@@ -1,0 +1,118 @@
+"""Templates and signatures: from the configuration (approved by definition) and from the API
+(waiting for an operator unless the configuration approves them automatically).
+
+The registry is kept in memory for the hot path and written through to the store.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from ..config_api import AppConfig, TemplateConfig
+from ..store_api_sql import APPROVED, PENDING, REFUSED
+from .errors import ApiError
+
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+KINDS = {"code": 1, "notification": 2, "marketing": 3}        # JSMS numbering
+FIRST_API_TEMPLATE = 1001
+
+
+@dataclass(frozen=True)
+class Template:
+    id: int
+    app: str                 # "" : every app may use it
+    type: str                # code | notification | marketing
+    content: str
+    signature: str
+    status: int = APPROVED
+    code_length: int = 0
+    ttl: float = 0
+    channel: str = ""
+    from_config: bool = True
+
+    @property
+    def placeholders(self) -> list[str]:
+        return PLACEHOLDER.findall(self.content)
+
+
+@dataclass(frozen=True)
+class Signature:
+    id: int
+    app: str
+    sign: str
+    status: int
+
+
+class Registry:
+    """Templates by id and signatures by id, with what each app may use."""
+
+    def __init__(self, templates: dict[int, TemplateConfig]) -> None:
+        self.templates: dict[int, Template] = {
+            t.id: Template(t.id, t.app, t.type, t.content, t.signature, APPROVED, t.code_length,
+                           t.ttl, t.channel) for t in templates.values()}
+        self.signatures: dict[int, Signature] = {}
+
+    def load(self, stored_templates: list[dict], stored_signatures: list[dict]) -> None:
+        for row in stored_templates:
+            self.templates[row["id"]] = Template(from_config=False, **row)
+        for row in stored_signatures:
+            self.signatures[row["id"]] = Signature(**row)
+
+    @property
+    def next_template_id(self) -> int:
+        return max([FIRST_API_TEMPLATE - 1, *self.templates]) + 1
+
+    def template(self, app: AppConfig, temp_id, kinds: tuple[str, ...]) -> Template:
+        """The template ``temp_id`` for ``app``; ApiError 50005 (missing), 50013 (not a
+        template of this app), 50020 (waiting for review), 50021 (refused), 50025 (a type
+        this endpoint does not send)."""
+        if temp_id is None or temp_id == "":
+            raise ApiError(50005)
+        try:
+            number = int(temp_id)
+        except (TypeError, ValueError):
+            raise ApiError(50013) from None
+        template = self.templates.get(number)
+        if template is None or isinstance(temp_id, bool) or (template.app and template.app != app.name):
+            raise ApiError(50013)
+        if template.status == PENDING:
+            raise ApiError(50020)
+        if template.status == REFUSED:
+            raise ApiError(50021)
+        if template.type not in kinds:
+            raise ApiError(50025, f"a {template.type} template")
+        return template
+
+    def signature_text(self, app: AppConfig, template: Template) -> str:
+        """The approved signature to put in front: the template's, else the app's; a
+        signature made through the API counts only once approved."""
+        text = template.signature or app.signature
+        if not text:
+            return ""
+        made = [s for s in self.signatures.values() if s.sign == text and s.app == app.name]
+        if made and not any(s.status == APPROVED for s in made):
+            raise ApiError(50020, f"signature {text!r} is not approved yet")
+        return text
+
+    def set_template(self, template: Template) -> None:
+        self.templates[template.id] = template
+
+    def drop_template(self, template_id: int) -> None:
+        self.templates.pop(template_id, None)
+
+    def set_signature(self, signature: Signature) -> None:
+        self.signatures[signature.id] = signature
+
+    def drop_signature(self, sign_id: int) -> None:
+        self.signatures.pop(sign_id, None)
+
+    def signature_in_use(self, signature: Signature) -> bool:
+        """A template of the app (or any app's shared one) uses this signature's text."""
+        return any(t.signature == signature.sign and t.app in ("", signature.app)
+                   for t in self.templates.values())
+
+    def with_status(self, template_id: int, status: int) -> Template:
+        template = replace(self.templates[template_id], status=status)
+        self.templates[template_id] = template
+        return template

@@ -1,0 +1,225 @@
+"""SQL of the API's records: requests accepted whole, verification codes, idempotent answers,
+unsubscribed numbers, and the templates and signatures managed through the API.
+
+Like ``store_sql``, every function runs in the store's worker thread inside a transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from .status import DeliveryStatus
+from .store_sql import State, _insert_messages
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS codes (
+    message_id INTEGER PRIMARY KEY,
+    app TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    verified_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS api_responses (
+    app TEXT NOT NULL,
+    key TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (app, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS unsubscribed (
+    mobile TEXT PRIMARY KEY,
+    at REAL NOT NULL,
+    channel TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS templates (
+    id INTEGER PRIMARY KEY,
+    app TEXT NOT NULL,
+    type TEXT NOT NULL,
+    content TEXT NOT NULL,
+    signature TEXT NOT NULL DEFAULT '',
+    status INTEGER NOT NULL,
+    code_length INTEGER NOT NULL DEFAULT 0,
+    ttl REAL NOT NULL DEFAULT 0,
+    channel TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS signatures (
+    id INTEGER PRIMARY KEY,
+    app TEXT NOT NULL,
+    sign TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS signature_images (
+    sign_id INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
+    content BLOB NOT NULL,
+    content_type TEXT NOT NULL,
+    PRIMARY KEY (sign_id, slot)
+) WITHOUT ROWID;
+"""
+
+# Review states of templates and signatures, as JSMS numbers them (0 is ours: waiting).
+PENDING, APPROVED, REFUSED = 0, 1, 2
+
+
+def create_schema(state: State) -> None:
+    state.db.executescript(SCHEMA)
+
+
+def accept_request(state: State, request, now: float):
+    """Store an API request whole: its messages, the recipients it refused (final
+    ``rejected`` records carrying the JSMS code, never sent), its verification code, and the
+    answer given, kept under its Idempotency-Key. A key seen before returns the first answer
+    and stores nothing."""
+    from .store import AcceptedRequest
+    db = state.db
+    if request.idempotency_key is not None:
+        row = db.execute("SELECT status, body FROM api_responses WHERE app = ? AND key = ?",
+                         (request.app, request.idempotency_key)).fetchone()
+        if row is not None:
+            return AcceptedRequest((), (), (row[0], row[1]), replayed=True)
+    ids = _insert_messages(state, list(request.messages), now)
+    refused = [_insert_refused(state, message, code, now) for message, code in request.refused]
+    if request.code is not None:
+        digest, expires_at = request.code
+        db.execute("INSERT INTO codes (message_id, app, digest, expires_at) VALUES (?, ?, ?, ?)",
+                   (ids[0], request.app, digest, expires_at))
+    response = None
+    if request.render is not None:
+        response = request.render(ids, refused)
+        if request.idempotency_key is not None:
+            db.execute("INSERT INTO api_responses (app, key, status, body, created_at) "
+                       "VALUES (?, ?, ?, ?, ?)",
+                       (request.app, request.idempotency_key, response[0], response[1], now))
+    return AcceptedRequest(tuple(ids), tuple(refused), response)
+
+
+def _insert_refused(state: State, message, code: int, now: float) -> int:
+    cursor = state.db.execute(
+        "INSERT INTO messages (app, channel, recipient, text, template_id, kind, reference, "
+        "created_at, status, status_stat, status_temporary, status_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'rejected', ?, 0, ?)",
+        (message.app, message.channel, message.recipient, message.text, message.template_id,
+         message.kind, message.reference, now, str(code), now))
+    state.moved(None, DeliveryStatus.REJECTED.value)
+    return cursor.lastrowid
+
+
+def code_digest(code: str, salt: str | None = None) -> str:
+    """``salt$sha256(salt + code)``: a code is never stored as itself."""
+    salt = salt or secrets.token_hex(8)
+    return f"{salt}${hashlib.sha256((salt + code).encode()).hexdigest()}"
+
+
+def verify_code(state: State, app: str, message_id: int, code: str, now: float) -> str:
+    """"ok", or why not: "unknown" (no such code for this app), "verified" (used already),
+    "expired", "invalid" (wrong code; attempts are counted)."""
+    row = state.db.execute("SELECT app, digest, expires_at, verified_at FROM codes "
+                           "WHERE message_id = ?", (message_id,)).fetchone()
+    if row is None or row[0] != app:
+        return "unknown"
+    if row[3] is not None:
+        return "verified"
+    if now >= row[2]:
+        return "expired"
+    if not hmac.compare_digest(row[1], code_digest(code, row[1].split("$", 1)[0])):
+        state.db.execute("UPDATE codes SET attempts = attempts + 1 WHERE message_id = ?",
+                         (message_id,))
+        return "invalid"
+    state.db.execute("UPDATE codes SET verified_at = ? WHERE message_id = ?", (now, message_id))
+    return "ok"
+
+
+# ----------------------------------------------------------------------------- unsubscribes
+
+def unsubscribe(state: State, mobile: str, now: float, channel: str) -> None:
+    state.db.execute("INSERT OR REPLACE INTO unsubscribed (mobile, at, channel) VALUES (?, ?, ?)",
+                     (mobile, now, channel))
+
+
+def unsubscribed(state: State) -> set[str]:
+    return {row[0] for row in state.db.execute("SELECT mobile FROM unsubscribed")}
+
+
+# ----------------------------------------------------------------------------- templates
+
+def create_template(state: State, values: dict, first_id: int, now: float) -> int:
+    """A new template (ids from ``first_id`` on, above the configured ones)."""
+    last = state.db.execute("SELECT MAX(id) FROM templates").fetchone()[0] or 0
+    template_id = max(first_id, last + 1)
+    state.db.execute(
+        "INSERT INTO templates (id, app, type, content, signature, status, code_length, ttl, "
+        "channel, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (template_id, values["app"], values["type"], values["content"], values["signature"],
+         values["status"], values["code_length"], values["ttl"], values["channel"], now, now))
+    return template_id
+
+
+def update_template(state: State, template_id: int, values: dict, now: float) -> bool:
+    columns = ", ".join(f"{key} = ?" for key in values)
+    cursor = state.db.execute(f"UPDATE templates SET {columns}, updated_at = ? WHERE id = ?",
+                              (*values.values(), now, template_id))
+    return cursor.rowcount == 1
+
+
+def delete_template(state: State, template_id: int) -> bool:
+    return state.db.execute("DELETE FROM templates WHERE id = ?", (template_id,)).rowcount == 1
+
+
+def templates(state: State) -> list[dict]:
+    cursor = state.db.execute("SELECT id, app, type, content, signature, status, code_length, "
+                              "ttl, channel FROM templates ORDER BY id")
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor]
+
+
+# ----------------------------------------------------------------------------- signatures
+
+def create_signature(state: State, app: str, sign: str, images: list, status: int,
+                     now: float) -> int:
+    cursor = state.db.execute("INSERT INTO signatures (app, sign, status, created_at, "
+                              "updated_at) VALUES (?, ?, ?, ?, ?)", (app, sign, status, now, now))
+    _store_images(state, cursor.lastrowid, images)
+    return cursor.lastrowid
+
+
+def update_signature(state: State, sign_id: int, sign: str, images: list, status: int,
+                     now: float) -> bool:
+    cursor = state.db.execute("UPDATE signatures SET sign = ?, status = ?, updated_at = ? "
+                              "WHERE id = ?", (sign, status, now, sign_id))
+    if cursor.rowcount != 1:
+        return False
+    if images:
+        state.db.execute("DELETE FROM signature_images WHERE sign_id = ?", (sign_id,))
+        _store_images(state, sign_id, images)
+    return True
+
+
+def _store_images(state: State, sign_id: int, images: list) -> None:
+    state.db.executemany("INSERT INTO signature_images (sign_id, slot, content, content_type) "
+                         "VALUES (?, ?, ?, ?)",
+                         [(sign_id, slot, content, kind) for slot, content, kind in images])
+
+
+def set_signature_status(state: State, sign_id: int, status: int, now: float) -> bool:
+    cursor = state.db.execute("UPDATE signatures SET status = ?, updated_at = ? WHERE id = ?",
+                              (status, now, sign_id))
+    return cursor.rowcount == 1
+
+
+def delete_signature(state: State, sign_id: int) -> bool:
+    state.db.execute("DELETE FROM signature_images WHERE sign_id = ?", (sign_id,))
+    return state.db.execute("DELETE FROM signatures WHERE id = ?", (sign_id,)).rowcount == 1
+
+
+def signatures(state: State) -> list[dict]:
+    cursor = state.db.execute("SELECT id, app, sign, status FROM signatures ORDER BY id")
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor]
