@@ -32,7 +32,6 @@ from construct import (
     Construct,
     FormatField,
     Rebuild,
-    StreamError,
     StringError,
     Struct,
     stream_read,

@@ -1,4 +1,5 @@
-"""SQL of the embedded store: the schema and one function per operation.
+"""SQL of the embedded store: the schema, messages, submits, reading and callbacks (reports
+and MO are in ``store_receipts_sql``).
 
 Every function runs in the store's worker thread inside a transaction opened by
 ``SqliteStore._run``; ``State`` carries the connection and the in-memory facts that change with
@@ -15,14 +16,10 @@ from .status import DeliveryStatus, derive_status
 from .store import (
     Accepted,
     MessageView,
-    MoMessage,
-    MoPart,
     MoView,
     NewMessage,
     OutboxEntry,
     PendingMessage,
-    Receipt,
-    ReceiptOutcome,
     SegmentResult,
     SegmentView,
     to_signed,
@@ -357,175 +354,6 @@ def _callback_row(app: str, kind: str, ref: int, now: float) -> tuple:
 
 def _queue_callback(state: State, app: str, kind: str, ref: int, now: float) -> None:
     state.db.execute(_INSERT_CALLBACK, _callback_row(app, kind, ref, now))
-
-
-# ----------------------------------------------------------------------------- receipts
-
-def record_receipts(state: State, receipts: list[Receipt]) -> list[ReceiptOutcome]:
-    """Store reports and settle the segments they name, as a set: one query finds their
-    segments, one finds those seen before, and the writes go out with executemany. A report
-    seen before changes nothing; a segment's first final report wins."""
-    segments = _segments_named(state, receipts)
-    seen = _receipts_seen(state, receipts)
-    out: list[ReceiptOutcome | None] = [None] * len(receipts)
-    rows, segment_updates, message_updates, callbacks = [], [], [], []
-    for i, r in enumerate(receipts):
-        c, msg_id = r.classification, to_signed(r.msg_id)
-        key = (r.channel, to_signed(r.deliver_msg_id), msg_id, c.stat)
-        if key in seen:
-            out[i] = ReceiptOutcome(duplicate=True)
-            continue
-        seen.add(key)
-        segment = segments.get((r.channel, msg_id))
-        status = c.status.value if c.status is not None else None
-        rows.append((r.channel, r.connection, key[1], msg_id, c.stat, status, int(c.temporary),
-                     c.provider, r.submit_time, r.done_time, r.dest_terminal_id, r.smsc_sequence,
-                     r.received_at, segment and segment.message_id, segment and segment.part))
-        if segment is None:
-            state.hold((r.channel, msg_id))
-            out[i] = ReceiptOutcome()
-            continue
-        latency = r.received_at - segment.submitted_at
-        out[i] = ReceiptOutcome(matched=True, message_id=segment.message_id, latency=latency)
-        if status is None or segment.status != SUBMITTED:
-            continue
-        segment.status = status                     # a later report in this set sees it final
-        if segment.parts > 1:     # settled now, in arrival order: its first failure decides
-            _settle_segment(state, segment.message_id, segment.part, status, c.stat,
-                            int(c.temporary), r.received_at)
-            settled = _settle(state, segment.message_id, segment.parts, r.received_at,
-                              c.provider)
-            out[i] = ReceiptOutcome(matched=True, message_id=segment.message_id,
-                                    message_status=settled, latency=latency)
-            continue
-        segment_updates.append((status, c.stat, int(c.temporary), r.received_at,
-                                segment.message_id, segment.part))
-        if segment.message_status not in FINAL:
-            message_updates.append((status, c.stat, int(c.temporary), c.provider, r.received_at,
-                                    segment.message_id))
-            callbacks.append(_callback_row(segment.app, "status", segment.message_id,
-                                           r.received_at))
-            state.moved(segment.message_status, status)
-            segment.message_status = status
-            out[i] = ReceiptOutcome(False, True, segment.message_id, DeliveryStatus(status),
-                                    latency)
-    _write_receipts(state, rows, segment_updates, message_updates, callbacks)
-    return out
-
-
-class _Named:
-    """A segment named by a report, with what settling it needs from its message."""
-
-    __slots__ = ("message_id", "part", "parts", "submitted_at", "status", "app",
-                 "message_status")
-
-    def __init__(self, message_id, part, parts, submitted_at, status, app, message_status):
-        self.message_id, self.part, self.parts = message_id, part, parts
-        self.submitted_at, self.status = submitted_at, status
-        self.app, self.message_status = app, message_status
-
-
-def _chunks(items: list, size: int = 500):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-def _segments_named(state: State, receipts: list[Receipt]) -> dict[tuple[str, int], _Named]:
-    found = {}
-    by_channel: dict[str, list[int]] = {}
-    for r in receipts:
-        by_channel.setdefault(r.channel, []).append(to_signed(r.msg_id))
-    for channel, msg_ids in by_channel.items():
-        for chunk in _chunks(sorted(set(msg_ids))):
-            marks = ",".join("?" * len(chunk))
-            for row in state.db.execute(
-                    "SELECT s.msg_id, s.message_id, s.part, s.parts, s.submitted_at, s.status, "
-                    "m.app, m.status FROM segments s JOIN messages m ON m.id = s.message_id "
-                    f"WHERE s.msg_id IN ({marks}) AND s.channel = ?", (*chunk, channel)):
-                found[(channel, row[0])] = _Named(*row[1:])
-    return found
-
-
-def _receipts_seen(state: State, receipts: list[Receipt]) -> set[tuple]:
-    seen = set()
-    by_channel: dict[str, list[int]] = {}
-    for r in receipts:
-        by_channel.setdefault(r.channel, []).append(to_signed(r.deliver_msg_id))
-    for channel, deliver_ids in by_channel.items():
-        for chunk in _chunks(sorted(set(deliver_ids))):
-            marks = ",".join("?" * len(chunk))
-            seen.update(state.db.execute(
-                "SELECT channel, deliver_msg_id, msg_id, stat FROM receipts "
-                f"WHERE deliver_msg_id IN ({marks}) AND channel = ?", (*chunk, channel)))
-    return seen
-
-
-def _write_receipts(state, rows, segment_updates, message_updates, callbacks) -> None:
-    db = state.db
-    db.executemany(
-        "INSERT INTO receipts (channel, connection, deliver_msg_id, msg_id, stat, "
-        "status, temporary, provider, submit_time, done_time, dest_terminal_id, smsc_sequence, "
-        "received_at, message_id, part) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    db.executemany("UPDATE segments SET status = ?, stat = ?, temporary = ?, done_at = ? "
-                   "WHERE message_id = ? AND part = ?", segment_updates)
-    db.executemany("UPDATE messages SET status = ?, status_stat = ?, status_temporary = ?, "
-                   "status_provider = ?, status_at = ? WHERE id = ?", message_updates)
-    db.executemany(_INSERT_CALLBACK, callbacks)
-
-
-def expire_reports(state: State, now: float, timeout: float) -> list[int]:
-    """Messages submitted before now - timeout and still without a final report end unknown."""
-    rows = state.db.execute(
-        "UPDATE messages SET status = 'unknown', status_at = ?, status_stat = NULL, "
-        "status_temporary = 0 WHERE status = 'submitted' AND submitted_at < ? "
-        "RETURNING id, app", (now, now - timeout)).fetchall()
-    for message_id, app in rows:
-        state.db.execute("UPDATE segments SET status = 'unknown', done_at = ? "
-                         "WHERE message_id = ? AND status = 'submitted'", (now, message_id))
-        _queue_callback(state, app, "status", message_id, now)
-    state.moved(SUBMITTED, DeliveryStatus.UNKNOWN.value, len(rows))
-    return [r[0] for r in rows]
-
-
-# ----------------------------------------------------------------------------- MO
-
-def record_mo_parts(state: State, parts: list[MoPart]) -> list[MoPart | None]:
-    out = []
-    for p in parts:
-        cursor = state.db.execute(
-            "INSERT OR IGNORE INTO mo_parts (channel, connection, deliver_msg_id, "
-            "src_terminal_id, dest_id, service_id, msg_fmt, tp_udhi, content, received_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (p.channel, p.connection, to_signed(p.deliver_msg_id), p.src_terminal_id, p.dest_id,
-             p.service_id, p.msg_fmt, p.tp_udhi, p.content, p.received_at))
-        out.append(_with_id(p, cursor.lastrowid) if cursor.rowcount == 1 else None)
-    return out
-
-
-def _with_id(part: MoPart, part_id: int) -> MoPart:
-    return part._replace(id=part_id)
-
-
-def record_mo_message(state: State, m: MoMessage, apps: tuple[str, ...]) -> int:
-    cursor = state.db.execute(
-        "INSERT INTO mo (channel, src_terminal_id, dest_id, text, payload, msg_fmt, parts, "
-        "complete, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (m.channel, m.src_terminal_id, m.dest_id, m.text, m.payload, m.msg_fmt,
-         len(m.part_ids), int(m.complete), m.received_at))
-    mo_id = cursor.lastrowid
-    state.db.executemany("UPDATE mo_parts SET mo_id = ? WHERE id = ?",
-                         [(mo_id, part_id) for part_id in m.part_ids])
-    for app in apps:
-        _queue_callback(state, app, "mo", mo_id, m.received_at)
-    return mo_id
-
-
-def unassembled_mo_parts(state: State) -> list[MoPart]:
-    rows = state.db.execute(
-        "SELECT channel, connection, deliver_msg_id, src_terminal_id, dest_id, service_id, "
-        "msg_fmt, tp_udhi, content, received_at, id FROM mo_parts WHERE mo_id IS NULL "
-        "ORDER BY id").fetchall()
-    return [MoPart(r[0], r[1], to_unsigned(r[2]), *r[3:]) for r in rows]
 
 
 # ----------------------------------------------------------------------------- reading

@@ -13,17 +13,13 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from . import store_api_sql as api_sql
+from . import store_receipts_sql as receipts_sql
 from . import store_sql as sql
 from .store import (
-    Accepted,
-    MessageView,
     MoMessage,
     MoPart,
     NewMessage,
-    OutboxEntry,
-    PendingMessage,
     Receipt,
-    ReceiptOutcome,
     SegmentResult,
     Store,
 )
@@ -160,19 +156,19 @@ class SqliteStore(Store):
         return self._submit(sql.record_submits, results, provider)
 
     def record_receipts(self, receipts: list[Receipt]) -> asyncio.Future:
-        return self._submit(sql.record_receipts, receipts)
+        return self._submit(receipts_sql.record_receipts, receipts)
 
     def record_mo_parts(self, parts: list[MoPart]) -> asyncio.Future:
-        return self._submit(sql.record_mo_parts, parts)
+        return self._submit(receipts_sql.record_mo_parts, parts)
 
     def record_mo_message(self, message: MoMessage, apps: tuple[str, ...] = ()) -> asyncio.Future:
-        return self._submit(sql.record_mo_message, message, apps)
+        return self._submit(receipts_sql.record_mo_message, message, apps)
 
     def unassembled_mo_parts(self) -> asyncio.Future:
-        return self._submit(sql.unassembled_mo_parts)
+        return self._submit(receipts_sql.unassembled_mo_parts)
 
     def expire_reports(self, now: float, timeout: float) -> asyncio.Future:
-        return self._submit(sql.expire_reports, now, timeout)
+        return self._submit(receipts_sql.expire_reports, now, timeout)
 
     def message(self, message_id: int) -> asyncio.Future:
         return self._submit(sql.message_view, message_id)
@@ -250,7 +246,8 @@ class SqliteStore(Store):
 
 # Operations over a list of items with one result per item: consecutive ones with the same
 # other arguments run as one call, and the results are handed back op by op.
-_MERGEABLE = frozenset({sql.record_receipts, sql.record_submits, sql.record_mo_parts})
+_MERGEABLE = frozenset({receipts_sql.record_receipts, sql.record_submits,
+                        receipts_sql.record_mo_parts})
 
 
 def _apply(state, batch: list[_Op]) -> list:
