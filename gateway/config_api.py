@@ -39,7 +39,7 @@ def _networks(value: list) -> str | None:
         try:
             ipaddress.ip_network(entry, strict=False)
         except ValueError:
-            return f"has {entry!r}, which is not an IP address or CIDR block"
+            return f"lists {entry!r}, which is not an IP address or CIDR block"
     return None
 
 

@@ -1,0 +1,118 @@
+"""Configuration of the API: [api] limits, [apps.NAME] and [templates.ID], with the exact
+error lines a user sees."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.config import ConfigError, describe_config, parse_config
+
+CHANNEL = """
+[channels.cmcc]
+provider = "p"
+host = "10.1.2.3"
+port = 7890
+account = "900001"
+password = "pw"
+access_number = "10690001"
+connections = 1
+"""
+APP = """
+[apps.shop]
+app_key = "shopkey"
+master_secret = "shop-secret-9"
+"""
+
+
+def load(text: str, env=None):
+    return parse_config(CHANNEL + text, "gw.toml", env=env or {})
+
+
+def problems(text: str, env=None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load(text, env)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_an_app_takes_the_consoles_settings_with_defaults():
+    config = load(APP + 'whitelist = ["10.0.0.0/8", "192.0.2.7"]\n'
+                  'status_callback = "https://app.example/status"\n')
+    app = config.apps["shop"]
+    assert (app.app_key, app.master_secret, app.channels) == ("shopkey", "shop-secret-9", ("cmcc",))
+    assert app.whitelist == ("10.0.0.0/8", "192.0.2.7") and app.enabled
+    assert app.status_callback == "https://app.example/status" and app.mo_callback == ""
+    assert config.api.code_length == 6 and config.api.max_body == 1 << 20
+    assert "shop-secret-9" not in repr(app)
+
+
+def test_a_master_secret_can_come_from_the_environment():
+    config = load('[apps.shop]\napp_key = "k1"\nmaster_secret_env = "SHOP_SECRET"\n',
+                  env={"SHOP_SECRET": "from-env-123"})
+    assert config.apps["shop"].master_secret == "from-env-123"
+    assert "from-env-123" in config.secrets()
+
+
+def test_templates_are_read_with_their_type_and_signature():
+    config = load(APP + '[templates.7]\ntype = "code"\ncontent = "验证码{{code}}"\n'
+                  'signature = "商城"\ncode_length = 4\n')
+    template = config.templates[7]
+    assert (template.type, template.content, template.signature, template.code_length) == \
+        ("code", "验证码{{code}}", "商城", 4)
+
+
+def test_the_description_masks_master_secrets():
+    text = describe_config(load(APP))
+    assert "shop-secret-9" not in text and 'master_secret = "******"' in text
+    assert "[apps.shop]" in text and "[api]" in text
+
+
+BAD = [
+    ("no secret", '[apps.shop]\napp_key = "k"\n',
+     ['gw.toml: [apps.shop] master_secret: missing required key; add master_secret = "..." '
+      'or master_secret_env = "VARIABLE"']),
+    ("both secrets", APP + 'master_secret_env = "X"\n',
+     ["gw.toml: [apps.shop] master_secret: give master_secret or master_secret_env, not both"]),
+    ("secret variable unset", '[apps.shop]\napp_key = "k"\nmaster_secret_env = "NOPE"\n',
+     ["gw.toml: [apps.shop] master_secret_env: NOPE is not set in the environment; export it "
+      "before starting the gateway"]),
+    ("short secret", '[apps.shop]\napp_key = "k"\nmaster_secret = "abc"\n',
+     ["gw.toml: [apps.shop] master_secret: the value (hidden) is not accepted; use 8 to 128 "
+      "printable ASCII characters"]),
+    ("unknown channel", APP + 'channels = ["nope"]\n',
+     ["gw.toml: [apps.shop] channels: 'nope' is not a channel; use one of cmcc"]),
+    ("bad whitelist entry", APP + 'whitelist = ["10.0.0.0/33"]\n',
+     ["gw.toml: [apps.shop] whitelist: an array lists '10.0.0.0/33', which is not an IP "
+      "address or CIDR block"]),
+    ("eleven whitelist entries", APP + f'whitelist = {[f"10.0.0.{i}" for i in range(11)]}\n'.replace("'", '"'),
+     ["gw.toml: [apps.shop] whitelist: an array has more than 10 entries; a whitelist holds up "
+      "to 10 IPs or CIDR blocks"]),
+    ("callback not a url", APP + 'status_callback = "ftp://x"\n',
+     ['gw.toml: [apps.shop] status_callback: "ftp://x" is not accepted; use an http:// or '
+      'https:// URL']),
+    ("enabled not a boolean", APP + 'enabled = "yes"\n',
+     ['gw.toml: [apps.shop] enabled: expected true or false, got "yes"']),
+    ("duplicate app keys", APP + '[apps.other]\napp_key = "shopkey"\nmaster_secret = "other-secret"\n',
+     ["gw.toml: [apps] other: app_key is also the key of app 'shop'; keys are unique"]),
+    ("template type", APP + '[templates.1]\ntype = "promo"\ncontent = "x"\n',
+     ['gw.toml: [templates.1] type: "promo" is not accepted; use "code", "notification" or '
+      '"marketing"']),
+    ("template id", APP + '[templates.abc]\ntype = "code"\ncontent = "x"\n',
+     ["gw.toml: [templates.abc] a template id is a positive integer, e.g. [templates.1]"]),
+    ("template of no app", APP + '[templates.1]\napp = "nope"\ntype = "code"\ncontent = "x"\n',
+     ["gw.toml: [templates.1] app: 'nope' is not an app; use one of shop"]),
+    ("template without content", APP + '[templates.1]\ntype = "code"\n',
+     ['gw.toml: [templates.1] content: missing required key; add e.g. content = '
+      '"您的订单{{order}}已发货"']),
+    ("api typo", '[api]\ncode_lenght = 6\n',
+     ["gw.toml: [api] code_lenght: unknown key; did you mean 'code_length'?"]),
+    ("api code length", '[api]\ncode_length = 12\n',
+     ["gw.toml: [api] code_length: 12 is out of range; use 4..8"]),
+    ("api bad pattern", '[api]\nmobile_pattern = "("\n',
+     ['gw.toml: [api] mobile_pattern: "(" is not a regular expression (missing ), '
+      'unterminated subpattern at position 0)']),
+]
+
+
+@pytest.mark.parametrize("name,text,expected", BAD, ids=[b[0] for b in BAD])
+def test_a_bad_api_configuration_names_each_problem(name, text, expected):
+    assert problems(text) == expected
