@@ -11,6 +11,7 @@ import cmpp
 
 from .config import add_check_config_command
 from .daemon import add_run_command
+from .demo import add_demo_command
 from .pretty import describe
 from .sim_cli import add_simulate_command
 
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--strict", action="store_true", help="exit 1 if any PDU is refused")
     decode.set_defaults(func=cmd_decode)
     add_run_command(sub)
+    add_demo_command(sub)
     add_check_config_command(sub)
     add_simulate_command(sub)
     return parser

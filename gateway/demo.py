@@ -1,0 +1,236 @@
+"""``cmpp-gateway demo``: the whole gateway on its embedded defaults, in one process, for a
+first look.
+
+It starts the built-in ISMG simulator as the SMS center, a small receiver for callbacks, and
+the gateway (SQLite store in a temporary directory, a demo app and templates), then sends a few
+messages through the HTTP API exactly as an application would: a notification, a long Chinese
+message, a batch with one bad number, a verification code (then checks it), and one to a
+number the simulator reports as not existing. It prints each message until it is final, every
+callback the receiver gets (with its signature checked), and an MO reply that unsubscribes the
+sender. It ends by itself, or on Ctrl-C, and cleans up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from .callbacks import verify
+from .config import parse_config
+from .daemon import Gateway, GatewayOptions
+from .simulator import Account, Simulator, SimulatorConfig
+
+KEY, SECRET = "demo-app-key", "demo-master-secret"
+FAILING = "13900000000"            # the simulator reports MK:0012 (number does not exist)
+
+CONFIG = """
+[gateway]
+store = "{store}"
+api_listen = "127.0.0.1:{api}"
+metrics_listen = "127.0.0.1:{ops}"
+log_level = "warning"
+[channels.demo]
+provider = "default"
+host = "127.0.0.1"
+port = {ismg}
+account = "900001"
+password = "demo-password"
+access_number = "10690001"
+connections = 2
+[apps.demo]
+app_key = "{key}"
+master_secret = "{secret}"
+whitelist = ["127.0.0.1"]
+status_callback = "http://127.0.0.1:{receiver}/status"
+mo_callback = "http://127.0.0.1:{receiver}/mo"
+signature = "演示"
+[templates.1]
+type = "notification"
+content = "您的订单{{{{order}}}}已发货，预计{{{{day}}}}送达。"
+[templates.2]
+type = "code"
+content = "您的验证码是{{{{code}}}}，{{{{ttl}}}}分钟内有效。"
+[templates.3]
+type = "notification"
+content = "{{{{text}}}}"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Receiver:
+    """The application's callback endpoint: checks each signature and prints what it got."""
+
+    def __init__(self, out) -> None:
+        self.out = out
+        self.events: list[dict] = []
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/status", self.receive)
+        app.router.add_post("/mo", self.receive)
+        return app
+
+    async def receive(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        valid = verify(body, SECRET, request.headers.get("X-CMPP-Signature", ""))
+        event = json.loads(body)
+        self.events.append(event)
+        if event["type"] == "status":
+            self.out(f"  callback: message {event['msg_id']} is {event['status']}"
+                     f" ({event['stat']}), signature {'ok' if valid else 'BAD'}")
+        else:
+            self.out(f"  callback: MO {event['text']!r} from {event['mobile']}, "
+                     f"signature {'ok' if valid else 'BAD'}")
+        return web.json_response({"ok": True})
+
+
+async def run_demo(out=print, timeout: float = 60.0) -> int:
+    ports = {name: free_port() for name in ("api", "ops", "receiver")}
+    receiver = Receiver(out)
+    runner = web.AppRunner(receiver.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", ports["receiver"]).start()
+    sim = Simulator(SimulatorConfig(accounts=[Account("900001", "demo-password")],
+                                    report_delay=0.5, stat_for=_stat_for))
+    await sim.start()
+    with tempfile.TemporaryDirectory(prefix="cmpp-gateway-demo-") as directory:
+        config = parse_config(CONFIG.format(store=Path(directory) / "demo.sqlite",
+                                            ismg=sim.address[1], key=KEY, secret=SECRET,
+                                            **ports))
+        gateway = Gateway(config, GatewayOptions())
+        await gateway.start()
+        out(f"simulator (the SMS center) on 127.0.0.1:{sim.address[1]}; API on "
+            f"http://127.0.0.1:{ports['api']}; metrics on http://127.0.0.1:{ports['ops']}/metrics")
+        try:
+            await gateway.pools["demo"].wait_ready()
+            status = await _scenario(f"http://127.0.0.1:{ports['api']}", sim, receiver, out, timeout)
+        finally:
+            await gateway.stop()
+            await sim.stop()
+            await runner.cleanup()
+    return status
+
+
+def _stat_for(submit) -> str:
+    return "MK:0012" if submit.dest_terminal_ids[0] == FAILING else "DELIVRD"
+
+
+async def _scenario(base: str, sim: Simulator, receiver: Receiver, out, timeout: float) -> int:
+    headers = {"Authorization": aiohttp.encode_basic_auth(KEY, SECRET)}
+    async with aiohttp.ClientSession(base_url=base, headers=headers) as http:
+        sends = [
+            ("/v1/messages", {"mobile": "13800138000", "temp_id": 1,
+                              "temp_para": {"order": "A2026", "day": "明天"}}),
+            ("/v1/messages", {"mobile": "+8613700137000", "temp_id": 3,
+                              "temp_para": {"text": "这是一条长短信，" * 12 + "它会被分成几段发送。"}}),
+            ("/v1/messages/batch", {"temp_id": 1, "recipients": [
+                {"mobile": "13600136000", "temp_para": {"order": "B1", "day": "周五"}},
+                {"mobile": "1360013600", "temp_para": {"order": "B2", "day": "周五"}}]}),
+            ("/v1/codes", {"mobile": "13500135000", "temp_id": 2}),
+            ("/v1/messages", {"mobile": FAILING, "temp_id": 1,
+                              "temp_para": {"order": "C9", "day": "今天"}}),
+        ]
+        ids = []
+        for path, body in sends:
+            async with http.post(path, json=body) as response:
+                answer = await response.json()
+            out(f"POST {path} -> {response.status} {json.dumps(answer, ensure_ascii=False)}")
+            ids += _accepted_ids(answer)
+        code_id = ids[-2]
+        await _check_code(http, sim, code_id, out)
+        finals = await _follow(http, ids, out, timeout)
+        sim.send_mo("900001", "8613800138000", "10690001", "TD")
+        out("the handset 13800138000 replies \"TD\" (unsubscribe)")
+        await _wait(lambda: sum(e["type"] == "mo" for e in receiver.events) >= 1, timeout)
+        await _wait(lambda: sum(e["type"] == "status" for e in receiver.events) >= len(ids), 5)
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(_count(finals.values()).items()))
+    out(f"done: {len(finals)} messages ({summary}); {len(receiver.events)} callbacks received")
+    return 0 if len(finals) == len(ids) else 1
+
+
+def _accepted_ids(answer: dict) -> list[str]:
+    if "msg_id" in answer:
+        return [str(answer["msg_id"])]
+    return [r["msg_id"] for r in answer.get("recipients", []) if "error_code" not in r]
+
+
+async def _check_code(http, sim: Simulator, msg_id: str, out) -> None:
+    await _wait(lambda: any(s.submit.msg_content.decode("utf-16-be").startswith("【演示】您的验证码是")
+                            for s in sim.submits), 10)
+    text = next(s.submit.msg_content.decode("utf-16-be") for s in sim.submits
+                if "验证码" in s.submit.msg_content.decode("utf-16-be"))
+    code = text.split("验证码是", 1)[1][:6]
+    async with http.post(f"/v1/codes/{msg_id}/valid", json={"code": code}) as response:
+        out(f"POST /v1/codes/{msg_id}/valid {{\"code\": \"{code}\"}} -> {response.status} "
+            f"{json.dumps(await response.json())}")
+
+
+async def _follow(http, ids: list[str], out, timeout: float) -> dict[str, str]:
+    """Print each message's status as it changes, until all are final."""
+    seen: dict[str, str] = {}
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for msg_id in ids:
+            async with http.get(f"/v1/messages/{msg_id}") as response:
+                view = await response.json()
+            if seen.get(msg_id) != view["status"]:
+                seen[msg_id] = view["status"]
+                detail = f" ({view['stat']}, {'temporary' if view['temporary'] else 'permanent'})" \
+                    if view["final"] and view["status"] != "delivered" else ""
+                parts = f", {view['parts']} parts" if (view["parts"] or 1) > 1 else ""
+                out(f"  message {msg_id} to {view['mobile']}: {view['status']}{detail}{parts}")
+        if all(s not in ("accepted", "submitted") for s in seen.values()) and len(seen) == len(ids):
+            return seen
+        await asyncio.sleep(0.2)
+    return {k: v for k, v in seen.items() if v not in ("accepted", "submitted")}
+
+
+async def _wait(predicate, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < end:
+        await asyncio.sleep(0.05)
+
+
+def _count(values) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+def demo_main(args) -> int:
+    async def main() -> int:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, task.cancel)
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            return await run_demo(timeout=args.timeout)
+        except asyncio.CancelledError:
+            print("stopped", file=sys.stderr)
+            return 130
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(main())
+    return 130
+
+
+def add_demo_command(subparsers) -> None:
+    parser = subparsers.add_parser("demo", help="run the gateway with the built-in simulator and "
+                                   "send a few messages through the HTTP API")
+    parser.add_argument("--timeout", type=float, default=60.0, help="give up after this long")
+    parser.set_defaults(func=demo_main)

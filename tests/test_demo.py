@@ -1,0 +1,30 @@
+"""`cmpp-gateway demo`: the README's first command shows messages reaching their end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from gateway.demo import run_demo
+from tests.aio import run
+
+
+def test_the_demo_sends_through_the_api_and_sees_every_message_end():
+    lines: list[str] = []
+
+    async def scenario():
+        assert await run_demo(out=lines.append, timeout=30) == 0
+    run(scenario, timeout=60)
+    text = "\n".join(lines)
+    assert text.count("POST /v1/messages -> 200") == 3 and '"error_code": "50006"' in text
+    assert '{"is_valid": true}' in text
+    assert "message 6 to 13900000000: undeliverable (MK:0012, permanent)" in text
+    assert text.count("signature ok") == 6 and "BAD" not in text
+    assert lines[-1] == "done: 5 messages (4 delivered, 1 undeliverable); 6 callbacks received"
+
+
+def test_the_demo_command_ends_by_itself_with_status_0():
+    done = subprocess.run([sys.executable, "-m", "gateway.cli", "demo", "--timeout", "30"],
+                          capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].startswith("done: 5 messages")
