@@ -22,7 +22,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from .callbacks import CallbackSender, mo_subscribers
-from .config import ChannelConfig, Config, ConfigError, load_config
+from .config import ChannelConfig, Config, ConfigError, load_config, world_readable_warning
 from .config_schema import split_host_port
 from .dispatcher import ChannelDispatcher
 from .logs import setup_logging
@@ -215,6 +215,9 @@ async def serve(config_path: str) -> int:
                 print(error, flush=True)
                 return 2
             setup_logging(config.gateway.log_level, secrets=config.secrets())
+            warning = world_readable_warning(config_path)
+            if warning:
+                log.warning("%s", warning.removeprefix("warning: "))
             gateway = Gateway(config)
             await gateway.start()
             signum = await received.get()

@@ -48,7 +48,7 @@ class ChannelDispatcher:
         self.poll = poll
         self.retry_delay = retry_delay
         self.clock = clock
-        self.workers = max(8, channel.connections * channel.window * 2)
+        self.workers = max(8, channel.connections * channel.window)
         self._queue: asyncio.Queue[PendingMessage] = asyncio.Queue(maxsize=self.workers * 2)
         self._in_flight: set[int] = set()
         self._busy = 0                    # workers inside _dispatch

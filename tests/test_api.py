@@ -349,6 +349,23 @@ def test_a_body_over_the_limit_is_refused(tmp_path):
     run(scenario)
 
 
+def test_connections_over_the_limit_are_closed_and_the_rest_still_served(tmp_path):
+    async def scenario():
+        async with stack(tmp_path, api="max_connections = 2") as (api, gateway, sim):
+            host, port = gateway.api_server.address
+            held = [await asyncio.open_connection(host, port) for _ in range(2)]
+            await eventually(lambda: gateway.api_server.open_connections == 2)
+            reader, writer = await asyncio.open_connection(host, port)
+            assert await asyncio.wait_for(reader.read(), 5) == b""     # closed at once
+            assert gateway.api_server.refused_connections == 1
+            for _, held_writer in held:
+                held_writer.close()
+            await eventually(lambda: gateway.api_server.open_connections == 0)
+            status, body = await api.post("/v1/messages", {"mobile": "13800138000", "temp_id": 5})
+            assert status == 200 and body["msg_id"]
+    run(scenario)
+
+
 def test_a_message_of_another_app_is_not_found(tmp_path):
     async def scenario():
         async with stack(tmp_path) as (api, gateway, sim):

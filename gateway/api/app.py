@@ -10,6 +10,7 @@ without the body.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -170,24 +171,77 @@ def create_app(api: Api) -> web.Application:
     return app
 
 
+class _CountedProtocol(asyncio.Protocol):
+    """Delegates to aiohttp's request handler; counts the connection against the limit and
+    aborts it at once when the limit is already reached."""
+
+    def __init__(self, server: "ApiServer", inner: asyncio.Protocol) -> None:
+        self._server, self._inner = server, inner
+        self._counted = False
+
+    def connection_made(self, transport) -> None:
+        server = self._server
+        if server.open_connections >= server.api.settings.max_connections:
+            server.refused_connections += 1
+            transport.abort()
+            return
+        server.open_connections += 1
+        self._counted = True
+        self._inner.connection_made(transport)
+
+    def connection_lost(self, exc) -> None:
+        if self._counted:
+            self._counted = False
+            self._server.open_connections -= 1
+            self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._inner.data_received(data)
+
+    def eof_received(self):
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
 class ApiServer:
-    """The API on its own address, with its limits on body, header and line sizes."""
+    """The API on its own address, with its limits: body size (``max_body``), request line
+    and header sizes (8 KiB each), and open connections (``max_connections``: one more is
+    closed as soon as it is accepted)."""
 
     def __init__(self, api: Api) -> None:
         self.api = api
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.AbstractServer | None = None
         self.address: tuple[str, int] | None = None
+        self.open_connections = 0
+        self.refused_connections = 0
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         self._runner = web.AppRunner(create_app(self.api), access_log=None,
                                      max_line_size=8190, max_field_size=8190)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, backlog=self.api.settings.max_connections)
-        await site.start()
-        self.address = site._server.sockets[0].getsockname()[:2]
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._protocol, host, port,
+                                                backlog=min(self.api.settings.max_connections,
+                                                            4096))
+        self.address = self._server.sockets[0].getsockname()[:2]
         return self.address
 
+    def _protocol(self) -> asyncio.Protocol:
+        """aiohttp's protocol for one connection, counted; over the limit it is closed."""
+        return _CountedProtocol(self, self._runner.server())
+
     async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
         if self._runner is not None:
+            await self._runner.shutdown()
             await self._runner.cleanup()
             self._runner = None
