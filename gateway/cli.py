@@ -13,6 +13,7 @@ from .config import add_check_config_command
 from .daemon import add_run_command
 from .demo import add_demo_command
 from .pretty import describe
+from .review_cli import add_review_commands
 from .sim_cli import add_simulate_command
 
 DEFAULT_VECTORS = Path(__file__).resolve().parent.parent / "fixtures" / "cmpp2-vectors.json"
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_command(sub)
     add_check_config_command(sub)
     add_simulate_command(sub)
+    add_review_commands(sub)
     return parser
 
 

@@ -63,6 +63,10 @@ CREATE TABLE IF NOT EXISTS signature_images (
     content_type TEXT NOT NULL,
     PRIMARY KEY (sign_id, slot)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS last_ids (
+    name TEXT PRIMARY KEY,
+    last INTEGER NOT NULL
+) WITHOUT ROWID;
 """
 
 # Review states of templates and signatures, as JSMS numbers them (0 is ours: waiting).
@@ -150,10 +154,21 @@ def unsubscribed(state: State) -> set[str]:
 
 # ----------------------------------------------------------------------------- templates
 
+def _next_id(state: State, table: str, first_id: int = 1) -> int:
+    """The next id of ``table`` (templates or signatures): above every id it ever gave, so an
+    id once deleted never names another item, and at least ``first_id``."""
+    given = state.db.execute("SELECT last FROM last_ids WHERE name = ?", (table,)).fetchone()
+    last = max(state.db.execute(f"SELECT MAX(id) FROM {table}").fetchone()[0] or 0,
+               given[0] if given else 0)
+    next_id = max(first_id, last + 1)
+    state.db.execute("INSERT OR REPLACE INTO last_ids (name, last) VALUES (?, ?)",
+                     (table, next_id))
+    return next_id
+
+
 def create_template(state: State, values: dict, first_id: int, now: float) -> int:
     """A new template (ids from ``first_id`` on, above the configured ones)."""
-    last = state.db.execute("SELECT MAX(id) FROM templates").fetchone()[0] or 0
-    template_id = max(first_id, last + 1)
+    template_id = _next_id(state, "templates", first_id)
     state.db.execute(
         "INSERT INTO templates (id, app, type, content, signature, status, code_length, ttl, "
         "channel, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -184,10 +199,11 @@ def templates(state: State) -> list[dict]:
 
 def create_signature(state: State, app: str, sign: str, images: list, status: int,
                      now: float) -> int:
-    cursor = state.db.execute("INSERT INTO signatures (app, sign, status, created_at, "
-                              "updated_at) VALUES (?, ?, ?, ?, ?)", (app, sign, status, now, now))
-    _store_images(state, cursor.lastrowid, images)
-    return cursor.lastrowid
+    sign_id = _next_id(state, "signatures")
+    state.db.execute("INSERT INTO signatures (id, app, sign, status, created_at, updated_at) "
+                     "VALUES (?, ?, ?, ?, ?, ?)", (sign_id, app, sign, status, now, now))
+    _store_images(state, sign_id, images)
+    return sign_id
 
 
 def update_signature(state: State, sign_id: int, sign: str, images: list, status: int,

@@ -162,12 +162,13 @@ def _allowed(remote: str | None, networks) -> bool:
 
 
 def create_app(api: Api) -> web.Application:
-    from . import codes, messages
+    from . import codes, messages, templates_signs
     app = web.Application(middlewares=[jsms_errors, authenticate],
                           client_max_size=api.settings.max_body)
     app[API_KEY] = api
     messages.add_routes(app)
     codes.add_routes(app)
+    templates_signs.add_routes(app)
     return app
 
 
