@@ -26,6 +26,7 @@ from .config import ChannelConfig, Config, ConfigError, load_config, world_reada
 from .config_schema import split_host_port
 from .dispatcher import ChannelDispatcher
 from .logs import setup_logging
+from .store import StoreError
 from .metrics import Metrics
 from .ops_http import OpsServer
 from .pool import ChannelPool, ChannelPools, PoolTuning
@@ -219,7 +220,12 @@ async def serve(config_path: str) -> int:
             if warning:
                 log.warning("%s", warning.removeprefix("warning: "))
             gateway = Gateway(config)
-            await gateway.start()
+            try:
+                await gateway.start()
+            except StoreError as error:
+                log.error("%s", error)
+                print(error, flush=True)
+                return 2
             signum = await received.get()
             log.info("signal %s: draining", signal.Signals(signum).name)
             await gateway.stop()

@@ -18,6 +18,11 @@ from typing import NamedTuple
 from .status import Classification, DeliveryStatus
 
 
+class StoreError(Exception):
+    """The store file cannot be used as it is (written by a newer version, not a database):
+    the daemon prints the message and exits instead of touching it."""
+
+
 def to_signed(msg_id: int) -> int:
     """An unsigned 64-bit Msg_Id as SQLite's signed INTEGER (same 8 bytes)."""
     return msg_id - (1 << 64) if msg_id >= 1 << 63 else msg_id

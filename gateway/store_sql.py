@@ -22,6 +22,7 @@ from .store import (
     PendingMessage,
     SegmentResult,
     SegmentView,
+    StoreError,
     to_signed,
     to_unsigned,
 )
@@ -184,12 +185,33 @@ class State:
         self._delta[new] += count
 
 
+# The layout of the store file, in PRAGMA user_version. A version that changes the layout
+# raises it and migrates older files in open_database; a file of a newer version is refused,
+# so a downgrade never writes to a layout it does not know (restore the backup taken before
+# the upgrade instead).
+SCHEMA_VERSION = 1
+
+
 def open_database(path: str, synchronous: str) -> State:
+    """Open (creating if needed) the store file. Raises StoreError when the file is not an
+    SQLite database or was written by a newer cmpp-gateway."""
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError as error:
+        db.close()
+        raise StoreError(f"{path}: not a cmpp-gateway store ({error})") from None
+    if version > SCHEMA_VERSION:
+        db.close()
+        raise StoreError(f"{path}: written by a newer cmpp-gateway (store layout {version}; "
+                         f"this version knows up to {SCHEMA_VERSION}); run that version, or "
+                         "restore the backup taken before upgrading")
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={synchronous}")
     db.execute("PRAGMA busy_timeout=10000")
     db.executescript(SCHEMA)
+    if version < SCHEMA_VERSION:
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     state = State(db)
     state.counts = Counter(dict(db.execute("SELECT status, COUNT(*) FROM messages GROUP BY status")))
     state.held = frozenset(db.execute(

@@ -54,11 +54,18 @@ class SqliteStore(Store):
     # ------------------------------------------------------------------------- lifecycle
 
     async def open(self) -> None:
+        """Open the file and start committing. Raises StoreError when the file is not a store
+        this version can use."""
         loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
-        self._state = await loop.run_in_executor(self._executor, sql.open_database,
-                                                 self.path, self.synchronous)
-        await loop.run_in_executor(self._executor, api_sql.create_schema, self._state)
+        try:
+            self._state = await loop.run_in_executor(self._executor, sql.open_database,
+                                                     self.path, self.synchronous)
+            await loop.run_in_executor(self._executor, api_sql.create_schema, self._state)
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
         self._wakeup = asyncio.Event()
         self._committer = loop.create_task(self._commit_loop(), name="store-commit")
 

@@ -102,3 +102,20 @@ def test_logfmt_lines_quote_what_needs_quoting():
     assert line.split(" ", 3)[1:3] == ["level=info", "logger=pool"]
     assert line.endswith('msg="a \\"b\\" c"')
     assert Redactor(["x"]).clean("axb") == "a******b"
+
+
+def test_a_store_from_a_newer_version_exits_2_and_is_left_alone(tmp_path, capsys):
+    import sqlite3
+    store = tmp_path / "gw.sqlite"
+    db = sqlite3.connect(store)
+    db.execute("PRAGMA user_version=999")
+    db.close()
+    config = tmp_path / "gw.toml"
+    config.write_text(f'[gateway]\nstore = "{store}"\nmetrics_listen = "127.0.0.1:19108"\n'
+                      '[channels.c]\nprovider = "p"\nhost = "127.0.0.1"\nport = 9\n'
+                      'account = "900001"\npassword = "x"\naccess_number = "1069"\n'
+                      'connections = 1\n')
+    from gateway.cli import main
+    assert main(["run", "--config", str(config)]) == 2
+    assert "written by a newer cmpp-gateway (store layout 999" in capsys.readouterr().out
+    logging.getLogger().handlers.clear()

@@ -291,3 +291,42 @@ def test_many_receipt_operations_in_one_commit_each_get_their_own_outcome():
         assert not outcomes[-1][0].matched
         assert await store.status_counts() == {"delivered": 300}
     with_store(scenario)
+
+
+# ----------------------------------------------------------------------------- the file
+
+def test_a_store_records_its_layout_version_and_refuses_a_newer_one(tmp_path):
+    import sqlite3
+
+    from gateway.store import StoreError
+    from gateway.store_sql import SCHEMA_VERSION
+
+    path = str(tmp_path / "gw.sqlite")
+
+    async def open_and_close(store):
+        pass
+    with_store(open_and_close, path)
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.close()
+
+    async def refused():
+        with pytest.raises(StoreError, match="written by a newer cmpp-gateway"):
+            await SqliteStore(path).open()
+    run(refused)
+    db = sqlite3.connect(path)                       # untouched
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+
+
+def test_a_file_that_is_not_a_database_is_refused_untouched(tmp_path):
+    from gateway.store import StoreError
+
+    path = tmp_path / "gw.sqlite"
+    path.write_bytes(b"not a database at all, just some text" * 100)
+
+    async def refused():
+        with pytest.raises(StoreError, match="not a cmpp-gateway store"):
+            await SqliteStore(str(path)).open()
+    run(refused)
+    assert path.read_bytes() == b"not a database at all, just some text" * 100
