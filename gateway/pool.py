@@ -18,6 +18,7 @@ deliver it twice) or raised as ``OutcomeUnknown`` (policy "report").
 from __future__ import annotations
 
 import asyncio
+import math
 import logging
 import random
 from collections import deque
@@ -112,13 +113,20 @@ class TpsLimiter:
     """Paces callers to ``rate`` per second (0: no limit), one at a time in arrival order.
 
     GCRA evaluated when each caller actually passes, not reserved in advance: the theoretical
-    arrival time (TAT) moves on by 1/rate per pass. A caller that had to wait and woke up late
-    catches up its lateness, at most one interval, so timer jitter under load does not drag the
-    rate down; a caller that finds the limiter idle starts afresh, so idle time earns no burst.
-    Over any second at most rate + 1 callers pass."""
+    arrival time (TAT) moves on by 1/rate per pass, and a caller may pass up to ``tolerance``
+    ahead of it. The tolerance is the time of ``rate`` x 5 ms passes, rounded down (none below
+    200/s): the event loop's timers are only as fine as a millisecond, so at 2,000/s and above
+    one wake-up must let several callers through, and a 5 ms burst is far below what an ISMG's
+    per-second count can see. A caller that had to wait and woke up late catches up its
+    lateness, at most one interval, so timer jitter under load does not drag the rate down; a
+    caller that finds the limiter idle starts afresh, so idle time earns no burst beyond the
+    tolerance. Over any second at most rate + tolerance x rate + 1 callers pass."""
+
+    BURST_WINDOW = 0.005
 
     def __init__(self, rate: float) -> None:
         self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.tolerance = math.floor(rate * self.BURST_WINDOW) * self.interval if rate > 0 else 0.0
         self._tat = 0.0
         self._queued = 0
         self._lock = asyncio.Lock()
@@ -130,18 +138,20 @@ class TpsLimiter:
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
-        if deadline is not None and max(self._tat, now) + self._queued * self.interval > deadline:
+        turn = max(self._tat, now) + self._queued * self.interval - self.tolerance
+        if deadline is not None and turn > deadline:
             raise DeadlineExceeded("TPS budget exhausted until after the deadline")
         self._queued += 1
         try:
             async with self._lock:
                 now = loop.time()
-                if self._tat > now:
-                    await asyncio.sleep(self._tat - now)
+                if self._tat - now > self.tolerance:
+                    await asyncio.sleep(self._tat - self.tolerance - now)
                     now = loop.time()
-                    self._tat = max(self._tat, now - self.interval) + self.interval
+                    self._tat = max(self._tat, now - self.tolerance - self.interval) \
+                        + self.interval
                 else:
-                    self._tat = now + self.interval
+                    self._tat = max(self._tat, now) + self.interval
         finally:
             self._queued -= 1
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import contextlib
 import logging
@@ -208,6 +209,27 @@ def test_tps_limiter_never_lets_a_burst_through_even_after_idling():
         assert times[1] - times[0] >= 0.01 - 0.001   # idle time earned no burst
         for i in range(len(times) - 10):           # 10 intervals, less one caught up
             assert times[i + 10] - times[i] >= 0.09 - 0.001
+    run(scenario)
+
+
+def test_tps_limiter_reaches_rates_finer_than_the_loops_timers():
+    """At 5,000/s an interval is 0.2 ms, finer than the loop's 1 ms timers: one wake-up lets a
+    5 ms burst through, so the rate holds; no second ever has more than rate + 26."""
+    async def scenario():
+        rate, limiter, loop = 5000, TpsLimiter(5000), asyncio.get_running_loop()
+        stop, times = loop.time() + 1.5, []
+
+        async def caller():
+            while loop.time() < stop:
+                await limiter.acquire(None)
+                times.append(loop.time())
+        await asyncio.gather(*(caller() for _ in range(32)))
+        begin = times[0] + 0.25
+        in_window = sum(1 for t in times if begin <= t < begin + 1.0)
+        assert in_window >= 0.9 * rate, in_window
+        times.sort()
+        busiest = max(bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times))
+        assert busiest <= rate + 26, busiest
     run(scenario)
 
 
