@@ -10,6 +10,7 @@ from pathlib import Path
 import cmpp
 
 from .backup_cli import add_backup_command
+from .bench import add_bench_command
 from .config import add_check_config_command
 from .daemon import add_run_command
 from .demo import add_demo_command
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulate_command(sub)
     add_review_commands(sub)
     add_backup_command(sub)
+    add_bench_command(sub)
     return parser
 
 

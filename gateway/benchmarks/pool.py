@@ -25,7 +25,7 @@ import statistics
 
 import cmpp
 
-from ..config import parse_config
+from ..bench import channel_config
 from ..pool import ChannelPool
 from .session import (
     ACCOUNT,
@@ -42,10 +42,8 @@ from .session import (
 
 
 def pool_channel(port: int, connections: int, window: int):
-    return parse_config(
-        f'[channels.bench]\nprovider = "bench"\nhost = "{HOST}"\nport = {port}\n'
-        f'account = "{ACCOUNT}"\npassword = "{SECRET}"\naccess_number = "106900001"\n'
-        f"connections = {connections}\nwindow = {window}\n").channels["bench"]
+    return channel_config(HOST, port, ACCOUNT, SECRET, access_number="106900001",
+                          connections=connections, window=window, provider="bench")
 
 
 async def ceiling_round(server: ServerProcess, connections: int, window: int,

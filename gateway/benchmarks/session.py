@@ -45,6 +45,7 @@ import time
 import cmpp
 from cmpp.session import SessionConfig
 
+from ..bench_report import percentile
 from ..connection import Connection
 from ..simulator import Account, Simulator, SimulatorConfig
 
@@ -214,7 +215,7 @@ async def drive(send, window: int, seconds: float, server: ServerProcess,
     await asyncio.gather(*tasks)
     server_cpu = server_end - server_cpu if server_end is not None else None
     return {"rate": len(done) / elapsed,
-            "p50": done[len(done) // 2] * 1e3, "p99": done[int(len(done) * 0.99)] * 1e3,
+            "p50": percentile(done, 50) * 1e3, "p99": percentile(done, 99) * 1e3,
             "cpu": cpu / elapsed, "server_cpu": server_cpu and server_cpu / elapsed,
             "cpu_us": (cpu + (server_cpu or 0.0)) / len(done) * 1e6}
 
