@@ -363,15 +363,33 @@ def _shown_settings(channel: ChannelConfig) -> Iterator[tuple[str, object]]:
 
 
 def world_readable_warning(path: str) -> str | None:
-    """A warning when others may read the file at ``path``; None otherwise or when it cannot
-    be examined."""
+    """A warning when others may read the file at ``path`` and it holds a secret written in
+    it (a channel's ``password`` or an app's ``master_secret``; secrets named by ``*_env``
+    keys are not in the file). A file that cannot be read or parsed is assumed to hold one.
+    None otherwise, or when the file cannot be examined."""
     try:
         mode = os.stat(path).st_mode
     except OSError:
         return None
-    if mode & stat.S_IROTH:
+    if mode & stat.S_IROTH and _holds_secrets(path):
         return f"warning: {path} is world-readable and holds secrets; chmod 600 it"
     return None
+
+
+def _holds_secrets(path: str) -> bool:
+    try:
+        with open(path, "rb") as file:
+            document = tomllib.load(file)
+    except (OSError, ValueError):
+        return True
+    tables = [*_tables(document.get("channels")), *_tables(document.get("apps"))]
+    return any("password" in t or "master_secret" in t for t in tables)
+
+
+def _tables(section) -> list[dict]:
+    if not isinstance(section, dict):
+        return []
+    return [value for value in section.values() if isinstance(value, dict)]
 
 
 def check_config_main(path: str) -> int:

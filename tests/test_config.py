@@ -13,7 +13,7 @@ import pytest
 
 from gateway.config import (ChannelConfig, ConfigError, GatewaySettings, add_check_config_command,
                             check_config_main, describe_config, load_config, mask_secret,
-                            parse_config)
+                            parse_config, world_readable_warning)
 from gateway.config_schema import CHANNEL_FIELDS, GATEWAY_FIELDS, split_host_port
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "config"
@@ -448,3 +448,14 @@ def test_the_minimal_file_holds_only_the_seven_required_keys_and_loads():
     config = load_config(FIXTURES / "minimal.toml", env={})
     (cmcc,) = config.channels.values()
     assert (cmcc.window, cmcc.connections) == (16, 1)
+
+
+def test_a_world_readable_file_whose_secrets_are_all_in_the_environment_is_not_warned_about(
+        tmp_path, capsys):
+    text = channel(password=None, password_env='"CMPP_PASSWORD"')
+    path = tmp_path / "gw.toml"
+    path.write_text(text)
+    path.chmod(0o644)
+    assert world_readable_warning(str(path)) is None
+    path.write_text(channel())
+    assert world_readable_warning(str(path)).endswith("holds secrets; chmod 600 it")
