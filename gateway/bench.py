@@ -37,10 +37,9 @@ from .config_schema import toml_value
 from .errors import OutcomeUnknown, SubmitRejectedError, SubmitThrottledError
 from .pool import ChannelPool, DeadlineExceeded, PoolClosed
 from .simulator import Account, Simulator, SimulatorConfig
-from .status import load_tables
+from .status import provider_tables
 
 PROG = "cmpp-gateway bench"
-PROVIDERS = Path(__file__).resolve().parent / "providers"
 PASSWORD_VARIABLE = "CMPP_BENCH_PASSWORD"     # how the password reaches parse_config
 STOP_GRACE = 1.0            # seconds the answers in flight get after Ctrl-C
 DEFAULT_MIX = "short=6,long=1,chinese=3"
@@ -225,7 +224,7 @@ class Bench:
         self.kinds = schedule(weights)
         self.loop = asyncio.get_running_loop()
         self.tally = report.Tally()
-        self.recorder = report.Recorder(self.tally, load_tables(PROVIDERS).for_provider(
+        self.recorder = report.Recorder(self.tally, provider_tables().for_provider(
             args.provider), self.loop.time)
         self.pool = ChannelPool(channel, on_deliver=self.recorder.on_deliver,
                                 on_event=self.recorder.on_event)

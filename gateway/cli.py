@@ -17,6 +17,7 @@ from .demo import add_demo_command
 from .pretty import describe
 from .review_cli import add_review_commands
 from .sim_cli import add_simulate_command
+from .status_cli import add_classify_command
 
 DEFAULT_VECTORS = Path(__file__).resolve().parent.parent / "fixtures" / "cmpp2-vectors.json"
 
@@ -40,6 +41,10 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def _inputs(args: argparse.Namespace):
+    if not args.items and not DEFAULT_VECTORS.exists():
+        raise SystemExit("cmpp-gateway decode: give hex frames or a vectors JSON file (the "
+                         "reference vectors are in a source checkout, not in an installed "
+                         "package)")
     for item in args.items or [str(DEFAULT_VECTORS)]:
         path = Path(item)
         if path.suffix == ".json" and path.exists():
@@ -70,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_review_commands(sub)
     add_backup_command(sub)
     add_bench_command(sub)
+    add_classify_command(sub)
     return parser
 
 

@@ -22,6 +22,7 @@ from .config_api import (ApiSettings, AppConfig, TemplateConfig, check_unique_ke
                          read_app, read_template)
 from .config_schema import (CHANNEL_FIELDS, GATEWAY_FIELDS, Report, read_table, toml_key,
                             toml_value, unknown_key_message)
+from .status import TableError, provider_tables
 
 TABLES = ("gateway", "channels", "api", "apps", "templates")
 CHANNEL_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -393,14 +394,27 @@ def _tables(section) -> list[dict]:
 
 
 def check_config_main(path: str) -> int:
-    """``cmpp-gateway check-config FILE``: print the configuration (password masked) and return
-    0, or print every problem and return 1. Either way, warn when the file is world-readable."""
+    """``cmpp-gateway check-config FILE``: print the configuration (password masked) and the
+    receipt-code table each channel uses, and return 0; or print every problem (of the file or
+    of the tables) and return 1. Either way, warn when the file is world-readable."""
     try:
-        print(describe_config(load_config(path)))
+        config = load_config(path)
+        print(describe_config(config))
         status = 0
     except ConfigError as error:
         print(error)
         status = 1
+    else:
+        try:
+            tables = provider_tables(config.gateway.providers)
+        except TableError as error:
+            print(error)
+            status = 1
+        else:
+            print()
+            for channel in config.channels.values():
+                print(f"# channel {channel.name}: receipt codes of provider {channel.provider!r} "
+                      f"from {tables.path_for(channel.provider)}")
     warning = world_readable_warning(path)
     if warning:
         print(warning)

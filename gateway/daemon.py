@@ -17,7 +17,6 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
@@ -31,13 +30,12 @@ from .metrics import Metrics
 from .ops_http import OpsServer
 from .pool import ChannelPool, ChannelPools, PoolTuning
 from .receipts import ReceiptHandler
-from .status import load_tables
+from .status import TableError, provider_tables
 from .store import Accepted, AcceptedRequest, ApiRequest, MoMessage, NewMessage
 from .store_sqlite import SqliteStore
 
 log = logging.getLogger("cmpp_gateway.daemon")
 
-BUILTIN_PROVIDERS = Path(__file__).resolve().parent / "providers"
 SWEEP_INTERVAL = 60.0
 
 
@@ -83,12 +81,14 @@ class Gateway:
     # ------------------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
+        """Start everything. Raises TableError (bad receipt-code tables) or StoreError (an
+        unusable store file) before anything is running."""
+        tables = provider_tables(self.config.gateway.providers)
         await self.store.open()
         if self.config.apps:
             self.callbacks = CallbackSender(self.store, self.config.apps, self.config.api,
                                             self.metrics, clock=self.options.clock)
             self.callbacks.start()
-        tables = load_tables(Path(self.config.gateway.providers or BUILTIN_PROVIDERS))
         for name, channel in self.config.channels.items():
             codes = tables.for_provider(channel.provider)
             cm = self.metrics.channel(name, codes)
@@ -222,7 +222,7 @@ async def serve(config_path: str) -> int:
             gateway = Gateway(config)
             try:
                 await gateway.start()
-            except StoreError as error:
+            except (StoreError, TableError) as error:
                 log.error("%s", error)
                 print(error, flush=True)
                 return 2

@@ -50,6 +50,11 @@ STATUS_WORDS: Mapping[str, DeliveryStatus | None] = {
 ENTRY_KEYS = ("status", "temporary", "meaning")
 FILE_KEYS = ("extends", "prefixes", "codes")
 PADDING = " \0"
+BUILTIN_TABLES = Path(__file__).resolve().parent / "providers"
+
+
+class TableError(ValueError):
+    """A receipt-code table that cannot be used; the message names the file and the key."""
 
 
 @dataclass(frozen=True)
@@ -158,9 +163,15 @@ def _forms(stat: str) -> tuple[str, ...]:
 class ReceiptTables:
     """Every provider's table, resolved against the tables it extends."""
 
-    def __init__(self, tables: Mapping[str, tuple[dict[str, Rule], dict[str, Rule]]]) -> None:
+    def __init__(self, tables: Mapping[str, tuple[dict[str, Rule], dict[str, Rule]]],
+                 paths: Mapping[str, Path] | None = None) -> None:
         self._tables = dict(tables)
         self._cache: dict[str, ReceiptCodes] = {}
+        self.paths = dict(paths or {})     # table name -> the file it was read from
+
+    def path_for(self, provider: str) -> Path | None:
+        """The file whose table ``provider`` uses: its own, else default.toml."""
+        return self.paths.get(provider if provider in self._tables else DEFAULT)
 
     @property
     def providers(self) -> frozenset[str]:
@@ -187,18 +198,33 @@ class _TableFile:
     codes: dict[str, Rule]
 
 
-def load_tables(directory: Path) -> ReceiptTables:
-    """Read every ``*.toml`` table in ``directory`` and resolve ``extends``.
+def load_tables(*directories: Path) -> ReceiptTables:
+    """Read every ``*.toml`` table in the ``directories`` and resolve ``extends``; a table in a
+    later directory replaces the one of the same name in an earlier one (the daemon reads the
+    built-in tables, then the configured ``providers`` directory).
 
-    Raises ValueError naming the file (and the key, when one is at fault) for a file that is
+    Raises TableError naming the file (and the key, when one is at fault) for a file that is
     not TOML, an unknown key, an unknown status word, a value of the wrong type, an ``extends``
-    naming no table or forming a cycle, and for a directory without ``default.toml``.
+    naming no table or forming a cycle, and when no directory has a ``default.toml``.
     """
-    directory = Path(directory)
-    files = {path.stem: _read_table_file(path) for path in sorted(directory.glob("*.toml"))}
+    files: dict[str, _TableFile] = {}
+    for directory in directories:
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise TableError(f"{directory}: not a directory of receipt-code tables")
+        files.update((path.stem, _read_table_file(path))
+                     for path in sorted(directory.glob("*.toml")))
     if DEFAULT not in files:
-        raise ValueError(f"{directory}: no {DEFAULT}.toml; every provider falls back to it")
-    return ReceiptTables({name: _resolve(name, files, ()) for name in files})
+        where = ", ".join(str(d) for d in directories)
+        raise TableError(f"{where}: no {DEFAULT}.toml; every provider falls back to it")
+    return ReceiptTables({name: _resolve(name, files, ()) for name in files},
+                         {name: table.path for name, table in files.items()})
+
+
+def provider_tables(providers: str = "") -> ReceiptTables:
+    """The built-in tables, with those of the configured ``providers`` directory (if any) over
+    them. Raises TableError as ``load_tables`` does."""
+    return load_tables(BUILTIN_TABLES, *([Path(providers)] if providers else []))
 
 
 def _resolve(name: str, files: Mapping[str, _TableFile],
@@ -210,23 +236,25 @@ def _resolve(name: str, files: Mapping[str, _TableFile],
     chain = (*seen, name)
     if table.extends in chain:
         cycle = " -> ".join((*chain, table.extends))
-        raise ValueError(f"{table.path}: extends: {cycle} is a cycle")
+        raise TableError(f"{table.path}: extends: {cycle} is a cycle")
     if table.extends not in files:
-        raise ValueError(f"{table.path}: extends: no table named {table.extends!r} (no "
+        raise TableError(f"{table.path}: extends: no table named {table.extends!r} (no "
                          f"{table.extends}.toml in {table.path.parent})")
     prefixes, codes = _resolve(table.extends, files, chain)
     return {**prefixes, **table.prefixes}, {**codes, **table.codes}
 
 
 def _read_table_file(path: Path) -> _TableFile:
-    """Parse and check one table file; raises ValueError naming the file and the key."""
+    """Parse and check one table file; raises TableError naming the file and the key."""
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not a valid TOML file: {error}") from None
+        raise TableError(f"{path}: not a valid TOML file: {error}") from None
+    except OSError as error:
+        raise TableError(f"{path}: cannot read the file: {error.strerror}") from None
     for key in document:
         if key not in FILE_KEYS:
-            raise ValueError(f"{path}: {key}: unknown key; a table has extends, [prefixes] "
+            raise TableError(f"{path}: {key}: unknown key; a table has extends, [prefixes] "
                              f"and [codes]")
     return _TableFile(path, _read_extends(path, document.get("extends")),
                       _read_section(path, "prefixes", document.get("prefixes", {})),
@@ -238,14 +266,14 @@ def _read_extends(path: Path, value: object) -> str | None:
         return None
     if isinstance(value, str) and value:
         return value
-    raise ValueError(f"{path}: extends: expected the name of another table as a string, "
+    raise TableError(f"{path}: extends: expected the name of another table as a string, "
                      f"e.g. extends = \"{DEFAULT}\", got {value!r}")
 
 
 def _read_section(path: Path, section: str, entries: object) -> dict[str, Rule]:
     """The [prefixes] or [codes] table: Stat (or prefix) -> Rule."""
     if not isinstance(entries, dict):
-        raise ValueError(f"{path}: {section}: expected a table [{section}], got {entries!r}")
+        raise TableError(f"{path}: {section}: expected a table [{section}], got {entries!r}")
     return {key: _read_rule(f"{path}: [{section}] {_quoted(key)}", key, value)
             for key, value in entries.items()}
 
@@ -254,16 +282,16 @@ def _read_rule(where: str, key: str, value: object) -> Rule:
     """One entry, ``{ status = "...", temporary = bool, meaning = "..." }``."""
     _check_code(where, key)
     if not isinstance(value, dict):
-        raise ValueError(f'{where}: expected an inline table such as {{ status = '
+        raise TableError(f'{where}: expected an inline table such as {{ status = '
                          f'"undeliverable", temporary = false, meaning = "..." }}, got {value!r}')
     for name in value:
         if name not in ENTRY_KEYS:
-            raise ValueError(f"{where}: {name}: unknown key; use {', '.join(ENTRY_KEYS)}")
+            raise TableError(f"{where}: {name}: unknown key; use {', '.join(ENTRY_KEYS)}")
     temporary, meaning = value.get("temporary", False), value.get("meaning", "")
     if not isinstance(temporary, bool):
-        raise ValueError(f"{where}: temporary: expected true or false, got {temporary!r}")
+        raise TableError(f"{where}: temporary: expected true or false, got {temporary!r}")
     if not isinstance(meaning, str):
-        raise ValueError(f"{where}: meaning: expected a string, got {meaning!r}")
+        raise TableError(f"{where}: meaning: expected a string, got {meaning!r}")
     return Rule(_read_status(where, value.get("status")), temporary, meaning)
 
 
@@ -271,13 +299,13 @@ def _read_status(where: str, word: object) -> DeliveryStatus | None:
     if isinstance(word, str) and word in STATUS_WORDS:
         return STATUS_WORDS[word]
     shown = "missing" if word is None else f"unknown status word {word!r}"
-    raise ValueError(f"{where}: status: {shown}; use one of {', '.join(STATUS_WORDS)}")
+    raise TableError(f"{where}: status: {shown}; use one of {', '.join(STATUS_WORDS)}")
 
 
 def _check_code(where: str, key: str) -> None:
     """A code or prefix is printable ASCII without spaces, as a Stat is on the wire."""
     if not key or not key.isascii() or not key.isprintable() or " " in key:
-        raise ValueError(f"{where}: a code or prefix is printable ASCII without spaces")
+        raise TableError(f"{where}: a code or prefix is printable ASCII without spaces")
 
 
 def _quoted(key: str) -> str:

@@ -14,6 +14,7 @@ import pytest
 from gateway.config import (ChannelConfig, ConfigError, GatewaySettings, add_check_config_command,
                             check_config_main, describe_config, load_config, mask_secret,
                             parse_config, world_readable_warning)
+import gateway.status
 from gateway.config_schema import CHANNEL_FIELDS, GATEWAY_FIELDS, split_host_port
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "config"
@@ -459,3 +460,20 @@ def test_a_world_readable_file_whose_secrets_are_all_in_the_environment_is_not_w
     assert world_readable_warning(str(path)) is None
     path.write_text(channel())
     assert world_readable_warning(str(path)).endswith("holds secrets; chmod 600 it")
+
+
+def test_check_config_names_each_channels_receipt_table_and_refuses_bad_tables(tmp_path, capsys):
+    tables = tmp_path / "providers"
+    tables.mkdir()
+    (tables / "cmcc-gd.toml").write_text('extends = "default"\n')
+    path = write(tmp_path, f'[gateway]\nproviders = "{tables}"\n' + channel() +
+                 channel("other", provider='"acme"'), mode=0o600)
+    assert check_config_main(str(path)) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2:] == [
+        f"# channel cmcc: receipt codes of provider 'cmcc-gd' from {tables / 'cmcc-gd.toml'}",
+        "# channel other: receipt codes of provider 'acme' from "
+        f"{Path(gateway.status.__file__).parent / 'providers' / 'default.toml'}"]
+    (tables / "cmcc-gd.toml").write_text('extends = "nothing"\n')
+    assert check_config_main(str(path)) == 1
+    assert "cmcc-gd.toml: extends: no table named 'nothing'" in capsys.readouterr().out

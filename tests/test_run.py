@@ -119,3 +119,19 @@ def test_a_store_from_a_newer_version_exits_2_and_is_left_alone(tmp_path, capsys
     assert main(["run", "--config", str(config)]) == 2
     assert "written by a newer cmpp-gateway (store layout 999" in capsys.readouterr().out
     logging.getLogger().handlers.clear()
+
+
+def test_bad_receipt_tables_exit_2_naming_the_file(tmp_path, capsys):
+    tables = tmp_path / "providers"
+    tables.mkdir()
+    (tables / "acme.toml").write_text('[codes]\n"MK:1" = { status = "gone" }\n')
+    config = tmp_path / "gw.toml"
+    config.write_text(f'[gateway]\nstore = "{tmp_path / "gw.sqlite"}"\nproviders = "{tables}"\n'
+                      '[channels.c]\nprovider = "acme"\nhost = "127.0.0.1"\nport = 9\n'
+                      'account = "900001"\npassword = "x"\naccess_number = "1069"\n'
+                      'connections = 1\n')
+    from gateway.cli import main
+    assert main(["run", "--config", str(config)]) == 2
+    assert f"{tables / 'acme.toml'}: [codes] \"MK:1\": status" in capsys.readouterr().out
+    assert not (tmp_path / "gw.sqlite").exists()            # refused before the store opened
+    logging.getLogger().handlers.clear()

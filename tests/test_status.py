@@ -329,3 +329,53 @@ def test_derive_outcome_single_part(default):
     assert derive_outcome([default.classify("ML:0001")]) is None
     with pytest.raises(ValueError, match="at least one segment"):
         derive_outcome([])
+
+
+# ----------------------------------------------------------------------------- operators' tables
+
+def test_a_providers_directory_extends_the_built_in_tables_without_copying_them(tmp_path):
+    from gateway.status import BUILTIN_TABLES, provider_tables
+    assert (BUILTIN_TABLES / "default.toml").read_bytes() == DEFAULT_FILE.read_bytes()
+    write(tmp_path, "mycenter", 'extends = "default"\n[codes]\n'
+                                '"MK:0012" = { status = "rejected", meaning = "blacklisted" }\n')
+    tables = provider_tables(str(tmp_path))
+    mine, other = tables.for_provider("mycenter"), tables.for_provider("someone")
+    assert (mine.classify("MK:0012").status, mine.classify("MK:0012").meaning) == \
+        (REJECTED, "blacklisted")
+    assert mine.classify("DELIVRD").status is DELIVERED            # the rest from default
+    assert other.classify("MK:0012").status is UNDELIVERABLE
+    assert tables.path_for("mycenter") == tmp_path / "mycenter.toml"
+    assert tables.path_for("someone") == BUILTIN_TABLES / "default.toml"
+
+
+def test_a_default_table_in_the_providers_directory_replaces_the_built_in_one(tmp_path):
+    from gateway.status import provider_tables
+    write(tmp_path, "default", '[prefixes]\n"MK:" = { status = "failed" }\n')
+    codes = provider_tables(str(tmp_path)).for_provider("anyone")
+    assert codes.classify("MK:0012").status is FAILED
+    assert codes.classify("DELIVRD").status is UNKNOWN
+
+
+def test_a_missing_providers_directory_is_a_table_error(tmp_path):
+    from gateway.status import TableError, provider_tables
+    with pytest.raises(TableError, match="not a directory of receipt-code tables"):
+        provider_tables(str(tmp_path / "absent"))
+
+
+def test_classify_says_what_each_stat_means(capsys, tmp_path):
+    from gateway.cli import main
+    assert main(["classify", "MK:0012", "DELIVRD", "ACCEPTD", "XX:1"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "'MK:0012' -> undeliverable, permanent cause, listed: number does not exist",
+        "'DELIVRD' -> delivered, listed: delivered to the handset",
+        "'ACCEPTD' -> pending (not final; keep waiting), listed: intermediate state; keep "
+        "waiting for the final report",
+        "'XX:1' -> unknown, permanent cause, not listed (prefix rule or unknown)"]
+    write(tmp_path, "mycenter", 'extends = "default"\n[codes]\n"XX:1" = { status = "expired", '
+                                'temporary = true }\n')
+    assert main(["classify", "--providers", str(tmp_path), "--provider", "mycenter",
+                 "XX:1"]) == 0
+    assert capsys.readouterr().out == "'XX:1' -> expired, temporary cause, listed\n"
+    write(tmp_path, "broken", '[codes]\n"A" = 1\n')
+    assert main(["classify", "--providers", str(tmp_path), "A"]) == 2
+    assert "broken.toml" in capsys.readouterr().out

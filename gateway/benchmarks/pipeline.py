@@ -27,13 +27,12 @@ from pathlib import Path
 
 from ..config import parse_config
 from ..daemon import Gateway, GatewayOptions
-from ..status import load_tables
+from ..status import provider_tables
 from ..store import NewMessage, Receipt, SegmentResult
 from ..store_sqlite import SqliteStore
 from .session import ACCOUNT, HOST, SECRET, ServerProcess
 
 BATCH = 5000
-PROVIDERS = Path(__file__).resolve().parent.parent / "providers"
 
 
 def gateway_config(directory: Path, port: int, connections: int = 4):
@@ -72,7 +71,7 @@ async def end_to_end(port: int, count: int) -> dict:
 
 
 async def receipt_matching(count: int) -> float:
-    codes = load_tables(PROVIDERS).for_provider("default")
+    codes = provider_tables().for_provider("default")
     delivered = codes.classify("DELIVRD")
     with tempfile.TemporaryDirectory() as directory:
         store = SqliteStore(str(Path(directory) / "match.sqlite"))
