@@ -16,6 +16,7 @@ from .daemon import add_run_command
 from .demo import add_demo_command
 from .pretty import describe
 from .review_cli import add_review_commands
+from .send_cli import add_send_command
 from .sim_cli import add_simulate_command
 from .status_cli import add_classify_command
 
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_backup_command(sub)
     add_bench_command(sub)
     add_classify_command(sub)
+    add_send_command(sub)
     return parser
 
 

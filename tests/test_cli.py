@@ -26,3 +26,21 @@ def test_decode_of_a_hex_frame(capsys):
 def test_strict_decode_fails_on_a_refused_frame(capsys):
     assert main(["decode", "--strict", "0000000c0000000300000001"]) == 1
     assert "unknown Command_Id" in capsys.readouterr().out
+
+
+def test_decode_without_items_outside_a_checkout_says_what_to_give(monkeypatch, tmp_path):
+    import pytest
+
+    import gateway.cli
+    monkeypatch.setattr(gateway.cli, "DEFAULT_VECTORS", tmp_path / "absent.json")
+    with pytest.raises(SystemExit, match="give hex frames or a vectors JSON file"):
+        main(["decode"])
+
+
+def test_every_command_is_on_the_command_line():
+    import argparse
+
+    from gateway.cli import build_parser
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == {"decode", "run", "demo", "check-config", "simulate", "sign",
+                                "template", "backup", "bench", "send", "classify"}

@@ -55,12 +55,17 @@ def render(template: Template, params) -> str:
 
 
 class WindowCounter:
-    """How many events per key happened in the last ``window`` seconds (bounded memory)."""
+    """How many events per key happened in the last ``window`` seconds. Memory holds only keys
+    with an event inside the window (and at most ``keys`` of them): keys are kept in the order
+    of their last event, so those whose last event left the window are dropped from the front."""
 
     def __init__(self, window: float, keys: int = 200_000) -> None:
         self.window = window
         self.keys = keys
         self._events: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._events)
 
     def count(self, key: str, now: float) -> int:
         events = self._events.get(key)
@@ -74,11 +79,45 @@ class WindowCounter:
         events = self._events.get(key)
         if events is None:
             events = self._events[key] = deque()
-            if len(self._events) > self.keys:
-                self._events.popitem(last=False)
         else:
             self._events.move_to_end(key)
+            while events and events[0] <= now - self.window:
+                events.popleft()
         events.append(now)
+        self._forget(now)
+
+    def _forget(self, now: float) -> None:
+        cutoff, events = now - self.window, self._events
+        while events:
+            oldest = next(iter(events.values()))
+            if oldest[-1] > cutoff and len(events) <= self.keys:
+                return
+            events.popitem(last=False)
+
+
+class RecentKeys:
+    """Which keys were seen in the last ``window`` seconds: the repeat rule's memory, one
+    timestamp per key, dropped once it leaves the window."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def seen(self, key: str, now: float) -> bool:
+        at = self._seen.get(key)
+        return at is not None and at > now - self.window
+
+    def add(self, key: str, now: float) -> None:
+        self._seen[key] = now
+        self._seen.move_to_end(key)
+        cutoff, seen = now - self.window, self._seen
+        while seen:
+            if next(iter(seen.values())) > cutoff:
+                return
+            seen.popitem(last=False)
 
 
 class SendRules:
@@ -91,7 +130,7 @@ class SendRules:
         self.code_minute = WindowCounter(60)
         self.code_hour = WindowCounter(3600)
         self.app_second = WindowCounter(1)
-        self.repeats = WindowCounter(settings.repeat_window or 1)
+        self.repeats = RecentKeys(settings.repeat_window or 1)
         self.unsubscribed: set[str] = set()
 
     def check_content(self, text: str) -> None:
@@ -105,7 +144,7 @@ class SendRules:
         now = self.clock()
         if template.type == "marketing" and mobile in self.unsubscribed:
             raise ApiError(50024)
-        if self.settings.repeat_window and self.repeats.count(self._repeat_key(mobile, text), now):
+        if self.settings.repeat_window and self.repeats.seen(self._repeat_key(mobile, text), now):
             raise ApiError(50034)
         if template.type == "code":
             s = self.settings
@@ -121,13 +160,18 @@ class SendRules:
             raise ApiError(50009, "too many messages from this app")
 
     def record(self, app: str, template: Template, mobile: str, text: str) -> None:
+        """Count a send against the limits that are on (a limit of 0 counts nothing)."""
         now = self.clock()
-        self.app_second.add(app, now)
-        if self.settings.repeat_window:
+        s = self.settings
+        if s.messages_per_app_per_second:
+            self.app_second.add(app, now)
+        if s.repeat_window:
             self.repeats.add(self._repeat_key(mobile, text), now)
         if template.type == "code":
-            self.code_minute.add(mobile, now)
-            self.code_hour.add(mobile, now)
+            if s.codes_per_number_per_minute:
+                self.code_minute.add(mobile, now)
+            if s.codes_per_number_per_hour:
+                self.code_hour.add(mobile, now)
 
     @staticmethod
     def _repeat_key(mobile: str, text: str) -> str:

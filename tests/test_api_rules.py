@@ -1,0 +1,50 @@
+"""The API's sending rules keep memory only for what is inside their windows."""
+
+from __future__ import annotations
+
+from gateway.api.registry import Template
+from gateway.api.rules import RecentKeys, SendRules, WindowCounter
+from gateway.config_api import ApiSettings
+
+
+def test_a_window_counter_counts_within_the_window_and_forgets_keys_that_left_it():
+    counter = WindowCounter(60)
+    counter.add("13800138000", 0.0)
+    counter.add("13800138000", 30.0)
+    assert counter.count("13800138000", 59.0) == 2
+    assert counter.count("13800138000", 61.0) == 1
+    for i in range(1000):
+        counter.add(f"1390000{i:04d}", 100.0 + i * 0.01)
+    assert len(counter) == 1000                  # the first key's last event left the window
+    counter.add("x", 500.0)
+    assert len(counter) == 1
+
+
+def test_a_window_counter_holds_at_most_its_key_limit():
+    counter = WindowCounter(3600, keys=100)
+    for i in range(1000):
+        counter.add(str(i), float(i))
+    assert len(counter) == 100 and counter.count("999", 999.0) == 1 and counter.count("0", 999.0) == 0
+
+
+def test_recent_keys_see_a_key_only_within_the_window():
+    recent = RecentKeys(30)
+    recent.add("a", 0.0)
+    assert recent.seen("a", 29.9) and not recent.seen("a", 30.0) and not recent.seen("b", 1.0)
+    for i in range(10_000):
+        recent.add(f"k{i}", 100.0 + i * 0.001)
+    assert len(recent) == 10_000
+    recent.add("late", 200.0)
+    assert len(recent) == 1
+
+
+def test_rules_that_are_off_remember_nothing_per_send():
+    settings = ApiSettings(messages_per_app_per_second=0, repeat_window=0,
+                           codes_per_number_per_minute=0, codes_per_number_per_hour=0)
+    clock = iter(range(100_000)).__next__
+    rules = SendRules(settings, clock=lambda: float(clock()))
+    code = Template(id=2, app="", type="code", content="验证码{{code}}", signature="")
+    for i in range(5000):
+        rules.record("shop", code, f"138{i:08d}", f"text {i}")
+    assert (len(rules.app_second), len(rules.repeats), len(rules.code_minute),
+            len(rules.code_hour)) == (0, 0, 0, 0)
