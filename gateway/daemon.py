@@ -85,6 +85,8 @@ class Gateway:
         unusable store file) before anything is running."""
         tables = provider_tables(self.config.gateway.providers)
         await self.store.open()
+        self.store.queue_status_callbacks_for(
+            name for name, app in self.config.apps.items() if app.status_callback)
         if self.config.apps:
             self.callbacks = CallbackSender(self.store, self.config.apps, self.config.api,
                                             self.metrics, clock=self.options.clock)
@@ -201,20 +203,23 @@ class Gateway:
 # ----------------------------------------------------------------------------- the command
 
 async def serve(config_path: str) -> int:
-    """Run until SIGTERM/SIGINT (0 after draining); SIGHUP reloads. 2 on a bad config.
-    A signal that arrives while the gateway is starting is acted on once it has started."""
+    """Run until SIGTERM/SIGINT (0 after draining). SIGHUP reloads: a configuration (and its
+    receipt tables) that checks out replaces the running one after a drain; one that does not
+    is logged and the gateway keeps running as it was. 2 when the first configuration, its
+    tables or the store cannot be used. A signal that arrives while the gateway is starting is
+    acted on once it has started."""
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     received: asyncio.Queue[int] = asyncio.Queue()
     for signum in signals:
         loop.add_signal_handler(signum, received.put_nowait, signum)
     try:
+        try:
+            config = load_config(config_path)
+        except ConfigError as error:
+            print(error, flush=True)
+            return 2
         while True:
-            try:
-                config = load_config(config_path)
-            except ConfigError as error:
-                print(error, flush=True)
-                return 2
             setup_logging(config.gateway.log_level, secrets=config.secrets())
             warning = world_readable_warning(config_path)
             if warning:
@@ -226,14 +231,32 @@ async def serve(config_path: str) -> int:
                 log.error("%s", error)
                 print(error, flush=True)
                 return 2
-            signum = await received.get()
-            log.info("signal %s: draining", signal.Signals(signum).name)
-            await gateway.stop()
-            if signum != signal.SIGHUP:
+            config = await _until_stop_or_reload(gateway, config_path, received)
+            if config is None:
                 return 0
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
+
+
+async def _until_stop_or_reload(gateway: Gateway, config_path: str,
+                                received: asyncio.Queue[int]) -> Config | None:
+    """Serve until a signal: drain and return the new configuration on a SIGHUP whose file
+    checks out, or None on SIGTERM/SIGINT. A SIGHUP with a bad file only logs its problems."""
+    while True:
+        signum = await received.get()
+        config = None
+        if signum == signal.SIGHUP:
+            try:
+                config = load_config(config_path)
+                provider_tables(config.gateway.providers)
+            except (ConfigError, TableError) as error:
+                log.error("reload refused, still running the previous configuration: %s",
+                          str(error).replace("\n", "; "))
+                continue
+        log.info("signal %s: draining", signal.Signals(signum).name)
+        await gateway.stop()
+        return config
 
 
 def add_run_command(subparsers) -> None:

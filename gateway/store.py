@@ -246,6 +246,11 @@ class Store(abc.ABC):
     async def close(self) -> None: ...
 
     @abc.abstractmethod
+    def queue_status_callbacks_for(self, apps) -> None:
+        """From now on, queue final statuses only for the messages of ``apps`` (those with a
+        status callback URL); None queues them for every app."""
+
+    @abc.abstractmethod
     async def accept(self, messages: list[NewMessage], now: float) -> list[Accepted]:
         """Store new messages (status accepted). A repeated (app, idempotency key) returns the
         first message's id with ``existing`` set, storing nothing."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from .status import DeliveryStatus
 from .store import MoMessage, MoPart, Receipt, ReceiptOutcome, to_signed, to_unsigned
 from .store_sql import (FINAL, SUBMITTED, State, _callback_row, _INSERT_CALLBACK, _queue_callback,
-                        _settle, _settle_segment)
+                        _settle, _settle_segment, wants_status_callback)
 
 
 # ----------------------------------------------------------------------------- receipts
@@ -54,8 +54,9 @@ def record_receipts(state: State, receipts: list[Receipt]) -> list[ReceiptOutcom
         if segment.message_status not in FINAL:
             message_updates.append((status, c.stat, int(c.temporary), c.provider, r.received_at,
                                     segment.message_id))
-            callbacks.append(_callback_row(segment.app, "status", segment.message_id,
-                                           r.received_at))
+            if wants_status_callback(state, segment.app):
+                callbacks.append(_callback_row(segment.app, "status", segment.message_id,
+                                               r.received_at))
             state.moved(segment.message_status, status)
             segment.message_status = status
             out[i] = ReceiptOutcome(False, True, segment.message_id, DeliveryStatus(status),

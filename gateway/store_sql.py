@@ -150,6 +150,8 @@ class State:
         self.db = db
         self.held: frozenset[tuple[str, int]] = frozenset()   # receipts waiting, by Msg_Id
         self.counts: Counter = Counter()                      # messages by status
+        # Apps whose final statuses are queued for a callback; None: every app's.
+        self.status_callbacks: frozenset[str] | None = None
         self._hold: set = set()
         self._release: set = set()
         self._delta: Counter = Counter()
@@ -374,8 +376,14 @@ def _callback_row(app: str, kind: str, ref: int, now: float) -> tuple:
     return app, kind, ref, now, now
 
 
+def wants_status_callback(state: State, app: str) -> bool:
+    """Whether a final status of ``app``'s message is queued for its status callback."""
+    return state.status_callbacks is None or app in state.status_callbacks
+
+
 def _queue_callback(state: State, app: str, kind: str, ref: int, now: float) -> None:
-    state.db.execute(_INSERT_CALLBACK, _callback_row(app, kind, ref, now))
+    if kind != "status" or wants_status_callback(state, app):
+        state.db.execute(_INSERT_CALLBACK, _callback_row(app, kind, ref, now))
 
 
 # ----------------------------------------------------------------------------- reading

@@ -199,6 +199,11 @@ class SqliteStore(Store):
     def pending_callbacks(self) -> asyncio.Future:
         return self._submit(sql.pending_callbacks)
 
+    def queue_status_callbacks_for(self, apps) -> None:
+        if self._state is None:
+            raise RuntimeError("the store is not open")
+        self._state.status_callbacks = None if apps is None else frozenset(apps)
+
     # The API's records (gateway.store_api_sql).
 
     def accept_request(self, request, now: float) -> asyncio.Future:

@@ -277,6 +277,22 @@ def test_a_callback_is_retried_until_done():
     with_store(scenario)
 
 
+def test_final_statuses_queue_callbacks_only_for_apps_that_have_a_status_url():
+    async def scenario(store):
+        store.queue_status_callbacks_for(["app1"])
+        ids = [a.id for a in await store.accept([new(0), new(1, app="quiet"), new(2, app="quiet"),
+                                                 new(3)], now=1.0)]
+        await store.record_submits([SegmentResult(ids[0], "cmcc", 1, 1, 9, at=2.0,
+                                                  status=DeliveryStatus.REJECTED),
+                                    SegmentResult(ids[1], "cmcc", 1, 1, 9, at=2.0,
+                                                  status=DeliveryStatus.REJECTED)], "default")
+        await store.record_submits([submitted(ids[2], 700), submitted(ids[3], 701)], "default")
+        await store.record_receipts([receipt(700), receipt(701)])
+        due = await store.due_callbacks(now=30.0, limit=10)
+        assert sorted((e.app, e.ref) for e in due) == [("app1", ids[0]), ("app1", ids[3])]
+    with_store(scenario)
+
+
 def test_many_receipt_operations_in_one_commit_each_get_their_own_outcome():
     async def scenario(store):
         ids = [a.id for a in await store.accept([new(i) for i in range(300)], now=1.0)]
