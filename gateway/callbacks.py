@@ -232,8 +232,12 @@ class CallbackSender:
         now = self.clock()
         if error is None:
             await self.store.callback_done(entry.id, True, now, None, None)
+            log.debug("callback %s delivered (attempt %d)", entry.event_id, entry.attempts + 1)
             return "delivered"
         next_attempt_at = self._next_attempt(entry, now, error)
+        if next_attempt_at is not None:
+            log.debug("callback %s: %s; next attempt in %.1f s", entry.event_id, error,
+                      next_attempt_at - now)
         await self.store.callback_done(entry.id, False, now, next_attempt_at, error)
         return "retry" if next_attempt_at is not None else "failed"
 

@@ -162,6 +162,8 @@ class ChannelDispatcher:
         try:
             done = await self.pool.submit(submit)
         except SubmitRejectedError as error:
+            log.info("%s: message %d part %d refused by the ISMG: Result %d", c.name, row.id,
+                     number, error.result)
             return self._failed(row, number, parts, DeliveryStatus.REJECTED,
                                 f"Result {error.result}", error.result)
         except OutcomeUnknown as error:
@@ -170,6 +172,10 @@ class ChannelDispatcher:
         except (SubmitThrottledError, DeadlineExceeded, PoolClosed):
             return None
         self.metrics.lost_resends(done.lost)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: message %d part %d/%d submitted on %s: Msg_Id %d, %d send(s)",
+                      c.name, row.id, number, parts, done.connection, done.response.msg_id,
+                      done.sends)
         return SegmentResult(row.id, c.name, number, parts, 0, done.response.msg_id,
                              connection=done.connection, sends=done.sends, at=self.clock())
 

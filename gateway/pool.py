@@ -309,6 +309,7 @@ class ChannelPool:
     def _on_open(self, slot: _Slot, conn: Connection) -> None:
         slot.connection, slot.last_error = conn, None
         slot.throttled_in_a_row, slot.cooling_until = 0, 0.0
+        log.info("%s: logged in to %s:%d", conn.name, self.channel.host, self.channel.port)
         if self._refusal is not None:
             log.info("%s: login accepted again", self.channel.name)
         self._refusal = None

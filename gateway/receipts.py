@@ -81,6 +81,11 @@ class ReceiptHandler:
             return
         [outcome] = future.result()
         conn.acknowledge_deliver(event.deliver)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: report for Msg_Id %d: Stat %r -> %s%s", conn.name,
+                      event.report.msg_id, classification.stat,
+                      classification.status.value if classification.status else "pending",
+                      " (duplicate)" if outcome.duplicate else "")
         self.metrics.receipt(classification, outcome.duplicate, outcome.latency)
         if outcome.message_status is not None and outcome.message_status.final:
             self.metrics.final(outcome.message_status.value)
@@ -123,6 +128,8 @@ class ReceiptHandler:
                       self.channel)
             return
         self.metrics.mo(mo.complete)
+        log.debug("%s: MO from %s to %s, %d part(s)", self.channel, mo.src_terminal_id, mo.dest_id,
+                  len(mo.part_ids))
         if not mo.complete:
             log.warning("%s: MO from %s incomplete after the reassembly timeout (%d parts came)",
                         self.channel, mo.src_terminal_id, len(mo.part_ids))

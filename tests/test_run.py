@@ -47,6 +47,12 @@ def test_run_serves_reloads_on_sighup_and_drains_on_sigterm(tmp_path):
                             break
                         await asyncio.sleep(0.05)
                     assert await ready()
+                    good = config.read_text()
+                    config.write_text(good.replace("connections = 1", "connections = 0"))
+                    daemon.send_signal(signal.SIGHUP)       # a bad file: keeps running
+                    await eventually(lambda: "reload refused" in log.read_text(), timeout=10)
+                    assert await ready() and len(sim.logins) == 1
+                    config.write_text(good)
                     daemon.send_signal(signal.SIGHUP)
                     await eventually(lambda: len(sim.logins) == 2, timeout=10)
                     for _ in range(200):
@@ -58,6 +64,9 @@ def test_run_serves_reloads_on_sighup_and_drains_on_sigterm(tmp_path):
                 assert await asyncio.wait_for(daemon.wait(), 20) == 0
             text = log.read_text()
             assert "signal SIGHUP: draining" in text and "signal SIGTERM: draining" in text
+            assert text.count("signal SIGHUP: draining") == 1
+            assert "reload refused, still running the previous configuration: " in text
+            assert "connections: 0 is out of range" in text
             assert text.count("gateway started") == 2
             assert all(line.startswith("ts=") and " level=" in line
                        for line in text.splitlines() if line)

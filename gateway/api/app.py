@@ -110,8 +110,12 @@ async def jsms_errors(request: web.Request, handler):
         refused = getattr(request.match_info, "http_exception", None)
         if refused is not None:
             raise ApiError(50018 if refused.status == 405 else 50016)
-        return await handler(request)
+        response = await handler(request)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s: %d", request.method, request.path, response.status)
+        return response
     except ApiError as error:
+        log.debug("%s %s: %d, JSMS %d", request.method, request.path, error.status, error.code)
         return error.response()
     except web.HTTPRequestEntityTooLarge:
         max_body = request.app[API_KEY].settings.max_body
