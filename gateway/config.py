@@ -333,7 +333,7 @@ def describe_config(config: Config) -> str:
         lines += ["", f"[channels.{toml_key(channel.name)}]"]
         lines += [f"{name} = {toml_value(value)}" for name, value in _shown_settings(channel)]
     if config.apps or config.templates:
-        lines += ["", "[api]"] + [f"{f.name} = {toml_value(_plain(getattr(config.api, f.name)))}"
+        lines += ["", "[api]"] + [f"{f.name} = {_shown(getattr(config.api, f.name))}"
                                   for f in fields(config.api)]
     for app in config.apps.values():
         lines += ["", f"[apps.{toml_key(app.name)}]"]
@@ -342,8 +342,8 @@ def describe_config(config: Config) -> str:
             if f.name == "name" or value is None or (f.name == "master_secret"
                                                      and app.master_secret_env):
                 continue
-            shown = mask_secret(value) if f.name == "master_secret" else _plain(value)
-            lines.append(f"{f.name} = {toml_value(shown)}")
+            shown = mask_secret(value) if f.name == "master_secret" else value
+            lines.append(f"{f.name} = {_shown(shown)}")
     for template in config.templates.values():
         lines += ["", f"[templates.{template.id}]"]
         lines += [f"{f.name} = {toml_value(getattr(template, f.name))}"
@@ -351,8 +351,11 @@ def describe_config(config: Config) -> str:
     return "\n".join(lines)
 
 
-def _plain(value):
-    return list(value) if isinstance(value, tuple) else value
+def _shown(value) -> str:
+    """A value as TOML, arrays of strings and numbers included."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return toml_value(value)
 
 
 def _shown_settings(channel: ChannelConfig) -> Iterator[tuple[str, object]]:
