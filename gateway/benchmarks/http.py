@@ -1,0 +1,437 @@
+"""HTTP benchmark: the API's accepted rate on a running gateway, and the time to ``delivered``.
+
+    python -m gateway.benchmarks.http [--seconds 10] [--connections 64] [--batch-size 1000]
+                                      [--rounds 3] [--phases singles,batches] [--profile DIR]
+
+Three processes. The ISMG simulator runs in one (``session.ServerProcess``: it answers every
+SUBMIT and sends a DELIVRD report at once); the gateway runs in a second (spawned; the daemon
+with its API, one app, one notification template, 4 CMPP connections, its SQLite store in a
+temporary directory with the default durability: WAL, synchronous=NORMAL, group commit; it
+stops by itself, and removes that directory, when this process goes away: its end of the
+pipe then reads EOF); this
+process drives the HTTP load with aiohttp: ``--connections`` workers, each looping one request
+at a time over a keep-alive connector limited to ``--connections``. The configuration turns the
+repeat window and the per-app limit off, and every request names numbers and parameters of its
+own anyway, so nothing is refused as a repeat or as too frequent.
+
+Each of ``--rounds`` rounds runs the phases (``--phases``: both by default), one after the
+other:
+
+(a) singles: ``POST /v1/messages``, one recipient each;
+(b) batches: ``POST /v1/messages/batch``, ``--batch-size`` recipients each.
+
+A phase runs a 1 s warm-up, then measures for ``--seconds``: accepted requests/s (singles),
+accepted recipients/s (batches), and p50/p99 latency per request of the requests completed in
+that time. "Accepted" is HTTP 200 carrying a msg_id (a batch's success_count): the API answers
+after the store's COMMIT, so each one is durable. Then the load stops and the phase waits until
+every message it had accepted is final, reading the store's SQLite file read-only (its WAL
+makes that safe while the gateway writes), and reports end to end: accepted messages / (time
+of the last ``delivered`` status - time of the phase's first request). The gateway keeps
+dispatching while it accepts, as it does in service: the accepted rates include that work.
+
+Printed per phase: the rates, the latencies, the CPU share of the client, the gateway and the
+simulator, and the gateway's CPU time per message; then medians over the rounds and the targets
+(3,000 single requests/s, 20,000 batch recipients/s). ``--profile DIR`` records the gateway
+with py-spy during every phase's load (DIR/<phase>-<round>.txt, collapsed stacks, 200
+samples/s) and its drain (DIR/<phase>-<round>-drain.txt). ``--profile-mode``: ``active``
+threads (default), ``idle`` ones too, ``gil`` only the thread holding the GIL, ``native`` that
+thread with its C frames (the cyclic GC shows as gc_collect_main; py-spy then pauses the
+process to sample). The rates are lower while profiling. The load average is printed before
+and after: the figures mean little on a machine busy with other work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+
+from .session import ACCOUNT, HOST, SECRET, ServerProcess
+
+WARMUP = 1.0
+APP_KEY, MASTER_SECRET = "benchkey", "bench-master-secret"
+TEMPLATE = 1
+DRAIN_LIMIT = 300.0
+TARGETS = {"singles": 3_000, "batches": 20_000}
+
+CONFIG = """
+[gateway]
+store = "{store}"
+drain_timeout = 5
+log_level = "warning"
+[channels.bench]
+provider = "default"
+host = "{host}"
+port = {port}
+account = "{account}"
+password = "{secret}"
+access_number = "106900001"
+connections = 4
+[api]
+repeat_window = 0
+messages_per_app_per_second = 0
+codes_per_number_per_minute = 0
+codes_per_number_per_hour = 0
+[apps.bench]
+app_key = "{app_key}"
+master_secret = "{master_secret}"
+signature = "性能测试"
+[templates.1]
+type = "notification"
+content = "您的订单{{{{order}}}}已发货，请注意查收"
+"""
+
+
+# ----------------------------------------------------------------------------- the gateway
+
+def _serve_gateway(config_text: str, pipe) -> None:
+    """Entry point of the gateway process: send the API's port, serve until the pipe is
+    readable (the parent said stop, or went away), then drain and stop. When the parent went
+    away, nobody else will remove the store's temporary directory: remove it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+    asyncio.run(_gateway_until_told(config_text, pipe))
+    if os.getppid() != parent:
+        from ..config import parse_config
+        shutil.rmtree(Path(parse_config(config_text).gateway.store).parent, ignore_errors=True)
+
+
+async def _gateway_until_told(config_text: str, pipe) -> None:
+    from ..config import parse_config
+    from ..daemon import Gateway, GatewayOptions
+    from ..logs import setup_logging
+    config = parse_config(config_text)
+    setup_logging(config.gateway.log_level, secrets=config.secrets())
+    gateway = Gateway(config, GatewayOptions(serve_ops=False, api_address=(HOST, 0)))
+    await gateway.start()
+    await gateway.pools["bench"].wait_ready()
+    loop = asyncio.get_running_loop()
+    told = loop.create_future()
+    loop.add_reader(pipe.fileno(), lambda: told.done() or told.set_result(None))
+    pipe.send(gateway.api_server.address[1])
+    await told
+    await gateway.stop()
+
+
+class GatewayProcess:
+    """The gateway (daemon with its API) in a spawned process, and its API's port."""
+
+    cpu_seconds = ServerProcess.cpu_seconds
+    stop = ServerProcess.stop
+
+    def __init__(self, config_text: str) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.pipe, child_end = context.Pipe()
+        self.process = context.Process(target=_serve_gateway, args=(config_text, child_end),
+                                       daemon=True, name="bench-gateway")
+        self.process.start()
+        child_end.close()
+        if not self.pipe.poll(60):
+            self.stop()
+            raise RuntimeError("the gateway process did not start")
+        self.port: int = self.pipe.recv()
+
+
+# ----------------------------------------------------------------------------- the load
+
+class Numbers:
+    """Distinct, valid mainland numbers (1[3-9] and nine digits) and order numbers."""
+
+    def __init__(self) -> None:
+        self.next = 0
+
+    def take(self) -> tuple[str, int]:
+        i = self.next
+        self.next += 1
+        return f"1{3 + (i // 10 ** 9) % 7}{i % 10 ** 9:09d}", i
+
+
+def single_body(numbers: Numbers, size: int) -> bytes:
+    mobile, i = numbers.take()
+    return (f'{{"mobile":"{mobile}","temp_id":{TEMPLATE},'
+            f'"temp_para":{{"order":"A{i}"}}}}').encode()
+
+
+def batch_body(numbers: Numbers, size: int) -> bytes:
+    entries = []
+    for _ in range(size):
+        mobile, i = numbers.take()
+        entries.append(f'{{"mobile":"{mobile}","temp_para":{{"order":"B{i}"}}}}')
+    return f'{{"temp_id":{TEMPLATE},"recipients":[{",".join(entries)}]}}'.encode()
+
+
+def single_accepted(status: int, data: bytes) -> int:
+    return 1 if status == 200 and b'"msg_id"' in data else 0
+
+
+def batch_accepted(status: int, data: bytes) -> int:
+    if status != 200:
+        return 0
+    answer = json.loads(data)
+    return sum(1 for r in answer["recipients"] if "error_code" not in r and r.get("msg_id"))
+
+
+PHASES = {
+    "singles": ("/v1/messages", single_body, single_accepted),
+    "batches": ("/v1/messages/batch", batch_body, batch_accepted),
+}
+
+
+def refusal(status: int, data: bytes) -> str:
+    try:
+        return f"{status}/{json.loads(data)['error']['code']}"
+    except (ValueError, KeyError, TypeError):
+        return str(status)
+
+
+async def load(http: aiohttp.ClientSession, url: str, make_body, accepted_of, numbers: Numbers,
+               size: int, connections: int, seconds: float, processes: dict) -> dict:
+    """``connections`` workers POST for WARMUP + ``seconds``; counts what the window saw."""
+    headers = {"Authorization": aiohttp.encode_basic_auth(APP_KEY, MASTER_SECRET),
+               "Content-Type": "application/json"}
+    state = {"measuring": False, "stop": False}
+    latencies: list[float] = []
+    counts = Counter()                  # window: accepted units; total: all accepted units
+    refused = Counter()
+
+    async def worker() -> None:
+        while not state["stop"]:
+            body = make_body(numbers, size)
+            start = time.perf_counter()
+            try:
+                async with http.post(url, data=body, headers=headers) as response:
+                    data = await response.read()
+                    status = response.status
+            except aiohttp.ClientError as error:
+                refused[f"{type(error).__name__}: {error}"[:80]] += 1
+                await asyncio.sleep(0.01)               # no busy loop against a dead server
+                continue
+            took = time.perf_counter() - start
+            units = accepted_of(status, data)
+            counts["total"] += units
+            if not units:
+                refused[refusal(status, data)] += 1
+            if state["measuring"]:
+                latencies.append(took)
+                counts["window"] += units
+
+    first_request = time.time()
+    tasks = [asyncio.create_task(worker()) for _ in range(connections)]
+    await asyncio.sleep(WARMUP)
+    cpu = _cpu(processes)
+    state["measuring"], begin = True, time.perf_counter()
+    await asyncio.sleep(seconds)
+    state["measuring"], elapsed = False, time.perf_counter() - begin
+    cpu = {name: (end - cpu[name]) / elapsed if end is not None and cpu[name] is not None
+           else None for name, end in _cpu(processes).items()}
+    state["stop"] = True
+    await asyncio.gather(*tasks)
+    done = sorted(latencies)
+    return {"first_request": first_request, "load_end": time.time(),
+            "rate": counts["window"] / elapsed, "requests": len(done) / elapsed,
+            "p50": done[len(done) // 2] * 1e3 if done else float("nan"),
+            "p99": done[int(len(done) * 0.99)] * 1e3 if done else float("nan"),
+            "accepted": counts["total"], "refused": dict(refused), "cpu": cpu,
+            "gateway_us": (cpu["gateway"] or 0.0) / (counts["window"] / elapsed or 1) * 1e6}
+
+
+def _cpu(processes: dict) -> dict:
+    return {"client": time.process_time(),
+            **{name: p.cpu_seconds() for name, p in processes.items()}}
+
+
+# ----------------------------------------------------------------------------- the store
+
+class StoreReader:
+    """The gateway's SQLite file, read-only, to see when the accepted messages are final."""
+
+    def __init__(self, path: str) -> None:
+        self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+    def last_id(self) -> int:
+        return self.db.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
+
+    def unfinished(self) -> int:
+        # Two queries, so that each uses the partial index of its status.
+        return sum(self.db.execute(f"SELECT COUNT(*) FROM messages WHERE status = '{s}'")
+                   .fetchone()[0] for s in ("accepted", "submitted"))
+
+    def outcome(self, after_id: int) -> dict[str, tuple[int, float]]:
+        """status -> (messages, last status_at) among the messages after ``after_id``."""
+        rows = self.db.execute("SELECT status, COUNT(*), MAX(status_at) FROM messages "
+                               "WHERE id > ? GROUP BY status", (after_id,))
+        return {status: (count, at) for status, count, at in rows}
+
+    def close(self) -> None:
+        self.db.close()
+
+
+async def until_final(store: StoreReader, after_id: int, expected: int, limit: float) -> dict:
+    """Wait until every message is final (or ``limit`` seconds); what became of them."""
+    deadline = time.monotonic() + limit
+    while store.unfinished() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    outcome = store.outcome(after_id)
+    delivered, last = outcome.get("delivered", (0, None))
+    return {"delivered": delivered, "last_delivered": last,
+            "others": {s: n for s, (n, _) in outcome.items() if s != "delivered"},
+            "complete": delivered >= expected}
+
+
+# ----------------------------------------------------------------------------- the rounds
+
+async def run_rounds(args, gateway: GatewayProcess, simulator: ServerProcess,
+                     store: StoreReader) -> dict[str, list[dict]]:
+    base = f"http://{HOST}:{gateway.port}"
+    numbers = Numbers()
+    processes = {"gateway": gateway, "simulator": simulator}
+    results: dict[str, list[dict]] = {name: [] for name in args.phases.split(",")}
+    connector = aiohttp.TCPConnector(limit=args.connections, force_close=False)
+    async with aiohttp.ClientSession(connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=120)) as http:
+        for number in range(1, args.rounds + 1):
+            for name in args.phases.split(","):
+                path, make_body, accepted_of = PHASES[name]
+                size = args.batch_size if name == "batches" else 1
+                after_id = store.last_id()
+                spy = _start_profile(args, gateway, f"{name}-{number}")
+                result = await load(http, base + path, make_body, accepted_of, numbers, size,
+                                    args.connections, args.seconds, processes)
+                _stop_profile(spy)
+                spy = _start_profile(args, gateway, f"{name}-{number}-drain")
+                final = await until_final(store, after_id, result["accepted"], DRAIN_LIMIT)
+                _stop_profile(spy)
+                result.update(final)
+                if final["last_delivered"] is not None and final["delivered"]:
+                    span = final["last_delivered"] - result["first_request"]
+                    result["end_to_end"] = final["delivered"] / span
+                    result["drain"] = final["last_delivered"] - result["load_end"]
+                results[name].append(result)
+                print(f"round {number} {name:7} " + _format(name, result), flush=True)
+    return results
+
+
+def _start_profile(args, gateway: GatewayProcess, label: str):
+    """py-spy recording the gateway into DIR/label.txt until _stop_profile (or 10 min)."""
+    if not args.profile:
+        return None
+    spy = shutil.which("py-spy", path=os.pathsep.join([str(Path(sys.executable).parent),
+                                                       os.environ.get("PATH", "")]))
+    if spy is None:
+        raise SystemExit("--profile needs py-spy (pip install py-spy)")
+    flags = {"active": ["--nonblocking"], "idle": ["--idle", "--nonblocking"],
+             "gil": ["--gil", "--nonblocking"], "native": ["--gil", "--native"]}
+    command = [spy, "record", "--pid", str(gateway.process.pid), "--format", "raw",
+               "--duration", "600", "--rate", "200",
+               "--output", str(Path(args.profile) / f"{label}.txt"), *flags[args.profile_mode]]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop_profile(spy) -> None:
+    """Stop the recording: py-spy writes its file on SIGINT."""
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
+
+
+def _format(name: str, r: dict) -> str:
+    unit = "requests/s" if name == "singles" else "recipients/s"
+    cpu = r["cpu"]
+    shares = " ".join(f"{k} {v:4.0%}" if v is not None else f"{k} ?" for k, v in cpu.items())
+    text = (f"{r['rate']:9,.0f} {unit:12} ({r['requests']:7,.1f} req/s)  p50 {r['p50']:7.2f} ms"
+            f"  p99 {r['p99']:7.2f} ms  cpu {shares}  gateway {r['gateway_us']:5.0f} us/msg")
+    if "end_to_end" in r:
+        text += (f"\n        end to end {r['end_to_end']:9,.0f} messages/s ({r['accepted']:,} "
+                 f"accepted, {r['delivered']:,} delivered, the last {r['drain']:.1f} s after "
+                 "the load)")
+    if not r["complete"]:
+        text += f"\n        NOT ALL DELIVERED: {r['delivered']:,} of {r['accepted']:,}"
+    if r["others"] or r["refused"]:
+        text += f"\n        other statuses {r['others']}  refused {r['refused']}"
+    return text
+
+
+def _summary(results: dict[str, list[dict]]) -> None:
+    for name, rounds in results.items():
+        def median(key):
+            values = [r[key] for r in rounds if key in r]
+            return statistics.median(values) if values else float("nan")
+        unit = "requests/s" if name == "singles" else "recipients/s"
+        target = TARGETS[name]
+        verdict = "met" if median("rate") >= target else "MISSED"
+        print(f"median {name:7} {median('rate'):9,.0f} {unit} (target {target:,}: {verdict})"
+              f"  p50 {median('p50'):.2f} ms  p99 {median('p99'):.2f} ms"
+              f"  end to end {median('end_to_end'):,.0f} messages/s"
+              f"  gateway {median('gateway_us'):.0f} us/msg")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured time per phase")
+    parser.add_argument("--connections", type=int, default=64, help="concurrent requests")
+    parser.add_argument("--batch-size", type=int, default=1000, help="recipients per batch")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the phases; medians")
+    parser.add_argument("--phases", default="singles,batches",
+                        choices=("singles,batches", "singles", "batches", "batches,singles"),
+                        metavar="PHASES", help="singles,batches (default), singles, batches "
+                        "or batches,singles")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy the gateway into DIR")
+    parser.add_argument("--profile-mode", choices=("active", "idle", "gil", "native"),
+                        default="active", help="--profile: active threads (default), idle "
+                        "ones too, only the thread holding the GIL, or that with C frames")
+    args = parser.parse_args(argv)
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+    print(f"{args.connections} connections, batches of {args.batch_size}, {args.rounds} round(s)"
+          f" of {args.seconds:g} s per phase (after {WARMUP:g} s of warm-up); "
+          f"{_load_average()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-http-", ignore_cleanup_errors=True) as directory:
+        store_path = Path(directory) / "gateway.sqlite"
+        simulator = ServerProcess("simulator")
+        gateway = None
+        try:
+            gateway = GatewayProcess(CONFIG.format(
+                store=store_path, host=HOST, port=simulator.port, account=ACCOUNT,
+                secret=SECRET, app_key=APP_KEY, master_secret=MASTER_SECRET))
+            print(f"gateway pid {gateway.process.pid} on port {gateway.port}, simulator pid "
+                  f"{simulator.process.pid}", flush=True)
+            store = StoreReader(str(store_path))
+            try:
+                results = asyncio.run(run_rounds(args, gateway, simulator, store))
+            finally:
+                store.close()
+        except KeyboardInterrupt:
+            return 130
+        finally:
+            if gateway is not None:
+                gateway.stop()
+            simulator.stop()
+    _summary(results)
+    print(_load_average())
+    return 0
+
+
+def _load_average() -> str:
+    try:
+        return "load average {:.2f} {:.2f} {:.2f} on {} CPUs".format(*os.getloadavg(),
+                                                                    os.cpu_count())
+    except OSError:
+        return "load average unknown"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
