@@ -113,17 +113,22 @@ def test_logfmt_lines_quote_what_needs_quoting():
     assert Redactor(["x"]).clean("axb") == "a******b"
 
 
-def test_a_store_from_a_newer_version_exits_2_and_is_left_alone(tmp_path, capsys):
-    import sqlite3
-    store = tmp_path / "gw.sqlite"
-    db = sqlite3.connect(store)
-    db.execute("PRAGMA user_version=999")
-    db.close()
+def unreachable_channel_config(tmp_path, gateway: str, provider: str = "p"):
+    """A configuration whose start is refused before anything connects."""
     config = tmp_path / "gw.toml"
-    config.write_text(f'[gateway]\nstore = "{store}"\nmetrics_listen = "127.0.0.1:19108"\n'
-                      '[channels.c]\nprovider = "p"\nhost = "127.0.0.1"\nport = 9\n'
+    config.write_text(f'[gateway]\nstore = "{tmp_path / "gw.sqlite"}"\n{gateway}\n'
+                      f'[channels.c]\nprovider = "{provider}"\nhost = "127.0.0.1"\nport = 9\n'
                       'account = "900001"\npassword = "x"\naccess_number = "1069"\n'
                       'connections = 1\n')
+    return config
+
+
+def test_a_store_from_a_newer_version_exits_2_and_is_left_alone(tmp_path, capsys):
+    import sqlite3
+    db = sqlite3.connect(tmp_path / "gw.sqlite")
+    db.execute("PRAGMA user_version=999")
+    db.close()
+    config = unreachable_channel_config(tmp_path, 'metrics_listen = "127.0.0.1:19108"')
     from gateway.cli import main
     assert main(["run", "--config", str(config)]) == 2
     assert "written by a newer cmpp-gateway (store layout 999" in capsys.readouterr().out
@@ -134,11 +139,7 @@ def test_bad_receipt_tables_exit_2_naming_the_file(tmp_path, capsys):
     tables = tmp_path / "providers"
     tables.mkdir()
     (tables / "acme.toml").write_text('[codes]\n"MK:1" = { status = "gone" }\n')
-    config = tmp_path / "gw.toml"
-    config.write_text(f'[gateway]\nstore = "{tmp_path / "gw.sqlite"}"\nproviders = "{tables}"\n'
-                      '[channels.c]\nprovider = "acme"\nhost = "127.0.0.1"\nport = 9\n'
-                      'account = "900001"\npassword = "x"\naccess_number = "1069"\n'
-                      'connections = 1\n')
+    config = unreachable_channel_config(tmp_path, f'providers = "{tables}"', provider="acme")
     from gateway.cli import main
     assert main(["run", "--config", str(config)]) == 2
     assert f"{tables / 'acme.toml'}: [codes] \"MK:1\": status" in capsys.readouterr().out
