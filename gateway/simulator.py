@@ -187,6 +187,11 @@ class Simulator:
         self._connections: set[_IsmgConnection] = set()
         self._outbox: dict[str, deque[cmpp.Deliver]] = defaultdict(deque)
         self._timers: set[asyncio.TimerHandle] = set()
+        # Reports to queue, in the order they fall due (the delay is the same for all): one
+        # timer for the earliest, not one per SUBMIT.
+        self._due: deque[tuple[float, str, cmpp.Submit, int]] = deque()
+        self._due_timer: asyncio.TimerHandle | None = None
+        self._stamp_second, self._stamp = -1, ""
         self._recent: dict[str, deque[float]] = defaultdict(deque)
         self._sequence = 0
         self._clock_second = -1
@@ -204,6 +209,10 @@ class Simulator:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
+        if self._due_timer is not None:
+            self._due_timer.cancel()
+            self._due_timer = None
+        self._due.clear()
         if self._server is not None:
             self._server.close()
         for conn in list(self._connections):
@@ -320,7 +329,7 @@ class Simulator:
                     else:
                         self._outbox[conn.account].append(report)
             else:
-                self._later(self.config.report_delay, self._queue_reports, conn.account, submit, msg_id)
+                self._report_later(now + self.config.report_delay, conn.account, submit, msg_id)
         if faults.submit_resp_delay > 0:
             self._later(faults.submit_resp_delay, conn.respond, response)
         else:
@@ -342,7 +351,9 @@ class Simulator:
 
     def _on_deliver_acknowledged(self, conn, event: ev.DeliverAcknowledged) -> None:
         self.counters["delivers_acknowledged"] += 1
-        self._pump(conn.account)
+        queue = self._outbox.get(conn.account)
+        while queue and conn.session.window_free > 0:   # the window it freed, at once
+            self._send_deliver(conn, conn.account, queue.popleft())
 
     def _on_request(self, conn: _IsmgConnection, event: ev.RequestReceived) -> None:
         request = event.request
@@ -366,12 +377,16 @@ class Simulator:
     # ------------------------------------------------------------------------- reports
 
     def _reports(self, submit: cmpp.Submit, msg_id: int) -> list[cmpp.Deliver]:
-        stamp = china_time().strftime("%y%m%d%H%M")
+        stamp = self._report_stamp()
         stats, weights = zip(*self.config.stats.items())
         out = []
         for k, dest in enumerate(submit.dest_terminal_ids):
-            stat = self.config.stat_for(submit) if self.config.stat_for \
-                else self.random.choices(stats, weights)[0]
+            if self.config.stat_for:
+                stat = self.config.stat_for(submit)
+            elif len(stats) == 1:
+                stat = stats[0]
+            else:
+                stat = self.random.choices(stats, weights)[0]
             report = cmpp.StatusReport(msg_id=cmpp.nth_of_mass_send(msg_id, k), stat=stat,
                                        submit_time=stamp, done_time=stamp, dest_terminal_id=dest,
                                        smsc_sequence=self.random.randrange(1 << 32))
@@ -380,9 +395,31 @@ class Simulator:
                                     report=report))
         return out
 
-    def _queue_reports(self, account: str, submit: cmpp.Submit, msg_id: int) -> None:
-        self._outbox[account].extend(self._reports(submit, msg_id))
-        self._pump(account)
+    def _report_later(self, due: float, account: str, submit: cmpp.Submit, msg_id: int) -> None:
+        self._due.append((due, account, submit, msg_id))
+        if self._due_timer is None:
+            self._due_timer = asyncio.get_running_loop().call_at(due, self._reports_due)
+
+    def _reports_due(self) -> None:
+        """Queue every report whose time has come, then wait for the next one."""
+        self._due_timer = None
+        loop = asyncio.get_running_loop()
+        now, due, accounts = loop.time(), self._due, set()
+        while due and due[0][0] <= now:
+            _, account, submit, msg_id = due.popleft()
+            self._outbox[account].extend(self._reports(submit, msg_id))
+            accounts.add(account)
+        for account in accounts:
+            self._pump(account)
+        if due:
+            self._due_timer = loop.call_at(due[0][0], self._reports_due)
+
+    def _report_stamp(self) -> str:
+        """Submit_time and Done_time: YYMMDDHHMM in China time, worked out once a second."""
+        second = int(time.time())
+        if second != self._stamp_second:
+            self._stamp_second, self._stamp = second, china_time().strftime("%y%m%d%H%M")
+        return self._stamp
 
     def _pump(self, account: str | None) -> None:
         """Send queued DELIVERs, one per connection with window to spare in each round."""
