@@ -113,20 +113,22 @@ class TpsLimiter:
     """Paces callers to ``rate`` per second (0: no limit), one at a time in arrival order.
 
     GCRA evaluated when each caller actually passes, not reserved in advance: the theoretical
-    arrival time (TAT) moves on by 1/rate per pass, and a caller may pass up to ``tolerance``
-    ahead of it. The tolerance is the time of ``rate`` x 5 ms passes, rounded down (none below
-    200/s): the event loop's timers are only as fine as a millisecond, so at 2,000/s and above
-    one wake-up must let several callers through, and a 5 ms burst is far below what an ISMG's
-    per-second count can see. A caller that had to wait and woke up late catches up its
-    lateness, at most one interval, so timer jitter under load does not drag the rate down; a
-    caller that finds the limiter idle starts afresh, so idle time earns no burst beyond the
-    tolerance. Over any second at most rate + tolerance x rate + 1 callers pass."""
+    arrival time (TAT) moves on by one interval per pass, and a caller may pass up to
+    ``tolerance`` ahead of it. The event loop's timers are only as fine as a millisecond, so at
+    2,000/s and above one wake-up must let several callers through: from 200/s up, the
+    tolerance is ``burst`` = rate x 5 ms passes (rounded down), and the interval is that of
+    rate - burst per second, so that a burst and a full second after it together pass no more
+    than ``rate`` (+1, a late wake-up's catch-up) in any second an ISMG may count; the long-run
+    rate is 0.5% under the limit. A caller that had to wait and woke up late catches up its lateness, at most one
+    interval, so timer jitter under load does not drag the rate down; a caller that finds the
+    limiter idle starts afresh, so idle time earns nothing beyond the tolerance."""
 
     BURST_WINDOW = 0.005
 
     def __init__(self, rate: float) -> None:
-        self.interval = 1.0 / rate if rate > 0 else 0.0
-        self.tolerance = math.floor(rate * self.BURST_WINDOW) * self.interval if rate > 0 else 0.0
+        burst = math.floor(rate * self.BURST_WINDOW) if rate > 0 else 0
+        self.interval = 1.0 / (rate - burst) if rate > 0 else 0.0
+        self.tolerance = burst * self.interval
         self._tat = 0.0
         self._queued = 0
         self._lock = asyncio.Lock()
