@@ -195,7 +195,12 @@ class Gateway:
     def readiness(self) -> tuple[bool, dict]:
         statuses = self.pools.status() if self.pools else []
         channels = {s.channel: {"healthy": s.healthy, "open": s.open, "wanted": s.wanted,
-                                "reason": s.reason} for s in statuses}
+                                "reason": s.reason,
+                                "connections": [{"name": c.name, "state": c.state,
+                                                 "in_window": c.in_window, "window": c.window,
+                                                 "last_error": c.last_error}
+                                                for c in s.connections]}
+                    for s in statuses}
         ready = self._running and any(s.healthy for s in statuses)
         return ready, {"channels": channels}
 

@@ -197,6 +197,10 @@ def test_metrics_read_back_from_the_endpoint_show_what_happened(tmp_path):
             assert values['cmpp_messages_final_total{channel="cmcc",status="delivered"}'] == 30
             assert values['cmpp_submit_latency_seconds_count{channel="cmcc"}'] == 30
             assert ready[0] == 200 and ready[1]["channels"]["cmcc"]["healthy"]
+            connections = ready[1]["channels"]["cmcc"]["connections"]
+            assert [(c["name"], c["state"], c["in_window"], c["window"], c["last_error"])
+                    for c in connections] == [("cmcc#0", "established", 0, 16, None),
+                                              ("cmcc#1", "established", 0, 16, None)]
             assert "13800138000" not in text
     run(scenario, timeout=30)
 
