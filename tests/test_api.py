@@ -5,29 +5,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 
-import aiohttp
 import pytest
 
 from gateway.api.registry import Template
-from gateway.config import parse_config
-from gateway.daemon import Gateway, GatewayOptions
-from gateway.pool import Backoff, PoolTuning
-from gateway.simulator import Account, Simulator, SimulatorConfig
 from gateway.store_api_sql import PENDING, REFUSED
+from tests import api_stack
 from tests.aio import eventually, run
-
-KEY, SECRET = "7d431e42dfa6a6d693ac2d04", "5e987ac6d2e04d95a9d8f0d1"
-FAST = PoolTuning(reconnect=Backoff(0.01, 0.05))
+from tests.api_stack import KEY, SECRET, error
 
 CONFIG = """
 [gateway]
-store = "{store}"
+store = "@STORE@"
 [channels.cmcc]
 provider = "default"
 host = "127.0.0.1"
-port = {port}
+port = @PORT@
 account = "900001"
 password = "secret"
 access_number = "10690001"
@@ -36,10 +29,10 @@ connections = 2
 sensitive_words = ["赌博"]
 repeat_window = 30
 codes_per_number_per_minute = 1
-{api}
+@API@
 [apps.shop]
-app_key = "{key}"
-master_secret = "{secret}"
+app_key = "@KEY@"
+master_secret = "@SECRET@"
 whitelist = ["127.0.0.1", "::1"]
 signature = "商城"
 [apps.walled]
@@ -52,11 +45,11 @@ master_secret = "off-secret"
 enabled = false
 [templates.1]
 type = "notification"
-content = "您的订单{{{{order}}}}已发货"
+content = "您的订单{{order}}已发货"
 [templates.2]
 type = "code"
-content = "验证码{{{{code}}}}，{{{{ttl}}}}分钟内有效"
-ttl = {code_ttl}
+content = "验证码{{code}}，{{ttl}}分钟内有效"
+ttl = @CODE_TTL@
 [templates.3]
 type = "marketing"
 content = "限时优惠，回TD退订"
@@ -72,47 +65,21 @@ content = "静态通知"
 
 @contextlib.asynccontextmanager
 async def stack(tmp_path, api: str = "", code_ttl: float = 300):
-    sim = Simulator(SimulatorConfig(accounts=[Account("900001", "secret")], report_delay=0.01))
-    await sim.start()
-    config = parse_config(CONFIG.format(store=tmp_path / "gw.sqlite", port=sim.address[1],
-                                        key=KEY, secret=SECRET, api=api, code_ttl=code_ttl))
-    gateway = Gateway(config, GatewayOptions(tuning=FAST, serve_ops=False,
-                                             api_address=("127.0.0.1", 0)))
-    await gateway.start()
-    await gateway.pools["cmcc"].wait_ready()
-    base = f"http://127.0.0.1:{gateway.api_server.address[1]}"
-    try:
-        async with aiohttp.ClientSession() as http:
-            yield Client(http, base), gateway, sim
-    finally:
-        await gateway.stop()
-        await sim.stop()
+    """The shared API stack (tests.api_stack) with this module's apps and templates; yields
+    a client whose calls answer (status, body), the gateway and the simulator."""
+    config = CONFIG.replace("@CODE_TTL@", repr(code_ttl))
+    async with api_stack.stack(tmp_path, api, config=config) as s:
+        yield Client(s.api.http, s.api.base), s.gateway, s.sim
 
 
-class Client:
-    def __init__(self, http, base):
-        self.http, self.base = http, base
-
+class Client(api_stack.Client):
     async def call(self, method, path, body=None, *, raw=None, headers=None, auth=(KEY, SECRET)):
-        kwargs = {"headers": {"Authorization": basic(*auth), **(headers or {})}}
-        if raw is not None:
-            kwargs["data"] = raw
-        elif body is not None:
-            kwargs["json"] = body
-        async with self.http.request(method, self.base + path, **kwargs) as response:
-            text = await response.text()
-            return response.status, (json.loads(text) if text else None)
+        status, answer, _ = await super().call(method, path, body, data=raw, headers=headers,
+                                               auth=auth)
+        return status, answer
 
     async def post(self, path, body=None, **kwargs):
         return await self.call("POST", path, body, **kwargs)
-
-
-def basic(key: str, secret: str) -> str:
-    return aiohttp.encode_basic_auth(key, secret)
-
-
-def error(code, status):
-    return lambda result: result[0] == status and result[1]["error"]["code"] == code
 
 
 async def stored(gateway) -> int:

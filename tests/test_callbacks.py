@@ -29,6 +29,7 @@ from gateway.status import load_tables
 from gateway.store import MoMessage, MoPart, NewMessage, Receipt, SegmentResult
 from gateway.store_sqlite import SqliteStore
 from tests.aio import eventually, run
+from tests.test_store import with_store
 
 CODES = load_tables(Path(__file__).resolve().parent.parent / "fixtures" / "providers") \
     .for_provider("default")
@@ -137,17 +138,6 @@ async def outbox(store) -> list[tuple]:
     """(app, kind, attempts, state, last_error) of every outbox row, in id order."""
     return await store._submit(lambda state: state.db.execute(
         "SELECT app, kind, attempts, state, last_error FROM outbox ORDER BY id").fetchall())
-
-
-def with_store(scenario, path: str, timeout: float = 20.0):
-    async def wrapped():
-        store = SqliteStore(path)
-        await store.open()
-        try:
-            await scenario(store)
-        finally:
-            await store.close()
-    run(wrapped, timeout)
 
 
 @contextlib.asynccontextmanager

@@ -85,6 +85,16 @@ def idempotency_key(request: web.Request) -> str | None:
     return key
 
 
+async def start_send(request: web.Request):
+    """What every send begins with: the API, the caller's app, the JSON body and the
+    Idempotency-Key, and the first answer when that key was seen before (else None).
+    ApiError as ``json_body`` and ``idempotency_key`` raise it."""
+    api: Api = request.app[API_KEY]
+    body = await json_body(request)
+    key = idempotency_key(request)
+    return api, request[APP], body, key, await api.replay(request[APP], key)
+
+
 async def json_body(request: web.Request) -> dict:
     """The request's JSON object; ApiError 50003, 50017 or 50007."""
     raw = await request.read()

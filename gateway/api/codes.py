@@ -18,7 +18,7 @@ from aiohttp import web
 
 from ..store import ApiRequest
 from ..store_api_sql import code_digest
-from .app import API_KEY, APP, Api, dumps, idempotency_key, json_body
+from .app import API_KEY, APP, Api, dumps, json_body, start_send
 from .errors import ApiError
 from .messages import compose
 
@@ -32,11 +32,7 @@ def add_routes(app: web.Application) -> None:
 
 
 async def send_code(request: web.Request) -> web.Response:
-    api: Api = request.app[API_KEY]
-    app = request[APP]
-    body = await json_body(request)
-    key = idempotency_key(request)
-    replayed = await api.replay(app, key)
+    api, app, body, key, replayed = await start_send(request)
     if replayed is not None:
         return replayed
     mobile = api.mobiles.normalize(body.get("mobile"))

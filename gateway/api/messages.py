@@ -15,7 +15,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..store import ApiRequest, NewMessage
-from .app import API_KEY, APP, Api, dumps, idempotency_key, json_body
+from .app import API_KEY, APP, Api, dumps, start_send
 from .errors import ApiError
 from .registry import Template
 
@@ -49,11 +49,7 @@ def compose(api: Api, app, template: Template, mobile: str, params, seen=None) -
 
 
 async def send_one(request: web.Request) -> web.Response:
-    api: Api = request.app[API_KEY]
-    app = request[APP]
-    body = await json_body(request)
-    key = idempotency_key(request)
-    replayed = await api.replay(app, key)
+    api, app, body, key, replayed = await start_send(request)
     if replayed is not None:
         return replayed
     mobile = api.mobiles.normalize(body.get("mobile"))
@@ -68,11 +64,7 @@ async def send_one(request: web.Request) -> web.Response:
 
 
 async def send_batch(request: web.Request) -> web.Response:
-    api: Api = request.app[API_KEY]
-    app = request[APP]
-    body = await json_body(request)
-    key = idempotency_key(request)
-    replayed = await api.replay(app, key)
+    api, app, body, key, replayed = await start_send(request)
     if replayed is not None:
         return replayed
     template = api.registry.template(app, body.get("temp_id"), SENDABLE)
