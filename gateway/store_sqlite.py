@@ -1,16 +1,21 @@
-"""The embedded store: SQLite in WAL mode, driven by one worker thread with group commit.
+"""The embedded store: SQLite in WAL mode, written by one thread with group commit.
 
-Operations queue up; the worker runs every queued operation in one transaction and resolves
-their futures after COMMIT. If that transaction fails, each operation is retried in a
-transaction of its own, so one bad operation fails alone. ``synchronous=NORMAL`` (the default)
-survives a crash of the process; ``FULL`` also survives a power cut, at an fsync per commit.
+Operations go into a thread-safe queue; the writer thread takes everything queued (up to
+``batch_limit``), runs it in one transaction and, after COMMIT, hands the whole batch's outcomes
+back to the event loop in one call, which resolves their futures. The next batch starts as soon
+as the last one is committed, without waiting for the event loop. If a transaction fails, each
+of its operations is retried in a transaction of its own, so one bad operation fails alone.
+``synchronous=NORMAL`` (the default) survives a crash of the process; ``FULL`` also survives a
+power cut, at an fsync per commit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import queue
+import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 from . import store_api_sql as api_sql
 from . import store_receipts_sql as receipts_sql
@@ -24,6 +29,10 @@ from .store import (
     Store,
 )
 
+log = logging.getLogger("cmpp_gateway.store")
+
+_STOP = object()          # queued by close(): the writer finishes what came before and ends
+
 
 class _Op:
     __slots__ = ("fn", "args", "future")
@@ -35,94 +44,93 @@ class _Op:
 class SqliteStore(Store):
     """``Store`` on one SQLite file (``":memory:"`` for tests that need no file)."""
 
-    def __init__(self, path: str, *, synchronous: str = "NORMAL", batch_limit: int = 4000,
-                 commit_window: float = 0.0) -> None:
+    def __init__(self, path: str, *, synchronous: str = "NORMAL",
+                 batch_limit: int = 4000) -> None:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError("synchronous must be NORMAL or FULL")
         self.path = path
         self.synchronous = synchronous
         self.batch_limit = batch_limit
-        self.commit_window = commit_window   # seconds to let a batch grow before running it
-        self._executor: ThreadPoolExecutor | None = None
         self._state: sql.State | None = None
-        self._queue: list[_Op] = []
-        self._wakeup: asyncio.Event | None = None
-        self._committer: asyncio.Task | None = None
-        self._committing = False
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._writer: threading.Thread | None = None
+        self._stopped: asyncio.Future | None = None
         self.commits = 0              # transactions run, for metrics and tests
 
     # ------------------------------------------------------------------------- lifecycle
 
     async def open(self) -> None:
-        """Open the file and start committing. Raises StoreError when the file is not a store
+        """Open the file and start the writer. Raises StoreError when the file is not a store
         this version can use."""
         loop = asyncio.get_running_loop()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        opened, self._stopped = loop.create_future(), loop.create_future()
+        self._writer = threading.Thread(target=self._write, args=(loop, opened),
+                                        name="store-writer", daemon=True)
+        self._writer.start()
         try:
-            self._state = await loop.run_in_executor(self._executor, sql.open_database,
-                                                     self.path, self.synchronous)
-            await loop.run_in_executor(self._executor, api_sql.create_schema, self._state)
+            self._state = await opened
         except BaseException:
-            self._executor.shutdown(wait=False)
-            self._executor = None
+            self._inbox.put(_STOP)                  # if it did open, it closes again
+            self._writer = None
             raise
-        self._wakeup = asyncio.Event()
-        self._committer = loop.create_task(self._commit_loop(), name="store-commit")
+        self._loop = loop
 
     async def close(self) -> None:
         """Finish every queued operation (and the batch being committed), then close."""
-        if self._committer is None:
+        if self._loop is None:
             return
-        while self._queue or self._committing:
-            self._wakeup.set()
-            await asyncio.sleep(0.001)
-        self._committer.cancel()
-        await asyncio.gather(self._committer, return_exceptions=True)
-        self._committer = None
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._state.db.close)
-        self._executor.shutdown(wait=True)
+        self._loop = None                           # no new operations from here on
+        self._inbox.put(_STOP)
+        await self._stopped
+        self._writer.join()
+        self._writer = None
 
     # ------------------------------------------------------------------------- the engine
 
     def _submit(self, fn, *args) -> asyncio.Future:
-        if self._committer is None:
+        loop = self._loop
+        if loop is None:
             raise RuntimeError("the store is not open")
-        future = asyncio.get_running_loop().create_future()
-        self._queue.append(_Op(fn, args, future))
-        self._wakeup.set()
+        future = loop.create_future()
+        self._inbox.put(_Op(fn, args, future))
         return future
 
-    async def _commit_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            if self.commit_window and len(self._queue) < self.batch_limit:
-                await asyncio.sleep(self.commit_window)     # more callers join this commit
-            while self._queue:
-                batch = self._queue[:self.batch_limit]
-                del self._queue[:self.batch_limit]
-                self._committing = True
-                try:
-                    outcomes = await loop.run_in_executor(self._executor, self._run, batch)
-                except asyncio.CancelledError:
-                    for op in batch:
-                        if not op.future.done():
-                            op.future.cancel()
-                    raise
-                finally:
-                    self._committing = False
-                for op, (ok, value) in zip(batch, outcomes):
-                    if op.future.done():
-                        continue
-                    if ok:
-                        op.future.set_result(value)
-                    else:
-                        op.future.set_exception(value)
+    def _write(self, loop: asyncio.AbstractEventLoop, opened: asyncio.Future) -> None:
+        """The writer thread: open the file, then commit batches until close() says stop."""
+        try:
+            state = sql.open_database(self.path, self.synchronous)
+            api_sql.create_schema(state)
+        except BaseException as error:  # noqa: BLE001 - reported to open()'s caller
+            _post(loop, _settle_future, opened, False, error)
+            _post(loop, _settle_future, self._stopped, True, None)
+            return
+        self._state = state
+        _post(loop, _settle_future, opened, True, state)
+        inbox, stopping = self._inbox, False
+        try:
+            while not stopping:
+                batch = [inbox.get()]
+                while len(batch) < self.batch_limit:
+                    try:
+                        batch.append(inbox.get_nowait())
+                    except queue.Empty:
+                        break
+                if _STOP in batch:
+                    stopping = True
+                    batch = batch[:batch.index(_STOP)]
+                if batch:
+                    try:
+                        outcomes = self._run(batch)
+                    except Exception as error:  # noqa: BLE001 - e.g. a rollback that failed
+                        outcomes = [(False, error)] * len(batch)
+                    _post(loop, _resolve, batch, outcomes)
+        finally:
+            state.db.close()
+            _post(loop, _settle_future, self._stopped, True, None)
 
     def _run(self, batch: list[_Op]) -> list[tuple[bool, object]]:
-        """Worker thread: the batch in one transaction; on failure, one transaction each."""
+        """Writer thread: the batch in one transaction; on failure, one transaction each."""
         state = self._state
         try:
             state.begin()
@@ -247,6 +255,11 @@ class SqliteStore(Store):
     def signatures(self) -> asyncio.Future:
         return self._submit(api_sql.signatures)
 
+    def query(self, statement: str, parameters: tuple = ()) -> asyncio.Future:
+        """Rows of a read-only SQL query, run by the writer in turn with every other operation
+        (for tests and tools that look inside the store)."""
+        return self._submit(_query, statement, parameters)
+
     def counts_snapshot(self) -> Counter:
         """Messages by status, as of the last commit (no query; for metrics scrapes)."""
         return Counter(self._state.counts) if self._state else Counter()
@@ -282,3 +295,31 @@ def _apply(state, batch: list[_Op]) -> list:
             start += size
         i = j
     return values
+
+
+def _query(state: sql.State, statement: str, parameters: tuple) -> list[tuple]:
+    return state.db.execute(statement, parameters).fetchall()
+
+
+def _post(loop: asyncio.AbstractEventLoop, callback, *args) -> None:
+    """Writer thread: run ``callback(*args)`` on the event loop (nothing, once it is closed:
+    then no one waits for the outcome, and what was committed stays committed)."""
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:
+        log.debug("the event loop closed before the store's outcomes reached it")
+
+
+def _resolve(batch: list[_Op], outcomes: list[tuple[bool, object]]) -> None:
+    """Event loop: hand a committed batch's outcomes to the operations' futures."""
+    for op, (ok, value) in zip(batch, outcomes):
+        _settle_future(op.future, ok, value)
+
+
+def _settle_future(future: asyncio.Future, ok: bool, value) -> None:
+    if future.done():                     # the caller gave up waiting: nothing to tell
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)

@@ -98,11 +98,9 @@ def test_reports_arriving_on_another_connection_match(tmp_path):
         async with pipeline(tmp_path, {"report_delay": 0.02}, connections=3) as (sim, gw):
             ids = [a.id for a in await gw.accept([message(f"m{i}") for i in range(60)])]
             assert await all_final(gw, ids) == ["delivered"] * 60
-            db = gw.store._state.db
-            crossed = await asyncio.get_running_loop().run_in_executor(
-                gw.store._executor, lambda: db.execute(
-                    "SELECT COUNT(*) FROM receipts r JOIN segments s ON s.message_id = r.message_id "
-                    "WHERE r.connection != s.connection").fetchone()[0])
+            [(crossed,)] = await gw.store.query(
+                "SELECT COUNT(*) FROM receipts r JOIN segments s ON s.message_id = r.message_id "
+                "WHERE r.connection != s.connection")
             assert crossed > 0
     run(scenario, timeout=30)
 
@@ -245,9 +243,7 @@ def test_long_mo_is_reassembled_across_connections_and_queued_for_callbacks(tmp_
             await eventually(lambda: _sample(gw, "cmpp_mo_messages_total") == 1)
             [callback] = await gw.store.due_callbacks(now=1e12, limit=10)
             assert (callback.app, callback.kind) == ("app1", "mo")
-            db = gw.store._state.db
-            row = await asyncio.get_running_loop().run_in_executor(
-                gw.store._executor, lambda: db.execute(
-                    "SELECT text, parts, complete FROM mo WHERE id = ?", (callback.ref,)).fetchone())
-            assert row == (text, 4, 1)
+            row = await gw.store.query("SELECT text, parts, complete FROM mo WHERE id = ?",
+                                       (callback.ref,))
+            assert row == [(text, 4, 1)]
     run(scenario, timeout=30)

@@ -88,6 +88,24 @@ def test_what_was_committed_survives_closing_and_reopening(tmp_path):
     with_store(read, path)
 
 
+def test_closing_commits_what_was_queued_and_refuses_what_comes_after(tmp_path):
+    path = str(tmp_path / "gw.sqlite")
+
+    async def queue_then_close():
+        store = SqliteStore(path)
+        await store.open()
+        queued = [store.accept([new(i)], now=1.0) for i in range(200)]   # none awaited
+        await store.close()
+        assert all(f.done() and f.result()[0].id for f in queued)
+        with pytest.raises(RuntimeError, match="not open"):
+            store.accept([new()], now=1.0)
+    run(queue_then_close)
+
+    async def read(store):
+        assert await store.status_counts() == {"accepted": 200}
+    with_store(read, path)
+
+
 def test_a_deferred_message_waits_until_it_is_due():
     async def scenario(store):
         [a] = await store.accept([new()], now=1.0)
