@@ -51,6 +51,7 @@ class ChannelDispatcher:
         self.workers = max(8, channel.connections * channel.window)
         self._queue: asyncio.Queue[PendingMessage] = asyncio.Queue(maxsize=self.workers * 2)
         self._in_flight: set[int] = set()
+        self._outcomes: list[tuple[PendingMessage, list[SegmentResult]]] = []   # this iteration's
         self._busy = 0                    # workers inside _dispatch
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -191,34 +192,36 @@ class ChannelDispatcher:
     def _record(self, row: PendingMessage, results: list[SegmentResult],
                 retry: bool = False) -> None:
         """Write the outcomes (not waited for); the message leaves the in-flight set only once
-        they are committed, so that a rescan cannot pick it up twice."""
-        pending = []
-        if results:
-            pending.append(self.store.record_submits(results, self.channel.provider))
+        they are committed, so that a rescan cannot pick it up twice. The outcomes of every
+        message finished in one loop iteration go to the store as one operation."""
         if retry:
-            pending.append(self.store.defer(row.id, self.clock() + self.retry_delay))
-        if not pending:
-            self._in_flight.discard(row.id)
-            return
-        if len(pending) == 1:           # the usual case: no gather in between
-            pending[0].add_done_callback(lambda f: self._recorded(f, row, single=True))
-        else:
+            pending = [self.store.defer(row.id, self.clock() + self.retry_delay)]
+            if results:
+                pending.append(self.store.record_submits(results, self.channel.provider))
             done = asyncio.gather(*pending, return_exceptions=True)
-            done.add_done_callback(lambda f: self._recorded(f, row))
-
-    def _recorded(self, future, row: PendingMessage, single: bool = False) -> None:
-        self._in_flight.discard(row.id)
-        if future.cancelled():
-            return
-        if single:
-            error = future.exception()
-            outcomes = [error if error is not None else future.result()]
+            done.add_done_callback(lambda f: self._recorded(_outcomes_of(f), [row]))
+        elif results:
+            if not self._outcomes:
+                asyncio.get_running_loop().call_soon(self._store_outcomes)
+            self._outcomes.append((row, results))
         else:
-            outcomes = future.result()
+            self._in_flight.discard(row.id)
+
+    def _store_outcomes(self) -> None:
+        outcomes, self._outcomes = self._outcomes, []
+        future = self.store.record_submits([r for _, results in outcomes for r in results],
+                                           self.channel.provider)
+        future.add_done_callback(lambda f: self._recorded(
+            [_outcomes_of(f)], [row for row, _ in outcomes]))
+
+    def _recorded(self, outcomes: list, rows: list[PendingMessage]) -> None:
+        for row in rows:
+            self._in_flight.discard(row.id)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
-                log.error("%s: outcome of message %d not stored (%s); it will be sent again",
-                          self.channel.name, row.id, outcome)
+                log.error("%s: outcome of message(s) %s not stored (%s); they will be sent "
+                          "again", self.channel.name, ", ".join(str(r.id) for r in rows[:10]),
+                          outcome)
             elif isinstance(outcome, list):                  # messages that became final
                 for status in outcome:
                     if status is not None:
@@ -226,3 +229,10 @@ class ChannelDispatcher:
 
     def _retry_later(self, row: PendingMessage) -> None:
         self._record(row, [], retry=True)
+
+
+def _outcomes_of(future: asyncio.Future):
+    """What a store operation came to: its result, or the exception it failed with."""
+    if future.cancelled():
+        return asyncio.CancelledError()
+    return future.exception() or future.result()

@@ -41,6 +41,7 @@ class ReceiptHandler:
         self.on_mo = on_mo
         self.clock = clock
         self.reassembler = cmpp.Reassembler(reassembly_timeout)
+        self._reports: list[tuple] = []        # reports of this loop iteration, not yet sent
         self._part_ids: dict[tuple, int] = {}
         self._expiry: asyncio.Task | None = None
 
@@ -67,28 +68,38 @@ class ReceiptHandler:
     # ------------------------------------------------------------------------- reports
 
     def _report(self, conn: Connection, event: ev.ReportReceived) -> None:
+        """Queue the report; every report of this loop iteration goes to the store together."""
         report, classification = event.report, self.codes.classify(event.report.stat)
         receipt = Receipt(self.channel, conn.name, event.deliver.msg_id, report.msg_id,
                           classification, report.submit_time, report.done_time,
                           report.dest_terminal_id, report.smsc_sequence, self.clock())
-        future = self.store.record_receipts([receipt])
-        future.add_done_callback(lambda f: self._report_stored(f, conn, event, classification))
+        if not self._reports:
+            asyncio.get_running_loop().call_soon(self._store_reports)
+        self._reports.append((conn, event, receipt))
 
-    def _report_stored(self, future, conn, event, classification) -> None:
+    def _store_reports(self) -> None:
+        reports, self._reports = self._reports, []
+        future = self.store.record_receipts([receipt for _, _, receipt in reports])
+        future.add_done_callback(lambda f: self._reports_stored(f, reports))
+
+    def _reports_stored(self, future, reports: list[tuple]) -> None:
         if future.cancelled() or future.exception() is not None:
-            log.error("%s: receipt not stored (%s); the ISMG will send it again",
-                      conn.name, future.exception() if not future.cancelled() else "cancelled")
+            log.error("%s: %d receipt(s) not stored (%s); the ISMG will send them again",
+                      self.channel, len(reports),
+                      future.exception() if not future.cancelled() else "cancelled")
             return
-        [outcome] = future.result()
-        conn.acknowledge_deliver(event.deliver)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s: report for Msg_Id %d: Stat %r -> %s%s", conn.name,
-                      event.report.msg_id, classification.stat,
-                      classification.status.value if classification.status else "pending",
-                      " (duplicate)" if outcome.duplicate else "")
-        self.metrics.receipt(classification, outcome.duplicate, outcome.latency)
-        if outcome.message_status is not None and outcome.message_status.final:
-            self.metrics.final(outcome.message_status.value)
+        debug = log.isEnabledFor(logging.DEBUG)
+        for (conn, event, receipt), outcome in zip(reports, future.result()):
+            conn.acknowledge_deliver(event.deliver)
+            classification = receipt.classification
+            if debug:
+                log.debug("%s: report for Msg_Id %d: Stat %r -> %s%s", conn.name,
+                          receipt.msg_id, classification.stat,
+                          classification.status.value if classification.status else "pending",
+                          " (duplicate)" if outcome.duplicate else "")
+            self.metrics.receipt(classification, outcome.duplicate, outcome.latency)
+            if outcome.message_status is not None and outcome.message_status.final:
+                self.metrics.final(outcome.message_status.value)
 
     # ------------------------------------------------------------------------- MO
 
