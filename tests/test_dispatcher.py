@@ -1,0 +1,158 @@
+"""The dispatcher's retry policy, against the simulator: what each SUBMIT outcome does to the
+message (Result 0, a definitive Result, Result 8 beyond the pool's cap, a connection lost with
+the SUBMIT unanswered), long messages part by part, and the TPS limit."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from pathlib import Path
+
+from gateway.config import parse_config
+from gateway.dispatcher import ChannelDispatcher
+from gateway.metrics import Metrics
+from gateway.pool import Backoff, ChannelPool, PoolTuning
+from gateway.simulator import Account, Faults, Simulator, SimulatorConfig
+from gateway.status import load_tables
+from gateway.store import NewMessage, to_unsigned
+from gateway.store_sqlite import SqliteStore
+from tests.aio import eventually, run
+
+ACCOUNT, SECRET = "900001", "secret"
+CODES = load_tables(Path(__file__).resolve().parent.parent / "fixtures" / "providers") \
+    .for_provider("default")
+TUNING = PoolTuning(reconnect=Backoff(0.01, 0.05), throttle=Backoff(0.001, 0.002),
+                    max_throttled_sends=2)
+
+
+def channel_config(port: int, connections: int = 2, **settings):
+    extra = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in settings.items())
+    config = parse_config(
+        f'[gateway]\nstore = ":memory:"\n[channels.cmcc]\nprovider = "default"\n'
+        f'host = "127.0.0.1"\nport = {port}\naccount = "{ACCOUNT}"\npassword = "{SECRET}"\n'
+        f'access_number = "10690001"\nconnections = {connections}\n{extra}')
+    return config.channels["cmcc"]
+
+
+@contextlib.asynccontextmanager
+async def dispatching(faults: Faults | None = None, connections: int = 2, tuning=TUNING,
+                      **settings):
+    """A simulator, an in-memory store, a pool and a dispatcher that retries after 50 ms."""
+    sim = Simulator(SimulatorConfig(accounts=[Account(ACCOUNT, SECRET)],
+                                    faults=faults or Faults()))
+    await sim.start()
+    channel = channel_config(sim.address[1], connections, **settings)
+    store = SqliteStore(":memory:")
+    await store.open()
+    pool = ChannelPool(channel, tuning=tuning)
+    await pool.start()
+    await pool.wait_ready()
+    metrics = Metrics().channel("cmcc", CODES)
+    dispatcher = ChannelDispatcher(channel, pool, store, metrics, poll=0.02, retry_delay=0.05)
+    dispatcher.start()
+    try:
+        yield sim, store, dispatcher
+    finally:
+        await dispatcher.close()
+        await pool.abort()
+        await store.close()
+        await sim.stop()
+
+
+async def accept(store, dispatcher, *texts: str) -> list[int]:
+    accepted = await store.accept([NewMessage("app1", "cmcc", "13800138000", t) for t in texts],
+                                  now=0.0)
+    dispatcher.notify()
+    return [a.id for a in accepted]
+
+
+async def statuses(store, ids) -> list[str]:
+    return [(await store.message(i)).status for i in ids]
+
+
+def test_every_message_is_submitted_once_with_a_report_requested_and_its_msg_id_recorded():
+    async def scenario():
+        async with dispatching() as (sim, store, dispatcher):
+            ids = await accept(store, dispatcher, *(f"m{i}" for i in range(300)))
+            await eventually(lambda: store.counts_snapshot()["submitted"] == 300)
+            assert len(sim.submits) == 300
+            assert all(s.submit.registered_delivery == 1 for s in sim.submits)
+            rows = await store.query("SELECT message_id, msg_id FROM segments ORDER BY message_id")
+            assert [r[0] for r in rows] == ids
+            assert sorted(to_unsigned(r[1]) for r in rows) == sorted(s.msg_id for s in sim.submits)
+            assert dispatcher.in_flight == 0
+    run(scenario, timeout=30)
+
+
+def test_a_long_message_goes_part_by_part_with_one_reference():
+    async def scenario():
+        async with dispatching() as (sim, store, dispatcher):
+            [mid] = await accept(store, dispatcher, "长" * 150)            # 3 UCS2 parts
+            await eventually(lambda: store.counts_snapshot()["submitted"] == 1)
+            parts = [s.submit for s in sim.submits]
+            assert [(p.pk_total, p.pk_number) for p in parts] == [(3, 1), (3, 2), (3, 3)]
+            assert len({p.msg_content[3] for p in parts}) == 1            # the UDH reference
+            assert await store.query("SELECT part FROM segments WHERE message_id = ? "
+                                     "ORDER BY part", (mid,)) == [(1,), (2,), (3,)]
+    run(scenario, timeout=30)
+
+
+def test_a_definitive_result_makes_the_message_rejected_at_once():
+    async def scenario():
+        async with dispatching(Faults(submit_result=10)) as (sim, store, dispatcher):
+            ids = await accept(store, dispatcher, "a", "b")
+            await eventually(lambda: store.counts_snapshot()["rejected"] == 2)
+            message = await store.message(ids[0])
+            assert message.status_stat == "Result 10"
+            assert len(sim.submits) == 2                                   # not sent again
+    run(scenario, timeout=30)
+
+
+def test_result_8_beyond_the_pools_cap_waits_and_the_message_goes_later():
+    async def scenario():
+        async with dispatching(Faults(submit_result=8)) as (sim, store, dispatcher):
+            ids = await accept(store, dispatcher, "a")
+            await eventually(lambda: len(sim.submits) >= 6)        # 3 sends a round, 2+ rounds
+            assert await statuses(store, ids) == ["accepted"]
+            sim.config.faults.submit_result = None
+            await eventually(lambda: store.counts_snapshot()["submitted"] == 1)
+            [(attempts,)] = await store.query("SELECT attempts FROM messages")
+            assert attempts >= 1
+    run(scenario, timeout=30)
+
+
+def test_a_lost_connection_under_policy_report_ends_the_message_unknown():
+    async def scenario():
+        faults = Faults(no_submit_resp=True, disconnect_after=2)      # CONNECT, SUBMIT: gone
+        async with dispatching(faults, connections=1, on_connection_lost="report") \
+                as (sim, store, dispatcher):
+            ids = await accept(store, dispatcher, "a")
+            await eventually(lambda: store.counts_snapshot()["unknown"] == 1)
+            message = await store.message(ids[0])
+            assert message.status_temporary
+            assert len(sim.submits) == 1
+    run(scenario, timeout=30)
+
+
+def test_a_lost_connection_under_policy_resend_sends_again_and_the_message_goes():
+    async def scenario():
+        faults = Faults(no_submit_resp=True, disconnect_after=2)      # CONNECT, SUBMIT: gone
+        tuning = dataclasses.replace(TUNING, max_lost_resends=1000)
+        async with dispatching(faults, connections=1, tuning=tuning) as (sim, store, dispatcher):
+            ids = await accept(store, dispatcher, "a")
+            await eventually(lambda: len(sim.submits) >= 2)          # sent again after a loss
+            faults.no_submit_resp, faults.disconnect_after = False, None
+            await eventually(lambda: store.counts_snapshot()["submitted"] == 1)
+            assert len(sim.submits) >= 2
+            assert await statuses(store, ids) == ["submitted"]
+    run(scenario, timeout=30)
+
+
+def test_a_tps_limit_paces_the_dispatcher():
+    async def scenario():
+        async with dispatching(tps=200) as (sim, store, dispatcher):
+            await accept(store, dispatcher, *(f"m{i}" for i in range(100)))
+            await eventually(lambda: store.counts_snapshot()["submitted"] == 100)
+            times = sorted(s.at for s in sim.submits)
+            assert times[-1] - times[0] >= 99 / 200 * 0.9
+    run(scenario, timeout=30)
