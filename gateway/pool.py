@@ -13,6 +13,11 @@ themselves, never an unbounded buffer. Result 8 cools that connection down and s
 to a cap; other results are returned or raised as they are. A SUBMIT left unanswered by a dying
 connection is sent again on another connection (policy "resend", the default: the ISMG may then
 deliver it twice) or raised as ``OutcomeUnknown`` (policy "report").
+
+``submit_now`` is the same without waiting, for a caller that keeps its own queue (the
+dispatcher): it sends at once or returns False, and the pool calls ``on_window_free`` when a
+window frees, a connection opens, a cooling ends or the TPS budget allows another; the caller
+then tries again, inside the same read that freed the window, so the window refills at once.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import math
 import logging
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cmpp
@@ -131,6 +137,7 @@ class TpsLimiter:
         self.tolerance = burst * self.interval
         self._tat = 0.0
         self._queued = 0
+        self._turned_away = False
         self._lock = asyncio.Lock()
 
     async def acquire(self, deadline: float | None) -> None:
@@ -156,6 +163,35 @@ class TpsLimiter:
                     self._tat = max(self._tat, now) + self.interval
         finally:
             self._queued -= 1
+
+    def try_pass(self, now: float) -> float | None:
+        """For a caller that does not wait: pass now (None), or the loop time from which it
+        may (callers waiting in ``acquire`` go first). The same GCRA as ``acquire``: a caller
+        turned away that comes back when told catches up a late wake-up, at most one
+        interval."""
+        if not self.interval:
+            return None
+        if self._queued:
+            return now + self.interval
+        if self._tat - now > self.tolerance:
+            self._turned_away = True
+            return self._tat - self.tolerance
+        if self._turned_away:
+            self._turned_away = False
+            self._tat = max(self._tat, now - self.tolerance - self.interval) + self.interval
+        else:
+            self._tat = max(self._tat, now) + self.interval
+        return None
+
+
+class _Attempt:
+    """One SUBMIT across its sends: how many, and how many of them were answered with
+    Result 8 or lost with a connection."""
+
+    __slots__ = ("sends", "throttled", "lost")
+
+    def __init__(self) -> None:
+        self.sends = self.throttled = self.lost = 0
 
 
 @dataclass
@@ -197,6 +233,9 @@ class ChannelPool:
         self._closed = False        # done: nothing more will be sent
         self._in_flight = 0
         self._idle: asyncio.Event | None = None
+        self.on_window_free: Callable[[], None] | None = None   # see submit_now
+        self._free_timer: asyncio.TimerHandle | None = None
+        self._resends: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------------------- lifecycle
 
@@ -246,7 +285,9 @@ class ChannelPool:
         self._wake_all()
 
     async def _stop_tasks(self) -> None:
-        tasks = [s.task for s in self._slots if s.task is not None]
+        if self._free_timer is not None:
+            self._free_timer.cancel()
+        tasks = [s.task for s in self._slots if s.task is not None] + list(self._resends)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -317,6 +358,7 @@ class ChannelPool:
         self._refusal = None
         self._release_followers()
         self._wake(conn.window_free)
+        self._window_freed()
 
     def _on_closed(self, slot: _Slot, event: ev.ConnectionTerminated) -> None:
         slot.connection = None
@@ -339,41 +381,136 @@ class ChannelPool:
         ``PoolClosed``, ValueError (a field that does not fit)."""
         if self._closing:
             raise PoolClosed(f"channel {self.channel.name} is closing")
+        self._begin()
+        try:
+            return await self._submit(submit, deadline, _Attempt())
+        finally:
+            self._end()
+
+    def submit_now(self, submit: cmpp.Submit,
+                   on_done: Callable[[Submitted | Exception], None]) -> bool:
+        """Send one SUBMIT now if a connection has window free, the TPS budget allows and no
+        ``submit`` caller is waiting; False (nothing sent) otherwise, and ``on_window_free``
+        is called when it is worth trying again. Once sent, ``on_done`` receives what
+        ``submit`` would have returned or raised, resends included. Raises ValueError (a
+        field that does not fit; nothing is sent)."""
+        if self._closing or self._waiters:
+            return False
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        slot, cooling = self._free_slot(now)
+        if slot is None:
+            if cooling is not None:
+                self._window_free_at(cooling)
+            return False
+        turn = self._limiter.try_pass(now)
+        if turn is not None:
+            self._window_free_at(turn)
+            return False
+        attempt = _Attempt()
+        self._send(slot, submit, attempt, on_done)
+        self._begin()
+        return True
+
+    def _send(self, slot: _Slot, submit: cmpp.Submit, attempt: _Attempt,
+              on_done: Callable[[Submitted | Exception], None]) -> None:
+        conn = slot.connection
+        answer = conn.submit_nowait(submit)
+        attempt.sends += 1
+        answer.add_done_callback(
+            lambda f: self._answered(f, slot, conn.name, submit, attempt, on_done))
+
+    def _answered(self, answer: asyncio.Future, slot: _Slot, connection: str,
+                  submit: cmpp.Submit, attempt: _Attempt, on_done) -> None:
+        """The outcome of a ``submit_now`` send: done, or sent again as ``submit`` would."""
+        error = ConnectionClosed("cancelled") if answer.cancelled() else answer.exception()
+        if error is None:
+            slot.throttled_in_a_row = 0
+            self._done(on_done, Submitted(answer.result(), connection, attempt.sends,
+                                          attempt.lost))
+            return
+        try:
+            self._count_failure(slot, error, attempt)
+        except Exception as final:  # noqa: BLE001 - handed to the caller
+            self._done(on_done, final)
+            return
+        resend = asyncio.get_running_loop().create_task(self._submit(submit, None, attempt))
+        self._resends.add(resend)
+        resend.add_done_callback(lambda t: self._resent(t, on_done))
+
+    def _resent(self, task: asyncio.Task, on_done) -> None:
+        self._resends.discard(task)
+        if task.cancelled():
+            self._done(on_done, PoolClosed(f"channel {self.channel.name} is closed"))
+        else:
+            self._done(on_done, task.exception() or task.result())
+
+    def _done(self, on_done, outcome) -> None:
+        self._end()
+        on_done(outcome)
+
+    def _begin(self) -> None:
         self._in_flight += 1
         self._idle.clear()
-        try:
-            return await self._submit(submit, deadline)
-        finally:
-            self._in_flight -= 1
-            if not self._in_flight:
-                self._idle.set()
 
-    async def _submit(self, submit: cmpp.Submit, deadline: float | None) -> Submitted:
+    def _end(self) -> None:
+        self._in_flight -= 1
+        if not self._in_flight:
+            self._idle.set()
+
+    async def _submit(self, submit: cmpp.Submit, deadline: float | None,
+                      attempt: _Attempt) -> Submitted:
         if self._limiter.interval:
             await self._limiter.acquire(deadline)
-        sends = throttled = lost = 0
         while True:
             slot = await self._pick(deadline)
-            sends += 1
+            conn = slot.connection
+            attempt.sends += 1
             try:                          # _pick saw it open with window: no await since
-                response = await slot.connection.submit_nowait(submit)
-            except SubmitThrottledError:
-                throttled += 1
-                self._cool(slot)
-                if throttled > self.tuning.max_throttled_sends:
-                    raise
-                continue
-            except OutcomeUnknown:
-                lost += 1
-                if (self.channel.on_connection_lost == "report" or self._closed
-                        or lost > self.tuning.max_lost_resends):
-                    raise
-                continue
-            except ConnectionClosed:
-                sends -= 1               # it never left: not a send
+                response = await conn.submit_nowait(submit)
+            except GatewayError as error:
+                self._count_failure(slot, error, attempt)
                 continue
             slot.throttled_in_a_row = 0
-            return Submitted(response, slot.connection.name if slot.connection else "", sends, lost)
+            return Submitted(response, conn.name, attempt.sends, attempt.lost)
+
+    def _count_failure(self, slot: _Slot, error: Exception, attempt: _Attempt) -> None:
+        """A send of this SUBMIT failed: return to send it again, or raise. Result 8 cools
+        the connection and is sent again up to the cap; a SUBMIT lost with its connection is
+        sent again under policy "resend", up to the cap; one that never left does not count."""
+        if isinstance(error, SubmitThrottledError):
+            attempt.throttled += 1
+            self._cool(slot)
+            if attempt.throttled > self.tuning.max_throttled_sends:
+                raise error
+        elif isinstance(error, OutcomeUnknown):
+            attempt.lost += 1
+            if (self.channel.on_connection_lost == "report" or self._closed
+                    or attempt.lost > self.tuning.max_lost_resends):
+                raise error
+        elif isinstance(error, ConnectionClosed):
+            attempt.sends -= 1               # it never left: not a send
+        else:
+            raise error
+
+    def _free_slot(self, now: float) -> tuple[_Slot | None, float | None]:
+        """The open, not cooling connection with the most free window (or None), and when
+        the first cooling one cools down (or None)."""
+        best, best_free, cooling = None, 0, None
+        for slot in self._slots:
+            conn = slot.connection
+            if conn is None:
+                continue
+            session = conn.session
+            free = session.window_free
+            if free <= best_free or session.state is not ESTABLISHED:
+                continue
+            if slot.cooling_until > now:
+                cooling = slot.cooling_until if cooling is None else min(cooling,
+                                                                         slot.cooling_until)
+                continue
+            best, best_free = slot, free
+        return best, cooling
 
     async def _pick(self, deadline: float | None) -> _Slot:
         """The open, not cooling connection with the most free window; wait for one."""
@@ -381,24 +518,27 @@ class ChannelPool:
         while True:
             if self._closed:
                 raise PoolClosed(f"channel {self.channel.name} is closed")
-            best, best_free, cooling, now = None, 0, None, None
-            for slot in self._slots:
-                conn = slot.connection
-                if conn is None:
-                    continue
-                session = conn.session
-                free = session.window_free
-                if free <= best_free or session.state is not ESTABLISHED:
-                    continue
-                if slot.cooling_until:
-                    now = now or loop.time()
-                    if slot.cooling_until > now:
-                        cooling = min(cooling or slot.cooling_until, slot.cooling_until)
-                        continue
-                best, best_free = slot, free
+            best, cooling = self._free_slot(loop.time())
             if best is not None:
                 return best
             await self._wait(deadline, cooling)
+
+    def _window_free_at(self, when: float) -> None:
+        """Call ``on_window_free`` at ``when`` (loop time), unless a call is due sooner."""
+        timer = self._free_timer
+        if timer is not None:
+            if timer.when() <= when:
+                return
+            timer.cancel()
+        self._free_timer = asyncio.get_running_loop().call_at(when, self._on_free_timer)
+
+    def _on_free_timer(self) -> None:
+        self._free_timer = None
+        self._window_freed()
+
+    def _window_freed(self) -> None:
+        if self.on_window_free is not None and not self._closing:
+            self.on_window_free()
 
     async def _wait(self, deadline: float | None, wake_at: float | None) -> None:
         loop = asyncio.get_running_loop()
@@ -439,6 +579,7 @@ class ChannelPool:
     def _observe(self, conn: Connection, event: ev.Event) -> None:
         if isinstance(event, _FREES_WINDOW):
             self._wake()
+            self._window_freed()
         elif isinstance(event, ev.ConnectionTerminated):
             self._wake_all()
         if self.on_event is not None:
