@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from .status import DeliveryStatus
 from .store import MoMessage, MoPart, Receipt, ReceiptOutcome, to_signed, to_unsigned
-from .store_sql import (FINAL, SUBMITTED, State, _callback_row, _INSERT_CALLBACK, _queue_callback,
-                        _settle, _settle_segment, wants_status_callback)
+from .store_sql import (FINAL, SUBMITTED, State, _callback_row, _INSERT_CALLBACK_HEAD,
+                        _queue_callback, _settle, _settle_segment, execute_rows, json_rows,
+                        padded,
+                        wants_status_callback)
 
 
 # ----------------------------------------------------------------------------- receipts
@@ -88,11 +90,13 @@ def _segments_named(state: State, receipts: list[Receipt]) -> dict[tuple[str, in
     for r in receipts:
         by_channel.setdefault(r.channel, []).append(to_signed(r.msg_id))
     for channel, msg_ids in by_channel.items():
-        for chunk in _chunks(sorted(set(msg_ids))):
+        for chunk in _chunks(sorted(set(msg_ids)), 512):
+            chunk = padded(chunk)
             marks = ",".join("?" * len(chunk))
-            for row in state.db.execute(
-                    "SELECT s.msg_id, s.message_id, s.part, s.parts, s.submitted_at, s.status, "
-                    "m.app, m.status FROM segments s JOIN messages m ON m.id = s.message_id "
+            for row in json_rows(
+                    state.db, "s.msg_id, s.message_id, s.part, s.parts, s.submitted_at, "
+                    "s.status, m.app, m.status",
+                    "FROM segments s JOIN messages m ON m.id = s.message_id "
                     f"WHERE s.msg_id IN ({marks}) AND s.channel = ?", (*chunk, channel)):
                 found[(channel, row[0])] = _Named(*row[1:])
     return found
@@ -104,7 +108,8 @@ def _receipts_seen(state: State, receipts: list[Receipt]) -> set[tuple]:
     for r in receipts:
         by_channel.setdefault(r.channel, []).append(to_signed(r.deliver_msg_id))
     for channel, deliver_ids in by_channel.items():
-        for chunk in _chunks(sorted(set(deliver_ids))):
+        for chunk in _chunks(sorted(set(deliver_ids)), 512):
+            chunk = padded(chunk)
             marks = ",".join("?" * len(chunk))
             seen.update(state.db.execute(
                 "SELECT channel, deliver_msg_id, msg_id, stat FROM receipts "
@@ -114,15 +119,21 @@ def _receipts_seen(state: State, receipts: list[Receipt]) -> set[tuple]:
 
 def _write_receipts(state, rows, segment_updates, message_updates, callbacks) -> None:
     db = state.db
-    db.executemany(
-        "INSERT INTO receipts (channel, connection, deliver_msg_id, msg_id, stat, "
-        "status, temporary, provider, submit_time, done_time, dest_terminal_id, smsc_sequence, "
-        "received_at, message_id, part) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    db.executemany("UPDATE segments SET status = ?, stat = ?, temporary = ?, done_at = ? "
-                   "WHERE message_id = ? AND part = ?", segment_updates)
-    db.executemany("UPDATE messages SET status = ?, status_stat = ?, status_temporary = ?, "
-                   "status_provider = ?, status_at = ? WHERE id = ?", message_updates)
-    db.executemany(_INSERT_CALLBACK, callbacks)
+    execute_rows(
+        db, "INSERT INTO receipts (channel, connection, deliver_msg_id, msg_id, stat, status, "
+        "temporary, provider, submit_time, done_time, dest_terminal_id, smsc_sequence, "
+        "received_at, message_id, part) VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    execute_rows(
+        db, "UPDATE segments SET status = v.column1, stat = v.column2, temporary = v.column3, "
+        "done_at = v.column4 FROM (VALUES ", "(?, ?, ?, ?, ?, ?)", segment_updates,
+        ") AS v WHERE segments.message_id = v.column5 AND segments.part = v.column6")
+    execute_rows(
+        db, "UPDATE messages SET status = v.column1, status_stat = v.column2, "
+        "status_temporary = v.column3, status_provider = v.column4, status_at = v.column5 "
+        "FROM (VALUES ", "(?, ?, ?, ?, ?, ?)", message_updates,
+        ") AS v WHERE messages.id = v.column6")
+    execute_rows(db, _INSERT_CALLBACK_HEAD, "(?, ?, ?, ?, ?)", callbacks)
 
 
 def expire_reports(state: State, now: float, timeout: float) -> list[int]:
