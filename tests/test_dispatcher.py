@@ -156,3 +156,18 @@ def test_a_tps_limit_paces_the_dispatcher():
             times = sorted(s.at for s in sim.submits)
             assert times[-1] - times[0] >= 99 / 200 * 0.9
     run(scenario, timeout=30)
+
+
+def test_a_message_that_cannot_be_encoded_fails_alone_and_is_not_retried():
+    async def scenario():
+        async with dispatching() as (sim, store, dispatcher):
+            accepted = await store.accept(
+                [NewMessage("app1", "cmcc", "1" * 30, "too long a number"),
+                 NewMessage("app1", "cmcc", "13800138000", "fine")], now=0.0)
+            dispatcher.notify()
+            await eventually(lambda: store.counts_snapshot()["submitted"] == 1)
+            await eventually(lambda: store.counts_snapshot()["failed"] == 1)
+            bad = await store.message(accepted[0].id)
+            assert bad.status == "failed" and bad.status_stat
+            assert [s.submit.dest_terminal_ids for s in sim.submits] == [("13800138000",)]
+    run(scenario, timeout=30)
