@@ -69,7 +69,7 @@ class SimulatorConfig:
     too_many_connections_status: int = 5  # Status for a login beyond max_connections
     faults: Faults = field(default_factory=Faults)
     session: SessionConfig = field(default_factory=SessionConfig)
-    record: bool = True                   # keep every SUBMIT received (turn off for load tests)
+    record: bool = True                   # keep every SUBMIT and report (off for load tests)
     seed: int | None = None
     stat_for: Callable[[cmpp.Submit], str] | None = None   # a report's Stat, chosen per SUBMIT
 
@@ -436,7 +436,7 @@ class Simulator:
 
     def _send_deliver(self, conn: _IsmgConnection, account: str, deliver: cmpp.Deliver) -> None:
         sent = conn.send(deliver)
-        if sent.report is not None:
+        if sent.report is not None and self.config.record:
             self.reports.append(SentReport(account, sent, conn._loop.time()))
         self.counters["delivers_sent"] += 1
         if self.config.faults.duplicate_delivers and conn.session.window_free > 0:
