@@ -269,32 +269,36 @@ class SqliteStore(Store):
         return len(self._state.held) if self._state else 0
 
 
-# Operations over a list of items with one result per item: consecutive ones with the same
-# other arguments run as one call, and the results are handed back op by op.
-_MERGEABLE = frozenset({receipts_sql.record_receipts, sql.record_submits,
-                        receipts_sql.record_mo_parts})
+# Operations over a list of items with one result per item: between two other operations,
+# every one of a kind with the same other arguments runs as one call (SUBMIT outcomes before
+# receipts, so that a receipt finds its segment rather than being held and matched after),
+# and the results are handed back op by op. Other operations run in their place in the order
+# they came, so a read sees every write queued before it.
+_MERGEABLE = (sql.record_submits, receipts_sql.record_receipts, receipts_sql.record_mo_parts)
 
 
 def _apply(state, batch: list[_Op]) -> list:
-    values, i = [], 0
-    while i < len(batch):
-        op = batch[i]
-        if op.fn not in _MERGEABLE:
-            values.append(op.fn(state, *op.args))
-            i += 1
+    values: list = [None] * len(batch)
+    groups: dict[tuple, list[int]] = {}
+    for i, op in enumerate(batch):
+        if op.fn in _MERGEABLE:
+            groups.setdefault((op.fn, op.args[1:]), []).append(i)
             continue
-        j, items, sizes = i, [], []
-        while j < len(batch) and batch[j].fn is op.fn and batch[j].args[1:] == op.args[1:]:
-            items.extend(batch[j].args[0])
-            sizes.append(len(batch[j].args[0]))
-            j += 1
-        merged = op.fn(state, items, *op.args[1:])
-        start = 0
-        for size in sizes:
-            values.append(merged[start:start + size])
-            start += size
-        i = j
+        _apply_merged(state, batch, groups, values)
+        values[i] = op.fn(state, *op.args)
+    _apply_merged(state, batch, groups, values)
     return values
+
+
+def _apply_merged(state, batch: list[_Op], groups: dict[tuple, list[int]], values: list) -> None:
+    for (fn, rest), indexes in sorted(groups.items(), key=lambda g: _MERGEABLE.index(g[0][0])):
+        merged = fn(state, [item for i in indexes for item in batch[i].args[0]], *rest)
+        start = 0
+        for i in indexes:
+            size = len(batch[i].args[0])
+            values[i] = merged[start:start + size]
+            start += size
+    groups.clear()
 
 
 def _query(state: sql.State, statement: str, parameters: tuple) -> list[tuple]:
