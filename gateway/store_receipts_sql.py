@@ -4,11 +4,12 @@ timeout, and MO parts and messages. Runs in the store's worker thread like ``sto
 
 from __future__ import annotations
 
+import json
+
 from .status import DeliveryStatus
 from .store import MoMessage, MoPart, Receipt, ReceiptOutcome, to_signed, to_unsigned
 from .store_sql import (FINAL, SUBMITTED, State, _callback_row, _INSERT_CALLBACK_HEAD,
-                        _queue_callback, _settle, _settle_segment, execute_rows, json_rows,
-                        padded,
+                        _queue_callback, _settle, _settle_segment, execute_rows, padded,
                         wants_status_callback)
 
 
@@ -16,10 +17,9 @@ from .store_sql import (FINAL, SUBMITTED, State, _callback_row, _INSERT_CALLBACK
 
 def record_receipts(state: State, receipts: list[Receipt]) -> list[ReceiptOutcome]:
     """Store reports and settle the segments they name, as a set: one query finds their
-    segments, one finds those seen before, and the writes go out with executemany. A report
+    segments and those seen before, and the writes go out in multi-row statements. A report
     seen before changes nothing; a segment's first final report wins."""
-    segments = _segments_named(state, receipts)
-    seen = _receipts_seen(state, receipts)
+    segments, seen = _look_up(state, receipts)
     out: list[ReceiptOutcome | None] = [None] * len(receipts)
     rows, segment_updates, message_updates, callbacks = [], [], [], []
     for i, r in enumerate(receipts):
@@ -84,37 +84,34 @@ def _chunks(items: list, size: int = 500):
         yield items[start:start + size]
 
 
-def _segments_named(state: State, receipts: list[Receipt]) -> dict[tuple[str, int], _Named]:
-    found = {}
-    by_channel: dict[str, list[int]] = {}
+def _look_up(state: State, receipts: list[Receipt]) -> tuple[dict, set]:
+    """The segments the reports name, by (channel, Msg_Id), and the reports already stored
+    among them, as (channel, DELIVER Msg_Id, Msg_Id, Stat): one statement a channel and 512
+    reports, with both answers as JSON (one SQLite step, see ``json_rows``)."""
+    found, seen = {}, set()
+    by_channel: dict[str, list[Receipt]] = {}
     for r in receipts:
-        by_channel.setdefault(r.channel, []).append(to_signed(r.msg_id))
-    for channel, msg_ids in by_channel.items():
-        for chunk in _chunks(sorted(set(msg_ids)), 512):
-            chunk = padded(chunk)
-            marks = ",".join("?" * len(chunk))
-            for row in json_rows(
-                    state.db, "s.msg_id, s.message_id, s.part, s.parts, s.submitted_at, "
-                    "s.status, m.app, m.status",
-                    "FROM segments s JOIN messages m ON m.id = s.message_id "
-                    f"WHERE s.msg_id IN ({marks}) AND s.channel = ?", (*chunk, channel)):
+        by_channel.setdefault(r.channel, []).append(r)
+    for channel, named in by_channel.items():
+        for chunk in _chunks(named, 512):
+            msg_ids = padded(sorted({to_signed(r.msg_id) for r in chunk}))
+            deliver_ids = padded(sorted({to_signed(r.deliver_msg_id) for r in chunk}))
+            segments, stored = json.loads(state.db.execute(
+                "SELECT json_array((SELECT json_group_array(json_array(s.msg_id, s.message_id, "
+                "s.part, s.parts, s.submitted_at, s.status, m.app, m.status)) "
+                "FROM segments s JOIN messages m ON m.id = s.message_id "
+                f"WHERE s.msg_id IN ({_marks(len(msg_ids))}) AND s.channel = ?), "
+                "(SELECT json_group_array(json_array(deliver_msg_id, msg_id, stat)) "
+                f"FROM receipts WHERE deliver_msg_id IN ({_marks(len(deliver_ids))}) "
+                "AND channel = ?))", (*msg_ids, channel, *deliver_ids, channel)).fetchone()[0])
+            for row in segments:
                 found[(channel, row[0])] = _Named(*row[1:])
-    return found
+            seen.update((channel, *row) for row in stored)
+    return found, seen
 
 
-def _receipts_seen(state: State, receipts: list[Receipt]) -> set[tuple]:
-    seen = set()
-    by_channel: dict[str, list[int]] = {}
-    for r in receipts:
-        by_channel.setdefault(r.channel, []).append(to_signed(r.deliver_msg_id))
-    for channel, deliver_ids in by_channel.items():
-        for chunk in _chunks(sorted(set(deliver_ids)), 512):
-            chunk = padded(chunk)
-            marks = ",".join("?" * len(chunk))
-            seen.update(state.db.execute(
-                "SELECT channel, deliver_msg_id, msg_id, stat FROM receipts "
-                f"WHERE deliver_msg_id IN ({marks}) AND channel = ?", (*chunk, channel)))
-    return seen
+def _marks(count: int) -> str:
+    return ",".join("?" * count)
 
 
 def _write_receipts(state, rows, segment_updates, message_updates, callbacks) -> None:
