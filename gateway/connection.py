@@ -239,6 +239,13 @@ class Connection(SessionProtocol):
         self._after_session_call(flush_now=False)
         return done
 
+    def acknowledge_delivers(self, delivers: list[cmpp.Deliver]) -> bool:
+        """Answer several DELIVERs (Result 0) and send the answers now, in one write; False
+        when this connection is already closed."""
+        done = all([self.session.acknowledge_deliver(d) for d in delivers])
+        self._after_session_call()
+        return done
+
     async def close(self, timeout: float = 5.0) -> None:
         """TERMINATE and wait (at most ``timeout``) for the answer, then close the socket."""
         if self.session.state is not State.CLOSED:

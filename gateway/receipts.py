@@ -88,9 +88,13 @@ class ReceiptHandler:
                       self.channel, len(reports),
                       future.exception() if not future.cancelled() else "cancelled")
             return
+        answers: dict[Connection, list[cmpp.Deliver]] = {}
+        for conn, event, _ in reports:
+            answers.setdefault(conn, []).append(event.deliver)
+        for conn, delivers in answers.items():              # DELIVER_RESPs out at once
+            conn.acknowledge_delivers(delivers)
         debug = log.isEnabledFor(logging.DEBUG)
         for (conn, event, receipt), outcome in zip(reports, future.result()):
-            conn.acknowledge_deliver(event.deliver)
             classification = receipt.classification
             if debug:
                 log.debug("%s: report for Msg_Id %d: Stat %r -> %s%s", conn.name,
