@@ -195,7 +195,8 @@ class State:
 # the upgrade instead).
 SCHEMA_VERSION = 1
 
-ROWS_PER_STATEMENT = 64
+ROWS_PER_STATEMENT = 512
+MIN_SQLITE = (3, 35, 0)
 
 
 def execute_rows(db: sqlite3.Connection, head: str, row: str, rows: list[tuple],
@@ -240,8 +241,13 @@ def _statement(head: str, row: str, size: int, tail: str) -> str:
 
 def open_database(path: str, synchronous: str) -> State:
     """Open (creating if needed) the store file. Raises StoreError when the file is not an
-    SQLite database or was written by a newer cmpp-gateway."""
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    SQLite database or was written by a newer cmpp-gateway, or when Python's SQLite is older
+    than the store needs (3.35: RETURNING, UPDATE ... FROM, 32,766 parameters a statement)."""
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        raise StoreError(f"the store needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer; "
+                         f"this Python has {sqlite3.sqlite_version}")
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                         cached_statements=512)
     try:
         version = db.execute("PRAGMA user_version").fetchone()[0]
     except sqlite3.DatabaseError as error:

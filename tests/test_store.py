@@ -364,3 +364,17 @@ def test_a_file_that_is_not_a_database_is_refused_untouched(tmp_path):
             await SqliteStore(str(path)).open()
     run(refused)
     assert path.read_bytes() == b"not a database at all, just some text" * 100
+
+
+def test_an_sqlite_older_than_the_store_needs_is_refused_with_the_versions(tmp_path, monkeypatch):
+    import sqlite3
+
+    from gateway.store import StoreError
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+
+    async def scenario():
+        with pytest.raises(StoreError, match=r"needs SQLite 3\.35\.0 or newer; this Python has 3\.31\.1"):
+            await SqliteStore(str(tmp_path / "gw.sqlite")).open()
+    run(scenario)
+    assert not (tmp_path / "gw.sqlite").exists()
