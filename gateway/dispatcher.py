@@ -42,17 +42,19 @@ log = logging.getLogger("cmpp_gateway.dispatcher")
 class _Work:
     """A message being submitted: its segments and the outcomes so far."""
 
-    __slots__ = ("row", "segments", "next", "results")
+    __slots__ = ("row", "segments", "next", "results", "pdu")
 
     def __init__(self, row: PendingMessage, segments: list[cmpp.Segment]) -> None:
         self.row, self.segments, self.results = row, segments, []
         self.next = 0                    # index of the segment to send next
+        self.pdu: cmpp.Submit | None = None   # its SUBMIT, once built
         self.skip_done()
 
     def skip_done(self) -> None:
         """Move past the parts whose SUBMIT_RESP was recorded before a restart."""
         while self.next < len(self.segments) and self.next + 1 in self.row.done_parts:
             self.next += 1
+        self.pdu = None
 
     @property
     def finished(self) -> bool:
@@ -180,8 +182,9 @@ class ChannelDispatcher:
             while ready:
                 work = ready[0]
                 try:
-                    sent = self.pool.submit_now(self._submit_pdu(work),
-                                                lambda outcome, work=work:
+                    if work.pdu is None:              # built once, however often it waits
+                        work.pdu = self._submit_pdu(work)
+                    sent = self.pool.submit_now(work.pdu, lambda outcome, work=work:
                                                 self._answered(work, outcome))
                 except ValueError as error:          # a field that does not fit
                     ready.popleft()

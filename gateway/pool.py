@@ -233,6 +233,7 @@ class ChannelPool:
         self._closed = False        # done: nothing more will be sent
         self._in_flight = 0
         self._idle: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.on_window_free: Callable[[], None] | None = None   # see submit_now
         self._free_timer: asyncio.TimerHandle | None = None
         self._resends: set[asyncio.Task] = set()
@@ -242,6 +243,7 @@ class ChannelPool:
     async def start(self) -> None:
         """Start the slot tasks; returns at once (connections come up in the background)."""
         loop = asyncio.get_running_loop()
+        self._loop = loop
         self._first_login = loop.create_future()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -396,8 +398,7 @@ class ChannelPool:
         field that does not fit; nothing is sent)."""
         if self._closing or self._waiters:
             return False
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = self._loop.time()
         slot, cooling = self._free_slot(now)
         if slot is None:
             if cooling is not None:
@@ -434,7 +435,7 @@ class ChannelPool:
         except Exception as final:  # noqa: BLE001 - handed to the caller
             self._done(on_done, final)
             return
-        resend = asyncio.get_running_loop().create_task(self._submit(submit, None, attempt))
+        resend = self._loop.create_task(self._submit(submit, None, attempt))
         self._resends.add(resend)
         resend.add_done_callback(lambda t: self._resent(t, on_done))
 
@@ -530,7 +531,7 @@ class ChannelPool:
             if timer.when() <= when:
                 return
             timer.cancel()
-        self._free_timer = asyncio.get_running_loop().call_at(when, self._on_free_timer)
+        self._free_timer = self._loop.call_at(when, self._on_free_timer)
 
     def _on_free_timer(self) -> None:
         self._free_timer = None
