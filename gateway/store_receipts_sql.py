@@ -124,12 +124,13 @@ def _write_receipts(state, rows, segment_updates, message_updates, callbacks) ->
     execute_rows(
         db, "UPDATE segments SET status = v.column1, stat = v.column2, temporary = v.column3, "
         "done_at = v.column4 FROM (VALUES ", "(?, ?, ?, ?, ?, ?)", segment_updates,
-        ") AS v WHERE segments.message_id = v.column5 AND segments.part = v.column6")
+        ") AS v WHERE segments.message_id = v.column5 AND segments.part = v.column6",
+        repeatable=True)
     execute_rows(
         db, "UPDATE messages SET status = v.column1, status_stat = v.column2, "
         "status_temporary = v.column3, status_provider = v.column4, status_at = v.column5 "
         "FROM (VALUES ", "(?, ?, ?, ?, ?, ?)", message_updates,
-        ") AS v WHERE messages.id = v.column6")
+        ") AS v WHERE messages.id = v.column6", repeatable=True)
     execute_rows(db, _INSERT_CALLBACK_HEAD, "(?, ?, ?, ?, ?)", callbacks)
 
 

@@ -200,17 +200,23 @@ MIN_SQLITE = (3, 35, 0)
 
 
 def execute_rows(db: sqlite3.Connection, head: str, row: str, rows: list[tuple],
-                 tail: str = "") -> int:
-    """Run ``head`` + ``row, row, ...`` + ``tail`` over ``rows`` in a few statements rather
-    than one per row (``executemany``): SQLite steps once per statement, and the store's
-    thread gives up and takes back the GIL once per step, which under load costs more than
-    the SQL. Chunks are powers of two, so the few statement texts stay prepared in the
-    connection's cache. Returns how many rows the statements changed."""
+                 tail: str = "", repeatable: bool = False) -> int:
+    """Run ``head`` + ``row, row, ...`` + ``tail`` over ``rows`` in one or two statements
+    rather than one per row (``executemany``): SQLite steps once per statement, and the
+    store's thread gives up and takes back the GIL once per step, which under load costs more
+    than the SQL. Statements hold a multiple of 16 rows, then the rest, so that few statement
+    texts stay prepared in the connection's cache; when repeating a row changes nothing
+    (``repeatable``: an UPDATE ... FROM (VALUES ...) updates a row once however often it is
+    named), the last row fills the statement up instead. Returns how many rows changed."""
     changed, start, count = 0, 0, len(rows)
     while start < count:
-        size = min(ROWS_PER_STATEMENT, 1 << ((count - start).bit_length() - 1))
+        size = min(count - start, ROWS_PER_STATEMENT)
+        if size >= 16 and not repeatable:
+            size -= size % 16
         chunk = rows[start:start + size]
-        cursor = db.execute(_statement(head, row, size, tail),
+        if repeatable and size % 16:
+            chunk = chunk + [chunk[-1]] * (16 - size % 16)
+        cursor = db.execute(_statement(head, row, len(chunk), tail),
                             [value for r in chunk for value in r])
         changed += cursor.rowcount
         start += size
@@ -356,7 +362,8 @@ def record_submits(state: State, results: list[SegmentResult],
             db, "UPDATE messages SET status = 'submitted', parts = 1, submitted_at = v.column1, "
             "status_at = v.column1 FROM (VALUES ", "(?, ?)",
             [(r.at, r.message_id) for r in simple],
-            ") AS v WHERE messages.id = v.column2 AND messages.status = 'accepted'")
+            ") AS v WHERE messages.id = v.column2 AND messages.status = 'accepted'",
+            repeatable=True)
         state.moved(DeliveryStatus.ACCEPTED.value, SUBMITTED, changed)
     final: list[DeliveryStatus | None] = [None] * len(results)
     for message_id, i in others.items():

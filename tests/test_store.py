@@ -378,3 +378,20 @@ def test_an_sqlite_older_than_the_store_needs_is_refused_with_the_versions(tmp_p
             await SqliteStore(str(tmp_path / "gw.sqlite")).open()
     run(scenario)
     assert not (tmp_path / "gw.sqlite").exists()
+
+
+@pytest.mark.parametrize("count", [1, 15, 16, 17, 50, 511, 512, 513, 1100])
+def test_multi_row_statements_write_every_row_once_and_count_the_changes(count):
+    import sqlite3
+
+    from gateway.store_sql import execute_rows
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    rows = [(i, f"v{i}") for i in range(count)]
+    assert execute_rows(db, "INSERT INTO t (id, v) VALUES ", "(?, ?)", rows) == count
+    assert db.execute("SELECT id, v FROM t ORDER BY id").fetchall() == rows
+    updates = [(f"w{i}", i) for i in range(0, count, 2)]
+    changed = execute_rows(db, "UPDATE t SET v = v.column1 FROM (VALUES ", "(?, ?)", updates,
+                           ") AS v WHERE t.id = v.column2", repeatable=True)
+    assert changed == len(updates)
+    assert db.execute("SELECT COUNT(*) FROM t WHERE v LIKE 'w%'").fetchone()[0] == len(updates)
