@@ -352,6 +352,8 @@ class Simulator:
     def _on_deliver_acknowledged(self, conn, event: ev.DeliverAcknowledged) -> None:
         self.counters["delivers_acknowledged"] += 1
         queue = self._outbox.get(conn.account)
+        if conn.session.state is not State.ESTABLISHED:   # a TERMINATE came in the same read
+            return
         while queue and conn.session.window_free > 0:   # the window it freed, at once
             self._send_deliver(conn, conn.account, queue.popleft())
 

@@ -389,3 +389,27 @@ def test_four_hundred_submits_in_one_write_are_all_answered():
             writer.close()
             await writer.wait_closed()
     run(scenario)
+
+
+def test_a_deliver_resp_read_together_with_terminate_loses_no_queued_report(caplog):
+    async def scenario():
+        async with simulator(report_delay=0.05) as sim:
+            answered = asyncio.get_running_loop().create_future()
+
+            def on_deliver(conn, event):      # answer the first report and TERMINATE at once
+                if not answered.done():
+                    conn.acknowledge_deliver(event.deliver)
+                    conn.session.terminate(asyncio.get_running_loop().time())
+                    conn._after_session_call()
+                    answered.set_result(None)
+
+            conn = await connect(sim, on_deliver=on_deliver)
+            for i in range(20):
+                await conn.submit(submit_pdu(f"m{i}"))
+            await answered
+            await conn.wait_closed()
+            await asyncio.sleep(0.05)
+            assert sim.counters["delivers_acknowledged"] == 1
+            assert sim.pending_delivers == 19          # the rest wait for another connection
+    run(scenario)
+    assert "failed" not in caplog.text
