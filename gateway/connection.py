@@ -149,7 +149,7 @@ class Connection(SessionProtocol):
         self.on_deliver = on_deliver
         self.on_event = on_event
         self.last_error: str | None = None
-        self._pending: dict[int, asyncio.Future] = {}
+        self._pending: dict[int, asyncio.Future | Callable] = {}   # by Sequence_Id
         self._window_waiters: deque[asyncio.Future] = deque()
         self._login: asyncio.Future = self._loop.create_future()
         self._closed: asyncio.Future = self._loop.create_future()
@@ -232,6 +232,17 @@ class Connection(SessionProtocol):
             self._loop.call_soon(self._flush)
         return future
 
+    def submit_soon(self, submit: cmpp.Submit,
+                    on_answer: Callable[[cmpp.SubmitResp | Exception], None]) -> None:
+        """As ``submit_nowait``, without a future: ``on_answer`` is called with the
+        SUBMIT_RESP (Result 0) or the exception ``submit`` would raise, as soon as it is
+        known, inside the read that brought it (no loop iteration in between)."""
+        sent = self.session.submit(submit, self._loop.time())
+        self._pending[sent.sequence_id] = on_answer
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
     def acknowledge_deliver(self, deliver: cmpp.Deliver, result: int = 0) -> bool:
         """Answer a DELIVER; False when this connection is already closed (the ISMG will
         send it again)."""
@@ -285,14 +296,24 @@ class Connection(SessionProtocol):
             log.exception("%s: event handler failed on %s", self.name, type(event).__name__)
 
     def _resolve(self, sequence_id: int, result=None, error: Exception | None = None) -> None:
-        future = self._pending.pop(sequence_id, None)
+        waiter = self._pending.pop(sequence_id, None)
         self._open_window()
-        if future is None or future.done():
+        if waiter is not None:
+            self._answer(waiter, result if error is None else error)
+
+    def _answer(self, waiter: asyncio.Future | Callable, outcome) -> None:
+        """Hand a request's outcome (a response, or an exception) to whoever waits for it."""
+        if not isinstance(waiter, asyncio.Future):
+            try:
+                waiter(outcome)
+            except Exception:  # noqa: BLE001 - a caller's bug must not break the connection
+                log.exception("%s: handling a SUBMIT outcome failed", self.name)
+        elif waiter.done():
             return
-        if error is None:
-            future.set_result(result)
+        elif isinstance(outcome, Exception):
+            waiter.set_exception(outcome)
         else:
-            future.set_exception(error)
+            waiter.set_result(outcome)
 
     def _open_window(self) -> None:
         while self._window_waiters and self.session.window_free > 0:
@@ -339,13 +360,12 @@ class Connection(SessionProtocol):
         if not event.reason.startswith("terminated"):
             self.last_error = event.reason
         for request in event.unanswered:
-            future = self._pending.pop(request.sequence_id, None)
-            if future is not None and not future.done():
-                future.set_exception(OutcomeUnknown(event.reason))
-        for future in self._pending.values():           # e.g. cancelled by their callers
-            if not future.done():
-                future.set_exception(ConnectionClosed(event.reason))
-        self._pending.clear()
+            waiter = self._pending.pop(request.sequence_id, None)
+            if waiter is not None:
+                self._answer(waiter, OutcomeUnknown(event.reason))
+        pending, self._pending = self._pending, {}
+        for waiter in pending.values():                  # e.g. cancelled by their callers
+            self._answer(waiter, ConnectionClosed(event.reason))
         while self._window_waiters:
             waiter = self._window_waiters.popleft()
             if not waiter.done():

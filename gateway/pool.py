@@ -416,22 +416,19 @@ class ChannelPool:
     def _send(self, slot: _Slot, submit: cmpp.Submit, attempt: _Attempt,
               on_done: Callable[[Submitted | Exception], None]) -> None:
         conn = slot.connection
-        answer = conn.submit_nowait(submit)
+        conn.submit_soon(submit, lambda answer: self._answered(answer, slot, conn.name, submit,
+                                                               attempt, on_done))
         attempt.sends += 1
-        answer.add_done_callback(
-            lambda f: self._answered(f, slot, conn.name, submit, attempt, on_done))
 
-    def _answered(self, answer: asyncio.Future, slot: _Slot, connection: str,
+    def _answered(self, answer: cmpp.SubmitResp | Exception, slot: _Slot, connection: str,
                   submit: cmpp.Submit, attempt: _Attempt, on_done) -> None:
         """The outcome of a ``submit_now`` send: done, or sent again as ``submit`` would."""
-        error = ConnectionClosed("cancelled") if answer.cancelled() else answer.exception()
-        if error is None:
+        if not isinstance(answer, Exception):
             slot.throttled_in_a_row = 0
-            self._done(on_done, Submitted(answer.result(), connection, attempt.sends,
-                                          attempt.lost))
+            self._done(on_done, Submitted(answer, connection, attempt.sends, attempt.lost))
             return
         try:
-            self._count_failure(slot, error, attempt)
+            self._count_failure(slot, answer, attempt)
         except Exception as final:  # noqa: BLE001 - handed to the caller
             self._done(on_done, final)
             return

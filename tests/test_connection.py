@@ -413,3 +413,30 @@ def test_a_deliver_resp_read_together_with_terminate_loses_no_queued_report(capl
             assert sim.pending_delivers == 19          # the rest wait for another connection
     run(scenario)
     assert "failed" not in caplog.text
+
+
+def test_submit_soon_hands_each_outcome_to_its_callback_inside_the_read():
+    async def scenario():
+        async with simulator(faults=Faults(submit_result=None)) as sim:
+            conn = await connect(sim)
+            outcomes = []
+
+            def broken(outcome):
+                outcomes.append(outcome)
+                raise RuntimeError("a bug in the caller")
+
+            conn.submit_soon(submit_pdu("a"), outcomes.append)
+            conn.submit_soon(submit_pdu("b"), broken)          # logged, the link goes on
+            await asyncio.sleep(0.1)
+            assert [type(o) for o in outcomes] == [cmpp.SubmitResp, cmpp.SubmitResp]
+            sim.config.faults.submit_result = 10
+            conn.submit_soon(submit_pdu("c"), outcomes.append)
+            await asyncio.sleep(0.1)
+            assert isinstance(outcomes[-1], SubmitRejectedError) and outcomes[-1].result == 10
+            sim.config.faults.submit_result, sim.config.faults.no_submit_resp = None, True
+            conn.submit_soon(submit_pdu("d"), outcomes.append)
+            await asyncio.sleep(0.05)
+            conn.abort()
+            assert isinstance(outcomes[-1], OutcomeUnknown)
+            assert_finished(conn)
+    run(scenario)
