@@ -23,7 +23,6 @@ then tries again, inside the same read that freed the window, so the window refi
 from __future__ import annotations
 
 import asyncio
-import math
 import logging
 import random
 from collections import deque
@@ -35,10 +34,9 @@ from cmpp import events as ev
 from cmpp.session import SessionConfig
 from cmpp.states import State
 
-ESTABLISHED = State.ESTABLISHED
-
 from .config import ChannelConfig
 from .connection import Connection, EventHandler
+from .pacing import Backoff, DeadlineExceeded, TpsLimiter
 from .errors import (
     ConnectionClosed,
     GatewayError,
@@ -50,26 +48,11 @@ from .errors import (
 
 log = logging.getLogger("cmpp_gateway.pool")
 
-
-class DeadlineExceeded(GatewayError):
-    """No connection, window or TPS budget became free before the caller's deadline."""
+ESTABLISHED = State.ESTABLISHED
 
 
 class PoolClosed(ConnectionClosed):
     """The pool is draining or closed and takes no more submits."""
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Capped exponential backoff with equal jitter: attempt n waits between half and all of
-    min(cap, base * 2**n) seconds."""
-
-    base: float = 0.5
-    cap: float = 30.0
-
-    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        full = min(self.cap, self.base * (2 ** min(attempt, 30)))
-        return full / 2 + (rng or random).random() * full / 2
 
 
 @dataclass(frozen=True)
@@ -113,75 +96,6 @@ class ChannelStatus:
     open: int
     wanted: int
     connections: tuple[ConnectionStatus, ...]
-
-
-class TpsLimiter:
-    """Paces callers to ``rate`` per second (0: no limit), one at a time in arrival order.
-
-    GCRA evaluated when each caller actually passes, not reserved in advance: the theoretical
-    arrival time (TAT) moves on by one interval per pass, and a caller may pass up to
-    ``tolerance`` ahead of it. The event loop's timers are only as fine as a millisecond, so at
-    2,000/s and above one wake-up must let several callers through: from 200/s up, the
-    tolerance is ``burst`` = rate x 5 ms passes (rounded down), and the interval is that of
-    rate - burst per second, so that a burst and a full second after it together pass no more
-    than ``rate`` (+1, a late wake-up's catch-up) in any second an ISMG may count; the long-run
-    rate is 0.5% under the limit. A caller that had to wait and woke up late catches up its lateness, at most one
-    interval, so timer jitter under load does not drag the rate down; a caller that finds the
-    limiter idle starts afresh, so idle time earns nothing beyond the tolerance."""
-
-    BURST_WINDOW = 0.005
-
-    def __init__(self, rate: float) -> None:
-        burst = math.floor(rate * self.BURST_WINDOW) if rate > 0 else 0
-        self.interval = 1.0 / (rate - burst) if rate > 0 else 0.0
-        self.tolerance = burst * self.interval
-        self._tat = 0.0
-        self._queued = 0
-        self._turned_away = False
-        self._lock = asyncio.Lock()
-
-    async def acquire(self, deadline: float | None) -> None:
-        """Wait for this caller's turn; DeadlineExceeded (taking no turn) when it would come
-        after ``deadline``."""
-        if not self.interval:
-            return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        turn = max(self._tat, now) + self._queued * self.interval - self.tolerance
-        if deadline is not None and turn > deadline:
-            raise DeadlineExceeded("TPS budget exhausted until after the deadline")
-        self._queued += 1
-        try:
-            async with self._lock:
-                now = loop.time()
-                if self._tat - now > self.tolerance:
-                    await asyncio.sleep(self._tat - self.tolerance - now)
-                    now = loop.time()
-                    self._tat = max(self._tat, now - self.tolerance - self.interval) \
-                        + self.interval
-                else:
-                    self._tat = max(self._tat, now) + self.interval
-        finally:
-            self._queued -= 1
-
-    def try_pass(self, now: float) -> float | None:
-        """For a caller that does not wait: pass now (None), or the loop time from which it
-        may (callers waiting in ``acquire`` go first). The same GCRA as ``acquire``: a caller
-        turned away that comes back when told catches up a late wake-up, at most one
-        interval."""
-        if not self.interval:
-            return None
-        if self._queued:
-            return now + self.interval
-        if self._tat - now > self.tolerance:
-            self._turned_away = True
-            return self._tat - self.tolerance
-        if self._turned_away:
-            self._turned_away = False
-            self._tat = max(self._tat, now - self.tolerance - self.interval) + self.interval
-        else:
-            self._tat = max(self._tat, now) + self.interval
-        return None
 
 
 class _Attempt:

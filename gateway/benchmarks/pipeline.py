@@ -10,8 +10,9 @@
    messages/s from the gateway's start until every message is ``delivered`` (each one: SUBMIT,
    SUBMIT_RESP recorded, report stored and matched, status derived, callback queued, DELIVER_RESP).
    ``--rounds`` fresh stores, one after another; the median is the figure (the machine is shared).
-2. Receipt matching in the store alone: N receipts, one store operation each (as the receipt
-   path issues them), against N submitted segments.
+2. Receipt matching in the store alone: N receipts, one store operation each, all queued at
+   once (the writer merges what is queued together, as it does the receipt path's one operation
+   a loop iteration), against N submitted segments.
 3. Memory. In a fresh process, ``--pending`` messages go into a new store and the gateway runs
    against the simulator for ``--seconds`` with that backlog pending; printed: peak RSS of the
    process (ru_maxrss) and how many messages it carried meanwhile.
