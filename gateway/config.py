@@ -194,14 +194,21 @@ def _read_api(table, source: str, problems: list[Problem]) -> ApiSettings:
     return read_api(table, _Section(problems, source, "api").report) or ApiSettings()
 
 
+def _named_tables(tables, kind: str, source: str, problems: list[Problem]):
+    """(KEY, table, report) of each [kind.KEY]; one that is not a table is reported and
+    skipped."""
+    for key, table in _subtables(tables, kind, source, problems).items():
+        section = _Section(problems, source, f"{kind}.{toml_key(key)}")
+        if isinstance(table, dict):
+            yield key, table, section.report
+        else:
+            section.report("", f"expected a table, got {toml_value(table)}")
+
+
 def _read_apps(tables, source, problems, env, channels) -> dict[str, AppConfig]:
     apps = {}
-    for name, table in _subtables(tables, "apps", source, problems).items():
-        section = _Section(problems, source, f"apps.{toml_key(name)}")
-        if not isinstance(table, dict):
-            section.report("", f"expected a table, got {toml_value(table)}")
-            continue
-        app = read_app(name, table, section.report, env, channels)
+    for name, table, report in _named_tables(tables, "apps", source, problems):
+        app = read_app(name, table, report, env, channels)
         if app is not None:
             apps[name] = app
     check_unique_keys(apps, _Section(problems, source, "apps").report)
@@ -210,12 +217,8 @@ def _read_apps(tables, source, problems, env, channels) -> dict[str, AppConfig]:
 
 def _read_templates(tables, source, problems, apps, channels) -> dict[int, TemplateConfig]:
     templates = {}
-    for key, table in _subtables(tables, "templates", source, problems).items():
-        section = _Section(problems, source, f"templates.{toml_key(key)}")
-        if not isinstance(table, dict):
-            section.report("", f"expected a table, got {toml_value(table)}")
-            continue
-        template = read_template(key, table, section.report, apps, channels)
+    for key, table, report in _named_tables(tables, "templates", source, problems):
+        template = read_template(key, table, report, apps, channels)
         if template is not None:
             templates[template.id] = template
     return templates

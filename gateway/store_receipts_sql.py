@@ -79,7 +79,7 @@ class _Named:
         self.app, self.message_status = app, message_status
 
 
-def _chunks(items: list, size: int = 500):
+def _chunks(items: list, size: int):
     for start in range(0, len(items), size):
         yield items[start:start + size]
 

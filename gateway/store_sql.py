@@ -233,10 +233,10 @@ def json_rows(db: sqlite3.Connection, columns: str, rest: str, parameters=()) ->
     return json.loads(text)
 
 
-def padded(values: list, size: int | None = None) -> list:
-    """``values`` repeated at the end up to the next power of two (for ``IN (?, ...)``): a few
-    statement texts then stay prepared in the connection's cache."""
-    target = size or 1 << max(0, (len(values) - 1).bit_length())
+def padded(values: list) -> list:
+    """``values`` with the last repeated up to the next power of two (for ``IN (?, ...)``): a
+    few statement texts then stay prepared in the connection's cache."""
+    target = 1 << max(0, (len(values) - 1).bit_length())
     return values + [values[-1]] * (target - len(values))
 
 
