@@ -41,6 +41,16 @@ def china_time() -> datetime:
     return datetime.now(CHINA)
 
 
+def _raise_if_cancelling() -> None:
+    """Raise CancelledError if this task was cancelled while an ``asyncio.wait_for`` returned:
+    before Python 3.12, wait_for drops a cancellation that comes as its awaitable completes,
+    and a pool slot cancelled just as its login succeeded would then hold its connection open
+    and never end."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class SessionProtocol(asyncio.Protocol):
     """The asyncio plumbing around one session, either role: bytes in, one coalesced write per
     loop iteration out, one timer re-armed at the session's next deadline when bytes go out,
@@ -175,10 +185,12 @@ class Connection(SessionProtocol):
             raise LoginTimedOut(f"no TCP connection to {host}:{port} in {timeout:g} s") from None
         except OSError as error:
             raise ConnectFailed(host, port, error) from None
-        session.login(account, secret, cmpp.timestamp(clock()), loop.time())
-        conn._after_session_call()
         try:
+            _raise_if_cancelling()
+            session.login(account, secret, cmpp.timestamp(clock()), loop.time())
+            conn._after_session_call()
             await asyncio.wait_for(asyncio.shield(conn._login), max(0.0, deadline - loop.time()))
+            _raise_if_cancelling()
         except asyncio.TimeoutError:
             conn.abort()
             raise LoginTimedOut(f"no CONNECT_RESP from {host}:{port} in {timeout:g} s") from None

@@ -440,3 +440,20 @@ def test_submit_soon_hands_each_outcome_to_its_callback_inside_the_read():
             assert isinstance(outcomes[-1], OutcomeUnknown)
             assert_finished(conn)
     run(scenario)
+
+
+def test_a_cancel_that_comes_as_the_login_succeeds_is_not_lost():
+    async def scenario():
+        async with simulator() as sim:
+            opened: list[Connection] = []
+
+            def cancel_on_login(conn, event):       # the CONNECT_RESP and the cancel together
+                opened.append(conn)
+                if isinstance(event, ev.LoginSucceeded):
+                    opening.cancel()
+
+            opening = asyncio.ensure_future(connect(sim, on_event=cancel_on_login))
+            with pytest.raises(asyncio.CancelledError):
+                await opening
+            assert opened and opened[0].state is State.CLOSED
+    run(scenario)
