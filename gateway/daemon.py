@@ -20,19 +20,27 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
-from .callbacks import CallbackSender, mo_subscribers
-from .config import ChannelConfig, Config, ConfigError, load_config, world_readable_warning
-from .config_schema import split_host_port
-from .dispatcher import ChannelDispatcher
-from .logs import setup_logging
-from .store import StoreError
-from .metrics import Metrics
-from .ops_http import OpsServer
-from .pool import ChannelPool, ChannelPools, PoolTuning
-from .receipts import ReceiptHandler
-from .status import TableError, provider_tables
-from .store import Accepted, AcceptedRequest, ApiRequest, MoMessage, NewMessage
-from .store_sqlite import SqliteStore
+from gateway.channel import ChannelPool, ChannelPools, PoolTuning
+from gateway.config import (
+    ChannelConfig,
+    Config,
+    ConfigError,
+    load_config,
+    split_host_port,
+    world_readable_warning,
+)
+from gateway.ops import Metrics, OpsServer, setup_logging
+from gateway.pipeline import CallbackSender, ChannelDispatcher, ReceiptHandler, mo_subscribers
+from gateway.status import TableError, provider_tables
+from gateway.store import (
+    Accepted,
+    AcceptedRequest,
+    ApiRequest,
+    MoMessage,
+    NewMessage,
+    SqliteStore,
+    StoreError,
+)
 
 log = logging.getLogger("cmpp_gateway.daemon")
 
@@ -165,7 +173,7 @@ class Gateway:
         return accepted
 
     async def _start_api(self) -> None:
-        from .api import Api, ApiServer
+        from gateway.api import Api, ApiServer
         self.api = Api(self, self.config, clock=self.options.clock)
         await self.api.load()
         self.api_server = ApiServer(self.api)

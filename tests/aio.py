@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+
+from gateway.store import SqliteStore
 
 
 def run(scenario, timeout: float = 20.0):
@@ -23,3 +26,20 @@ async def eventually(predicate, timeout: float = 5.0, step: float = 0.01) -> Non
         if loop.time() > end:
             raise AssertionError(f"still false after {timeout} s: {predicate.__doc__ or predicate}")
         await asyncio.sleep(step)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def with_store(scenario, path: str = ":memory:"):
+    async def wrapped():
+        store = SqliteStore(path)
+        await store.open()
+        try:
+            await scenario(store)
+        finally:
+            await store.close()
+    run(wrapped)

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import aiohttp
 
 from gateway.api.registry import Signature, Template
+from gateway.channel import Backoff, PoolTuning
+from gateway.cli.review import add_review_commands
 from gateway.config import load_config
 from gateway.daemon import Gateway, GatewayOptions
-from gateway.pool import Backoff, PoolTuning
-from gateway.review_cli import add_review_commands
-from gateway.simulator import Account, Simulator, SimulatorConfig
+from gateway.sim import Account, Simulator, SimulatorConfig
 
 KEY, SECRET = "7d431e42dfa6a6d693ac2d04", "5e987ac6d2e04d95a9d8f0d1"
 OTHER = ("otherkey", "other-secret")

@@ -9,8 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from gateway.status import (STANDARD_STATES, Classification, DeliveryStatus, ReceiptTables,
-                            derive_outcome, derive_status, load_tables)
+from gateway.status import (
+    STANDARD_STATES,
+    Classification,
+    DeliveryStatus,
+    ReceiptTables,
+    derive_outcome,
+    derive_status,
+    load_tables,
+)
 
 PROVIDERS = Path(__file__).resolve().parent.parent / "fixtures" / "providers"
 DEFAULT_FILE = PROVIDERS / "default.toml"

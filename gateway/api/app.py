@@ -21,8 +21,9 @@ import time
 
 from aiohttp import web
 
-from ..config import Config
-from ..store import AcceptedRequest, ApiRequest
+from gateway.config import Config
+from gateway.store import AcceptedRequest, ApiRequest
+
 from .errors import ApiError
 from .registry import Registry
 from .rules import MobileRule, References, SendRules

@@ -16,8 +16,8 @@ import secrets
 
 from aiohttp import web
 
-from ..store import ApiRequest
-from ..store_api_sql import code_digest
+from gateway.store import ApiRequest, code_digest
+
 from .app import API_KEY, APP, Api, dumps, json_body, start_send
 from .errors import ApiError
 from .messages import compose

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..store import ApiRequest, NewMessage
+from gateway.store import ApiRequest, NewMessage
+
 from .app import API_KEY, APP, Api, dumps, start_send
 from .errors import ApiError
 from .registry import Template

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from ..config_api import AppConfig, TemplateConfig
-from ..store_api_sql import APPROVED, PENDING, REFUSED
+from gateway.config import AppConfig, TemplateConfig
+from gateway.store import APPROVED, PENDING, REFUSED
+
 from .errors import ApiError
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")

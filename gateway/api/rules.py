@@ -12,7 +12,8 @@ import re
 import time
 from collections import OrderedDict, deque
 
-from ..config_api import ApiSettings
+from gateway.config import ApiSettings
+
 from .errors import ApiError
 from .registry import PLACEHOLDER, Template
 

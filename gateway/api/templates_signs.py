@@ -18,7 +18,7 @@ An app sees and changes only its own signatures and templates (another app's id 
 
 Review: ``status`` 0 waits for an operator, 1 is approved, 2 refused. JSMS documents only 1 and
 2 because its cloud reviewers answer; here ``cmpp-gateway sign|template approve|reject ID``
-does (gateway.review_cli), or ``[api] auto_approve_signatures = true`` approves every new or
+does (gateway.cli.review), or ``[api] auto_approve_signatures = true`` approves every new or
 modified signature and template at once. A template waiting or refused answers 50020 or
 50021 when used, and so does (50020) a template whose signature is not approved. The command
 line writes the store from another process: the API re-reads the templates and signatures from
@@ -57,7 +57,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.multipart import BodyPartReader
 
-from ..store_api_sql import APPROVED, PENDING
+from gateway.store import APPROVED, PENDING
+
 from .app import API_KEY, APP, Api, dumps, json_body
 from .errors import ApiError
 from .registry import KINDS, PLACEHOLDER, Signature, Template

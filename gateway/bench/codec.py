@@ -1,6 +1,6 @@
 """Codec benchmark: cmpp.encode/decode against a minimal hand-written ``struct`` codec.
 
-    python -m gateway.benchmarks.codec [--seconds 0.3] [--rounds 9]
+    python -m gateway.bench.codec [--seconds 0.3] [--rounds 9]
 
 For SUBMIT (one destination, 70 UCS2 characters), SUBMIT_RESP, DELIVER carrying a status
 report and ACTIVE_TEST, it times encode and decode through the public API and through the

@@ -1,6 +1,6 @@
 """HTTP benchmark: the API's accepted rate on a running gateway, and the time to ``delivered``.
 
-    python -m gateway.benchmarks.http [--seconds 10] [--connections 64] [--batch-size 1000]
+    python -m gateway.bench.http [--seconds 10] [--connections 64] [--batch-size 1000]
                                       [--rounds 3] [--phases singles,batches] [--profile DIR]
 
 Three processes. The ISMG simulator runs in one (``session.ServerProcess``: it answers every
@@ -106,14 +106,14 @@ def _serve_gateway(config_text: str, pipe) -> None:
     parent = os.getppid()
     asyncio.run(_gateway_until_told(config_text, pipe))
     if os.getppid() != parent:
-        from ..config import parse_config
+        from gateway.config import parse_config
         shutil.rmtree(Path(parse_config(config_text).gateway.store).parent, ignore_errors=True)
 
 
 async def _gateway_until_told(config_text: str, pipe) -> None:
-    from ..config import parse_config
-    from ..daemon import Gateway, GatewayOptions
-    from ..logs import setup_logging
+    from gateway.config import parse_config
+    from gateway.daemon import Gateway, GatewayOptions
+    from gateway.ops import setup_logging
     config = parse_config(config_text)
     setup_logging(config.gateway.log_level, secrets=config.secrets())
     gateway = Gateway(config, GatewayOptions(serve_ops=False, api_address=(HOST, 0)))

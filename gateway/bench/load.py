@@ -30,14 +30,19 @@ import sys
 from pathlib import Path
 
 import cmpp
+from gateway.channel import (
+    ChannelPool,
+    DeadlineExceeded,
+    OutcomeUnknown,
+    PoolClosed,
+    SubmitRejectedError,
+    SubmitThrottledError,
+)
+from gateway.config import PASSWORD_CHECK, ConfigError, parse_config, toml_value
+from gateway.sim import Account, Simulator, SimulatorConfig
+from gateway.status import provider_tables
 
-from . import bench_report as report
-from .config import PASSWORD_CHECK, ConfigError, parse_config
-from .config_schema import toml_value
-from .errors import OutcomeUnknown, SubmitRejectedError, SubmitThrottledError
-from .pool import ChannelPool, DeadlineExceeded, PoolClosed
-from .simulator import Account, Simulator, SimulatorConfig
-from .status import provider_tables
+from . import report
 
 PROG = "cmpp-gateway bench"
 PASSWORD_VARIABLE = "CMPP_BENCH_PASSWORD"     # how the password reaches parse_config
@@ -458,6 +463,3 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     return bench_main(parser.parse_args(argv))
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

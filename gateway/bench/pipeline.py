@@ -1,6 +1,6 @@
 """Pipeline benchmark: messages from the store to ``delivered``, durably, and memory at 1M pending.
 
-    python -m gateway.benchmarks.pipeline [--messages 100000] [--rounds 3] [--pending 1000000]
+    python -m gateway.bench.pipeline [--messages 100000] [--rounds 3] [--pending 1000000]
                                           [--seconds 20]
 
 1. End to end. ``--messages`` single-segment messages are inserted into a fresh store (SQLite,
@@ -29,11 +29,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..config import parse_config
-from ..daemon import Gateway, GatewayOptions
-from ..status import provider_tables
-from ..store import NewMessage, Receipt, SegmentResult
-from ..store_sqlite import SqliteStore
+from gateway.config import parse_config
+from gateway.daemon import Gateway, GatewayOptions
+from gateway.status import provider_tables
+from gateway.store import NewMessage, Receipt, SegmentResult, SqliteStore
+
 from .session import ACCOUNT, HOST, SECRET, ServerProcess
 
 BATCH = 5000

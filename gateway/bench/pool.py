@@ -1,6 +1,6 @@
 """Pool benchmark: a ChannelPool of 4 connections against its framing-only ceiling.
 
-    python -m gateway.benchmarks.pool [--seconds 5] [--rounds 3] [--connections 4] [--window 16]
+    python -m gateway.bench.pool [--seconds 5] [--rounds 3] [--connections 4] [--window 16]
 
 Ours: a ``gateway.pool.ChannelPool`` (no TPS limit) logged in to the ISMG simulator running in
 a second process, driven by connections x window coroutines that each loop
@@ -9,7 +9,7 @@ a second process, driven by connections x window coroutines that each loop
 sessions, the codec both ways, the simulator in its process, loopback TCP.
 
 Ceiling: the same number of connections and coroutines over the framing-only client and server
-of ``gateway.benchmarks.session`` (frames of the same sizes, one Future per request, the same
+of ``gateway.bench.session`` (frames of the same sizes, one Future per request, the same
 write coalescing); each coroutine stays on one connection, which is the best case for them.
 
 Rounds interleave so both see the same noise; medians are printed, then the ratio ours/ceiling
@@ -24,9 +24,9 @@ import itertools
 import statistics
 
 import cmpp
+from gateway.channel import ChannelPool
 
-from ..bench import channel_config
-from ..pool import ChannelPool
+from .load import channel_config
 from .session import (
     ACCOUNT,
     HOST,

@@ -2,7 +2,7 @@
 of one run and its per-second timeline, the recorder that fills it from the pool's events, the
 progress line, the summary (text or JSON) and the PNG chart.
 
-The chart imports matplotlib only when one is drawn. The benchmarks in ``gateway.benchmarks``
+The chart imports matplotlib only when one is drawn. The benchmarks in ``gateway.bench``
 use ``percentile`` for their latency figures.
 """
 
@@ -17,9 +17,13 @@ from typing import Sequence
 
 import cmpp
 from cmpp import events as ev
-
-from .errors import ConnectionClosed, OutcomeUnknown, SubmitRejectedError, SubmitThrottledError
-from .status import ReceiptCodes
+from gateway.channel import (
+    ConnectionClosed,
+    OutcomeUnknown,
+    SubmitRejectedError,
+    SubmitThrottledError,
+)
+from gateway.status import ReceiptCodes
 
 CHART_HINT = ("--chart needs matplotlib, which is not installed: pip install matplotlib "
               "(or pip install 'cmpp-gateway[chart]')")

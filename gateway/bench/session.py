@@ -1,6 +1,6 @@
 """Session benchmark: one Connection's SUBMIT rate against a framing-only ceiling.
 
-    python -m gateway.benchmarks.session [--seconds 5] [--rounds 3] [--window 16] [--profile F]
+    python -m gateway.bench.session [--seconds 5] [--rounds 3] [--window 16] [--profile F]
 
 Ours: one ``gateway.connection.Connection``, logged in to the ISMG simulator
 (``record=False``) running in a second process, driven by ``window`` coroutines that each loop
@@ -44,10 +44,10 @@ import time
 
 import cmpp
 from cmpp.session import SessionConfig
+from gateway.channel import Connection
+from gateway.sim import Account, Simulator, SimulatorConfig
 
-from ..bench_report import percentile
-from ..connection import Connection
-from ..simulator import Account, Simulator, SimulatorConfig
+from .report import percentile
 
 HOST = "127.0.0.1"
 ACCOUNT, SECRET = "900001", "secret"

@@ -33,10 +33,9 @@ import cmpp
 from cmpp import events as ev
 from cmpp.session import SessionConfig
 from cmpp.states import State
+from gateway.config import ChannelConfig
 
-from .config import ChannelConfig
 from .connection import Connection, EventHandler
-from .pacing import Backoff, DeadlineExceeded, TpsLimiter
 from .errors import (
     ConnectionClosed,
     GatewayError,
@@ -45,6 +44,7 @@ from .errors import (
     OutcomeUnknown,
     SubmitThrottledError,
 )
+from .pacing import Backoff, DeadlineExceeded, TpsLimiter
 
 log = logging.getLogger("cmpp_gateway.pool")
 

@@ -14,7 +14,7 @@ import argparse
 import sqlite3
 from pathlib import Path
 
-from .config import ConfigError, load_config
+from gateway.config import ConfigError, load_config
 
 
 def backup(config_path: str, destination: str) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from .config import ConfigError, load_config
-from .status import Classification, DeliveryStatus, TableError, provider_tables
+from gateway.config import ConfigError, load_config
+from gateway.status import Classification, DeliveryStatus, TableError, provider_tables
 
 
 def classify(stats: list[str], provider: str, providers: str) -> list[str]:

@@ -25,10 +25,10 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from .callbacks import verify
-from .config import parse_config
-from .daemon import Gateway, GatewayOptions
-from .simulator import Account, Simulator, SimulatorConfig
+from gateway.config import parse_config
+from gateway.daemon import Gateway, GatewayOptions
+from gateway.pipeline import verify
+from gateway.sim import Account, Simulator, SimulatorConfig
 
 KEY, SECRET = "demo-app-key", "demo-master-secret"
 FAILING = "13900000000"            # the simulator reports MK:0012 (number does not exist)

@@ -20,9 +20,8 @@ import asyncio
 import time
 from pathlib import Path
 
-from .config import ConfigError, load_config
-from .store_api_sql import APPROVED, PENDING, REFUSED
-from .store_sqlite import SqliteStore
+from gateway.config import ConfigError, load_config
+from gateway.store import APPROVED, PENDING, REFUSED, SqliteStore
 
 DECISIONS = {"approve": APPROVED, "reject": REFUSED}
 STATUS_WORDS = {PENDING: "waiting for review", APPROVED: "approved", REFUSED: "refused"}

@@ -31,7 +31,7 @@ import signal
 import sys
 import tomllib
 
-from .simulator import Account, Faults, Simulator, SimulatorConfig
+from gateway.sim import Account, Faults, Simulator, SimulatorConfig
 
 _FAULTS = {f.name: f.type for f in dataclasses.fields(Faults)}
 

@@ -13,8 +13,19 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from .config_schema import (INTEGER, NUMBER, REQUIRED, STRING, Field, Kind, in_range, matches,
-                            one_of, read_table, seconds)
+from .schema import (
+    INTEGER,
+    NUMBER,
+    REQUIRED,
+    STRING,
+    Field,
+    Kind,
+    in_range,
+    matches,
+    one_of,
+    read_table,
+    seconds,
+)
 
 BOOLEAN = Kind("true or false", lambda v: isinstance(v, bool))
 STRINGS = Kind("a list of strings", lambda v: isinstance(v, list) and

@@ -4,12 +4,11 @@ Every problem in the file is collected before anything is refused, and each one 
 file, the table, the key and what would be accepted, so that one run of
 ``cmpp-gateway check-config FILE`` shows everything to fix. Passwords may come from the
 environment (``password_env``); they never appear in messages, reprs or descriptions.
-The field specs (types, defaults, checks) live in ``gateway.config_schema``.
+The field specs (types, defaults, checks) live in ``gateway.config.schema``.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import stat
@@ -18,11 +17,24 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from .config_api import (ApiSettings, AppConfig, TemplateConfig, check_unique_keys, read_api,
-                         read_app, read_template)
-from .config_schema import (CHANNEL_FIELDS, GATEWAY_FIELDS, Report, read_table, toml_key,
-                            toml_value, unknown_key_message)
-from .status import TableError, provider_tables
+from .api import (
+    ApiSettings,
+    AppConfig,
+    TemplateConfig,
+    check_unique_keys,
+    read_api,
+    read_app,
+    read_template,
+)
+from .schema import (
+    CHANNEL_FIELDS,
+    GATEWAY_FIELDS,
+    Report,
+    read_table,
+    toml_key,
+    toml_value,
+    unknown_key_message,
+)
 
 TABLES = ("gateway", "channels", "api", "apps", "templates")
 CHANNEL_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -397,40 +409,3 @@ def _tables(section) -> list[dict]:
     if not isinstance(section, dict):
         return []
     return [value for value in section.values() if isinstance(value, dict)]
-
-
-def check_config_main(path: str) -> int:
-    """``cmpp-gateway check-config FILE``: print the configuration (password masked) and the
-    receipt-code table each channel uses, and return 0; or print every problem (of the file or
-    of the tables) and return 1. Either way, warn when the file is world-readable."""
-    try:
-        config = load_config(path)
-        print(describe_config(config))
-        status = 0
-    except ConfigError as error:
-        print(error)
-        status = 1
-    else:
-        try:
-            tables = provider_tables(config.gateway.providers)
-        except TableError as error:
-            print(error)
-            status = 1
-        else:
-            print()
-            for channel in config.channels.values():
-                print(f"# channel {channel.name}: receipt codes of provider {channel.provider!r} "
-                      f"from {tables.path_for(channel.provider)}")
-    warning = world_readable_warning(path)
-    if warning:
-        print(warning)
-    return status
-
-
-def add_check_config_command(subparsers) -> argparse.ArgumentParser:
-    """Register ``check-config FILE`` on an argparse ``add_subparsers()`` object."""
-    parser = subparsers.add_parser(
-        "check-config", help="validate a configuration file and print it, passwords masked")
-    parser.add_argument("file", help="the TOML configuration file")
-    parser.set_defaults(func=lambda args: check_config_main(args.file))
-    return parser

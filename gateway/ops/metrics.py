@@ -17,9 +17,9 @@ from prometheus_client.registry import Collector
 
 from cmpp import events as ev
 from cmpp.pdus import ActiveTest, Submit
+from gateway.status import Classification, ReceiptCodes
 
 from .counters import CounterFamily, FamiliesCollector, HistogramFamily
-from .status import Classification, ReceiptCodes
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 RECEIPT_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 6 * 3600, 24 * 3600, 72 * 3600)

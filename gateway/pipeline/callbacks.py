@@ -36,9 +36,9 @@ from collections.abc import Callable, Mapping
 
 import aiohttp
 
-from .config_api import ApiSettings, AppConfig
-from .metrics import Metrics
-from .store import MessageView, MoView, OutboxEntry, Store
+from gateway.config import ApiSettings, AppConfig
+from gateway.ops import Metrics
+from gateway.store import MessageView, MoView, OutboxEntry, Store
 
 log = logging.getLogger("cmpp_gateway.callbacks")
 

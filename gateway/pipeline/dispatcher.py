@@ -28,13 +28,19 @@ from collections import deque
 from collections.abc import Callable
 
 import cmpp
-
-from .config import ChannelConfig
-from .errors import OutcomeUnknown, SubmitRejectedError, SubmitThrottledError
-from .metrics import ChannelMetrics
-from .pool import ChannelPool, DeadlineExceeded, PoolClosed, Submitted
-from .status import DeliveryStatus
-from .store import PendingMessage, SegmentResult, Store
+from gateway.channel import (
+    ChannelPool,
+    DeadlineExceeded,
+    OutcomeUnknown,
+    PoolClosed,
+    SubmitRejectedError,
+    Submitted,
+    SubmitThrottledError,
+)
+from gateway.config import ChannelConfig
+from gateway.ops import ChannelMetrics
+from gateway.status import DeliveryStatus
+from gateway.store import PendingMessage, SegmentResult, Store
 
 log = logging.getLogger("cmpp_gateway.dispatcher")
 

@@ -17,11 +17,10 @@ from collections.abc import Callable
 
 import cmpp
 from cmpp import events as ev
-
-from .connection import Connection
-from .metrics import ChannelMetrics
-from .status import ReceiptCodes
-from .store import MoMessage, MoPart, Receipt, Store
+from gateway.channel import Connection
+from gateway.ops import ChannelMetrics
+from gateway.status import ReceiptCodes
+from gateway.store import MoMessage, MoPart, Receipt, Store
 
 log = logging.getLogger("cmpp_gateway.receipts")
 

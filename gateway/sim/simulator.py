@@ -27,8 +27,7 @@ from cmpp import events as ev
 from cmpp.pdus import CommandId, ConnectStatus
 from cmpp.session import Session, SessionConfig
 from cmpp.states import Role, State
-
-from .connection import SessionProtocol, china_time
+from gateway.channel import SessionProtocol, china_time
 
 log = logging.getLogger("cmpp_gateway.simulator")
 

@@ -1,6 +1,6 @@
 """The durable record: messages, segments, receipts, MO and the callback outbox.
 
-``Store`` is the interface the daemon uses; ``gateway.store_sqlite.SqliteStore`` is the
+``Store`` is the interface the daemon uses; ``gateway.store.sqlite.SqliteStore`` is the
 embedded default. A shared backend for several gateway instances implements the same methods.
 
 Every write is durable before its coroutine returns: callers queue operations, one worker
@@ -12,15 +12,26 @@ before them.
 from __future__ import annotations
 
 import abc
+import hashlib
+import secrets
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from .status import Classification, DeliveryStatus
+from gateway.status import Classification, DeliveryStatus
+
+# Review states of templates and signatures, as JSMS numbers them (0 is ours: waiting).
+PENDING, APPROVED, REFUSED = 0, 1, 2
 
 
 class StoreError(Exception):
     """The store file cannot be used as it is (written by a newer version, not a database):
     the daemon prints the message and exits instead of touching it."""
+
+
+def code_digest(code: str, salt: str | None = None) -> str:
+    """``salt$sha256(salt + code)``: a code is never stored as itself."""
+    salt = salt or secrets.token_hex(8)
+    return f"{salt}${hashlib.sha256((salt + code).encode()).hexdigest()}"
 
 
 def to_signed(msg_id: int) -> int:

@@ -9,7 +9,7 @@ import contextlib
 import pytest
 
 from gateway.api.registry import Template
-from gateway.store_api_sql import PENDING, REFUSED
+from gateway.store import PENDING, REFUSED
 from tests import api_stack
 from tests.aio import eventually, run
 from tests.api_stack import KEY, SECRET, error

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.api.registry import Template
 from gateway.api.rules import RecentKeys, SendRules, WindowCounter
-from gateway.config_api import ApiSettings
+from gateway.config import ApiSettings
 
 
 def test_a_window_counter_counts_within_the_window_and_forgets_keys_that_left_it():

@@ -7,11 +7,25 @@ import pytest
 
 from gateway.api import templates_signs
 from gateway.api.registry import FIRST_API_TEMPLATE
-from gateway.review_cli import review
+from gateway.cli.review import review
 from tests.aio import eventually, run
-from tests.api_stack import (JPEG, OTHER, PNG, TINY_GIF, assert_in_step, error, form, new_sign,
-                             new_template, nothing_stored, operator, stack, status_becomes,
-                             stored_images, write_config)
+from tests.api_stack import (
+    JPEG,
+    OTHER,
+    PNG,
+    TINY_GIF,
+    assert_in_step,
+    error,
+    form,
+    new_sign,
+    new_template,
+    nothing_stored,
+    operator,
+    stack,
+    status_becomes,
+    stored_images,
+    write_config,
+)
 
 
 @pytest.fixture(autouse=True)

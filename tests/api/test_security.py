@@ -13,9 +13,8 @@ import sys
 import aiohttp
 from aiohttp import web
 
-from gateway.simulator import Account, Simulator, SimulatorConfig
-from tests.aio import eventually, run
-from tests.test_crash import free_port
+from gateway.sim import Account, Simulator, SimulatorConfig
+from tests.aio import eventually, free_port, run
 
 PASSWORD = "pw-Kx81-unmistakable"
 MASTER_SECRET = "ms-Qv27-unmistakable"

@@ -16,9 +16,9 @@ import cmpp
 from cmpp import events as ev
 from cmpp.session import SessionConfig
 from cmpp.states import State
-from gateway.connection import Connection
-from gateway.errors import (
+from gateway.channel import (
     ConnectFailed,
+    Connection,
     ConnectionClosed,
     LoginRefused,
     LoginTimedOut,
@@ -26,7 +26,7 @@ from gateway.errors import (
     SubmitRejectedError,
     SubmitThrottledError,
 )
-from gateway.simulator import Account, Faults, Simulator, SimulatorConfig
+from gateway.sim import Account, Faults, Simulator, SimulatorConfig
 from tests.aio import run
 
 ACCOUNT, SECRET = "900001", "secret"

@@ -11,18 +11,18 @@ import logging
 import pytest
 
 import cmpp
-from gateway.config import parse_config
-from gateway.errors import OutcomeUnknown
-from gateway.pool import (
+from gateway.channel import (
     Backoff,
     ChannelPool,
     ChannelPools,
     DeadlineExceeded,
+    OutcomeUnknown,
     PoolClosed,
     PoolTuning,
     TpsLimiter,
 )
-from gateway.simulator import Account, Faults, Simulator, SimulatorConfig
+from gateway.config import parse_config
+from gateway.sim import Account, Faults, Simulator, SimulatorConfig
 from tests.aio import eventually, run
 
 ACCOUNT, SECRET = "900001", "secret"

@@ -6,8 +6,7 @@ import asyncio
 import sqlite3
 
 from gateway.cli import main
-from gateway.store import NewMessage
-from gateway.store_sqlite import SqliteStore
+from gateway.store import NewMessage, SqliteStore
 from tests.aio import run
 
 CONFIG = """

@@ -16,9 +16,9 @@ import time
 import pytest
 
 import cmpp
-from gateway.bench import add_bench_command, bench, schedule
-from gateway.bench_report import percentile
-from gateway.simulator import Account, Faults, Simulator, SimulatorConfig
+from gateway.bench.load import add_bench_command, bench, schedule
+from gateway.bench.report import percentile
+from gateway.sim import Account, Faults, Simulator, SimulatorConfig
 from tests.aio import run
 
 ACCOUNT, SECRET = "900001", "pw-Xy9!bench"

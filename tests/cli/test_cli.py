@@ -31,8 +31,8 @@ def test_strict_decode_fails_on_a_refused_frame(capsys):
 def test_decode_without_items_outside_a_checkout_says_what_to_give(monkeypatch, tmp_path):
     import pytest
 
-    import gateway.cli
-    monkeypatch.setattr(gateway.cli, "DEFAULT_VECTORS", tmp_path / "absent.json")
+    import gateway.cli.decode
+    monkeypatch.setattr(gateway.cli.decode, "DEFAULT_VECTORS", tmp_path / "absent.json")
     with pytest.raises(SystemExit, match="give hex frames or a vectors JSON file"):
         main(["decode"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from gateway.demo import run_demo
+from gateway.cli.demo import run_demo
 from tests.aio import run
 
 

@@ -11,10 +11,9 @@ import sys
 
 import aiohttp
 
-from gateway.logs import LogfmtFormatter, Redactor, mask_phone_numbers, setup_logging
-from gateway.simulator import Account, Simulator, SimulatorConfig
-from tests.aio import eventually, run
-from tests.test_crash import free_port
+from gateway.ops.logs import LogfmtFormatter, Redactor, mask_phone_numbers, setup_logging
+from gateway.sim import Account, Simulator, SimulatorConfig
+from tests.aio import eventually, free_port, run
 
 SECRET = "run-secret-Zq7"
 

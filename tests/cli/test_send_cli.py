@@ -1,4 +1,4 @@
-"""``cmpp-gateway send`` against a running gateway and the simulator (tests.test_api's stack)."""
+"""``cmpp-gateway send`` against a running gateway and the simulator (tests.api.test_api.s stack)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import socket
 
 import pytest
 
-from gateway.send_cli import add_send_command, send_command
+from gateway.cli.send import add_send_command, send_command
 from tests.aio import eventually, run
-from tests.test_api import KEY, SECRET, stack
+from tests.api.test_api import KEY, SECRET, stack
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -9,9 +9,9 @@ import sys
 import pytest
 
 import cmpp
+from gateway.channel import Connection
 from gateway.cli import build_parser
-from gateway.connection import Connection
-from gateway.sim_cli import build_config
+from gateway.cli.simulate import build_config
 
 
 def parse(*argv):

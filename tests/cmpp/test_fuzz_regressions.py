@@ -8,7 +8,7 @@ import pytest
 
 import cmpp
 
-REGRESSIONS = sorted((Path(__file__).resolve().parent.parent / "fixtures" / "fuzz-regressions").glob("*"))
+REGRESSIONS = sorted((Path(__file__).resolve().parents[2] / "fixtures" / "fuzz-regressions").glob("*"))
 
 
 @pytest.mark.parametrize("path", REGRESSIONS, ids=lambda p: p.name)

@@ -41,9 +41,8 @@ import cmpp
 from cmpp import events as ev
 from cmpp.session import SessionConfig
 from cmpp.states import State
-from gateway.connection import CHINA, Connection
-from gateway.errors import LoginRefused
-from gateway.simulator import Account, Simulator, SimulatorConfig
+from gateway.channel import CHINA, Connection, LoginRefused
+from gateway.sim import Account, Simulator, SimulatorConfig
 
 ACCOUNT, SECRET = "900001", "s3cret"
 SRC_ID, PHONE = "106900001", "13800138000"

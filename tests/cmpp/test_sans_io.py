@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-CMPP = Path(__file__).resolve().parent.parent / "cmpp"
+CMPP = Path(__file__).resolve().parents[2] / "cmpp"
 FORBIDDEN = {"asyncio", "socket", "selectors", "threading"}
 
 

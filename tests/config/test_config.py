@@ -11,13 +11,21 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import (ChannelConfig, ConfigError, GatewaySettings, add_check_config_command,
-                            check_config_main, describe_config, load_config, mask_secret,
-                            parse_config, world_readable_warning)
 import gateway.status
-from gateway.config_schema import CHANNEL_FIELDS, GATEWAY_FIELDS, split_host_port
+from gateway.cli.check_config import add_check_config_command, check_config_main
+from gateway.config import (
+    ChannelConfig,
+    ConfigError,
+    GatewaySettings,
+    describe_config,
+    load_config,
+    mask_secret,
+    parse_config,
+    world_readable_warning,
+)
+from gateway.config.schema import CHANNEL_FIELDS, GATEWAY_FIELDS, split_host_port
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "config"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "config"
 SECRET = "Zq7-unmistakable-secret"
 SEVEN = {  # the UMS channel form, as raw TOML values
     "provider": '"cmcc-gd"',

@@ -40,17 +40,16 @@ import yaml
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.callbacks import verify
-from gateway.config import parse_config
-from gateway.config_schema import split_host_port
+from gateway.channel import Backoff, PoolTuning
+from gateway.config import parse_config, split_host_port
 from gateway.daemon import Gateway, GatewayOptions
-from gateway.metrics import Metrics
-from gateway.pool import Backoff, PoolTuning
-from gateway.simulator import Account, Simulator, SimulatorConfig
+from gateway.ops import Metrics
+from gateway.pipeline import verify
+from gateway.sim import Account, Simulator, SimulatorConfig
 from gateway.store import NewMessage
 from tests.aio import eventually, run
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"
 CONTAINER_CONFIG = DEPLOY / "gateway.toml"

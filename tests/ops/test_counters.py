@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from gateway.counters import CounterFamily, FamiliesCollector, HistogramFamily
+from gateway.ops.counters import CounterFamily, FamiliesCollector, HistogramFamily
 
 
 def registry_with(*families):

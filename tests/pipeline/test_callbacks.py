@@ -17,21 +17,24 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from gateway.callbacks import (CallbackSender, backoff, encode_body, mo_subscribers, sign,
-                               verify)
-from gateway.config import parse_config
-from gateway.config_api import ApiSettings, AppConfig
+from gateway.channel import Backoff, PoolTuning
+from gateway.config import ApiSettings, AppConfig, parse_config
 from gateway.daemon import Gateway, GatewayOptions
-from gateway.metrics import Metrics
-from gateway.pool import Backoff, PoolTuning
-from gateway.simulator import Account, Simulator, SimulatorConfig
+from gateway.ops import Metrics
+from gateway.pipeline.callbacks import (
+    CallbackSender,
+    backoff,
+    encode_body,
+    mo_subscribers,
+    sign,
+    verify,
+)
+from gateway.sim import Account, Simulator, SimulatorConfig
 from gateway.status import load_tables
-from gateway.store import MoMessage, MoPart, NewMessage, Receipt, SegmentResult
-from gateway.store_sqlite import SqliteStore
-from tests.aio import eventually, run
-from tests.test_store import with_store
+from gateway.store import MoMessage, MoPart, NewMessage, Receipt, SegmentResult, SqliteStore
+from tests.aio import eventually, run, with_store
 
-CODES = load_tables(Path(__file__).resolve().parent.parent / "fixtures" / "providers") \
+CODES = load_tables(Path(__file__).resolve().parents[2] / "fixtures" / "providers") \
     .for_provider("default")
 SECRET = "app1-master-secret"
 MOBILE = "13800138000"

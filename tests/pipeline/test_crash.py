@@ -14,24 +14,16 @@ import collections
 import os
 import random
 import signal
-import socket
 import sqlite3
 import sys
 
-from gateway.simulator import Account, Simulator, SimulatorConfig
+from gateway.sim import Account, Simulator, SimulatorConfig
 from gateway.status import DeliveryStatus
-from gateway.store import NewMessage
-from gateway.store_sqlite import SqliteStore
-from tests.aio import run
+from gateway.store import NewMessage, SqliteStore
+from tests.aio import free_port, run
 
 ACCOUNT, SECRET = "900001", "crash-secret"
 FINAL = {s.value for s in DeliveryStatus if s.final}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_config(tmp_path, sim_port: int):

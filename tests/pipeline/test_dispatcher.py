@@ -8,18 +8,17 @@ import contextlib
 import dataclasses
 from pathlib import Path
 
+from gateway.channel import Backoff, ChannelPool, PoolTuning
 from gateway.config import parse_config
-from gateway.dispatcher import ChannelDispatcher
-from gateway.metrics import Metrics
-from gateway.pool import Backoff, ChannelPool, PoolTuning
-from gateway.simulator import Account, Faults, Simulator, SimulatorConfig
+from gateway.ops import Metrics
+from gateway.pipeline import ChannelDispatcher
+from gateway.sim import Account, Faults, Simulator, SimulatorConfig
 from gateway.status import load_tables
-from gateway.store import NewMessage, to_unsigned
-from gateway.store_sqlite import SqliteStore
+from gateway.store import NewMessage, SqliteStore, to_unsigned
 from tests.aio import eventually, run
 
 ACCOUNT, SECRET = "900001", "secret"
-CODES = load_tables(Path(__file__).resolve().parent.parent / "fixtures" / "providers") \
+CODES = load_tables(Path(__file__).resolve().parents[2] / "fixtures" / "providers") \
     .for_provider("default")
 TUNING = PoolTuning(reconnect=Backoff(0.01, 0.05), throttle=Backoff(0.001, 0.002),
                     max_throttled_sends=2)

@@ -10,16 +10,16 @@ from pathlib import Path
 import aiohttp
 
 import cmpp
+from gateway.channel import Backoff, PoolTuning
 from gateway.config import parse_config
 from gateway.daemon import Gateway, GatewayOptions
-from gateway.pool import Backoff, PoolTuning
-from gateway.simulator import Account, Faults, Simulator, SimulatorConfig
+from gateway.sim import Account, Faults, Simulator, SimulatorConfig
 from gateway.status import DeliveryStatus, load_tables
 from gateway.store import NewMessage
 from tests.aio import eventually, run
 
 ACCOUNT, SECRET = "900001", "secret"
-TABLES = load_tables(Path(__file__).resolve().parent.parent / "fixtures" / "providers")
+TABLES = load_tables(Path(__file__).resolve().parents[2] / "fixtures" / "providers")
 FAST = PoolTuning(reconnect=Backoff(0.01, 0.05))
 
 

@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 
 from gateway.status import DeliveryStatus, load_tables
-from gateway.store import MoMessage, MoPart, NewMessage, Receipt, SegmentResult
-from gateway.store_sqlite import SqliteStore
-from tests.aio import run
+from gateway.store import MoMessage, MoPart, NewMessage, Receipt, SegmentResult, SqliteStore
+from tests.aio import run, with_store
 
-TABLES = load_tables(Path(__file__).resolve().parent.parent / "fixtures" / "providers")
+TABLES = load_tables(Path(__file__).resolve().parents[2] / "fixtures" / "providers")
 CODES = TABLES.for_provider("default")
 
 
@@ -31,17 +30,6 @@ def new(i: int = 0, **fields) -> NewMessage:
     values = dict(app="app1", channel="cmcc", recipient="13800138000", text=f"hello {i}")
     values.update(fields)
     return NewMessage(**values)
-
-
-def with_store(scenario, path: str = ":memory:"):
-    async def wrapped():
-        store = SqliteStore(path)
-        await store.open()
-        try:
-            await scenario(store)
-        finally:
-            await store.close()
-    run(wrapped)
 
 
 # ----------------------------------------------------------------------------- accepting
@@ -333,7 +321,7 @@ def test_a_store_records_its_layout_version_and_refuses_a_newer_one(tmp_path):
     import sqlite3
 
     from gateway.store import StoreError
-    from gateway.store_sql import SCHEMA_VERSION
+    from gateway.store.sqlite.messages import SCHEMA_VERSION
 
     path = str(tmp_path / "gw.sqlite")
 
@@ -384,7 +372,7 @@ def test_an_sqlite_older_than_the_store_needs_is_refused_with_the_versions(tmp_p
 def test_multi_row_statements_write_every_row_once_and_count_the_changes(count):
     import sqlite3
 
-    from gateway.store_sql import execute_rows
+    from gateway.store.sqlite.messages import execute_rows
     db = sqlite3.connect(":memory:")
     db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
     rows = [(i, f"v{i}") for i in range(count)]

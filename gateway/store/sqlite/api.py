@@ -1,17 +1,17 @@
 """SQL of the API's records: requests accepted whole, verification codes, idempotent answers,
 unsubscribed numbers, and the templates and signatures managed through the API.
 
-Like ``store_sql``, every function runs in the store's worker thread inside a transaction.
+Like ``messages``, every function runs in the store's worker thread inside a transaction.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import secrets
 
-from .status import DeliveryStatus
-from .store_sql import State, _insert_messages
+from gateway.status import DeliveryStatus
+
+from ..interface import code_digest
+from .messages import State, _insert_messages
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS codes (
@@ -69,10 +69,6 @@ CREATE TABLE IF NOT EXISTS last_ids (
 ) WITHOUT ROWID;
 """
 
-# Review states of templates and signatures, as JSMS numbers them (0 is ours: waiting).
-PENDING, APPROVED, REFUSED = 0, 1, 2
-
-
 def create_schema(state: State) -> None:
     state.db.executescript(SCHEMA)
 
@@ -82,7 +78,7 @@ def accept_request(state: State, request, now: float):
     ``rejected`` records carrying the JSMS code, never sent), its verification code, and the
     answer given, kept under its Idempotency-Key. A key seen before returns the first answer
     and stores nothing."""
-    from .store import AcceptedRequest
+    from ..interface import AcceptedRequest
     db = state.db
     if request.idempotency_key is not None:
         row = db.execute("SELECT status, body FROM api_responses WHERE app = ? AND key = ?",
@@ -114,12 +110,6 @@ def _insert_refused(state: State, message, code: int, now: float) -> int:
          message.kind, message.reference, now, str(code), now))
     state.moved(None, DeliveryStatus.REJECTED.value)
     return cursor.lastrowid
-
-
-def code_digest(code: str, salt: str | None = None) -> str:
-    """``salt$sha256(salt + code)``: a code is never stored as itself."""
-    salt = salt or secrets.token_hex(8)
-    return f"{salt}${hashlib.sha256((salt + code).encode()).hexdigest()}"
 
 
 def verify_code(state: State, app: str, message_id: int, code: str, now: float) -> str:

@@ -1,5 +1,5 @@
 """SQL of the embedded store: the schema, messages, submits, reading and callbacks (reports
-and MO are in ``store_receipts_sql``).
+and MO are in ``receipts``).
 
 Every function runs in the store's worker thread inside a transaction opened by
 ``SqliteStore._run``; ``State`` carries the connection and the in-memory facts that change with
@@ -14,8 +14,9 @@ import json
 import sqlite3
 from collections import Counter
 
-from .status import DeliveryStatus, derive_status
-from .store import (
+from gateway.status import DeliveryStatus, derive_status
+
+from ..interface import (
     Accepted,
     MessageView,
     MoView,

@@ -1,17 +1,27 @@
 """SQL of status reports and MO messages: matching reports to segments as a set, the report
-timeout, and MO parts and messages. Runs in the store's worker thread like ``store_sql``.
+timeout, and MO parts and messages. Runs in the store's worker thread like ``messages``.
 """
 
 from __future__ import annotations
 
 import json
 
-from .status import DeliveryStatus
-from .store import MoMessage, MoPart, Receipt, ReceiptOutcome, to_signed, to_unsigned
-from .store_sql import (FINAL, SUBMITTED, State, _callback_row, _INSERT_CALLBACK_HEAD,
-                        _queue_callback, _settle, _settle_segment, execute_rows, padded,
-                        wants_status_callback)
+from gateway.status import DeliveryStatus
 
+from ..interface import MoMessage, MoPart, Receipt, ReceiptOutcome, to_signed, to_unsigned
+from .messages import (
+    _INSERT_CALLBACK_HEAD,
+    FINAL,
+    SUBMITTED,
+    State,
+    _callback_row,
+    _queue_callback,
+    _settle,
+    _settle_segment,
+    execute_rows,
+    padded,
+    wants_status_callback,
+)
 
 # ----------------------------------------------------------------------------- receipts
 

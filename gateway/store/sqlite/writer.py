@@ -17,10 +17,7 @@ import queue
 import threading
 from collections import Counter
 
-from . import store_api_sql as api_sql
-from . import store_receipts_sql as receipts_sql
-from . import store_sql as sql
-from .store import (
+from ..interface import (
     MoMessage,
     MoPart,
     NewMessage,
@@ -28,6 +25,9 @@ from .store import (
     SegmentResult,
     Store,
 )
+from . import api as api_sql
+from . import messages as sql
+from . import receipts as receipts_sql
 
 log = logging.getLogger("cmpp_gateway.store")
 
@@ -212,7 +212,7 @@ class SqliteStore(Store):
             raise RuntimeError("the store is not open")
         self._state.status_callbacks = None if apps is None else frozenset(apps)
 
-    # The API's records (gateway.store_api_sql).
+    # The API's records (gateway.store.sqlite.api).
 
     def accept_request(self, request, now: float) -> asyncio.Future:
         return self._submit(api_sql.accept_request, request, now)

@@ -1,26 +1,16 @@
-"""The ``cmpp-gateway`` command line."""
+"""``cmpp-gateway decode``: CMPP PDUs, given as hex or as a vectors file, decoded readably."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import cmpp
 
-from .backup_cli import add_backup_command
-from .bench import add_bench_command
-from .config import add_check_config_command
-from .daemon import add_run_command
-from .demo import add_demo_command
 from .pretty import describe
-from .review_cli import add_review_commands
-from .send_cli import add_send_command
-from .sim_cli import add_simulate_command
-from .status_cli import add_classify_command
 
-DEFAULT_VECTORS = Path(__file__).resolve().parent.parent / "fixtures" / "cmpp2-vectors.json"
+DEFAULT_VECTORS = Path(__file__).resolve().parents[2] / "fixtures" / "cmpp2-vectors.json"
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
@@ -60,31 +50,11 @@ def _inputs(args: argparse.Namespace):
             yield item[:24] + ("..." if len(item) > 24 else ""), bytes.fromhex(item)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cmpp-gateway", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    decode = sub.add_parser("decode", help="decode CMPP 2.0 PDUs (hex, or a vectors JSON file)")
+def add_decode_command(subparsers) -> None:
+    decode = subparsers.add_parser("decode",
+                                   help="decode CMPP 2.0 PDUs (hex, or a vectors JSON file)")
     decode.add_argument("items", nargs="*", help="hex frames or JSON vector files "
                         "(default: fixtures/cmpp2-vectors.json)")
     decode.add_argument("--report", action="store_true", help="items are status-report bodies")
     decode.add_argument("--strict", action="store_true", help="exit 1 if any PDU is refused")
     decode.set_defaults(func=cmd_decode)
-    add_run_command(sub)
-    add_demo_command(sub)
-    add_check_config_command(sub)
-    add_simulate_command(sub)
-    add_review_commands(sub)
-    add_backup_command(sub)
-    add_bench_command(sub)
-    add_classify_command(sub)
-    add_send_command(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

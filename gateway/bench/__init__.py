@@ -1,0 +1,13 @@
+"""The load tool and the benchmarks.
+
+``load`` is ``cmpp-gateway bench`` (also ``python -m gateway.bench``): a load test of any CMPP
+2.0 server, or of the built-in simulator, with ``report`` printing its figures. The other
+modules are benchmarks, each run as ``python -m gateway.bench.<name>`` with its own baseline
+measured in the same run: ``codec``, ``session``, ``pool``, ``pipeline``, ``http``.
+
+Offers: add_bench_command.
+"""
+
+from .load import add_bench_command
+
+__all__ = ["add_bench_command"]

@@ -1,0 +1,7 @@
+"""``python -m gateway.bench``: the load tool, as ``cmpp-gateway bench``."""
+
+import sys
+
+from .load import main
+
+sys.exit(main())

@@ -1,0 +1,45 @@
+"""The channel: one CMPP connection over asyncio, and a channel's pool of them.
+
+``Connection`` is a thin asyncio Protocol around ``cmpp.session.Session``: bytes in, events
+out, one coalesced write per loop iteration, one timer. ``ChannelPool`` keeps a channel's
+``connections`` logged in (backoff on failure, a slow probe after a refusal that will not
+heal), spreads SUBMITs over the connections with free window, paces them to the channel's
+TPS and drains on close. ``pacing`` holds the backoff and the TPS limiter; ``errors`` the
+typed outcomes (``SubmitRejectedError``, ``OutcomeUnknown``, ``LoginRefused``, ...).
+
+Offers: Connection, SessionProtocol, EventHandler, china_time, CHINA; ChannelPool,
+ChannelPools, PoolTuning, PoolClosed, Submitted, ChannelStatus, ConnectionStatus,
+session_config; Backoff, TpsLimiter, DeadlineExceeded; and the errors.
+"""
+
+from .connection import CHINA, Connection, EventHandler, SessionProtocol, china_time
+from .errors import (
+    ConnectFailed,
+    ConnectionClosed,
+    GatewayError,
+    LoginFailed,
+    LoginRefused,
+    LoginTimedOut,
+    OutcomeUnknown,
+    SubmitRejectedError,
+    SubmitThrottledError,
+)
+from .pacing import Backoff, DeadlineExceeded, TpsLimiter
+from .pool import (
+    ChannelPool,
+    ChannelPools,
+    ChannelStatus,
+    ConnectionStatus,
+    PoolClosed,
+    PoolTuning,
+    Submitted,
+    session_config,
+)
+
+__all__ = [
+    "CHINA", "Backoff", "ChannelPool", "ChannelPools", "ChannelStatus", "ConnectFailed",
+    "Connection", "ConnectionClosed", "ConnectionStatus", "DeadlineExceeded", "EventHandler",
+    "GatewayError", "LoginFailed", "LoginRefused", "LoginTimedOut", "OutcomeUnknown",
+    "PoolClosed", "PoolTuning", "SessionProtocol", "SubmitRejectedError",
+    "SubmitThrottledError", "Submitted", "TpsLimiter", "china_time", "session_config",
+]

@@ -1,0 +1,7 @@
+"""``python -m gateway.cli``: the same as ``cmpp-gateway``."""
+
+import sys
+
+from .commands import main
+
+sys.exit(main())

@@ -1,0 +1,15 @@
+"""Operating the daemon: Prometheus metrics, logs, and the health and metrics endpoint.
+
+``metrics`` defines every metric in one place and records them through small methods
+(``Metrics``, ``ChannelMetrics``, built on the lean families of ``counters``); ``logs`` sets
+up logfmt logging with secrets and phone numbers masked; ``http`` serves ``/metrics``,
+``/healthz`` and ``/readyz`` (``OpsServer``).
+
+Offers: Metrics, ChannelMetrics, OpsServer, setup_logging, mask_phone_numbers.
+"""
+
+from .http import OpsServer
+from .logs import mask_phone_numbers, setup_logging
+from .metrics import ChannelMetrics, Metrics
+
+__all__ = ["ChannelMetrics", "Metrics", "OpsServer", "mask_phone_numbers", "setup_logging"]

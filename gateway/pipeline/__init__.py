@@ -1,0 +1,17 @@
+"""The pipeline: from the store to the SMS center and back.
+
+``ChannelDispatcher`` takes a channel's accepted messages from the store, splits them and
+submits them through the channel's pool, and records every segment's outcome.
+``ReceiptHandler`` stores the DELIVERs of a channel (status reports and MO parts) before it
+acknowledges them, and reassembles long MO. ``CallbackSender`` sends what the outbox holds to
+each app's callback URLs, retried until acknowledged.
+
+Offers: ChannelDispatcher, ReceiptHandler, CallbackSender, mo_subscribers, sign, verify.
+"""
+
+from .callbacks import CallbackSender, mo_subscribers, sign, verify
+from .dispatcher import ChannelDispatcher
+from .receipts import ReceiptHandler
+
+__all__ = ["CallbackSender", "ChannelDispatcher", "ReceiptHandler", "mo_subscribers", "sign",
+           "verify"]

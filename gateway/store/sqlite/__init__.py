@@ -1,0 +1,13 @@
+"""The embedded store: one SQLite file in WAL mode, written by one thread with group commit.
+
+``writer`` is the engine (``SqliteStore``: the queue, the writer thread, the transactions);
+``messages`` the schema, messages, SUBMIT outcomes, reading and the callback outbox;
+``receipts`` status reports and MO; ``api`` the API's records. The SQL modules run only in
+the writer thread, inside a transaction the engine opened.
+
+Offers: SqliteStore.
+"""
+
+from .writer import SqliteStore
+
+__all__ = ["SqliteStore"]
