@@ -6,7 +6,7 @@ sockets, no event loop, no clock: time is always passed in.
 """
 
 from .auth import authenticator_ismg, authenticator_source, timestamp
-from .codec import DEFAULT_MAX_LENGTH, FrameDecoder, decode, decode_report, encode, encode_report
+from .codec import DEFAULT_MAX_LENGTH, FrameDecoder, decode, encode
 from .errors import CodecError, ProtocolError
 from .msgid import MsgId, nth_of_mass_send
 from .pdus import (
@@ -33,6 +33,7 @@ from .pdus import (
     TerminateResp,
 )
 from .reassembly import Message, Reassembler
+from .report import decode_report, encode_report
 from .text import Concatenation, MsgFmt, Segment, decode_text, encode_text, split_text, split_udh
 
 __all__ = [

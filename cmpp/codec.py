@@ -12,14 +12,13 @@ from io import BytesIO
 
 from construct import ConstructError
 
-from . import wire
-from .errors import CodecError
-from .pdus import PDU_CLASSES, ActiveTestResp, CommandId, Deliver, Pdu, StatusReport
+from .errors import PARSE_ERRORS, CodecError, failed_field, failure_reason
+from .pdus import PDU_CLASSES, ActiveTestResp, CommandId, Deliver, Pdu
+from .report import decode_report
 
 DEFAULT_MAX_LENGTH = 4096
 _HEADER = struct.Struct(">III")
 _LENGTH = struct.Struct(">I")
-_DECODE_ERRORS = (struct.error, ConstructError, UnicodeDecodeError, IndexError)
 
 
 class _Codec:
@@ -71,7 +70,7 @@ def _decode(data: bytes, start: int, end: int) -> Pdu:
     else:
         try:
             values, stop = parse(data, start + 12)
-        except _DECODE_ERRORS:
+        except PARSE_ERRORS:
             stop = -1
         if stop != end:     # a read past the frame shows here too
             return _decode_tolerated(_CODECS[command_id], data[start:end], command_id, sequence_id)
@@ -121,25 +120,10 @@ def _explain(codec: _Codec, body: bytes, command_id: int, sequence_id: int) -> C
     try:
         codec.layout.parse_stream(stream)
     except ConstructError as error:
-        return CodecError(_reason(error), field=_field(error), command_id=command_id,
+        return CodecError(failure_reason(error), field=failed_field(error), command_id=command_id,
                           sequence_id=sequence_id)
     return CodecError(f"{len(body) - stream.tell()} bytes after the last field of {name}",
                       command_id=command_id, sequence_id=sequence_id)
-
-
-def _field(error: ConstructError) -> str | None:
-    path = getattr(error, "path", None) or ""
-    parts = [p.strip() for p in path.split("->") if p.strip() and not p.strip().startswith("(")]
-    return parts[-1] if parts else None
-
-
-def _reason(error: ConstructError) -> str:
-    message = str(error)
-    for line in message.splitlines():
-        if line.startswith("Error in path"):
-            continue
-        return line
-    return message
 
 
 # The 3.0 layouts differ from 2.0 in sizes that a body length gives away (§1, §6.3-§12).
@@ -168,29 +152,6 @@ def _cmpp3_layout(command_id: int, body: bytes) -> str | None:
     return None
 
 
-def decode_report(content: bytes) -> StatusReport:
-    """Parse a status report body; its layout (60 or 71 bytes) is chosen by its length.
-
-    Raises ``CodecError`` for any other length or a bad field.
-    """
-    parse = _REPORTS.get(len(content))
-    if parse is None:
-        raise CodecError(f"a status report is 60 or 71 bytes, not {len(content)}",
-                         field="Msg_Length")
-    try:
-        values, _ = parse(content, 0)
-    except _DECODE_ERRORS:
-        layout = wire.REPORT if len(content) == 60 else wire.REPORT_71
-        try:
-            layout.parse(content)
-        except ConstructError as error:
-            raise CodecError(_reason(error), field=_field(error)) from None
-        raise CodecError("status report did not parse") from None
-    report = _new(StatusReport)
-    _set(report, "__dict__", values)
-    return report
-
-
 # ----------------------------------------------------------------------------- encoding
 
 def encode(pdu: Pdu) -> bytes:
@@ -217,22 +178,10 @@ def _encode_error(pdu: Pdu, codec: _Codec, original: Exception) -> ValueError:
     try:
         codec.layout.build(dict(pdu.__dict__))
     except ConstructError as error:
-        return ValueError(f"{name}.{_field(error)}: {_reason(error)}")
+        return ValueError(f"{name}.{failed_field(error)}: {failure_reason(error)}")
     except Exception as error:  # noqa: BLE001 - e.g. TypeError for bytes given as text
         return ValueError(f"{name}: {error}")
     return ValueError(f"{name}: {original!r}")
-
-
-def encode_report(report: StatusReport) -> bytes:
-    """The 60-byte CMPP 2.0 body of a status report; ValueError if a field does not fit."""
-    try:
-        return _BUILD_REPORT(report.__dict__)
-    except Exception:  # noqa: BLE001 - explained below
-        try:
-            wire.REPORT.build(dict(report.__dict__))
-        except ConstructError as error:
-            raise ValueError(f"StatusReport.{_field(error)}: {_reason(error)}") from None
-        raise ValueError(f"StatusReport: cannot encode {report!r}") from None
 
 
 # ----------------------------------------------------------------------------- streams
@@ -325,5 +274,3 @@ class FrameDecoder:
 
 _CODECS: dict[int, _Codec] = {cls.command_id: _Codec(cls) for cls in PDU_CLASSES}
 _DECODERS = {command_id: (c.cls, c.parse, c.finish) for command_id, c in _CODECS.items()}
-_REPORTS = {60: wire.REPORT.compile().parse_from, 71: wire.REPORT_71.compile().parse_from}
-_BUILD_REPORT = wire.REPORT.compile().build_bytes

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import struct
+
+from construct import ConstructError
+
+# What a compiled layout raises on bad bytes; the interpreted layout then names the field.
+PARSE_ERRORS = (struct.error, ConstructError, UnicodeDecodeError, IndexError)
+
 
 class CodecError(ValueError):
     """Bytes that are not a valid CMPP 2.0 PDU.
@@ -46,3 +53,20 @@ class CodecError(ValueError):
 
 class ProtocolError(Exception):
     """A peer that breaks the CMPP rules: a PDU that is valid bytes but wrong in this state."""
+
+
+def failed_field(error: ConstructError) -> str | None:
+    """The name of the innermost field in a construct error's path (None if it has none)."""
+    path = getattr(error, "path", None) or ""
+    parts = [p.strip() for p in path.split("->") if p.strip() and not p.strip().startswith("(")]
+    return parts[-1] if parts else None
+
+
+def failure_reason(error: ConstructError) -> str:
+    """A construct error's message without its path line."""
+    message = str(error)
+    for line in message.splitlines():
+        if line.startswith("Error in path"):
+            continue
+        return line
+    return message

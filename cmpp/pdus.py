@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from . import wire
 from .layout import Layout
+from .report import StatusReport, decode_report, encode_report
 
 
 class CommandId(IntEnum):
@@ -183,21 +184,6 @@ class SubmitResp(Pdu):
 
 
 @dataclass(frozen=True)
-class StatusReport:
-    """The status report in a DELIVER's Msg_Content (§10.1).
-
-    ``msg_id`` is the Msg_Id the ISMG gave the original SUBMIT in its SUBMIT_RESP.
-    """
-
-    msg_id: int = 0
-    stat: str = ""
-    submit_time: str = ""
-    done_time: str = ""
-    dest_terminal_id: str = ""
-    smsc_sequence: int = 0
-
-
-@dataclass(frozen=True)
 class Deliver(Pdu):
     """An MO message, or a status report when ``registered_delivery`` is 1.
 
@@ -224,10 +210,8 @@ class Deliver(Pdu):
         if self.report is not None:
             object.__setattr__(self, "registered_delivery", 1)
             if not self.msg_content:
-                from .codec import encode_report
                 object.__setattr__(self, "msg_content", encode_report(self.report))
         elif self.registered_delivery == 1 and self.msg_content:
-            from .codec import decode_report
             object.__setattr__(self, "report", decode_report(self.msg_content))
 
 

@@ -1,5 +1,16 @@
-"""The HTTP API applications call: the JSMS SMS contract (see gateway.api.app)."""
+"""The HTTP API that applications call, following the JSMS SMS contract: template SMS,
+batches, verification codes, templates and signatures, with per-app Basic credentials, IP
+whitelists and JSMS's error codes 50000-50041.
 
-from .app import Api, ApiServer, create_app
+``app`` builds the aiohttp application (authentication, errors) and its server with its
+limits; ``context`` is what every handler shares; ``messages``, ``codes`` and
+``templates_signs`` add their routes; ``registry`` and ``rules`` hold the templates,
+signatures and sending rules in memory. The API talks to the store, never to a connection.
+
+Offers: Api, ApiServer, create_app.
+"""
+
+from .app import ApiServer, create_app
+from .context import Api
 
 __all__ = ["Api", "ApiServer", "create_app"]

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from gateway.store import ApiRequest, code_digest
 
-from .app import API_KEY, APP, Api, dumps, json_body, start_send
+from .context import API_KEY, APP, Api, dumps, json_body, start_send
 from .errors import ApiError
 from .messages import compose
 

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from gateway.store import ApiRequest, NewMessage
 
-from .app import API_KEY, APP, Api, dumps, start_send
+from .context import API_KEY, APP, Api, dumps, start_send
 from .errors import ApiError
 from .registry import Template
 

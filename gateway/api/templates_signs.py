@@ -59,7 +59,7 @@ from aiohttp.multipart import BodyPartReader
 
 from gateway.store import APPROVED, PENDING
 
-from .app import API_KEY, APP, Api, dumps, json_body
+from .context import API_KEY, APP, Api, dumps, json_body
 from .errors import ApiError
 from .registry import KINDS, PLACEHOLDER, Signature, Template
 
