@@ -35,7 +35,8 @@ from .file import (
 from .schema import split_host_port, toml_value
 
 __all__ = [
-    "CALLBACK_FORMATS", "JSMS_RETRIES", "PASSWORD_CHECK", "ApiSettings", "AppConfig", "ChannelConfig", "Config", "ConfigError",
+    "CALLBACK_FORMATS", "JSMS_RETRIES", "PASSWORD_CHECK", "ApiSettings", "AppConfig",
+    "ChannelConfig", "Config", "ConfigError",
     "GatewaySettings", "Problem", "TemplateConfig", "describe_config", "load_config",
     "mask_secret", "parse_config", "split_host_port", "toml_value", "world_readable_warning",
     "callback_url_problem",

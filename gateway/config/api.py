@@ -50,10 +50,10 @@ def callback_url_problem(value: str) -> str | None:
     1024 characters."""
     try:
         parts = urllib.parse.urlsplit(value)
-        parts.port                                     # ValueError for a port out of range
+        port_ok = parts.port != 0                   # .port raises ValueError past 65535
     except ValueError:
-        parts = None
-    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname
+        parts, port_ok = None, False
+    if (not port_ok or parts.scheme not in ("http", "https") or not parts.hostname
             or len(value) > MAX_URL or not re.fullmatch(r"[^\s\x00-\x1f\x7f]+", value)):
         return f"is not accepted; use an http:// or https:// URL (at most {MAX_URL} characters)"
     return None

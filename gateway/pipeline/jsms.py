@@ -213,7 +213,8 @@ class UrlVerifier:
         error = await self._ask(url, "".join(secrets.choice(ECHOSTR_ALPHABET)
                                              for _ in range(ECHOSTR_LENGTH)))
         before = self._checks.pop(url, None)
-        self._checks[url] = UrlCheck(error is None, error, started, started + self.interval)
+        # The next check is an interval after this one ended, however long it took.
+        self._checks[url] = UrlCheck(error is None, error, started, self.clock() + self.interval)
         self._forget_least_used()
         self.metrics.callback_verifications.labels("passed" if error is None else "failed").inc()
         for app, kind in self._owners.get(url, ()):
@@ -238,7 +239,9 @@ class UrlVerifier:
 
     def _forget_least_used(self) -> None:
         while len(self._checks) > self.LIMIT:
-            oldest = next(url for url in self._checks if url not in self._owners)
+            oldest = next((url for url in self._checks if url not in self._owners), None)
+            if oldest is None:
+                return
             del self._checks[oldest]
 
     def _log(self, url: str, before: UrlCheck | None, error: str | None) -> None:

@@ -255,7 +255,7 @@ def test_the_default_jsms_schedule_is_3_minutes_1_hour_12_hours_then_given_up(tm
             async with sending(store, {"app1": jsms_app(receiver.url("status"))},
                                clock=lambda: clock[0]):
                 for attempt in range(1, 5):
-                    await eventually(lambda: len(store.done) == attempt)
+                    await eventually(lambda attempt=attempt: len(store.done) == attempt)
                     if store.done[-1][3] is not None:
                         clock[0] = store.done[-1][3]              # when the next one is due
         waits = [None if next_at is None else next_at - now
@@ -438,3 +438,25 @@ def test_the_gateway_reports_a_failing_url_and_sends_to_a_requests_own_url(tmp_p
         assert broken.callbacks == [] and own.problems == app_receiver.problems == []
 
     run(scenario, timeout=60)
+
+
+def test_the_verifier_keeps_the_apps_urls_and_forgets_the_least_used_others():
+    from gateway.pipeline.jsms import UrlVerifier
+
+    async def scenario():
+        import aiohttp
+        async with JsmsReceiver(KEY, SECRET) as receiver, aiohttp.ClientSession() as http:
+            verifier = UrlVerifier(lambda: http, 2, 60, Metrics())
+            verifier.LIMIT = 4                                    # the app's URL and 3 others
+            verifier.watch({"app1": jsms_app(receiver.url("app"))})
+            urls = [receiver.url(f"own/{n}") for n in range(4)]
+            assert await verifier.check(receiver.url("app"))
+            for url in urls[:3]:
+                assert await verifier.check(url)
+            assert await verifier.check(urls[0])                   # used again: kept
+            assert await verifier.check(urls[3])                   # urls[1] is forgotten
+            assert [verifier.state(u) is not None for u in urls] == [True, False, True, True]
+            assert verifier.state(receiver.url("app")).verified
+            assert len(receiver.checks) == 5                       # urls[0] was not re-checked
+            await verifier.close()
+    run(scenario)
