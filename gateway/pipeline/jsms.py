@@ -114,7 +114,7 @@ class UrlCheck:
 
 
 class UrlVerifier:
-    """Which callback URLs passed JSMS's echostr check, checking each once at a time.
+    """Which callback URLs passed JSMS's echostr check; one check of a URL at a time.
 
     ``check(url)`` answers at once for a URL that passed, or that failed less than
     ``interval`` seconds ago; otherwise it checks (callers of the same URL share one check).
@@ -153,6 +153,8 @@ class UrlVerifier:
                                                                 name="callback-urls")
 
     async def close(self) -> None:
+        """Stop the rechecks and cancel the checks in flight (their callers are cancelled
+        with them: the sender closes first)."""
         tasks = [t for t in (self._task, *self._running.values()) if t is not None]
         for task in tasks:
             task.cancel()

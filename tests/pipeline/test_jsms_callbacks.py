@@ -460,3 +460,22 @@ def test_the_verifier_keeps_the_apps_urls_and_forgets_the_least_used_others():
             assert len(receiver.checks) == 5                       # urls[0] was not re-checked
             await verifier.close()
     run(scenario)
+
+
+def test_a_url_changed_by_a_reload_is_verified_before_the_waiting_events_go_to_it(tmp_path):
+    async def scenario(store):
+        message_id = await ended(store, "DELIVRD", time.time())
+        async with JsmsReceiver(KEY, SECRET, fail_posts=1) as old, \
+                JsmsReceiver(KEY, SECRET) as new:
+            async with sending(store, {"app1": jsms_app(old.url("v1"),
+                                                        callback_retries=(0.3,))}):
+                await eventually(lambda: old.callbacks)               # answered 500
+            # The reloaded configuration names another URL: a new sender, as after SIGHUP.
+            async with sending(store, {"app1": jsms_app(new.url("v2"),
+                                                        callback_retries=(0.3,))}):
+                await eventually(lambda: new.acknowledged)
+        assert old.order == ["GET /v1", "POST /v1"]
+        assert new.order == ["GET /v2", "POST /v2"]
+        assert new.acknowledged[0].data["msgId"] == str(message_id)
+        assert await outbox(store) == [("app1", "status", 2, "done", None)]
+    with_store(scenario, str(tmp_path / "gw.sqlite"))
