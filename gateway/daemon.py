@@ -96,8 +96,10 @@ class Gateway:
         self.store.queue_status_callbacks_for(
             name for name, app in self.config.apps.items() if app.status_callback)
         if self.config.apps:
-            self.callbacks = CallbackSender(self.store, self.config.apps, self.config.api,
-                                            self.metrics, clock=self.options.clock)
+            self.callbacks = CallbackSender(
+                self.store, self.config.apps, self.config.api, self.metrics,
+                clock=self.options.clock, tables=tables,
+                providers={name: c.provider for name, c in self.config.channels.items()})
             self.callbacks.start()
         for name, channel in self.config.channels.items():
             codes = tables.for_provider(channel.provider)
@@ -210,7 +212,10 @@ class Gateway:
                                                 for c in s.connections]}
                     for s in statuses}
         ready = self._running and any(s.healthy for s in statuses)
-        return ready, {"channels": channels}
+        detail = {"channels": channels}
+        if self.callbacks is not None:           # reported; the API still serves without them
+            detail["callbacks"] = self.callbacks.report()
+        return ready, detail
 
 
 # ----------------------------------------------------------------------------- the command

@@ -1,6 +1,7 @@
 """Verification codes: the gateway makes the code, sends it, and checks it.
 
     POST /v1/codes                 {mobile, temp_id}  -> {"msg_id": "288193860302"}
+                                   (and ``callback``, as for /v1/messages)
     POST /v1/codes/{msg_id}/valid  {code}             -> {"is_valid": true}
     POST /v1/voice_codes           a CMPP channel carries no voice: 403/50008
 
@@ -18,7 +19,7 @@ from aiohttp import web
 
 from gateway.store import ApiRequest, code_digest
 
-from .context import API_KEY, APP, Api, dumps, json_body, start_send
+from .context import API_KEY, APP, Api, dumps, json_body, request_callback, start_send
 from .errors import ApiError
 from .messages import compose
 
@@ -43,7 +44,7 @@ async def send_code(request: web.Request) -> web.Response:
     params = {"code": code}
     if "ttl" in template.placeholders:
         params["ttl"] = str(max(1, round(ttl / 60)))           # minutes, as SMS texts say it
-    message = compose(api, app, template, mobile, params)
+    message = compose(api, app, template, mobile, params, callback=request_callback(body))
     api.rules.check_app(app.name)
     response = await api.submit(ApiRequest(
         app.name, (message,), code=(code_digest(code), api.clock() + ttl), idempotency_key=key,

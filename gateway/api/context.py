@@ -12,7 +12,7 @@ import time
 
 from aiohttp import web
 
-from gateway.config import Config
+from gateway.config import Config, callback_url_problem
 from gateway.store import AcceptedRequest, ApiRequest
 
 from .errors import ApiError
@@ -73,6 +73,19 @@ def idempotency_key(request: web.Request) -> str | None:
     if not 1 <= len(key) <= 255:
         raise ApiError(50007, "Idempotency-Key must be 1 to 255 characters")
     return key
+
+
+def request_callback(body: dict) -> str | None:
+    """The send request's own status callback URL (``callback``, seed 004), which replaces the
+    app's for its messages; None when it gives none. ApiError 50007 when it is not an http://
+    or https:// URL."""
+    url = body.get("callback")
+    if url is None or url == "":
+        return None
+    if not isinstance(url, str) or callback_url_problem(url):
+        raise ApiError(50007, "callback must be an http:// or https:// URL of at most 1024 "
+                              "characters")
+    return url
 
 
 async def start_send(request: web.Request):

@@ -5,6 +5,9 @@
                              -> {success_count, failure_count, recipients: [...]}
     GET  /v1/messages/{msg_id}  the common status, per part detail, raw Stat and times
 
+A send may carry ``callback``: the URL its messages' statuses are called back to instead of
+the app's ``status_callback`` (kept with each message).
+
 A batch refuses a recipient alone (its entry carries error_code and error_message, and a
 msg_id under which the refusal is kept, as in the JSMS example) and sends the others; a problem
 with the request as a whole refuses it whole and stores nothing.
@@ -16,7 +19,7 @@ from aiohttp import web
 
 from gateway.store import ApiRequest, NewMessage
 
-from .context import API_KEY, APP, Api, dumps, start_send
+from .context import API_KEY, APP, Api, dumps, request_callback, start_send
 from .errors import ApiError
 from .registry import Template
 
@@ -30,7 +33,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/messages/{msg_id}", status)
 
 
-def compose(api: Api, app, template: Template, mobile: str, params, seen=None) -> NewMessage:
+def compose(api: Api, app, template: Template, mobile: str, params, seen=None,
+            callback: str | None = None) -> NewMessage:
     """The message for one recipient: rendered, signed, checked (ApiError otherwise)."""
     from .rules import render
     text = render(template, params)
@@ -46,7 +50,7 @@ def compose(api: Api, app, template: Template, mobile: str, params, seen=None) -
     if channel not in app.channels:
         raise ApiError(50013, "its channel is not one of the app's")
     return NewMessage(app.name, channel, mobile, text, str(template.id), template.type,
-                      reference=api.references.next(mobile))
+                      reference=api.references.next(mobile), callback=callback)
 
 
 async def send_one(request: web.Request) -> web.Response:
@@ -55,7 +59,8 @@ async def send_one(request: web.Request) -> web.Response:
         return replayed
     mobile = api.mobiles.normalize(body.get("mobile"))
     template = api.registry.template(app, body.get("temp_id"), SENDABLE)
-    message = compose(api, app, template, mobile, body.get("temp_para"))
+    message = compose(api, app, template, mobile, body.get("temp_para"),
+                      callback=request_callback(body))
     api.rules.check_app(app.name)
     response = await api.submit(ApiRequest(
         app.name, (message,), idempotency_key=key,
@@ -76,6 +81,7 @@ async def send_batch(request: web.Request) -> web.Response:
         raise ApiError(50007, "recipients must be a list")
     if len(recipients) > MAX_RECIPIENTS:
         raise ApiError(50031)
+    callback = request_callback(body)
     api.rules.check_app(app.name, len(recipients))
     good, refused, plan = [], [], []
     seen: set = set()
@@ -84,7 +90,8 @@ async def send_batch(request: web.Request) -> web.Response:
             if not isinstance(entry, dict):
                 raise ApiError(50007, "a recipient must be an object")
             mobile = api.mobiles.normalize(entry.get("mobile"))
-            good.append(compose(api, app, template, mobile, entry.get("temp_para"), seen))
+            good.append(compose(api, app, template, mobile, entry.get("temp_para"), seen,
+                                callback))
             plan.append(("sent", len(good) - 1, entry))
         except ApiError as error:
             refused.append((_refusal(app, template, entry), error.code))

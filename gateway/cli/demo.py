@@ -5,15 +5,18 @@ It starts the built-in ISMG simulator as the SMS center, a small receiver for ca
 the gateway (SQLite store in a temporary directory, a demo app and templates), then sends a few
 messages through the HTTP API exactly as an application would: a notification, a long Chinese
 message, a batch with one bad number, a verification code (then checks it), and one to a
-number the simulator reports as not existing. It prints each message until it is final, every
-callback the receiver gets (with its signature checked), and an MO reply that unsubscribes the
-sender. It ends by itself, or on Ctrl-C, and cleans up.
+number the simulator reports as not existing. It prints each message until it is final, and
+what the app's receiver sees in JSMS's callback format: the echostr check of its URLs, then
+every SMS_REPORT (with its JSMS status code) and the SMS_REPLY of an MO that unsubscribes the
+sender, each with its signature checked as a JSMS receiver checks it. It ends by itself, or on
+Ctrl-C, and cleans up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import signal
 import socket
@@ -27,8 +30,8 @@ from aiohttp import web
 
 from gateway.config import parse_config
 from gateway.daemon import Gateway, GatewayOptions
-from gateway.pipeline import verify
 from gateway.sim import Account, Simulator, SimulatorConfig
+from gateway.status import JSMS_CODES
 
 KEY, SECRET = "demo-app-key", "demo-master-secret"
 FAILING = "13900000000"            # the simulator reports MK:0012 (number does not exist)
@@ -53,6 +56,7 @@ master_secret = "{secret}"
 whitelist = ["127.0.0.1"]
 status_callback = "http://127.0.0.1:{receiver}/status"
 mo_callback = "http://127.0.0.1:{receiver}/mo"
+callback_format = "jsms"
 signature = "演示"
 [templates.1]
 type = "notification"
@@ -73,7 +77,8 @@ def free_port() -> int:
 
 
 class Receiver:
-    """The application's callback endpoint: checks each signature and prints what it got."""
+    """The application's callback endpoint, as an app written against JSMS has it: answers
+    the echostr check of its URLs, checks each callback's signature and prints what it got."""
 
     def __init__(self, out) -> None:
         self.out = out
@@ -81,22 +86,30 @@ class Receiver:
 
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_post("/status", self.receive)
-        app.router.add_post("/mo", self.receive)
+        for path in ("/status", "/mo"):
+            app.router.add_get(path, self.check)
+            app.router.add_post(path, self.receive)
         return app
 
+    async def check(self, request: web.Request) -> web.Response:
+        self.out(f"  the receiver answers the echostr check of {request.path}")
+        return web.Response(text=request.query.get("echostr", ""))
+
     async def receive(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        valid = verify(body, SECRET, request.headers.get("X-CMPP-Signature", ""))
-        event = json.loads(body)
-        self.events.append(event)
-        if event["type"] == "status":
-            self.out(f"  callback: message {event['msg_id']} is {event['status']}"
-                     f" ({event['stat']}), signature {'ok' if valid else 'BAD'}")
+        form = await request.post()
+        text = f"appKey={KEY}&appMasterSecret={SECRET}&nonce={form['nonce']}" \
+               f"&timestamp={form['timestamp']}"
+        valid = hashlib.sha1(text.encode()).hexdigest() == form["signature"]
+        kind, data = form["type"], json.loads(form["data"])
+        self.events.append({"type": kind, **data})
+        if kind == "SMS_REPORT":
+            self.out(f"  callback SMS_REPORT: message {data['msgId']} status {data['status']} "
+                     f"({JSMS_CODES.get(data['status'], '?')}), signature "
+                     f"{'ok' if valid else 'BAD'}")
         else:
-            self.out(f"  callback: MO {event['text']!r} from {event['mobile']}, "
+            self.out(f"  callback SMS_REPLY: {data['content']!r} from {data['phone']}, "
                      f"signature {'ok' if valid else 'BAD'}")
-        return web.json_response({"ok": True})
+        return web.Response(text="ok")
 
 
 async def run_demo(out=print, timeout: float = 60.0) -> int:
@@ -113,9 +126,9 @@ async def run_demo(out=print, timeout: float = 60.0) -> int:
                                             ismg=sim.address[1], key=KEY, secret=SECRET,
                                             **ports))
         gateway = Gateway(config, GatewayOptions())
-        await gateway.start()
         out(f"simulator (the SMS center) on 127.0.0.1:{sim.address[1]}; API on "
             f"http://127.0.0.1:{ports['api']}; metrics on http://127.0.0.1:{ports['ops']}/metrics")
+        await gateway.start()
         try:
             await gateway.pools["demo"].wait_ready()
             status = await _scenario(f"http://127.0.0.1:{ports['api']}", sim, receiver, out, timeout)
@@ -156,8 +169,9 @@ async def _scenario(base: str, sim: Simulator, receiver: Receiver, out, timeout:
         finals = await _follow(http, ids, out, timeout)
         sim.send_mo("900001", "8613800138000", "10690001", "TD")
         out("the handset 13800138000 replies \"TD\" (unsubscribe)")
-        await _wait(lambda: sum(e["type"] == "mo" for e in receiver.events) >= 1, timeout)
-        await _wait(lambda: sum(e["type"] == "status" for e in receiver.events) >= len(ids), 5)
+        await _wait(lambda: sum(e["type"] == "SMS_REPLY" for e in receiver.events) >= 1, timeout)
+        await _wait(lambda: sum(e["type"] == "SMS_REPORT" for e in receiver.events) >= len(ids),
+                    5)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(_count(finals.values()).items()))
     out(f"done: {len(finals)} messages ({summary}); {len(receiver.events)} callbacks received")
     return 0 if len(finals) == len(ids) else 1

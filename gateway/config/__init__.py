@@ -7,10 +7,18 @@ templates (``api``); every problem is collected and named with its table, key an
 
 Offers: Config, GatewaySettings, ChannelConfig, ApiSettings, AppConfig, TemplateConfig,
 ConfigError, Problem, load_config, parse_config, describe_config, mask_secret,
-world_readable_warning, PASSWORD_CHECK, split_host_port, toml_value.
+world_readable_warning, PASSWORD_CHECK, split_host_port, toml_value, callback_url_problem (the
+check a callback URL passes), CALLBACK_FORMATS and JSMS_RETRIES.
 """
 
-from .api import ApiSettings, AppConfig, TemplateConfig
+from .api import (
+    CALLBACK_FORMATS,
+    JSMS_RETRIES,
+    ApiSettings,
+    AppConfig,
+    TemplateConfig,
+    callback_url_problem,
+)
 from .file import (
     PASSWORD_CHECK,
     ChannelConfig,
@@ -27,7 +35,9 @@ from .file import (
 from .schema import split_host_port, toml_value
 
 __all__ = [
-    "PASSWORD_CHECK", "ApiSettings", "AppConfig", "ChannelConfig", "Config", "ConfigError",
+    "CALLBACK_FORMATS", "JSMS_RETRIES", "PASSWORD_CHECK", "ApiSettings", "AppConfig",
+    "ChannelConfig", "Config", "ConfigError",
     "GatewaySettings", "Problem", "TemplateConfig", "describe_config", "load_config",
     "mask_secret", "parse_config", "split_host_port", "toml_value", "world_readable_warning",
+    "callback_url_problem",
 ]

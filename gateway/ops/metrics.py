@@ -19,7 +19,7 @@ from cmpp import events as ev
 from cmpp.pdus import ActiveTest, Submit
 from gateway.status import Classification, ReceiptCodes
 
-from .counters import CounterFamily, FamiliesCollector, HistogramFamily
+from .counters import CounterFamily, FamiliesCollector, GaugeFamily, HistogramFamily
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 RECEIPT_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 6 * 3600, 24 * 3600, 72 * 3600)
@@ -64,8 +64,18 @@ class Metrics:
                                 ["channel", "status"])
         self.callbacks = CounterFamily("cmpp_callbacks", "Callback attempts by outcome",
                                  ["app", "kind", "outcome"])
+        self.callbacks_held = CounterFamily(
+            "cmpp_callbacks_held", "Callbacks kept back (not sent, no attempt counted) because "
+            "their URL has not passed its echostr check (jsms format)", ["app", "kind"])
+        self.callback_verifications = CounterFamily(
+            "cmpp_callback_verifications", "echostr checks of callback URLs (jsms format), "
+            "by outcome: passed or failed", ["outcome"])
+        self.callback_url_verified = GaugeFamily(
+            "cmpp_callback_url_verified", "1 when an app's callback URL passed its last echostr "
+            "check, 0 when it failed (jsms format)", ["app", "kind"])
         self._channels: dict[str, ChannelMetrics] = {}
-        families = [v for v in vars(self).values() if isinstance(v, (CounterFamily, HistogramFamily))]
+        families = [v for v in vars(self).values()
+                    if isinstance(v, (CounterFamily, GaugeFamily, HistogramFamily))]
         r.register(FamiliesCollector(families))
 
     def channel(self, name: str, codes: ReceiptCodes) -> ChannelMetrics:

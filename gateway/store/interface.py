@@ -46,7 +46,8 @@ def to_unsigned(value: int) -> int:
 @dataclass(frozen=True)
 class NewMessage:
     """A message accepted from an application: one recipient, the final text (signature
-    included), and the 8-bit UDH reference its parts will carry if it is long."""
+    included), the 8-bit UDH reference its parts will carry if it is long, and the URL its
+    final status is called back to instead of its app's (``callback``, from the request)."""
 
     app: str
     channel: str
@@ -56,6 +57,7 @@ class NewMessage:
     kind: str = "notification"
     idempotency_key: str | None = None
     reference: int = 0
+    callback: str | None = None
 
 
 class Accepted(NamedTuple):
@@ -203,6 +205,7 @@ class MessageView:
     status_at: float | None
     parts: int | None
     segments: tuple[SegmentView, ...] = field(default_factory=tuple)
+    callback: str | None = None              # the request's own status callback URL
 
 
 @dataclass(frozen=True)
@@ -322,3 +325,8 @@ class Store(abc.ABC):
     async def callback_done(self, entry_id: int, delivered: bool, now: float,
                             next_attempt_at: float | None, error: str | None) -> None:
         """Mark a callback sent (or dropped), or schedule its next attempt."""
+
+    @abc.abstractmethod
+    async def hold_callback(self, entry_id: int, until: float, reason: str) -> None:
+        """Keep a callback back until ``until`` without counting an attempt: nothing was
+        sent (its URL has not passed verification); ``reason`` is kept as its last error."""

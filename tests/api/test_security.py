@@ -45,6 +45,7 @@ app_key = "{APP_KEY}"
 master_secret = "{MASTER_SECRET}"
 status_callback = "{callback}/status"
 mo_callback = "{callback}/mo"
+callback_retries = [0.2, 0.5, 1]
 signature = "商城"
 [templates.1]
 type = "notification"
@@ -62,8 +63,12 @@ def test_no_secret_number_or_content_reaches_the_logs_of_a_full_run(tmp_path):
         async def receiver(request):
             received.append(await request.read())
             return web.Response(status=500 if len(received) <= 2 else 200)
+
+        async def echo(request):                        # the URLs' JSMS verification
+            return web.Response(text=request.query["echostr"])
         callback_app = web.Application()
         callback_app.router.add_post("/{kind}", receiver)
+        callback_app.router.add_get("/{kind}", echo)
         runner = web.AppRunner(callback_app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

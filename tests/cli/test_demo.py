@@ -19,6 +19,11 @@ def test_the_demo_sends_through_the_api_and_sees_every_message_end():
     assert text.count("POST /v1/messages -> 200") == 3 and '"error_code": "50006"' in text
     assert '{"is_valid": true}' in text
     assert "message 6 to 13900000000: undeliverable (MK:0012, permanent)" in text
+    assert text.count("the receiver answers the echostr check of") == 2
+    assert text.count("callback SMS_REPORT: message") == 5
+    assert "callback SMS_REPORT: message 6 status 4004 (number does not exist)" in text
+    assert "callback SMS_REPORT: message 1 status 4001 (delivered)" in text
+    assert "callback SMS_REPLY: 'TD' from 13800138000" in text
     assert text.count("signature ok") == 6 and "BAD" not in text
     assert lines[-1] == "done: 5 messages (4 delivered, 1 undeliverable); 6 callbacks received"
 

@@ -54,9 +54,10 @@ def test_every_command_of_the_operators_guide_works_from_a_fresh_copy(tmp_path):
 
     assert "# channel center: receipt codes of provider 'cmcc-gd' from " \
            f"{copy / 'providers' / 'cmcc-gd.toml'}" in out
-    assert "'MK:0099' -> rejected, permanent cause, listed: number on the center's blacklist" \
-        in out
-    assert "'MK:0012' -> undeliverable, permanent cause, listed: number does not exist" in out
+    assert "'MK:0099' -> rejected, permanent cause, listed, JSMS 4002: number on the center's " \
+        "blacklist" in out
+    assert "'MK:0012' -> undeliverable, permanent cause, listed, JSMS 4004: number does not " \
+        "exist" in out
     assert re.search(r'"status": ?"delivered"', out)
     assert re.search(r'"success_count": ?1, ?"failure_count": ?1', out)
     assert re.search(r'"error_code": ?"50006"', out)

@@ -204,6 +204,9 @@ class SqliteStore(Store):
                       next_attempt_at: float | None, error: str | None) -> asyncio.Future:
         return self._submit(sql.callback_done, entry_id, delivered, now, next_attempt_at, error)
 
+    def hold_callback(self, entry_id: int, until: float, reason: str) -> asyncio.Future:
+        return self._submit(sql.hold_callback, entry_id, until, reason)
+
     def pending_callbacks(self) -> asyncio.Future:
         return self._submit(sql.pending_callbacks)
 
