@@ -322,3 +322,26 @@ class Store(abc.ABC):
     async def callback_done(self, entry_id: int, delivered: bool, now: float,
                             next_attempt_at: float | None, error: str | None) -> None:
         """Mark a callback sent (or dropped), or schedule its next attempt."""
+
+    # The apps' users: numbers bound per channel, and a default ("default"), kept per app.
+
+    @abc.abstractmethod
+    async def save_users(self, app: str, users: list[tuple[str, dict[str, str]]], replace: bool,
+                         max_users: int, now: float) -> list[bool]:
+        """Store each (userid, numbers by channel or "default") of ``app``, in order: merged
+        into the user's numbers, or instead of them with ``replace``. A user new to the app is
+        refused (False) once the app holds ``max_users``; True: stored."""
+
+    @abc.abstractmethod
+    async def user(self, app: str, userid: str) -> dict[str, str] | None:
+        """The user's numbers by channel or "default"; None when ``app`` has no such user."""
+
+    @abc.abstractmethod
+    async def delete_user(self, app: str, userid: str) -> bool:
+        """Forget the user; False when ``app`` had no such user."""
+
+    @abc.abstractmethod
+    async def user_numbers(self, app: str, userids: list[str],
+                           channel: str) -> dict[str, str | None]:
+        """For each of ``userids`` that ``app`` holds, the number to send to on ``channel``:
+        the one bound to it, else the user's default, else None. Unknown users are left out."""

@@ -193,8 +193,9 @@ class State:
 # The layout of the store file, in PRAGMA user_version. A version that changes the layout
 # raises it and migrates older files in open_database; a file of a newer version is refused,
 # so a downgrade never writes to a layout it does not know (restore the backup taken before
-# the upgrade instead).
-SCHEMA_VERSION = 1
+# the upgrade instead). Versions: 1, the first; 2, the apps' users (the tables of users.py,
+# which an older file gains as the store opens: they are new, nothing else changes).
+SCHEMA_VERSION = 2
 
 ROWS_PER_STATEMENT = 512
 MIN_SQLITE = (3, 35, 0)
