@@ -73,6 +73,8 @@ API_FIELDS = (
     Field("callback_retry_for", NUMBER, 86400, seconds()),
     Field("callback_timeout", NUMBER, 10, seconds()),
     Field("max_connections", INTEGER, 1000, in_range(1, 100000)),
+    Field("max_upload", INTEGER, 8 << 20, in_range(1024, 256 << 20)),
+    Field("max_users", INTEGER, 1_000_000, in_range(1, 100_000_000)),
 )
 
 APP_FIELDS = (
@@ -118,6 +120,8 @@ class ApiSettings:
     callback_retry_for: float = 86400
     callback_timeout: float = 10
     max_connections: int = 1000
+    max_upload: int = 8 << 20          # bytes of a users file (CSV or XLSX)
+    max_users: int = 1_000_000         # users (userid and numbers) an app may hold
 
 
 @dataclass(frozen=True)
