@@ -87,15 +87,21 @@ async def start_send(request: web.Request):
 
 async def json_body(request: web.Request) -> dict:
     """The request's JSON object; ApiError 50003, 50017 or 50007."""
+    body = await json_value(request)
+    if not isinstance(body, dict):
+        raise ApiError(50007, "expected a JSON object")
+    return body
+
+
+async def json_value(request: web.Request):
+    """The request's JSON, whatever its type; ApiError 50003 (no body), 50017 (not
+    application/json) or 50007 (not JSON)."""
     raw = await request.read()
     if not raw.strip():
         raise ApiError(50003)
     if request.content_type != "application/json":
         raise ApiError(50017, "send application/json")
     try:
-        body = json.loads(raw)
+        return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(50007, "not JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(50007, "expected a JSON object")
-    return body
