@@ -1,7 +1,8 @@
 """What the API's handlers share: the ``Api`` context (the gateway, its apps, templates and
-rules), the request keys it is found under, and reading a request's JSON body and
-Idempotency-Key. The route modules (``messages``, ``codes``, ``templates_signs``) and the
-application (``app``) all import from here, and nothing here imports them.
+rules), the request keys it is found under, and reading a request's JSON body, a multipart
+part up to a limit, and the Idempotency-Key. The route modules (``messages``, ``codes``,
+``templates_signs``, ``users``) and the application (``app``) all import from here, and
+nothing here imports them.
 """
 
 from __future__ import annotations
@@ -105,3 +106,13 @@ async def json_value(request: web.Request):
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(50007, "not JSON") from None
+
+
+async def read_limited(part, limit: int) -> bytes | None:
+    """A multipart part's content, or None as soon as it grows over ``limit`` bytes."""
+    content = bytearray()
+    while chunk := await part.read_chunk(64 << 10):
+        content += chunk
+        if len(content) > limit:
+            return None
+    return bytes(content)

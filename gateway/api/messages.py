@@ -6,9 +6,10 @@
     GET  /v1/messages/{msg_id}  the common status, per part detail, raw Stat and times
 
 A recipient is a ``mobile`` or a ``userid`` (a user of the app: the number bound to the channel
-that sends, else the user's default; ``users``). A batch refuses a recipient alone (its entry carries error_code and error_message, and a
-msg_id under which the refusal is kept, as in the JSMS example) and sends the others; a problem
-with the request as a whole refuses it whole and stores nothing.
+that sends, else the user's default; see ``users``). A batch refuses a recipient alone (its
+entry carries error_code and error_message, and a msg_id under which the refusal is kept, as
+in the JSMS example) and sends the others; a problem with the request as a whole refuses it
+whole and stores nothing.
 """
 
 from __future__ import annotations
@@ -127,7 +128,8 @@ def _refusal(app, template: Template, entry, mobile) -> NewMessage:
 
 def _named(entry) -> dict:
     """How the answer names a recipient: as the request did, by userid or by mobile."""
-    if isinstance(entry, dict) and "userid" in entry and "mobile" not in entry:
+    if isinstance(entry, dict) and entry.get("userid") is not None and \
+            entry.get("mobile") in (None, ""):
         return {"userid": entry["userid"]}
     return {"mobile": entry.get("mobile") if isinstance(entry, dict) else None}
 

@@ -18,8 +18,6 @@ import re
 import zipfile
 from typing import Iterator, NamedTuple
 
-import openpyxl
-
 from .errors import ApiError
 from .rules import MobileRule
 
@@ -180,6 +178,8 @@ def _decode(data: bytes) -> str:
 def _xlsx_cells(data: bytes) -> Iterator[tuple[int, list[str]]]:
     """The first worksheet's rows (up to MAX_COLUMNS cells each) as text. Whatever openpyxl
     raises on a malformed file is ApiError 50007."""
+    import openpyxl             # here: importing it takes a few hundred ms, at the first XLSX
+
     _check_expanded(data)
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)

@@ -25,9 +25,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.multipart import BodyPartReader
 
-from .context import API_KEY, APP, Api, dumps, json_body, json_value
+from .context import API_KEY, APP, Api, dumps, json_body, json_value, read_limited
 from .errors import ApiError
-from .templates_signs import _read_limited
 from .uploads import Row, check_user, check_userid, json_rows, read_file
 
 MAX_USERS = 1000                       # users a JSON upload
@@ -81,9 +80,17 @@ async def _save(api: Api, app, rows: list[Row]) -> list[ApiError | None]:
     good = [row.user for row in rows if not isinstance(row.user, ApiError)]
     stored = iter(await api.store.save_users(app.name, good, False, api.settings.max_users,
                                              api.clock()) if good else ())
-    full = ApiError(50206, f"the app holds {api.settings.max_users} users, the most it may")
-    return [row.user if isinstance(row.user, ApiError) else None if next(stored) else full
-            for row in rows]
+    errors = []
+    for row in rows:
+        if isinstance(row.user, ApiError):
+            errors.append(row.user)
+        else:
+            errors.append(None if next(stored) else _full(api))
+    return errors
+
+
+def _full(api: Api) -> ApiError:
+    return ApiError(50206, f"the app holds {api.settings.max_users} users, the most it may")
 
 
 def _answer(errors: list[ApiError | None], **body) -> web.Response:
@@ -132,7 +139,7 @@ async def _form_file(request: web.Request, limit: int) -> tuple[bytes, str]:
                     part.headers.get("Content-Type", "").partition(";")[0].strip().lower())
                 if kind is None:
                     raise ApiError(50017, SEND_A_FILE)
-                data = await _read_limited(part, limit)
+                data = await read_limited(part, limit)
                 if data is None:
                     raise _too_large(limit)
                 return data, kind
@@ -168,7 +175,7 @@ async def put_user(request: web.Request) -> web.Response:
     user = check_user(userid, body.get("phone"), api.mobiles, app.channels)
     if not (await api.store.save_users(app.name, [user], True, api.settings.max_users,
                                        api.clock()))[0]:
-        raise ApiError(50206, f"the app holds {api.settings.max_users} users, the most it may")
+        raise _full(api)
     return _user(*user)
 
 
@@ -186,36 +193,38 @@ def _user(userid: str, phones: dict[str, str]) -> web.Response:
 
 # ----------------------------------------------------------------------------- sending
 
-class Recipient(NamedTuple):
-    """Whom a send names: a number (normalised) or a user of the app."""
+class UserRef(NamedTuple):
+    """A recipient named by userid: its number depends on the channel that sends."""
 
-    mobile: str | None = None
-    userid: str | None = None
+    userid: str
 
 
-def recipient(api: Api, entry) -> Recipient:
-    """The ``mobile`` or ``userid`` of a send or of a batch's recipient; ApiError 50004
-    (neither), 50006 (a bad number), 50202 (a bad userid), 50007 (both, or not an object)."""
+def recipient(api: Api, entry) -> str | UserRef:
+    """Whom a send or a batch's recipient names: its ``mobile``, normalised, or a user by
+    ``userid``; ApiError 50004 (neither), 50006 (a bad number), 50201/50202 (a bad userid),
+    50007 (both, or not an object)."""
     if not isinstance(entry, dict):
         raise ApiError(50007, "a recipient must be an object")
     if entry.get("userid") is None:
-        return Recipient(mobile=api.mobiles.normalize(entry.get("mobile")))
+        return api.mobiles.normalize(entry.get("mobile"))
     if entry.get("mobile") not in (None, ""):
         raise ApiError(50007, "give mobile or userid, not both")
-    return Recipient(userid=check_userid(entry["userid"]))
+    return UserRef(check_userid(entry["userid"]))
 
 
 async def numbers(api: Api, app, recipients: list, channel: str) -> list:
-    """For each recipient (a Recipient, or the ApiError that refused it), the number to send
-    to on ``channel``, or why not: its mobile; a user's number bound to ``channel``, else its
-    default; ApiError 50203 (the app has no such user) or 50204 (no number for ``channel``)."""
-    userids = list({r.userid for r in recipients
-                    if isinstance(r, Recipient) and r.userid is not None})
-    found = await api.store.user_numbers(app.name, userids, channel) if userids else {}
-    return [_number_of(r, found, channel) for r in recipients]
+    """``recipients`` (numbers, UserRefs, or the ApiErrors that refused them) with each user
+    replaced by the number to send to on ``channel``: the one bound to it, else the user's
+    default; or by ApiError 50203 (the app has no such user) or 50204 (no number for
+    ``channel``)."""
+    userids = {r.userid for r in recipients if type(r) is UserRef}
+    if not userids:
+        return recipients
+    found = await api.store.user_numbers(app.name, list(userids), channel)
+    return [_bound(found, r.userid, channel) if type(r) is UserRef else r for r in recipients]
 
 
-async def number(api: Api, app, who: Recipient, channel: str) -> str:
+async def number(api: Api, app, who: str | UserRef, channel: str) -> str:
     """The number to send a single message to; ApiError as ``numbers``."""
     (found,) = await numbers(api, app, [who], channel)
     if isinstance(found, ApiError):
@@ -223,11 +232,7 @@ async def number(api: Api, app, who: Recipient, channel: str) -> str:
     return found
 
 
-def _number_of(who, found: dict, channel: str) -> str | ApiError:
-    if isinstance(who, ApiError):
-        return who
-    if who.userid is None:
-        return who.mobile
-    if who.userid not in found:
+def _bound(found: dict, userid: str, channel: str) -> str | ApiError:
+    if userid not in found:
         return ApiError(50203)
-    return found[who.userid] or ApiError(50204, f"{channel}, and no default")
+    return found[userid] or ApiError(50204, f"{channel}, and no default")
