@@ -34,6 +34,9 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 FILE_TYPES = {"text/csv": "csv", "application/csv": "csv", XLSX: "xlsx"}
 SUFFIXES = {".csv": "csv", ".xlsx": "xlsx"}
 SEND_A_FILE = "send JSON, a CSV file or an XLSX file (save an XLS file as XLSX)"
+# Users a store operation: the store has one writer, and a file's 50,000 users in one
+# transaction would hold every send back for half a second; chunks let sends go in between.
+SAVE_CHUNK = 2000
 # Files read at once: each is held whole and parsed in a thread, so this bounds memory and CPU.
 UPLOADS = web.AppKey("uploads", asyncio.Semaphore)
 
@@ -76,10 +79,15 @@ def _json_upload(api: Api, app, body) -> list[Row]:
 
 
 async def _save(api: Api, app, rows: list[Row]) -> list[ApiError | None]:
-    """Store the users that passed their checks; for each row, why it was refused (or None)."""
+    """Store the users that passed their checks, SAVE_CHUNK at a time (a file is not stored
+    as a whole: what was stored before a failure stays, and uploading it again is harmless);
+    for each row, why it was refused (or None)."""
     good = [row.user for row in rows if not isinstance(row.user, ApiError)]
-    stored = iter(await api.store.save_users(app.name, good, False, api.settings.max_users,
-                                             api.clock()) if good else ())
+    saved = []
+    for start in range(0, len(good), SAVE_CHUNK):
+        saved += await api.store.save_users(app.name, good[start:start + SAVE_CHUNK], False,
+                                            api.settings.max_users, api.clock())
+    stored = iter(saved)
     errors = []
     for row in rows:
         if isinstance(row.user, ApiError):

@@ -343,8 +343,13 @@ def test_a_file_over_50000_users_is_refused_whole(tmp_path):
             answer = await upload_file(api, rows, "text/csv")
             assert error(50206, 403)(answer) and "50000" in answer[1]["error"]["message"]
             assert await stored_users(gateway) == []
+            saves, save_users = [], gateway.store.save_users
+            gateway.store.save_users = lambda app, users, *rest: \
+                saves.append(len(users)) or save_users(app, users, *rest)
             status, body = await upload_file(api, rows[:rows.index(b"u50000,")], "text/csv")
             assert (status, body["success_count"], body["refused"]) == (200, 50_000, [])
+            # In chunks, each its own operation, so that sends are not held back meanwhile.
+            assert sum(saves) == 50_000 and max(saves) <= 5000
     run(scenario, timeout=120)
 
 
