@@ -6,9 +6,9 @@ the gateway (SQLite store in a temporary directory, a demo app and templates), t
 messages through the HTTP API exactly as an application would: a notification, a long Chinese
 message, a batch with one bad number, a verification code (then checks it), one to a number
 the simulator reports as not existing, and one to a user by userid (after uploading the user's
-numbers: the one bound to the demo channel is used). It prints each message until it is final, every
-callback the receiver gets (with its signature checked), and an MO reply that unsubscribes the
-sender. It ends by itself, or on Ctrl-C, and cleans up.
+numbers: the one bound to the demo channel is used). It prints each message until it is final,
+every callback the receiver gets (with its signature checked), and an MO reply that
+unsubscribes the sender. It ends by itself, or on Ctrl-C, and cleans up.
 """
 
 from __future__ import annotations

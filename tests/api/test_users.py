@@ -130,8 +130,8 @@ def test_the_seeds_json_uploads_a_user_who_is_then_read_merged_replaced_and_dele
             assert (status, body) == (200, None)
             assert error(50203, 403)(await user(api, "zhangsan"))
             assert error(50203, 403)(await api.call("DELETE", "/v1/users/zhangsan"))
-            status, body, _ = await api.call("PUT", "/v1/users/lisi",     # PUT creates
-                                             {"userid": "lisi", "phone": {"default": "13700137000"}})
+            lisi = {"userid": "lisi", "phone": {"default": "13700137000"}}
+            status, body, _ = await api.call("PUT", "/v1/users/lisi", lisi)      # PUT creates
             assert status == 200 and (await user(api, "lisi"))[0] == 200
     run(scenario)
 
@@ -176,8 +176,8 @@ def test_a_put_is_checked_like_an_upload(tmp_path):
         async with stack(tmp_path) as (api, gateway, sim):
             assert error(50006, 403)(await api.call("PUT", "/v1/users/a", {"phone": {"cmcc": "1"}}))
             assert error(50004, 400)(await api.call("PUT", "/v1/users/a", {"phone": {}}))
-            assert error(50007, 403)(await api.call("PUT", "/v1/users/a",
-                                                    {"userid": "b", "phone": {"cmcc": "13800138000"}}))
+            other = {"userid": "b", "phone": {"cmcc": "13800138000"}}
+            assert error(50007, 403)(await api.call("PUT", "/v1/users/a", other))
             assert error(50202, 403)(await api.call("PUT", "/v1/users/a%20b",
                                                     {"phone": {"cmcc": "13800138000"}}))
             assert error(50202, 403)(await user(api, "x" * 65))
@@ -247,8 +247,8 @@ def test_an_xlsx_file_stores_its_users_and_reports_each_refused_row(tmp_path):
                 [(3, "lisi", "50006"), (5, "wangwu", "50007")]
             assert (await user(api, "zhangsan"))[1]["phone"] == {"default": "18756432567"}
             assert (await user(api, "1001"))[1]["phone"] == {"default": "13700137000"}
-            status, body = await upload_form(api, xlsx([["userid", "unicom"], ["lisi", "13800138000"]]),
-                                             "users.xlsx")
+            unicom = xlsx([["userid", "unicom"], ["lisi", "13800138000"]])
+            status, body = await upload_form(api, unicom, "users.xlsx")
             assert (status, body["success_count"]) == (200, 1), body
             assert (await user(api, "lisi"))[1]["phone"] == {"unicom": "13800138000"}
     run(scenario)
@@ -367,7 +367,8 @@ def test_one_app_never_reads_or_sends_to_another_apps_users(tmp_path):
             theirs = [{"userid": "zhangsan", "phone": {"default": "13900139000"}}]
             assert (await api.call("POST", "/v1/users", theirs, auth=OTHER))[0] == 200
             assert (await user(api, "zhangsan"))[1]["phone"] == {"default": "13800138000"}
-            assert (await user(api, "zhangsan", auth=OTHER))[1]["phone"] == {"default": "13900139000"}
+            assert (await user(api, "zhangsan", auth=OTHER))[1]["phone"] == \
+                {"default": "13900139000"}
             assert (await api.call("POST", "/v1/messages", send, auth=OTHER))[0] == 200
             await eventually(lambda: sent(sim) == [("10690001", "13900139000")])
     run(scenario)
@@ -390,7 +391,8 @@ def test_a_send_to_a_userid_goes_to_the_number_bound_to_its_channel_else_the_def
             assert (await api.call("POST", "/v1/users", USERS))[1]["failure_count"] == 0
 
             async def one(userid, temp_id=1, **para):
-                body = {"userid": userid, "temp_id": temp_id, "temp_para": para or {"order": userid}}
+                body = {"userid": userid, "temp_id": temp_id,
+                        "temp_para": para or {"order": userid}}
                 return await api.call("POST", "/v1/messages", body)
             assert (await one("both"))[0] == 200                          # cmcc: its binding
             assert (await one("both", 5, n="1"))[0] == 200                # unicom: its binding
@@ -398,19 +400,21 @@ def test_a_send_to_a_userid_goes_to_the_number_bound_to_its_channel_else_the_def
             assert (await one("unicom-only", 5, n="2"))[0] == 200
             assert error(50204, 403)(await one("unicom-only"))           # no cmcc, no default
             assert error(50203, 403)(await one("nobody"))
-            assert error(50007, 403)(await api.call("POST", "/v1/messages", {
-                "userid": "both", "mobile": "13800138000", "temp_id": 1, "temp_para": {"order": "x"}}))
+            both = {"userid": "both", "mobile": "13800138000", "temp_id": 1,
+                    "temp_para": {"order": "x"}}
+            assert error(50007, 403)(await api.call("POST", "/v1/messages", both))
             await eventually(lambda: len(sim.submits) == 4)
             assert sorted(sent(sim)) == [("10690001", "13800138001"), ("10690001", "13800138004"),
                                          ("10690002", "13800138002"), ("10690002", "13800138005")]
             assert sum((await gateway.store.status_counts()).values()) == 4
 
-            status, body, _ = await api.call("POST", "/v1/messages/batch", {"temp_id": 1, "recipients": [
+            batch = {"temp_id": 1, "recipients": [
                 {"userid": "both", "temp_para": {"order": "b1"}},
                 {"userid": "default-only", "temp_para": {"order": "b2"}},
                 {"userid": "unicom-only", "temp_para": {"order": "b3"}},
                 {"mobile": "13900139000", "temp_para": {"order": "b4"}},
-                {"userid": "nobody", "temp_para": {"order": "b5"}}]})
+                {"userid": "nobody", "temp_para": {"order": "b5"}}]}
+            status, body, _ = await api.call("POST", "/v1/messages/batch", batch)
             assert (status, body["success_count"], body["failure_count"]) == (200, 3, 2)
             first, second, no_number, by_mobile, unknown = body["recipients"]
             assert set(first) == {"msg_id", "userid"} and first["userid"] == "both"
@@ -419,13 +423,15 @@ def test_a_send_to_a_userid_goes_to_the_number_bound_to_its_channel_else_the_def
             assert no_number["temp_para"] == {"order": "b3"}
             assert unknown["error_code"] == "50203"
             await eventually(lambda: len(sim.submits) == 7)
-            assert sorted(sent(sim)[4:]) == [("10690001", "13800138001"), ("10690001", "13800138004"),
+            assert sorted(sent(sim)[4:]) == [("10690001", "13800138001"),
+                                             ("10690001", "13800138004"),
                                              ("10690001", "13900139000")]
             view = (await api.call("GET", f"/v1/messages/{second['msg_id']}"))[1]
             assert view["mobile"] == "13800138004" and view["channel"] == "cmcc"
 
             for userid, expected in (("both", "13800138001"), ("default-only", "13800138004")):
-                status, body, _ = await api.call("POST", "/v1/codes", {"userid": userid, "temp_id": 2})
+                code = {"userid": userid, "temp_id": 2}
+                status, body, _ = await api.call("POST", "/v1/codes", code)
                 assert status == 200, body
                 await eventually(lambda: sent(sim)[-1] == ("10690001", expected))
             assert error(50204, 403)(await api.call("POST", "/v1/codes",
@@ -447,9 +453,9 @@ def test_a_td_unsubscribes_the_number_whoever_it_is_bound_to(tmp_path):
             for userid in ("a", "b"):
                 assert error(50024, 403)(await api.call("POST", "/v1/messages",
                                                         {"userid": userid, "temp_id": 3}))
-            status, body, _ = await api.call("POST", "/v1/messages/batch", {"temp_id": 3, "recipients": [
-                {"userid": "a"}, {"userid": "c"}]})
+            batch = {"temp_id": 3, "recipients": [{"userid": "a"}, {"userid": "c"}]}
+            status, body, _ = await api.call("POST", "/v1/messages/batch", batch)
             assert [r.get("error_code") for r in body["recipients"]] == ["50024", None]
-            assert (await api.call("POST", "/v1/messages", {"userid": "a", "temp_id": 1,
-                                                             "temp_para": {"order": "1"}}))[0] == 200
+            notice = {"userid": "a", "temp_id": 1, "temp_para": {"order": "1"}}
+            assert (await api.call("POST", "/v1/messages", notice))[0] == 200   # not marketing
     run(scenario)
