@@ -1,11 +1,12 @@
 """The HTTP API that applications call, following the JSMS SMS contract: template SMS,
-batches, verification codes, templates and signatures, with per-app Basic credentials, IP
-whitelists and JSMS's error codes 50000-50041.
+batches, verification codes, templates and signatures, users bound to numbers per channel,
+with per-app Basic credentials, IP whitelists and JSMS's error codes 50000-50041.
 
 ``app`` builds the aiohttp application (authentication, errors) and its server with its
-limits; ``context`` is what every handler shares; ``messages``, ``codes`` and
-``templates_signs`` add their routes; ``registry`` and ``rules`` hold the templates,
-signatures and sending rules in memory. The API talks to the store, never to a connection.
+limits; ``context`` is what every handler shares; ``messages``, ``codes``,
+``templates_signs`` and ``users`` add their routes (``uploads`` reads and checks the users of
+an upload); ``registry`` and ``rules`` hold the templates, signatures and sending rules in
+memory. The API talks to the store, never to a connection.
 
 Offers: Api, ApiServer, create_app.
 """

@@ -19,7 +19,7 @@ import logging
 
 from aiohttp import web
 
-from . import codes, messages, templates_signs
+from . import codes, messages, templates_signs, users
 from .context import API_KEY, APP, Api
 from .errors import ApiError
 
@@ -97,6 +97,7 @@ def create_app(api: Api) -> web.Application:
     messages.add_routes(app)
     codes.add_routes(app)
     templates_signs.add_routes(app)
+    users.add_routes(app)
     return app
 
 

@@ -2,6 +2,7 @@
 
     POST /v1/codes                 {mobile, temp_id}  -> {"msg_id": "288193860302"}
                                    (and ``callback``, as for /v1/messages)
+                                   (or {userid, temp_id}: a user of the app, as for messages)
     POST /v1/codes/{msg_id}/valid  {code}             -> {"is_valid": true}
     POST /v1/voice_codes           a CMPP channel carries no voice: 403/50008
 
@@ -21,7 +22,8 @@ from gateway.store import ApiRequest, code_digest
 
 from .context import API_KEY, APP, Api, dumps, json_body, request_callback, start_send
 from .errors import ApiError
-from .messages import compose
+from .messages import compose, sending_channel
+from .users import number, recipient
 
 REFUSALS = {"invalid": 50010, "expired": 50011, "verified": 50012, "unknown": 50026}
 
@@ -36,8 +38,9 @@ async def send_code(request: web.Request) -> web.Response:
     api, app, body, key, replayed = await start_send(request)
     if replayed is not None:
         return replayed
-    mobile = api.mobiles.normalize(body.get("mobile"))
+    who = recipient(api, body)
     template = api.registry.template(app, body.get("temp_id"), ("code",))
+    mobile = await number(api, app, who, sending_channel(app, template))
     length = template.code_length or api.settings.code_length
     ttl = template.ttl or api.settings.code_validity
     code = f"{secrets.randbelow(10 ** length):0{length}d}"

@@ -1,7 +1,8 @@
 """What the API's handlers share: the ``Api`` context (the gateway, its apps, templates and
-rules), the request keys it is found under, and reading a request's JSON body and
-Idempotency-Key. The route modules (``messages``, ``codes``, ``templates_signs``) and the
-application (``app``) all import from here, and nothing here imports them.
+rules), the request keys it is found under, and reading a request's JSON body, a multipart
+part up to a limit, and the Idempotency-Key. The route modules (``messages``, ``codes``,
+``templates_signs``, ``users``) and the application (``app``) all import from here, and
+nothing here imports them.
 """
 
 from __future__ import annotations
@@ -100,15 +101,31 @@ async def start_send(request: web.Request):
 
 async def json_body(request: web.Request) -> dict:
     """The request's JSON object; ApiError 50003, 50017 or 50007."""
+    body = await json_value(request)
+    if not isinstance(body, dict):
+        raise ApiError(50007, "expected a JSON object")
+    return body
+
+
+async def json_value(request: web.Request):
+    """The request's JSON, whatever its type; ApiError 50003 (no body), 50017 (not
+    application/json) or 50007 (not JSON)."""
     raw = await request.read()
     if not raw.strip():
         raise ApiError(50003)
     if request.content_type != "application/json":
         raise ApiError(50017, "send application/json")
     try:
-        body = json.loads(raw)
+        return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(50007, "not JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(50007, "expected a JSON object")
-    return body
+
+
+async def read_limited(part, limit: int) -> bytes | None:
+    """A multipart part's content, or None as soon as it grows over ``limit`` bytes."""
+    content = bytearray()
+    while chunk := await part.read_chunk(64 << 10):
+        content += chunk
+        if len(content) > limit:
+            return None
+    return bytes(content)

@@ -59,7 +59,7 @@ from aiohttp.multipart import BodyPartReader
 
 from gateway.store import APPROVED, PENDING
 
-from .context import API_KEY, APP, Api, dumps, json_body
+from .context import API_KEY, APP, Api, dumps, json_body, read_limited
 from .errors import ApiError
 from .registry import KINDS, PLACEHOLDER, Signature, Template
 
@@ -263,7 +263,7 @@ async def _read_field(part, form: SignForm, seen: set) -> None:
     slot = int(match[1])
     if slot >= MAX_IMAGES:
         raise ApiError(50101, f"at most {MAX_IMAGES} images, image0 to image{MAX_IMAGES - 1}")
-    content = await _read_limited(part, MAX_IMAGE)
+    content = await read_limited(part, MAX_IMAGE)
     if content is None:
         raise ApiError(50101, f"{part.name} is larger than {MAX_IMAGE >> 20} MiB")
     if content:
@@ -271,23 +271,13 @@ async def _read_field(part, form: SignForm, seen: set) -> None:
 
 
 async def _read_sign(part: BodyPartReader) -> str:
-    raw = await _read_limited(part, MAX_SIGN_FIELD)
+    raw = await read_limited(part, MAX_SIGN_FIELD)
     if raw is None:
         raise ApiError(50104, SIGN_RULE)
     try:
         return raw.decode(part.get_charset("utf-8"))
     except (UnicodeDecodeError, LookupError):
         raise ApiError(50104, "the sign field is not UTF-8 text") from None
-
-
-async def _read_limited(part: BodyPartReader, limit: int) -> bytes | None:
-    """The part's content, or None as soon as it grows over ``limit`` bytes."""
-    content = bytearray()
-    while chunk := await part.read_chunk(64 << 10):
-        content += chunk
-        if len(content) > limit:
-            return None
-    return bytes(content)
 
 
 def image_type(name: str, content: bytes) -> str:

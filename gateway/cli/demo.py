@@ -4,9 +4,10 @@ first look.
 It starts the built-in ISMG simulator as the SMS center, a small receiver for callbacks, and
 the gateway (SQLite store in a temporary directory, a demo app and templates), then sends a few
 messages through the HTTP API exactly as an application would: a notification, a long Chinese
-message, a batch with one bad number, a verification code (then checks it), and one to a
-number the simulator reports as not existing. It prints each message until it is final, and
-what the app's receiver sees in JSMS's callback format: the echostr check of its URLs, then
+message, a batch with one bad number, a verification code (then checks it), one to a number
+the simulator reports as not existing, and one to a user by userid (after uploading the user's
+numbers: the one bound to the demo channel is used). It prints each message until it is final,
+and what the app's receiver sees in JSMS's callback format: the echostr check of its URLs, then
 every SMS_REPORT (with its JSMS status code) and the SMS_REPLY of an MO that unsubscribes the
 sender, each with its signature checked as a JSMS receiver checks it. It ends by itself, or on
 Ctrl-C, and cleans up.
@@ -35,6 +36,7 @@ from gateway.status import JSMS_CODES
 
 KEY, SECRET = "demo-app-key", "demo-master-secret"
 FAILING = "13900000000"            # the simulator reports MK:0012 (number does not exist)
+USERS = [{"userid": "zhangsan", "phone": {"demo": "13800138001", "default": "13800138000"}}]
 
 CONFIG = """
 [gateway]
@@ -146,6 +148,8 @@ def _stat_for(submit) -> str:
 async def _scenario(base: str, sim: Simulator, receiver: Receiver, out, timeout: float) -> int:
     headers = {"Authorization": aiohttp.encode_basic_auth(KEY, SECRET)}
     async with aiohttp.ClientSession(base_url=base, headers=headers) as http:
+        async with http.post("/v1/users", json=USERS) as response:
+            out(f"POST /v1/users -> {response.status} {json.dumps(await response.json())}")
         sends = [
             ("/v1/messages", {"mobile": "13800138000", "temp_id": 1,
                               "temp_para": {"order": "A2026", "day": "明天"}}),
@@ -157,14 +161,17 @@ async def _scenario(base: str, sim: Simulator, receiver: Receiver, out, timeout:
             ("/v1/codes", {"mobile": "13500135000", "temp_id": 2}),
             ("/v1/messages", {"mobile": FAILING, "temp_id": 1,
                               "temp_para": {"order": "C9", "day": "今天"}}),
+            ("/v1/messages", {"userid": "zhangsan", "temp_id": 1,
+                              "temp_para": {"order": "D7", "day": "后天"}}),
         ]
-        ids = []
+        ids, code_id = [], None
         for path, body in sends:
             async with http.post(path, json=body) as response:
                 answer = await response.json()
-            out(f"POST {path} -> {response.status} {json.dumps(answer, ensure_ascii=False)}")
+            to = f" (userid {body['userid']})" if "userid" in body else ""
+            out(f"POST {path}{to} -> {response.status} {json.dumps(answer, ensure_ascii=False)}")
             ids += _accepted_ids(answer)
-        code_id = ids[-2]
+            code_id = ids[-1] if path == "/v1/codes" else code_id
         await _check_code(http, sim, code_id, out)
         finals = await _follow(http, ids, out, timeout)
         sim.send_mo("900001", "8613800138000", "10690001", "TD")

@@ -110,6 +110,8 @@ API_FIELDS = (
     Field("callback_timeout", NUMBER, 10, seconds()),
     Field("callback_verify_interval", NUMBER, 60, seconds()),
     Field("max_connections", INTEGER, 1000, in_range(1, 100000)),
+    Field("max_upload", INTEGER, 8 << 20, in_range(1024, 256 << 20)),
+    Field("max_users", INTEGER, 1_000_000, in_range(1, 100_000_000)),
 )
 
 APP_FIELDS = (
@@ -159,6 +161,8 @@ class ApiSettings:
     callback_timeout: float = 10
     callback_verify_interval: float = 60
     max_connections: int = 1000
+    max_upload: int = 8 << 20          # bytes of a users file (CSV or XLSX)
+    max_users: int = 1_000_000         # users (userid and numbers) an app may hold
 
 
 @dataclass(frozen=True)

@@ -294,6 +294,9 @@ def _read_channel(name: str, table, parent: _Section,
     section = _Section(parent.problems, parent.file, f"channels.{toml_key(name)}")
     if not CHANNEL_NAME.fullmatch(name):
         section.report("", "not a valid channel name; use 1 to 32 letters, digits, _ or -")
+    elif name == "default":
+        section.report("", 'a channel cannot be named "default": that key is a user\'s '
+                           "default number in uploads; choose another name")
     values = read_table(table, CHANNEL_FIELDS, section.report)
     password = _resolve_password(table, values, env, section.report)
     if section.failed:

@@ -1,5 +1,6 @@
 """The store: the durable record of messages, segments, Msg_Id correlation, receipts, MO, the
-callback outbox, and the API's own records (codes, idempotent answers, templates, signatures).
+callback outbox, and the API's own records (codes, idempotent answers, templates, signatures,
+the apps' users and their numbers by channel).
 
 ``Store`` (in ``interface``) is what the rest of the daemon programs against, with the records
 that cross it (``NewMessage``, ``SegmentResult``, ``Receipt``, ``MessageView``, ...). A write is

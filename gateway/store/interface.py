@@ -330,3 +330,26 @@ class Store(abc.ABC):
     async def hold_callback(self, entry_id: int, until: float, reason: str) -> None:
         """Keep a callback back until ``until`` without counting an attempt: nothing was
         sent (its URL has not passed verification); ``reason`` is kept as its last error."""
+
+    # The apps' users: numbers bound per channel, and a default ("default"), kept per app.
+
+    @abc.abstractmethod
+    async def save_users(self, app: str, users: list[tuple[str, dict[str, str]]], replace: bool,
+                         max_users: int, now: float) -> list[bool]:
+        """Store each (userid, numbers by channel or "default") of ``app``, in order: merged
+        into the user's numbers, or instead of them with ``replace``. A user new to the app is
+        refused (False) once the app holds ``max_users``; True: stored."""
+
+    @abc.abstractmethod
+    async def user(self, app: str, userid: str) -> dict[str, str] | None:
+        """The user's numbers by channel or "default"; None when ``app`` has no such user."""
+
+    @abc.abstractmethod
+    async def delete_user(self, app: str, userid: str) -> bool:
+        """Forget the user; False when ``app`` had no such user."""
+
+    @abc.abstractmethod
+    async def user_numbers(self, app: str, userids: list[str],
+                           channel: str) -> dict[str, str | None]:
+        """For each of ``userids`` that ``app`` holds, the number to send to on ``channel``:
+        the one bound to it, else the user's default, else None. Unknown users are left out."""

@@ -17,19 +17,22 @@ def test_the_demo_sends_through_the_api_and_sees_every_message_end():
     run(scenario, timeout=60)
     text = "\n".join(lines)
     assert text.count("POST /v1/messages -> 200") == 3 and '"error_code": "50006"' in text
+    assert 'POST /v1/users -> 200 {"success_count": 1, "failure_count": 0' in text
+    assert "POST /v1/messages (userid zhangsan) -> 200" in text
+    assert "message 7 to 13800138001: delivered" in text       # the number bound to the channel
     assert '{"is_valid": true}' in text
     assert "message 6 to 13900000000: undeliverable (MK:0012, permanent)" in text
     assert text.count("the receiver answers the echostr check of") == 2
-    assert text.count("callback SMS_REPORT: message") == 5
+    assert text.count("callback SMS_REPORT: message") == 6
     assert "callback SMS_REPORT: message 6 status 4004 (number does not exist)" in text
     assert "callback SMS_REPORT: message 1 status 4001 (delivered)" in text
     assert "callback SMS_REPLY: 'TD' from 13800138000" in text
-    assert text.count("signature ok") == 6 and "BAD" not in text
-    assert lines[-1] == "done: 5 messages (4 delivered, 1 undeliverable); 6 callbacks received"
+    assert text.count("signature ok") == 7 and "BAD" not in text
+    assert lines[-1] == "done: 6 messages (5 delivered, 1 undeliverable); 7 callbacks received"
 
 
 def test_the_demo_command_ends_by_itself_with_status_0():
     done = subprocess.run([sys.executable, "-m", "gateway.cli", "demo", "--timeout", "30"],
                           capture_output=True, text=True, timeout=90)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1].startswith("done: 5 messages")
+    assert done.stdout.splitlines()[-1].startswith("done: 6 messages")

@@ -170,6 +170,9 @@ BAD_FILES = [
     ("channel name of 33 characters", channel(name="c" * 33),
      [f"gw.toml: [channels.{'c' * 33}] not a valid channel name; use 1 to 32 letters, "
       "digits, _ or -"]),
+    ("a channel named default", channel(name="default"),
+     ['gw.toml: [channels.default] a channel cannot be named "default": that key is a '
+      "user's default number in uploads; choose another name"]),
     ("bad api_listen", '[gateway]\napi_listen = "localhost"\n' + channel(),
      ['gw.toml: [gateway] api_listen: "localhost" is not accepted; use host:port with a port '
       'in 1..65535, e.g. "127.0.0.1:8080" or "[::1]:8080"']),

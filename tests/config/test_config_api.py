@@ -42,6 +42,7 @@ def test_an_app_takes_the_consoles_settings_with_defaults():
     assert app.whitelist == ("10.0.0.0/8", "192.0.2.7") and app.enabled
     assert app.status_callback == "https://app.example/status" and app.mo_callback == ""
     assert config.api.code_length == 6 and config.api.max_body == 1 << 20
+    assert (config.api.max_upload, config.api.max_users) == (8 << 20, 1_000_000)
     assert "shop-secret-9" not in repr(app)
 
 
@@ -144,6 +145,10 @@ BAD = [
      ["gw.toml: [api] code_lenght: unknown key; did you mean 'code_length'?"]),
     ("api code length", '[api]\ncode_length = 12\n',
      ["gw.toml: [api] code_length: 12 is out of range; use 4..8"]),
+    ("api max_upload", '[api]\nmax_upload = 100\n',
+     ["gw.toml: [api] max_upload: 100 is out of range; use 1024..268435456"]),
+    ("api max_users", '[api]\nmax_users = 0\n',
+     ["gw.toml: [api] max_users: 0 is out of range; use 1..100000000"]),
     ("api bad pattern", '[api]\nmobile_pattern = "("\n',
      ['gw.toml: [api] mobile_pattern: "(" is not a regular expression (missing ), '
       'unterminated subpattern at position 0)']),

@@ -194,9 +194,10 @@ class State:
 # The layout of the store file, in PRAGMA user_version. A version that changes the layout
 # raises it and migrates older files in open_database; a file of a newer version is refused,
 # so a downgrade never writes to a layout it does not know (restore the backup taken before
-# the upgrade instead).
-# 2: messages.callback, the status callback URL a send request gave for its message.
-SCHEMA_VERSION = 2
+# the upgrade instead). Versions: 1, the first; 2, messages.callback (the status callback URL
+# a send request gave for its message); 3, the apps' users (the tables of users.py, which an
+# older file gains as the store opens: they are new, nothing else changes).
+SCHEMA_VERSION = 3
 
 ROWS_PER_STATEMENT = 512
 MIN_SQLITE = (3, 35, 0)

@@ -28,6 +28,7 @@ from ..interface import (
 from . import api as api_sql
 from . import messages as sql
 from . import receipts as receipts_sql
+from . import users as users_sql
 
 log = logging.getLogger("cmpp_gateway.store")
 
@@ -101,6 +102,7 @@ class SqliteStore(Store):
         try:
             state = sql.open_database(self.path, self.synchronous)
             api_sql.create_schema(state)
+            users_sql.create_schema(state)
         except BaseException as error:  # noqa: BLE001 - reported to open()'s caller
             _post(loop, _settle_future, opened, False, error)
             _post(loop, _settle_future, self._stopped, True, None)
@@ -257,6 +259,21 @@ class SqliteStore(Store):
 
     def signatures(self) -> asyncio.Future:
         return self._submit(api_sql.signatures)
+
+    # The apps' users (gateway.store.sqlite.users).
+
+    def save_users(self, app: str, users: list[tuple[str, dict[str, str]]], replace: bool,
+                   max_users: int, now: float) -> asyncio.Future:
+        return self._submit(users_sql.save_users, app, users, replace, max_users, now)
+
+    def user(self, app: str, userid: str) -> asyncio.Future:
+        return self._submit(users_sql.user, app, userid)
+
+    def delete_user(self, app: str, userid: str) -> asyncio.Future:
+        return self._submit(users_sql.delete_user, app, userid)
+
+    def user_numbers(self, app: str, userids: list[str], channel: str) -> asyncio.Future:
+        return self._submit(users_sql.user_numbers, app, userids, channel)
 
     def query(self, statement: str, parameters: tuple = ()) -> asyncio.Future:
         """Rows of a read-only SQL query, run by the writer in turn with every other operation
