@@ -193,8 +193,10 @@ class State:
 # The layout of the store file, in PRAGMA user_version. A version that changes the layout
 # raises it and migrates older files in open_database; a file of a newer version is refused,
 # so a downgrade never writes to a layout it does not know (restore the backup taken before
-# the upgrade instead).
-SCHEMA_VERSION = 1
+# the upgrade instead). 2: the operator's console's tables (apps, console_users,
+# console_sessions, console_keys, reviews, audit; gateway.store.sqlite.console), created
+# when a version-1 file is opened, which changes nothing that version 1 wrote.
+SCHEMA_VERSION = 2
 
 ROWS_PER_STATEMENT = 512
 MIN_SQLITE = (3, 35, 0)
