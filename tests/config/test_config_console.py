@@ -121,7 +121,8 @@ def test_console_app_settings_are_checked_like_the_tomls():
                                  {"cmcc": None})
     assert settings is None
     assert reported == [
-        ("whitelist", "an array has more than 10 entries; a whitelist holds up to 10 IPs or CIDR blocks"),
+        ("whitelist", "an array has more than 10 entries; a whitelist holds up to 10 IPs or "
+                      "CIDR blocks"),
         ("status_callback", '"ftp://x" is not accepted; use an http:// or https:// URL'),
         ("enabled", 'expected true or false, got "yes"'),
         ("channels", "'nope' is not a channel; use one of cmcc")]
