@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.store import ApiRequest, NewMessage
+from gateway.store import AcceptedRequest, ApiRequest, NewMessage
 
-from .context import API_KEY, APP, Api, dumps, start_send
+from .context import API_KEY, APP, Api, answer, dumps, start_send
 from .errors import ApiError
 from .registry import Template
 
@@ -53,15 +53,32 @@ async def send_one(request: web.Request) -> web.Response:
     api, app, body, key, replayed = await start_send(request)
     if replayed is not None:
         return replayed
-    mobile = api.mobiles.normalize(body.get("mobile"))
-    template = api.registry.template(app, body.get("temp_id"), SENDABLE)
-    message = compose(api, app, template, mobile, body.get("temp_para"))
+    accepted = await accept_one(api, app, body.get("mobile"), body.get("temp_id"),
+                                body.get("temp_para"), key)
+    return answer(accepted)
+
+
+async def accept_one(api: Api, app, mobile, temp_id, params,
+                     key: str | None = None) -> AcceptedRequest:
+    """One template message to one number, checked and stored durably; ApiError as the
+    checks raise it."""
+    mobile = api.mobiles.normalize(mobile)
+    template = api.registry.template(app, temp_id, SENDABLE)
+    message = compose(api, app, template, mobile, params)
     api.rules.check_app(app.name)
-    response = await api.submit(ApiRequest(
+    accepted = await api.accept(ApiRequest(
         app.name, (message,), idempotency_key=key,
         render=lambda ids, refused: (200, dumps({"msg_id": ids[0]}))))
     api.rules.record(app.name, template, mobile, message.text)
-    return response
+    return accepted
+
+
+async def send_message(api: Api, app, temp_id, mobile: str, params: dict) -> int:
+    """What ``POST /v1/messages`` does for ``app``, without HTTP (the console's test message):
+    the same checks, rules and durable write. Returns the message's id; ApiError as the
+    endpoint answers it."""
+    accepted = await accept_one(api, app, mobile, temp_id, params)
+    return accepted.ids[0]
 
 
 async def send_batch(request: web.Request) -> web.Response:

@@ -1,0 +1,99 @@
+"""The settings form of an app, drawn from the configuration's own field specs.
+
+Every field of ``gateway.config.APP_SETTINGS`` becomes a form field by its kind (text, lines,
+a checkbox, a number; the channels as checkboxes), and the form's values are checked by the
+same code that checks an ``[apps.NAME]`` table. A field added to the configuration's apps
+appears here with its name as label until ``LABELS`` gives it words.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from gateway.config import APP_SETTINGS, BOOLEAN, STRINGS
+
+LABELS = {
+    "whitelist": ("IP whitelist", "Up to 10 IP addresses or CIDR blocks that may call the API, "
+                  "one per line or separated by commas. Empty: any address."),
+    "status_callback": ("Status report URL", "Receives each message's final status (a signed "
+                        "JSON POST). Empty: no status callbacks."),
+    "mo_callback": ("Uplink (MO) URL", "Receives the handsets' replies (a signed JSON POST). "
+                    "Empty: no MO callbacks."),
+    "channels": ("Channels", "The channels the app may send on; the first ticked is its "
+                 "default. None ticked: every channel."),
+    "signature": ("Signature", "Put in front of every message as 【signature】; up to 20 "
+                  "characters, no spaces. Empty: the templates' own."),
+    "enabled": ("Enabled", "A disabled app's calls are refused with 50036."),
+}
+
+
+@dataclass(frozen=True)
+class FormField:
+    name: str
+    label: str
+    help: str
+    widget: str                 # text, url, lines, checkbox, number, channels
+    value: object
+    error: str = ""
+    choices: tuple[str, ...] = ()
+
+
+def _widget(field) -> str:
+    if field.name == "channels":
+        return "channels"
+    if field.kind is BOOLEAN:
+        return "checkbox"
+    if field.kind is STRINGS:
+        return "lines"
+    if field.kind.noun in ("an integer", "a number"):
+        return "number"
+    return "url" if field.name.endswith("_callback") else "text"
+
+
+def app_fields(values: dict, errors: dict[str, str], channels) -> list[FormField]:
+    """The form's fields with ``values`` (as stored) and the problems found, by field."""
+    out = []
+    for field in APP_SETTINGS:
+        label, help_text = LABELS.get(field.name, (field.name, ""))
+        value = values.get(field.name, field.default)
+        if field.kind is STRINGS and field.name != "channels":
+            value = "\n".join(value)
+        out.append(FormField(field.name, label, help_text, _widget(field), value,
+                             errors.get(field.name, ""), tuple(channels)))
+    return out
+
+
+def read_app_form(form) -> dict:
+    """The posted fields as the TOML would hold them: lists split on commas and line ends,
+    checkboxes as booleans, numbers as numbers where they parse (the check reports the
+    rest)."""
+    table = {}
+    for field in APP_SETTINGS:
+        widget = _widget(field)
+        if widget == "checkbox":
+            table[field.name] = form.get(field.name) == "on"
+        elif widget == "channels":
+            table[field.name] = [str(v) for v in form.getall(field.name, [])]
+        elif widget == "lines":
+            table[field.name] = [v for v in re.split(r"[\s,]+", str(form.get(field.name, "")))
+                                 if v]
+        elif widget == "number":
+            table[field.name] = _number(str(form.get(field.name, "")).strip())
+        else:
+            table[field.name] = str(form.get(field.name, "")).strip()
+    return table
+
+
+def _number(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def changed(before: dict, after: dict) -> list[str]:
+    """The names of the settings that differ."""
+    return [f.name for f in APP_SETTINGS if before.get(f.name, f.default) != after.get(f.name)]
