@@ -103,7 +103,9 @@ class Browser:
     page it read (as a form on that page would)."""
 
     def __init__(self, connector, base: str) -> None:
-        self.http = aiohttp.ClientSession(connector=connector, connector_owner=False,
+        """``connector``: a session's to share, or None for one of its own."""
+        self.http = aiohttp.ClientSession(connector=connector,
+                                          connector_owner=connector is None,
                                           cookie_jar=aiohttp.CookieJar(unsafe=True))
         self.base = base
         self.tokens: dict[str, str] = {}

@@ -39,22 +39,25 @@ def nice_top(value: float) -> float:
 
 
 def bars(title: str, points: Sequence[tuple[float, float, bool]], unit: str,
-         width: int = 600, height: int = 150) -> Markup:
-    """One bar per (time, value, partial) point, oldest on the left; a partial point (the
-    minute still running) is drawn lighter. The y axis starts at 0."""
+         slots: int = 60, width: int = 600, height: int = 150) -> Markup:
+    """One bar per (time, value, partial) point in ``slots`` places, the newest on the
+    right (so the axis is always the same span, however few points there are yet); a
+    partial point (the minute still running) is drawn lighter. The y axis starts at 0."""
     left, bottom, top_pad = 40, 20, 10
     plot_w, plot_h = width - left - 5, height - bottom - top_pad
+    points = list(points)[-slots:]
     top = nice_top(max((v for _, v, _ in points), default=0))
     body = [_axis(left, top_pad, plot_w, plot_h, top)]
-    slot = plot_w / max(len(points), 1)
-    for i, (at, value, partial) in enumerate(points):
+    slot = plot_w / slots
+    first = slots - len(points)
+    for i, (at, value, partial) in enumerate(points, start=first):
         h = plot_h * value / top
         x = left + i * slot + slot * 0.1
         body.append(f'<rect class="bar{" partial" if partial else ""}" x="{x:.1f}" '
                     f'y="{top_pad + plot_h - h:.1f}" width="{slot * 0.8:.1f}" height="{h:.1f}">'
                     f'<title>{_clock(at)}: {value:g} {escape(unit)}</title></rect>')
     if points:
-        body.append(_label(left, height - 4, _clock(points[0][0]), "start"))
+        body.append(_label(left, height - 4, f"{slots} min ago", "start"))
         body.append(_label(width - 5, height - 4, _clock(points[-1][0]), "end"))
     total = sum(v for _, v, _ in points)
     description = (f"{len(points)} minutes, {total:g} {unit} in all, at most "

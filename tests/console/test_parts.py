@@ -110,6 +110,8 @@ def test_charts_are_svg_with_a_title_and_a_description_in_words():
     rects = bars.findall(f"{SVG}rect")
     assert [r.get("class") for r in rects] == ["bar", "bar partial"]
     assert float(rects[1].get("height")) == pytest.approx(7 / 10 * 120)    # top: 10
+    slot = (600 - 45) / 60                                   # 60 places, the newest right
+    assert float(rects[1].get("x")) == pytest.approx(40 + 59 * slot + slot * 0.1, abs=0.05)
     mix = ET.fromstring(str(charts.stacked("Mix", [("cmcc<x>", {"delivered": 3, "expired": 1})],
                                            ["delivered", "expired", "unknown"])))
     assert mix.find(f"{SVG}desc").text == "cmcc<x>: 3 delivered, 1 expired"

@@ -101,8 +101,10 @@ def test_a_test_message_goes_the_apis_way_and_its_page_shows_every_step(tmp_path
                 await browser.post("/apps", [("name", "Tester"), ("channels", "cmcc"),
                                              ("enabled", "on"), ("status_callback", dead)])
                 page = (await browser.get("/messages/send?app=Tester&template=1"))[1]
-                assert 'for="p-order"' in page and "【" not in between(page, 'class="bubble">',
-                                                                      "</div>")
+                assert 'for="p-order"' in page
+                assert between(page, 'class="bubble">', "</div>") == \
+                    "您的订单<mark>{{order}}</mark>已发货"                # no signature: none
+                assert "16 characters, 1 SMS" in page
                 status, page, _ = await browser.post("/messages/send", {
                     "app": "Tester", "template": "1", "mobile": "1380013", "p.order": "X"})
                 assert status == 400 and 'id="mobile-error"' in page

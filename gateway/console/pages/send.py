@@ -67,7 +67,7 @@ async def _form(request: web.Request, values, errors: dict, status: int = 200) -
         "section": SECTION.key, "title": "Send a test message", "apps": apps, "app": app,
         "templates": templates, "template": template, "names": names, "params": params,
         "mobile": values.get("mobile", ""), "errors": errors,
-        "handset": _template_preview(console, app, template, {k: v for k, v in params.items()
+        "preview": _template_preview(console, app, template, {k: v for k, v in params.items()
                                                               if v}) if template else None},
         status=status)
 
