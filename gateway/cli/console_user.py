@@ -22,11 +22,11 @@ import getpass
 import os
 import sys
 import time
-from pathlib import Path
 
-from gateway.config import ConfigError, load_config
 from gateway.console import ROLES, hash_password, password_problem
 from gateway.store import AuditNote, ConsoleUser, SqliteStore
+
+from .stores import existing_store
 
 NAME_CHARACTERS = "letters, digits, _ . @ -"
 
@@ -47,15 +47,9 @@ def add_console_user_command(subparsers) -> None:
 
 
 def console_user_main(args) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as error:
-        print(error)
-        return 2
-    path = config.gateway.store
-    if path == ":memory:" or not Path(path).exists():
-        print(f"no store at {path}: start the gateway once so that it creates it")
-        return 1
+    path, status = existing_store(args.config)
+    if path is None:
+        return status
     if args.action == "add":
         if not _valid_name(args.name):
             print(f"{args.name!r} is not a name; use 1 to 64 {NAME_CHARACTERS}")

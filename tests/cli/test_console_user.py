@@ -14,19 +14,8 @@ from gateway.cli import main
 from gateway.console.auth import check_password
 from gateway.store import SqliteStore
 from tests.aio import run
+from tests.cli.test_backup import config_for
 
-CONFIG = """
-[gateway]
-store = "gw.sqlite"
-[channels.cmcc]
-provider = "default"
-host = "127.0.0.1"
-port = 7890
-account = "900001"
-password = "secret"
-access_number = "10690001"
-connections = 1
-"""
 
 
 def process(tmp_path, *args, stdin: str = "") -> tuple[int, str]:
@@ -63,7 +52,7 @@ def stored(tmp_path):
 
 
 def test_operators_are_added_changed_listed_and_removed(tmp_path, command):
-    (tmp_path / "gw.toml").write_text(CONFIG, encoding="utf-8")
+    config = config_for(tmp_path)
     assert command("list") == (
         1, f"no store at {tmp_path / 'gw.sqlite'}: start the gateway once so that it creates "
            "it\n")
@@ -86,7 +75,7 @@ def test_operators_are_added_changed_listed_and_removed(tmp_path, command):
     assert audit[0].operator.startswith("command line (")
     assert command("remove", "alice") == (0, "removed alice; its sessions have ended\n")
     assert command("remove", "alice") == (1, "no console user alice\n")
-    (tmp_path / "gw.toml").write_text(CONFIG + "[console]\nlisten = 1\n", encoding="utf-8")
+    config.write_text(config.read_text() + "[console]\nlisten = 1\n", encoding="utf-8")
     assert command("list")[0] == 2
 
 
