@@ -3,11 +3,11 @@
 ``AppDirectory`` is a read-only mapping from app name to ``AppConfig`` that the API (to
 authenticate), the callback sender (for URLs and secrets) and the console share. Configured
 apps are fixed for the life of the process (a SIGHUP reload reads them again). Apps made in
-the console live in the store: the daemon has every instance read them again every
-``APPS_POLL`` seconds, and the instance whose console changed one at once, so that a new app,
-a changed URL or whitelist, a disabled app or a new secret takes effect on every instance
-sharing the store within that time. A configured app wins over a stored one with the same
-name or key; the stored one is then ignored, with a warning.
+the console live in the store: the daemon has every instance read them again every two
+seconds (``gateway.daemon.APPS_POLL``), and the instance whose console changed one at once,
+so that a new app, a changed URL or whitelist, a disabled app or a new secret takes effect
+on every instance sharing the store within that time. A configured app wins over a stored
+one with the same name or key; the stored one is then ignored, with a warning.
 """
 
 from __future__ import annotations

@@ -161,3 +161,11 @@ def test_the_app_form_is_drawn_from_the_configurations_fields_and_read_back():
                      "enabled": False}
     assert changed({"enabled": True, "channels": ["cmcc"]}, table) == [
         "whitelist", "channels", "signature", "enabled"]
+
+
+def test_after_signing_in_the_console_goes_only_to_its_own_paths():
+    from gateway.console.pages.login import _next
+    assert _next("/apps?x=1") == "/apps?x=1" and _next("/a/b%2F") == "/a/b%2F"
+    for elsewhere in ("//evil.example", "/\\evil.example", "/\t/evil.example",
+                      "http://evil.example", "evil", "", None, "/a b"):
+        assert _next(elsewhere) == "/", elsewhere

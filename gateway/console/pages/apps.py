@@ -16,8 +16,12 @@ import secrets
 
 from aiohttp import web
 
-from gateway.config import CONSOLE_APP_NAME, CONSOLE_APP_NAME_RULE, read_app_settings
-from gateway.config import APP_SETTINGS
+from gateway.config import (
+    APP_SETTINGS,
+    CONSOLE_APP_NAME,
+    CONSOLE_APP_NAME_RULE,
+    read_app_settings,
+)
 from gateway.store import StoredApp
 
 from ..forms import app_fields, changed, read_app_form

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 
 from aiohttp import web
 
@@ -21,6 +22,7 @@ from ..security import CONSOLE, Refused, operator_of, public, redirect, render, 
 log = logging.getLogger("cmpp_gateway.console")
 
 MAX_NAME = 64
+LOCAL_PATH = re.compile(r"/(?![/\\])[\x21-\x5b\x5d-\x7e]*")
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
@@ -30,10 +32,9 @@ def add_routes(router: web.UrlDispatcher) -> None:
 
 
 def _next(raw: str | None) -> str:
-    """Where to go after signing in: a path of this console only."""
-    if raw and raw.startswith("/") and not raw.startswith("//") and "\\" not in raw:
-        return raw
-    return "/"
+    """Where to go after signing in: a path of this console only (one slash, then visible
+    ASCII without a backslash: browsers read "//", "/\\" or "/<tab>/" as another host)."""
+    return raw if raw and LOCAL_PATH.fullmatch(raw) else "/"
 
 
 def _form(request: web.Request, status: int = 200, error: str = "", name: str = "",
@@ -63,7 +64,8 @@ async def login(request: web.Request) -> web.Response:
                            "page and sign in again.")
     name = str(form.get("name", ""))[:MAX_NAME]
     password = str(form.get("password", ""))
-    next_path, source, now = _next(form.get("next")), request.remote or "?", console.clock()
+    next_path, source = _next(str(form.get("next", ""))), request.remote or "?"
+    now = console.clock()
     wait = console.limiter.wait(source, name, now)
     if wait > 0:
         log.warning("console: sign-in refused, too many failures (source %s)", source)
