@@ -234,7 +234,7 @@ def app_from_settings(name: str, app_key: str, secret: str, settings: Mapping,
     does not know are ignored, missing ones take their defaults, and channels that are no
     longer configured are left out (none left: every channel, as in the TOML)."""
     values = {f.name: settings.get(f.name, f.default) for f in APP_SETTINGS}
-    values["whitelist"] = tuple(values["whitelist"])
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     values["channels"] = tuple(c for c in values["channels"] if c in channels) or tuple(channels)
     return AppConfig(name=name, app_key=app_key, master_secret=secret, master_secret_env=None,
                      **values)

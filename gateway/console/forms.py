@@ -44,44 +44,51 @@ def _widget(field) -> str:
         return "channels"
     if field.kind is BOOLEAN:
         return "checkbox"
-    if field.kind is STRINGS:
+    if field.kind.noun.startswith("a list of"):
         return "lines"
     if field.kind.noun in ("an integer", "a number"):
         return "number"
     return "url" if field.name.endswith("_callback") else "text"
 
 
-def app_fields(values: dict, errors: dict[str, str], channels) -> list[FormField]:
+def app_fields(values: dict, errors: dict[str, str], channels,
+               fields=APP_SETTINGS) -> list[FormField]:
     """The form's fields with ``values`` (as stored) and the problems found, by field."""
     out = []
-    for field in APP_SETTINGS:
+    for field in fields:
         label, help_text = LABELS.get(field.name, (field.name, ""))
         value = values.get(field.name, field.default)
-        if field.kind is STRINGS and field.name != "channels":
-            value = "\n".join(value)
-        out.append(FormField(field.name, label, help_text, _widget(field), value,
+        widget = _widget(field)
+        if widget in ("lines", "number", "text", "url"):
+            value = "\n".join(map(_plain, value)) if isinstance(value, (list, tuple)) else \
+                ("" if value is None else _plain(value))
+        out.append(FormField(field.name, label, help_text, widget, value,
                              errors.get(field.name, ""), tuple(channels)))
     return out
 
 
-def read_app_form(form) -> dict:
-    """The posted fields as the TOML would hold them: lists split on commas and line ends,
-    checkboxes as booleans, numbers as numbers where they parse (the check reports the
-    rest)."""
+def read_app_form(form, fields=APP_SETTINGS) -> dict:
+    """The posted fields as the TOML would hold them: lists split on commas and line ends
+    (their items numbers for a list of numbers), checkboxes as booleans, numbers as numbers
+    where they parse (the check reports the rest). An empty field whose default is None is
+    left out, so that it takes its default."""
     table = {}
-    for field in APP_SETTINGS:
-        widget = _widget(field)
+    for field in fields:
+        widget, raw = _widget(field), form.get(field.name, "")
+        if field.default is None and widget != "checkbox" and not str(raw).strip():
+            continue
         if widget == "checkbox":
-            table[field.name] = form.get(field.name) == "on"
+            table[field.name] = raw == "on"
         elif widget == "channels":
             table[field.name] = [str(v) for v in form.getall(field.name, [])]
         elif widget == "lines":
-            table[field.name] = [v for v in re.split(r"[\s,]+", str(form.get(field.name, "")))
-                                 if v]
+            items = [v for v in re.split(r"[\s,]+", str(raw)) if v]
+            table[field.name] = [_number(v) for v in items] \
+                if field.kind.noun == "a list of numbers" else items
         elif widget == "number":
-            table[field.name] = _number(str(form.get(field.name, "")).strip())
+            table[field.name] = _number(str(raw).strip())
         else:
-            table[field.name] = str(form.get(field.name, "")).strip()
+            table[field.name] = str(raw).strip()
     return table
 
 
@@ -92,6 +99,13 @@ def _number(text: str):
         except ValueError:
             pass
     return text
+
+
+def _plain(value) -> str:
+    """A value as the form shows it: 3 rather than 3.0."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def changed(before: dict, after: dict) -> list[str]:

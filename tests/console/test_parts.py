@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from multidict import MultiDict
 
-from gateway.config import APP_SETTINGS
+from gateway.config import APP_SETTINGS, BOOLEAN
 from gateway.console import auth, charts
 from gateway.console.context import ShownOnce
 from gateway.console.forms import app_fields, changed, read_app_form
@@ -169,3 +169,22 @@ def test_after_signing_in_the_console_goes_only_to_its_own_paths():
     for elsewhere in ("//evil.example", "/\\evil.example", "/\t/evil.example",
                       "http://evil.example", "evil", "", None, "/a b"):
         assert _next(elsewhere) == "/", elsewhere
+
+
+def test_settings_added_to_the_apps_later_slot_into_the_form():
+    """A field the configuration gains (a list of numbers with no default, a choice, a
+    flag) is drawn and read back by its kind, an empty optional one taking its default."""
+    from gateway.config.schema import NUMBER, STRING, Field, Kind
+    numbers = Kind("a list of numbers", lambda v: isinstance(v, list))
+    later = (Field("callback_retries", numbers, None), Field("callback_format", STRING, "jsms"),
+             Field("mo_receive_time", BOOLEAN, False), Field("weight", NUMBER, 1))
+    fields = app_fields({"callback_retries": [180, 3600.0]}, {}, [], later)
+    assert [(f.widget, f.value) for f in fields] == [
+        ("lines", "180\n3600"), ("text", "jsms"), ("checkbox", False), ("number", "1")]
+    assert app_fields({}, {}, [], later)[0].value == ""
+    assert read_app_form(MultiDict([("callback_retries", "60, 600"), ("callback_format", "x"),
+                                    ("mo_receive_time", "on"), ("weight", "2.5")]), later) == {
+        "callback_retries": [60, 600], "callback_format": "x", "mo_receive_time": True,
+        "weight": 2.5}
+    assert "callback_retries" not in read_app_form(MultiDict([("callback_retries", " ")]),
+                                                   later)
