@@ -25,6 +25,14 @@ LABELS = {
     "signature": ("Signature", "Put in front of every message as 【signature】; up to 20 "
                   "characters, no spaces. Empty: the templates' own."),
     "enabled": ("Enabled", "A disabled app's calls are refused with 50036."),
+    # The per-app callback settings of the JSMS-format callbacks, when the configuration has
+    # them (a label here for a field it does not have is never used).
+    "callback_format": ("Callback format", "jsms (JSMS's form-encoded, SHA-1-signed callbacks) "
+                        "or signed-json (JSON with an HMAC header)."),
+    "callback_retries": ("Callback retries", "Seconds to wait before each retry of a failed "
+                         "callback, one per line. Empty: the format's own schedule."),
+    "mo_receive_time": ("Uplink send time", "signed-json MO callbacks carry the time the "
+                        "reply was received (seed 004's option)."),
 }
 
 
