@@ -1,10 +1,14 @@
-"""The gateway process: store, pools, dispatchers, receipts and the operators' endpoints.
+"""The gateway process: store, pools, dispatchers, receipts, the API, the operators'
+endpoints and their console.
 
 ``Gateway.start`` opens the store and picks up where it stopped: messages without a recorded
 SUBMIT_RESP are submitted (only their missing parts), MO parts not yet reassembled are fed
 back, callbacks not yet sent are sent (when apps are configured). ``Gateway.stop`` drains: no
 new work, submits in flight finish and are recorded, callbacks in flight are cut short (they
 stay queued), every connection is terminated, the store is flushed.
+The apps are the configuration's and those made in the console (kept in the store): every
+``APPS_POLL`` seconds the gateway reads the stored ones again, so that an app made or changed
+on another instance sharing the store is served here too.
 ``cmpp-gateway run`` runs it until SIGTERM (drain, exit 0); SIGHUP drains and starts again
 from the configuration file and the store as they are.
 """
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
+from gateway.api import ApiError, send_message
 from gateway.channel import ChannelPool, ChannelPools, PoolTuning
 from gateway.config import (
     ChannelConfig,
@@ -29,6 +34,7 @@ from gateway.config import (
     split_host_port,
     world_readable_warning,
 )
+from gateway.console import ConsoleServer, SendRefused, Services
 from gateway.ops import Metrics, OpsServer, setup_logging
 from gateway.pipeline import CallbackSender, ChannelDispatcher, ReceiptHandler, mo_subscribers
 from gateway.status import TableError, provider_tables
@@ -36,6 +42,7 @@ from gateway.store import (
     Accepted,
     AcceptedRequest,
     ApiRequest,
+    AppDirectory,
     MoMessage,
     NewMessage,
     SqliteStore,
@@ -45,6 +52,7 @@ from gateway.store import (
 log = logging.getLogger("cmpp_gateway.daemon")
 
 SWEEP_INTERVAL = 60.0
+APPS_POLL = 2.0
 
 
 @dataclass
@@ -66,6 +74,8 @@ class GatewayOptions:
     ops_address: tuple[str, int] | None = None     # instead of metrics_listen (tests: port 0)
     serve_api: bool = True
     api_address: tuple[str, int] | None = None     # instead of api_listen (tests: port 0)
+    serve_console: bool = True                     # when [console] listen is set
+    console_address: tuple[str, int] | None = None  # instead of [console] listen
     # The apps an MO on a channel is queued for; None: those with the channel among their
     # channels and an mo_callback (gateway.callbacks.mo_subscribers).
     mo_apps: Callable[[str], tuple[str, ...]] | None = None
@@ -76,6 +86,7 @@ class Gateway:
         self.config = config
         self.options = options or GatewayOptions()
         self.store = SqliteStore(config.gateway.store)
+        self.apps = AppDirectory(config.apps, config.channels, self.store, self.options.clock)
         self.metrics = Metrics(self.options.registry)
         self.channels: dict[str, _Channel] = {}
         self.pools: ChannelPools | None = None
@@ -83,7 +94,9 @@ class Gateway:
         self.callbacks: CallbackSender | None = None
         self.api = None
         self.api_server = None
+        self.console: ConsoleServer | None = None
         self._sweeper: asyncio.Task | None = None
+        self._apps_watcher: asyncio.Task | None = None
         self._running = False
 
     # ------------------------------------------------------------------------- lifecycle
@@ -93,14 +106,12 @@ class Gateway:
         unusable store file) before anything is running."""
         tables = provider_tables(self.config.gateway.providers)
         await self.store.open()
-        self.store.queue_status_callbacks_for(
-            name for name, app in self.config.apps.items() if app.status_callback)
-        if self.config.apps:
-            self.callbacks = CallbackSender(
-                self.store, self.config.apps, self.config.api, self.metrics,
-                clock=self.options.clock, tables=tables,
-                providers={name: c.provider for name, c in self.config.channels.items()})
-            self.callbacks.start()
+        self._tables = tables
+        await self.apps.refresh()
+        self._apps_changed()
+        serving = bool(self.apps) or self.config.console.enabled
+        if serving:
+            self._start_callbacks()
         for name, channel in self.config.channels.items():
             codes = tables.for_provider(channel.provider)
             cm = self.metrics.channel(name, codes)
@@ -119,9 +130,13 @@ class Gateway:
         for c in self.channels.values():
             await c.receipts.start(loose)
             c.dispatcher.start()
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="report-timeout")
-        if self.config.apps and self.options.serve_api:
+        loop = asyncio.get_running_loop()
+        self._sweeper = loop.create_task(self._sweep(), name="report-timeout")
+        self._apps_watcher = loop.create_task(self._watch_apps(), name="apps")
+        if serving:
             await self._start_api()
+        if self.config.console.enabled and self.options.serve_console:
+            await self._start_console()
         if self.options.serve_ops:
             self.ops = OpsServer(self.metrics.registry, self.readiness)
             host, port = self.options.ops_address or \
@@ -136,6 +151,11 @@ class Gateway:
             return
         self._running = False
         timeout = self.config.gateway.drain_timeout
+        if self._apps_watcher is not None:               # starts nothing from now on
+            self._apps_watcher.cancel()
+            await asyncio.gather(self._apps_watcher, return_exceptions=True)
+        if self.console is not None:
+            await self.console.stop()
         if self.api_server is not None:                  # no new work from now on
             await self.api_server.stop()
         await asyncio.gather(*(c.dispatcher.drain(timeout) for c in self.channels.values()))
@@ -157,7 +177,7 @@ class Gateway:
     def _mo_apps(self, channel: str) -> tuple[str, ...]:
         if self.options.mo_apps is not None:
             return self.options.mo_apps(channel)
-        return mo_subscribers(self.config.apps, channel)
+        return mo_subscribers(self.apps, channel)
 
     async def accept(self, messages: list[NewMessage]) -> list[Accepted]:
         """Store messages durably, then tell their channels' dispatchers."""
@@ -174,13 +194,79 @@ class Gateway:
                 self.channels[channel].dispatcher.notify()
         return accepted
 
+    def _start_callbacks(self) -> None:
+        self.callbacks = CallbackSender(
+            self.store, self.apps, self.config.api, self.metrics, clock=self.options.clock,
+            tables=self._tables,
+            providers={name: c.provider for name, c in self.config.channels.items()})
+        self.callbacks.start()
+
     async def _start_api(self) -> None:
+        """The API's context always (the console sends through it); its server unless the
+        options say not to."""
         from gateway.api import Api, ApiServer
         self.api = Api(self, self.config, clock=self.options.clock)
         await self.api.load()
+        if not self.options.serve_api:
+            return
         self.api_server = ApiServer(self.api)
         host, port = self.options.api_address or split_host_port(self.config.gateway.api_listen)
         await self.api_server.start(host, port)
+
+    async def _start_console(self) -> None:
+        self.console = ConsoleServer(Services(
+            config=self.config, store=self.store, apps=self.apps, metrics=self.metrics,
+            pools=self.pools.status, apps_changed=self.refresh_apps,
+            reviews_changed=self._reviews_changed, send=self._console_send,
+            clock=self.options.clock))
+        host, port = self.options.console_address or \
+            split_host_port(self.config.console.listen)
+        await self.console.start(host, port)
+
+    # ------------------------------------------------------------------------- apps
+
+    async def refresh_apps(self) -> None:
+        """Read the apps made in the console again; apply them if they changed. A gateway
+        that had no app to serve starts its callbacks and API with the first one."""
+        if not await self.apps.refresh():
+            return
+        self._apps_changed()
+        if self.apps and self._running and self.callbacks is None:
+            self._start_callbacks()
+            await self._start_api()
+
+    def _apps_changed(self) -> None:
+        self.store.queue_status_callbacks_for(
+            name for name, app in self.apps.items() if app.status_callback)
+        if self.callbacks is not None:          # a new or changed URL is checked before use
+            self.callbacks.verifier.watch(self.apps)
+
+    async def _watch_apps(self) -> None:
+        while True:
+            await asyncio.sleep(APPS_POLL)
+            try:
+                await self.refresh_apps()
+            except Exception as error:  # noqa: BLE001 - keep serving the apps read before
+                log.warning("could not read the apps from the store (%s); trying again in "
+                            "%g s", type(error).__name__, APPS_POLL)
+
+    def _reviews_changed(self) -> None:
+        if self.api is not None:
+            self.api.review_changed()
+
+    async def _console_send(self, app_name: str, temp_id: int, mobile: str,
+                            params: dict) -> int:
+        """The console's test message, through the API's own path; SendRefused with the
+        JSMS code when the API would refuse it."""
+        app = self.apps.get(app_name)
+        if self.api is None or app is None:
+            raise SendRefused(50013, f"no app {app_name!r} is served")
+        if not app.enabled:
+            raise SendRefused(50036, "the app is disabled")
+        try:
+            return await send_message(self.api, app, temp_id, mobile, params)
+        except ApiError as error:
+            raise SendRefused(error.code, error.message) from None
 
     def _on_mo(self, mo: MoMessage, mo_id: int) -> None:
         """An MO of "T" or "TD" unsubscribes its sender from marketing templates."""

@@ -8,10 +8,13 @@ limits; ``context`` is what every handler shares; ``messages``, ``codes``,
 an upload); ``registry`` and ``rules`` hold the templates, signatures and sending rules in
 memory. The API talks to the store, never to a connection.
 
-Offers: Api, ApiServer, create_app.
+Offers: Api, ApiServer, create_app, ApiError, and send_message (one template message without
+HTTP, checked and stored as ``POST /v1/messages`` does it: the console's test message).
 """
 
 from .app import ApiServer, create_app
 from .context import Api
+from .errors import ApiError
+from .messages import send_message
 
-__all__ = ["Api", "ApiServer", "create_app"]
+__all__ = ["Api", "ApiError", "ApiServer", "create_app", "send_message"]

@@ -1,8 +1,9 @@
 """The HTTP API's application: authentication, whitelist, bodies, errors, and its server.
 
-Every call carries HTTP Basic ``base64(appKey:masterSecret)``: missing 400/50001, wrong
-401/50002, an app switched off 403/50036, a source address outside the app's whitelist
-403/50035. Unknown paths are 404/50016, wrong methods 405/50018, JSON endpoints take only
+Every call carries HTTP Basic ``base64(appKey:masterSecret)`` (the app's current secret, or
+the one it replaced while the grace period of a rotation in the console lasts): missing
+400/50001, wrong 401/50002, an app switched off 403/50036, a source address outside the
+app's whitelist 403/50035. Unknown paths are 404/50016, wrong methods 405/50018, JSON endpoints take only
 ``application/json`` (415/50017), an empty body is 400/50003 and one that is not a JSON object
 403/50007, a body over ``[api] max_body`` 403/50007. Anything unexpected is 500/50019, logged
 without the body.
@@ -13,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hmac
 import ipaddress
 import logging
 
@@ -67,13 +67,12 @@ async def authenticate(request: web.Request, handler):
         key, sep, secret = base64.b64decode(value.strip(), validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         raise ApiError(50002) from None
-    app = api.apps_by_key.get(key)
-    if not sep or app is None or not hmac.compare_digest(app.master_secret.encode(),
-                                                         secret.encode()):
+    app = api.apps.by_key(key)
+    if not sep or app is None or not api.apps.secret_matches(app, secret):
         raise ApiError(50002)
     if not app.enabled:
         raise ApiError(50036)
-    networks = api.networks[app.name]
+    networks = api.apps.networks(app.name)
     if networks and not _allowed(request.remote, networks):
         raise ApiError(50035)
     request[APP] = app

@@ -7,7 +7,7 @@ nothing here imports them.
 
 from __future__ import annotations
 
-import ipaddress
+import asyncio
 import json
 import time
 
@@ -25,7 +25,8 @@ APP = web.RequestKey("app", object)         # the calling app (an AppConfig)
 
 
 class Api:
-    """What the handlers share: the gateway, the apps, the templates, the rules."""
+    """What the handlers share: the gateway, the apps, the templates, the rules. ``apps`` is
+    the gateway's AppDirectory (the configuration's apps and those made in the console)."""
 
     def __init__(self, gateway, config: Config, clock=time.time) -> None:
         self.gateway = gateway
@@ -33,9 +34,8 @@ class Api:
         self.config = config
         self.settings = config.api
         self.clock = clock
-        self.apps_by_key = {app.app_key: app for app in config.apps.values()}
-        self.networks = {name: [ipaddress.ip_network(w, strict=False) for w in app.whitelist]
-                         for name, app in config.apps.items()}
+        self.apps = gateway.apps
+        self.reviewed = asyncio.Event()         # set: read the review statuses again now
         self.registry = Registry(config.templates)
         self.rules = SendRules(config.api, clock)
         self.mobiles = MobileRule(config.api.mobile_pattern)
@@ -51,15 +51,24 @@ class Api:
         if key is None:
             return None
         accepted = await self.store.accept_request(ApiRequest(app.name, idempotency_key=key), 0)
-        return _answer(accepted.response) if accepted.replayed else None
+        return answer(accepted) if accepted.replayed else None
 
     async def submit(self, request: ApiRequest) -> web.Response:
-        accepted: AcceptedRequest = await self.gateway.accept_request(request)
-        return _answer(accepted.response)
+        return answer(await self.accept(request))
+
+    async def accept(self, request: ApiRequest) -> AcceptedRequest:
+        """Store the request whole (durable when this returns) and wake its dispatchers."""
+        return await self.gateway.accept_request(request)
+
+    def review_changed(self) -> None:
+        """A review was decided elsewhere (the console): read the statuses again now rather
+        than at the next poll."""
+        self.reviewed.set()
 
 
-def _answer(response: tuple[int, str]) -> web.Response:
-    status, body = response
+def answer(accepted: AcceptedRequest) -> web.Response:
+    """The answer kept with an accepted request, as an HTTP response."""
+    status, body = accepted.response
     return web.Response(status=status, text=body, content_type="application/json")
 
 

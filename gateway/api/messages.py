@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.store import ApiRequest, NewMessage
+from gateway.store import AcceptedRequest, ApiRequest, NewMessage
 
-from .context import API_KEY, APP, Api, dumps, request_callback, start_send
+from .context import API_KEY, APP, Api, answer, dumps, request_callback, start_send
 from .errors import ApiError
 from .registry import Template
 from .users import number, numbers, recipient
@@ -67,16 +67,33 @@ async def send_one(request: web.Request) -> web.Response:
     if replayed is not None:
         return replayed
     who = recipient(api, body)
-    template = api.registry.template(app, body.get("temp_id"), SENDABLE)
+    accepted = await accept_one(api, app, who, body.get("temp_id"), body.get("temp_para"), key,
+                                request_callback(body))
+    return answer(accepted)
+
+
+async def accept_one(api: Api, app, who, temp_id, params, key: str | None = None,
+                     callback: str | None = None) -> AcceptedRequest:
+    """One template message to one recipient (a number, or a user: see ``users.recipient``),
+    checked and stored durably; ApiError as the checks raise it."""
+    template = api.registry.template(app, temp_id, SENDABLE)
     mobile = await number(api, app, who, sending_channel(app, template))
-    message = compose(api, app, template, mobile, body.get("temp_para"),
-                      callback=request_callback(body))
+    message = compose(api, app, template, mobile, params, callback=callback)
     api.rules.check_app(app.name)
-    response = await api.submit(ApiRequest(
+    accepted = await api.accept(ApiRequest(
         app.name, (message,), idempotency_key=key,
         render=lambda ids, refused: (200, dumps({"msg_id": ids[0]}))))
     api.rules.record(app.name, template, mobile, message.text)
-    return response
+    return accepted
+
+
+async def send_message(api: Api, app, temp_id, mobile: str, params: dict) -> int:
+    """What ``POST /v1/messages`` does for ``app``, without HTTP (the console's test message):
+    the same checks, rules and durable write. Returns the message's id; ApiError as the
+    endpoint answers it."""
+    accepted = await accept_one(api, app, recipient(api, {"mobile": mobile}), temp_id,
+                                params)
+    return accepted.ids[0]
 
 
 async def send_batch(request: web.Request) -> web.Response:

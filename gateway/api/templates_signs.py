@@ -22,7 +22,8 @@ does (gateway.cli.review), or ``[api] auto_approve_signatures = true`` approves 
 modified signature and template at once. A template waiting or refused answers 50020 or
 50021 when used, and so does (50020) a template whose signature is not approved. The command
 line writes the store from another process: the API re-reads the templates and signatures from
-the store every ``REVIEW_POLL`` seconds, so a review takes effect within that time. Every
+the store every ``REVIEW_POLL`` seconds, so a review takes effect within that time; a review
+in the operator's console takes effect at once on its own instance. Every
 change made here writes the store first, then the in-memory registry, under one lock that
 the re-reading also takes, so that a re-read never brings back an older state.
 
@@ -48,6 +49,7 @@ Any other field is 50007, sensitive words 50037. A PUT replaces the whole templa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import re
@@ -101,14 +103,18 @@ def add_routes(app: web.Application) -> None:
 # ----------------------------------------------------------------------------- reviews
 
 async def watch_reviews(app: web.Application):
-    """While the API serves: re-read the review statuses every REVIEW_POLL seconds. A failed
-    re-read is logged and tried again at the next period; the registry stays as it was."""
+    """While the API serves: re-read the review statuses every REVIEW_POLL seconds, and at
+    once after ``Api.review_changed()``. A failed re-read is logged and tried again at the
+    next period; the registry stays as it was."""
     api: Api = app[API_KEY]
     lock = app[LOCK]
 
     async def poll() -> None:
         while True:
-            await asyncio.sleep(REVIEW_POLL)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(REVIEW_POLL):
+                    await api.reviewed.wait()
+            api.reviewed.clear()
             try:
                 async with lock:
                     await sync_registry(api)

@@ -178,7 +178,7 @@ def _decode(data: bytes) -> str:
 def _xlsx_cells(data: bytes) -> Iterator[tuple[int, list[str]]]:
     """The first worksheet's rows (up to MAX_COLUMNS cells each) as text. Whatever openpyxl
     raises on a malformed file is ApiError 50007."""
-    import openpyxl             # here: importing it takes a few hundred ms, at the first XLSX
+    import openpyxl  # here: importing it takes a few hundred ms, at the first XLSX
 
     _check_expanded(data)
     try:

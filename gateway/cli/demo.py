@@ -2,15 +2,17 @@
 first look.
 
 It starts the built-in ISMG simulator as the SMS center, a small receiver for callbacks, and
-the gateway (SQLite store in a temporary directory, a demo app and templates), then sends a few
-messages through the HTTP API exactly as an application would: a notification, a long Chinese
-message, a batch with one bad number, a verification code (then checks it), one to a number
-the simulator reports as not existing, and one to a user by userid (after uploading the user's
-numbers: the one bound to the demo channel is used). It prints each message until it is final,
-and what the app's receiver sees in JSMS's callback format: the echostr check of its URLs, then
-every SMS_REPORT (with its JSMS status code) and the SMS_REPLY of an MO that unsubscribes the
-sender, each with its signature checked as a JSMS receiver checks it. It ends by itself, or on
-Ctrl-C, and cleans up.
+the gateway (SQLite store in a temporary directory, a demo app and templates, the operator's
+console with a demo login), then sends a few messages through the HTTP API exactly as an
+application would: a notification, a long Chinese message, a batch with one bad number, a
+verification code (then checks it), one to a number the simulator reports as not existing,
+and one to a user by userid (after uploading the user's numbers: the one bound to the demo
+channel is used); and it makes a template that waits for review in the console. It prints
+each message until it is final, and what the app's receiver sees in JSMS's callback format:
+the echostr check of its URLs, then every SMS_REPORT (with its JSMS status code) and the
+SMS_REPLY of an MO that unsubscribes the sender, each with its signature checked as a JSMS
+receiver checks it. It ends by itself, or on Ctrl-C, and cleans up; run from a terminal, it
+first keeps the console open until Ctrl-C (``--exit``: it does not).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import secrets
 import signal
 import socket
 import sys
@@ -30,9 +33,11 @@ import aiohttp
 from aiohttp import web
 
 from gateway.config import parse_config
+from gateway.console import hash_password
 from gateway.daemon import Gateway, GatewayOptions
 from gateway.sim import Account, Simulator, SimulatorConfig
 from gateway.status import JSMS_CODES
+from gateway.store import AuditNote, ConsoleUser
 
 KEY, SECRET = "demo-app-key", "demo-master-secret"
 FAILING = "13900000000"            # the simulator reports MK:0012 (number does not exist)
@@ -69,7 +74,10 @@ content = "您的验证码是{{{{code}}}}，{{{{ttl}}}}分钟内有效。"
 [templates.3]
 type = "notification"
 content = "{{{{text}}}}"
+[console]
+listen = "127.0.0.1:{console}"
 """
+OPERATOR = "demo"
 
 
 def free_port() -> int:
@@ -114,8 +122,10 @@ class Receiver:
         return web.Response(text="ok")
 
 
-async def run_demo(out=print, timeout: float = 60.0) -> int:
-    ports = {name: free_port() for name in ("api", "ops", "receiver")}
+async def run_demo(out=print, timeout: float = 60.0, stay: bool = False) -> int:
+    """The demo; 0 when every message reached a final status. With ``stay``, the gateway
+    and its console keep running after the messages, until the task is cancelled."""
+    ports = {name: free_port() for name in ("api", "ops", "receiver", "console")}
     receiver = Receiver(out)
     runner = web.AppRunner(receiver.app(), access_log=None)
     await runner.setup()
@@ -128,17 +138,34 @@ async def run_demo(out=print, timeout: float = 60.0) -> int:
                                             ismg=sim.address[1], key=KEY, secret=SECRET,
                                             **ports))
         gateway = Gateway(config, GatewayOptions())
+        await gateway.start()
+        password = await _console_login(gateway)
+        console = f"http://127.0.0.1:{ports['console']}"
         out(f"simulator (the SMS center) on 127.0.0.1:{sim.address[1]}; API on "
             f"http://127.0.0.1:{ports['api']}; metrics on http://127.0.0.1:{ports['ops']}/metrics")
-        await gateway.start()
+        out(f"console on {console}: sign in as {OPERATOR}, password {password}")
         try:
             await gateway.pools["demo"].wait_ready()
             status = await _scenario(f"http://127.0.0.1:{ports['api']}", sim, receiver, out, timeout)
+            if stay:
+                out(f"the console stays open on {console} (sign in as {OPERATOR}, password "
+                    f"{password}); Ctrl-C ends the demo")
+                await asyncio.Event().wait()
         finally:
             await gateway.stop()
             await sim.stop()
             await runner.cleanup()
     return status
+
+
+async def _console_login(gateway: Gateway) -> str:
+    """An admin account for the demo's console, with a password made for this run."""
+    password = secrets.token_urlsafe(9)
+    record = await asyncio.to_thread(hash_password, password)
+    await gateway.store.put_console_user(ConsoleUser(OPERATOR, "admin", record),
+                                         AuditNote("demo", "console user added", OPERATOR),
+                                         time.time())
+    return password
 
 
 def _stat_for(submit) -> str:
@@ -173,6 +200,10 @@ async def _scenario(base: str, sim: Simulator, receiver: Receiver, out, timeout:
             ids += _accepted_ids(answer)
             code_id = ids[-1] if path == "/v1/codes" else code_id
         await _check_code(http, sim, code_id, out)
+        async with http.post("/v1/templates", json={"type": 2, "template":
+                                                    "您的积分{{points}}将于月底到期"}) as response:
+            out(f"POST /v1/templates -> {response.status} "
+                f"{json.dumps(await response.json())} (waits for review in the console)")
         finals = await _follow(http, ids, out, timeout)
         sim.send_mo("900001", "8613800138000", "10690001", "TD")
         out("the handset 13800138000 replies \"TD\" (unsubscribe)")
@@ -235,13 +266,15 @@ def _count(values) -> dict[str, int]:
 
 
 def demo_main(args) -> int:
+    stay = not args.exit and sys.stdin.isatty() and sys.stdout.isatty()
+
     async def main() -> int:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, task.cancel)
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
         try:
-            return await run_demo(timeout=args.timeout)
+            return await run_demo(timeout=args.timeout, stay=stay)
         except asyncio.CancelledError:
             print("stopped", file=sys.stderr)
             return 130
@@ -254,4 +287,6 @@ def add_demo_command(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="run the gateway with the built-in simulator and "
                                    "send a few messages through the HTTP API")
     parser.add_argument("--timeout", type=float, default=60.0, help="give up after this long")
+    parser.add_argument("--exit", action="store_true", help="end after the messages, also "
+                        "when run from a terminal (which otherwise keeps the console open)")
     parser.set_defaults(func=demo_main)

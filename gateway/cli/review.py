@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
-from gateway.config import ConfigError, load_config
 from gateway.store import APPROVED, PENDING, REFUSED, SqliteStore
+
+from .stores import existing_store
 
 DECISIONS = {"approve": APPROVED, "reject": REFUSED}
 STATUS_WORDS = {PENDING: "waiting for review", APPROVED: "approved", REFUSED: "refused"}
@@ -48,15 +48,9 @@ def review(config_path: str, kind: str, item_id: int, decision: str) -> int:
     """Approve or reject the signature (``kind`` "sign") or template ``item_id`` in the store
     of the configuration at ``config_path``; print what happened. 0 when done, 1 when there
     is no such id or no store, 2 when the configuration does not validate."""
-    try:
-        config = load_config(config_path)
-    except ConfigError as error:
-        print(error)
-        return 2
-    path = config.gateway.store
-    if path == ":memory:" or not Path(path).exists():
-        print(f"no store at {path}: start the gateway once so that it creates it")
-        return 1
+    path, status = existing_store(config_path)
+    if path is None:
+        return status
     return asyncio.run(_review(path, kind, item_id, DECISIONS[decision]))
 
 

@@ -271,6 +271,41 @@ def read_template(key: str, table: dict, report, apps: Mapping,
     return TemplateConfig(id=int(key), **values)
 
 
+# Apps made in the operator's console: the name as seed 004's console takes it, and the
+# fields an operator sets (the console makes the key and the secret). A field added to
+# APP_FIELDS and AppConfig is a console setting too, stored with the others.
+CONSOLE_APP_NAME = re.compile(r"[A-Za-z0-9!@$%^\-_=+\[{}\]:,./?~#*;|]{1,30}")
+CONSOLE_APP_NAME_RULE = ("1 to 30 letters, digits or the characters "
+                         "!@$%^-_=+[{}]:,./?~#*;|")
+APP_SETTINGS = tuple(f for f in APP_FIELDS
+                     if f.name not in ("app_key", "master_secret", "master_secret_env"))
+
+
+def read_app_settings(table: dict, report, channels: Mapping) -> dict | None:
+    """The settings of a console-made app from ``table`` (field name to value, as the TOML
+    would hold them), checked like an [apps.NAME] table; None when a problem was reported."""
+    values = read_table(table, APP_SETTINGS, report)
+    ok = len(values) == len(APP_SETTINGS)
+    for channel in values.get("channels", []):
+        if channel not in channels:
+            report("channels", f"{channel!r} is not a channel; use one of "
+                               f"{', '.join(sorted(channels)) or '(none configured)'}")
+            ok = False
+    return values if ok else None
+
+
+def app_from_settings(name: str, app_key: str, secret: str, settings: Mapping,
+                      channels: Mapping) -> AppConfig:
+    """The AppConfig of a console-made app from its stored ``settings``: keys this version
+    does not know are ignored, missing ones take their defaults, and channels that are no
+    longer configured are left out (none left: every channel, as in the TOML)."""
+    values = {f.name: settings.get(f.name, f.default) for f in APP_SETTINGS}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    values["channels"] = tuple(c for c in values["channels"] if c in channels) or tuple(channels)
+    return AppConfig(name=name, app_key=app_key, master_secret=secret, master_secret_env=None,
+                     **values)
+
+
 def check_unique_keys(apps: Mapping[str, AppConfig], report) -> None:
     seen: dict[str, str] = {}
     for name, app in apps.items():

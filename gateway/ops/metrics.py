@@ -78,6 +78,13 @@ class Metrics:
                     if isinstance(v, (CounterFamily, GaugeFamily, HistogramFamily))]
         r.register(FamiliesCollector(families))
 
+    def totals(self) -> dict[str, dict[tuple[str, ...], float]]:
+        """Every counter's value now, by family (its attribute name here: "submits",
+        "receipts", "messages", "callbacks", ...) and label values: what the console samples
+        each minute for its per-minute figures."""
+        return {name: {labels: child.value for labels, child in family.children.items()}
+                for name, family in vars(self).items() if isinstance(family, CounterFamily)}
+
     def channel(self, name: str, codes: ReceiptCodes) -> ChannelMetrics:
         if name not in self._channels:
             self._channels[name] = ChannelMetrics(self, name, codes)

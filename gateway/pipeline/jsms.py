@@ -138,13 +138,21 @@ class UrlVerifier:
         self._task: asyncio.Task | None = None
 
     def watch(self, apps: Mapping[str, AppConfig]) -> None:
-        """Take the URLs of the apps whose callback format is jsms as the ones to report."""
+        """Take the URLs of the apps whose callback format is jsms as the ones to report,
+        instead of those watched before (the apps changed); once started, a URL not checked
+        yet is checked at once."""
+        owners: dict[str, list[tuple[str, str]]] = {}
         for name, app in apps.items():
             if app.callback_format != "jsms":
                 continue
             for kind, url in (("status", app.status_callback), ("mo", app.mo_callback)):
                 if url:
-                    self._owners.setdefault(url, []).append((name, kind))
+                    owners.setdefault(url, []).append((name, kind))
+        self._owners = owners
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+            self.start()
 
     def start(self) -> None:
         """Check the apps' URLs now, and the failed ones again every ``interval``."""

@@ -7,10 +7,34 @@ that cross it (``NewMessage``, ``SegmentResult``, ``Receipt``, ``MessageView``, 
 durable before its awaitable resolves. ``SqliteStore`` (``sqlite/``) is the embedded default:
 one SQLite file in WAL mode, written by one thread with group commit.
 
+The operator's console keeps its records here too (``console``: apps made there, operator
+accounts and sessions, review decisions, the audit trail, and what searches return), and
+``AppDirectory`` (``apps``) is the live list of apps that the API, the callbacks and the
+console share: the configuration's and the store's.
+
 Offers: Store, SqliteStore, StoreError, the records, to_signed and to_unsigned (Msg_Ids as
-signed 64-bit integers), code_digest, and the review states PENDING, APPROVED, REFUSED.
+signed 64-bit integers), code_digest, and the review states PENDING, APPROVED, REFUSED; for
+the console: AppDirectory, AuditNote, AuditEntry, StoredApp, ConsoleUser, ConsoleSession,
+Review, MessageQuery, MessageRow, ReceiptRow, CallbackRow, PendingCallbacks, SearchTooBroad,
+ROLES.
 """
 
+from .apps import AppDirectory
+from .console import (
+    ROLES,
+    AuditEntry,
+    AuditNote,
+    CallbackRow,
+    ConsoleSession,
+    ConsoleUser,
+    MessageQuery,
+    MessageRow,
+    PendingCallbacks,
+    ReceiptRow,
+    Review,
+    SearchTooBroad,
+    StoredApp,
+)
 from .interface import (
     APPROVED,
     PENDING,
@@ -38,7 +62,10 @@ from .interface import (
 from .sqlite import SqliteStore
 
 __all__ = [
-    "APPROVED", "PENDING", "REFUSED", "Accepted", "AcceptedRequest", "ApiRequest",
+    "APPROVED", "PENDING", "REFUSED", "ROLES", "Accepted", "AcceptedRequest", "ApiRequest",
+    "AppDirectory", "AuditEntry", "AuditNote", "CallbackRow", "ConsoleSession", "ConsoleUser",
+    "MessageQuery", "MessageRow", "PendingCallbacks", "ReceiptRow", "Review", "SearchTooBroad",
+    "StoredApp",
     "MessageView", "MoMessage", "MoPart", "MoView", "NewMessage", "OutboxEntry",
     "PendingMessage", "Receipt", "ReceiptOutcome", "SegmentResult", "SegmentView",
     "SqliteStore", "Store", "StoreError", "code_digest", "to_signed", "to_unsigned",

@@ -338,7 +338,7 @@ def test_a_message_of_another_app_is_not_found(tmp_path):
         async with stack(tmp_path) as (api, gateway, sim):
             status, body = await api.post("/v1/messages", {"mobile": "13800138000", "temp_id": 5})
             other = ("walledkey", "walled-secret")
-            gateway.api.networks["walled"] = []              # let the other app in
+            gateway.apps._networks["walled"] = []             # let the other app in
             assert error(50026, 403)(await api.call("GET", f"/v1/messages/{body['msg_id']}", auth=other))
             assert error(50026, 403)(await api.call("GET", "/v1/messages/abc"))
     run(scenario)

@@ -348,6 +348,17 @@ def test_the_wheel_ships_the_receipt_code_tables(wheel):
     assert not any(n.startswith(("tests/", "fixtures/")) for n in names)
 
 
+def test_the_wheel_ships_the_consoles_templates_and_assets(wheel):
+    """The console serves everything from its package (private clouds are offline)."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    console = ROOT / "gateway" / "console"
+    files = [p for kind in ("templates", "static") for p in (console / kind).iterdir()]
+    assert len(files) >= 15
+    missing = [str(p.relative_to(ROOT)) for p in files
+               if str(p.relative_to(ROOT)) not in names]
+    assert missing == []
+
+
 # ----------------------------------------------------------------------------- running it
 
 def toml_text(document: dict) -> str:

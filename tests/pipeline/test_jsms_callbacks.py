@@ -5,6 +5,7 @@ configured schedule, a request's own callback URL, MO replies, and a restart in 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -43,6 +44,16 @@ async def sending(store, apps, metrics=None, settings=SETTINGS, **options):
         yield sender
     finally:
         await sender.close()
+
+
+async def settled(store, row: tuple, timeout: float = 10.0) -> None:
+    """Wait until the outbox holds just ``row``: the sender records an attempt's outcome
+    after the receiver has answered it, so the receiver's view comes first."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while await outbox(store) != [row]:
+        assert loop.time() < end, await outbox(store)
+        await asyncio.sleep(0.01)
 
 
 async def ended(store, stat: str, at: float, codes=None, msg_id: int = 500,
@@ -470,10 +481,12 @@ def test_a_url_changed_by_a_reload_is_verified_before_the_waiting_events_go_to_i
             async with sending(store, {"app1": jsms_app(old.url("v1"),
                                                         callback_retries=(0.3,))}):
                 await eventually(lambda: old.callbacks)               # answered 500
+                await settled(store, ("app1", "status", 1, "pending", "HTTP 500"))
             # The reloaded configuration names another URL: a new sender, as after SIGHUP.
             async with sending(store, {"app1": jsms_app(new.url("v2"),
                                                         callback_retries=(0.3,))}):
                 await eventually(lambda: new.acknowledged)
+                await settled(store, ("app1", "status", 2, "done", None))
         assert old.order == ["GET /v1", "POST /v1"]
         assert new.order == ["GET /v2", "POST /v2"]
         assert new.acknowledged[0].data["msgId"] == str(message_id)

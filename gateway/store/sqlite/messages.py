@@ -196,8 +196,11 @@ class State:
 # so a downgrade never writes to a layout it does not know (restore the backup taken before
 # the upgrade instead). Versions: 1, the first; 2, messages.callback (the status callback URL
 # a send request gave for its message); 3, the apps' users (the tables of users.py, which an
-# older file gains as the store opens: they are new, nothing else changes).
-SCHEMA_VERSION = 3
+# older file gains as the store opens: they are new, nothing else changes); 4, the operator's
+# console's tables (apps, console_users, console_sessions, console_keys, reviews, audit;
+# gateway.store.sqlite.console), created when an older file is opened, which changes nothing
+# it wrote.
+SCHEMA_VERSION = 4
 
 ROWS_PER_STATEMENT = 512
 MIN_SQLITE = (3, 35, 0)
