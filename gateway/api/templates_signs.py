@@ -61,6 +61,7 @@ from gateway.store import APPROVED, PENDING
 
 from .context import API_KEY, APP, Api, dumps, json_body
 from .errors import ApiError
+from .ids import parse_id
 from .registry import KINDS, PLACEHOLDER, Signature, Template
 
 log = logging.getLogger("cmpp_gateway.api")
@@ -188,9 +189,9 @@ async def delete_sign(request: web.Request) -> web.Response:
     return _empty()
 
 
-def own_signature(api: Api, app, raw: str) -> Signature:
+def own_signature(api: Api, app, raw: str | int) -> Signature:
     """The app's signature numbered ``raw``; ApiError 50102 when it is not one."""
-    signature = api.registry.signatures.get(_number(raw, 50102))
+    signature = api.registry.signatures.get(parse_id(raw, 50102))
     if signature is None or signature.app != app.name:
         raise ApiError(50102)
     return signature
@@ -346,7 +347,7 @@ async def delete_template(request: web.Request) -> web.Response:
 def own_template(api: Api, app, raw: str, *, changing: bool) -> Template:
     """The template numbered ``raw`` that the app may read (its own, or a configured one it
     may send) or, when ``changing``, one it made through the API; ApiError 50013 otherwise."""
-    template = api.registry.templates.get(_number(raw, 50013))
+    template = api.registry.templates.get(parse_id(raw, 50013))
     if template is None or template.app not in ("", app.name):
         raise ApiError(50013)
     if changing and template.from_config:
@@ -407,9 +408,7 @@ def template_signature(api: Api, app, sign_id) -> str:
     """The text of the app's signature ``sign_id`` ("" without one); ApiError 50102."""
     if sign_id is None:
         return ""
-    if isinstance(sign_id, bool) or not isinstance(sign_id, (int, str)):
-        raise ApiError(50102)
-    return own_signature(api, app, str(sign_id)).sign
+    return own_signature(api, app, sign_id).sign
 
 
 def template_view(api: Api, app, template: Template) -> dict:
@@ -426,12 +425,6 @@ def template_view(api: Api, app, template: Template) -> dict:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def _number(raw: str, code: int) -> int:
-    if not re.fullmatch(r"[0-9]{1,18}", raw):
-        raise ApiError(code)
-    return int(raw)
-
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)

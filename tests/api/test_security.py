@@ -9,11 +9,13 @@ import os
 import re
 import signal
 import sys
+from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
 
 from gateway.sim import Account, Simulator, SimulatorConfig
+from tests import api_stack
 from tests.aio import eventually, free_port, run
 
 PASSWORD = "pw-Kx81-unmistakable"
@@ -144,3 +146,58 @@ async def exercise(api_port: int, ops_port: int, sim: Simulator, received: list)
         assert (await post("/v1/messages", {"mobile": NUMBERS[0], "temp_id": 99}))[0] == 403
         sim.send_mo("900001", "86" + NUMBERS[3], "10690001", CONTENT[2])
         await eventually(lambda: len(received) >= 6, timeout=30)   # retried after 500s
+
+
+# ----------------------------------------------------------------------------- ids
+
+def other_digits(number: int) -> list[str]:
+    """``number`` written with the digits of other scripts, which int() and str.isdigit()
+    take for ASCII ones (Arabic-Indic, full-width, Devanagari), percent-encoded for a path."""
+    return [quote("".join(chr(zero + int(d)) for d in str(number)))
+            for zero in (0x0660, 0xFF10, 0x0966)]
+
+
+def not_ids(number: int) -> list[str]:
+    """What int() would read as ``number`` (or some number) but is no id, and ids beyond the
+    store's 64-bit integer."""
+    return other_digits(number) + [f"{number}%20", f"%20{number}", f"+{number}", f"-{number}",
+                                   f"{number}_0", "0x1", "1" * 23, str(2**63)]
+
+
+def test_a_path_id_is_ascii_digits_on_every_route_and_anything_else_is_not_found(tmp_path):
+    async def scenario():
+        async with api_stack.stack(tmp_path) as s:
+            api = s.api
+            status, sent, _ = await api.call("POST", "/v1/messages", {
+                "mobile": "13800138000", "temp_id": 1, "temp_para": {"order": "A1"}})
+            assert status == 200
+            status, code, _ = await api.call("POST", "/v1/codes",
+                                             {"mobile": "13912345678", "temp_id": 2})
+            assert status == 200
+            sign = await api_stack.new_sign(api, "测试签名")
+            template = await api_stack.new_template(api, {"type": 2, "template": "通知{{x}}"})
+            ids = {"msg": int(sent["msg_id"]), "code": int(code["msg_id"]), "sign": sign,
+                   "template": template}
+            routes = [("GET", "/v1/messages/{}", "msg", {}, 50026),
+                      ("POST", "/v1/codes/{}/valid", "code", {"body": {"code": "000000"}}, 50026),
+                      ("GET", "/v1/sign/{}", "sign", {}, 50102),
+                      ("PUT", "/v1/sign/{}", "sign", {"data": "sign"}, 50102),
+                      ("POST", "/v1/sign/{}", "sign", {"data": "sign"}, 50102),
+                      ("DELETE", "/v1/sign/{}", "sign", {}, 50102),
+                      ("GET", "/v1/templates/{}", "template", {}, 50013),
+                      ("PUT", "/v1/templates/{}", "template",
+                       {"body": {"type": 2, "template": "改了{{x}}"}}, 50013),
+                      ("DELETE", "/v1/templates/{}", "template", {}, 50013)]
+            for method, path, kind, kwargs, code in routes:
+                for raw in not_ids(ids[kind]):
+                    if "data" in kwargs:
+                        kwargs = {"data": api_stack.form(("sign", "改过签名"))}
+                    answer = await api.call(method, path.format(raw), **kwargs)
+                    assert api_stack.error(code, 403)(answer), (method, path, raw, answer)
+            for method, path, kind, _, _ in routes:            # all still there, unchanged
+                if method == "GET":
+                    assert (await api.call(method, path.format(ids[kind])))[0] == 200
+            assert (await api.call("GET", f"/v1/sign/{sign}"))[1]["sign"] == "测试签名"
+            assert api_stack.error(50013, 403)(await api.call("POST", "/v1/messages", {
+                "mobile": "13800138000", "temp_id": "١", "temp_para": {"order": "A1"}}))
+    run(scenario)
