@@ -62,6 +62,20 @@ def _answer(response: tuple[int, str]) -> web.Response:
     return web.Response(status=status, text=body, content_type="application/json")
 
 
+def body_limit(limit: int):
+    """Marks a handler whose body is bounded by ``limit`` bytes instead of ``[api] max_body``
+    (a form whose parts have limits of their own)."""
+    def mark(handler):
+        handler.max_body = limit
+        return handler
+    return mark
+
+
+def max_body(request: web.Request) -> int:
+    """The most bytes of body that ``request``'s handler takes."""
+    return getattr(request.match_info.handler, "max_body", request.app[API_KEY].settings.max_body)
+
+
 def dumps(value) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 

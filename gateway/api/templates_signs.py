@@ -31,8 +31,8 @@ ASCII letter or a digit: no 【】, spaces or punctuation. It is unique in its a
 from the app's configured signature and from those of the configured templates it may send
 (a copy waiting for review would stop their sending). Images (50101): at most 4, fields
 image0 to image3, each a PNG, JPEG or GIF (by its first bytes) of at most 2 MiB; an empty one
-is ignored, as browsers send an empty file input. These limits bound the form, instead of
-``[api] max_body``. Any other field, or one given twice, is 50007. Creating or modifying a
+is ignored, as browsers send an empty file input. These limits bound the form (``MAX_FORM``,
+checked against its Content-Length up front), instead of ``[api] max_body``. Any other field, or one given twice, is 50007. Creating or modifying a
 signature while another of the app waits for review is 50103. A signature in use by a
 template (``use_status`` 1) cannot be deleted, nor given another text (50105); its images may
 be replaced and it may be sent back to review under the same text.
@@ -59,7 +59,7 @@ from aiohttp.multipart import BodyPartReader
 
 from gateway.store import APPROVED, PENDING
 
-from .context import API_KEY, APP, Api, dumps, json_body
+from .context import API_KEY, APP, Api, body_limit, dumps, json_body
 from .errors import ApiError
 from .ids import parse_id
 from .registry import KINDS, PLACEHOLDER, Signature, Template
@@ -75,6 +75,8 @@ MAX_SIGN_FIELD = 256                    # bytes read of the sign field before re
 IMAGE_FIELD = re.compile(r"image(0|[1-9][0-9]*)")
 MAX_IMAGES = 4
 MAX_IMAGE = 2 << 20
+# The most a signature form can be: its parts' limits, and room for their headers.
+MAX_FORM = MAX_IMAGES * MAX_IMAGE + MAX_SIGN_FIELD + (16 << 10)
 IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
                (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
 
@@ -138,6 +140,7 @@ def review_status(api: Api) -> int:
 
 # ----------------------------------------------------------------------------- signatures
 
+@body_limit(MAX_FORM)
 async def create_sign(request: web.Request) -> web.Response:
     api: Api = request.app[API_KEY]
     app = request[APP]
@@ -152,6 +155,7 @@ async def create_sign(request: web.Request) -> web.Response:
     return _json({"sign_id": sign_id})
 
 
+@body_limit(MAX_FORM)
 async def modify_sign(request: web.Request) -> web.Response:
     api: Api = request.app[API_KEY]
     app = request[APP]

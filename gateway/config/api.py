@@ -73,6 +73,10 @@ API_FIELDS = (
     Field("callback_retry_for", NUMBER, 86400, seconds()),
     Field("callback_timeout", NUMBER, 10, seconds()),
     Field("max_connections", INTEGER, 1000, in_range(1, 100000)),
+    Field("max_connections_per_source", INTEGER, 100, in_range(1, 100000)),
+    Field("header_timeout", NUMBER, 10, seconds()),
+    Field("body_timeout", NUMBER, 30, seconds()),
+    Field("idle_timeout", NUMBER, 60, seconds()),
 )
 
 APP_FIELDS = (
@@ -118,6 +122,10 @@ class ApiSettings:
     callback_retry_for: float = 86400
     callback_timeout: float = 10
     max_connections: int = 1000
+    max_connections_per_source: int = 100   # from one address; max_connections caps it too
+    header_timeout: float = 10              # a request's line and headers, from the first byte
+    body_timeout: float = 30                # its body, from the end of its headers
+    idle_timeout: float = 60                # a kept-alive connection waiting for its next request
 
 
 @dataclass(frozen=True)
