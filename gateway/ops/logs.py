@@ -144,7 +144,7 @@ class SourceThrottle:
 
     def note(self, source: str | None, detail: str) -> None:
         """One more from ``source`` (None: not known), ``detail`` saying what it was."""
-        source = source or "an unknown address"
+        source = source or "(address unknown)"
         now = self.clock()
         seen = self._sources.get(source)
         if seen is not None and now - seen[0] < self.interval:
