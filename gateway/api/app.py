@@ -20,8 +20,6 @@ import logging
 
 from aiohttp import web
 
-from aiohttp.web_protocol import RequestPayloadError
-
 from gateway.ops import SourceThrottle
 
 from . import codes, messages, templates_signs
@@ -53,9 +51,8 @@ async def deadlines(request: web.Request, handler):
 @web.middleware
 async def jsms_errors(request: web.Request, handler):
     """Map every failure to a JSMS error body with the documented HTTP status."""
-    limit = max_body(request)
-    if request.content_length is not None and request.content_length > limit:
-        return _too_large(request, limit)             # at once: do not wait for the body
+    if request.content_length is not None and request.content_length > max_body(request):
+        return _too_large(request, max_body(request))  # at once: do not wait for the body
     try:
         refused = getattr(request.match_info, "http_exception", None)
         if refused is not None:
@@ -68,12 +65,13 @@ async def jsms_errors(request: web.Request, handler):
         log.debug("%s %s: %d, JSMS %d", request.method, request.path, error.status, error.code)
         return error.response()
     except web.HTTPRequestEntityTooLarge:
-        return _too_large(request, limit)
-    except (ConnectionError, RequestPayloadError) as error:
-        # The client went away, or broke off its body: nobody is left to answer.
-        log.debug("%s %s: the client's request broke off (%s)", request.method, request.path,
+        return _too_large(request, max_body(request))
+    except (ConnectionError, web.RequestPayloadError) as error:
+        # The client went away, or sent a body that does not end as it said: its fault, and
+        # usually nobody is left to answer.
+        log.debug("%s %s: the body could not be read (%s)", request.method, request.path,
                   type(error).__name__)
-        return ApiError(50007, "the request broke off").response()
+        return ApiError(50007, "the body could not be read").response()
     except web.HTTPException as error:
         code = {404: 50016, 405: 50018, 415: 50017}.get(error.status, 50007)
         return ApiError(code).response()
@@ -109,10 +107,10 @@ async def authenticate(request: web.Request, handler):
     return await handler(request)
 
 
-def _too_large(request: web.Request, max_body: int) -> web.Response:
+def _too_large(request: web.Request, limit: int) -> web.Response:
     """403/50007, and the connection closed after it: the rest of the body is not wanted."""
-    log.debug("%s %s: body over %d bytes", request.method, request.path, max_body)
-    response = ApiError(50007, f"body larger than {max_body} bytes").response()
+    log.debug("%s %s: body over %d bytes", request.method, request.path, limit)
+    response = ApiError(50007, f"body larger than {limit} bytes").response()
     response.force_close()
     return response
 
@@ -149,6 +147,7 @@ class ApiServer:
         self.connections = Connections(api.settings, self.throttle)
         self._runner: web.AppRunner | None = None
         self._server: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.Task | None = None
         self.address: tuple[str, int] | None = None
 
     @property
@@ -174,19 +173,30 @@ class ApiServer:
         self._server = await loop.create_server(self._protocol, host, port,
                                                 backlog=min(settings.max_connections, 4096))
         self.address = self._server.sockets[0].getsockname()[:2]
+        self._sweeper = loop.create_task(self.connections.keep_deadlines(),
+                                         name="api-deadlines")
         return self.address
 
     def _protocol(self) -> asyncio.Protocol:
-        """aiohttp's protocol for one connection, admitted and held to its deadlines."""
-        return GuardedConnection(self.connections, self._runner.server())
+        """A connection, admitted and held to its deadlines, aiohttp's protocol inside."""
+        return GuardedConnection(self.connections, self._runner.server)
 
     async def stop(self) -> None:
+        """Stop accepting, close the open connections (a request in progress is answered
+        first), and log the counts of clients' errors not logged yet."""
         if self._server is not None:
             self._server.close()
+        if self._runner is not None:
+            await self._runner.shutdown()
+        if self._server is not None:
+            # Since Python 3.12 this waits for the connections too: after shutdown() they are.
             await self._server.wait_closed()
             self._server = None
         if self._runner is not None:
-            await self._runner.shutdown()
             await self._runner.cleanup()
             self._runner = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
         self.throttle.flush()

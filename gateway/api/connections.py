@@ -11,15 +11,20 @@ aiohttp's protocol for one connection and holds the client to deadlines:
 - the next request's first byte within ``idle_timeout`` of an answer.
 
 A missed deadline aborts the connection without an answer: the client never finished asking.
-While the gateway works on a request there is no deadline. What a client is refused for, and
-the deadlines it missed, are logged once per address per minute (``SourceThrottle``), as are
-requests that do not parse (``RequestErrorLog``), without their bytes.
+While the gateway works on a request there is no deadline. A request only moves its
+connection's deadline; one sweep of the open connections (``Connections.keep_deadlines``, every
+quarter of the shortest timeout, at most every second) closes those past theirs, so that a
+request costs no timer. What a client is refused for, and the deadlines it missed, are logged
+once per address per minute (``SourceThrottle``), as are requests that do not parse
+(``RequestErrorLog``), without their bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+from collections.abc import Callable
 
 from aiohttp import StreamReader, web
 
@@ -29,16 +34,17 @@ from gateway.ops import RequestErrorLog, SourceThrottle
 log = logging.getLogger("cmpp_gateway.api")
 AIOHTTP_SERVER_LOG = logging.getLogger("aiohttp.server")
 
-# What a connection waits for, and the deadline that bounds the wait (None: no deadline).
+# What a connection waits for, the setting that bounds the wait (None: no bound), and what a
+# client that misses it did not send.
 HEAD, BODY, BUSY, IDLE = "head", "body", "busy", "idle"
 DEADLINES = {HEAD: "header_timeout", BODY: "body_timeout", BUSY: None, IDLE: "idle_timeout"}
-MISSED = {HEAD: "no request line and headers", BODY: "no whole body",
-          IDLE: "no new request"}
+MISSED = {HEAD: "no request line and headers", BODY: "no whole body", IDLE: "no new request"}
 
 
 class Connections:
-    """How many connections are open, in all and per source address, and how many were
-    admitted and refused since the start; ``admit`` refuses one over either limit."""
+    """The open connections, in all and per source address, and how many were admitted and
+    refused since the start; ``admit`` refuses one over either limit, ``keep_deadlines``
+    closes those past their deadline."""
 
     def __init__(self, settings: ApiSettings, throttle: SourceThrottle) -> None:
         self.settings, self.throttle = settings, throttle
@@ -46,10 +52,14 @@ class Connections:
         self.admitted = 0
         self.refused = 0
         self._by_source: dict[str, int] = {}
+        self._guarded: set[GuardedConnection] = set()
+        self.tick = min(1.0, min(settings.header_timeout, settings.body_timeout,
+                                 settings.idle_timeout) / 4)
 
-    def admit(self, source: str) -> bool:
-        """Count a new connection from ``source``; False, counted as refused and noted in the
-        log, when it would go over a limit."""
+    def admit(self, connection: GuardedConnection) -> bool:
+        """Count a new connection; False, counted as refused and noted in the log, when it
+        would go over a limit."""
+        source = connection.source
         from_source = self._by_source.get(source, 0)
         if self.open >= self.settings.max_connections:
             reason = f"{self.open} open in all (max_connections)"
@@ -59,33 +69,48 @@ class Connections:
             self.open += 1
             self.admitted += 1
             self._by_source[source] = from_source + 1
+            self._guarded.add(connection)
             return True
         self.refused += 1
         self.throttle.note(source, f"connection refused, {reason}")
         return False
 
-    def release(self, source: str) -> None:
+    def release(self, connection: GuardedConnection) -> None:
         """A connection that ``admit`` counted has closed."""
+        self._guarded.discard(connection)
         self.open -= 1
-        left = self._by_source[source] - 1
+        left = self._by_source[connection.source] - 1
         if left:
-            self._by_source[source] = left
+            self._by_source[connection.source] = left
         else:
-            del self._by_source[source]
+            del self._by_source[connection.source]
+
+    async def keep_deadlines(self) -> None:
+        """Every ``tick`` seconds until cancelled: close the connections past their
+        deadline."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.tick)
+            now = loop.time()
+            for connection in [c for c in self._guarded if c.deadline <= now]:
+                connection.deadline_passed()
 
 
 class GuardedConnection(asyncio.Protocol):
-    """One API connection: aiohttp's protocol inside, admitted by ``book`` and held to its
-    deadlines. The API's middleware tells it where a request is (``request_started``,
-    ``request_answered``); the bytes it sees tell it when a new request begins."""
+    """One API connection, admitted by ``book`` and held to its deadlines, with aiohttp's
+    protocol inside (made by ``make_inner`` once admitted). The API's middleware tells it
+    where a request is (``request_started``, ``request_answered``); the bytes it sees tell it
+    when a new request begins."""
 
-    def __init__(self, book: Connections, inner: web.RequestHandler) -> None:
-        self._book, self._inner = book, inner
+    def __init__(self, book: Connections, make_inner: Callable[[], web.RequestHandler]) -> None:
+        self._book, self._make_inner = book, make_inner
+        self._inner: web.RequestHandler | None = None
         self._transport: asyncio.Transport | None = None
-        self._source = "-"
+        self._loop = asyncio.get_running_loop()
+        self.source = "-"
+        self.deadline = math.inf                  # loop time by which the client must act
         self._state = HEAD
         self._body: StreamReader | None = None
-        self._timer: asyncio.TimerHandle | None = None
 
     @classmethod
     def of(cls, request: web.BaseRequest) -> GuardedConnection | None:
@@ -97,13 +122,14 @@ class GuardedConnection(asyncio.Protocol):
     # ------------------------------------------------------------------------ asyncio
 
     def connection_made(self, transport) -> None:
-        self._source = _source(transport)
-        if not self._book.admit(self._source):
+        self.source = _source(transport)
+        if not self._book.admit(self):
             transport.abort()
             return
         self._transport = transport
+        self._inner = self._make_inner()
         self._inner.logger = RequestErrorLog(AIOHTTP_SERVER_LOG, self._book.throttle,
-                                             self._source)
+                                             self.source)
         self._expect(HEAD)
         self._inner.connection_made(transport)
 
@@ -111,9 +137,8 @@ class GuardedConnection(asyncio.Protocol):
         if self._transport is None:
             return
         self._transport = None
-        self._stop_timer()
         self._body = None
-        self._book.release(self._source)
+        self._book.release(self)
         self._inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -146,36 +171,28 @@ class GuardedConnection(asyncio.Protocol):
         self._body = None
         self._expect(IDLE)
 
-    def _expect(self, state: str) -> None:
-        if self._transport is None:
-            return
-        self._state = state
-        self._stop_timer()
-        setting = DEADLINES[state]
-        if setting is not None:
-            self._timer = asyncio.get_running_loop().call_later(
-                getattr(self._book.settings, setting), self._expired)
-
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _expired(self) -> None:
-        self._timer = None
+    def deadline_passed(self) -> None:
+        """The sweep found the deadline passed: close, unless the body came in time."""
         if self._transport is None:
             return
         if self._state == BODY and self._body is not None and self._body.is_eof():
-            self._state = BUSY                 # it came in time; the handler has it
+            self._expect(BUSY)                  # it came; the handler has it
             return
         setting = DEADLINES[self._state]
         missed = f"{MISSED[self._state]} within {getattr(self._book.settings, setting):g} s " \
                  f"({setting})"
-        if self._state == IDLE:                # a client's pool keeping a spare: routine
-            log.debug("API client %s: connection closed, %s", self._source, missed)
+        if self._state == IDLE:                 # a client's pool keeping a spare: routine
+            log.debug("API client %s: connection closed, %s", self.source, missed)
         else:
-            self._book.throttle.note(self._source, f"connection closed, {missed}")
+            self._book.throttle.note(self.source, f"connection closed, {missed}")
+        self.deadline = math.inf
         self._transport.abort()
+
+    def _expect(self, state: str) -> None:
+        self._state = state
+        setting = DEADLINES[state]
+        self.deadline = math.inf if setting is None else \
+            self._loop.time() + getattr(self._book.settings, setting)
 
 
 def _source(transport) -> str:

@@ -32,10 +32,11 @@ from the app's configured signature and from those of the configured templates i
 (a copy waiting for review would stop their sending). Images (50101): at most 4, fields
 image0 to image3, each a PNG, JPEG or GIF (by its first bytes) of at most 2 MiB; an empty one
 is ignored, as browsers send an empty file input. These limits bound the form (``MAX_FORM``,
-checked against its Content-Length up front), instead of ``[api] max_body``. Any other field, or one given twice, is 50007. Creating or modifying a
-signature while another of the app waits for review is 50103. A signature in use by a
-template (``use_status`` 1) cannot be deleted, nor given another text (50105); its images may
-be replaced and it may be sent back to review under the same text.
+checked against its Content-Length up front), instead of ``[api] max_body``. Any other
+field, or one given twice, is 50007. Creating or modifying a signature while another of the
+app waits for review is 50103. A signature in use by a template (``use_status`` 1) cannot be
+deleted, nor given another text (50105); its images may be replaced and it may be sent back
+to review under the same text.
 
 Template body: ``type`` 1 code, 2 notification, 3 marketing (or those names; else 50025);
 ``template`` 1 to 500 characters with {{name}} parameters and no 【】 (a code template has

@@ -8,12 +8,19 @@ stands in for aiohttp's server logger on a listener (``RequestErrorLog``, with
 (``OpsServer``).
 
 Offers: Metrics, ChannelMetrics, OpsServer, setup_logging, mask_phone_numbers, RequestErrorLog,
-SourceThrottle.
+SourceThrottle, LogfmtFormatter, Redactor.
 """
 
 from .http import OpsServer
-from .logs import RequestErrorLog, SourceThrottle, mask_phone_numbers, setup_logging
+from .logs import (
+    LogfmtFormatter,
+    Redactor,
+    RequestErrorLog,
+    SourceThrottle,
+    mask_phone_numbers,
+    setup_logging,
+)
 from .metrics import ChannelMetrics, Metrics
 
-__all__ = ["ChannelMetrics", "Metrics", "OpsServer", "RequestErrorLog", "SourceThrottle",
-           "mask_phone_numbers", "setup_logging"]
+__all__ = ["ChannelMetrics", "LogfmtFormatter", "Metrics", "OpsServer", "Redactor",
+           "RequestErrorLog", "SourceThrottle", "mask_phone_numbers", "setup_logging"]
