@@ -9,10 +9,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 
-from gateway.config import Config
+from gateway.config import ApiSettings, Config
 from gateway.store import AcceptedRequest, ApiRequest
 
 from .errors import ApiError
@@ -62,9 +63,10 @@ def _answer(response: tuple[int, str]) -> web.Response:
     return web.Response(status=status, text=body, content_type="application/json")
 
 
-def body_limit(limit: int):
-    """Marks a handler whose body is bounded by ``limit`` bytes instead of ``[api] max_body``
-    (a form whose parts have limits of their own)."""
+def body_limit(limit: int | Callable[[ApiSettings], int]):
+    """Marks a handler whose body is bounded by ``limit`` bytes, or by what ``limit`` makes of
+    the [api] settings, instead of ``[api] max_body`` (a form whose parts have limits of their
+    own). A Content-Length over it is refused before the body is read."""
     def mark(handler):
         handler.max_body = limit
         return handler
@@ -73,7 +75,11 @@ def body_limit(limit: int):
 
 def max_body(request: web.Request) -> int:
     """The most bytes of body that ``request``'s handler takes."""
-    return getattr(request.match_info.handler, "max_body", request.app[API_KEY].settings.max_body)
+    settings = request.app[API_KEY].settings
+    limit = getattr(request.match_info.handler, "max_body", None)
+    if limit is None:
+        return settings.max_body
+    return limit(settings) if callable(limit) else limit
 
 
 def dumps(value) -> str:

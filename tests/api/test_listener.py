@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 import resource
 import time
+from types import SimpleNamespace
 
 import aiohttp
 
+from gateway.api.context import API_KEY, body_limit, max_body
+from gateway.config import ApiSettings
 from tests.aio import eventually, run
 from tests.api_stack import KEY, OTHER, SECRET, error, stack
 
@@ -145,3 +148,20 @@ def test_a_body_announced_over_the_limit_is_refused_at_once_and_the_connection_c
                                      ) as response:
                     assert error(50007, 403)((response.status, await response.json()))
     run(scenario, timeout=120)
+
+
+def test_a_handler_may_bound_its_body_by_a_number_or_a_setting():
+    settings = ApiSettings(max_body=1024, max_connections=7)
+
+    def request_to(handler):
+        return SimpleNamespace(app={API_KEY: SimpleNamespace(settings=settings)},
+                               match_info=SimpleNamespace(handler=handler))
+
+    async def plain(request):
+        pass
+    assert max_body(request_to(plain)) == 1024
+    assert max_body(request_to(body_limit(5000)(plain))) == 5000
+
+    async def by_setting(request):
+        pass
+    assert max_body(request_to(body_limit(lambda s: s.max_connections * 100)(by_setting))) == 700
