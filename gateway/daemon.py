@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -53,6 +54,7 @@ log = logging.getLogger("cmpp_gateway.daemon")
 
 SWEEP_INTERVAL = 60.0
 APPS_POLL = 2.0
+MAINLAND = re.compile(r"(?:\+|00)?86(1[3-9]\d{9})")    # an SMS center writes it either way
 
 
 @dataclass
@@ -272,8 +274,9 @@ class Gateway:
         """An MO of "T" or "TD" unsubscribes its sender from marketing templates."""
         if (mo.text or "").strip().upper() not in ("T", "TD"):
             return
-        mobile = mo.src_terminal_id.lstrip("+")
-        mobile = mobile[2:] if len(mobile) == 13 and mobile.startswith("86") else mobile
+        mobile = mo.src_terminal_id.strip()
+        mainland = MAINLAND.fullmatch(mobile)
+        mobile = mainland.group(1) if mainland else mobile
         self.store.unsubscribe(mobile, self.options.clock(), mo.channel)
         if self.api is not None:
             self.api.rules.unsubscribed.add(mobile)

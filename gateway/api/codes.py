@@ -22,6 +22,7 @@ from gateway.store import ApiRequest, code_digest
 
 from .context import API_KEY, APP, Api, dumps, json_body, request_callback, start_send
 from .errors import ApiError
+from .ids import parse_id
 from .messages import compose, sending_channel
 from .users import number, recipient
 
@@ -63,9 +64,9 @@ async def check_code(request: web.Request) -> web.Response:
     if code is None or code == "":
         return _invalid(ApiError(50015))
     try:
-        message_id = int(request.match_info["msg_id"])
-    except ValueError:
-        return _invalid(ApiError(50026))
+        message_id = parse_id(request.match_info["msg_id"], 50026)
+    except ApiError as error:
+        return _invalid(error)
     if isinstance(code, bool) or not isinstance(code, (str, int)):
         return _invalid(ApiError(50010))
     outcome = await api.store.verify_code(request[APP].name, message_id, str(code),

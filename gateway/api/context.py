@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 
-from gateway.config import Config, callback_url_problem
+from gateway.config import ApiSettings, Config, callback_url_problem
 from gateway.store import AcceptedRequest, ApiRequest
 
 from .errors import ApiError
@@ -70,6 +71,25 @@ def answer(accepted: AcceptedRequest) -> web.Response:
     """The answer kept with an accepted request, as an HTTP response."""
     status, body = accepted.response
     return web.Response(status=status, text=body, content_type="application/json")
+
+
+def body_limit(limit: int | Callable[[ApiSettings], int]):
+    """Marks a handler whose body is bounded by ``limit`` bytes, or by what ``limit`` makes of
+    the [api] settings, instead of ``[api] max_body`` (a form whose parts have limits of their
+    own). A Content-Length over it is refused before the body is read."""
+    def mark(handler):
+        handler.max_body = limit
+        return handler
+    return mark
+
+
+def max_body(request: web.Request) -> int:
+    """The most bytes of body that ``request``'s handler takes."""
+    settings = request.app[API_KEY].settings
+    limit = getattr(request.match_info.handler, "max_body", None)
+    if limit is None:
+        return settings.max_body
+    return limit(settings) if callable(limit) else limit
 
 
 def dumps(value) -> str:

@@ -23,6 +23,7 @@ from gateway.store import AcceptedRequest, ApiRequest, NewMessage
 
 from .context import API_KEY, APP, Api, answer, dumps, request_callback, start_send
 from .errors import ApiError
+from .ids import parse_id
 from .registry import Template
 from .users import number, numbers, recipient
 
@@ -176,11 +177,7 @@ def _batch_answer(plan, ids, refused_ids) -> dict:
 async def status(request: web.Request) -> web.Response:
     """Beyond JSMS, for operators and support: where a message is."""
     api: Api = request.app[API_KEY]
-    try:
-        message_id = int(request.match_info["msg_id"])
-    except ValueError:
-        raise ApiError(50026) from None
-    view = await api.store.message(message_id)
+    view = await api.store.message(parse_id(request.match_info["msg_id"], 50026))
     if view is None or view.app != request[APP].name:
         raise ApiError(50026)
     return web.json_response(text=dumps({

@@ -32,11 +32,12 @@ ASCII letter or a digit: no 【】, spaces or punctuation. It is unique in its a
 from the app's configured signature and from those of the configured templates it may send
 (a copy waiting for review would stop their sending). Images (50101): at most 4, fields
 image0 to image3, each a PNG, JPEG or GIF (by its first bytes) of at most 2 MiB; an empty one
-is ignored, as browsers send an empty file input. These limits bound the form, instead of
-``[api] max_body``. Any other field, or one given twice, is 50007. Creating or modifying a
-signature while another of the app waits for review is 50103. A signature in use by a
-template (``use_status`` 1) cannot be deleted, nor given another text (50105); its images may
-be replaced and it may be sent back to review under the same text.
+is ignored, as browsers send an empty file input. These limits bound the form (``MAX_FORM``,
+checked against its Content-Length up front), instead of ``[api] max_body``. Any other
+field, or one given twice, is 50007. Creating or modifying a signature while another of the
+app waits for review is 50103. A signature in use by a template (``use_status`` 1) cannot be
+deleted, nor given another text (50105); its images may be replaced and it may be sent back
+to review under the same text.
 
 Template body: ``type`` 1 code, 2 notification, 3 marketing (or those names; else 50025);
 ``template`` 1 to 500 characters with {{name}} parameters and no 【】 (a code template has
@@ -61,8 +62,9 @@ from aiohttp.multipart import BodyPartReader
 
 from gateway.store import APPROVED, PENDING
 
-from .context import API_KEY, APP, Api, dumps, json_body, read_limited
+from .context import API_KEY, APP, Api, body_limit, dumps, json_body, read_limited
 from .errors import ApiError
+from .ids import parse_id
 from .registry import KINDS, PLACEHOLDER, Signature, Template
 
 log = logging.getLogger("cmpp_gateway.api")
@@ -76,6 +78,8 @@ MAX_SIGN_FIELD = 256                    # bytes read of the sign field before re
 IMAGE_FIELD = re.compile(r"image(0|[1-9][0-9]*)")
 MAX_IMAGES = 4
 MAX_IMAGE = 2 << 20
+# The most a signature form can be: its parts' limits, and room for their headers.
+MAX_FORM = MAX_IMAGES * MAX_IMAGE + MAX_SIGN_FIELD + (16 << 10)
 IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
                (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
 
@@ -143,6 +147,7 @@ def review_status(api: Api) -> int:
 
 # ----------------------------------------------------------------------------- signatures
 
+@body_limit(MAX_FORM)
 async def create_sign(request: web.Request) -> web.Response:
     api: Api = request.app[API_KEY]
     app = request[APP]
@@ -157,6 +162,7 @@ async def create_sign(request: web.Request) -> web.Response:
     return _json({"sign_id": sign_id})
 
 
+@body_limit(MAX_FORM)
 async def modify_sign(request: web.Request) -> web.Response:
     api: Api = request.app[API_KEY]
     app = request[APP]
@@ -194,9 +200,9 @@ async def delete_sign(request: web.Request) -> web.Response:
     return _empty()
 
 
-def own_signature(api: Api, app, raw: str) -> Signature:
+def own_signature(api: Api, app, raw: str | int) -> Signature:
     """The app's signature numbered ``raw``; ApiError 50102 when it is not one."""
-    signature = api.registry.signatures.get(_number(raw, 50102))
+    signature = api.registry.signatures.get(parse_id(raw, 50102))
     if signature is None or signature.app != app.name:
         raise ApiError(50102)
     return signature
@@ -342,7 +348,7 @@ async def delete_template(request: web.Request) -> web.Response:
 def own_template(api: Api, app, raw: str, *, changing: bool) -> Template:
     """The template numbered ``raw`` that the app may read (its own, or a configured one it
     may send) or, when ``changing``, one it made through the API; ApiError 50013 otherwise."""
-    template = api.registry.templates.get(_number(raw, 50013))
+    template = api.registry.templates.get(parse_id(raw, 50013))
     if template is None or template.app not in ("", app.name):
         raise ApiError(50013)
     if changing and template.from_config:
@@ -403,9 +409,7 @@ def template_signature(api: Api, app, sign_id) -> str:
     """The text of the app's signature ``sign_id`` ("" without one); ApiError 50102."""
     if sign_id is None:
         return ""
-    if isinstance(sign_id, bool) or not isinstance(sign_id, (int, str)):
-        raise ApiError(50102)
-    return own_signature(api, app, str(sign_id)).sign
+    return own_signature(api, app, sign_id).sign
 
 
 def template_view(api: Api, app, template: Template) -> dict:
@@ -422,12 +426,6 @@ def template_view(api: Api, app, template: Template) -> dict:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def _number(raw: str, code: int) -> int:
-    if not re.fullmatch(r"[0-9]{1,18}", raw):
-        raise ApiError(code)
-    return int(raw)
-
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)

@@ -25,7 +25,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.multipart import BodyPartReader
 
-from .context import API_KEY, APP, Api, dumps, json_body, json_value, read_limited
+from .context import API_KEY, APP, Api, body_limit, dumps, json_body, json_value, read_limited
 from .errors import ApiError
 from .uploads import Row, check_user, check_userid, json_rows, read_file
 
@@ -51,6 +51,10 @@ def add_routes(app: web.Application) -> None:
 
 # ----------------------------------------------------------------------------- uploads
 
+FORM_ROOM = 64 << 10        # a file sent as a multipart form: its framing, beyond the file
+
+
+@body_limit(lambda settings: max(settings.max_body, settings.max_upload + FORM_ROOM))
 async def upload(request: web.Request) -> web.Response:
     """Users from JSON (up to MAX_USERS) or from a file (its own limits, ``uploads``), each
     stored or refused alone; ApiError for the upload as a whole."""

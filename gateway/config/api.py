@@ -112,6 +112,10 @@ API_FIELDS = (
     Field("max_connections", INTEGER, 1000, in_range(1, 100000)),
     Field("max_upload", INTEGER, 8 << 20, in_range(1024, 256 << 20)),
     Field("max_users", INTEGER, 1_000_000, in_range(1, 100_000_000)),
+    Field("max_connections_per_source", INTEGER, 100, in_range(1, 100000)),
+    Field("header_timeout", NUMBER, 10, seconds()),
+    Field("body_timeout", NUMBER, 30, seconds()),
+    Field("idle_timeout", NUMBER, 60, seconds()),
 )
 
 APP_FIELDS = (
@@ -163,6 +167,10 @@ class ApiSettings:
     max_connections: int = 1000
     max_upload: int = 8 << 20          # bytes of a users file (CSV or XLSX)
     max_users: int = 1_000_000         # users (userid and numbers) an app may hold
+    max_connections_per_source: int = 100   # from one address; max_connections caps it too
+    header_timeout: float = 10              # a request's line and headers, from the first byte
+    body_timeout: float = 30                # its body, from the end of its headers
+    idle_timeout: float = 60                # a kept-alive connection waiting for its next request
 
 
 @dataclass(frozen=True)

@@ -289,10 +289,12 @@ def test_templates_waiting_or_refused_cannot_be_used(tmp_path):
     run(scenario)
 
 
-def test_an_mo_td_unsubscribes_the_number_from_marketing(tmp_path):
+@pytest.mark.parametrize("sender", ["8613800138000", "+8613800138000", "008613800138000",
+                                    "13800138000"])
+def test_an_mo_td_unsubscribes_the_number_from_marketing(tmp_path, sender):
     async def scenario():
         async with stack(tmp_path) as (api, gateway, sim):
-            sim.send_mo("900001", "8613800138000", "10690001", "TD")
+            sim.send_mo("900001", sender, "10690001", "TD")
             await eventually(lambda: "13800138000" in gateway.api.rules.unsubscribed)
             assert error(50024, 403)(await api.post("/v1/messages", {"mobile": "13800138000", "temp_id": 3}))
             assert (await api.post("/v1/messages", {"mobile": "13800138000", "temp_id": 5}))[0] == 200

@@ -336,6 +336,18 @@ def test_upload_limits_are_clear_errors(tmp_path):
     run(scenario)
 
 
+def test_a_file_over_max_body_but_within_max_upload_is_read(tmp_path):
+    """A users file has its own limit: the API's body limit (here 4 KiB) does not cut it."""
+    async def scenario():
+        async with stack(tmp_path, api="max_body = 4096") as (api, gateway, sim):
+            rows = b"userid,phone\n" + b"".join(b"u%d,13800138000\n" % i for i in range(1000))
+            assert len(rows) > 4096
+            for answer in (await upload_file(api, rows, "text/csv"),
+                           await upload_form(api, rows, "users.csv")):
+                assert answer[0] == 200 and answer[1]["success_count"] == 1000, answer
+    run(scenario)
+
+
 def test_a_file_over_50000_users_is_refused_whole(tmp_path):
     async def scenario():
         async with stack(tmp_path) as (api, gateway, sim):

@@ -152,7 +152,22 @@ BAD = [
     ("api bad pattern", '[api]\nmobile_pattern = "("\n',
      ['gw.toml: [api] mobile_pattern: "(" is not a regular expression (missing ), '
       'unterminated subpattern at position 0)']),
+    ("api connections per source", '[api]\nmax_connections_per_source = 0\n',
+     ["gw.toml: [api] max_connections_per_source: 0 is out of range; use 1..100000"]),
+    ("api timeouts", '[api]\nheader_timeout = 0\nbody_timeout = -1\nidle_timeout = "60"\n',
+     ["gw.toml: [api] header_timeout: 0 is out of range; use a number of seconds > 0",
+      "gw.toml: [api] body_timeout: -1 is out of range; use a number of seconds > 0",
+      'gw.toml: [api] idle_timeout: expected a number, got "60"']),
 ]
+
+
+def test_the_listener_limits_have_defaults_and_can_be_set():
+    assert (load("").api.max_connections_per_source, load("").api.header_timeout,
+            load("").api.body_timeout, load("").api.idle_timeout) == (100, 10, 30, 60)
+    api = load("[api]\nmax_connections_per_source = 5\nheader_timeout = 0.5\n"
+               "body_timeout = 2\nidle_timeout = 3\n").api
+    assert (api.max_connections_per_source, api.header_timeout, api.body_timeout,
+            api.idle_timeout) == (5, 0.5, 2, 3)
 
 
 @pytest.mark.parametrize("name,text,expected", BAD, ids=[b[0] for b in BAD])
