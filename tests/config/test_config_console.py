@@ -123,7 +123,8 @@ def test_console_app_settings_are_checked_like_the_tomls():
     assert reported == [
         ("whitelist", "an array has more than 10 entries; a whitelist holds up to 10 IPs or "
                       "CIDR blocks"),
-        ("status_callback", '"ftp://x" is not accepted; use an http:// or https:// URL'),
+        ("status_callback", '"ftp://x" is not accepted; use an http:// or https:// URL '
+                            "(at most 1024 characters)"),
         ("enabled", 'expected true or false, got "yes"'),
         ("channels", "'nope' is not a channel; use one of cmcc")]
     good = read_app_settings({"whitelist": ["192.0.2.0/24"], "channels": ["cmcc"]},
