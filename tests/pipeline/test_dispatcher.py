@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 from pathlib import Path
 
 from gateway.channel import Backoff, ChannelPool, PoolTuning
@@ -36,17 +37,19 @@ def channel_config(port: int, connections: int = 2, **settings):
 @contextlib.asynccontextmanager
 async def dispatching(faults: Faults | None = None, connections: int = 2, tuning=TUNING,
                       **settings):
-    """A simulator, an in-memory store, a pool and a dispatcher that retries after 50 ms."""
+    """A simulator, an in-memory store, a pool and a dispatcher that retries after 50 ms; the
+    channel's metrics are ``dispatcher.metrics``."""
     sim = Simulator(SimulatorConfig(accounts=[Account(ACCOUNT, SECRET)],
                                     faults=faults or Faults()))
     await sim.start()
     channel = channel_config(sim.address[1], connections, **settings)
     store = SqliteStore(":memory:")
     await store.open()
-    pool = ChannelPool(channel, tuning=tuning)
+    metrics = Metrics().channel("cmcc", CODES)
+    pool = ChannelPool(channel, tuning=tuning, on_event=metrics.on_event,
+                       on_resend=metrics.resend)
     await pool.start()
     await pool.wait_ready()
-    metrics = Metrics().channel("cmcc", CODES)
     dispatcher = ChannelDispatcher(channel, pool, store, metrics, poll=0.02, retry_delay=0.05)
     dispatcher.start()
     try:
@@ -60,7 +63,7 @@ async def dispatching(faults: Faults | None = None, connections: int = 2, tuning
 
 async def accept(store, dispatcher, *texts: str) -> list[int]:
     accepted = await store.accept([NewMessage("app1", "cmcc", "13800138000", t) for t in texts],
-                                  now=0.0)
+                                  now=time.time())
     dispatcher.notify()
     return [a.id for a in accepted]
 
@@ -162,7 +165,7 @@ def test_a_message_that_cannot_be_encoded_fails_alone_and_is_not_retried():
         async with dispatching() as (sim, store, dispatcher):
             accepted = await store.accept(
                 [NewMessage("app1", "cmcc", "1" * 30, "too long a number"),
-                 NewMessage("app1", "cmcc", "13800138000", "fine")], now=0.0)
+                 NewMessage("app1", "cmcc", "13800138000", "fine")], now=time.time())
             dispatcher.notify()
             await eventually(lambda: store.counts_snapshot()["submitted"] == 1)
             await eventually(lambda: store.counts_snapshot()["failed"] == 1)
