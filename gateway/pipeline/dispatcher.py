@@ -19,8 +19,13 @@ message's parts go one after another. Each segment's outcome goes to the store a
   ``unknown``, temporary;
 * a message that cannot be split or encoded: ``failed``, final.
 
-Nothing is held in memory but the queue: after a restart the store still says which messages
-have no SUBMIT_RESP recorded, and only those segments are submitted again.
+At most ``max_unsettled`` segments are sent and not yet settled, that is, without their
+outcome committed: this bounds what a crash can send twice (each of them once more, after the
+restart). The default, 2 x connections x window, leaves room for the windows to stay full
+while as many outcomes wait for the store's group commit: commits then never starve the
+windows, and the bound does not cost throughput. Nothing is held in memory but the queue:
+after a restart the store still says which messages have no SUBMIT_RESP recorded, and only
+those segments are submitted again.
 """
 
 from __future__ import annotations
@@ -79,7 +84,8 @@ class ChannelDispatcher:
 
     def __init__(self, channel: ChannelConfig, pool: ChannelPool, store: Store,
                  metrics: ChannelMetrics, *, page: int = 500, poll: float = 1.0,
-                 retry_delay: float = 30.0, clock: Callable[[], float] = time.time) -> None:
+                 retry_delay: float = 30.0, clock: Callable[[], float] = time.time,
+                 max_unsettled: int | None = None) -> None:
         self.channel = channel
         self.pool = pool
         self.store = store
@@ -88,13 +94,15 @@ class ChannelDispatcher:
         self.poll = poll
         self.retry_delay = retry_delay
         self.clock = clock
+        self.max_unsettled = max_unsettled or 2 * channel.connections * channel.window
         # The next page is fetched while the last one is still being sent: the store's answer
         # takes a commit or two, and the window must not run dry meanwhile.
         self.backlog = max(page, 4 * channel.connections * channel.window)
         self._ready: deque[_Work] = deque()          # fetched, waiting for a window
         self._room = asyncio.Event()                 # the fetcher may add to _ready
         self._in_flight: set[int] = set()            # fetched, outcome not yet committed
-        self._outcomes: list[tuple[PendingMessage, list[SegmentResult], bool]] = []
+        self._unsettled = 0                          # segments sent, outcome not committed
+        self._outcomes: list[tuple[PendingMessage, list[SegmentResult], bool, int]] = []
         self._wakeup = asyncio.Event()
         self._fetcher: asyncio.Task | None = None
         self._pumping = False
@@ -117,6 +125,11 @@ class ChannelDispatcher:
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)
+
+    @property
+    def unsettled(self) -> int:
+        """Segments sent whose outcome is not yet committed (at most ``max_unsettled``)."""
+        return self._unsettled
 
     async def drain(self, timeout: float) -> None:
         """Stop taking messages; let the ones being submitted finish and their outcomes be
@@ -177,7 +190,7 @@ class ChannelDispatcher:
                                        reserve_first=self._reserve)
         except ValueError as error:
             self._record(row, [self._failed(row, 1, 1, DeliveryStatus.FAILED, str(error))],
-                         finished=True)
+                         finished=True, sent=0)
             return
         work = _Work(row, segments)
         if work.finished:                 # every part answered before a restart
@@ -190,14 +203,15 @@ class ChannelDispatcher:
     # ------------------------------------------------------------------------- submitting
 
     def _pump(self) -> None:
-        """Send ready segments while the pool takes them. Called by the fetcher, by the pool
-        when a window frees, and when a message's part is answered and the next one is due."""
+        """Send ready segments while the pool takes them and fewer than ``max_unsettled`` are
+        unsettled. Called by the fetcher, by the pool when a window frees, when outcomes are
+        committed, and when a message's part is answered and the next one is due."""
         if self._pumping or self._stopped:
             return
         self._pumping = True
         ready = self._ready
         try:
-            while ready:
+            while ready and self._unsettled < self.max_unsettled:
                 work = ready[0]
                 try:
                     if work.pdu is None:              # built once, however often it waits
@@ -206,11 +220,13 @@ class ChannelDispatcher:
                                                 self._answered(work, outcome))
                 except ValueError as error:          # a field that does not fit
                     ready.popleft()
+                    self._unsettled += 1              # settled with its record, as if sent
                     self._answered(work, error)
                     continue
                 if not sent:
                     break
                 ready.popleft()
+                self._unsettled += 1
         finally:
             self._pumping = False
         if len(ready) < self.backlog:
@@ -293,7 +309,7 @@ class ChannelDispatcher:
         if reason == "flow_control":
             self._warn_throttled()
         future = self.store.defer(row.id, self.clock() + self.retry_delay)
-        future.add_done_callback(lambda f: self._settled([row], [row], [_outcomes_of(f)]))
+        future.add_done_callback(lambda f: self._settled(1, [row], [row], [_outcomes_of(f)]))
 
     def _give_up(self, work: _Work, outcome: Exception) -> None:
         """End a message the center would not take within ``retry_for``: ``failed`` after
@@ -328,24 +344,26 @@ class ChannelDispatcher:
 
     # ------------------------------------------------------------------------- recording
 
-    def _record(self, row: PendingMessage, results: list[SegmentResult], finished: bool) -> None:
+    def _record(self, row: PendingMessage, results: list[SegmentResult], finished: bool,
+                sent: int = 1) -> None:
         """Queue outcomes for the store (not waited for). The outcomes of one loop iteration
-        go as one operation; once it is committed, a ``finished`` message leaves the in-flight
-        set (so a rescan cannot pick it up twice)."""
+        go as one operation; once it is committed, ``sent`` segments are settled, and a
+        ``finished`` message leaves the in-flight set (so a rescan cannot pick it up twice)."""
         if not self._outcomes:
             asyncio.get_running_loop().call_soon(self._store_outcomes)
-        self._outcomes.append((row, results, finished))
+        self._outcomes.append((row, results, finished, sent))
 
     def _store_outcomes(self) -> None:
         outcomes, self._outcomes = self._outcomes, []
-        future = self.store.record_submits([r for _, results, _ in outcomes for r in results],
+        future = self.store.record_submits([r for _, results, _, _ in outcomes for r in results],
                                            self.channel.provider)
         future.add_done_callback(lambda f: self._settled(
-            [row for row, _, done in outcomes if done], [row for row, *_ in outcomes],
-            [_outcomes_of(f)]))
+            sum(sent for *_, sent in outcomes), [row for row, _, done, _ in outcomes if done],
+            [row for row, *_ in outcomes], [_outcomes_of(f)]))
 
-    def _settled(self, finished: list[PendingMessage], rows: list[PendingMessage],
+    def _settled(self, sent: int, finished: list[PendingMessage], rows: list[PendingMessage],
                  outcomes: list) -> None:
+        self._unsettled -= sent
         for row in finished:
             self._in_flight.discard(row.id)
         for outcome in outcomes:
@@ -357,6 +375,7 @@ class ChannelDispatcher:
                 for status in outcome:
                     if status is not None:
                         self.metrics.final(status.value)
+        self._pump()
 
 
 def _defer_reason(outcome: Exception) -> str:

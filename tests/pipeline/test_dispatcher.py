@@ -4,6 +4,7 @@ the SUBMIT unanswered), long messages part by part, and the TPS limit."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import time
@@ -172,4 +173,31 @@ def test_a_message_that_cannot_be_encoded_fails_alone_and_is_not_retried():
             bad = await store.message(accepted[0].id)
             assert bad.status == "failed" and bad.status_stat
             assert [s.submit.dest_terminal_ids for s in sim.submits] == [("13800138000",)]
+    run(scenario, timeout=30)
+
+
+def test_while_commits_lag_no_more_than_twice_connections_x_window_segments_go_unsettled():
+    async def scenario():
+        async with dispatching(connections=2, window=4) as (sim, store, dispatcher):
+            held = []                                 # outcomes whose commit is held back
+            record_submits = store.record_submits
+
+            def lagging(results, provider):
+                future = asyncio.get_running_loop().create_future()
+                held.append((results, provider, future))
+                return future
+            store.record_submits = lagging
+            await accept(store, dispatcher, *(f"m{i}" for i in range(100)))
+            # 2 x connections x window SUBMIT_RESPs read, the windows free again, and the
+            # outcomes not committed: nothing more goes out.
+            await eventually(lambda: sum(len(r) for r, _, _ in held) >= 16)
+            await asyncio.sleep(0.2)
+            assert (len(sim.submits), sum(len(r) for r, _, _ in held)) == (16, 16)
+            assert dispatcher.unsettled == 16
+            store.record_submits = record_submits
+            for results, provider, future in held:
+                record_submits(results, provider).add_done_callback(
+                    lambda done, future=future: future.set_result(done.result()))
+            await eventually(lambda: store.counts_snapshot()["submitted"] == 100)
+            assert len(sim.submits) == 100 and dispatcher.unsettled == 0
     run(scenario, timeout=30)
