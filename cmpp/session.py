@@ -339,6 +339,8 @@ class Session:
             if request.deadline > now:
                 break
             due.append(seq)
+        if not due:
+            return
         spent = next((waiting[seq] for seq in due if waiting[seq].sends >= waiting[seq].limit),
                      None)
         for seq in due:

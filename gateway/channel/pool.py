@@ -20,7 +20,7 @@ otherwise (closed by the ISMG or the network) cuts their last send short, which 
 count. A SUBMIT left unanswered by a dying connection is sent again on another connection
 (policy "resend", the default: the ISMG may then deliver it twice), up to
 ``max_lost_resends`` times in a row, or raised as ``OutcomeUnknown`` (policy "report"); once
-its N sends went unanswered it is raised as ``SendsExhausted``. Every resend to another send
+its N sends went unanswered it is raised as ``SendsExhausted``. Every resend the pool makes
 is reported to ``on_resend`` with its reason (``flow_control``, ``connection_lost``).
 
 ``submit_now`` is the same without waiting, for a caller that keeps its own queue (the
@@ -80,7 +80,8 @@ class PoolTuning:
 @dataclass(frozen=True)
 class Submitted:
     """A SUBMIT the ISMG accepted: its response, the connection that carried it, and how many
-    times it was sent in all."""
+    times it was sent (all its sends on connections that failed under it, one on the
+    connection that answered: a resend after T there is counted only in the metrics)."""
 
     response: cmpp.SubmitResp
     connection: str
@@ -110,8 +111,8 @@ class ChannelStatus:
 
 class _Attempt:
     """One SUBMIT across its sends, on whatever connections carried them: sends in all, how
-    many of them went unanswered for T (at most N in all), were answered with Result 8, or
-    were lost with a connection."""
+    many of them went unanswered (at most N in all), were answered with Result 8, or were
+    lost with a connection."""
 
     __slots__ = ("sends", "unanswered", "throttled", "lost")
 
@@ -305,9 +306,10 @@ class ChannelPool:
         """Send one SUBMIT through the channel; return it acknowledged (Result 0).
 
         ``deadline`` is on the loop's clock. Raises ``SubmitRejectedError`` (definitive
-        Result), ``SubmitThrottledError`` (Result 8 beyond the resend cap), ``OutcomeUnknown``
-        (policy "report", or resends exhausted), ``DeadlineExceeded`` (nothing free in time),
-        ``PoolClosed``, ValueError (a field that does not fit)."""
+        Result), ``SubmitThrottledError`` (Result 8 beyond the resend cap), ``SendsExhausted``
+        (N sends unanswered), ``OutcomeUnknown`` (a lost connection under policy "report",
+        or more than ``max_lost_resends`` in a row), ``DeadlineExceeded`` (nothing free in
+        time), ``PoolClosed``, ValueError (a field that does not fit)."""
         if self._closing:
             raise PoolClosed(f"channel {self.channel.name} is closing")
         self._begin()
