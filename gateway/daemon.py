@@ -121,7 +121,7 @@ class Gateway:
                                       mo_apps=lambda name=name: self._mo_apps(name),
                                       on_mo=self._on_mo)
             pool = ChannelPool(channel, tuning=self.options.tuning, on_deliver=receipts.on_deliver,
-                               on_event=cm.on_event)
+                               on_event=cm.on_event, on_resend=cm.resend)
             dispatcher = ChannelDispatcher(channel, pool, self.store, cm, clock=self.options.clock)
             self.channels[name] = _Channel(channel, pool, receipts, dispatcher)
         self.pools = ChannelPools({name: c.pool for name, c in self.channels.items()})

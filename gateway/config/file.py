@@ -113,6 +113,7 @@ class ChannelConfig:
     on_connection_lost: str
     verify_authenticator: str
     center_signature: str = ""
+    retry_for: float = 86400.0
 
 
 @dataclass(frozen=True)

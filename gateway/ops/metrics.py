@@ -24,6 +24,8 @@ from .counters import CounterFamily, FamiliesCollector, GaugeFamily, HistogramFa
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 RECEIPT_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 6 * 3600, 24 * 3600, 72 * 3600)
 CONNECTION_STATES = ("established", "logging in", "terminating", "disconnected")
+RESEND_REASONS = ("timeout", "flow_control", "connection_lost", "deferred")
+DEFER_REASONS = ("flow_control", "connection_lost", "other")
 
 
 class Metrics:
@@ -39,8 +41,13 @@ class Metrics:
                                         "SUBMIT to SUBMIT_RESP, from the first send",
                                         ["channel"], buckets=LATENCY_BUCKETS)
         self.resends = CounterFamily("cmpp_resends", "SUBMITs sent again, by reason (timeout: no "
-                               "response after T; flow_control: Result 8; connection_lost)",
+                               "response after T; flow_control: Result 8; connection_lost: "
+                               "on another connection; deferred: a message that waited)",
                                ["channel", "reason"])
+        self.deferred = CounterFamily("cmpp_messages_deferred", "Messages set aside to be "
+                                      "submitted again later, by reason (flow_control: Result 8 "
+                                      "beyond the resend cap; connection_lost: lost connections "
+                                      "in a row; other)", ["channel", "reason"])
         self.active_tests = CounterFamily("cmpp_active_tests", "ACTIVE_TEST probes we sent, by outcome",
                                     ["channel", "outcome"])
         self.disconnects = CounterFamily("cmpp_disconnects", "Connections that ended other than by "
@@ -104,7 +111,9 @@ class ChannelMetrics:
         self.latency = metrics.submit_latency.labels(channel)
         self.receipt_latency = metrics.receipt_latency.labels(channel)
         self.resent = {reason: metrics.resends.labels(channel, reason)
-                       for reason in ("timeout", "flow_control", "connection_lost")}
+                       for reason in RESEND_REASONS}
+        self._deferred = {reason: metrics.deferred.labels(channel, reason)
+                          for reason in DEFER_REASONS}
         self.answered = metrics.active_tests.labels(channel, "answered")
         self.unanswered = metrics.active_tests.labels(channel, "unanswered")
         self.disconnected = metrics.disconnects.labels(channel)
@@ -134,8 +143,6 @@ class ChannelMetrics:
         if kind is ev.SubmitAcknowledged or kind is ev.SubmitThrottled or kind is ev.SubmitRejected:
             self.result(event.response.result)
             self.latency.observe(event.rtt)
-            if kind is ev.SubmitThrottled:
-                self.resent["flow_control"].inc()
         elif kind is ev.RequestResent:
             if isinstance(event.request, Submit):
                 self.resent["timeout"].inc()
@@ -154,9 +161,14 @@ class ChannelMetrics:
             if event.reason not in ("terminated", "aborted") and "before login" not in event.reason:
                 self.disconnected.inc()
 
-    def lost_resends(self, count: int) -> None:
-        if count:
-            self.resent["connection_lost"].inc(count)
+    def resend(self, reason: str) -> None:
+        """A SUBMIT sent again (the pool's flow_control and connection_lost, the dispatcher's
+        deferred; the session's timeouts are counted from its events)."""
+        self.resent[reason].inc()
+
+    def deferred(self, reason: str) -> None:
+        """A message set aside to be submitted again after the retry delay."""
+        self._deferred[reason].inc()
 
     def receipt(self, classification: Classification, duplicate: bool,
                 latency: float | None) -> None:

@@ -69,7 +69,9 @@ class Accepted(NamedTuple):
 
 
 class PendingMessage(NamedTuple):
-    """A message the dispatcher must (still) submit; ``done_parts`` already have a SUBMIT_RESP."""
+    """A message the dispatcher must (still) submit; ``done_parts`` already have a SUBMIT_RESP;
+    ``attempts`` counts its deferrals; ``created_at`` is when it was accepted (the channel's
+    ``retry_for`` runs from then; None: no limit)."""
 
     id: int
     channel: str
@@ -78,6 +80,7 @@ class PendingMessage(NamedTuple):
     reference: int
     attempts: int
     done_parts: frozenset[int] = frozenset()
+    created_at: float | None = None
 
 
 class SegmentResult(NamedTuple):

@@ -328,8 +328,8 @@ def _insert_messages(state: State, messages: list[NewMessage], now: float) -> li
 def fetch_pending(state: State, channel: str, after_id: int, limit: int,
                   now: float) -> list[PendingMessage]:
     rows = json_rows(
-        state.db, "id, recipient, text, reference, attempts",
-        "FROM (SELECT id, recipient, text, reference, attempts FROM messages "
+        state.db, "id, recipient, text, reference, attempts, created_at",
+        "FROM (SELECT id, recipient, text, reference, attempts, created_at FROM messages "
         "WHERE channel = ? AND status = 'accepted' AND id > ? AND next_attempt_at <= ? "
         "ORDER BY id LIMIT ?)", (channel, after_id, now, limit))
     if not rows:
@@ -342,8 +342,8 @@ def fetch_pending(state: State, channel: str, after_id: int, limit: int,
             "WHERE s.message_id BETWEEN ? AND ? AND m.status = 'accepted'",
             (rows[0][0], rows[-1][0])):
         done.setdefault(message_id, set()).add(part)
-    return [PendingMessage(r[0], channel, r[1], r[2], r[3], r[4], frozenset(done.get(r[0], ())))
-            for r in rows]
+    return [PendingMessage(r[0], channel, r[1], r[2], r[3], r[4], frozenset(done.get(r[0], ())),
+                           r[5]) for r in rows]
 
 
 def defer(state: State, message_id: int, until: float) -> None:
