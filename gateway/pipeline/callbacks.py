@@ -194,6 +194,11 @@ class CallbackSender:
             await self._session.close()
             self._session = None
 
+    @property
+    def in_flight(self) -> int:
+        """Attempts started and not yet recorded."""
+        return len(self._inflight)
+
     # ------------------------------------------------------------------------- the loop
 
     async def _run(self) -> None:

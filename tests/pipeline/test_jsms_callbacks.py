@@ -20,7 +20,7 @@ from gateway.status import DeliveryStatus, load_tables
 from gateway.store import MoMessage, MoPart, NewMessage, Receipt, SegmentResult, SqliteStore
 from tests.aio import eventually, run, with_store
 from tests.pipeline.jsms_receiver import JsmsReceiver
-from tests.pipeline.test_callbacks import RecordingStore, outbox
+from tests.pipeline.test_callbacks import RecordingStore, outbox, recorded
 
 PROVIDERS = Path(__file__).resolve().parents[2] / "fixtures" / "providers"
 KEY, SECRET = "7d431e42dfa6a6d693ac2d04", "5e987ac6d2e04d95a9d8f0d1"
@@ -43,15 +43,18 @@ async def sending(store, apps, metrics=None, settings=SETTINGS, **options):
     try:
         yield sender
     finally:
+        await recorded(sender)
         await sender.close()
 
 
-async def settled(store, row: tuple, timeout: float = 10.0) -> None:
-    """Wait until the outbox holds just ``row``: the sender records an attempt's outcome
-    after the receiver has answered it, so the receiver's view comes first."""
+async def settled(store, rows, timeout: float = 10.0, sort: bool = False) -> None:
+    """Wait until the outbox holds ``rows`` (one row: a tuple; in any order with ``sort``):
+    the sender records an attempt's outcome after the receiver has answered it, so the
+    receiver's view comes first."""
+    wanted = [rows] if isinstance(rows, tuple) else sorted(rows) if sort else rows
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
-    while await outbox(store) != [row]:
+    while (sorted(await outbox(store)) if sort else await outbox(store)) != wanted:
         assert loop.time() < end, await outbox(store)
         await asyncio.sleep(0.01)
 
@@ -289,6 +292,8 @@ def test_events_survive_a_restart_are_verified_again_and_acknowledged_ones_stay_
             done = await ended(store, "MK:0012", time.time(), msg_id=600)
             async with sending(store, apps):
                 await eventually(lambda: len(receiver.callbacks) == 2)
+                await settled(store, [("app1", "status", 1, "done", None),
+                                      ("app1", "status", 1, "pending", "HTTP 500")], sort=True)
             await store.close()                              # the retry was not due yet
             assert sorted(c.answered for c in receiver.callbacks) == [200, 500]
             failed = next(c.data["msgId"] for c in receiver.callbacks if c.answered == 500)
