@@ -8,10 +8,9 @@ of the console: an ``Origin`` header, when the browser sends one, names this hos
 form carries the session's CSRF token; otherwise it is refused with 403 and changes nothing.
 A form is read whole up to the console's MAX_FORM, but a form with a file (``takes_file``),
 read as a stream up to ``[api] max_upload``, its token checked before its file (``uploads``),
-UPLOADS at a time. Every answer carries a Content
-Security Policy without inline script or style, forbids framing and sniffing, sends no
-Referer outside the console, and every page is ``Cache-Control: no-store``, since pages may
-show a secret once or a revealed number.
+UPLOADS at a time. Every answer carries a Content Security Policy without inline script or
+style, forbids framing and sniffing, sends no Referer outside the console, and every page is
+``Cache-Control: no-store``, since pages may show a secret once or a revealed number.
 """
 
 from __future__ import annotations
