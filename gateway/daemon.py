@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
-from gateway.api import ApiError, send_message
+from gateway.api import ApiError, send_message, upload_users
 from gateway.channel import ChannelPool, ChannelPools, PoolTuning
 from gateway.config import (
     ChannelConfig,
@@ -35,7 +35,7 @@ from gateway.config import (
     split_host_port,
     world_readable_warning,
 )
-from gateway.console import ConsoleServer, SendRefused, Services
+from gateway.console import ConsoleServer, SendRefused, Services, UploadRefused
 from gateway.ops import Metrics, OpsServer, setup_logging
 from gateway.pipeline import CallbackSender, ChannelDispatcher, ReceiptHandler, mo_subscribers
 from gateway.status import TableError, provider_tables
@@ -220,7 +220,7 @@ class Gateway:
             config=self.config, store=self.store, apps=self.apps, metrics=self.metrics,
             pools=self.pools.status, apps_changed=self.refresh_apps,
             reviews_changed=self._reviews_changed, send=self._console_send,
-            clock=self.options.clock))
+            upload_users=self._console_upload, clock=self.options.clock))
         host, port = self.options.console_address or \
             split_host_port(self.config.console.listen)
         await self.console.start(host, port)
@@ -269,6 +269,18 @@ class Gateway:
             return await send_message(self.api, app, temp_id, mobile, params)
         except ApiError as error:
             raise SendRefused(error.code, error.message) from None
+
+    async def _console_upload(self, app_name: str, data: bytes | bytearray, filename: str,
+                              content_type: str) -> dict:
+        """The console's users file, through the API's own path; UploadRefused with the JSMS
+        code when the API would refuse the file whole."""
+        app = self.apps.get(app_name)
+        if self.api is None or app is None:
+            raise UploadRefused(50007, f"no app {app_name!r} is served")
+        try:
+            return await upload_users(self.api, app, data, filename, content_type)
+        except ApiError as error:
+            raise UploadRefused(error.code, error.message) from None
 
     def _on_mo(self, mo: MoMessage, mo_id: int) -> None:
         """An MO of "T" or "TD" unsubscribes its sender from marketing templates."""

@@ -9,13 +9,16 @@ take); ``context`` is what every handler shares, ``ids`` how an id is read; ``me
 the users of an upload); ``registry`` and ``rules`` hold the templates, signatures and
 sending rules in memory. The API talks to the store, never to a connection.
 
-Offers: Api, ApiServer, create_app, ApiError, and send_message (one template message without
-HTTP, checked and stored as ``POST /v1/messages`` does it: the console's test message).
+Offers: Api, ApiServer, create_app, ApiError, send_message (one template message without
+HTTP, checked and stored as ``POST /v1/messages`` does it: the console's test message), and
+upload_users (a users file read, checked and stored as ``POST /v1/users`` does it: the
+console's upload).
 """
 
 from .app import ApiServer, create_app
 from .context import Api
 from .errors import ApiError
 from .messages import send_message
+from .users import upload_users
 
-__all__ = ["Api", "ApiError", "ApiServer", "create_app", "send_message"]
+__all__ = ["Api", "ApiError", "ApiServer", "create_app", "send_message", "upload_users"]

@@ -13,6 +13,8 @@ An upload merges each user's numbers into those it has (a key given replaces tha
 number, the others stay); PUT replaces them all. Users belong to the app that uploaded them:
 no other app reads them or sends to them. A send names a user with ``userid`` instead of
 ``mobile``: the number bound to the channel that will send, else the user's default.
+
+``upload_users`` is a file's upload without HTTP: the console's Users page uploads through it.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ SEND_A_FILE = "send JSON, a CSV file or an XLSX file (save an XLS file as XLSX)"
 # Users a store operation: the store has one writer, and a file's 50,000 users in one
 # transaction would hold every send back for half a second; chunks let sends go in between.
 SAVE_CHUNK = 2000
-# Files read at once: each is held whole and parsed in a thread, so this bounds memory and CPU.
+# Files taken at once: each is held whole, parsed in a thread and stored (its rows held), so
+# this bounds memory and CPU.
 UPLOADS = web.AppKey("uploads", asyncio.Semaphore)
 
 
@@ -65,12 +68,25 @@ async def upload(request: web.Request) -> web.Response:
     if request.content_type == "application/json":
         rows = _json_upload(api, app, await json_value(request))
         errors = await _save(api, app, rows)
-        return _answer(errors, users=[_json_entry(row, error) for row, error in zip(rows, errors)])
+        return web.json_response(text=dumps(_report(errors, users=[
+            _json_entry(row, error) for row, error in zip(rows, errors)])))
     async with request.app[UPLOADS]:
-        data, kind = await _read_file(request, api.settings.max_upload)
-        rows = await asyncio.to_thread(read_file, data, kind, api.mobiles, app.channels)
+        data, filename, content_type = await _read_file(request, api.settings.max_upload)
+        report = await upload_users(api, app, data, filename, content_type)
+    return web.json_response(text=dumps(report))
+
+
+async def upload_users(api: Api, app, data: bytes | bytearray, filename: str,
+                       content_type: str) -> dict:
+    """What ``POST /v1/users`` does with a file, without HTTP (the console's upload): its
+    kind from ``filename``'s suffix, else ``content_type``; its users read and checked in a
+    thread, then stored; the answer's body as a dict ({"success_count", "failure_count",
+    "rows", "refused": [{"row", "userid", "error_code", "error_message"}]}). ApiError for the
+    file as a whole (50017 for another type; as ``read_file``), having stored nothing."""
+    rows = await asyncio.to_thread(read_file, data, _kind(filename, content_type),
+                                   api.mobiles, app.channels)
     errors = await _save(api, app, rows)
-    return _answer(errors, rows=len(rows), refused=[_file_entry(row, error)
+    return _report(errors, rows=len(rows), refused=[_file_entry(row, error)
                                                     for row, error in zip(rows, errors) if error])
 
 
@@ -105,10 +121,9 @@ def _full(api: Api) -> ApiError:
     return ApiError(50206, f"the app holds {api.settings.max_users} users, the most it may")
 
 
-def _answer(errors: list[ApiError | None], **body) -> web.Response:
+def _report(errors: list[ApiError | None], **body) -> dict:
     failures = sum(error is not None for error in errors)
-    return web.json_response(text=dumps({"success_count": len(errors) - failures,
-                                         "failure_count": failures, **body}))
+    return {"success_count": len(errors) - failures, "failure_count": failures, **body}
 
 
 def _json_entry(row: Row, error: ApiError | None) -> dict:
@@ -122,14 +137,21 @@ def _file_entry(row: Row, error: ApiError) -> dict:
             "error_message": error.message}
 
 
-async def _read_file(request: web.Request, limit: int) -> tuple[bytes, str]:
-    """The uploaded file and its kind ("csv" or "xlsx"); ApiError 50017 (another type),
-    50007 (over ``limit`` bytes, or a malformed form)."""
-    if request.content_type == "multipart/form-data":
-        return await _form_file(request, limit)
-    kind = FILE_TYPES.get(request.content_type)
+def _kind(filename: str, content_type: str) -> str:
+    """"csv" or "xlsx": from the file name's suffix, else from its type; ApiError 50017."""
+    kind = SUFFIXES.get(PurePosixPath(filename).suffix.lower()) or FILE_TYPES.get(
+        content_type.partition(";")[0].strip().lower())
     if kind is None:
         raise ApiError(50017, SEND_A_FILE)
+    return kind
+
+
+async def _read_file(request: web.Request, limit: int) -> tuple[bytes | bytearray, str, str]:
+    """The uploaded file, its name ("" when sent as the body) and its type; ApiError 50017
+    (a body of another type), 50007 (over ``limit`` bytes, or a malformed form)."""
+    if request.content_type == "multipart/form-data":
+        return await _form_file(request, limit)
+    _kind("", request.content_type)                   # before the body is read
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
     data = bytearray()
@@ -137,24 +159,22 @@ async def _read_file(request: web.Request, limit: int) -> tuple[bytes, str]:
         data += chunk
         if len(data) > limit:
             raise _too_large(limit)
-    return bytes(data), kind
+    return data, "", request.content_type
 
 
-async def _form_file(request: web.Request, limit: int) -> tuple[bytes, str]:
-    """The ``file`` field of a form, its kind from its name's suffix or else its type."""
+async def _form_file(request: web.Request, limit: int) -> tuple[bytes, str, str]:
+    """The ``file`` field of a form, with its name and type."""
     try:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
             if isinstance(part, BodyPartReader) and part.name == "file":
-                suffix = PurePosixPath(part.filename or "").suffix.lower()
-                kind = SUFFIXES.get(suffix) or FILE_TYPES.get(
-                    part.headers.get("Content-Type", "").partition(";")[0].strip().lower())
-                if kind is None:
-                    raise ApiError(50017, SEND_A_FILE)
+                filename = part.filename or ""
+                content_type = part.headers.get("Content-Type", "")
+                _kind(filename, content_type)         # before the part is read
                 data = await read_limited(part, limit)
                 if data is None:
                     raise _too_large(limit)
-                return data, kind
+                return data, filename, content_type
     except (ValueError, HttpProcessingError):
         raise ApiError(50007, "not a well-formed multipart/form-data body") from None
     raise ApiError(50007, "the form has no file field")

@@ -1,8 +1,10 @@
 """What the console's pages share: the daemon's services, the sessions, the login limiter,
-the per-minute figures, the secrets waiting to be shown once, and writing the audit trail."""
+the per-minute figures, the secrets waiting to be shown once, the uploads being read, writing
+the audit trail, and ``Refused`` (an answer other than the page asked for)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 
@@ -16,6 +18,15 @@ from .sessions import Operator, Sessions, session_id
 
 SHOW_ONCE_FOR = 600.0           # seconds a new secret waits for its one showing
 SHOW_ONCE_MAX = 256             # secrets waiting at once; the oldest go first
+UPLOADS = 2                     # files read at once: each is held whole until it is stored
+
+
+class Refused(Exception):
+    """An answer other than the page asked for: ``status`` and what to tell the operator."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
 
 
 class ShownOnce:
@@ -51,15 +62,17 @@ class Console:
                                     self.settings.login_failures_per_source)
         self.rates = Rates(services.metrics.totals, self.clock)
         self.shown_once = ShownOnce(self.clock)
+        self.uploads = asyncio.Semaphore(UPLOADS)
 
     async def audit(self, operator: Operator, action: str, target: str, detail: str = "") -> None:
         """An entry of the audit trail for something that changed nothing in the store (a
-        reveal); changes write theirs with the change. Phone numbers are masked."""
-        await self.store.audit(AuditNote(operator.name, action, target,
-                                         mask_phone_numbers(detail)), self.clock())
+        reveal), or many things (an upload); changes write theirs with the change. Phone
+        numbers are masked (a userid may be one)."""
+        await self.store.audit(self.note(operator, action, target, detail), self.clock())
 
     def note(self, operator: Operator, action: str, target: str, detail: str = "") -> AuditNote:
-        return AuditNote(operator.name, action, target, mask_phone_numbers(detail))
+        return AuditNote(operator.name, action, mask_phone_numbers(target),
+                         mask_phone_numbers(detail))
 
 
 def when(at: float | None) -> str:

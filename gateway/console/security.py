@@ -2,13 +2,15 @@
 
 Access is per route: ``public`` (the login page, the static files), ``viewer`` (any signed-in
 operator; the default for GET), ``admin`` (the default for POST). A request without a live
-session is sent to the login page (GET) or refused (POST). Every POST must come from a page
+session is sent to the login page (GET) or refused (POST). A viewer's POST (other than
+signing out) is refused with 403 before its form is read. Every POST must come from a page
 of the console: an ``Origin`` header, when the browser sends one, names this host, and the
 form carries the session's CSRF token; otherwise it is refused with 403 and changes nothing.
-A viewer's POST (other than signing out) is refused with 403. Every answer carries a Content
-Security Policy without inline script or style, forbids framing and sniffing, sends no
-Referer outside the console, and every page is ``Cache-Control: no-store``, since pages may
-show a secret once or a revealed number.
+A form is read whole up to the console's MAX_FORM, but a form with a file (``takes_file``),
+read as a stream up to ``[api] max_upload``, its token checked before its file (``uploads``),
+UPLOADS at a time. Every answer carries a Content Security Policy without inline script or
+style, forbids framing and sniffing, sends no Referer outside the console, and every page is
+``Cache-Control: no-store``, since pages may show a secret once or a revealed number.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from urllib.parse import quote, urlsplit
 import aiohttp_jinja2
 from aiohttp import web
 
+from .context import Refused
 from .sessions import Operator
+from .uploads import read_file_form, refuse_oversized, wants_file
 
 log = logging.getLogger("cmpp_gateway.console")
 
@@ -39,14 +43,6 @@ HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
-
-
-class Refused(Exception):
-    """An answer other than the page asked for: ``status`` and what to tell the operator."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 def access(level: str):
@@ -141,17 +137,36 @@ async def guard(request: web.Request, handler):
             return redirect(f"/login?next={quote(request.path_qs, safe='')}")
         raise Refused(403, "Your session has ended. Sign in again, then repeat what you did.")
     request[OPERATOR] = operator
-    if request.method == "POST":
-        form = await request.post()
-        if not console.sessions.csrf_ok(operator, form.get("csrf_token")):
-            log.warning("console: %s %s refused: no valid CSRF token", request.method,
-                        request.path)
-            raise Refused(403, "This form did not come from this console, or it is too old. "
-                               "Reload the page and try again.")
-        request[FORM] = form
     if level == ADMIN and not operator.admin:
         raise Refused(403, "Your role is viewer: you can look, not change or reveal.")
+    if request.method != "POST":
+        return await handler(request)
+    if wants_file(request):
+        return await _with_file(request, handler, operator)
+    form = await request.post()
+    _check_csrf(request, operator, form.get("csrf_token"))
+    request[FORM] = form
     return await handler(request)
+
+
+async def _with_file(request: web.Request, handler, operator: Operator):
+    """A form with a file, refused at once when too large, else read and handled while the
+    file is held, UPLOADS at a time."""
+    console = request.app[CONSOLE]
+    limit = console.config.api.max_upload
+    refuse_oversized(request, limit)                  # before waiting for a turn
+    async with console.uploads:
+        request[FORM] = await read_file_form(request, limit,
+                                             lambda token: _check_csrf(request, operator, token))
+        return await handler(request)
+
+
+def _check_csrf(request: web.Request, operator: Operator, token) -> None:
+    if not request.app[CONSOLE].sessions.csrf_ok(operator, token):
+        log.warning("console: %s %s refused: no valid CSRF token", request.method,
+                    request.path)
+        raise Refused(403, "This form did not come from this console, or it is too old. "
+                           "Reload the page and try again.")
 
 
 def _check_origin(request: web.Request) -> None:

@@ -18,17 +18,16 @@ import jinja2
 from aiohttp import web
 
 from .context import Console, when, zone
-from .pages import apps, audit, login, messages, overview, reviews, send
+from .pages import apps, audit, login, messages, overview, reviews, send, users
 from .security import CONSOLE, errors, guard, headers
 from .services import Services
 
 log = logging.getLogger("cmpp_gateway.console")
 
 # The sections' modules in the order of the navigation (one that shares another's SECTION,
-# like ``send``, adds pages to it). The users' section, uploading numbers per channel, joins
-# here as one more module.
-PAGES = (overview, apps, reviews, messages, send, audit)
-MAX_FORM = 64 * 1024                    # bytes of a posted form
+# like ``send``, adds pages to it).
+PAGES = (overview, apps, reviews, users, messages, send, audit)
+MAX_FORM = 64 * 1024                    # bytes of a posted form (one with a file: ``uploads``)
 STATIC = Path(__file__).resolve().parent / "static"
 
 

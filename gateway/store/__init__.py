@@ -12,11 +12,11 @@ accounts and sessions, review decisions, the audit trail, and what searches retu
 ``AppDirectory`` (``apps``) is the live list of apps that the API, the callbacks and the
 console share: the configuration's and the store's.
 
-Offers: Store, SqliteStore, StoreError, the records, to_signed and to_unsigned (Msg_Ids as
-signed 64-bit integers), code_digest, and the review states PENDING, APPROVED, REFUSED; for
-the console: AppDirectory, AuditNote, AuditEntry, StoredApp, ConsoleUser, ConsoleSession,
-Review, MessageQuery, MessageRow, ReceiptRow, CallbackRow, PendingCallbacks, SearchTooBroad,
-ROLES.
+Offers: Store, SqliteStore, StoreError, the records (UserRow: an app's user), to_signed and
+to_unsigned (Msg_Ids as signed 64-bit integers), code_digest, and the review states PENDING,
+APPROVED, REFUSED; for the console: AppDirectory, AuditNote, AuditEntry, StoredApp,
+ConsoleUser, ConsoleSession, Review, MessageQuery, MessageRow, ReceiptRow, CallbackRow,
+PendingCallbacks, SearchTooBroad, ROLES.
 """
 
 from .apps import AppDirectory
@@ -55,6 +55,7 @@ from .interface import (
     SegmentView,
     Store,
     StoreError,
+    UserRow,
     code_digest,
     to_signed,
     to_unsigned,
@@ -68,5 +69,6 @@ __all__ = [
     "StoredApp",
     "MessageView", "MoMessage", "MoPart", "MoView", "NewMessage", "OutboxEntry",
     "PendingMessage", "Receipt", "ReceiptOutcome", "SegmentResult", "SegmentView",
-    "SqliteStore", "Store", "StoreError", "code_digest", "to_signed", "to_unsigned",
+    "SqliteStore", "Store", "StoreError", "UserRow", "code_digest", "to_signed",
+    "to_unsigned",
 ]

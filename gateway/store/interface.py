@@ -253,6 +253,16 @@ class MoView:
     received_at: float
 
 
+@dataclass(frozen=True)
+class UserRow:
+    """One of an app's users: its numbers by channel or "default", and when they last
+    changed."""
+
+    userid: str
+    phones: dict[str, str]
+    updated_at: float
+
+
 class Store(abc.ABC):
     """The daemon's durable state. Every method is safe to call from the event loop."""
 
@@ -348,11 +358,25 @@ class Store(abc.ABC):
         """The user's numbers by channel or "default"; None when ``app`` has no such user."""
 
     @abc.abstractmethod
-    async def delete_user(self, app: str, userid: str) -> bool:
-        """Forget the user; False when ``app`` had no such user."""
+    async def delete_user(self, app: str, userid: str, note=None, now: float = 0.0) -> bool:
+        """Forget the user; False when ``app`` had no such user. With ``note`` (an
+        AuditNote: the console), the audit entry is written in the same transaction, at
+        ``now``, when a user was forgotten."""
 
     @abc.abstractmethod
     async def user_numbers(self, app: str, userids: list[str],
                            channel: str) -> dict[str, str | None]:
         """For each of ``userids`` that ``app`` holds, the number to send to on ``channel``:
         the one bound to it, else the user's default, else None. Unknown users are left out."""
+
+    @abc.abstractmethod
+    async def find_users(self, app: str, prefix: str, after: str | None,
+                         limit: int) -> list[UserRow]:
+        """Up to ``limit`` of ``app``'s users whose userid begins with ``prefix`` (all for
+        ""), by userid, from the first after ``after`` (a page's last userid; None: from the
+        start). Found through the (app, userid) key: an app of a million users costs a page,
+        not a scan."""
+
+    @abc.abstractmethod
+    async def user_count(self, app: str) -> int:
+        """How many users ``app`` holds."""

@@ -3,7 +3,8 @@
 The gateway, the simulator and the console run on loopback in a thread of their own; one
 Chromium (a fresh profile, no network beyond loopback, nothing downloaded) signs in and out,
 is refused a forged form, makes an app and sends with its credentials through the API,
-approves a template and sends with it, and finds a message and its receipt. Every section
+approves a template and sends with it, uploads a users file with one bad row and finds,
+reveals and deletes one of its users, and finds a message and its receipt. Every section
 is saved as a screenshot in ``test-artifacts/console/`` (and one page at a phone's width).
 
 Where Chromium or chromedriver is not installed (``apt-get install chromium
@@ -303,11 +304,58 @@ def test_a_message_and_its_receipt_are_found(page, gateway):
     page.shot("15-overview")
 
 
+def test_a_users_file_with_one_bad_row_is_uploaded_and_a_user_found_revealed_and_deleted(
+        page, gateway, tmp_path):
+    users = tmp_path / "users.csv"
+    users.write_text("userid,phone,cmcc\nbrowser-zhang,13800138000,18756432567\n"
+                     "browser-li,,1875643256\nbrowser-wang,13900139000,\n", encoding="utf-8")
+    page.sign_in(*ADMIN)
+    page.open("/users")
+    assert page.heading() == "Users"
+    Select(page.wait("#upload-app")).select_by_visible_text("shop")
+    page.driver.find_element(By.ID, "file").send_keys(str(users))
+    page.submit("form[action='/users/upload'] button[type=submit]")
+    assert page.heading() == "Users of shop: upload"
+    assert page.text("#report").split() == ["Rows", "read", "3", "Stored", "2", "Refused", "1"]
+    refused = page.text("#refused tbody")
+    assert refused.split(maxsplit=3) == ["3", "browser-li", "50006", "invalid mobile: for cmcc"]
+    page.shot("16-users-report")
+    page.submit("main a[href^='/users?app=shop']")
+    page.fill("prefix", "browser-")
+    page.submit("form.search button")
+    found = page.text("#users tbody")
+    assert "browser-wang" in found and "browser-zhang" in found and "browser-li" not in found
+    assert "138****8000" in found and "13800138000" not in found
+    page.shot("17-users")
+    page.submit("#users a[href$='userid=browser-zhang']")
+    assert page.heading() == "User browser-zhang"
+    assert "187****2567" in page.text("#numbers") and "18756432567" not in page.text()
+    page.submit("form[action='/users/user/reveal'] button")
+    assert "18756432567" in page.text("#numbers") and "13800138000" in page.text("#numbers")
+    page.shot("18-user")
+    old = page.driver.find_element(By.TAG_NAME, "html")
+    page.click("form[action='/users/user/delete'] button")
+    WebDriverWait(page.driver, 10).until(seen.alert_is_present()).accept()   # data-confirm
+    WebDriverWait(page.driver, 20).until(seen.staleness_of(old))
+    assert "User browser-zhang of shop was deleted." in page.text(".notice")
+    assert "browser-zhang" not in page.text("#users tbody")
+
+    async def stored(userid: str):
+        return await gateway.s.gateway.store.user("shop", userid)
+    assert gateway.call(stored("browser-zhang")) is None
+    assert gateway.call(stored("browser-wang")) == {"default": "13900139000"}
+    page.open("/audit")
+    trail = page.text("table")
+    assert "users uploaded" in trail and "user's numbers revealed" in trail
+    assert "user deleted" in trail and "13800138000" not in trail
+
+
 def test_every_section_is_readable_on_a_phone(page):
     page.sign_in(*ADMIN)
     page.driver.set_window_size(390, 844)
     try:
-        for path, name in (("/", "13-phone-overview"), ("/messages", "14-phone-messages")):
+        for path, name in (("/", "13-phone-overview"), ("/messages", "14-phone-messages"),
+                           ("/users", "19-phone-users")):
             page.open(path)
             page.wait("h1")
             width = page.driver.execute_script("return document.documentElement.scrollWidth")

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
+from gateway.store import AuditNote
+from gateway.store.sqlite import users as users_sql
 from gateway.store.sqlite.messages import SCHEMA_VERSION
 from tests.aio import with_store
 from tests.store.test_store import new
@@ -85,3 +89,62 @@ def test_a_store_file_of_layout_1_gains_the_users_tables_and_keeps_its_messages(
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 3
     db.close()
 
+
+
+def test_a_search_pages_through_an_apps_users_by_userid_prefix():
+    async def scenario(store):
+        users = [(f"zhang{n:02d}", {"default": f"138001380{n:02d}"}) for n in range(12)]
+        users += [("zhan", {"cmcc": "13900139000"}), ("zhao", {"default": "13700137000"}),
+                  ("张三", {"default": "13600136000"}), ("张", {"default": "13600136001"})]
+        await store.save_users("shop", users, False, 100, 5.0)
+        await store.save_users("other", [("zhang99", {"default": "13500135000"})],
+                               False, 100, 5.0)
+        first = await store.find_users("shop", "zhang", None, 5)
+        assert [u.userid for u in first] == [f"zhang{n:02d}" for n in range(5)]
+        assert (first[0].phones, first[0].updated_at) == ({"default": "13800138000"}, 5.0)
+        rest = await store.find_users("shop", "zhang", first[-1].userid, 100)
+        assert [u.userid for u in rest] == [f"zhang{n:02d}" for n in range(5, 12)]
+        assert [u.userid for u in await store.find_users("shop", "zha", "zhang11", 10)] == \
+            ["zhao"]
+        assert [u.userid for u in await store.find_users("shop", "张", None, 10)] == \
+            ["张", "张三"]
+        assert [u.userid for u in await store.find_users("shop", "", "zhao", 10)] == \
+            ["张", "张三"]
+        assert await store.find_users("shop", "zhang", "zz", 10) == []
+        assert await store.find_users("shop", "nobody", None, 10) == []
+        assert await store.user_count("shop") == 16 and await store.user_count("none") == 0
+    with_store(scenario)
+
+
+def test_a_search_reads_one_range_of_the_primary_key(tmp_path):
+    path = str(tmp_path / "gw.sqlite")
+    with_store(lambda store: store.save_users("shop", [("a", {"default": "1"})], False, 9, 1.0),
+               path)
+    captured = []
+    db = sqlite3.connect(path)
+    db.set_trace_callback(captured.append)
+    users_sql.find_users(db, "shop", "zh", "zhang01", 50)
+    plan = " ".join(row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {captured[0]}"))
+    db.close()
+    assert "SEARCH users USING PRIMARY KEY (app=? AND userid>? AND userid<?)" in plan, plan
+    assert "TEMP B-TREE" not in plan                              # no sort: the key's order
+
+
+@pytest.mark.parametrize("prefix, end", [
+    ("", None), ("a", "b"), ("zh", "zi"), ("张", "弡"), ("a\U0010ffff", "b"),
+    ("\U0010ffff", None), ("a\ud7ff", "a\ue000")])
+def test_a_prefixs_end_is_the_least_text_after_all_that_begin_with_it(prefix, end):
+    assert users_sql.prefix_end(prefix) == end
+
+
+def test_a_user_deleted_with_a_note_is_audited_in_the_same_transaction():
+    async def scenario(store):
+        await store.save_users("shop", [("a", {"default": "13800138000"})], False, 9, 1.0)
+        note = AuditNote("alice", "user deleted", "user a of app shop")
+        assert await store.delete_user("shop", "a", note, 7.0) is True
+        assert await store.delete_user("shop", "a", note, 8.0) is False      # nothing to note
+        entries = await store.audit_page(None, 10)
+        assert [(e.at, e.operator, e.action, e.target) for e in entries] == \
+            [(7.0, "alice", "user deleted", "user a of app shop")]
+        assert await store.user_count("shop") == 0
+    with_store(scenario)

@@ -4,13 +4,17 @@ A user is one row: its numbers as a JSON object (a channel's name, or "default",
 11-digit number). An upload merges numbers into what the user has (SQLite's ``json_patch``),
 a PUT replaces them; ``user_counts`` keeps how many users each app holds, in the same
 transactions, so that the per-app limit costs one row read instead of a count. Like
-``messages``, every function runs in the store's worker thread inside a transaction.
+``messages``, every function runs in the store's worker thread inside a transaction, but
+``find_users``, the console's search, which runs on the store's reading connection.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 
+from ..interface import UserRow
+from .console import audit
 from .messages import State, execute_rows
 
 SCHEMA = """
@@ -70,13 +74,53 @@ def user(state: State, app: str, userid: str) -> dict[str, str] | None:
     return None if row is None else json.loads(row[0])
 
 
-def delete_user(state: State, app: str, userid: str) -> bool:
-    """Forget the user; False when the app had no such user."""
+def delete_user(state: State, app: str, userid: str, note=None, now: float = 0.0) -> bool:
+    """Forget the user, with ``note``'s audit entry when one is given; False when the app
+    had no such user."""
     if state.db.execute("DELETE FROM users WHERE app = ? AND userid = ?",
                         (app, userid)).rowcount != 1:
         return False
     _set_count(state, app, _count(state, app) - 1)
+    if note is not None:
+        audit(state, note, now)
     return True
+
+
+def find_users(db: sqlite3.Connection, app: str, prefix: str, after: str | None,
+               limit: int) -> list[UserRow]:
+    """The app's users whose userid begins with ``prefix``, after ``after``, by userid (in
+    code point order: SQLite compares text as UTF-8 bytes), at most ``limit``: one range of
+    the primary key, never a scan (LIKE would not use it: it ignores case, the key does
+    not)."""
+    clauses, values = ["app = ?", "userid >= ?"], [app, prefix]
+    if after is not None and after >= prefix:
+        values[1] = after
+        clauses[1] = "userid > ?"
+    end = prefix_end(prefix)
+    if end is not None:
+        clauses.append("userid < ?")
+        values.append(end)
+    rows = db.execute("SELECT userid, phones, updated_at FROM users WHERE "
+                      f"{' AND '.join(clauses)} ORDER BY userid LIMIT ?", (*values, limit))
+    return [UserRow(userid, json.loads(phones), at) for userid, phones, at in rows]
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The least text after every text that begins with ``prefix``: its last character one
+    code point on (past the surrogates, which UTF-8 cannot hold; a last character that is
+    the greatest is dropped and the one before moves on); None when there is none ("")."""
+    while prefix:
+        code = ord(prefix[-1]) + 1
+        if 0xD800 <= code <= 0xDFFF:
+            code = 0xE000
+        if code <= 0x10FFFF:
+            return prefix[:-1] + chr(code)
+        prefix = prefix[:-1]
+    return None
+
+
+def user_count(state: State, app: str) -> int:
+    return _count(state, app)
 
 
 def user_numbers(state: State, app: str, userids: list[str],

@@ -281,11 +281,18 @@ class SqliteStore(Store):
     def user(self, app: str, userid: str) -> asyncio.Future:
         return self._submit(users_sql.user, app, userid)
 
-    def delete_user(self, app: str, userid: str) -> asyncio.Future:
-        return self._submit(users_sql.delete_user, app, userid)
+    def delete_user(self, app: str, userid: str, note=None, now: float = 0.0) -> asyncio.Future:
+        return self._submit(users_sql.delete_user, app, userid, note, now)
 
     def user_numbers(self, app: str, userids: list[str], channel: str) -> asyncio.Future:
         return self._submit(users_sql.user_numbers, app, userids, channel)
+
+    def find_users(self, app: str, prefix: str, after: str | None,
+                   limit: int) -> asyncio.Future:
+        return self.read(users_sql.find_users, app, prefix, after, limit)
+
+    def user_count(self, app: str) -> asyncio.Future:
+        return self._submit(users_sql.user_count, app)
 
     # The operator's console (gateway.store.sqlite.console): each change with its audit note.
 
