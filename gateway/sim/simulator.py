@@ -58,6 +58,7 @@ class Faults:
     report_before_resp: bool = False      # the report goes out before its SUBMIT_RESP
     login_status: int | None = None       # refuse every login with this Status
     duplicate_delivers: bool = False      # send every DELIVER twice
+    zero_authenticator: bool = False      # AuthenticatorISMG of 16 zero bytes, as some centers
 
 
 @dataclass
@@ -244,7 +245,8 @@ class Simulator:
         self.logins.append((connect.source_addr, status))
         if status == ConnectStatus.OK:
             conn.account = connect.source_addr
-        conn.session.accept_login(status, account.secret if account else None, conn._loop.time())
+        secret = account.secret if account and not self.config.faults.zero_authenticator else None
+        conn.session.accept_login(status, secret, conn._loop.time())
         conn._after_session_call(flush_now=False)
         if status == ConnectStatus.OK:
             self._pump(conn.account)

@@ -84,6 +84,33 @@ def test_a_long_chinese_message_arrives_in_parts_whose_reports_all_match(tmp_pat
     run(scenario, timeout=30)
 
 
+def test_a_refused_authenticator_shows_its_cause_and_the_setting_in_readyz(tmp_path):
+    async def scenario():
+        sim = Simulator(SimulatorConfig(accounts=[Account(ACCOUNT, SECRET)],
+                                        faults=Faults(zero_authenticator=True)))
+        await sim.start()
+        config = gateway_config(tmp_path, sim.address[1], verify_authenticator="refuse")
+        gateway = Gateway(config, GatewayOptions(tuning=FAST, ops_address=("127.0.0.1", 0),
+                                                 serve_api=False))
+        await gateway.start()
+        try:
+            await eventually(lambda: "login refused" in gateway.pools["cmcc"].status().reason)
+            host, port = gateway.ops.address
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://{host}:{port}/readyz") as response:
+                    status, ready = response.status, await response.json()
+        finally:
+            await gateway.stop()
+            await sim.stop()
+        channel = ready["channels"]["cmcc"]
+        assert status == 503 and not ready["ready"] and not channel["healthy"]
+        for text in (channel["reason"], channel["connections"][0]["last_error"]):
+            assert "AuthenticatorISMG (all zero) does not match the standard computation" in text
+            assert 'verify_authenticator = "warn" on this channel' in text
+            assert "check the account and password" not in text
+    run(scenario, timeout=30)
+
+
 def test_reports_before_submit_resp_and_on_other_connections_all_match(tmp_path):
     async def scenario():
         async with pipeline(tmp_path, {"faults": Faults(report_before_resp=True)}) as (sim, gw):
