@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -122,7 +123,7 @@ class SessionProtocol(asyncio.Protocol):
         if due == self._timer_at:
             return
         self._cancel_timer()
-        if due is not None:
+        if due is not None and due != math.inf:     # inf: a heartbeat that never falls due
             self._timer_at = due
             self._timer = self._loop.call_at(due, self._on_timer)
 

@@ -218,6 +218,19 @@ def test_a_center_with_a_non_standard_authenticator_is_benched_with_a_warning():
     run(scenario)
 
 
+def test_the_benchs_submits_pass_a_strict_center():
+    async def scenario():
+        async with simulator(strict=True, accounts=[Account(ACCOUNT, SECRET, 8, "10690001")]) \
+                as sim:
+            status, out, err = await run_bench(sim, "--count", "60", "--json", "--quiet",
+                                               "--mix", "short=1,long=1,chinese=1",
+                                               "--to-range", "13800000000:10")
+            assert status == 0, err
+            assert json.loads(out)["results"] == [{"result": 0, "name": "OK", "count": 100}]
+            assert all(s.result == 0 for s in sim.submits)
+    run(scenario)
+
+
 def test_nothing_acknowledged_exits_1_with_the_results():
     async def scenario():
         async with simulator(faults=Faults(submit_result=13)) as sim:
