@@ -129,8 +129,8 @@ def warnings(tally: Tally) -> list[str]:
     this center."""
     if not tally.authenticator_mismatches:
         return []
-    return [f"{authenticator_mismatch(tally.authenticator_all_zero)} on "
-            f"{tally.authenticator_mismatches} of {tally.logins} logins: the gateway logs in to "
+    return [f"{authenticator_mismatch(tally.authenticator_all_zero)} (on "
+            f"{tally.authenticator_mismatches} of {tally.logins} logins): the gateway logs in to "
             'such a center with verify_authenticator = "warn" (the default) and refuses it with '
             '"refuse"']
 
