@@ -112,6 +112,37 @@ def test_a_wrong_password_stops_the_hammering():
     run(scenario)
 
 
+def test_a_refused_authenticator_names_the_cause_and_the_setting(caplog):
+    async def scenario():
+        async with running(faults=Faults(zero_authenticator=True), connections=3,
+                           verify_authenticator="refuse") as (sim, pool):
+            await eventually(lambda: "login refused" in pool.status().reason)
+            await asyncio.sleep(0.3)
+            status = pool.status()
+            assert not status.healthy and status.open == 0
+            assert sim.logins == [(ACCOUNT, 0)]    # the center took the password; once, then slow
+            for text in (status.reason, status.connections[0].last_error):
+                assert "the center's AuthenticatorISMG (all zero) does not match" in text
+                assert 'verify_authenticator = "warn"' in text
+                assert "check the account and password" not in text
+    with caplog.at_level(logging.ERROR, logger="cmpp_gateway.pool"):
+        run(scenario)
+    [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert line.startswith("test: login refused: the center's AuthenticatorISMG (all zero)")
+    assert 'verify_authenticator = "warn" on this channel' in line
+    assert "check the account and password" not in line
+
+
+def test_a_wrong_password_is_still_named_as_such(caplog):
+    async def scenario():
+        async with running(password="wrong") as (sim, pool):
+            await eventually(lambda: "login refused" in pool.status().reason)
+    with caplog.at_level(logging.ERROR, logger="cmpp_gateway.pool"):
+        run(scenario)
+    assert "status 3 (authentication error); check the account and password" in caplog.text
+    assert "verify_authenticator" not in caplog.text
+
+
 def test_submits_spread_over_the_connections_with_free_window():
     async def scenario():
         async with running(connections=2, faults=Faults(submit_resp_delay=0.05)) as (sim, pool):
