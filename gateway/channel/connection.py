@@ -55,8 +55,10 @@ def _raise_if_cancelling() -> None:
 
 class SessionProtocol(asyncio.Protocol):
     """The asyncio plumbing around one session, either role: bytes in, one coalesced write per
-    loop iteration out, one timer re-armed at the session's next deadline when bytes go out,
-    and every event handed to ``_handle_event``.
+    loop iteration out, one timer armed at the session's next deadline when bytes go out (a
+    timer armed for an earlier time stays: it fires, ``handle_timer`` finds nothing due, and
+    the timer is armed again; a busy link does not cancel and re-arm one for every write), and
+    every event handed to ``_handle_event``.
 
     Events are pumped by one loop that never re-enters: a handler may call the session again
     (answer a request, acknowledge a DELIVER), and the events that produces are taken by the
@@ -119,9 +121,9 @@ class SessionProtocol(asyncio.Protocol):
         self._after_session_call()
 
     def _rearm_timer(self) -> None:
-        due = self.session.get_timer()
-        if due == self._timer_at:
-            return
+        due, armed = self.session.get_timer(), self._timer_at
+        if due == armed or (due is not None and armed is not None and armed < due):
+            return      # an earlier timer is armed: when it fires, the session is asked again
         self._cancel_timer()
         if due is not None and due != math.inf:     # inf: a heartbeat that never falls due
             self._timer_at = due
@@ -315,7 +317,8 @@ class Connection(SessionProtocol):
 
     def _resolve(self, sequence_id: int, result=None, error: Exception | None = None) -> None:
         waiter = self._pending.pop(sequence_id, None)
-        self._open_window()
+        if self._window_waiters:
+            self._open_window()
         if waiter is not None:
             self._answer(waiter, result if error is None else error)
 

@@ -37,6 +37,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import cmpp
 from cmpp import events as ev
@@ -77,11 +78,11 @@ class PoolTuning:
     drain_timeout: float = 30.0
 
 
-@dataclass(frozen=True)
-class Submitted:
+class Submitted(NamedTuple):
     """A SUBMIT the ISMG accepted: its response, the connection that carried it, and how many
     times it was sent (all its sends on connections that failed under it, one on the
-    connection that answered: a resend after T there is counted only in the metrics)."""
+    connection that answered: a resend after T there is counted only in the metrics).
+    A named tuple: one is made for every SUBMIT, and a tuple is the cheapest to make."""
 
     response: cmpp.SubmitResp
     connection: str
@@ -118,6 +119,27 @@ class _Attempt:
 
     def __init__(self) -> None:
         self.sends = self.unanswered = self.throttled = self.lost = 0
+
+
+class _SentNow(_Attempt):
+    """A SUBMIT sent by ``submit_now``: its attempt, and who is told its outcome (one object
+    per SUBMIT, where a closure and an attempt would be two)."""
+
+    __slots__ = ("pool", "slot", "connection", "submit", "on_done")
+
+    def __init__(self, pool: ChannelPool, slot: _Slot, connection: str, submit: cmpp.Submit,
+                 on_done: Callable[[Submitted | Exception], None]) -> None:
+        self.sends, self.unanswered, self.throttled, self.lost = 1, 0, 0, 0
+        self.pool, self.slot, self.connection, self.submit = pool, slot, connection, submit
+        self.on_done = on_done
+
+    def answered(self, answer: cmpp.SubmitResp | Exception) -> None:
+        """Its outcome: done (Result 0), or handed to the pool to send again or give up."""
+        if isinstance(answer, Exception):
+            self.pool._resend_now(answer, self)
+            return
+        self.slot.throttled_in_a_row = 0
+        self.pool._done(self.on_done, Submitted(answer, self.connection, self.sends, self.lost))
 
 
 @dataclass
@@ -333,31 +355,26 @@ class ChannelPool:
             if cooling is not None:
                 self._window_free_at(cooling)
             return False
-        turn = self._limiter.try_pass(now)
-        if turn is not None:
-            self._window_free_at(turn)
-            return False
-        attempt = _Attempt()
+        if self._limiter.interval:
+            turn = self._limiter.try_pass(now)
+            if turn is not None:
+                self._window_free_at(turn)
+                return False
         conn = slot.connection
-        conn.submit_soon(submit, lambda answer: self._answered(answer, slot, conn.name, submit,
-                                                               attempt, on_done))
-        attempt.sends += 1
+        sent = _SentNow(self, slot, conn.name, submit, on_done)
+        conn.submit_soon(submit, sent.answered)
         self._begin()
         return True
 
-    def _answered(self, answer: cmpp.SubmitResp | Exception, slot: _Slot, connection: str,
-                  submit: cmpp.Submit, attempt: _Attempt, on_done) -> None:
-        """The outcome of a ``submit_now`` send: done, or sent again as ``submit`` would."""
-        if not isinstance(answer, Exception):
-            slot.throttled_in_a_row = 0
-            self._done(on_done, Submitted(answer, connection, attempt.sends, attempt.lost))
-            return
+    def _resend_now(self, answer: Exception, sent: _SentNow) -> None:
+        """A ``submit_now`` send failed: sent again as ``submit`` would, or given up."""
         try:
-            self._count_failure(slot, answer, attempt)
+            self._count_failure(sent.slot, answer, sent)
         except Exception as final:  # noqa: BLE001 - handed to the caller
-            self._done(on_done, final)
+            self._done(sent.on_done, final)
             return
-        resend = self._loop.create_task(self._submit(submit, None, attempt))
+        on_done = sent.on_done
+        resend = self._loop.create_task(self._submit(sent.submit, None, sent))
         self._resends.add(resend)
         resend.add_done_callback(lambda t: self._resent(t, on_done))
 
@@ -374,7 +391,8 @@ class ChannelPool:
 
     def _begin(self) -> None:
         self._in_flight += 1
-        self._idle.clear()
+        if self._in_flight == 1:
+            self._idle.clear()
 
     def _end(self) -> None:
         self._in_flight -= 1
@@ -515,7 +533,8 @@ class ChannelPool:
 
     def _observe(self, conn: Connection, event: ev.Event) -> None:
         if isinstance(event, _FREES_WINDOW):
-            self._wake()
+            if self._waiters:
+                self._wake()
             self._window_freed()
         elif isinstance(event, ev.ConnectionTerminated):
             self._wake_all()
