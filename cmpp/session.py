@@ -88,6 +88,7 @@ class _Waiting:
         self.first_sent, self.deadline, self.windowed = now, now + timeout, windowed
 
 
+_ESTABLISHED = State.ESTABLISHED      # looked up at every SUBMIT
 # Responses to requests we sent, by the request class they answer.
 _ANSWERS = {SubmitResp: Submit, DeliverResp: Deliver, ActiveTestResp: ActiveTest}
 _STRUCTURE_ERROR = 1
@@ -170,7 +171,8 @@ class Session:
         WindowFull when ``window`` requests are waiting, SessionError outside the established
         state, ValueError when a field does not fit or ``max_sends`` is out of range (nothing
         is sent then)."""
-        self._require(Role.CLIENT, State.ESTABLISHED, "submit")
+        if self.state is not _ESTABLISHED or self.role is not Role.CLIENT:
+            self._require(Role.CLIENT, State.ESTABLISHED, "submit")
         limit = self.config.max_sends
         if max_sends is not None:
             if not 1 <= max_sends <= limit:

@@ -99,7 +99,12 @@ class SessionProtocol(asyncio.Protocol):
             self._flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        """The flush a session call scheduled, unless one since (a read's) sent it all."""
+        if self._flush_scheduled:
+            self._flush()
 
     def _flush(self) -> None:
         """Write what the session has to send and re-arm its timer (or close, once it ended)."""
@@ -248,7 +253,7 @@ class Connection(SessionProtocol):
         self._pending[sent.sequence_id] = future
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self._scheduled_flush)
         return future
 
     def submit_soon(self, submit: cmpp.Submit,
@@ -261,7 +266,7 @@ class Connection(SessionProtocol):
         self._pending[sent.sequence_id] = on_answer
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self._scheduled_flush)
 
     def acknowledge_deliver(self, deliver: cmpp.Deliver, result: int = 0) -> bool:
         """Answer a DELIVER; False when this connection is already closed (the ISMG will

@@ -349,14 +349,13 @@ class ChannelPool:
         field that does not fit; nothing is sent)."""
         if self._closing or self._waiters:
             return False
-        now = self._loop.time()
-        slot, cooling = self._free_slot(now)
+        slot, cooling = self._free_slot()
         if slot is None:
             if cooling is not None:
                 self._window_free_at(cooling)
             return False
         if self._limiter.interval:
-            turn = self._limiter.try_pass(now)
+            turn = self._limiter.try_pass(self._loop.time())
             if turn is not None:
                 self._window_free_at(turn)
                 return False
@@ -448,9 +447,10 @@ class ChannelPool:
         if self.on_resend is not None:
             self.on_resend(reason)
 
-    def _free_slot(self, now: float) -> tuple[_Slot | None, float | None]:
+    def _free_slot(self, now: float | None = None) -> tuple[_Slot | None, float | None]:
         """The open, not cooling connection with the most free window (or None), and when
-        the first cooling one cools down (or None)."""
+        the first cooling one cools down (or None). The clock is read (unless given) only
+        when a connection has been cooling."""
         best, best_free, cooling = None, 0, None
         for slot in self._slots:
             conn = slot.connection
@@ -460,10 +460,14 @@ class ChannelPool:
             free = session.window_free
             if free <= best_free or session.state is not ESTABLISHED:
                 continue
-            if slot.cooling_until > now:
-                cooling = slot.cooling_until if cooling is None else min(cooling,
-                                                                         slot.cooling_until)
-                continue
+            until = slot.cooling_until
+            if until:
+                if now is None:
+                    now = self._loop.time()
+                if until > now:
+                    cooling = until if cooling is None else min(cooling, until)
+                    continue
+                slot.cooling_until = 0.0                # cooled down
             best, best_free = slot, free
         return best, cooling
 
