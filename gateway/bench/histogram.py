@@ -31,6 +31,12 @@ def bucket_of(micros: int) -> int:
     return (shift << SUB_BITS) + (micros >> shift)
 
 
+# The bucket of every value below TABLE_SIZE µs, looked up rather than worked out (most
+# latencies are below 16 ms, and a lookup is a third of the work of ``bucket_of``).
+TABLE_SIZE = 1 << 14
+_BUCKETS = [bucket_of(micros) for micros in range(TABLE_SIZE)]
+
+
 def bucket_range(index: int) -> tuple[int, int]:
     """The lowest and highest value (µs) of a bucket."""
     if index < EXACT:
@@ -52,17 +58,11 @@ class Histogram:
     def record(self, seconds: float) -> None:
         """Count one value given in seconds (truncated to whole microseconds)."""
         micros = int(seconds * 1_000_000)
-        if micros < EXACT:
-            index = micros if micros > 0 else 0
-        else:
-            if micros > LARGEST:
-                micros = LARGEST
-            shift = micros.bit_length() - SUB_BITS - 1
-            index = (shift << SUB_BITS) + (micros >> shift)
+        index = _BUCKETS[micros] if 0 <= micros < TABLE_SIZE else bucket_of(micros)
         counts = self.counts
         counts[index] = counts.get(index, 0) + 1
         if micros > self.largest:
-            self.largest = micros
+            self.largest = min(micros, LARGEST)
 
     @property
     def count(self) -> int:

@@ -99,7 +99,7 @@ def summary(tally: Tally, now: float, settings: dict) -> dict:
             {"msg_level": level, "responses": h.count, **latency_ms(h)}
             for level, h in sorted(tally.latency_by_level.items())],
         "results": [{"result": code, "name": result_name(code), "count": count}
-                    for code, count in sorted(tally.results.items())],
+                    for code, count in sorted(tally.result_counts().items())],
         "failures": dict(tally.failures.most_common()),
         "reports": {"expected": tally.reports_expected, "received": tally.reports,
                     "unmatched": tally.reports_unmatched, "outstanding": outstanding,
@@ -191,7 +191,7 @@ def snapshot(tally: Tally, in_flight: int) -> dict:
     (answered + ``in_flight``, those in the connections' windows), acknowledged (all, and in
     the last whole second), Result 8, errors, reports."""
     last = tally.seconds[-1].acknowledged if tally.seconds else tally.segments_acknowledged
-    return {"sent": sum(tally.results.values()) + in_flight,
+    return {"sent": sum(tally.result_counts().values()) + in_flight,
             "acknowledged": tally.segments_acknowledged, "last_second": last,
             "in_flight": in_flight, "throttled": tally.results[8],
             "errors": tally.segments_failed, "reports": tally.reports}

@@ -22,10 +22,11 @@ from gateway.status import ReceiptCodes
 from .histogram import Histogram
 
 _COUNTS = ("messages_started", "messages_acknowledged", "messages_failed", "segments_started",
-           "segments_acknowledged", "segments_failed", "reports_expected", "reports",
+           "segments_acknowledged", "segments_failed", "results_ok", "reports_expected", "reports",
            "reports_unmatched", "mo", "logins", "authenticator_mismatches")
 _COUNTERS = ("results", "failures", "report_stats", "report_statuses", "connection_errors")
 _SECOND_COUNTS = ("acknowledged", "throttled", "failed", "reports")
+_ACKNOWLEDGED, _THROTTLED, _REJECTED = ev.SubmitAcknowledged, ev.SubmitThrottled, ev.SubmitRejected
 
 
 @dataclass
@@ -54,7 +55,8 @@ class Tally:
     segments_started: int = 0
     segments_acknowledged: int = 0
     segments_failed: int = 0
-    results: Counter = field(default_factory=Counter)          # SUBMIT_RESP Result -> count
+    results_ok: int = 0             # SUBMIT_RESPs with Result 0 (apart: the most frequent)
+    results: Counter = field(default_factory=Counter)          # any other Result -> count
     failures: Counter = field(default_factory=Counter)         # why a segment failed -> count
     latency_by_level: dict[int, Histogram] = field(default_factory=dict)   # Msg_level ->
     reports_expected: int = 0
@@ -76,6 +78,10 @@ class Tally:
     def __post_init__(self) -> None:
         if self.timeline_latency and self.second_latency is None:
             self.second_latency = Histogram()
+
+    def result_counts(self) -> dict[int, int]:
+        """SUBMIT_RESPs by Result, 0 included."""
+        return {0: self.results_ok, **self.results} if self.results_ok else dict(self.results)
 
     @property
     def latency(self) -> Histogram:
@@ -202,27 +208,23 @@ class Recorder:
         self.closing = False                     # connections ending now are not errors
 
     def on_event(self, conn, event: ev.Event) -> None:
-        kind = type(event)
-        if kind is ev.SubmitAcknowledged:
-            request, rtt = event.request, event.rtt
-            self.tally.results[0] += 1
-            self._latency(request.msg_level, rtt)
-            if request.registered_delivery == 1:
-                self._expect_report(event.response.msg_id, self.clock() - rtt)
-        elif kind is ev.SubmitThrottled or kind is ev.SubmitRejected:
-            self.tally.results[event.response.result] += 1
-            self._latency(event.request.msg_level, event.rtt)
+        kind, tally = type(event), self.tally
+        if kind is _ACKNOWLEDGED:
+            tally.results_ok += 1
+        elif kind is _THROTTLED or kind is _REJECTED:
+            tally.results[event.response.result] += 1
         else:
             self._on_other(event)
-
-    def _latency(self, level: int, rtt: float) -> None:
-        tally = self.tally
-        histogram = tally.latency_by_level.get(level)
+            return
+        request, rtt = event.request, event.rtt
+        histogram = tally.latency_by_level.get(request.msg_level)
         if histogram is None:
-            histogram = tally.latency_by_level[level] = Histogram()
+            histogram = tally.latency_by_level[request.msg_level] = Histogram()
         histogram.record(rtt)
         if tally.second_latency is not None:
             tally.second_latency.record(rtt)
+        if kind is _ACKNOWLEDGED and request.registered_delivery == 1:
+            self._expect_report(event.response.msg_id, self.clock() - rtt)
 
     def _on_other(self, event: ev.Event) -> None:
         kind, tally = type(event), self.tally

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from gateway.bench.histogram import EXACT, Histogram, bucket_of, bucket_range
+from gateway.bench.histogram import EXACT, LARGEST, TABLE_SIZE, Histogram, bucket_of, bucket_range
 from gateway.bench.options import shares
 from gateway.bench.report import latency_ms, percentile, summary
 from gateway.bench.tally import Second, Tally, match_across
@@ -54,6 +54,16 @@ def test_percentiles_of_a_known_distribution_are_exact_below_128_us_and_within_1
         assert histogram.percentile(100) == max(values)
 
 
+def test_values_around_the_lookup_table_and_beyond_the_largest_land_in_their_buckets():
+    values = [-5, 0, TABLE_SIZE - 1, TABLE_SIZE, TABLE_SIZE + 1, 10**9, LARGEST, LARGEST * 4]
+    histogram = histogram_of(values)
+    assert sorted(histogram.counts) == sorted(
+        {bucket_of(max(0, v)) for v in values}) and histogram.count == len(values)
+    assert histogram.counts[bucket_of(LARGEST)] == 2     # larger values count as the largest
+    assert histogram.largest == LARGEST == histogram.percentile(100)
+    assert Histogram.from_json(histogram.to_json()).largest == LARGEST
+
+
 def test_an_empty_histogram_and_latency_ms():
     assert Histogram().percentile(50) == 0 and Histogram().count == 0
     histogram = histogram_of([1_000] * 9 + [250_000])    # nine at 1 ms, one at 250 ms
@@ -88,7 +98,7 @@ def worker_tally(start: float, acknowledged: int, latency_us: int, level: int) -
                   messages_acknowledged=acknowledged, segments_started=acknowledged,
                   segments_acknowledged=acknowledged, reports_expected=acknowledged,
                   reports=acknowledged, cpu_seconds=0.5)
-    tally.results[0] = acknowledged
+    tally.results_ok = acknowledged
     tally.latency_by_level[level] = histogram_of([latency_us] * acknowledged)
     tally.report_latency = histogram_of([20_000] * acknowledged)
     tally.seconds = [Second(acknowledged // 2), Second(acknowledged - acknowledged // 2)]
@@ -101,7 +111,7 @@ def test_tallies_of_two_processes_merge_into_one_summary():
     merged = Tally.from_json(one.to_json()).merge(Tally.from_json(two.to_json()))
     assert (merged.start, merged.end) == (10.0, 12.01)
     assert merged.segments_acknowledged == merged.messages_acknowledged == 400
-    assert merged.results == {0: 400, 8: 4} and merged.failures == {
+    assert merged.result_counts() == {0: 400, 8: 4} and merged.failures == {
         "Result 8 beyond the resend cap": 1}
     assert [s.acknowledged for s in merged.seconds] == [200, 200]
     assert merged.cpu_seconds == 1.0
