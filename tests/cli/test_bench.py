@@ -461,6 +461,23 @@ def test_processes_share_the_connections_and_their_counts_add_up_exactly():
     run(scenario, timeout=60)
 
 
+def test_with_processes_a_report_that_reached_the_other_process_is_matched():
+    async def scenario():
+        # The simulator sends each report on any connection of the account: about half of
+        # them reach the process that did not send their SUBMIT.
+        async with simulator(record=False) as sim:
+            status, out, err = await run_bench(
+                sim, "--processes", "2", "--connections", "4", "--count", "200",
+                "--mix", "short=1", "--reports", "--report-wait", "20", "--json")
+            assert status == 0, err
+            reports = json.loads(out)["reports"]
+            assert reports["expected"] == reports["received"] == 200
+            assert reports["unmatched"] == reports["outstanding"] == 0
+            assert reports["by_stat"] == {"DELIVRD": 200}
+            assert sim.counters["delivers_acknowledged"] == 200
+    run(scenario, timeout=60)
+
+
 def test_processes_keep_the_tps_a_total():
     async def scenario():
         async with simulator() as sim:

@@ -127,6 +127,14 @@ def test_tallies_of_two_processes_merge_into_one_summary():
                              "us_per_submit": round(1.0 / 400 * 1e6, 2)}  # per SUBMIT_RESP timed
 
 
+def test_a_msg_level_of_both_processes_merges_into_one_histogram():
+    one, two = worker_tally(10.0, 300, 1_023, 0), worker_tally(10.0, 100, 50_175, 0)
+    merged = Tally.from_json(one.to_json()).merge(Tally.from_json(two.to_json()))
+    [level] = summary(merged, merged.end, {})["submit_latency_ms_by_msg_level"]
+    assert level == {"msg_level": 0, "responses": 400, "p50": 1.023, "p90": 50.175,
+                     "p99": 50.175, "max": 50.175}
+
+
 def test_reports_that_reached_another_process_are_matched_at_the_end():
     tally = Tally(reports_expected=3, reports=3, reports_unmatched=2)
     awaiting = {101: 5.0, 102: 5.0}          # SUBMITs of one process, their reports not seen
