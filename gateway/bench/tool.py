@@ -2,11 +2,13 @@
 SUBMIT and in SUBMITs per second, by connections.
 
     python -m gateway.bench.tool [--seconds 5] [--rounds 3] [--connections 1,2,4,8]
-                                 [--window 16] [--processes 2] [--baseline DIR]
+                                 [--window 16] [--mix chinese=1] [--processes 2]
+                                 [--baseline DIR]
 
 The simulator runs in a process of its own (``session.ServerProcess``, ``record=False``). Each
 run is the command itself, ``python -m gateway.bench``, in a process of its own, for
-``--seconds`` + 1.5 s, with single-segment UCS2 messages (``--mix chinese=1``) and no reports.
+``--seconds`` + 1.5 s, with single-segment UCS2 messages (``--mix chinese=1``, 299-byte
+SUBMITs; another ``--mix`` may be given) and no reports.
 It is measured from outside, as a user would see it: at each of its progress lines (one a
 second) the benchmark reads the SUBMITs acknowledged so far and the CPU time (user + system,
 from /proc) of the tool's processes (with ``--processes``, the parent and its workers) and of
@@ -69,12 +71,12 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def tool_command(port: int, connections: int, window: int, seconds: float,
-                 processes: int) -> list[str]:
+def tool_command(port: int, connections: int, window: int, seconds: float, processes: int,
+                 mix: str = "chinese=1") -> list[str]:
     command = [sys.executable, "-m", "gateway.bench", "--host", HOST, "--port", str(port),
                "--account", ACCOUNT, "--password-env", PASSWORD_VARIABLE,
                "--connections", str(connections), "--window", str(window),
-               "--duration", f"{WARMUP + seconds + TAIL:g}", "--mix", "chinese=1"]
+               "--duration", f"{WARMUP + seconds + TAIL:g}", "--mix", mix]
     return command + (["--processes", str(processes)] if processes > 1 else [])
 
 
@@ -96,12 +98,12 @@ def check_source(source: str) -> None:
 
 
 def one_run(simulator: ServerProcess, source: str | None, connections: int, window: int,
-            seconds: float, processes: int = 1) -> dict:
+            seconds: float, processes: int = 1, mix: str = "chinese=1") -> dict:
     """One run of the tool (ours, or the one in ``source``), measured as the module says:
     from its first progress line at ``WARMUP`` s or later to its last one before the end
     (a line late on a loaded machine only makes the measured time shorter)."""
     proc = subprocess.Popen(tool_command(simulator.port, connections, window, seconds,
-                                         processes), cwd=source, env=tool_env(source),
+                                         processes, mix), cwd=source, env=tool_env(source),
                             text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     marks = []
     for line in proc.stderr:
@@ -154,6 +156,7 @@ def main(argv=None) -> int:
     parser.add_argument("--connections", default="1,2,4,8",
                         type=lambda text: [int(c) for c in text.split(",")])
     parser.add_argument("--window", type=int, default=16)
+    parser.add_argument("--mix", default="chinese=1", help="the tool's --mix")
     parser.add_argument("--processes", type=int, default=2,
                         help="also run ours with --processes N (1: not)")
     parser.add_argument("--baseline", metavar="DIR", help="another source tree's tool too")
@@ -161,13 +164,13 @@ def main(argv=None) -> int:
     if args.baseline:
         check_source(args.baseline)
     print(f"load {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; window {args.window}, "
-          f"{args.rounds} rounds of {args.seconds:g} s per run", flush=True)
+          f"mix {args.mix}, {args.rounds} rounds of {args.seconds:g} s per run", flush=True)
     simulator, results = ServerProcess("simulator"), {}
     try:
         for number in range(1, args.rounds + 1):
             for name, connections, processes, source in runs(args, number):
                 result = one_run(simulator, source, connections, args.window, args.seconds,
-                                 processes)
+                                 processes, args.mix)
                 results.setdefault((name, connections), []).append(result)
                 print(f"round {number} {name:9} {connections} conn {_format(result)}  "
                       f"(load {os.getloadavg()[0]:.2f})", flush=True)
