@@ -154,6 +154,16 @@ async def _serve_until_told(kind: str, pipe) -> None:
         await sim.stop()
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc), or None (gone, or no /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 class ServerProcess:
     """A spawned server process (``kind`` "simulator" or "framing") and its port."""
 
@@ -171,12 +181,7 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU time of the process so far (Linux /proc), or None."""
-        try:
-            with open(f"/proc/{self.process.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError, ValueError):
-            return None
+        return cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         self.pipe.close()                          # EOF: the child's loop ends

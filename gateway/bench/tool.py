@@ -38,23 +38,12 @@ import subprocess
 import sys
 import time
 
-from .session import ACCOUNT, HOST, SECRET, ServerProcess
+from .session import ACCOUNT, HOST, SECRET, ServerProcess, cpu_seconds
 
 PASSWORD_VARIABLE = "CMPP_BENCH_TOOL_PASSWORD"
 PROGRESS = re.compile(r"\[\s*([\d.]+)s\] submitted [\d,]+\s+acked ([\d,]+)")
-TICK = os.sysconf("SC_CLK_TCK")
 WARMUP = 1.0                # seconds of a run not measured at its start
 TAIL = 0.5                  # ... and at its end (the last progress line is before that)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (0.0 once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICK
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 def children(pid: int) -> list[int]:
@@ -92,7 +81,8 @@ def check_source(source: str) -> None:
     """Make sure that a run in ``source`` imports the tool from there (not from the tree this
     Python has installed); RuntimeError otherwise."""
     found = subprocess.run([sys.executable, "-c", "import gateway; print(gateway.__file__)"],
-                           cwd=source, env=tool_env(source), capture_output=True, text=True)
+                           cwd=source, env=tool_env(source), capture_output=True, text=True,
+                           check=False)
     if not found.stdout.startswith(os.path.realpath(source)):
         raise RuntimeError(f"a run in {source} imports {found.stdout.strip() or found.stderr}")
 
@@ -109,7 +99,7 @@ def one_run(simulator: ServerProcess, source: str | None, connections: int, wind
     for line in proc.stderr:
         found = PROGRESS.search(line)
         if found and WARMUP - 0.05 <= float(found.group(1)) < WARMUP + seconds + TAIL / 2:
-            tool = cpu_seconds(proc.pid) + sum(cpu_seconds(c) for c in children(proc.pid))
+            tool = sum(cpu_seconds(pid) or 0.0 for pid in [proc.pid, *children(proc.pid)])
             marks.append((time.monotonic(), int(found.group(2).replace(",", "")), tool,
                           simulator.cpu_seconds() or 0.0))
     proc.wait()

@@ -94,7 +94,7 @@ class Worker:
             self.changed.clear()
             try:
                 await asyncio.wait_for(self.changed.wait(), max(0.0, end - loop.time()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.kill()
                 self.state, self.message = "dead", f"no answer in {timeout:g} s"
                 return
@@ -237,14 +237,17 @@ def _merged(workers: list[Worker], err, prog: str) -> tuple[Tally | None, int]:
 
 
 async def _end(workers: list[Worker], listeners: list[asyncio.Task]) -> None:
-    """Every worker told to stop, given a moment, then ended; every listener awaited."""
+    """Every worker told to stop and given a moment, then killed if still there; every
+    listener awaited, so that each process and its pipes are closed before the loop is (a
+    killed worker's pipes end at once; a listener is cancelled only if they do not)."""
     for worker in workers:
         worker.send({"do": "stop"})
-    done, pending = await asyncio.wait(listeners, timeout=STOP_GRACE + 5) if listeners \
-        else (set(), set())
-    for worker in workers:
-        worker.kill()
-    for task in pending:
+    if listeners:
+        await asyncio.wait(listeners, timeout=STOP_GRACE + 5)
+        for worker in workers:
+            worker.kill()
+        await asyncio.wait(listeners, timeout=5.0)
+    for task in listeners:
         task.cancel()
     await asyncio.gather(*listeners, return_exceptions=True)
 
