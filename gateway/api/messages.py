@@ -166,8 +166,7 @@ def _batch_answer(plan, ids, refused_ids) -> dict:
             out.append({"msg_id": str(ids[index]), **_named(entry)})
             continue
         failures += 1
-        item = {"error_code": str(outcome.code), "error_message": outcome.message,
-                "msg_id": str(refused_ids[index]), **_named(entry)}
+        item = {**outcome.entry(), "msg_id": str(refused_ids[index]), **_named(entry)}
         if isinstance(entry, dict) and "temp_para" in entry:
             item["temp_para"] = entry["temp_para"]
         out.append(item)

@@ -213,7 +213,7 @@ def test_voice_codes_are_refused_saying_why(tmp_path):
         async with stack(tmp_path) as (api, gateway, sim):
             status, body = await api.post("/v1/voice_codes", {"mobile": "13800138000", "ttl": 60})
             assert status == 403 and body["error"]["code"] == 50008
-            assert "voice" in body["error"]["message"]
+            assert "voice" in body["error"]["detail"]
     run(scenario)
 
 

@@ -143,7 +143,7 @@ def test_a_template_is_signed_only_once_its_signature_is_approved(tmp_path):
             assert await operator(s, "template", temp_id, "approve") == 0
             await status_becomes(s.api, f"/v1/templates/{temp_id}", 1)
             status, body, _ = await s.api.call("POST", "/v1/messages", send)
-            assert error(50020, 403)((status, body)) and "signature" in body["error"]["message"]
+            assert error(50020, 403)((status, body)) and "signature" in body["error"]["detail"]
             assert sum((await s.gateway.store.status_counts()).values()) == 0
             assert await operator(s, "sign", sign_id, "approve") == 0
             await status_becomes(s.api, f"/v1/sign/{sign_id}", 1)
@@ -159,7 +159,7 @@ def test_another_signature_cannot_be_submitted_while_one_waits(tmp_path):
         async with stack(tmp_path) as s:
             first = await new_sign(s.api, "极光推送")
             refused = await s.api.call("POST", "/v1/sign", data=form(("sign", "JPush")))
-            assert error(50103, 403)(refused) and str(first) in refused[1]["error"]["message"]
+            assert error(50103, 403)(refused) and str(first) in refused[1]["error"]["detail"]
             assert [row["id"] for row in await s.gateway.store.signatures()] == [first]
             assert (await s.api.call("PUT", f"/v1/sign/{first}",
                                      data=form(("sign", "极光短信"))))[0] == 200   # itself
