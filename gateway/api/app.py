@@ -135,6 +135,21 @@ def create_app(api: Api) -> web.Application:
     return app
 
 
+class JsmsRequestHandler(web.RequestHandler):
+    """aiohttp's protocol for one connection, answering a request that does not parse as
+    HTTP (a header given twice, a malformed line) with a JSMS error instead of plain text:
+    403/50007 (500/50019 for a fault of the server). aiohttp logs it first, through the
+    connection's RequestErrorLog: one throttled line, no traceback."""
+
+    def handle_error(self, request, status: int = 500, exc=None, message=None):
+        super().handle_error(request, status, exc, message)     # logs; raises if answered
+        error = ApiError(50019) if status >= 500 else \
+            ApiError(50007, "the request is not well-formed HTTP")
+        response = error.response()
+        response.force_close()
+        return response
+
+
 class ApiServer:
     """The API on its own address, with its limits: body size (``max_body``: a larger
     Content-Length is refused before the body is read), request line and header sizes (8 KiB
@@ -148,6 +163,7 @@ class ApiServer:
         self._runner: web.AppRunner | None = None
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task | None = None
+        self._handler_options: dict = {}
         self.address: tuple[str, int] | None = None
 
     @property
@@ -160,14 +176,15 @@ class ApiServer:
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         settings = self.api.settings
-        self._runner = web.AppRunner(
-            create_app(self.api), access_log=None, max_line_size=8190, max_field_size=8190,
+        self._handler_options = dict(
+            access_log=None, max_line_size=8190, max_field_size=8190,
             # aiohttp's own keep-alive timer only as a backstop: GuardedConnection decides.
             keepalive_timeout=2 * max(settings.header_timeout, settings.idle_timeout),
             # After refusing a request whose body was not read, read and drop what the client
             # still sends for up to LINGER s before closing, so that it gets the answer
             # rather than a reset.
             lingering_time=LINGER)
+        self._runner = web.AppRunner(create_app(self.api), **self._handler_options)
         await self._runner.setup()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._protocol, host, port,
@@ -179,7 +196,12 @@ class ApiServer:
 
     def _protocol(self) -> asyncio.Protocol:
         """A connection, admitted and held to its deadlines, aiohttp's protocol inside."""
-        return GuardedConnection(self.connections, self._runner.server)
+        return GuardedConnection(self.connections, self._request_handler)
+
+    def _request_handler(self) -> web.RequestHandler:
+        server = self._runner.server
+        return JsmsRequestHandler(server, loop=asyncio.get_running_loop(),
+                                  **self._handler_options)
 
     async def stop(self) -> None:
         """Stop accepting, close the open connections (a request in progress is answered

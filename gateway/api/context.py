@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Callable
 
@@ -136,18 +137,65 @@ async def json_body(request: web.Request) -> dict:
     return body
 
 
+MAX_DEPTH = 32                                  # JSMS's bodies are 4 deep at most
+_CONTAINERS = (dict, list)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")    # \\uD800-\\uDFFF: half of a pair
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 async def json_value(request: web.Request):
     """The request's JSON, whatever its type; ApiError 50003 (no body), 50017 (not
-    application/json) or 50007 (not JSON)."""
+    application/json) or 50007 (not UTF-8 JSON, NaN or Infinity, nested deeper than
+    MAX_DEPTH, or a string with a lone UTF-16 surrogate, which no text can carry)."""
     raw = await request.read()
     if not raw.strip():
         raise ApiError(50003)
     if request.content_type != "application/json":
         raise ApiError(50017, "send application/json")
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(50007, "not JSON") from None
+        text = raw.decode("utf-8")              # strict: no encoded surrogate gets through
+        value = json.loads(text, parse_constant=_not_json)
+    except ValueError:
+        raise ApiError(50007, "not JSON in UTF-8") from None
+    except RecursionError:                      # nested past Python's stack
+        raise ApiError(50007, f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    if text.count("[") + text.count("{") > MAX_DEPTH:
+        _check_depth(value)
+    if _SURROGATE_ESCAPE.search(text):
+        _check_surrogates(value)
+    return value
+
+
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _check_depth(value) -> None:
+    """ApiError 50007 when ``value`` nests deeper than MAX_DEPTH (level by level: no
+    recursion, one pass over the containers)."""
+    level, depth = [value] if isinstance(value, _CONTAINERS) else [], 0
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise ApiError(50007, f"JSON nested deeper than {MAX_DEPTH} levels")
+        level = [v for item in level for v in (item.values() if type(item) is dict else item)
+                 if isinstance(v, _CONTAINERS)]
+
+
+def _check_surrogates(value) -> None:
+    """ApiError 50007 when a string of ``value``, or a key, holds a lone surrogate (a pair's
+    two escapes make one character; one alone is no text, and cannot be stored or sent)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                raise ApiError(50007, "a string holds a lone UTF-16 surrogate")
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 async def read_limited(part, limit: int) -> bytes | None:

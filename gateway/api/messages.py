@@ -40,7 +40,7 @@ def add_routes(app: web.Application) -> None:
 def compose(api: Api, app, template: Template, mobile: str, params, seen=None,
             callback: str | None = None) -> NewMessage:
     """The message for one recipient: rendered, signed, checked (ApiError otherwise)."""
-    from .rules import render
+    from .rules import check_length, render
     text = render(template, params)
     signature = api.registry.signature_text(app, template)
     text = f"【{signature}】{text}" if signature else text
@@ -53,6 +53,7 @@ def compose(api: Api, app, template: Template, mobile: str, params, seen=None,
     channel = sending_channel(app, template)
     if channel not in app.channels:
         raise ApiError(50013, "its channel is not one of the app's")
+    check_length(text, api.config.channels[channel])
     return NewMessage(app.name, channel, mobile, text, str(template.id), template.type,
                       reference=api.references.next(mobile), callback=callback)
 

@@ -12,6 +12,8 @@ import re
 import time
 from collections import OrderedDict, deque
 
+import cmpp
+from cmpp.text import SEGMENT_SIZE
 from gateway.config import ApiSettings
 
 from .errors import ApiError
@@ -19,10 +21,13 @@ from .registry import PLACEHOLDER, Template
 
 
 class MobileRule:
-    """Mainland mobile numbers; an 86 or +86 prefix is accepted and dropped."""
+    """Mainland mobile numbers; an 86 or +86 prefix is accepted and dropped. Digits are ASCII
+    0-9 only: the pattern is matched in ASCII mode (Python's ``\\d`` otherwise matches every
+    script's digits, full-width ones among them), and what it leaves must be ASCII digits
+    whatever the operator's ``mobile_pattern`` allows, since a center takes nothing else."""
 
     def __init__(self, pattern: str) -> None:
-        self.pattern = re.compile(pattern)
+        self.pattern = re.compile(pattern, re.ASCII)
 
     def normalize(self, mobile) -> str:
         """The 11-digit number; ApiError 50004 (missing) or 50006 (invalid)."""
@@ -30,10 +35,33 @@ class MobileRule:
             raise ApiError(50004)
         if isinstance(mobile, int) and not isinstance(mobile, bool):
             mobile = str(mobile)
-        if not isinstance(mobile, str) or not self.pattern.fullmatch(mobile.strip()):
+        if not isinstance(mobile, str) or not self.pattern.fullmatch(mobile.strip(" ")):
             raise ApiError(50006)
-        digits = mobile.strip().lstrip("+")
+        digits = mobile.strip(" ").lstrip("+")
+        if not _ASCII_DIGITS.fullmatch(digits):
+            raise ApiError(50006)
         return digits[2:] if len(digits) == 13 and digits.startswith("86") else digits
+
+
+_ASCII_DIGITS = re.compile("[0-9]+")
+
+
+def check_length(text: str, channel) -> None:
+    """ApiError 50007 when ``text`` (signature included) takes more SMS than ``channel`` (a
+    ChannelConfig) sends: its ``max_parts``, counted as the dispatcher will cut it
+    (``cmpp.split_text``, keeping the first part's room for the center's own signature).
+    Most texts are short enough to fit whatever the encoding, and are not cut here."""
+    room, most = channel.signature_room, channel.max_parts
+    # No character takes more than 4 bytes; a part of a long message carries 134 bytes, of
+    # which at most 4 go unused where a character does not fit.
+    if 4 * len(text) + room <= SEGMENT_SIZE or \
+            4 * len(text) + room + 4 * most <= (SEGMENT_SIZE - 6) * most:
+        return
+    try:
+        cmpp.split_text(text, max_parts=most, reserve_first=room)
+    except ValueError as error:
+        raise ApiError(50007, f"the message cannot be sent on channel {channel.name}: "
+                              f"{error} (max_parts)") from None
 
 
 def render(template: Template, params) -> str:
