@@ -20,10 +20,11 @@ from aiohttp import web
 
 from gateway.store import ApiRequest, code_digest
 
-from .context import API_KEY, APP, Api, dumps, json_body, request_callback, start_send
+from .context import API_KEY, APP, Api, dumps, json_body, request_callback
 from .errors import ApiError
+from .idempotency import Key, idempotent
 from .ids import parse_id
-from .messages import compose, sending_channel
+from .messages import compose, keyed, sending_channel
 from .users import number, recipient
 
 REFUSALS = {"invalid": 50010, "expired": 50011, "verified": 50012, "unknown": 50026}
@@ -35,10 +36,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/voice_codes", voice_code)
 
 
-async def send_code(request: web.Request) -> web.Response:
-    api, app, body, key, replayed = await start_send(request)
-    if replayed is not None:
-        return replayed
+@idempotent
+async def send_code(api: Api, app, body: dict, key: Key | None) -> web.Response:
     who = recipient(api, body)
     template = api.registry.template(app, body.get("temp_id"), ("code",))
     mobile = await number(api, app, who, sending_channel(app, template))
@@ -50,11 +49,12 @@ async def send_code(request: web.Request) -> web.Response:
         params["ttl"] = str(max(1, round(ttl / 60)))           # minutes, as SMS texts say it
     message = compose(api, app, template, mobile, params, callback=request_callback(body))
     api.rules.check_app(app.name)
-    response = await api.submit(ApiRequest(
-        app.name, (message,), code=(code_digest(code), api.clock() + ttl), idempotency_key=key,
-        render=lambda ids, refused: (200, dumps({"msg_id": str(ids[0])}))))
-    api.rules.record(app.name, template, mobile, message.text)
-    return response
+    recorded = api.rules.record(app.name, [(mobile, message.text)])
+    return await api.submit(ApiRequest(
+        app.name, (message,), code=(code_digest(code), api.clock() + ttl),
+        code_limits=api.rules.code_limits,
+        render=lambda ids, refused: (200, dumps({"msg_id": str(ids[0])})), **keyed(key)),
+        recorded)
 
 
 async def check_code(request: web.Request) -> web.Response:

@@ -10,7 +10,7 @@ import hmac
 
 from gateway.status import DeliveryStatus
 
-from ..interface import code_digest
+from ..interface import KEY_REUSED, TOO_MANY_CODES, AcceptedRequest, code_digest
 from .messages import State, _insert_messages
 
 SCHEMA = """
@@ -28,8 +28,11 @@ CREATE TABLE IF NOT EXISTS api_responses (
     status INTEGER NOT NULL,
     body TEXT NOT NULL,
     created_at REAL NOT NULL,
+    request TEXT,
     PRIMARY KEY (app, key)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS messages_codes ON messages(recipient, created_at)
+    WHERE kind = 'code';
 CREATE TABLE IF NOT EXISTS unsubscribed (
     mobile TEXT PRIMARY KEY,
     at REAL NOT NULL,
@@ -70,21 +73,37 @@ CREATE TABLE IF NOT EXISTS last_ids (
 """
 
 def create_schema(state: State) -> None:
+    """The API's tables, and the columns that layout 5 added to those of older files."""
     state.db.executescript(SCHEMA)
+    _add_columns(state.db, "api_responses", request="TEXT")
+    _add_columns(state.db, "signatures", type="INTEGER", remark="TEXT")
+
+
+def _add_columns(db, table: str, **columns: str) -> None:
+    present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    for name, kind in columns.items():
+        if name not in present:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 def accept_request(state: State, request, now: float):
     """Store an API request whole: its messages, the recipients it refused (final
     ``rejected`` records carrying the JSMS code, never sent), its verification code, and the
-    answer given, kept under its Idempotency-Key. A key seen before returns the first answer
-    and stores nothing."""
-    from ..interface import AcceptedRequest
+    answer given, kept under its Idempotency-Key with the request's fingerprint. A key seen
+    before returns the first answer and stores nothing, or refuses (KEY_REUSED) when it came
+    with another request; a code to a number that got its ``code_limits`` is refused
+    (TOO_MANY_CODES)."""
     db = state.db
     if request.idempotency_key is not None:
-        row = db.execute("SELECT status, body FROM api_responses WHERE app = ? AND key = ?",
+        row = db.execute("SELECT status, body, request FROM api_responses "
+                         "WHERE app = ? AND key = ?",
                          (request.app, request.idempotency_key)).fetchone()
         if row is not None:
+            if row[2] is not None and request.fingerprint not in (None, row[2]):
+                return AcceptedRequest((), (), None, refusal=KEY_REUSED)
             return AcceptedRequest((), (), (row[0], row[1]), replayed=True)
+    if request.code is not None and _codes_exceed(state, request, now):
+        return AcceptedRequest((), (), None, refusal=TOO_MANY_CODES)
     ids = _insert_messages(state, list(request.messages), now)
     refused = [_insert_refused(state, message, code, now) for message, code in request.refused]
     if request.code is not None:
@@ -95,10 +114,25 @@ def accept_request(state: State, request, now: float):
     if request.render is not None:
         response = request.render(ids, refused)
         if request.idempotency_key is not None:
-            db.execute("INSERT INTO api_responses (app, key, status, body, created_at) "
-                       "VALUES (?, ?, ?, ?, ?)",
-                       (request.app, request.idempotency_key, response[0], response[1], now))
+            db.execute("INSERT INTO api_responses (app, key, status, body, created_at, request) "
+                       "VALUES (?, ?, ?, ?, ?, ?)",
+                       (request.app, request.idempotency_key, response[0], response[1], now,
+                        request.fingerprint))
     return AcceptedRequest(tuple(ids), tuple(refused), response)
+
+
+def _codes_exceed(state: State, request, now: float) -> bool:
+    """Whether the number of the request's code got ``most`` codes within ``window`` seconds,
+    for one of its ``code_limits`` (counted from the messages of kind code: the index
+    messages_codes finds them)."""
+    recipient = request.messages[0].recipient
+    for window, most in request.code_limits:
+        count = state.db.execute(
+            "SELECT COUNT(*) FROM messages WHERE kind = 'code' AND recipient = ? "
+            "AND created_at > ?", (recipient, now - window)).fetchone()[0]
+        if count >= most:
+            return True
+    return False
 
 
 def _insert_refused(state: State, message, code: int, now: float) -> int:
