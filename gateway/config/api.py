@@ -99,6 +99,7 @@ API_FIELDS = (
     Field("mobile_pattern", STRING, r"(?:\+?86)?1[3-9]\d{9}", _regex),
     Field("code_length", INTEGER, 6, in_range(4, 8)),
     Field("code_validity", NUMBER, 300, seconds()),
+    Field("code_attempts", INTEGER, 5, in_range(1, 100)),
     Field("codes_per_number_per_minute", INTEGER, 1, in_range(0, 1000)),
     Field("codes_per_number_per_hour", INTEGER, 10, in_range(0, 100000)),
     Field("messages_per_app_per_second", NUMBER, 0, lambda v: None if v >= 0 else
@@ -155,6 +156,7 @@ class ApiSettings:
     mobile_pattern: str = r"(?:\+?86)?1[3-9]\d{9}"
     code_length: int = 6
     code_validity: float = 300
+    code_attempts: int = 5             # wrong checks of a code, then it is spent
     codes_per_number_per_minute: int = 1
     codes_per_number_per_hour: int = 10
     messages_per_app_per_second: float = 0

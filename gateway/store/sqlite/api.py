@@ -146,10 +146,12 @@ def _insert_refused(state: State, message, code: int, now: float) -> int:
     return cursor.lastrowid
 
 
-def verify_code(state: State, app: str, message_id: int, code: str, now: float) -> str:
+def verify_code(state: State, app: str, message_id: int, code: str, now: float,
+                max_attempts: int = 5) -> str:
     """"ok", or why not: "unknown" (no such code for this app), "verified" (used already),
-    "expired", "invalid" (wrong code; attempts are counted)."""
-    row = state.db.execute("SELECT app, digest, expires_at, verified_at FROM codes "
+    "expired", "spent" (``max_attempts`` wrong codes were tried: it cannot be guessed),
+    "invalid" (wrong code; attempts are counted)."""
+    row = state.db.execute("SELECT app, digest, expires_at, verified_at, attempts FROM codes "
                            "WHERE message_id = ?", (message_id,)).fetchone()
     if row is None or row[0] != app:
         return "unknown"
@@ -157,6 +159,8 @@ def verify_code(state: State, app: str, message_id: int, code: str, now: float) 
         return "verified"
     if now >= row[2]:
         return "expired"
+    if row[4] >= max_attempts:
+        return "spent"
     if not hmac.compare_digest(row[1], code_digest(code, row[1].split("$", 1)[0])):
         state.db.execute("UPDATE codes SET attempts = attempts + 1 WHERE message_id = ?",
                          (message_id,))

@@ -234,8 +234,9 @@ class SqliteStore(Store):
     def accept_request(self, request, now: float) -> asyncio.Future:
         return self._submit(api_sql.accept_request, request, now)
 
-    def verify_code(self, app: str, message_id: int, digest: str, now: float) -> asyncio.Future:
-        return self._submit(api_sql.verify_code, app, message_id, digest, now)
+    def verify_code(self, app: str, message_id: int, code: str, now: float,
+                    max_attempts: int = 5) -> asyncio.Future:
+        return self._submit(api_sql.verify_code, app, message_id, code, now, max_attempts)
 
     def unsubscribe(self, mobile: str, now: float, channel: str) -> asyncio.Future:
         return self._submit(api_sql.unsubscribe, mobile, now, channel)
