@@ -237,7 +237,7 @@ def test_curl_creates_a_signature(tmp_path):
             assert set(answer.json) == {"sign_id"} and isinstance(answer.json["sign_id"], int)
             rows = await s.gateway.store.signatures()
             assert rows == [{"id": answer.json["sign_id"], "app": "jsms", "sign": "申请的签名",
-                             "status": 0}]
+                             "status": 0, "type": None, "remark": None}]
     run(scenario)
 
 

@@ -226,18 +226,22 @@ def templates(state: State) -> list[dict]:
 # ----------------------------------------------------------------------------- signatures
 
 def create_signature(state: State, app: str, sign: str, images: list, status: int,
-                     now: float) -> int:
+                     now: float, type: int | None = None, remark: str | None = None) -> int:
     sign_id = _next_id(state, "signatures")
-    state.db.execute("INSERT INTO signatures (id, app, sign, status, created_at, updated_at) "
-                     "VALUES (?, ?, ?, ?, ?, ?)", (sign_id, app, sign, status, now, now))
+    state.db.execute("INSERT INTO signatures (id, app, sign, status, created_at, updated_at, "
+                     "type, remark) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     (sign_id, app, sign, status, now, now, type, remark))
     _store_images(state, sign_id, images)
     return sign_id
 
 
 def update_signature(state: State, sign_id: int, sign: str, images: list, status: int,
-                     now: float) -> bool:
-    cursor = state.db.execute("UPDATE signatures SET sign = ?, status = ?, updated_at = ? "
-                              "WHERE id = ?", (sign, status, now, sign_id))
+                     now: float, type: int | None = None, remark: str | None = None) -> bool:
+    """Change the signature's text and status; its images, type and remark only when new
+    ones are given (None and [] keep them)."""
+    cursor = state.db.execute("UPDATE signatures SET sign = ?, status = ?, updated_at = ?, "
+                              "type = COALESCE(?, type), remark = COALESCE(?, remark) "
+                              "WHERE id = ?", (sign, status, now, type, remark, sign_id))
     if cursor.rowcount != 1:
         return False
     if images:
@@ -264,6 +268,7 @@ def delete_signature(state: State, sign_id: int) -> bool:
 
 
 def signatures(state: State) -> list[dict]:
-    cursor = state.db.execute("SELECT id, app, sign, status FROM signatures ORDER BY id")
+    cursor = state.db.execute("SELECT id, app, sign, status, type, remark FROM signatures "
+                              "ORDER BY id")
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row)) for row in cursor]
