@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import ipaddress
 import logging
 
 from aiohttp import web
@@ -26,6 +25,7 @@ from . import codes, messages, templates_signs, users
 from .connections import Connections, GuardedConnection
 from .context import API_KEY, APP, Api, max_body
 from .errors import ApiError
+from .forwarded import CLIENT, parse_ip
 
 log = logging.getLogger("cmpp_gateway.api")
 LINGER = 2.0
@@ -50,7 +50,11 @@ async def deadlines(request: web.Request, handler):
 
 @web.middleware
 async def jsms_errors(request: web.Request, handler):
-    """Map every failure to a JSMS error body with the documented HTTP status."""
+    """Map every failure to a JSMS error body with the documented HTTP status. Each request
+    is logged at debug with its client's address (see ``forwarded``)."""
+    api: Api = request.app[API_KEY]
+    request[CLIENT] = api.proxies.client(request.remote,
+                                         request.headers.getall("X-Forwarded-For", []))
     if request.content_length is not None and request.content_length > max_body(request):
         return _too_large(request, max_body(request))  # at once: do not wait for the body
     try:
@@ -59,10 +63,12 @@ async def jsms_errors(request: web.Request, handler):
             raise ApiError(50018 if refused.status == 405 else 50016)
         response = await handler(request)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s: %d", request.method, request.path, response.status)
+            log.debug("%s %s: %d (client %s)", request.method, request.path,
+                      response.status, request[CLIENT])
         return response
     except ApiError as error:
-        log.debug("%s %s: %d, JSMS %d", request.method, request.path, error.status, error.code)
+        log.debug("%s %s: %d, JSMS %d (client %s)", request.method, request.path,
+                  error.status, error.code, request[CLIENT])
         return error.response()
     except web.HTTPRequestEntityTooLarge:
         return _too_large(request, max_body(request))
@@ -76,7 +82,8 @@ async def jsms_errors(request: web.Request, handler):
         code = {404: 50016, 405: 50018, 415: 50017}.get(error.status, 50007)
         return ApiError(code).response()
     except Exception:  # noqa: BLE001 - the caller gets 50019, the operator a log line
-        log.exception("%s %s failed", request.method, request.path)
+        log.exception("%s %s failed (client %s)", request.method, request.path,
+                      request[CLIENT])
         return ApiError(50019).response()
 
 
@@ -100,7 +107,7 @@ async def authenticate(request: web.Request, handler):
     if not app.enabled:
         raise ApiError(50036)
     networks = api.apps.networks(app.name)
-    if networks and not _allowed(request.remote, networks):
+    if networks and not _allowed(request[CLIENT], networks):
         raise ApiError(50035)
     request[APP] = app
     return await handler(request)
@@ -114,14 +121,9 @@ def _too_large(request: web.Request, limit: int) -> web.Response:
     return response
 
 
-def _allowed(remote: str | None, networks) -> bool:
-    try:
-        address = ipaddress.ip_address(remote or "")
-    except ValueError:
-        return False
-    if address.version == 6 and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return any(address in network for network in networks)
+def _allowed(client: str, networks) -> bool:
+    address = parse_ip(client)
+    return address is not None and any(address in network for network in networks)
 
 
 def create_app(api: Api) -> web.Application:
@@ -159,7 +161,7 @@ class ApiServer:
     def __init__(self, api: Api) -> None:
         self.api = api
         self.throttle = SourceThrottle(log, "API client")
-        self.connections = Connections(api.settings, self.throttle)
+        self.connections = Connections(api.settings, self.throttle, api.proxies)
         self._runner: web.AppRunner | None = None
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task | None = None

@@ -19,6 +19,7 @@ from gateway.config import ApiSettings, Config, callback_url_problem
 from gateway.store import KEY_REUSED, TOO_MANY_CODES, AcceptedRequest, ApiRequest
 
 from .errors import ApiError
+from .forwarded import TrustedProxies
 from .registry import Registry
 from .rules import MobileRule, Recorded, References, SendRules
 
@@ -43,6 +44,7 @@ class Api:
         self.mobiles = MobileRule(config.api.mobile_pattern)
         self.references = References()
         self.sending: dict[tuple[str, str], asyncio.Future] = {}   # keys being handled
+        self.proxies = TrustedProxies(config.api.trusted_proxies)
 
     async def load(self) -> None:
         """Templates, signatures and unsubscribed numbers kept in the store."""

@@ -79,15 +79,19 @@ def _regex(value: str) -> str | None:
     return None
 
 
-def _networks(value: list) -> str | None:
-    if len(value) > 10:
-        return "has more than 10 entries; a whitelist holds up to 10 IPs or CIDR blocks"
-    for entry in value:
-        try:
-            ipaddress.ip_network(entry, strict=False)
-        except ValueError:
-            return f"lists {entry!r}, which is not an IP address or CIDR block"
-    return None
+def _networks(most: int, what: str):
+    """The check of a list of at most ``most`` IP addresses or CIDR blocks (``what`` names
+    such a list in the message)."""
+    def check(value: list) -> str | None:
+        if len(value) > most:
+            return f"has more than {most} entries; {what} holds up to {most} IPs or CIDR blocks"
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                return f"lists {entry!r}, which is not an IP address or CIDR block"
+        return None
+    return check
 
 
 def _words(value: list) -> str | None:
@@ -117,6 +121,7 @@ API_FIELDS = (
     Field("header_timeout", NUMBER, 10, seconds()),
     Field("body_timeout", NUMBER, 30, seconds()),
     Field("idle_timeout", NUMBER, 60, seconds()),
+    Field("trusted_proxies", STRINGS, [], _networks(100, "the list of trusted proxies")),
 )
 
 APP_FIELDS = (
@@ -126,7 +131,7 @@ APP_FIELDS = (
                                                  "ASCII characters"), secret=True),
     Field("master_secret_env", STRING, None, matches(r"[A-Za-z_][A-Za-z0-9_]*",
                                                      "an environment variable name")),
-    Field("whitelist", STRINGS, [], _networks),
+    Field("whitelist", STRINGS, [], _networks(10, "a whitelist")),
     Field("status_callback", STRING, "", _url),
     Field("mo_callback", STRING, "", _url),
     Field("channels", STRINGS, []),
@@ -173,6 +178,7 @@ class ApiSettings:
     header_timeout: float = 10              # a request's line and headers, from the first byte
     body_timeout: float = 30                # its body, from the end of its headers
     idle_timeout: float = 60                # a kept-alive connection waiting for its next request
+    trusted_proxies: tuple[str, ...] = ()   # reverse proxies whose X-Forwarded-For is believed
 
 
 @dataclass(frozen=True)
@@ -224,6 +230,7 @@ class TemplateConfig:
 def read_api(table: dict, report) -> ApiSettings | None:
     values = read_table(table, API_FIELDS, report)
     values["sensitive_words"] = tuple(values.get("sensitive_words", ()))
+    values["trusted_proxies"] = tuple(values.get("trusted_proxies", ()))
     return ApiSettings(**values) if len(values) == len(API_FIELDS) else None
 
 
