@@ -111,55 +111,36 @@ def test_a_mobile_with_non_ascii_digits_is_50006(tmp_path, mobile):
     run(scenario)
 
 
-LONG = """
-[gateway]
-store = "@STORE@"
-[channels.cmcc]
-provider = "default"
-host = "127.0.0.1"
-port = @PORT@
-account = "900001"
-password = "secret"
-access_number = "10690001"
-connections = 1
-max_parts = 2
-center_signature = "中国移动"
-[api]
-repeat_window = 0
-[apps.shop]
-app_key = "@KEY@"
-master_secret = "@SECRET@"
-signature = "商城"
-[templates.1]
-type = "notification"
-content = "{{text}}"
-"""
+# Channel cmcc sends at most two parts, and its center puts 【中国移动】 in front of each.
+LONG = api_stack.CONFIG.replace("connections = 1\n", 'connections = 1\nmax_parts = 2\n'
+                                'center_signature = "中国移动"\n')
 
 
 def test_a_text_longer_than_its_channel_sends_is_refused_at_the_api(tmp_path):
-    signed = "【商城】"
-    # Two parts carry 2 x 67 UCS2 characters, less the first part's room for 【中国移动】.
-    fits = 134 - len(signed) - len("中国移动")
-    assert len(cmpp.split_text(signed + "字" * fits, reserve_first=8)) == 2
-    assert len(cmpp.split_text(signed + "字" * (fits + 1), reserve_first=8)) == 3
+    def signed(order: str) -> str:                      # template 1, as the app signs it
+        return f"【商城】您的订单{order}已发货"
+    # Two parts carry 2 x 67 UCS2 characters, less the first part's room for 中国移动.
+    fits = 134 - len(signed("")) - len("中国移动")
+    assert len(cmpp.split_text(signed("字" * fits), reserve_first=8)) == 2
+    assert len(cmpp.split_text(signed("字" * (fits + 1)), reserve_first=8)) == 3
 
     async def scenario():
-        async with api_stack.stack(tmp_path, config=LONG) as s:
+        async with api_stack.stack(tmp_path, "repeat_window = 0", config=LONG) as s:
             send = {"mobile": "13800138000", "temp_id": 1}
             for text in ("字" * (fits + 1), "字" * 60 + "😀" * 40, "字" * 5000):
                 answer = await s.api.call("POST", "/v1/messages",
-                                          {**send, "temp_para": {"text": text}})
+                                          {**send, "temp_para": {"order": text}})
                 assert error(50007, 403)(answer[:2]), answer
                 assert "max_parts" in answer[1]["error"]["detail"]
             status, body, _ = await s.api.call("POST", "/v1/messages/batch", {
                 "temp_id": 1, "recipients": [{"mobile": "13800138000",
-                                              "temp_para": {"text": "字" * (fits + 1)}},
+                                              "temp_para": {"order": "字" * (fits + 1)}},
                                              {"mobile": "13900139000",
-                                              "temp_para": {"text": "字" * fits}}]})
+                                              "temp_para": {"order": "字" * fits}}]})
             assert status == 200 and (body["success_count"], body["failure_count"]) == (1, 1)
             assert body["recipients"][0]["error_code"] == "50007"
             answer = await s.api.call("POST", "/v1/messages",
-                                      {**send, "temp_para": {"text": "字" * fits}})
+                                      {**send, "temp_para": {"order": "字" * fits}})
             assert answer[0] == 200
             await eventually(lambda: len(s.sim.submits) == 4)      # two messages, two parts
             for _ in range(500):
