@@ -13,8 +13,8 @@ accounts and sessions, review decisions, the audit trail, and what searches retu
 console share: the configuration's and the store's.
 
 Offers: Store, SqliteStore, StoreError, the records (UserRow: an app's user), to_signed and
-to_unsigned (Msg_Ids as signed 64-bit integers), code_digest, and the review states PENDING,
-APPROVED, REFUSED; for the console: AppDirectory, AuditNote, AuditEntry, StoredApp,
+to_unsigned (Msg_Ids as signed 64-bit integers), code_digest, the review states PENDING,
+APPROVED, REFUSED, and why an API request was not kept (KEY_REUSED, TOO_MANY_CODES); for the console: AppDirectory, AuditNote, AuditEntry, StoredApp,
 ConsoleUser, ConsoleSession, Review, MessageQuery, MessageRow, ReceiptRow, CallbackRow,
 PendingCallbacks, SearchTooBroad, ROLES.
 """
@@ -37,8 +37,10 @@ from .console import (
 )
 from .interface import (
     APPROVED,
+    KEY_REUSED,
     PENDING,
     REFUSED,
+    TOO_MANY_CODES,
     Accepted,
     AcceptedRequest,
     ApiRequest,
@@ -63,7 +65,7 @@ from .interface import (
 from .sqlite import SqliteStore
 
 __all__ = [
-    "APPROVED", "PENDING", "REFUSED", "ROLES", "Accepted", "AcceptedRequest", "ApiRequest",
+    "APPROVED", "KEY_REUSED", "PENDING", "REFUSED", "ROLES", "TOO_MANY_CODES", "Accepted", "AcceptedRequest", "ApiRequest",
     "AppDirectory", "AuditEntry", "AuditNote", "CallbackRow", "ConsoleSession", "ConsoleUser",
     "MessageQuery", "MessageRow", "PendingCallbacks", "ReceiptRow", "Review", "SearchTooBroad",
     "StoredApp",
