@@ -195,7 +195,7 @@ class SqliteStore(Store):
         return dict(self._state.counts)
 
     async def unmatched_receipts(self) -> int:
-        return len(self._state.held)
+        return self._state.unmatched
 
     def due_callbacks(self, now: float, limit: int) -> asyncio.Future:
         return self._submit(sql.due_callbacks, now, limit)
@@ -266,7 +266,7 @@ class SqliteStore(Store):
 
     def unmatched_snapshot(self) -> int:
         """Receipts waiting for a segment, as of the last commit (no query)."""
-        return len(self._state.held) if self._state else 0
+        return self._state.unmatched if self._state else 0
 
 
 # Operations over a list of items with one result per item: between two other operations,
