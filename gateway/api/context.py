@@ -13,7 +13,7 @@ import time
 from aiohttp import web
 
 from gateway.config import Config
-from gateway.store import AcceptedRequest, ApiRequest
+from gateway.store import AcceptedRequest, ApiRequest, StoreUnavailable
 
 from .errors import ApiError
 from .registry import Registry
@@ -53,7 +53,12 @@ class Api:
         return _answer(accepted.response) if accepted.replayed else None
 
     async def submit(self, request: ApiRequest) -> web.Response:
-        accepted: AcceptedRequest = await self.gateway.accept_request(request)
+        """Store the request and answer as it says; ApiError 50019 when the store cannot
+        write (it logs that itself, once, and /readyz says so until it can again)."""
+        try:
+            accepted: AcceptedRequest = await self.gateway.accept_request(request)
+        except StoreUnavailable:
+            raise ApiError(50019, "the store cannot write; try again later") from None
         return _answer(accepted.response)
 
 

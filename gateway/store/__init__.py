@@ -6,8 +6,9 @@ that cross it (``NewMessage``, ``SegmentResult``, ``Receipt``, ``MessageView``, 
 durable before its awaitable resolves. ``SqliteStore`` (``sqlite/``) is the embedded default:
 one SQLite file in WAL mode, written by one thread with group commit.
 
-Offers: Store, SqliteStore, StoreError, the records, to_signed and to_unsigned (Msg_Ids as
-signed 64-bit integers), code_digest, and the review states PENDING, APPROVED, REFUSED.
+Offers: Store, SqliteStore, StoreError, StoreUnavailable (a write the store could not make),
+the records, Pruned (a retention batch), to_signed and to_unsigned (Msg_Ids as signed 64-bit
+integers), code_digest, and the review states PENDING, APPROVED, REFUSED.
 """
 
 from .interface import (
@@ -24,12 +25,14 @@ from .interface import (
     NewMessage,
     OutboxEntry,
     PendingMessage,
+    Pruned,
     Receipt,
     ReceiptOutcome,
     SegmentResult,
     SegmentView,
     Store,
     StoreError,
+    StoreUnavailable,
     code_digest,
     to_signed,
     to_unsigned,
@@ -39,6 +42,7 @@ from .sqlite import SqliteStore
 __all__ = [
     "APPROVED", "PENDING", "REFUSED", "Accepted", "AcceptedRequest", "ApiRequest",
     "MessageView", "MoMessage", "MoPart", "MoView", "NewMessage", "OutboxEntry",
-    "PendingMessage", "Receipt", "ReceiptOutcome", "SegmentResult", "SegmentView",
-    "SqliteStore", "Store", "StoreError", "code_digest", "to_signed", "to_unsigned",
+    "PendingMessage", "Pruned", "Receipt", "ReceiptOutcome", "SegmentResult", "SegmentView",
+    "SqliteStore", "Store", "StoreError", "StoreUnavailable", "code_digest", "to_signed",
+    "to_unsigned",
 ]

@@ -2,8 +2,10 @@
 
 ``writer`` is the engine (``SqliteStore``: the queue, the writer thread, the transactions);
 ``messages`` the schema, messages, SUBMIT outcomes, reading and the callback outbox;
-``receipts`` status reports and MO; ``api`` the API's records. The SQL modules run only in
-the writer thread, inside a transaction the engine opened.
+``receipts`` status reports and MO; ``api`` the API's records; ``retention`` what keeps the
+file from growing without end (unmatched reports expire, finished messages go, idempotency
+keys are forgotten, in small batches); ``health`` whether the store can write. The SQL modules
+run only in the writer thread, inside a transaction the engine opened.
 
 Offers: SqliteStore.
 """
