@@ -524,8 +524,9 @@ async def _drive(args, gateway, sim, receiver, rnd, out) -> int:
                  asyncio.create_task(inject_faults(sim, args.rate, rnd))]
         samples = [await sampler.sample(http)]
         print(f"soak: {args.rate:g} msg/s for {args.minutes:g} min, retention "
-              f"{args.retention:g} s, report timeout {args.report_timeout:g} s, unmatched {args.unmatched_timeout:g} s, "
-              f"idempotency {args.idempotency_window:g} s", file=out)
+              f"{args.retention:g} s, report timeout {args.report_timeout:g} s, unmatched "
+              f"{args.unmatched_timeout:g} s, idempotency {args.idempotency_window:g} s",
+              file=out)
         print(HEADER, file=out, flush=True)
         try:
             end = time.monotonic() + args.minutes * 60
