@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import resource
 import tempfile
 import time
@@ -25,9 +24,9 @@ from pathlib import Path
 
 from gateway.daemon import Gateway, GatewayOptions
 from gateway.status import provider_tables
-from gateway.store import NewMessage, Receipt, SqliteStore
+from gateway.store import Receipt, SqliteStore
 
-from .pipeline import fill, gateway_config
+from .pipeline import fill, gateway_config, in_fresh_process
 from .session import ServerProcess
 
 BATCH = 5000
@@ -76,19 +75,9 @@ async def _measure(port: int, held: int, messages: int) -> dict:
             "peak_mib": peak}
 
 
-def _child(port: int, held: int, messages: int, out) -> None:
-    out.send(asyncio.run(_measure(port, held, messages)))
-
-
 def measure(port: int, held: int, messages: int) -> dict:
     """One count in a fresh process, so that peak RSS is its own."""
-    context = multiprocessing.get_context("spawn")
-    parent, child = context.Pipe()
-    process = context.Process(target=_child, args=(port, held, messages, child))
-    process.start()
-    result = parent.recv()
-    process.join()
-    return result
+    return in_fresh_process(_measure, port, held, messages)
 
 
 def main(argv=None) -> int:
@@ -103,9 +92,10 @@ def main(argv=None) -> int:
         print(f"{'held':>9} {'storing them':>13} {'run':>16} {'after restart':>22} {'peak RSS':>9}")
         for held in counts:
             r = measure(simulator.port, held, args.messages)
-            print(f"{held:>9,} {r['holding']:>11.1f} s {r['first']:>6.2f} s {args.messages / r['first']:>6,.0f}/s"
-                  f" {r['restarted']:>12.2f} s {args.messages / r['restarted']:>6,.0f}/s"
-                  f" {r['peak_mib']:>5.0f} MiB", flush=True)
+            first, restarted = args.messages / r["first"], args.messages / r["restarted"]
+            print(f"{held:>9,} {r['holding']:>11.1f} s {r['first']:>6.2f} s {first:>6,.0f}/s"
+                  f" {r['restarted']:>12.2f} s {restarted:>6,.0f}/s {r['peak_mib']:>5.0f} MiB",
+                  flush=True)
     finally:
         simulator.stop()
     return 0
