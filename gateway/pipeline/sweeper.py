@@ -1,15 +1,17 @@
 """The store's housekeeping: what keeps it from growing without end.
 
-Every ``interval`` seconds the sweeper ends ``unknown`` the messages that had no final report
-within ``report_timeout``, then runs four passes, each a series of small store operations
-(``batch`` rows each, a short pause between them) so that the hot path's operations go on in
-between: status reports that matched no message are dropped after
-``unmatched_report_timeout`` (and counted), finished messages and MO go after ``retention``
-with everything that hangs off them, and idempotency keys (stored API answers, messages'
-keys) after ``idempotency_window``. A pass gets at most a quarter of the interval per sweep;
-one that is not done by then goes on from where it stopped at the next sweep, so a large
-backlog (retention turned on for an old store) is worked off over several sweeps without
-holding up the report timeout. A store error is logged, and the next sweep tries again.
+A sweep starts every ``interval`` seconds. It ends ``unknown`` the messages that had no final
+report within ``report_timeout``, then runs four passes: status reports that matched no
+message are dropped after ``unmatched_report_timeout`` (and counted), finished messages and MO
+go after ``retention`` with everything that hangs off them, and idempotency keys (stored API
+answers, messages' keys) after ``idempotency_window``. The passes take turns, one store
+operation of ``batch`` rows each, with a short pause after every round, so that the hot
+path's operations go on between them: a batch costs a few milliseconds of the store's writer,
+and the passes remove some 10-20 thousand rows a second at most (more than the gateway takes
+in). A sweep stops at 90% of the interval, and the passes not done go on from where they
+stopped at the next sweep: a large backlog (retention turned on for an old store) is worked
+off over several sweeps without holding up the report timeout. A store error is logged, and
+the next sweep tries again.
 """
 
 from __future__ import annotations
@@ -46,29 +48,34 @@ class Sweeper:
             self._task = None
 
     async def _run(self) -> None:
+        loop, wait = asyncio.get_running_loop(), self.interval
         while True:
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(wait)
+            started = loop.time()
             try:
                 await self.sweep()
             except Exception as error:  # noqa: BLE001 - the next sweep tries again
                 log.error("store housekeeping failed (%s: %s); trying again in %g s",
                           type(error).__name__, error, self.interval)
+            wait = max(0.0, started + self.interval - loop.time())
 
-    async def sweep(self) -> dict[str, Counter]:
-        """One round of housekeeping; returns the rows each pass removed, by table."""
-        s, now = self.settings, self.clock()
+    async def sweep(self, deadline: float | None = None) -> dict[str, Counter]:
+        """One round of housekeeping, until every pass is done or the loop's clock reaches
+        ``deadline`` (default: 90% of the interval from now); returns the rows each pass
+        removed, by table."""
+        s, now, loop = self.settings, self.clock(), asyncio.get_running_loop()
         expired = await self.store.expire_reports(now, s.report_timeout)
         if expired:
             log.warning("%d message(s) had no status report within %g s: unknown",
                         len(expired), s.report_timeout)
-        done = {
-            "unmatched": await self._pass(self.store.expire_unmatched_receipts,
-                                          now - s.unmatched_report_timeout),
-            "messages": await self._pass(self.store.prune_messages, now - s.retention),
-            "mo": await self._pass(self.store.prune_mo, now - s.retention),
-            "idempotency": await self._pass(self.store.forget_idempotency_keys,
-                                            now - self.api.idempotency_window),
-        }
+        done = await self._passes({
+            "unmatched": (self.store.expire_unmatched_receipts,
+                          now - s.unmatched_report_timeout),
+            "messages": (self.store.prune_messages, now - s.retention),
+            "mo": (self.store.prune_mo, now - s.retention),
+            "idempotency": (self.store.forget_idempotency_keys,
+                            now - self.api.idempotency_window),
+        }, loop.time() + self.interval * 0.9 if deadline is None else deadline)
         self.metrics.unmatched_expired(done["unmatched"]["receipts"])
         for name in ("messages", "mo", "idempotency"):
             self.metrics.pruned(done[name])
@@ -77,18 +84,22 @@ class Sweeper:
                      done["unmatched"]["receipts"], s.unmatched_report_timeout)
         return done
 
-    async def _pass(self, step, before: float) -> Counter:
-        """Batches of ``step`` until the pass is done or its share of the interval is used."""
-        name, loop = step.__name__, asyncio.get_running_loop()
-        deadline = loop.time() + self.interval / 4
-        total, after = Counter(), self._after.pop(name, 0)
-        while True:
-            pruned = await step(before, after, self.batch)
-            total.update(pruned.rows)
-            if pruned.after is None:
-                return total
-            after = pruned.after
-            if loop.time() >= deadline:
-                self._after[name] = after
-                return total
+    async def _passes(self, passes: dict, deadline: float) -> dict[str, Counter]:
+        """Run the passes (name: (store step, before)) in turns, one batch each a round."""
+        loop = asyncio.get_running_loop()
+        totals = {name: Counter() for name in passes}
+        going = {name: self._after.pop(name, 0) for name in passes}
+        while going:
+            for name, after in list(going.items()):
+                step, before = passes[name]
+                pruned = await step(before, after, self.batch)
+                totals[name].update(pruned.rows)
+                if pruned.after is None:
+                    del going[name]
+                else:
+                    going[name] = pruned.after
+            if going and loop.time() >= deadline:
+                self._after.update(going)               # the next sweep goes on from here
+                break
             await asyncio.sleep(self.pause)
+        return totals

@@ -13,7 +13,7 @@ from gateway.config import ApiSettings, parse_config
 from gateway.ops import Metrics
 from gateway.pipeline import Sweeper
 from gateway.status import load_tables
-from gateway.store import NewMessage, Receipt, SegmentResult
+from gateway.store import MoMessage, MoPart, NewMessage, Receipt, SegmentResult
 from tests.aio import eventually, with_store
 
 CODES = load_tables(Path(__file__).resolve().parents[2] / "fixtures" / "providers") \
@@ -73,15 +73,21 @@ def test_one_sweep_does_all_four_and_counts_them():
     with_store(scenario)
 
 
-def test_a_pass_out_of_time_goes_on_where_it_stopped_at_the_next_sweep():
+def test_passes_take_turns_and_go_on_where_they_stopped_at_the_next_sweep():
     async def scenario(store):
         now = [0.0]
         sweeper = Sweeper(store, SETTINGS, API, Metrics(), clock=lambda: now[0],
-                          interval=0.0, batch=2)           # no time: one batch a sweep
+                          interval=0.0, batch=2)           # no time: one round a sweep
         await delivered(store, 5, at=10.0)
+        for i in range(3):
+            [part] = await store.record_mo_parts([MoPart("cmcc", "cmcc#0", 50 + i, "1", "2", "",
+                                                         0, 0, b"x%d" % i, 10.0)])
+            await store.record_mo_message(MoMessage("cmcc", "1", "2", "x", b"x", 0,
+                                                    (part.id,), True, 10.0), ())
         now[0] = 5000.0
-        pruned = [(await sweeper.sweep())["messages"]["messages"] for _ in range(4)]
-        assert pruned == [2, 2, 1, 0]
+        sweeps = [await sweeper.sweep() for _ in range(4)]
+        assert [s["messages"]["messages"] for s in sweeps] == [2, 2, 1, 0]
+        assert [s["mo"]["mo"] for s in sweeps] == [2, 1, 0, 0]
     with_store(scenario)
 
 
