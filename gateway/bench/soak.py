@@ -9,9 +9,9 @@ The gateway runs as its own process (``python -m gateway.cli run``, logging to a
 run's directory) with the retention, report timeout, unmatched-report timeout and idempotency
 window set short enough to act within minutes, against the simulator and a callback receiver
 that run in this process, and this process sends it ``--rate`` messages a second over its
-HTTP API: in batch requests of 20 and single sends, 10% of the singles with an
-Idempotency-Key of which a third are sent twice (the second is replayed), 1% of them repeats
-of the same text to the same number (refused, 50034). Mixed in:
+HTTP API (new texts to 50,000 numbers in turn): in batch requests of 20 and single sends,
+10% of the singles with an Idempotency-Key of which a third are sent twice (the second is
+replayed), 1% of them repeats of the same text to the same number (refused, 50034). Mixed in:
 
 - duplicates: for 5 s of every minute the simulator sends every DELIVER twice;
 - unmatched reports: 5% of the rate as reports for Msg_Ids the gateway never had;
@@ -69,6 +69,7 @@ ACCOUNT, SECRET = "900001", "soak-secret-1"
 APP_KEY, MASTER_SECRET = "soakapp", "soak-master-secret"
 BATCH = 20
 TICK = 0.1
+RECIPIENTS = 50_000
 
 
 def free_port() -> int:
@@ -216,8 +217,10 @@ class Load:
         task.add_done_callback(self._inflight.discard)
 
     def _recipient(self) -> dict:
+        """A new text to one of ``RECIPIENTS`` numbers in turn: a real app's customers come
+        back, and the API keeps a little per number (UDH references, up to 200,000 numbers)."""
         n = next(self._numbers)
-        return {"mobile": f"138{n % 100_000_000:08d}", "temp_para": {"order": str(n)}}
+        return {"mobile": f"138{n % RECIPIENTS:08d}", "temp_para": {"order": str(n)}}
 
     async def _single(self) -> None:
         body, roll = self._recipient(), self.random.random()
