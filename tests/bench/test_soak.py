@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import re
 
-from gateway.bench.soak import Rule, arguments, judge, soak, theil_sen, verdict
+from gateway.bench.soak import arguments, soak
+from gateway.bench.trend import Rule, judge, theil_sen, verdict
 from tests.aio import run
 
 
