@@ -9,8 +9,8 @@ The gateway runs as its own process (``python -m gateway.cli run``, logging to a
 run's directory) with the retention, report timeout, unmatched-report timeout and idempotency
 window set short enough to act within minutes, against the simulator and a callback receiver
 that run in this process, and this process sends it ``--rate`` messages a second over its
-HTTP API (new texts to 50,000 numbers in turn): in batch requests of 20 and single sends,
-10% of the singles with an Idempotency-Key of which a third are sent twice (the second is
+HTTP API (new texts to 50,000 numbers in turn): 80% in batch requests of 20, 20% as single
+sends, 10% of the singles with an Idempotency-Key of which a third are sent twice (the second is
 replayed), 1% of them repeats of the same text to the same number (refused, 50034). Mixed in:
 
 - duplicates: for 5 s of every minute the simulator sends every DELIVER twice;
@@ -68,6 +68,7 @@ from .trend import verdict
 ACCOUNT, SECRET = "900001", "soak-secret-1"
 APP_KEY, MASTER_SECRET = "soakapp", "soak-master-secret"
 BATCH = 20
+SINGLES = 0.2               # of the rate, sent one by one; the rest in batches of BATCH
 TICK = 0.1
 RECIPIENTS = 50_000
 
@@ -146,21 +147,22 @@ class Load:
     _inflight: set = field(default_factory=set)
 
     async def run(self) -> None:
-        owed, loop = 0.0, asyncio.get_running_loop()
+        """Every tick, what the rate owes: a batch request once 20 are owed (80% of the rate),
+        single sends for the rest."""
+        batched = single = 0.0
+        loop = asyncio.get_running_loop()
         next_tick = loop.time()
         while True:
-            owed += self.rate * TICK
-            count, owed = int(owed), owed - int(owed)
-            self._send(count)
+            batched += self.rate * (1 - SINGLES) * TICK
+            single += self.rate * SINGLES * TICK
+            while batched >= BATCH:
+                self._spawn(self._batch([self._recipient() for _ in range(BATCH)]), BATCH)
+                batched -= BATCH
+            while single >= 1:
+                self._spawn(self._single(), 1)
+                single -= 1
             next_tick += TICK
             await asyncio.sleep(max(0.0, next_tick - loop.time()))
-
-    def _send(self, count: int) -> None:
-        while count >= BATCH:
-            self._spawn(self._batch([self._recipient() for _ in range(BATCH)]), BATCH)
-            count -= BATCH
-        for _ in range(count):
-            self._spawn(self._single(), 1)
 
     def _spawn(self, coroutine, messages: int) -> None:
         if len(self._inflight) >= 256:          # the gateway does not keep up: say so
