@@ -113,3 +113,38 @@ def test_a_store_error_is_logged_and_the_next_sweep_runs(caplog):
             await sweeper.close()
     with caplog.at_level(logging.ERROR, logger="cmpp_gateway.sweeper"):
         with_store(scenario)
+
+
+def test_the_gateway_sweeps_with_its_settings_and_counts_what_it_removed(tmp_path):
+    """Wired end to end: [gateway] retention and unmatched_report_timeout reach the sweeper,
+    which removes delivered messages and stray reports and counts them on /metrics."""
+    from gateway.channel import Backoff, PoolTuning
+    from gateway.daemon import Gateway, GatewayOptions
+    from gateway.sim import Account, Simulator, SimulatorConfig
+    from tests.aio import run
+
+    async def scenario():
+        async with Simulator(SimulatorConfig(accounts=[Account("900001", "secret")])) as sim:
+            config = parse_config(
+                f'[gateway]\nstore = "{tmp_path / "gw.sqlite"}"\nretention = 0.5\n'
+                'unmatched_report_timeout = 0.5\n[channels.cmcc]\nprovider = "default"\n'
+                f'host = "127.0.0.1"\nport = {sim.address[1]}\naccount = "900001"\n'
+                'password = "secret"\naccess_number = "10690001"\nconnections = 1\n', env={})
+            gateway = Gateway(config, GatewayOptions(
+                tuning=PoolTuning(reconnect=Backoff(0.01, 0.05)), serve_ops=False,
+                sweep_interval=0.2))
+            await gateway.start()
+            try:
+                await gateway.pools["cmcc"].wait_ready()
+                await gateway.accept([NewMessage("app1", "cmcc", "13800138000", f"m{i}")
+                                      for i in range(3)])
+                sim.send_report("900001", 1 << 62)
+                await eventually(lambda: gateway.store.unmatched_snapshot() == 1, timeout=10)
+                await eventually(lambda: not gateway.store.counts_snapshot()
+                                 and gateway.store.unmatched_snapshot() == 0, timeout=10)
+                await eventually(lambda: metric(gateway.metrics, 'cmpp_store_pruned_rows_total'
+                                                '{table="messages"} 3.0'), timeout=10)
+                assert metric(gateway.metrics, "cmpp_unmatched_receipts_expired_total 1.0")
+            finally:
+                await gateway.stop()
+    run(scenario, timeout=60)
