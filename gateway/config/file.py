@@ -81,6 +81,8 @@ class GatewaySettings:
     report_timeout: float
     drain_timeout: float
     providers: str = ""
+    unmatched_report_timeout: float = 259200
+    retention: float = 30 * 86400
 
 
 @dataclass(frozen=True)
@@ -276,8 +278,10 @@ def _read_gateway(table, source: str, problems: list[Problem]) -> GatewaySetting
     if section.failed:
         return None
     providers = values["providers"] and _resolve_store(values["providers"], source)
+    unmatched = values["unmatched_report_timeout"]
     return GatewaySettings(**{**values, "store": _resolve_store(values["store"], source),
-                              "providers": providers})
+                              "providers": providers, "unmatched_report_timeout":
+                              values["report_timeout"] if unmatched is None else unmatched})
 
 
 def _resolve_store(store: str, source: str) -> str:

@@ -28,6 +28,11 @@ class StoreError(Exception):
     the daemon prints the message and exits instead of touching it."""
 
 
+class StoreUnavailable(Exception):
+    """The store could not write an operation (disk full, I/O error, read-only, locked by
+    another process): nothing of it was kept. The message says why; try again later."""
+
+
 def code_digest(code: str, salt: str | None = None) -> str:
     """``salt$sha256(salt + code)``: a code is never stored as itself."""
     salt = salt or secrets.token_hex(8)
@@ -254,6 +259,14 @@ class AcceptedRequest:
     refusal: str | None = None
 
 
+class Pruned(NamedTuple):
+    """One batch of a retention pass: the rows it removed (or keys it cleared), by table,
+    and where the next batch starts (None: the pass is done)."""
+
+    rows: dict[str, int]
+    after: int | None
+
+
 @dataclass(frozen=True)
 class MoView:
     """A stored MO message, as its callback reports it."""
@@ -334,6 +347,28 @@ class Store(abc.ABC):
     async def expire_reports(self, now: float, timeout: float) -> list[int]:
         """Messages submitted more than ``timeout`` ago with no final report: they end
         ``unknown``. Returns their ids."""
+
+    # Retention: each call is one small batch (``limit`` rows), so that other operations go
+    # on between batches; a pass calls again with ``after`` until it is None.
+
+    @abc.abstractmethod
+    async def expire_unmatched_receipts(self, before: float, after: int, limit: int) -> Pruned:
+        """Remove reports that matched no segment and came before ``before``."""
+
+    @abc.abstractmethod
+    async def prune_messages(self, before: float, after: int, limit: int) -> Pruned:
+        """Remove messages final before ``before`` (never one that is not final) whose status
+        callback is not pending, with their segments, receipts, outbox rows and codes."""
+
+    @abc.abstractmethod
+    async def prune_mo(self, before: float, after: int, limit: int) -> Pruned:
+        """Remove MO messages received before ``before`` whose callbacks are not pending,
+        with their parts and outbox rows."""
+
+    @abc.abstractmethod
+    async def forget_idempotency_keys(self, before: float, after: int, limit: int) -> Pruned:
+        """Forget idempotency keys (stored API answers, messages' keys) given before
+        ``before``: a repeat after that is a new request."""
 
     @abc.abstractmethod
     async def message(self, message_id: int) -> MessageView | None: ...
