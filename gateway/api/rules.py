@@ -1,28 +1,39 @@
 """The checks a send request passes: the number, the content, how often, how repeated.
 
-Everything here raises ``ApiError`` with the JSMS code that names the problem. The limits are
-kept in memory: a restart forgets recent sends, which only makes the limits lenient for a
-moment.
+Everything here raises ``ApiError`` with the JSMS code that names the problem. The repeat
+rule and the app's rate are kept in memory: a restart forgets recent sends, which only makes
+them lenient for a moment. The repeat rule's memory has a ceiling (``[api] repeat_keys``);
+when it is reached the rule refuses new sends (50009) rather than forget a send early (see
+``RecentKeys``). The codes a number may get are counted by the store (see ``SendRules``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 from collections import OrderedDict, deque
+from typing import NamedTuple
 
+import cmpp
+from cmpp.text import SEGMENT_SIZE
 from gateway.config import ApiSettings
 
 from .errors import ApiError
 from .registry import PLACEHOLDER, Template
 
+log = logging.getLogger("cmpp_gateway.api")
+
 
 class MobileRule:
-    """Mainland mobile numbers; an 86 or +86 prefix is accepted and dropped."""
+    """Mainland mobile numbers; an 86 or +86 prefix is accepted and dropped. Digits are ASCII
+    0-9 only: the pattern is matched in ASCII mode (Python's ``\\d`` otherwise matches every
+    script's digits, full-width ones among them), and what it leaves must be ASCII digits
+    whatever the operator's ``mobile_pattern`` allows, since a center takes nothing else."""
 
     def __init__(self, pattern: str) -> None:
-        self.pattern = re.compile(pattern)
+        self.pattern = re.compile(pattern, re.ASCII)
 
     def normalize(self, mobile) -> str:
         """The 11-digit number; ApiError 50004 (missing) or 50006 (invalid)."""
@@ -30,10 +41,33 @@ class MobileRule:
             raise ApiError(50004)
         if isinstance(mobile, int) and not isinstance(mobile, bool):
             mobile = str(mobile)
-        if not isinstance(mobile, str) or not self.pattern.fullmatch(mobile.strip()):
+        if not isinstance(mobile, str) or not self.pattern.fullmatch(mobile.strip(" ")):
             raise ApiError(50006)
-        digits = mobile.strip().lstrip("+")
+        digits = mobile.strip(" ").lstrip("+")
+        if not _ASCII_DIGITS.fullmatch(digits):
+            raise ApiError(50006)
         return digits[2:] if len(digits) == 13 and digits.startswith("86") else digits
+
+
+_ASCII_DIGITS = re.compile("[0-9]+")
+
+
+def check_length(text: str, channel) -> None:
+    """ApiError 50007 when ``text`` (signature included) takes more SMS than ``channel`` (a
+    ChannelConfig) sends: its ``max_parts``, counted as the dispatcher will cut it
+    (``cmpp.split_text``, keeping the first part's room for the center's own signature).
+    Most texts are short enough to fit whatever the encoding, and are not cut here."""
+    room, most = channel.signature_room, channel.max_parts
+    # No character takes more than 4 bytes; a part of a long message carries 134 bytes, of
+    # which at most 4 go unused where a character does not fit.
+    if 4 * len(text) + room <= SEGMENT_SIZE or \
+            4 * len(text) + room + 4 * most <= (SEGMENT_SIZE - 6) * most:
+        return
+    try:
+        cmpp.split_text(text, max_parts=most, reserve_first=room)
+    except ValueError as error:
+        raise ApiError(50007, f"the message cannot be sent on channel {channel.name}: "
+                              f"{error} (max_parts)") from None
 
 
 def render(template: Template, params) -> str:
@@ -87,6 +121,16 @@ class WindowCounter:
         events.append(now)
         self._forget(now)
 
+    def discard(self, key: str, at: float, count: int = 1) -> None:
+        """Take back ``count`` events of ``key`` that happened at ``at``."""
+        events = self._events.get(key)
+        for _ in range(count):
+            if events is None or at not in events:
+                break
+            events.remove(at)
+        if events is not None and not events:
+            del self._events[key]
+
     def _forget(self, now: float) -> None:
         cutoff, events = now - self.window, self._events
         while events:
@@ -97,42 +141,94 @@ class WindowCounter:
 
 
 class RecentKeys:
-    """Which keys were seen in the last ``window`` seconds: the repeat rule's memory, one
-    timestamp per key, dropped once it leaves the window."""
+    """Which sends were seen in the last ``window`` seconds: the repeat rule's memory, one
+    timestamp per key (a 64-bit digest of number and text: about 120 bytes each), kept in
+    the order they came and dropped once they leave the window.
 
-    def __init__(self, window: float) -> None:
+    At most ``limit`` keys are kept. When that many are still inside the window, ``full``
+    says so and the rule refuses what it could not remember (``SendRules.check_recipient``)
+    instead of forgetting a key early: forgetting would let whoever sent that key repeat it
+    at once, and a sender could make it happen by sending enough other messages.
+    """
+
+    def __init__(self, window: float, limit: int = 1_000_000) -> None:
         self.window = window
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        self.limit = limit
+        self.refused = 0                        # sends refused because it was full
+        self._seen: dict[object, float] = {}
+        self._order: deque = deque()            # keys as they came (a re-added key twice)
 
     def __len__(self) -> int:
         return len(self._seen)
 
-    def seen(self, key: str, now: float) -> bool:
+    def seen(self, key, now: float) -> bool:
         at = self._seen.get(key)
         return at is not None and at > now - self.window
 
-    def add(self, key: str, now: float) -> None:
+    def full(self, now: float) -> bool:
+        """Whether ``limit`` keys are inside the window (those that left it are dropped)."""
+        self._forget(now)
+        return len(self._seen) >= self.limit
+
+    def add(self, key, now: float) -> None:
+        self._forget(now)
         self._seen[key] = now
-        self._seen.move_to_end(key)
-        cutoff, seen = now - self.window, self._seen
-        while seen:
-            if next(iter(seen.values())) > cutoff:
+        self._order.append(key)
+
+    def _forget(self, now: float) -> None:
+        cutoff, seen, order = now - self.window, self._seen, self._order
+        while order:
+            at = seen.get(order[0])
+            if at is not None and at > cutoff:
                 return
-            seen.popitem(last=False)
+            key = order.popleft()
+            if at is not None:
+                del seen[key]
+
+    def discard(self, key, at: float) -> None:
+        """Forget ``key`` if it is still the one added at ``at``."""
+        if self._seen.get(key) == at:
+            del self._seen[key]
+
+
+class Recorded(NamedTuple):
+    """What ``SendRules.record`` counted, so that ``forget`` can take it back."""
+
+    at: float
+    app: str | None                 # counted against messages_per_app_per_second
+    sends: int
+    repeat_keys: tuple[int, ...]
 
 
 class SendRules:
-    """Frequency limits, repeats, sensitive words and unsubscribes."""
+    """Frequency limits, repeats, sensitive words and unsubscribes.
+
+    A send is checked and counted with no await in between (``check_*`` while composing,
+    then ``record`` before the store is asked), so that requests arriving together cannot
+    all pass a check that only one of them should: ten identical sends at once give one
+    acceptance and nine 50034. When the store does not keep the request (an error, a
+    replayed Idempotency-Key, a limit it enforces), ``forget`` takes the count back. The
+    codes a number may get (50009) are counted by the store itself, from the codes it
+    holds (``code_limits``), so that they hold across restarts and gateways sharing it.
+    """
 
     def __init__(self, settings: ApiSettings, clock=time.time) -> None:
         self.settings = settings
         self.clock = clock
         self.words = tuple(w.lower() for w in settings.sensitive_words)
-        self.code_minute = WindowCounter(60)
-        self.code_hour = WindowCounter(3600)
         self.app_second = WindowCounter(1)
-        self.repeats = RecentKeys(settings.repeat_window or 1)
+        self.repeats = RecentKeys(settings.repeat_window or 1, settings.repeat_keys)
+        self._full_warned_at: float | None = None
         self.unsubscribed: set[str] = set()
+
+    @property
+    def code_limits(self) -> tuple[tuple[float, int], ...]:
+        """(window in seconds, most codes to one number within it) for the limits that are
+        on: what the store checks as it keeps a code (ApiRequest.code_limits)."""
+        s = self.settings
+        return tuple((window, most) for window, most in
+                     ((60, s.codes_per_number_per_minute), (3600, s.codes_per_number_per_hour))
+                     if most)
 
     def check_content(self, text: str) -> None:
         lowered = text.lower()
@@ -141,42 +237,58 @@ class SendRules:
 
     def check_recipient(self, template: Template, mobile: str, text: str) -> None:
         """ApiError 50024 (unsubscribed from marketing), 50034 (the same content to the same
-        number within the repeat window), 50009 (too many codes to this number)."""
-        now = self.clock()
+        number within the repeat window)."""
         if template.type == "marketing" and mobile in self.unsubscribed:
             raise ApiError(50024)
-        if self.settings.repeat_window and self.repeats.seen(self._repeat_key(mobile, text), now):
+        if self.settings.repeat_window:
+            self._check_repeat(self._repeat_key(mobile, text), self.clock())
+
+    def _check_repeat(self, key: int, now: float) -> None:
+        """ApiError 50034 for a repeat; 50009 when the repeat memory is full (see RecentKeys),
+        with a warning a minute at most."""
+        if self.repeats.seen(key, now):
             raise ApiError(50034)
-        if template.type == "code":
-            s = self.settings
-            if (s.codes_per_number_per_minute and
-                    self.code_minute.count(mobile, now) >= s.codes_per_number_per_minute) or \
-                    (s.codes_per_number_per_hour and
-                     self.code_hour.count(mobile, now) >= s.codes_per_number_per_hour):
-                raise ApiError(50009, "too many codes to this number")
+        if self.repeats.full(now):
+            self.repeats.refused += 1
+            if self._full_warned_at is None or now - self._full_warned_at >= 60:
+                self._full_warned_at = now
+                log.warning("the repeat rule remembers %d sends within repeat_window (%g s), "
+                            "its limit (repeat_keys): new sends are refused with 50009 until "
+                            "the oldest leave the window", len(self.repeats), self.repeats.window)
+            raise ApiError(50009, "too many sends within the repeat window; try again later")
 
     def check_app(self, app: str, count: int = 1) -> None:
         limit = self.settings.messages_per_app_per_second
         if limit and self.app_second.count(app, self.clock()) + count > limit:
             raise ApiError(50009, "too many messages from this app")
 
-    def record(self, app: str, template: Template, mobile: str, text: str) -> None:
-        """Count a send against the limits that are on (a limit of 0 counts nothing)."""
-        now = self.clock()
-        s = self.settings
-        if s.messages_per_app_per_second:
-            self.app_second.add(app, now)
+    def record(self, app: str, sends: list[tuple[str, str]]) -> Recorded:
+        """Count ``sends`` ((number, text) pairs) of ``app`` against the limits that are on
+        (a limit of 0 counts nothing); ``forget`` takes them back."""
+        now, s = self.clock(), self.settings
+        counted = None
+        if s.messages_per_app_per_second and sends:
+            counted = app
+            for _ in sends:
+                self.app_second.add(app, now)
+        keys = ()
         if s.repeat_window:
-            self.repeats.add(self._repeat_key(mobile, text), now)
-        if template.type == "code":
-            if s.codes_per_number_per_minute:
-                self.code_minute.add(mobile, now)
-            if s.codes_per_number_per_hour:
-                self.code_hour.add(mobile, now)
+            keys = tuple(self._repeat_key(mobile, text) for mobile, text in sends)
+            for key in keys:
+                self.repeats.add(key, now)
+        return Recorded(now, counted, len(sends), keys)
+
+    def forget(self, recorded: Recorded) -> None:
+        """Take back what ``record`` counted: the store did not keep those sends."""
+        if recorded.app is not None:
+            self.app_second.discard(recorded.app, recorded.at, recorded.sends)
+        for key in recorded.repeat_keys:
+            self.repeats.discard(key, recorded.at)
 
     @staticmethod
-    def _repeat_key(mobile: str, text: str) -> str:
-        return mobile + ":" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+    def _repeat_key(mobile: str, text: str) -> int:
+        digest = hashlib.blake2b(f"{mobile}\0{text}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big")
 
 
 class References:

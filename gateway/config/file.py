@@ -81,6 +81,8 @@ class GatewaySettings:
     report_timeout: float
     drain_timeout: float
     providers: str = ""
+    unmatched_report_timeout: float = 259200
+    retention: float = 30 * 86400
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,12 @@ class ChannelConfig:
     verify_authenticator: str
     center_signature: str = ""
     retry_for: float = 86400.0
+
+    @property
+    def signature_room(self) -> int:
+        """Bytes the first part of a long message keeps free for ``center_signature``: the
+        signature in UCS2, as the center adds it."""
+        return len(self.center_signature.encode("utf-16-be"))
 
 
 @dataclass(frozen=True)
@@ -270,8 +278,10 @@ def _read_gateway(table, source: str, problems: list[Problem]) -> GatewaySetting
     if section.failed:
         return None
     providers = values["providers"] and _resolve_store(values["providers"], source)
+    unmatched = values["unmatched_report_timeout"]
     return GatewaySettings(**{**values, "store": _resolve_store(values["store"], source),
-                              "providers": providers})
+                              "providers": providers, "unmatched_report_timeout":
+                              values["report_timeout"] if unmatched is None else unmatched})
 
 
 def _resolve_store(store: str, source: str) -> str:

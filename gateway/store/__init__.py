@@ -12,11 +12,12 @@ accounts and sessions, review decisions, the audit trail, and what searches retu
 ``AppDirectory`` (``apps``) is the live list of apps that the API, the callbacks and the
 console share: the configuration's and the store's.
 
-Offers: Store, SqliteStore, StoreError, the records (UserRow: an app's user), to_signed and
-to_unsigned (Msg_Ids as signed 64-bit integers), code_digest, and the review states PENDING,
-APPROVED, REFUSED; for the console: AppDirectory, AuditNote, AuditEntry, StoredApp,
-ConsoleUser, ConsoleSession, Review, MessageQuery, MessageRow, ReceiptRow, CallbackRow,
-PendingCallbacks, SearchTooBroad, ROLES.
+Offers: Store, SqliteStore, StoreError, StoreUnavailable (a write the store could not make),
+the records (UserRow: an app's user), Pruned (a retention batch), to_signed and to_unsigned
+(Msg_Ids as signed 64-bit integers), code_digest, the review states PENDING, APPROVED,
+REFUSED, and why an API request was not kept (KEY_REUSED, TOO_MANY_CODES); for the console:
+AppDirectory, AuditNote, AuditEntry, StoredApp, ConsoleUser, ConsoleSession, Review,
+MessageQuery, MessageRow, ReceiptRow, CallbackRow, PendingCallbacks, SearchTooBroad, ROLES.
 """
 
 from .apps import AppDirectory
@@ -37,8 +38,10 @@ from .console import (
 )
 from .interface import (
     APPROVED,
+    KEY_REUSED,
     PENDING,
     REFUSED,
+    TOO_MANY_CODES,
     Accepted,
     AcceptedRequest,
     ApiRequest,
@@ -49,12 +52,14 @@ from .interface import (
     NewMessage,
     OutboxEntry,
     PendingMessage,
+    Pruned,
     Receipt,
     ReceiptOutcome,
     SegmentResult,
     SegmentView,
     Store,
     StoreError,
+    StoreUnavailable,
     UserRow,
     code_digest,
     to_signed,
@@ -63,12 +68,14 @@ from .interface import (
 from .sqlite import SqliteStore
 
 __all__ = [
-    "APPROVED", "PENDING", "REFUSED", "ROLES", "Accepted", "AcceptedRequest", "ApiRequest",
+    "APPROVED", "KEY_REUSED", "PENDING", "REFUSED", "ROLES", "TOO_MANY_CODES", "Accepted",
+    "AcceptedRequest", "ApiRequest",
     "AppDirectory", "AuditEntry", "AuditNote", "CallbackRow", "ConsoleSession", "ConsoleUser",
     "MessageQuery", "MessageRow", "PendingCallbacks", "ReceiptRow", "Review", "SearchTooBroad",
     "StoredApp",
     "MessageView", "MoMessage", "MoPart", "MoView", "NewMessage", "OutboxEntry",
-    "PendingMessage", "Receipt", "ReceiptOutcome", "SegmentResult", "SegmentView",
-    "SqliteStore", "Store", "StoreError", "UserRow", "code_digest", "to_signed",
+    "PendingMessage", "Pruned", "Receipt", "ReceiptOutcome", "SegmentResult", "SegmentView",
+    "SqliteStore", "Store", "StoreError", "StoreUnavailable", "UserRow", "code_digest",
+    "to_signed",
     "to_unsigned",
 ]

@@ -28,6 +28,11 @@ class StoreError(Exception):
     the daemon prints the message and exits instead of touching it."""
 
 
+class StoreUnavailable(Exception):
+    """The store could not write an operation (disk full, I/O error, read-only, locked by
+    another process): nothing of it was kept. The message says why; try again later."""
+
+
 def code_digest(code: str, salt: str | None = None) -> str:
     """``salt$sha256(salt + code)``: a code is never stored as itself."""
     salt = salt or secrets.token_hex(8)
@@ -218,7 +223,13 @@ class ApiRequest:
     ``messages`` go out; ``refused`` are (message, JSMS code) pairs kept as final ``rejected``
     records, never sent; ``code`` is (digest, expires_at) of the verification code carried by
     the single message. ``render(ids, refused_ids) -> (http status, JSON body)`` builds the
-    answer, kept under ``idempotency_key`` so that a retry gets the same one.
+    answer, kept under ``idempotency_key`` with ``fingerprint`` (what the request was: its
+    endpoint and body) so that a retry gets the same answer and another request under the
+    same key gets none (``KEY_REUSED``). ``code_limits`` are (window in seconds, most codes)
+    pairs: the code is not kept (``TOO_MANY_CODES``) when its number already got ``most``
+    codes within ``window`` of now. The store decides both inside the transaction that
+    stores the request, so they hold for requests arriving together, and for every gateway
+    that shares the store.
     """
 
     app: str
@@ -227,14 +238,33 @@ class ApiRequest:
     code: tuple[str, float] | None = None
     idempotency_key: str | None = None
     render: object = None
+    fingerprint: str | None = None
+    code_limits: tuple[tuple[float, int], ...] = ()
+
+
+# Why a store kept nothing of an ApiRequest (AcceptedRequest.refusal).
+KEY_REUSED = "key reused"            # the Idempotency-Key was given with another request
+TOO_MANY_CODES = "too many codes"    # the number got its code_limits' worth already
 
 
 @dataclass(frozen=True)
 class AcceptedRequest:
+    """What became of an ApiRequest: stored (``ids``, ``refused_ids``, the answer kept), the
+    answer kept for its key before (``replayed``), or nothing kept (``refusal``)."""
+
     ids: tuple[int, ...]
     refused_ids: tuple[int, ...]
     response: tuple[int, str] | None
     replayed: bool = False
+    refusal: str | None = None
+
+
+class Pruned(NamedTuple):
+    """One batch of a retention pass: the rows it removed (or keys it cleared), by table,
+    and where the next batch starts (None: the pass is done)."""
+
+    rows: dict[str, int]
+    after: int | None
 
 
 @dataclass(frozen=True)
@@ -317,6 +347,28 @@ class Store(abc.ABC):
     async def expire_reports(self, now: float, timeout: float) -> list[int]:
         """Messages submitted more than ``timeout`` ago with no final report: they end
         ``unknown``. Returns their ids."""
+
+    # Retention: each call is one small batch (``limit`` rows), so that other operations go
+    # on between batches; a pass calls again with ``after`` until it is None.
+
+    @abc.abstractmethod
+    async def expire_unmatched_receipts(self, before: float, after: int, limit: int) -> Pruned:
+        """Remove reports that matched no segment and came before ``before``."""
+
+    @abc.abstractmethod
+    async def prune_messages(self, before: float, after: int, limit: int) -> Pruned:
+        """Remove messages final before ``before`` (never one that is not final) whose status
+        callback is not pending, with their segments, receipts, outbox rows and codes."""
+
+    @abc.abstractmethod
+    async def prune_mo(self, before: float, after: int, limit: int) -> Pruned:
+        """Remove MO messages received before ``before`` whose callbacks are not pending,
+        with their parts and outbox rows."""
+
+    @abc.abstractmethod
+    async def forget_idempotency_keys(self, before: float, after: int, limit: int) -> Pruned:
+        """Forget idempotency keys (stored API answers, messages' keys) given before
+        ``before``: a repeat after that is a new request."""
 
     @abc.abstractmethod
     async def message(self, message_id: int) -> MessageView | None: ...
