@@ -137,11 +137,17 @@ def _serve(kind: str, pipe) -> None:
     asyncio.run(_serve_until_told(kind, pipe))
 
 
+def bench_simulator() -> Simulator:
+    """The simulator the benchmarks drive: the bench account (64 connections), nothing
+    recorded (a load test's SUBMITs would fill the memory)."""
+    return Simulator(SimulatorConfig(accounts=[Account(ACCOUNT, SECRET, max_connections=64)],
+                                     record=False))
+
+
 async def _serve_until_told(kind: str, pipe) -> None:
     loop = asyncio.get_running_loop()
     if kind == "simulator":
-        sim = Simulator(SimulatorConfig(accounts=[Account(ACCOUNT, SECRET, max_connections=64)],
-                                        record=False))
+        sim = bench_simulator()
         _, port = await sim.start(HOST, 0)
     else:
         server = await loop.create_server(FramingServer, HOST, 0)

@@ -3,7 +3,7 @@ SUBMIT and in SUBMITs per second, by connections.
 
     python -m gateway.bench.tool [--seconds 5] [--rounds 3] [--connections 1,2,4,8]
                                  [--window 16] [--mix chinese=1] [--processes 2]
-                                 [--baseline DIR]
+                                 [--baseline DIR] [--instructions]
 
 The simulator runs in a process of its own (``session.ServerProcess``, ``record=False``). Each
 run is the command itself, ``python -m gateway.bench``, in a process of its own, for
@@ -23,6 +23,14 @@ same Python, same simulator), interleaved with ours in every round so that both 
 machine, which goes first alternating from round to round. Medians of the rounds are printed
 at the end, with the machine's load average at the start and at the end.
 
+``--instructions`` counts instead of timing, for a machine too busy for CPU times to mean
+much: the instructions (valgrind's callgrind, user space only) that the tool, the baseline's
+tool and the simulator each execute per SUBMIT, at each connection count. Each figure is the
+difference of two runs of 5,000 and 15,000 messages, the one measured under valgrind and the
+other at full speed, so that start-up does not count; hash seeds are fixed, and a figure
+repeats within about 1%. It leaves out the kernel's share (sending ours 299-byte SUBMITs
+costs more than sending the simulator's 21-byte answers), which the CPU times include.
+
 Targets (issue 15): the tool spends less CPU per SUBMIT than the simulator (ratio below 1),
 and its rate grows with the connections until the simulator's process is the limit (its share
 of a core near 1; on a 2-CPU machine shared with other work, it may never get there).
@@ -31,19 +39,25 @@ of a core near 1; on a 2-CPU machine shared with other work, it may never get th
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
-from .session import ACCOUNT, HOST, SECRET, ServerProcess, cpu_seconds
+from .session import ACCOUNT, HOST, SECRET, ServerProcess, bench_simulator, cpu_seconds
 
 PASSWORD_VARIABLE = "CMPP_BENCH_TOOL_PASSWORD"
 PROGRESS = re.compile(r"\[\s*([\d.]+)s\] submitted [\d,]+\s+acked ([\d,]+)")
 WARMUP = 1.0                # seconds of a run not measured at its start
 TAIL = 0.5                  # ... and at its end (the last progress line is before that)
+VALGRIND = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+COLLECTED = re.compile(r"Collected : (\d+)")
+COUNTS = (5_000, 15_000)    # messages of the two runs whose difference --instructions takes
+SERVE = "from gateway.bench.tool import serve_simulator; serve_simulator()"
 
 
 def children(pid: int) -> list[int]:
@@ -60,12 +74,12 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def tool_command(port: int, connections: int, window: int, seconds: float, processes: int,
+def tool_command(port: int, connections: int, window: int, until: list[str], processes: int,
                  mix: str = "chinese=1") -> list[str]:
+    """The tool's command line; ``until`` is ["--duration", S] or ["--count", N, "--quiet"]."""
     command = [sys.executable, "-m", "gateway.bench", "--host", HOST, "--port", str(port),
                "--account", ACCOUNT, "--password-env", PASSWORD_VARIABLE,
-               "--connections", str(connections), "--window", str(window),
-               "--duration", f"{WARMUP + seconds + TAIL:g}", "--mix", mix]
+               "--connections", str(connections), "--window", str(window), "--mix", mix, *until]
     return command + (["--processes", str(processes)] if processes > 1 else [])
 
 
@@ -92,7 +106,8 @@ def one_run(simulator: ServerProcess, source: str | None, connections: int, wind
     """One run of the tool (ours, or the one in ``source``), measured as the module says:
     from its first progress line at ``WARMUP`` s or later to its last one before the end
     (a line late on a loaded machine only makes the measured time shorter)."""
-    proc = subprocess.Popen(tool_command(simulator.port, connections, window, seconds,
+    until = ["--duration", f"{WARMUP + seconds + TAIL:g}"]
+    proc = subprocess.Popen(tool_command(simulator.port, connections, window, until,
                                          processes, mix), cwd=source, env=tool_env(source),
                             text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     marks = []
@@ -124,6 +139,63 @@ def _format(r: dict) -> str:
             f"  tool/simulator {r['ratio']:.2f}")
 
 
+def serve_simulator() -> None:
+    """The benchmarks' simulator on a loopback port, printed on stdout, until stdin ends (for
+    ``--instructions``, which may run it under valgrind)."""
+    async def serve() -> None:
+        sim = bench_simulator()
+        _, port = await sim.start(HOST, 0)
+        print(port, flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        await sim.stop()
+    asyncio.run(serve())
+
+
+def instructions(source: str | None, connections: int, window: int, mix: str,
+                 counted: str) -> float:
+    """Instructions per SUBMIT of the tool (``counted`` "tool": ours, or the one in
+    ``source``) or of the simulator ("simulator"), as the module says."""
+    low, high = (_collected(source, connections, window, mix, counted, n) for n in COUNTS)
+    return (high - low) / (COUNTS[1] - COUNTS[0])
+
+
+def _collected(source: str | None, connections: int, window: int, mix: str, counted: str,
+               count: int) -> int:
+    """Instructions of one run of ``count`` messages, of the tool or of the simulator."""
+    seeded = {"PYTHONHASHSEED": "0"}
+    with tempfile.TemporaryFile("w+") as sim_err:       # a file: a pipe could fill up
+        sim = subprocess.Popen([*(VALGRIND if counted == "simulator" else []), sys.executable,
+                                "-c", SERVE], env=dict(os.environ, **seeded), text=True,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=sim_err)
+        try:
+            port = int(sim.stdout.readline())
+            until = ["--count", str(count), "--quiet"]
+            tool = subprocess.run([*(VALGRIND if counted == "tool" else []),
+                                   *tool_command(port, connections, window, until, 1, mix)],
+                                  cwd=source, env=dict(tool_env(source), **seeded),
+                                  capture_output=True, text=True, check=False)
+        finally:
+            sim.communicate("")
+        sim_err.seek(0)
+        found = COLLECTED.search(tool.stderr if counted == "tool" else sim_err.read())
+    if tool.returncode != 0 or found is None:
+        raise RuntimeError(f"no instruction count for the {counted} (the tool's exit status "
+                           f"{tool.returncode}; is valgrind installed?)")
+    return int(found.group(1))
+
+
+def count_instructions(args) -> None:
+    """``--instructions``: one line per connection count."""
+    for connections in args.connections:
+        sim = instructions(None, connections, args.window, args.mix, "simulator")
+        line = f"{connections} conn  simulator {sim:8,.0f}"
+        for name, source in (("ours", None), ("baseline", args.baseline)):
+            if name == "ours" or source:
+                tool = instructions(source, connections, args.window, args.mix, "tool")
+                line += f"  {name} {tool:8,.0f} ({tool / sim:.2f} of the simulator)"
+        print(f"{line}  instructions per SUBMIT (load {os.getloadavg()[0]:.2f})", flush=True)
+
+
 def runs(args, number: int) -> list[tuple[str, int, int, str | None]]:
     """(name, connections, processes, source) of every run of round ``number``, interleaved:
     by connection count, ours and the baseline (which goes first alternates), then ours with
@@ -150,9 +222,14 @@ def main(argv=None) -> int:
     parser.add_argument("--processes", type=int, default=2,
                         help="also run ours with --processes N (1: not)")
     parser.add_argument("--baseline", metavar="DIR", help="another source tree's tool too")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions per SUBMIT (valgrind) instead of timing")
     args = parser.parse_args(argv)
     if args.baseline:
         check_source(args.baseline)
+    if args.instructions:
+        count_instructions(args)
+        return 0
     print(f"load {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; window {args.window}, "
           f"mix {args.mix}, {args.rounds} rounds of {args.seconds:g} s per run", flush=True)
     simulator, results = ServerProcess("simulator"), {}
