@@ -38,7 +38,6 @@ import contextlib
 import multiprocessing
 import os
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -52,41 +51,19 @@ import aiohttp
 
 from gateway.sim import Account, Simulator, SimulatorConfig
 
+from .http import APP_KEY, MASTER_SECRET, _load_average
+from .http import CONFIG as HTTP_CONFIG
 from .report import percentile
-from .session import ACCOUNT, HOST, SECRET
+from .session import ACCOUNT, HOST, SECRET, ServerProcess
+from .soak import GatewayProcess as SoakGateway
+from .soak import free_port
 
 CODE_PREFIX = "199"                  # the codes' numbers; the notifications' are 138...
-APP_KEY, MASTER_SECRET = "benchkey", "bench-master-secret"
 TARGET_P99 = 1.0                     # seconds from a code's 200 OK to its SUBMIT
 
-CONFIG = """
-[gateway]
-store = "{store}"
-api_listen = "{host}:{api_port}"
-metrics_listen = "{host}:{ops_port}"
-drain_timeout = 5
-log_level = "warning"
-[channels.bench]
-provider = "default"
-host = "{host}"
-port = {sim_port}
-account = "{account}"
-password = "{secret}"
-access_number = "106900001"
-connections = 4
-[api]
-repeat_window = 0
-messages_per_app_per_second = 0
-codes_per_number_per_minute = 0
-codes_per_number_per_hour = 0
-max_connections_per_source = 1000
-[apps.bench]
-app_key = "{app_key}"
-master_secret = "{master_secret}"
-signature = "性能测试"
-[templates.1]
-type = "notification"
-content = "您的订单{{{{order}}}}已发货，请注意查收"
+# The HTTP benchmark's gateway, listening where this one says, with a code template too.
+CONFIG = HTTP_CONFIG.replace("[gateway]\n", '[gateway]\napi_listen = "{host}:{api_port}"\n'
+                             'metrics_listen = "{host}:{ops_port}"\n', 1) + """
 [templates.2]
 type = "code"
 content = "您的验证码是{{{{code}}}}，请勿告诉他人"
@@ -158,62 +135,32 @@ class SimulatorProcess:
         self.pipe.send(None)
         return self.pipe.recv()
 
-    def stop(self) -> None:
-        self.pipe.close()                          # EOF: the child's loop ends
-        self.process.join(10)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join()
+    stop = ServerProcess.stop
 
 
 # ----------------------------------------------------------------------------- the gateway
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
 
 class GatewayProcess:
     """``cmpp-gateway run`` of the source tree ``tree``, in ``directory`` (its configuration,
     store and log)."""
 
+    ready = SoakGateway.ready          # until /readyz says ready (the channel logged in)
+    stop = SoakGateway.stop            # SIGTERM (it drains), SIGKILL after 30 s
+
     def __init__(self, tree: Path, directory: Path, sim_port: int) -> None:
         self.store = directory / "gateway.sqlite"
-        self.log_path = directory / "gateway.log"
-        self.api_port, self.ops_port = free_port(), free_port()
+        self.log = directory / "gateway.log"
+        self.api, self.ops = free_port(), free_port()
         config = directory / "gateway.toml"
         config.write_text(CONFIG.format(
-            store=self.store, host=HOST, api_port=self.api_port, ops_port=self.ops_port,
-            sim_port=sim_port, account=ACCOUNT, secret=SECRET, app_key=APP_KEY,
-            master_secret=MASTER_SECRET), encoding="utf-8")
-        config.chmod(0o600)
-        with open(self.log_path, "wb") as log:
+            store=self.store, host=HOST, api_port=self.api, ops_port=self.ops, port=sim_port,
+            account=ACCOUNT, secret=SECRET, app_key=APP_KEY, master_secret=MASTER_SECRET),
+            encoding="utf-8")
+        with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gateway.cli", "run", "--config", str(config)],
-                cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, stdout=log,
+                env={**os.environ, "PYTHONPATH": str(tree)}, stdout=log,
                 stderr=subprocess.STDOUT)
-
-    async def ready(self, http: aiohttp.ClientSession, timeout: float = 60.0) -> None:
-        """Wait until /readyz says ready (the channel logged in); RuntimeError with the log
-        when the process ends or the time is up first."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.process.poll() is None:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(f"http://{HOST}:{self.ops_port}/readyz") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-        raise RuntimeError(f"the gateway did not become ready:\n{self.log_path.read_text()}")
-
-    def stop(self) -> None:
-        """SIGTERM (it drains), then SIGKILL after 30 s."""
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 def unfinished(store: Path) -> int:
@@ -315,7 +262,7 @@ async def run_once(label: str, tree: Path, sim: SimulatorProcess, args) -> Run:
             async with aiohttp.ClientSession(connector=connector,
                                              timeout=aiohttp.ClientTimeout(total=120)) as http:
                 await gateway.ready(http)
-                await _load(run, http, f"http://{HOST}:{gateway.api_port}", gateway, sim, args)
+                await _load(run, http, f"http://{HOST}:{gateway.api}", gateway, sim, args)
         finally:
             gateway.stop()
     return run
@@ -352,7 +299,8 @@ def describe(run: Run) -> str:
     missing = sum(1 for v in late if v == float("inf"))
     refused = [c.refusal for c in run.codes if c.refusal]
     text = (f"{run.label:9} {len(late):4} codes  200 OK to SUBMIT p50 "
-            f"{_seconds(percentile(late, 50))}  p99 {_seconds(percentile(late, 99))}  max {_seconds(late[-1] if late else 0)}"
+            f"{_seconds(percentile(late, 50))}  p99 {_seconds(percentile(late, 99))}"
+            f"  max {_seconds(late[-1] if late else 0)}"
             f"  |  request to 200 OK p50 {_seconds(percentile(api, 50))}"
             f"  p99 {_seconds(percentile(api, 99))}  |  backlog {run.accepted:,} at "
             f"{run.rate:,.0f}/s end to end")
@@ -440,14 +388,6 @@ def main(argv=None) -> int:
         print(line)
     print(_load_average())
     return 0
-
-
-def _load_average() -> str:
-    try:
-        return "load average {:.2f} {:.2f} {:.2f} on {} CPUs".format(*os.getloadavg(),
-                                                                    os.cpu_count())
-    except OSError:
-        return "load average unknown"
 
 
 if __name__ == "__main__":
