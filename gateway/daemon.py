@@ -237,10 +237,14 @@ class Gateway:
             config=self.config, store=self.store, apps=self.apps, metrics=self.metrics,
             pools=self.pools.status, apps_changed=self.refresh_apps,
             reviews_changed=self._reviews_changed, send=self._console_send,
-            upload_users=self._console_upload, clock=self.options.clock))
+            upload_users=self._console_upload, clock=self.options.clock,
+            callback_checks=self._callback_checks))
         host, port = self.options.console_address or \
             split_host_port(self.config.console.listen)
         await self.console.start(host, port)
+
+    def _callback_checks(self, app: str) -> list[dict]:
+        return self.callbacks.url_checks(app) if self.callbacks is not None else []
 
     # ------------------------------------------------------------------------- apps
 

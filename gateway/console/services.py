@@ -53,3 +53,5 @@ class Services:
     send: Callable[[str, int, str, dict], Awaitable[int]]
     upload_users: Callable[[str, bytes | bytearray, str, str], Awaitable[dict]]
     clock: Callable[[], float] = field(default=time.time)
+    # An app's jsms callback URLs and their echostr checks (CallbackSender.url_checks).
+    callback_checks: Callable[[str], list[dict]] = field(default=lambda app: [])

@@ -372,6 +372,10 @@ class CallbackSender:
                     now - entry.created_at, error)
         return None
 
+    def url_checks(self, app: str) -> list[dict]:
+        """The echostr checks of ``app``'s jsms callback URLs (UrlVerifier.results)."""
+        return self.verifier.results(app)
+
     def report(self) -> dict:
         """For /readyz: the apps' jsms URLs that have not passed their echostr check."""
         return {"unverified_urls": self.verifier.unverified()}

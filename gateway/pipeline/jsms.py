@@ -136,6 +136,7 @@ class UrlVerifier:
         self._running: dict[str, asyncio.Task] = {}
         self._owners: dict[str, list[tuple[str, str]]] = {}   # an app's URL -> (app, kind)
         self._task: asyncio.Task | None = None
+        self._started = False
 
     def watch(self, apps: Mapping[str, AppConfig]) -> None:
         """Take the URLs of the apps whose callback format is jsms as the ones to report,
@@ -152,10 +153,13 @@ class UrlVerifier:
         if self._task is not None:
             self._task.cancel()
             self._task = None
+        if self._started:
             self.start()
 
     def start(self) -> None:
-        """Check the apps' URLs now, and the failed ones again every ``interval``."""
+        """Check the apps' URLs now, and the failed ones again every ``interval``; from now
+        on ``watch`` checks a new URL at once, also when there was none before."""
+        self._started = True
         if self._task is None and self._owners:
             self._task = asyncio.get_running_loop().create_task(self._run(),
                                                                 name="callback-urls")
@@ -167,7 +171,7 @@ class UrlVerifier:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._task = None
+        self._task, self._started = None, False
         self._running.clear()
 
     def state(self, url: str) -> UrlCheck | None:
@@ -186,6 +190,18 @@ class UrlVerifier:
                 self._verify(url), name="callback-url-check")
             task.add_done_callback(lambda _, url=url: self._running.pop(url, None))
         return await asyncio.shield(task)
+
+    def results(self, app: str) -> list[dict]:
+        """The echostr checks of ``app``'s own URLs (none unless its format is jsms), for the
+        console: kind, URL, whether it passed, the last error and when it was checked."""
+        out = []
+        for url, owners in self._owners.items():
+            known = self._checks.get(url)
+            out += [{"kind": kind, "url": url, "verified": bool(known and known.verified),
+                     "error": (known.error if known else "not checked yet"),
+                     "checked_at": known.checked_at if known else None}
+                    for owner, kind in owners if owner == app]
+        return sorted(out, key=lambda r: r["kind"] != "status")
 
     def unverified(self) -> list[dict]:
         """The apps' URLs that have not passed (yet), for /readyz."""

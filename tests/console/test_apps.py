@@ -13,8 +13,9 @@ from prometheus_client import CollectorRegistry
 
 from gateway.config import load_config
 from gateway.daemon import Gateway, GatewayOptions
-from tests.aio import eventually, run
+from tests.aio import eventually, free_port, run
 from tests.console_stack import FAST, SHOP, between, signed_in, stack
+from tests.pipeline.jsms_receiver import JsmsReceiver
 
 
 async def api_send(s, auth, mobile="13800138000", **extra) -> tuple[int, dict]:
@@ -224,4 +225,34 @@ def test_a_gateway_with_no_app_starts_serving_the_first_one_made_elsewhere(tmp_p
             finally:
                 await other.stop()
             await asyncio.sleep(0)
+    run(scenario, timeout=60)
+
+
+def test_an_apps_page_shows_each_jsms_callback_urls_echostr_check(tmp_path):
+    """The status URL answers its echostr and shows passed; the MO URL refuses connections
+    and shows failed with the reason; a signed-json app says its URLs are not checked."""
+    async def scenario():
+        async with JsmsReceiver("any", "any") as receiver, stack(tmp_path) as s:
+            async with signed_in(s) as browser:
+                key, _ = await make_app(browser, s, status_callback=receiver.url("status"),
+                                        mo_callback=f"http://127.0.0.1:{free_port()}/mo")
+
+                async def checks() -> str:
+                    page = html.unescape((await browser.get(f"/apps/{key}"))[1])
+                    return between(page, "Callback URL verification", "</table>")
+                await eventually(lambda: receiver.checks, timeout=20)
+                shown = await checks()
+                for _ in range(100):
+                    if "not checked yet" not in shown:
+                        break
+                    await asyncio.sleep(0.1)
+                    shown = await checks()
+                status_row, mo_row = shown.split("<tr class=")[1:]
+                assert receiver.url("status") in status_row and "passed" in status_row
+                assert "/mo" in mo_row and "failed: " in mo_row and "passed" not in mo_row
+                other, _ = await make_app(browser, s, name="Signed",
+                                          status_callback=receiver.url("s"),
+                                          callback_format="signed-json")
+                page = (await browser.get(f"/apps/{other}"))[1]
+                assert "without a check of the URL" in page
     run(scenario, timeout=60)

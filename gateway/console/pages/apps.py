@@ -133,7 +133,8 @@ async def app_page(request: web.Request, errors: dict | None = None,
     return _page(request, "app.html", status, title=app.name, app=app, stored=stored,
                  fields=fields, errors=errors or {}, source=console.config.source,
                  grace=console.settings.secret_grace, now=console.clock(),
-                 saved=request.query.get("saved"))
+                 saved=request.query.get("saved"),
+                 checks=console.services.callback_checks(app.name))
 
 
 def _changeable(request: web.Request) -> StoredApp:
