@@ -124,6 +124,7 @@ class ChannelDispatcher:
         self._after = dict.fromkeys(PRIORITIES, 0)   # the last id read, by priority
         self._urgent = False                         # urgent messages came since the last read
         self._timers: set[asyncio.TimerHandle] = set()   # urgent messages due again
+        self._rewind: int | None = None              # read the urgent from after this id
         self._room = asyncio.Event()                 # the fetcher may add to _ready
         self._in_flight: set[int] = set()            # fetched, outcome not yet committed
         self._unsettled = 0                          # segments sent, outcome not committed
@@ -197,7 +198,7 @@ class ChannelDispatcher:
     async def _fetch(self) -> None:
         while True:
             urgent_only = await self._until_room()
-            after = {URGENT: self._after[URGENT]} if urgent_only else dict(self._after)
+            after = self._next_read(urgent_only)
             self._urgent = False
             if not urgent_only:
                 self._wakeup.clear()              # a notify from now on is for the next read
@@ -229,6 +230,15 @@ class ChannelDispatcher:
                 return False
             self._room.clear()
             await self._room.wait()
+
+    def _next_read(self, urgent_only: bool) -> dict[int, int]:
+        """Where the next read starts, by priority: where the last one ended, or before an
+        urgent message due again (``_rewind``: applied here, after the cursors moved on with
+        a read that was under way when it fell due)."""
+        if self._rewind is not None:
+            self._after[URGENT] = min(self._after[URGENT], self._rewind)
+            self._rewind = None
+        return {URGENT: self._after[URGENT]} if urgent_only else dict(self._after)
 
     def _queued(self) -> int:
         return sum(len(ready) for ready in self._ready)
@@ -382,7 +392,7 @@ class ChannelDispatcher:
 
         def due() -> None:
             self._timers.discard(timer)
-            self._after[URGENT] = min(self._after[URGENT], row.id - 1)
+            self._rewind = row.id - 1 if self._rewind is None else min(self._rewind, row.id - 1)
             self.notify(URGENT)
         timer = asyncio.get_running_loop().call_later(self.retry_delay, due)
         self._timers.add(timer)
