@@ -159,8 +159,13 @@ class GatewayProcess:
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gateway.cli", "run", "--config", str(config)],
-                env={**os.environ, "PYTHONPATH": str(tree)}, stdout=log,
-                stderr=subprocess.STDOUT)
+                stdout=log, stderr=subprocess.STDOUT, **in_tree(tree))
+
+
+def in_tree(tree: Path) -> dict:
+    """How a Python process runs the code of ``tree`` rather than the installed one: from the
+    tree (``-m`` and ``-c`` put the working directory first) and with it on PYTHONPATH."""
+    return {"cwd": tree, "env": {**os.environ, "PYTHONPATH": str(tree)}}
 
 
 def unfinished(store: Path) -> int:
@@ -380,6 +385,8 @@ def main(argv=None) -> int:
           f"{_load_average()}", flush=True)
     with baseline_tree(args.baseline) as baseline:
         trees = ([(args.baseline, baseline)] if baseline else []) + [("this", here)]
+        for label, tree in trees:
+            print(f"{label}: {_source(tree)} in {tree}", flush=True)
         try:
             runs = asyncio.run(rounds(args, trees))
         except KeyboardInterrupt:
@@ -388,6 +395,23 @@ def main(argv=None) -> int:
         print(line)
     print(_load_average())
     return 0
+
+
+def _source(tree: Path) -> str:
+    """The tree's commit (marked when it has changes not committed), after checking that a
+    process started ``in_tree`` imports the gateway's code from there."""
+    found = subprocess.run([sys.executable, "-c", "import gateway; print(gateway.__file__)"],
+                           capture_output=True, text=True, check=True,
+                           **in_tree(tree)).stdout.strip()
+    if not Path(found).resolve().is_relative_to(tree.resolve()):
+        raise SystemExit(f"a gateway started in {tree} would run {found}")
+
+    def git(*command: str) -> str:
+        return subprocess.run(["git", "-C", str(tree), *command], capture_output=True,
+                              text=True).stdout.strip()
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    return git("rev-parse", "--short", "HEAD") + (" with changes not committed" if changed
+                                                  else "")
 
 
 if __name__ == "__main__":
