@@ -192,17 +192,24 @@ class Gateway:
     async def accept(self, messages: list[NewMessage]) -> list[Accepted]:
         """Store messages durably, then tell their channels' dispatchers."""
         accepted = await self.store.accept(messages, self.options.clock())
-        for channel in {m.channel for m in messages}:
-            self.channels[channel].dispatcher.notify()
+        self._notify(messages)
         return accepted
 
     async def accept_request(self, request: ApiRequest) -> AcceptedRequest:
         """Store an API request whole, then tell its channels' dispatchers."""
         accepted = await self.store.accept_request(request, self.options.clock())
         if not accepted.replayed:
-            for channel in {m.channel for m in request.messages}:
-                self.channels[channel].dispatcher.notify()
+            self._notify(request.messages)
         return accepted
+
+    def _notify(self, messages) -> None:
+        """Tell each channel's dispatcher of its new messages, and how urgent the most urgent
+        of them is."""
+        urgency: dict[str, int] = {}
+        for m in messages:
+            urgency[m.channel] = min(m.priority, urgency.get(m.channel, m.priority))
+        for channel, priority in urgency.items():
+            self.channels[channel].dispatcher.notify(priority)
 
     def _start_callbacks(self) -> None:
         self.callbacks = CallbackSender(

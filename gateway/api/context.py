@@ -146,6 +146,20 @@ def request_callback(body: dict) -> str | None:
     return url
 
 
+def request_urgent(body: dict, template) -> bool:
+    """Whether the send request marks its messages urgent (``urgent``, gateway): they then go
+    ahead of notifications and marketing, as verification codes do. ApiError 50007 when it is
+    not true or false (null: not given), or marks a marketing template's messages urgent."""
+    urgent = body.get("urgent")
+    if urgent is None or urgent is False:
+        return False
+    if urgent is not True:
+        raise ApiError(50007, "urgent must be true or false")
+    if template.type == "marketing":
+        raise ApiError(50007, "a marketing message cannot be urgent")
+    return True
+
+
 async def json_body(request: web.Request) -> dict:
     """The request's JSON object; ApiError 50003, 50017 or 50007."""
     body = await json_value(request)

@@ -6,22 +6,28 @@
     GET  /v1/messages/{msg_id}  the common status, per part detail, raw Stat and times
 
 A send may carry ``callback``: the URL its messages' statuses are called back to instead of
-the app's ``status_callback`` (kept with each message).
+the app's ``status_callback`` (kept with each message), and ``urgent``: true sends its
+messages ahead of notifications and marketing, as verification codes go.
 
 A recipient is a ``mobile`` or a ``userid`` (a user of the app: the number bound to the channel
 that sends, else the user's default; see ``users``). A batch refuses a recipient alone (its
 entry carries error_code and error_message, and a msg_id under which the refusal is kept, as
 in the JSMS example) and sends the others; a problem with the request as a whole refuses it
-whole and stores nothing.
+whole and stores nothing. A batch is composed a hundred recipients at a time, giving other
+requests (a verification code) their turn in between; its rules are then checked and counted
+at once, with no await in between (``rules.SendRules``).
 """
 
 from __future__ import annotations
+
+import asyncio
+from typing import NamedTuple
 
 from aiohttp import web
 
 from gateway.store import AcceptedRequest, ApiRequest, NewMessage
 
-from .context import API_KEY, APP, Api, answer, dumps, request_callback
+from .context import API_KEY, APP, Api, answer, dumps, request_callback, request_urgent
 from .errors import ApiError
 from .idempotency import Key, idempotent
 from .ids import parse_id
@@ -38,25 +44,59 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/messages/{msg_id}", status)
 
 
+COMPOSE_CHUNK = 100            # a batch's recipients composed between two turns of the loop
+
+
+class Draft(NamedTuple):
+    """A recipient's message as far as ``draft`` takes it: ``message``, or ``late``, the
+    ApiError of its channel or length, raised after the recipient's own checks."""
+
+    mobile: str
+    text: str
+    message: NewMessage | None
+    late: ApiError | None
+
+
 def compose(api: Api, app, template: Template, mobile: str, params, seen=None,
-            callback: str | None = None) -> NewMessage:
+            callback: str | None = None, urgent: bool = False) -> NewMessage:
     """The message for one recipient: rendered, signed, checked (ApiError otherwise)."""
+    return admit(api, template, draft(api, app, template, mobile, params, callback, urgent),
+                 seen)
+
+
+def draft(api: Api, app, template: Template, mobile: str, params,
+          callback: str | None = None, urgent: bool = False) -> Draft:
+    """What ``compose`` does that reads no rule's memory (so that it may be spread over turns
+    of the event loop): the text rendered, signed and checked for sensitive words (ApiError
+    raised), the channel and the length checked (their ApiError kept for ``admit``)."""
     from .rules import check_length, render
     text = render(template, params)
     signature = api.registry.signature_text(app, template)
     text = f"【{signature}】{text}" if signature else text
     api.rules.check_content(text)
-    api.rules.check_recipient(template, mobile, text)
-    if seen is not None:
-        if (mobile, text) in seen:
-            raise ApiError(50034)
-        seen.add((mobile, text))
     channel = sending_channel(app, template)
     if channel not in app.channels:
-        raise ApiError(50013, "its channel is not one of the app's")
-    check_length(text, api.config.channels[channel])
-    return NewMessage(app.name, channel, mobile, text, str(template.id), template.type,
-                      reference=api.references.next(mobile), callback=callback)
+        return Draft(mobile, text, None, ApiError(50013, "its channel is not one of the app's"))
+    try:
+        check_length(text, api.config.channels[channel])
+    except ApiError as error:
+        return Draft(mobile, text, None, error)
+    return Draft(mobile, text, NewMessage(
+        app.name, channel, mobile, text, str(template.id), template.type,
+        reference=api.references.next(mobile), callback=callback, urgent=urgent), None)
+
+
+def admit(api: Api, template: Template, drafted: Draft, seen=None) -> NewMessage:
+    """The drafted message, past the rules that remember (unsubscribed, repeats: 50024,
+    50034) and a repeat within its own batch (``seen``: 50034); else the draft's ApiError."""
+    api.rules.check_recipient(template, drafted.mobile, drafted.text)
+    if seen is not None:
+        if (drafted.mobile, drafted.text) in seen:
+            raise ApiError(50034)
+        seen.add((drafted.mobile, drafted.text))
+    if drafted.late is not None:
+        raise drafted.late
+    return drafted.message
 
 
 def sending_channel(app, template: Template) -> str:
@@ -69,18 +109,19 @@ def sending_channel(app, template: Template) -> str:
 async def send_one(api: Api, app, body: dict, key: Key | None) -> web.Response:
     who = recipient(api, body)
     accepted = await accept_one(api, app, who, body.get("temp_id"), body.get("temp_para"), key,
-                                request_callback(body))
+                                request_callback(body), body)
     return answer(accepted)
 
 
 async def accept_one(api: Api, app, who, temp_id, params, key: Key | None = None,
-                     callback: str | None = None) -> AcceptedRequest:
+                     callback: str | None = None, body: dict | None = None) -> AcceptedRequest:
     """One template message to one recipient (a number, or a user: see ``users.recipient``),
     checked, counted against the rules and stored durably; ApiError as the checks raise
-    it."""
+    it. ``body``: the request's, for what it says beyond the message (``urgent``)."""
     template = api.registry.template(app, temp_id, SENDABLE)
+    urgent = request_urgent(body or {}, template)
     mobile = await number(api, app, who, sending_channel(app, template))
-    message = compose(api, app, template, mobile, params, callback=callback)
+    message = compose(api, app, template, mobile, params, callback=callback, urgent=urgent)
     api.rules.check_app(app.name)
     recorded = api.rules.record(app.name, [(mobile, message.text)])     # no await since checks
     return await api.accept(ApiRequest(
@@ -112,18 +153,19 @@ async def send_batch(api: Api, app, body: dict, key: Key | None) -> web.Response
         raise ApiError(50007, "recipients must be a list")
     if len(recipients) > MAX_RECIPIENTS:
         raise ApiError(50031)
-    callback = request_callback(body)
+    callback, urgent = request_callback(body), request_urgent(body, template)
     api.rules.check_app(app.name, len(recipients))
     mobiles = await numbers(api, app, [_recipient(api, entry) for entry in recipients],
                             sending_channel(app, template))
+    drafts = await _drafts(api, app, template, recipients, mobiles, callback, urgent)
+    api.rules.check_app(app.name, len(recipients))       # again: others went meanwhile
     good, refused, plan = [], [], []
     seen: set = set()
-    for entry, mobile in zip(recipients, mobiles):
+    for entry, mobile, drafted in zip(recipients, mobiles, drafts):
         try:
-            if isinstance(mobile, ApiError):
-                raise mobile
-            good.append(compose(api, app, template, mobile, entry.get("temp_para"), seen,
-                                callback))
+            if isinstance(drafted, ApiError):
+                raise drafted
+            good.append(admit(api, template, drafted, seen))
             plan.append(("sent", len(good) - 1, entry))
         except ApiError as error:
             refused.append((_refusal(app, template, entry, mobile), error.code))
@@ -134,6 +176,27 @@ async def send_batch(api: Api, app, body: dict, key: Key | None) -> web.Response
     recorded = api.rules.record(app.name, [(m.recipient, m.text) for m in good])
     return await api.submit(ApiRequest(app.name, tuple(good), tuple(refused), render=render,
                                        **keyed(key)), recorded)
+
+
+async def _drafts(api: Api, app, template: Template, recipients: list, mobiles: list,
+                  callback: str | None, urgent: bool) -> list:
+    """Each recipient's Draft, or the ApiError that refused it, COMPOSE_CHUNK at a time with
+    a turn of the event loop in between: a verification code that arrives meanwhile is not
+    kept waiting for a thousand recipients."""
+    drafts: list = []
+    for start in range(0, len(recipients), COMPOSE_CHUNK):
+        if start:
+            await asyncio.sleep(0)
+        for entry, mobile in zip(recipients[start:start + COMPOSE_CHUNK],
+                                 mobiles[start:start + COMPOSE_CHUNK]):
+            try:
+                if isinstance(mobile, ApiError):
+                    raise mobile
+                drafts.append(draft(api, app, template, mobile, entry.get("temp_para"),
+                                    callback, urgent))
+            except ApiError as error:
+                drafts.append(error)
+    return drafts
 
 
 def _recipient(api: Api, entry):

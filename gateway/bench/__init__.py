@@ -6,7 +6,9 @@ modules are benchmarks, each run as ``python -m gateway.bench.<name>`` with its 
 measured in the same run: ``codec``, ``session``, ``pool``, ``pipeline``, ``http``, ``logs``;
 ``held`` (the pipeline with many unmatched reports held, and after a restart); ``soak`` (an
 hour at a steady rate with faults mixed in, judged by ``trend``: does anything keep growing);
-and ``tool`` (the load tool itself against the simulator it drives, in CPU per SUBMIT).
+``priority`` (verification codes while a notification backlog drains, against main's code in
+a temporary worktree); and ``tool`` (the load tool itself against the simulator it drives, in
+CPU per SUBMIT).
 
 Offers: add_bench_command.
 """

@@ -27,6 +27,11 @@ from .counters import CounterFamily, FamiliesCollector, GaugeFamily, HistogramFa
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 RECEIPT_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 6 * 3600, 24 * 3600, 72 * 3600)
+# A message's wait: from milliseconds (a code on an idle channel) to an hour (a marketing
+# backlog behind a TPS limit); and its whole life, up to the report timeout.
+QUEUE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+FINAL_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600,
+                 72 * 3600)
 CONNECTION_STATES = ("established", "logging in", "terminating", "disconnected")
 RESEND_REASONS = ("timeout", "flow_control", "connection_lost", "deferred")
 DEFER_REASONS = ("flow_control", "connection_lost", "other")
@@ -69,6 +74,14 @@ class Metrics:
         self.receipt_latency = HistogramFamily("cmpp_receipt_latency_seconds",
                                          "SUBMIT_RESP to status report", ["channel"],
                                          buckets=RECEIPT_BUCKETS)
+        self.accept_to_submit = HistogramFamily(
+            "cmpp_accept_to_submit_seconds", "From the API's acceptance of a message to its "
+            "first SUBMIT, by priority: urgent (verification codes, messages marked urgent), "
+            "notification, marketing", ["channel", "priority"], buckets=QUEUE_BUCKETS)
+        self.accept_to_final = HistogramFamily(
+            "cmpp_accept_to_final_seconds", "From the API's acceptance of a message to its "
+            "final status (a report's, or a SUBMIT_RESP's refusal), by priority",
+            ["channel", "priority"], buckets=FINAL_BUCKETS)
         self.mo = CounterFamily("cmpp_mo_messages", "MO messages received (complete or expired "
                           "incomplete)", ["channel", "complete"])
         self.messages = CounterFamily("cmpp_messages_final", "Messages that reached a final status",
@@ -157,6 +170,8 @@ class ChannelMetrics:
         self._logins: dict[str, object] = {}
         self._receipts: dict[str, tuple] = {}
         self._final: dict[str, object] = {}
+        self._submitted_after: dict[str, object] = {}
+        self._final_after: dict[str, object] = {}
 
     def result(self, code: int) -> None:
         child = self._results.get(code)
@@ -234,6 +249,23 @@ class ChannelMetrics:
         if child is None:
             child = self._final[status] = self.metrics.messages.labels(self.channel, status)
         child.inc(count)
+
+    def submitted_after(self, priority: str, seconds: float) -> None:
+        """A message of ``priority`` (its name) went out ``seconds`` after its acceptance."""
+        child = self._submitted_after.get(priority)
+        if child is None:
+            child = self._submitted_after[priority] = \
+                self.metrics.accept_to_submit.labels(self.channel, priority)
+        child.observe(seconds)
+
+    def final_after(self, priority: str, seconds: float) -> None:
+        """A message of ``priority`` (its name) became final ``seconds`` after its
+        acceptance."""
+        child = self._final_after.get(priority)
+        if child is None:
+            child = self._final_after[priority] = \
+                self.metrics.accept_to_final.labels(self.channel, priority)
+        child.observe(seconds)
 
     def mo(self, complete: bool) -> None:
         self.metrics.mo.labels(self.channel, "true" if complete else "false").inc()

@@ -1,13 +1,15 @@
 """From the store to the SMS center: split, submit, record every segment's Msg_Id.
 
-One fetcher per channel reads accepted messages from the store, in id order and in pages, into
-a bounded queue of ready work, split into segments (UCS2: 67 characters a part with the
-message's own 8-bit UDH reference; room kept for a signature the SMS center adds). The queue is
-pumped into the channel's pool without a task per message: whenever the pool has window (a
-SUBMIT_RESP freed it, a connection opened, the TPS budget allows), the next segments go out at
-once, inside the read that freed the window. Every segment asks for a status report; a
-message's parts go one after another. Each segment's outcome goes to the store as it comes
-(group-committed, not waited for on the hot path):
+One fetcher per channel reads accepted messages from the store, the most urgent first (then
+oldest first) and in pages, into bounded queues of ready work, one per priority, split into
+segments (UCS2: 67 characters a part with the message's own 8-bit UDH reference; room kept for
+a signature the SMS center adds). The queues are pumped into the channel's pool without a task
+per message: whenever the pool has window (a SUBMIT_RESP freed it, a connection opened, the
+TPS budget allows), the next segments go out at once, inside the read that freed the window,
+urgent ones before notifications and notifications before marketing. Every segment asks for a
+status report and carries its priority's ``Msg_level`` (MSG_LEVELS); a message's parts go one
+after another. Each segment's outcome goes to the store as it comes (group-committed, not
+waited for on the hot path):
 
 * Result 0: the segment's Msg_Id, so that its report can find it;
 * a definitive Result: the segment is rejected, final;
@@ -23,9 +25,16 @@ At most ``max_unsettled`` segments are sent and not yet settled, that is, withou
 outcome committed: this bounds what a crash can send twice (each of them once more, after the
 restart). The default, 2 x connections x window, leaves room for the windows to stay full
 while as many outcomes wait for the store's group commit: commits then never starve the
-windows, and the bound does not cost throughput. Nothing is held in memory but the queue:
+windows, and the bound does not cost throughput. Nothing is held in memory but the queues:
 after a restart the store still says which messages have no SUBMIT_RESP recorded, and only
 those segments are submitted again.
+
+Urgent messages (verification codes, messages marked urgent) never wait behind the ones held
+in memory: the API's acceptance of one wakes the fetcher (``notify``), which reads the urgent
+messages alone at once, even when the queues are full of others (the store answers such a
+fetch ahead of other work), and the pump takes them first. The store is read from where the
+last read of each priority ended; an urgent message that had to wait (Result 8, a lost
+connection) is read again as soon as it is due, rather than after the others' backlog.
 """
 
 from __future__ import annotations
@@ -50,11 +59,23 @@ from gateway.channel import (
 from gateway.config import ChannelConfig
 from gateway.ops import ChannelMetrics
 from gateway.status import DeliveryStatus
-from gateway.store import PendingMessage, SegmentResult, Store
+from gateway.store import (
+    MARKETING,
+    NOTIFICATION,
+    PRIORITIES,
+    PRIORITY_NAMES,
+    URGENT,
+    PendingMessage,
+    SegmentResult,
+    Store,
+)
 
 log = logging.getLogger("cmpp_gateway.dispatcher")
 
 THROTTLE_WARNING_INTERVAL = 60.0      # seconds between two warnings about Result 8 deferrals
+# SUBMIT's Msg_level by priority. The spec gives no range; centers take 0-9 and treat the
+# higher as the more urgent, where they use it at all.
+MSG_LEVELS = {URGENT: 9, NOTIFICATION: 1, MARKETING: 0}
 
 
 class _Work:
@@ -98,7 +119,12 @@ class ChannelDispatcher:
         # The next page is fetched while the last one is still being sent: the store's answer
         # takes a commit or two, and the window must not run dry meanwhile.
         self.backlog = max(page, 4 * channel.connections * channel.window)
-        self._ready: deque[_Work] = deque()          # fetched, waiting for a window
+        # Fetched, waiting for a window: a queue per priority, the most urgent first.
+        self._ready: tuple[deque[_Work], ...] = tuple(deque() for _ in PRIORITIES)
+        self._after = dict.fromkeys(PRIORITIES, 0)   # the last id read, by priority
+        self._urgent = False                         # urgent messages came since the last read
+        self._timers: set[asyncio.TimerHandle] = set()   # urgent messages due again
+        self._rewind: int | None = None              # read the urgent from after this id
         self._room = asyncio.Event()                 # the fetcher may add to _ready
         self._in_flight: set[int] = set()            # fetched, outcome not yet committed
         self._unsettled = 0                          # segments sent, outcome not committed
@@ -117,8 +143,12 @@ class ChannelDispatcher:
         self._fetcher = asyncio.get_running_loop().create_task(
             self._fetch(), name=f"fetch-{self.channel.name}")
 
-    def notify(self) -> None:
-        """New messages were accepted for this channel: look now rather than at the next poll."""
+    def notify(self, priority: int = NOTIFICATION) -> None:
+        """New messages were accepted for this channel, the most urgent of ``priority``: look
+        now rather than at the next poll; for urgent ones, even when the queues are full."""
+        if priority == URGENT:
+            self._urgent = True
+            self._room.set()
         self._wakeup.set()
 
     @property
@@ -135,9 +165,10 @@ class ChannelDispatcher:
         committed (at most ``timeout`` seconds), then stop. Messages not started stay accepted
         in the store; a submit cut off by the timeout may be sent again after a restart."""
         await self._stop_fetching()
-        for work in self._ready:
-            self._in_flight.discard(work.row.id)
-        self._ready.clear()
+        for ready in self._ready:
+            for work in ready:
+                self._in_flight.discard(work.row.id)
+            ready.clear()
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         while self._in_flight and loop.time() < end:
@@ -149,7 +180,11 @@ class ChannelDispatcher:
         self._stopped = True
         if self.pool.on_window_free == self._pump:
             self.pool.on_window_free = None
-        self._ready.clear()
+        for ready in self._ready:
+            ready.clear()
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
         await self._stop_fetching()
 
     async def _stop_fetching(self) -> None:
@@ -161,26 +196,52 @@ class ChannelDispatcher:
     # ------------------------------------------------------------------------- fetching
 
     async def _fetch(self) -> None:
-        after = 0
         while True:
-            while len(self._ready) >= self.backlog:
-                self._room.clear()
-                await self._room.wait()
-            rows = await self.store.fetch_pending(self.channel.name, after, self.page, self.clock())
+            urgent_only = await self._until_room()
+            after = self._next_read(urgent_only)
+            self._urgent = False
+            if not urgent_only:
+                self._wakeup.clear()              # a notify from now on is for the next read
+            rows = await self.store.fetch_pending(self.channel.name, after, self.page,
+                                                  self.clock())
+            for row in rows:                      # by priority, then id: each its last
+                self._after[row.priority] = row.id
             if not rows:
-                after = 0                     # at the end: rescan from the start later
-                self._wakeup.clear()
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), self.poll)
-                except asyncio.TimeoutError:
-                    pass
+                if not urgent_only:               # at the end: rescan from the start later
+                    self._after = dict.fromkeys(PRIORITIES, 0)
+                    try:
+                        await asyncio.wait_for(self._wakeup.wait(), self.poll)
+                    except asyncio.TimeoutError:
+                        pass
                 continue
-            after = rows[-1].id
             for row in rows:
                 if row.id not in self._in_flight:
                     self._in_flight.add(row.id)
                     self._prepare(row)
             self._pump()
+
+    async def _until_room(self) -> bool:
+        """Wait until there is something to read and room for it. True: read the urgent
+        messages alone (some came, and their queue has room, however full the others are)."""
+        while True:
+            if self._urgent and len(self._ready[URGENT]) < self.backlog:
+                return True
+            if self._queued() < self.backlog:
+                return False
+            self._room.clear()
+            await self._room.wait()
+
+    def _next_read(self, urgent_only: bool) -> dict[int, int]:
+        """Where the next read starts, by priority: where the last one ended, or before an
+        urgent message due again (``_rewind``: applied here, after the cursors moved on with
+        a read that was under way when it fell due)."""
+        if self._rewind is not None:
+            self._after[URGENT] = min(self._after[URGENT], self._rewind)
+            self._rewind = None
+        return {URGENT: self._after[URGENT]} if urgent_only else dict(self._after)
+
+    def _queued(self) -> int:
+        return sum(len(ready) for ready in self._ready)
 
     def _prepare(self, row: PendingMessage) -> None:
         try:
@@ -197,20 +258,23 @@ class ChannelDispatcher:
             return
         if row.attempts:                  # it waited after an earlier try: sent again now
             self.metrics.resend("deferred")
-        self._ready.append(work)
+        self._ready[row.priority].append(work)
 
     # ------------------------------------------------------------------------- submitting
 
     def _pump(self) -> None:
-        """Send ready segments while the pool takes them and fewer than ``max_unsettled`` are
-        unsettled. Called by the fetcher, by the pool when a window frees, when outcomes are
-        committed, and when a message's part is answered and the next one is due."""
+        """Send ready segments, the most urgent first, while the pool takes them and fewer
+        than ``max_unsettled`` are unsettled. Called by the fetcher, by the pool when a window
+        frees, when outcomes are committed, and when a message's part is answered and the next
+        one is due."""
         if self._pumping or self._stopped:
             return
         self._pumping = True
-        ready = self._ready
         try:
-            while ready and self._unsettled < self.max_unsettled:
+            while self._unsettled < self.max_unsettled:
+                ready = next((ready for ready in self._ready if ready), None)
+                if ready is None:
+                    break
                 work = ready[0]
                 try:
                     if work.pdu is None:              # built once, however often it waits
@@ -226,14 +290,23 @@ class ChannelDispatcher:
                     break
                 ready.popleft()
                 self._unsettled += 1
+                self._sent(work)
         finally:
             self._pumping = False
-        if len(ready) < self.backlog:
+        if self._queued() < self.backlog:
             self._room.set()
+
+    def _sent(self, work: _Work) -> None:
+        """A SUBMIT went out: the time from acceptance of a message's first one, first try."""
+        row = work.row
+        if work.next == 0 and not row.attempts and row.created_at is not None:
+            self.metrics.submitted_after(PRIORITY_NAMES[row.priority],
+                                         self.clock() - row.created_at)
 
     def _submit_pdu(self, work: _Work) -> cmpp.Submit:
         c, segment = self.channel, work.segments[work.next]
-        return cmpp.Submit(registered_delivery=1, service_id=c.service_id, msg_src=c.msg_src,
+        return cmpp.Submit(registered_delivery=1, msg_level=MSG_LEVELS[work.row.priority],
+                           service_id=c.service_id, msg_src=c.msg_src,
                            src_id=c.access_number, dest_terminal_ids=(work.row.recipient,),
                            msg_fmt=segment.msg_fmt, tp_udhi=segment.tp_udhi,
                            pk_total=segment.pk_total, pk_number=segment.pk_number,
@@ -252,7 +325,7 @@ class ChannelDispatcher:
         work.skip_done()
         self._record(row, [result], finished=work.finished)
         if not work.finished:
-            self._ready.appendleft(work)          # its next part goes first
+            self._ready[row.priority].appendleft(work)    # its next part goes first
             self._pump()
 
     def _segment_result(self, row: PendingMessage, number: int, parts: int,
@@ -309,6 +382,20 @@ class ChannelDispatcher:
             self._warn_throttled()
         future = self.store.defer(row.id, self.clock() + self.retry_delay)
         future.add_done_callback(lambda f: self._settled(1, [row], [row], [_outcomes_of(f)]))
+        if row.priority == URGENT:
+            future.add_done_callback(lambda f: self._read_again_later(row))
+
+    def _read_again_later(self, row: PendingMessage) -> None:
+        """Once the urgent message ``row`` is due again, read the urgent ones from it on."""
+        if self._stopped:
+            return
+
+        def due() -> None:
+            self._timers.discard(timer)
+            self._rewind = row.id - 1 if self._rewind is None else min(self._rewind, row.id - 1)
+            self.notify(URGENT)
+        timer = asyncio.get_running_loop().call_later(self.retry_delay, due)
+        self._timers.add(timer)
 
     def _give_up(self, work: _Work, outcome: Exception) -> None:
         """End a message the center would not take within ``retry_for``: ``failed`` after
@@ -354,14 +441,15 @@ class ChannelDispatcher:
 
     def _store_outcomes(self) -> None:
         outcomes, self._outcomes = self._outcomes, []
-        future = self.store.record_submits([r for _, results, _, _ in outcomes for r in results],
-                                           self.channel.provider)
+        results = [(row, r) for row, results, _, _ in outcomes for r in results]
+        future = self.store.record_submits([r for _, r in results], self.channel.provider)
         future.add_done_callback(lambda f: self._settled(
             sum(sent for *_, sent in outcomes), [row for row, _, done, _ in outcomes if done],
-            [row for row, *_ in outcomes], [_outcomes_of(f)]))
+            [row for row, *_ in outcomes], [_outcomes_of(f)], results))
 
     def _settled(self, sent: int, finished: list[PendingMessage], rows: list[PendingMessage],
-                 outcomes: list) -> None:
+                 outcomes: list, results: list[tuple[PendingMessage, SegmentResult]] = ()
+                 ) -> None:
         self._unsettled -= sent
         for row in finished:
             self._in_flight.discard(row.id)
@@ -371,10 +459,15 @@ class ChannelDispatcher:
                           "again", self.channel.name, ", ".join(str(r.id) for r in rows[:10]),
                           outcome)
             elif isinstance(outcome, list):                  # messages that became final
-                for status in outcome:
+                for status, (row, result) in zip(outcome, results):
                     if status is not None:
-                        self.metrics.final(status.value)
+                        self._final(status, row, result.at)
         self._pump()
+
+    def _final(self, status: DeliveryStatus, row: PendingMessage, at: float) -> None:
+        self.metrics.final(status.value)
+        if row.created_at is not None:
+            self.metrics.final_after(PRIORITY_NAMES[row.priority], at - row.created_at)
 
 
 def _defer_reason(outcome: Exception) -> str:

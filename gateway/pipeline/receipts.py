@@ -20,7 +20,7 @@ from cmpp import events as ev
 from gateway.channel import Connection
 from gateway.ops import ChannelMetrics
 from gateway.status import ReceiptCodes
-from gateway.store import MoMessage, MoPart, Receipt, Store
+from gateway.store import PRIORITY_NAMES, MoMessage, MoPart, Receipt, Store
 
 log = logging.getLogger("cmpp_gateway.receipts")
 
@@ -103,6 +103,9 @@ class ReceiptHandler:
             self.metrics.receipt(classification, outcome.duplicate, outcome.latency)
             if outcome.message_status is not None and outcome.message_status.final:
                 self.metrics.final(outcome.message_status.value)
+                if outcome.accepted_at is not None:
+                    self.metrics.final_after(PRIORITY_NAMES[outcome.priority],
+                                             receipt.received_at - outcome.accepted_at)
 
     # ------------------------------------------------------------------------- MO
 

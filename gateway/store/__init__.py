@@ -15,7 +15,9 @@ console share: the configuration's and the store's.
 Offers: Store, SqliteStore, StoreError, StoreUnavailable (a write the store could not make),
 the records (UserRow: an app's user), Pruned (a retention batch), to_signed and to_unsigned
 (Msg_Ids as signed 64-bit integers), code_digest, the review states PENDING, APPROVED,
-REFUSED, and why an API request was not kept (KEY_REUSED, TOO_MANY_CODES); for the console:
+REFUSED, why an API request was not kept (KEY_REUSED, TOO_MANY_CODES), and the messages'
+priorities (URGENT, NOTIFICATION, MARKETING: PRIORITIES in the order they go, PRIORITY_NAMES,
+priority_of); for the console:
 AppDirectory, AuditNote, AuditEntry, StoredApp, ConsoleUser, ConsoleSession, Review,
 MessageQuery, MessageRow, ReceiptRow, CallbackRow, PendingCallbacks, SearchTooBroad, ROLES.
 """
@@ -39,9 +41,14 @@ from .console import (
 from .interface import (
     APPROVED,
     KEY_REUSED,
+    MARKETING,
+    NOTIFICATION,
     PENDING,
+    PRIORITIES,
+    PRIORITY_NAMES,
     REFUSED,
     TOO_MANY_CODES,
+    URGENT,
     Accepted,
     AcceptedRequest,
     ApiRequest,
@@ -62,13 +69,15 @@ from .interface import (
     StoreUnavailable,
     UserRow,
     code_digest,
+    priority_of,
     to_signed,
     to_unsigned,
 )
 from .sqlite import SqliteStore
 
 __all__ = [
-    "APPROVED", "KEY_REUSED", "PENDING", "REFUSED", "ROLES", "TOO_MANY_CODES", "Accepted",
+    "APPROVED", "KEY_REUSED", "MARKETING", "NOTIFICATION", "PENDING", "PRIORITIES",
+    "PRIORITY_NAMES", "REFUSED", "ROLES", "TOO_MANY_CODES", "URGENT", "Accepted",
     "AcceptedRequest", "ApiRequest",
     "AppDirectory", "AuditEntry", "AuditNote", "CallbackRow", "ConsoleSession", "ConsoleUser",
     "MessageQuery", "MessageRow", "PendingCallbacks", "ReceiptRow", "Review", "SearchTooBroad",
@@ -76,6 +85,6 @@ __all__ = [
     "MessageView", "MoMessage", "MoPart", "MoView", "NewMessage", "OutboxEntry",
     "PendingMessage", "Pruned", "Receipt", "ReceiptOutcome", "SegmentResult", "SegmentView",
     "SqliteStore", "Store", "StoreError", "StoreUnavailable", "UserRow", "code_digest",
-    "to_signed",
+    "priority_of", "to_signed",
     "to_unsigned",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -31,6 +32,22 @@ class StoreError(Exception):
 class StoreUnavailable(Exception):
     """The store could not write an operation (disk full, I/O error, read-only, locked by
     another process): nothing of it was kept. The message says why; try again later."""
+
+
+# How urgent a message is: the store reads pending messages, and the dispatcher sends them,
+# lowest number first, then oldest first. Verification codes, and messages their app marks
+# urgent, go ahead of notifications, and notifications ahead of marketing.
+URGENT, NOTIFICATION, MARKETING = 0, 1, 2
+PRIORITIES = (URGENT, NOTIFICATION, MARKETING)
+PRIORITY_NAMES = ("urgent", "notification", "marketing")      # by priority: metric labels
+
+
+def priority_of(kind: str, urgent: bool = False) -> int:
+    """The priority of a message from a template of ``kind`` ("code", "notification",
+    "marketing"), marked ``urgent`` by its app or not."""
+    if urgent or kind == "code":
+        return URGENT
+    return MARKETING if kind == "marketing" else NOTIFICATION
 
 
 def code_digest(code: str, salt: str | None = None) -> str:
@@ -51,8 +68,9 @@ def to_unsigned(value: int) -> int:
 @dataclass(frozen=True)
 class NewMessage:
     """A message accepted from an application: one recipient, the final text (signature
-    included), the 8-bit UDH reference its parts will carry if it is long, and the URL its
-    final status is called back to instead of its app's (``callback``, from the request)."""
+    included), the 8-bit UDH reference its parts will carry if it is long, the URL its
+    final status is called back to instead of its app's (``callback``, from the request), and
+    whether its app marked it ``urgent``."""
 
     app: str
     channel: str
@@ -63,6 +81,11 @@ class NewMessage:
     idempotency_key: str | None = None
     reference: int = 0
     callback: str | None = None
+    urgent: bool = False
+
+    @property
+    def priority(self) -> int:
+        return priority_of(self.kind, self.urgent)
 
 
 class Accepted(NamedTuple):
@@ -76,7 +99,8 @@ class Accepted(NamedTuple):
 class PendingMessage(NamedTuple):
     """A message the dispatcher must (still) submit; ``done_parts`` already have a SUBMIT_RESP;
     ``attempts`` counts its deferrals; ``created_at`` is when it was accepted (the channel's
-    ``retry_for`` runs from then; None: no limit)."""
+    ``retry_for`` runs from then; None: no limit); ``priority`` is URGENT, NOTIFICATION or
+    MARKETING."""
 
     id: int
     channel: str
@@ -86,6 +110,7 @@ class PendingMessage(NamedTuple):
     attempts: int
     done_parts: frozenset[int] = frozenset()
     created_at: float | None = None
+    priority: int = NOTIFICATION
 
 
 class SegmentResult(NamedTuple):
@@ -122,13 +147,16 @@ class Receipt(NamedTuple):
 
 class ReceiptOutcome(NamedTuple):
     """What a receipt did: nothing (duplicate), wait unmatched, or settle a segment; and the
-    message's status when that changed it."""
+    message's status when that changed it, with the message's priority and acceptance time
+    (``accepted_at``) when it matched one."""
 
     duplicate: bool = False
     matched: bool = False
     message_id: int | None = None
     message_status: DeliveryStatus | None = None
     latency: float | None = None
+    priority: int = NOTIFICATION
+    accepted_at: float | None = None
 
 
 class MoPart(NamedTuple):
@@ -310,12 +338,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def accept(self, messages: list[NewMessage], now: float) -> list[Accepted]:
         """Store new messages (status accepted). A repeated (app, idempotency key) returns the
-        first message's id with ``existing`` set, storing nothing."""
+        first message's id with ``existing`` set, storing nothing. Urgent messages are stored
+        ahead of work queued for the store before them."""
 
     @abc.abstractmethod
-    async def fetch_pending(self, channel: str, after_id: int, limit: int,
+    async def fetch_pending(self, channel: str, after: Mapping[int, int], limit: int,
                             now: float) -> list[PendingMessage]:
-        """Messages of ``channel`` still to submit and due by ``now``, in id order."""
+        """Up to ``limit`` messages of ``channel`` still to submit and due by ``now``, the most
+        urgent first: by priority, then by id. ``after`` maps each priority to read to the
+        last id its caller has of it (0: from the start); priorities it leaves out are not
+        read. A fetch of urgent messages alone goes ahead of work queued before it."""
 
     @abc.abstractmethod
     async def defer(self, message_id: int, until: float) -> None:

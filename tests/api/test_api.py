@@ -130,6 +130,55 @@ def test_batch_sends_the_good_and_refuses_each_bad_recipient_alone(tmp_path):
     run(scenario)
 
 
+def test_sends_marked_urgent_and_codes_are_stored_urgent_the_rest_by_their_template(tmp_path):
+    async def scenario():
+        async with stack(tmp_path) as (api, gateway, sim):
+            sends = [("/v1/messages", {"mobile": "13800138001", "temp_id": 1,
+                                       "temp_para": {"order": "1"}, "urgent": True}),
+                     ("/v1/messages/batch", {"temp_id": 1, "urgent": True, "recipients": [
+                         {"mobile": "13800138002", "temp_para": {"order": "2"}},
+                         {"mobile": "13800138003", "temp_para": {"order": "3"}}]}),
+                     ("/v1/codes", {"mobile": "13800138004", "temp_id": 2}),
+                     ("/v1/messages", {"mobile": "13800138005", "temp_id": 1,
+                                       "temp_para": {"order": "5"}, "urgent": False}),
+                     ("/v1/messages", {"mobile": "13800138006", "temp_id": 1,
+                                       "temp_para": {"order": "6"}, "urgent": None}),
+                     ("/v1/messages", {"mobile": "13800138007", "temp_id": 3})]
+            for path, body in sends:
+                assert (await api.post(path, body))[0] == 200, (path, body)
+            rows = await gateway.store.query("SELECT recipient, priority FROM messages")
+            assert dict(rows) == {"13800138001": 0, "13800138002": 0, "13800138003": 0,
+                                  "13800138004": 0, "13800138005": 1, "13800138006": 1,
+                                  "13800138007": 2}
+            await eventually(lambda: len(sim.submits) == 7)
+            assert {s.submit.dest_terminal_ids[0][-1]: s.submit.msg_level
+                    for s in sim.submits} == {"1": 9, "2": 9, "3": 9, "4": 9, "5": 1, "6": 1,
+                                              "7": 0}
+    run(scenario)
+
+
+@pytest.mark.parametrize("path,body,detail", [
+    ("/v1/messages", {"mobile": "13800138000", "temp_id": 1, "temp_para": {"order": "A"},
+                      "urgent": "yes"}, "urgent must be true or false"),
+    ("/v1/messages", {"mobile": "13800138000", "temp_id": 1, "temp_para": {"order": "A"},
+                      "urgent": 1}, "urgent must be true or false"),
+    ("/v1/messages/batch", {"temp_id": 1, "urgent": [], "recipients": [
+        {"mobile": "13800138000", "temp_para": {"order": "A"}}]},
+     "urgent must be true or false"),
+    ("/v1/messages", {"mobile": "13800138000", "temp_id": 3, "urgent": True},
+     "a marketing message cannot be urgent"),
+    ("/v1/messages/batch", {"temp_id": 3, "urgent": True, "recipients": [
+        {"mobile": "13800138000"}]}, "a marketing message cannot be urgent"),
+])
+def test_a_bad_urgent_is_refused_whole_with_50007(tmp_path, path, body, detail):
+    async def scenario():
+        async with stack(tmp_path) as (api, gateway, sim):
+            answer = await api.post(path, body)
+            assert error(50007, 403)(answer) and answer[1]["error"]["detail"] == detail
+            assert await stored(gateway) == 0
+    run(scenario)
+
+
 @pytest.mark.parametrize("recipients,code", [([], 50030), (None, 50030)])
 def test_a_batch_without_recipients_is_refused_whole(tmp_path, recipients, code):
     async def scenario():

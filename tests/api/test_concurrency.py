@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+from gateway.api import messages
 from tests import api_stack
 from tests.aio import run
 from tests.api.test_api import stack, stored
@@ -35,6 +36,51 @@ def test_ten_identical_sends_at_once_give_one_acceptance(tmp_path):
             codes = Counter(a[1]["recipients"][0].get("error_code") for a in answers)
             assert codes == {None: 1, "50034": 9}
             assert await stored(gateway) == 2 + 9       # the batches' refusals are kept
+    run(scenario)
+
+
+def test_large_batches_at_once_share_the_repeat_rule_and_the_apps_rate(tmp_path):
+    """Batches are composed in turns (COMPOSE_CHUNK at a time); their rules are still checked
+    and counted with no await in between."""
+    def batch(first: int) -> dict:
+        recipients = [{"mobile": f"139{first + i:08d}", "temp_para": {"order": str(i)}}
+                      for i in range(300)]
+        recipients[250] = {"mobile": "13800138000", "temp_para": {"order": "shared"}}
+        return {"temp_id": 1, "recipients": recipients}
+
+    async def scenario():
+        async with stack(tmp_path) as (api, gateway, sim):
+            answers = await asyncio.gather(*(api.post("/v1/messages/batch", batch(1000 * i))
+                                             for i in range(3)))
+            shared = Counter(a[1]["recipients"][250].get("error_code") for a in answers)
+            assert shared == {None: 1, "50034": 2}
+        async with stack(tmp_path, "messages_per_app_per_second = 500") as (api, gateway, sim):
+            answers = await asyncio.gather(*(api.post("/v1/messages/batch", batch(10_000 * i))
+                                             for i in range(1, 3)))
+            assert sorted(a[0] if a[0] == 200 else a[1]["error"]["code"]
+                          for a in answers) == [200, 50009]
+    run(scenario)
+
+
+def test_a_batch_being_composed_gives_other_requests_a_turn_every_chunk(tmp_path, monkeypatch):
+    async def scenario():
+        async with stack(tmp_path) as (api, gateway, sim):
+            drafted, turns = [], []
+            draft = messages.draft
+            monkeypatch.setattr(messages, "draft",
+                                lambda *args: drafted.append(1) or draft(*args))
+            app = gateway.apps.get("shop")
+            template = gateway.api.registry.template(app, 1, messages.SENDABLE)
+            recipients = [{"mobile": f"139{i:08d}", "temp_para": {"order": str(i)}}
+                          for i in range(1000)]
+            async def code():                                   # another request's handler
+                turns.append(len(drafted))
+            other = asyncio.ensure_future(code())
+            drafts = await messages._drafts(gateway.api, app, template, recipients,
+                                            [r["mobile"] for r in recipients], None, False)
+            await other
+            assert len(drafts) == 1000 and all(d.message for d in drafts)
+            assert turns == [messages.COMPOSE_CHUNK]    # not after the thousand
     run(scenario)
 
 

@@ -43,8 +43,8 @@ ENDPOINTS = [
     ("DELETE", "/v1/users/{id}"),
     ("PATCH", "/v1/messages"), ("GET", "/v1/nowhere"),
 ]
-KEYS = ["mobile", "temp_id", "temp_para", "recipients", "code", "userid", "callback", "type",
-        "template", "sign_id", "code_length", "ttl", "phone", "order", "tag"]
+KEYS = ["mobile", "temp_id", "temp_para", "recipients", "code", "userid", "callback", "urgent",
+        "type", "template", "sign_id", "code_length", "ttl", "phone", "order", "tag"]
 CONTENT_TYPES = ["application/json", "application/json; charset=utf-8", "text/csv",
                  "text/plain", "multipart/form-data; boundary=xyz", "multipart/form-data",
                  "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", ""]

@@ -1004,6 +1004,8 @@ def test_the_dashboard_shows_what_operators_need_with_exported_metrics_only(expo
     panel_using("by (status)", "cmpp_store_messages")
     panel_using("outcome", "cmpp_callbacks_total")
     panel_using("cmpp_unmatched_receipts")
+    for waited in ("cmpp_accept_to_submit_seconds_bucket", "cmpp_accept_to_final_seconds_bucket"):
+        panel_using("histogram_quantile(0.99", "by (priority, le)", waited)
     assert used >= {"cmpp_submits_total", "cmpp_receipts_total", "cmpp_window_in_use"}
 
     # Panels sit side by side without overlapping, within Grafana's 24 columns.

@@ -1,6 +1,7 @@
 """The dispatcher's retry policy, against the simulator: what each SUBMIT outcome does to the
 message (Result 0, a definitive Result, Result 8 beyond the pool's cap, a connection lost with
-the SUBMIT unanswered), long messages part by part, and the TPS limit."""
+the SUBMIT unanswered), long messages part by part, the TPS limit, and priorities: a code goes
+ahead of a backlog, with its Msg_level."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from gateway.ops import Metrics
 from gateway.pipeline import ChannelDispatcher
 from gateway.sim import Account, Faults, Simulator, SimulatorConfig
 from gateway.status import load_tables
-from gateway.store import NewMessage, SqliteStore, to_unsigned
+from gateway.store import URGENT, NewMessage, SqliteStore, to_unsigned
 from tests.aio import eventually, run
 
 ACCOUNT, SECRET = "900001", "secret"
@@ -37,10 +38,10 @@ def channel_config(port: int, connections: int = 2, **settings):
 
 @contextlib.asynccontextmanager
 async def dispatching(faults: Faults | None = None, connections: int = 2, tuning=TUNING,
-                      **settings):
+                      simulator=Simulator, **settings):
     """A simulator, an in-memory store, a pool and a dispatcher that retries after 50 ms; the
     channel's metrics are ``dispatcher.metrics``."""
-    sim = Simulator(SimulatorConfig(accounts=[Account(ACCOUNT, SECRET)],
+    sim = simulator(SimulatorConfig(accounts=[Account(ACCOUNT, SECRET)],
                                     faults=faults or Faults()))
     await sim.start()
     channel = channel_config(sim.address[1], connections, **settings)
@@ -203,3 +204,89 @@ def test_while_commits_lag_no_more_than_twice_connections_x_window_segments_go_u
             await eventually(lambda: dispatcher.unsettled == 0)
             assert len(sim.submits) == 100
     run(scenario, timeout=30)
+
+
+# ----------------------------------------------------------------------------- priorities
+
+CODE_NUMBER = "13900139000"
+
+
+async def accept_code(store, dispatcher) -> int:
+    [accepted] = await store.accept([NewMessage("app1", "cmcc", CODE_NUMBER, "验证码 123456",
+                                                kind="code")], now=time.time())
+    dispatcher.notify(URGENT)
+    return accepted.id
+
+
+def code_submits(sim) -> list[int]:
+    """Where the code's SUBMITs are among all the simulator received."""
+    return [i for i, s in enumerate(sim.submits) if s.submit.dest_terminal_ids == (CODE_NUMBER,)]
+
+
+def test_a_code_accepted_while_a_backlog_drains_goes_next_with_msg_level_9():
+    async def scenario():
+        async with dispatching(tps=100) as (sim, store, dispatcher):         # 10 s of backlog
+            await accept(store, dispatcher, *(f"m{i}" for i in range(1000)))
+            await eventually(lambda: len(sim.submits) >= 20)
+            before = len(sim.submits)
+            await accept_code(store, dispatcher)
+            await eventually(lambda: code_submits(sim), timeout=20)
+            # Next but for the second it may take under load; not after the 500 notifications
+            # held in memory (read by the next fetch when the queue has room), nor after the
+            # whole backlog (the next fetch in id order).
+            [position] = code_submits(sim)
+            assert position - before < 100, (before, position)
+            levels = {s.submit.dest_terminal_ids[0]: s.submit.msg_level for s in sim.submits}
+            assert levels.pop(CODE_NUMBER) == 9
+            assert set(levels.values()) == {1}
+    run(scenario, timeout=60)
+
+
+def test_each_priority_has_its_msg_level_on_the_wire():
+    async def scenario():
+        async with dispatching() as (sim, store, dispatcher):
+            kinds = {"13800138001": ("code", False), "13800138002": ("notification", True),
+                     "13800138003": ("notification", False), "13800138004": ("marketing", False)}
+            await store.accept([NewMessage("app1", "cmcc", number, "text", kind=kind,
+                                           urgent=urgent)
+                                for number, (kind, urgent) in kinds.items()], now=time.time())
+            dispatcher.notify(URGENT)
+            await eventually(lambda: len(sim.submits) == 4)
+            assert {s.submit.dest_terminal_ids[0]: s.submit.msg_level for s in sim.submits} == \
+                {"13800138001": 9, "13800138002": 9, "13800138003": 1, "13800138004": 0}
+    run(scenario, timeout=30)
+
+
+class ThrottlingCodes(Simulator):
+    """Answers the first three SUBMITs to CODE_NUMBER with Result 8 (flow control): the pool
+    gives up on the third, and the dispatcher defers the code."""
+
+    refusals = 3
+
+    def on_submit(self, conn, event) -> None:
+        faults = self.config.faults
+        if event.submit.dest_terminal_ids == (CODE_NUMBER,) and self.refusals:
+            self.refusals -= 1
+            faults.submit_result = 8
+        try:
+            super().on_submit(conn, event)
+        finally:
+            faults.submit_result = None
+
+
+def test_a_deferred_code_goes_again_when_due_not_after_the_backlog():
+    async def scenario():
+        async with dispatching(tps=100, simulator=ThrottlingCodes) as (sim, store, dispatcher):
+            await accept(store, dispatcher, *(f"m{i}" for i in range(1000)))
+            await eventually(lambda: len(sim.submits) >= 20)
+            before = len(sim.submits)
+            code = await accept_code(store, dispatcher)
+            await eventually(lambda: any(sim.submits[i].result == 0 for i in code_submits(sim)),
+                             timeout=20)
+            [(attempts,)] = await store.query("SELECT attempts FROM messages WHERE id = ?",
+                                              (code,))
+            assert attempts == 1                                    # it was deferred once
+            # Sent again 50 ms later (retry_delay), not once the queue had room for a read
+            # (500 notifications later) or the backlog's last page was read.
+            assert code_submits(sim)[-1] - before < 100, (before, code_submits(sim))
+    run(scenario, timeout=60)

@@ -8,6 +8,7 @@ import contextlib
 from pathlib import Path
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 import cmpp
 from gateway.channel import Backoff, PoolTuning
@@ -244,6 +245,39 @@ def test_metrics_read_back_from_the_endpoint_show_what_happened(tmp_path):
                     for c in connections] == [("cmcc#0", "established", 0, 16, None),
                                               ("cmcc#1", "established", 0, 16, None)]
             assert "13800138000" not in text
+    run(scenario, timeout=30)
+
+
+def test_latency_histograms_count_messages_by_channel_and_priority_alone(tmp_path):
+    async def scenario():
+        options = GatewayOptions(tuning=FAST, ops_address=("127.0.0.1", 0), serve_api=False)
+        async with pipeline(tmp_path, {"report_delay": 0.01}, options=options) as (sim, gw):
+            accepted = await gw.accept([
+                NewMessage("app1", "cmcc", "13800138001", "验证码 123456", kind="code"),
+                NewMessage("app1", "cmcc", "13800138002", "警报", urgent=True),
+                NewMessage("app1", "cmcc", "13800138003", "很长的通知" * 30),     # 3 parts
+                NewMessage("app1", "cmcc", "13800138004", "优惠", kind="marketing"),
+                NewMessage("app1", "cmcc", "1" * 30, "优惠", kind="marketing")])  # fails
+            assert await all_final(gw, [a.id for a in accepted]) == \
+                ["delivered"] * 4 + ["failed"]
+            host, port = gw.ops.address
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://{host}:{port}/metrics") as response:
+                    text = await response.text()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        expected = {"cmpp_accept_to_submit_seconds": {"urgent": 2, "notification": 1,
+                                                      "marketing": 1},
+                    "cmpp_accept_to_final_seconds": {"urgent": 2, "notification": 1,
+                                                     "marketing": 2}}
+        for name, counts in expected.items():
+            samples = families[name].samples
+            assert {s.labels["priority"]: s.value for s in samples
+                    if s.name == name + "_count"} == counts
+            assert {frozenset(s.labels) - {"le"} for s in samples} == \
+                {frozenset({"channel", "priority"})}
+            assert {s.labels["channel"] for s in samples} == {"cmcc"}
+            assert all(0 <= s.value < 30 for s in samples if s.name == name + "_sum")
+        assert "138001380" not in text and "验证码" not in text
     run(scenario, timeout=30)
 
 

@@ -8,11 +8,20 @@ from pathlib import Path
 import pytest
 
 from gateway.status import DeliveryStatus, load_tables
-from gateway.store import MoMessage, MoPart, NewMessage, Receipt, SegmentResult, SqliteStore
+from gateway.store import (
+    PRIORITIES,
+    MoMessage,
+    MoPart,
+    NewMessage,
+    Receipt,
+    SegmentResult,
+    SqliteStore,
+)
 from tests.aio import run, with_store
 
 TABLES = load_tables(Path(__file__).resolve().parents[2] / "fixtures" / "providers")
 CODES = TABLES.for_provider("default")
+FROM_START = dict.fromkeys(PRIORITIES, 0)
 
 
 def receipt(msg_id: int, stat: str = "DELIVRD", deliver_msg_id: int | None = None,
@@ -38,11 +47,12 @@ def test_accepted_messages_get_ids_and_wait_to_be_submitted():
     async def scenario(store):
         accepted = await store.accept([new(1), new(2), new(3)], now=1.0)
         assert [a.id for a in accepted] == [1, 2, 3] and not any(a.existing for a in accepted)
-        pending = await store.fetch_pending("cmcc", 0, 10, now=1.0)
+        pending = await store.fetch_pending("cmcc", FROM_START, 10, now=1.0)
         assert [(p.id, p.text, p.done_parts) for p in pending] == \
             [(1, "hello 1", frozenset()), (2, "hello 2", frozenset()), (3, "hello 3", frozenset())]
-        assert await store.fetch_pending("cmcc", 2, 10, now=1.0) == [pending[2]]
-        assert await store.fetch_pending("other", 0, 10, now=1.0) == []
+        assert await store.fetch_pending("cmcc", dict.fromkeys(PRIORITIES, 2), 10, now=1.0) \
+            == [pending[2]]
+        assert await store.fetch_pending("other", FROM_START, 10, now=1.0) == []
         assert await store.status_counts() == {"accepted": 3}
     with_store(scenario)
 
@@ -69,7 +79,7 @@ def test_what_was_committed_survives_closing_and_reopening(tmp_path):
     with_store(write, path)
 
     async def read(store):
-        assert [p.id for p in await store.fetch_pending("cmcc", 0, 10, now=5.0)] == [2]
+        assert [p.id for p in await store.fetch_pending("cmcc", FROM_START, 10, now=5.0)] == [2]
         assert (await store.message(1)).status == "submitted"
         assert await store.status_counts() == {"accepted": 1, "submitted": 1}
         assert await store.unmatched_receipts() == 1
@@ -98,8 +108,8 @@ def test_a_deferred_message_waits_until_it_is_due():
     async def scenario(store):
         [a] = await store.accept([new()], now=1.0)
         await store.defer(a.id, until=50.0)
-        assert await store.fetch_pending("cmcc", 0, 10, now=49.0) == []
-        [again] = await store.fetch_pending("cmcc", 0, 10, now=50.0)
+        assert await store.fetch_pending("cmcc", FROM_START, 10, now=49.0) == []
+        [again] = await store.fetch_pending("cmcc", FROM_START, 10, now=50.0)
         assert again.attempts == 1
     with_store(scenario)
 

@@ -13,6 +13,7 @@ import functools
 import json
 import sqlite3
 from collections import Counter
+from collections.abc import Mapping
 
 from gateway.status import DeliveryStatus, derive_status
 
@@ -51,11 +52,13 @@ CREATE TABLE IF NOT EXISTS messages (
     submitted_at REAL,
     next_attempt_at REAL NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
-    callback TEXT
+    callback TEXT,
+    priority INTEGER NOT NULL DEFAULT 1
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency
     ON messages(app, idempotency_key) WHERE idempotency_key IS NOT NULL;
-CREATE INDEX IF NOT EXISTS messages_accepted ON messages(channel, id) WHERE status = 'accepted';
+CREATE INDEX IF NOT EXISTS messages_pending ON messages(channel, priority, id)
+    WHERE status = 'accepted';
 CREATE INDEX IF NOT EXISTS messages_submitted ON messages(submitted_at) WHERE status = 'submitted';
 
 CREATE TABLE IF NOT EXISTS segments (
@@ -202,8 +205,11 @@ class State:
 # it wrote; 5, api_responses.request (what a request with an Idempotency-Key was, so that the
 # key cannot be used for another), signatures.type and .remark (JSMS's signature form), and
 # the index messages_codes (the codes a number got, counted for codes_per_number_*): columns
-# and an index that gateway.store.sqlite.api adds to an older file as it opens.
-SCHEMA_VERSION = 5
+# and an index that gateway.store.sqlite.api adds to an older file as it opens; 6,
+# messages.priority (0 urgent: codes and messages marked urgent, 1 notification, 2 marketing;
+# an older file's messages get theirs from their kind) and the index messages_pending, by
+# channel, priority and id, instead of messages_accepted, by channel and id.
+SCHEMA_VERSION = 6
 
 ROWS_PER_STATEMENT = 512
 MIN_SQLITE = (3, 35, 0)
@@ -277,8 +283,8 @@ def open_database(path: str, synchronous: str) -> State:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={synchronous}")
     db.execute("PRAGMA busy_timeout=10000")
-    db.executescript(SCHEMA)
     _migrate(db)
+    db.executescript(SCHEMA)
     if version < SCHEMA_VERSION:
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     state = State(db)
@@ -289,11 +295,22 @@ def open_database(path: str, synchronous: str) -> State:
 
 
 def _migrate(db: sqlite3.Connection) -> None:
-    """Bring a file of an older layout up to this one (CREATE TABLE IF NOT EXISTS leaves an
-    existing table as it was): layout 2 adds messages.callback."""
+    """Bring the messages of a file of an older layout up to this one, before SCHEMA makes
+    what is missing (CREATE ... IF NOT EXISTS leaves an existing table as it was): layout 2
+    adds messages.callback; layout 6 adds messages.priority, set from each message's kind, and
+    drops messages_accepted (SCHEMA then makes messages_pending), in one transaction."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
+    if not columns:                     # a new file: SCHEMA makes the table as it is now
+        return
     if "callback" not in columns:
         db.execute("ALTER TABLE messages ADD COLUMN callback TEXT")
+    if "priority" not in columns:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("ALTER TABLE messages ADD COLUMN priority INTEGER NOT NULL DEFAULT 1")
+        db.execute("UPDATE messages SET priority = CASE kind WHEN 'code' THEN 0 ELSE 2 END "
+                   "WHERE kind IN ('code', 'marketing')")
+        db.execute("DROP INDEX IF EXISTS messages_accepted")
+        db.execute("COMMIT")
 
 
 # ----------------------------------------------------------------------------- messages
@@ -319,34 +336,52 @@ def _insert_messages(state: State, messages: list[NewMessage], now: float) -> li
         return []
     execute_rows(
         state.db, "INSERT INTO messages (app, channel, recipient, text, template_id, kind, "
-        "idempotency_key, reference, created_at, callback) VALUES ",
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "idempotency_key, reference, created_at, callback, priority) VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(m.app, m.channel, m.recipient, m.text, m.template_id, m.kind, m.idempotency_key,
-          m.reference, now, m.callback) for m in messages])
+          m.reference, now, m.callback, m.priority) for m in messages])
     last = state.db.execute("SELECT last_insert_rowid()").fetchone()[0]
     state.moved(None, DeliveryStatus.ACCEPTED.value, len(messages))
     return list(range(last - len(messages) + 1, last + 1))
 
 
-def fetch_pending(state: State, channel: str, after_id: int, limit: int,
+# The pending messages of one channel and priority from an id on, oldest first: a range of
+# the index messages_pending, in its order (nothing to sort).
+PENDING = ("SELECT id, recipient, text, reference, attempts, created_at, priority "
+           "FROM messages WHERE channel = ? AND status = 'accepted' AND priority = ? "
+           "AND id > ? AND next_attempt_at <= ? ORDER BY id LIMIT ?")
+
+
+def fetch_pending(state: State, channel: str, after: Mapping[int, int], limit: int,
                   now: float) -> list[PendingMessage]:
-    rows = json_rows(
-        state.db, "id, recipient, text, reference, attempts, created_at",
-        "FROM (SELECT id, recipient, text, reference, attempts, created_at FROM messages "
-        "WHERE channel = ? AND status = 'accepted' AND id > ? AND next_attempt_at <= ? "
-        "ORDER BY id LIMIT ?)", (channel, after_id, now, limit))
+    """The most urgent first: each priority of ``after`` in turn, from its id on, until
+    ``limit``."""
+    rows: list[list] = []
+    for priority in sorted(after):
+        if len(rows) >= limit:
+            break
+        rows += sorted(json_rows(
+            state.db, "id, recipient, text, reference, attempts, created_at, priority",
+            f"FROM ({PENDING})", (channel, priority, after[priority], now, limit - len(rows))))
     if not rows:
         return []
-    rows.sort()
     done: dict[int, set[int]] = {}
-    for message_id, part in json_rows(
-            state.db, "s.message_id, s.part",
-            "FROM segments s JOIN messages m ON m.id = s.message_id "
-            "WHERE s.message_id BETWEEN ? AND ? AND m.status = 'accepted'",
-            (rows[0][0], rows[-1][0])):
+    for message_id, part in _done_parts(state, [r[0] for r in rows]):
         done.setdefault(message_id, set()).add(part)
     return [PendingMessage(r[0], channel, r[1], r[2], r[3], r[4], frozenset(done.get(r[0], ())),
-                           r[5]) for r in rows]
+                           r[5], r[6]) for r in rows]
+
+
+def _done_parts(state: State, message_ids: list[int]) -> list[list]:
+    """(message id, part) of the segments these messages have already (parts of a long
+    message answered before a restart): 512 ids a statement."""
+    found = []
+    for start in range(0, len(message_ids), 512):
+        chunk = padded(message_ids[start:start + 512])
+        found += json_rows(state.db, "message_id, part",
+                           f"FROM segments WHERE message_id IN ({','.join('?' * len(chunk))})",
+                           chunk)
+    return found
 
 
 def defer(state: State, message_id: int, until: float) -> None:

@@ -49,7 +49,8 @@ def record_receipts(state: State, receipts: list[Receipt]) -> list[ReceiptOutcom
             out[i] = ReceiptOutcome()
             continue
         latency = r.received_at - segment.submitted_at
-        out[i] = ReceiptOutcome(matched=True, message_id=segment.message_id, latency=latency)
+        out[i] = ReceiptOutcome(matched=True, message_id=segment.message_id, latency=latency,
+                                priority=segment.priority, accepted_at=segment.created_at)
         if status is None or segment.status != SUBMITTED:
             continue
         segment.status = status                     # a later report in this set sees it final
@@ -58,8 +59,7 @@ def record_receipts(state: State, receipts: list[Receipt]) -> list[ReceiptOutcom
                             int(c.temporary), r.received_at)
             settled = _settle(state, segment.message_id, segment.parts, r.received_at,
                               c.provider)
-            out[i] = ReceiptOutcome(matched=True, message_id=segment.message_id,
-                                    message_status=settled, latency=latency)
+            out[i] = out[i]._replace(message_status=settled)
             continue
         segment_updates.append((status, c.stat, int(c.temporary), r.received_at,
                                 segment.message_id, segment.part))
@@ -71,8 +71,7 @@ def record_receipts(state: State, receipts: list[Receipt]) -> list[ReceiptOutcom
                                                r.received_at))
             state.moved(segment.message_status, status)
             segment.message_status = status
-            out[i] = ReceiptOutcome(False, True, segment.message_id, DeliveryStatus(status),
-                                    latency)
+            out[i] = out[i]._replace(message_status=DeliveryStatus(status))
     _write_receipts(state, rows, segment_updates, message_updates, callbacks)
     return out
 
@@ -81,13 +80,14 @@ class _Named:
     """A segment named by a report, with what settling it needs from its message."""
 
     __slots__ = ("message_id", "part", "parts", "submitted_at", "status", "app",
-                 "message_status", "callback")
+                 "message_status", "callback", "created_at", "priority")
 
     def __init__(self, message_id, part, parts, submitted_at, status, app, message_status,
-                 callback):
+                 callback, created_at, priority):
         self.message_id, self.part, self.parts = message_id, part, parts
         self.submitted_at, self.status = submitted_at, status
         self.app, self.message_status, self.callback = app, message_status, callback
+        self.created_at, self.priority = created_at, priority
 
 
 def _chunks(items: list, size: int):
@@ -109,7 +109,8 @@ def _look_up(state: State, receipts: list[Receipt]) -> tuple[dict, set]:
             deliver_ids = padded(sorted({to_signed(r.deliver_msg_id) for r in chunk}))
             segments, stored = json.loads(state.db.execute(
                 "SELECT json_array((SELECT json_group_array(json_array(s.msg_id, s.message_id, "
-                "s.part, s.parts, s.submitted_at, s.status, m.app, m.status, m.callback)) "
+                "s.part, s.parts, s.submitted_at, s.status, m.app, m.status, m.callback, "
+                "m.created_at, m.priority)) "
                 "FROM segments s JOIN messages m ON m.id = s.message_id "
                 f"WHERE s.msg_id IN ({_marks(len(msg_ids))}) AND s.channel = ?), "
                 "(SELECT json_group_array(json_array(deliver_msg_id, msg_id, stat)) "

@@ -5,6 +5,10 @@ Operations go into a thread-safe queue; the writer thread takes everything queue
 back to the event loop in one call, which resolves their futures. The next batch starts as soon
 as the last one is committed, without waiting for the event loop. If a transaction fails, each
 of its operations is retried in a transaction of its own, so one bad operation fails alone.
+Operations on urgent messages alone (accepting a verification code, fetching urgent messages)
+wait in a lane of their own: each round commits them first, in a small transaction of their
+own, so that they never wait behind the bulk work queued before them (a batch of a thousand
+notifications, a burst of receipts), only for the transaction being committed.
 ``synchronous=NORMAL`` (the default) survives a crash of the process; ``FULL`` also survives a
 power cut, at an fsync per commit.
 
@@ -26,10 +30,12 @@ import sqlite3
 import threading
 import time
 from bisect import bisect_left
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..interface import (
+    URGENT,
     MoMessage,
     MoPart,
     NewMessage,
@@ -49,6 +55,7 @@ from . import users as users_sql
 log = logging.getLogger("cmpp_gateway.store")
 
 _STOP = object()          # queued by close(): the writer finishes what came before and ends
+_URGENT = object()        # queued with each urgent operation: wakes the writer for it
 COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 
@@ -75,6 +82,7 @@ class SqliteStore(Store):
         self.max_pages = max_pages
         self._state: sql.State | None = None
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._urgent: deque[_Op] = deque()          # the urgent lane (see the module's doc)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer: threading.Thread | None = None
         self._stopped: asyncio.Future | None = None
@@ -121,12 +129,16 @@ class SqliteStore(Store):
 
     # ------------------------------------------------------------------------- the engine
 
-    def _submit(self, fn, *args) -> asyncio.Future:
+    def _submit(self, fn, *args, urgent: bool = False) -> asyncio.Future:
         loop = self._loop
         if loop is None:
             raise RuntimeError("the store is not open")
         future = loop.create_future()
-        self._inbox.put(_Op(fn, args, future))
+        if urgent:
+            self._urgent.append(_Op(fn, args, future))
+            self._inbox.put(_URGENT)
+        else:
+            self._inbox.put(_Op(fn, args, future))
         return future
 
     def _write(self, loop: asyncio.AbstractEventLoop, opened: asyncio.Future) -> None:
@@ -168,12 +180,28 @@ class SqliteStore(Store):
             if _STOP in batch:
                 stopping = True
                 batch = batch[:batch.index(_STOP)]
-            if batch:
-                try:
-                    outcomes = self._run(batch)
-                except Exception as error:  # noqa: BLE001 - e.g. a rollback that failed
-                    outcomes = [(False, error)] * len(batch)
-                _post(loop, _resolve, batch, outcomes)
+            self._commit(loop, self._take_urgent())
+            self._commit(loop, [op for op in batch if op is not _URGENT])
+        while self._urgent:                 # closing: the lane's last ones (beyond a batch)
+            self._commit(loop, self._take_urgent())
+
+    def _take_urgent(self) -> list[_Op]:
+        """Writer thread: the urgent lane's operations, as many as came (up to batch_limit)."""
+        urgent = self._urgent
+        batch = []
+        while urgent and len(batch) < self.batch_limit:
+            batch.append(urgent.popleft())
+        return batch
+
+    def _commit(self, loop: asyncio.AbstractEventLoop, batch: list[_Op]) -> None:
+        """Writer thread: run ``batch`` and hand its outcomes to the event loop."""
+        if not batch:
+            return
+        try:
+            outcomes = self._run(batch)
+        except Exception as error:  # noqa: BLE001 - e.g. a rollback that failed
+            outcomes = [(False, error)] * len(batch)
+        _post(loop, _resolve, batch, outcomes)
 
     def _probe_wait(self) -> float | None:
         if self.write_error is None:
@@ -245,11 +273,12 @@ class SqliteStore(Store):
     # than a task per call on the receipt and submit paths).
 
     def accept(self, messages: list[NewMessage], now: float) -> asyncio.Future:
-        return self._submit(sql.accept, messages, now)
+        return self._submit(sql.accept, messages, now, urgent=_urgent(messages))
 
-    def fetch_pending(self, channel: str, after_id: int, limit: int,
+    def fetch_pending(self, channel: str, after: Mapping[int, int], limit: int,
                       now: float) -> asyncio.Future:
-        return self._submit(sql.fetch_pending, channel, after_id, limit, now)
+        return self._submit(sql.fetch_pending, channel, after, limit, now,
+                            urgent=set(after) == {URGENT})
 
     def defer(self, message_id: int, until: float) -> asyncio.Future:
         return self._submit(sql.defer, message_id, until)
@@ -317,7 +346,8 @@ class SqliteStore(Store):
     # The API's records (gateway.store.sqlite.api).
 
     def accept_request(self, request, now: float) -> asyncio.Future:
-        return self._submit(api_sql.accept_request, request, now)
+        return self._submit(api_sql.accept_request, request, now,
+                            urgent=_urgent(request.messages))
 
     def verify_code(self, app: str, message_id: int, code: str, now: float,
                     max_attempts: int = 5) -> asyncio.Future:
@@ -550,6 +580,11 @@ def _apply_merged(state, batch: list[_Op], groups: dict[tuple, list[int]], value
             values[i] = merged[start:start + size]
             start += size
     groups.clear()
+
+
+def _urgent(messages) -> bool:
+    """Whether storing ``messages`` takes the urgent lane: one of them is urgent."""
+    return any(m.priority == URGENT for m in messages)
 
 
 def _query(state: sql.State, statement: str, parameters: tuple) -> list[tuple]:
