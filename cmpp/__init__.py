@@ -1,12 +1,13 @@
 """cmpp: a sans-IO CMPP 2.0 codec (China Mobile Peer to Peer).
 
-Bytes in, typed PDUs out, and back: ``encode``, ``decode``, ``FrameDecoder``; the login
-authenticators, Msg_Id packing, text encodings and long-message split and reassembly. No
-sockets, no event loop, no clock: time is always passed in.
+Bytes in, typed PDUs out, and back: ``encode``, ``decode``, ``FrameDecoder`` (``prepare`` for a
+PDU encoded many times); the login authenticators, Msg_Id packing, text encodings and
+long-message split and reassembly. No sockets, no event loop, no clock: time is always
+passed in.
 """
 
 from .auth import authenticator_ismg, authenticator_source, timestamp
-from .codec import DEFAULT_MAX_LENGTH, FrameDecoder, decode, encode
+from .codec import DEFAULT_MAX_LENGTH, FrameDecoder, decode, encode, prepare
 from .errors import CodecError, ProtocolError
 from .msgid import MsgId, nth_of_mass_send
 from .pdus import (
@@ -43,5 +44,5 @@ __all__ = [
     "ProtocolError", "Query", "QueryResp", "Reassembler", "Segment", "StatusReport", "Submit",
     "SubmitResp", "SubmitResult", "Terminate", "TerminateResp", "authenticator_ismg",
     "authenticator_source", "decode", "decode_report", "decode_text", "encode", "encode_report",
-    "encode_text", "nth_of_mass_send", "split_text", "split_udh", "timestamp",
+    "encode_text", "nth_of_mass_send", "prepare", "split_text", "split_udh", "timestamp",
 ]

@@ -163,11 +163,29 @@ def encode(pdu: Pdu) -> bytes:
     """
     codec = _CODECS[pdu.command_id]
     values = pdu.__dict__
+    body = values.get(_BODY)
     try:
-        body = codec.build(values)
+        if body is None:
+            body = codec.build(values)
         return _HEADER.pack(12 + len(body), pdu.command_id, values["sequence_id"]) + body
     except Exception as error:  # noqa: BLE001 - every failure is explained by _encode_error
         raise _encode_error(pdu, codec, error) from None
+
+
+_BODY = "_encoded_body"     # a prepared PDU's body, kept beside its fields (not a field)
+
+
+def prepare(pdu: Pdu) -> Pdu:
+    """The same PDU with its body encoded now and kept, for one that is sent many times under
+    different Sequence_Ids (a load tool's messages): ``encode`` of it, and of its copies by
+    ``with_sequence``, then only packs the 12-byte header. The bytes are exactly those of
+    ``encode``, and so is the ``ValueError`` for a value that does not fit. It is equal to
+    ``pdu`` (the kept body is not a field); a copy made with other values is not prepared.
+    """
+    body = encode(pdu)[12:]
+    prepared = pdu.with_sequence(pdu.sequence_id)
+    prepared.__dict__[_BODY] = body
+    return prepared
 
 
 def _encode_error(pdu: Pdu, codec: _Codec, original: Exception) -> ValueError:

@@ -88,6 +88,7 @@ class _Waiting:
         self.first_sent, self.deadline, self.windowed = now, now + timeout, windowed
 
 
+_ESTABLISHED = State.ESTABLISHED      # looked up at every SUBMIT
 # Responses to requests we sent, by the request class they answer.
 _ANSWERS = {SubmitResp: Submit, DeliverResp: Deliver, ActiveTestResp: ActiveTest}
 _STRUCTURE_ERROR = 1
@@ -106,7 +107,9 @@ class Session:
         self._events: deque[ev.Event] = deque()
         self._sequence = first_sequence
         self._waiting: dict[int, _Waiting] = {}     # in deadline order
-        self._in_window = 0       # windowed requests waiting
+        # How many more requests may be sent before the window is full (an attribute, not a
+        # property: a pool reads it for every connection at every SUBMIT).
+        self.window_free = self.config.window
         self._probes = 0          # requests waiting outside the window (ACTIVE_TEST)
         self._last_received = now
         self._login_deadline: float | None = now + self.config.login_timeout \
@@ -142,14 +145,9 @@ class Session:
         return due
 
     @property
-    def window_free(self) -> int:
-        """How many more requests may be sent before the window is full."""
-        return self.config.window - self._in_window
-
-    @property
     def in_window(self) -> int:
         """Requests sent and waiting for a response."""
-        return self._in_window
+        return self.config.window - self.window_free
 
     # ------------------------------------------------------------------------- commands
 
@@ -173,7 +171,8 @@ class Session:
         WindowFull when ``window`` requests are waiting, SessionError outside the established
         state, ValueError when a field does not fit or ``max_sends`` is out of range (nothing
         is sent then)."""
-        self._require(Role.CLIENT, State.ESTABLISHED, "submit")
+        if self.state is not _ESTABLISHED or self.role is not Role.CLIENT:
+            self._require(Role.CLIENT, State.ESTABLISHED, "submit")
         limit = self.config.max_sends
         if max_sends is not None:
             if not 1 <= max_sends <= limit:
@@ -312,14 +311,14 @@ class Session:
 
     def _send_request(self, pdu: Pdu, now: float, windowed: bool = True,
                       limit: int | None = None) -> Pdu:
-        if windowed and self._in_window >= self.config.window:
-            raise WindowFull(f"{self._in_window} requests wait for responses")
+        if windowed and self.window_free <= 0:
+            raise WindowFull(f"{self.in_window} requests wait for responses")
         seq = self._next_sequence()
         pdu = pdu.with_sequence(seq)
         frame = encode(pdu)
         self._waiting[seq] = _Waiting(pdu, frame, now, self.config.response_timeout, windowed,
                                       limit or self.config.max_sends)
-        self._in_window += windowed
+        self.window_free -= windowed
         self._probes += not windowed
         self._out.append(frame)
         return pdu
@@ -352,7 +351,7 @@ class Session:
                 self._out.append(request.frame)
                 self._events.append(ev.RequestResent(request.pdu, request.sends))
                 continue
-            self._in_window -= request.windowed
+            self.window_free += request.windowed
             self._probes -= not request.windowed
             self._events.append(ev.RequestTimedOut(request.pdu, request.sends))
         if spent is not None:
@@ -367,7 +366,7 @@ class Session:
             self._accepts = frozenset()
         unanswered = [w for w in self._waiting.values() if w.windowed]
         self._waiting.clear()
-        self._in_window = self._probes = 0
+        self.window_free, self._probes = self.config.window, 0
         self._login_deadline = self._terminate_deadline = None
         self._events.append(ev.ConnectionTerminated(reason, by_peer,
                                                     tuple(w.pdu for w in unanswered),
@@ -443,7 +442,7 @@ class Session:
             self._events.append(ev.UnexpectedResponse(pdu))
             return
         del self._waiting[pdu.sequence_id]
-        self._in_window -= waiting.windowed
+        self.window_free += waiting.windowed
         self._probes -= not waiting.windowed
         request = waiting.pdu
         if isinstance(pdu, SubmitResp):

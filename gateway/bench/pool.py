@@ -26,7 +26,7 @@ import statistics
 import cmpp
 from gateway.channel import ChannelPool
 
-from .load import channel_config
+from .options import channel_config
 from .session import (
     ACCOUNT,
     HOST,

@@ -137,11 +137,17 @@ def _serve(kind: str, pipe) -> None:
     asyncio.run(_serve_until_told(kind, pipe))
 
 
+def bench_simulator() -> Simulator:
+    """The simulator the benchmarks drive: the bench account (64 connections), nothing
+    recorded (a load test's SUBMITs would fill the memory)."""
+    return Simulator(SimulatorConfig(accounts=[Account(ACCOUNT, SECRET, max_connections=64)],
+                                     record=False))
+
+
 async def _serve_until_told(kind: str, pipe) -> None:
     loop = asyncio.get_running_loop()
     if kind == "simulator":
-        sim = Simulator(SimulatorConfig(accounts=[Account(ACCOUNT, SECRET, max_connections=64)],
-                                        record=False))
+        sim = bench_simulator()
         _, port = await sim.start(HOST, 0)
     else:
         server = await loop.create_server(FramingServer, HOST, 0)
@@ -152,6 +158,16 @@ async def _serve_until_told(kind: str, pipe) -> None:
     await told
     if kind == "simulator":
         await sim.stop()
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc), or None (gone, or no /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 class ServerProcess:
@@ -171,12 +187,7 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU time of the process so far (Linux /proc), or None."""
-        try:
-            with open(f"/proc/{self.process.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError, ValueError):
-            return None
+        return cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         self.pipe.close()                          # EOF: the child's loop ends

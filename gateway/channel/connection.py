@@ -55,8 +55,10 @@ def _raise_if_cancelling() -> None:
 
 class SessionProtocol(asyncio.Protocol):
     """The asyncio plumbing around one session, either role: bytes in, one coalesced write per
-    loop iteration out, one timer re-armed at the session's next deadline when bytes go out,
-    and every event handed to ``_handle_event``.
+    loop iteration out, one timer armed at the session's next deadline when bytes go out (a
+    timer armed for an earlier time stays: it fires, ``handle_timer`` finds nothing due, and
+    the timer is armed again; a busy link does not cancel and re-arm one for every write), and
+    every event handed to ``_handle_event``.
 
     Events are pumped by one loop that never re-enters: a handler may call the session again
     (answer a request, acknowledge a DELIVER), and the events that produces are taken by the
@@ -97,7 +99,12 @@ class SessionProtocol(asyncio.Protocol):
             self._flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        """The flush a session call scheduled, unless one since (a read's) sent it all."""
+        if self._flush_scheduled:
+            self._flush()
 
     def _flush(self) -> None:
         """Write what the session has to send and re-arm its timer (or close, once it ended)."""
@@ -119,9 +126,9 @@ class SessionProtocol(asyncio.Protocol):
         self._after_session_call()
 
     def _rearm_timer(self) -> None:
-        due = self.session.get_timer()
-        if due == self._timer_at:
-            return
+        due, armed = self.session.get_timer(), self._timer_at
+        if due == armed or (due is not None and armed is not None and armed < due):
+            return      # an earlier timer is armed: when it fires, the session is asked again
         self._cancel_timer()
         if due is not None and due != math.inf:     # inf: a heartbeat that never falls due
             self._timer_at = due
@@ -246,7 +253,7 @@ class Connection(SessionProtocol):
         self._pending[sent.sequence_id] = future
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self._scheduled_flush)
         return future
 
     def submit_soon(self, submit: cmpp.Submit,
@@ -259,7 +266,7 @@ class Connection(SessionProtocol):
         self._pending[sent.sequence_id] = on_answer
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self._scheduled_flush)
 
     def acknowledge_deliver(self, deliver: cmpp.Deliver, result: int = 0) -> bool:
         """Answer a DELIVER; False when this connection is already closed (the ISMG will
@@ -315,7 +322,8 @@ class Connection(SessionProtocol):
 
     def _resolve(self, sequence_id: int, result=None, error: Exception | None = None) -> None:
         waiter = self._pending.pop(sequence_id, None)
-        self._open_window()
+        if self._window_waiters:
+            self._open_window()
         if waiter is not None:
             self._answer(waiter, result if error is None else error)
 

@@ -37,6 +37,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import cmpp
 from cmpp import events as ev
@@ -77,11 +78,11 @@ class PoolTuning:
     drain_timeout: float = 30.0
 
 
-@dataclass(frozen=True)
-class Submitted:
+class Submitted(NamedTuple):
     """A SUBMIT the ISMG accepted: its response, the connection that carried it, and how many
     times it was sent (all its sends on connections that failed under it, one on the
-    connection that answered: a resend after T there is counted only in the metrics)."""
+    connection that answered: a resend after T there is counted only in the metrics).
+    A named tuple: one is made for every SUBMIT, and a tuple is the cheapest to make."""
 
     response: cmpp.SubmitResp
     connection: str
@@ -118,6 +119,27 @@ class _Attempt:
 
     def __init__(self) -> None:
         self.sends = self.unanswered = self.throttled = self.lost = 0
+
+
+class _SentNow(_Attempt):
+    """A SUBMIT sent by ``submit_now``: its attempt, and who is told its outcome (one object
+    per SUBMIT, where a closure and an attempt would be two)."""
+
+    __slots__ = ("pool", "slot", "connection", "submit", "on_done")
+
+    def __init__(self, pool: ChannelPool, slot: _Slot, connection: str, submit: cmpp.Submit,
+                 on_done: Callable[[Submitted | Exception], None]) -> None:
+        self.sends, self.unanswered, self.throttled, self.lost = 1, 0, 0, 0
+        self.pool, self.slot, self.connection, self.submit = pool, slot, connection, submit
+        self.on_done = on_done
+
+    def answered(self, answer: cmpp.SubmitResp | Exception) -> None:
+        """Its outcome: done (Result 0), or handed to the pool to send again or give up."""
+        if isinstance(answer, Exception):
+            self.pool._resend_now(answer, self)
+            return
+        self.slot.throttled_in_a_row = 0
+        self.pool._done(self.on_done, Submitted(answer, self.connection, self.sends, self.lost))
 
 
 @dataclass
@@ -327,37 +349,31 @@ class ChannelPool:
         field that does not fit; nothing is sent)."""
         if self._closing or self._waiters:
             return False
-        now = self._loop.time()
-        slot, cooling = self._free_slot(now)
+        slot, cooling = self._free_slot()
         if slot is None:
             if cooling is not None:
                 self._window_free_at(cooling)
             return False
-        turn = self._limiter.try_pass(now)
-        if turn is not None:
-            self._window_free_at(turn)
-            return False
-        attempt = _Attempt()
+        if self._limiter.interval:
+            turn = self._limiter.try_pass(self._loop.time())
+            if turn is not None:
+                self._window_free_at(turn)
+                return False
         conn = slot.connection
-        conn.submit_soon(submit, lambda answer: self._answered(answer, slot, conn.name, submit,
-                                                               attempt, on_done))
-        attempt.sends += 1
+        sent = _SentNow(self, slot, conn.name, submit, on_done)
+        conn.submit_soon(submit, sent.answered)
         self._begin()
         return True
 
-    def _answered(self, answer: cmpp.SubmitResp | Exception, slot: _Slot, connection: str,
-                  submit: cmpp.Submit, attempt: _Attempt, on_done) -> None:
-        """The outcome of a ``submit_now`` send: done, or sent again as ``submit`` would."""
-        if not isinstance(answer, Exception):
-            slot.throttled_in_a_row = 0
-            self._done(on_done, Submitted(answer, connection, attempt.sends, attempt.lost))
-            return
+    def _resend_now(self, answer: Exception, sent: _SentNow) -> None:
+        """A ``submit_now`` send failed: sent again as ``submit`` would, or given up."""
         try:
-            self._count_failure(slot, answer, attempt)
+            self._count_failure(sent.slot, answer, sent)
         except Exception as final:  # noqa: BLE001 - handed to the caller
-            self._done(on_done, final)
+            self._done(sent.on_done, final)
             return
-        resend = self._loop.create_task(self._submit(submit, None, attempt))
+        on_done = sent.on_done
+        resend = self._loop.create_task(self._submit(sent.submit, None, sent))
         self._resends.add(resend)
         resend.add_done_callback(lambda t: self._resent(t, on_done))
 
@@ -374,7 +390,8 @@ class ChannelPool:
 
     def _begin(self) -> None:
         self._in_flight += 1
-        self._idle.clear()
+        if self._in_flight == 1:
+            self._idle.clear()
 
     def _end(self) -> None:
         self._in_flight -= 1
@@ -430,9 +447,10 @@ class ChannelPool:
         if self.on_resend is not None:
             self.on_resend(reason)
 
-    def _free_slot(self, now: float) -> tuple[_Slot | None, float | None]:
+    def _free_slot(self, now: float | None = None) -> tuple[_Slot | None, float | None]:
         """The open, not cooling connection with the most free window (or None), and when
-        the first cooling one cools down (or None)."""
+        the first cooling one cools down (or None). The clock is read (unless given) only
+        when a connection has been cooling."""
         best, best_free, cooling = None, 0, None
         for slot in self._slots:
             conn = slot.connection
@@ -442,10 +460,14 @@ class ChannelPool:
             free = session.window_free
             if free <= best_free or session.state is not ESTABLISHED:
                 continue
-            if slot.cooling_until > now:
-                cooling = slot.cooling_until if cooling is None else min(cooling,
-                                                                         slot.cooling_until)
-                continue
+            until = slot.cooling_until
+            if until:
+                if now is None:
+                    now = self._loop.time()
+                if until > now:
+                    cooling = until if cooling is None else min(cooling, until)
+                    continue
+                slot.cooling_until = 0.0                # cooled down
             best, best_free = slot, free
         return best, cooling
 
@@ -515,7 +537,8 @@ class ChannelPool:
 
     def _observe(self, conn: Connection, event: ev.Event) -> None:
         if isinstance(event, _FREES_WINDOW):
-            self._wake()
+            if self._waiters:
+                self._wake()
             self._window_freed()
         elif isinstance(event, ev.ConnectionTerminated):
             self._wake_all()

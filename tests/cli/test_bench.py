@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -19,7 +20,7 @@ import cmpp
 from gateway.bench.load import add_bench_command, bench, schedule
 from gateway.bench.report import percentile
 from gateway.sim import Account, Faults, Simulator, SimulatorConfig
-from tests.aio import run
+from tests.aio import eventually, run
 
 ACCOUNT, SECRET = "900001", "pw-Xy9!bench"
 
@@ -406,3 +407,179 @@ def test_add_bench_command_registers_bench():
     args = parse("--simulator")
     assert args.func.__name__ == "bench_main" and args.connections == 4 and args.window == 16
     assert os.environ.get("CMPP_BENCH_TEST_UNSET") is None
+
+
+# ----------------------------------------------------------------------------- --processes
+
+def worker_pids(parent: int) -> list[int]:
+    """The load tool's worker processes among ``parent``'s children (Linux /proc)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and b"gateway.bench.workers" in cmdline:
+            pids.append(int(entry))
+    return pids
+
+
+def test_processes_share_the_connections_and_their_counts_add_up_exactly():
+    async def scenario():
+        # The account takes 4 connections: a 5th login would be refused and counted.
+        async with simulator(accounts=[Account(ACCOUNT, SECRET, 4)]) as sim:
+            status, out, err = await run_bench(
+                sim, "--processes", "2", "--connections", "4", "--count", "255",
+                "--mix", "short=2,long@3=1", "--to-range", "13800000000:7", "--json")
+            assert status == 0, err
+            summary = json.loads(out)
+            assert sim.logins == [(ACCOUNT, 0)] * 4
+            assert len({conn for conn, _ in sim.received}) == 4 and sim.connections() == []
+            assert summary["load"]["processes"] == 2
+            assert summary["messages"] == {"started": 255, "acknowledged": 255, "failed": 0}
+            submits = [s.submit for s in sim.submits]
+            assert len(submits) == 170 + 85 * 3 == summary["segments"]["acknowledged"]
+            assert summary["results"] == [{"result": 0, "name": "OK", "count": 425}]
+            levels = {entry["msg_level"]: entry for entry in
+                      summary["submit_latency_ms_by_msg_level"]}
+            assert {level: entry["responses"] for level, entry in levels.items()} == \
+                {0: 170, 3: 255}
+            assert summary["submit_latency_ms"]["responses"] == 425
+            assert sum(1 for s in submits if s.msg_level == 3) == 255
+            # One global sequence of messages, strided: no two long messages share their
+            # destination and UDH reference, and every destination is used.
+            long = {(s.dest_terminal_ids, s.msg_content[3]) for s in submits if s.tp_udhi}
+            assert len(long) == 85
+            assert {s.dest_terminal_ids[0] for s in submits} == \
+                {f"138000000{k:02d}" for k in range(7)}
+            assert summary["tool_cpu"]["us_per_submit"] > 0
+    run(scenario, timeout=60)
+
+
+def test_with_processes_a_report_that_reached_the_other_process_is_matched():
+    async def scenario():
+        # The simulator sends each report on any connection of the account: about half of
+        # them reach the process that did not send their SUBMIT.
+        async with simulator(record=False) as sim:
+            status, out, err = await run_bench(
+                sim, "--processes", "2", "--connections", "4", "--count", "200",
+                "--mix", "short=1", "--reports", "--report-wait", "20", "--json")
+            assert status == 0, err
+            reports = json.loads(out)["reports"]
+            assert reports["expected"] == reports["received"] == 200
+            assert reports["unmatched"] == reports["outstanding"] == 0
+            assert reports["by_stat"] == {"DELIVRD": 200}
+            assert sim.counters["delivers_acknowledged"] == 200
+    run(scenario, timeout=60)
+
+
+def test_processes_keep_the_tps_a_total():
+    async def scenario():
+        async with simulator() as sim:
+            status, out, err = await run_bench(sim, "--processes", "2", "--tps", "100",
+                                               "--duration", "3", "--mix", "short=1", "--json")
+            assert status == 0, err
+            summary = json.loads(out)
+            # Each process paces half the limit: together never above it (an upper bound
+            # only; a loaded machine may stay below).
+            assert summary["throughput"]["segments_per_second"] <= 110
+            assert len(sim.submits) <= 100 * summary["elapsed_seconds"] + 4
+            assert summary["segments"]["acknowledged"] == len(sim.submits) > 0
+            progress = [line for line in err.splitlines() if "s] submitted" in line]
+            assert progress and "acked" in progress[-1]
+    run(scenario, timeout=60)
+
+
+def test_a_worker_that_dies_is_reported_and_the_others_finish():
+    async def scenario():
+        async with simulator(record=False) as sim:
+            task = asyncio.create_task(run_bench(sim, "--processes", "2", "--connections", "4",
+                                                 "--duration", "4", "--tps", "400", "--json"))
+            await eventually(lambda: sim.counters["submits"] > 50 and
+                             len(worker_pids(os.getpid())) == 2, timeout=30)
+            victim = sorted(worker_pids(os.getpid()))[1]
+            os.kill(victim, signal.SIGKILL)
+            status, out, err = await task
+            assert status == 3
+            assert re.search(r"worker [12] \(2 connections\) killed by SIGKILL before its "
+                             r"summary: its figures are missing", err), err
+            summary = json.loads(out)                   # the other worker's figures
+            assert 0 < summary["segments"]["acknowledged"] < sim.counters["submits"]
+    run(scenario, timeout=60)
+
+
+def test_with_processes_a_refused_login_costs_one_attempt_and_exits_2():
+    async def scenario():
+        async with simulator() as sim:
+            status, out, err = await run_bench(sim, "--processes", "2", "--count", "10",
+                                               password="wrong-pw")
+            assert status == 2 and out == ""
+            assert "status 3 (authentication error)" in err and "wrong-pw" not in err
+            assert sim.logins == [(ACCOUNT, 3)]
+            assert worker_pids(os.getpid()) == []
+    run(scenario, timeout=60)
+
+
+def test_ctrl_c_stops_every_worker_and_prints_one_summary():
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.bench", "--simulator",
+                             "--processes", "2", "--duration", "60", "--tps", "200",
+                             "--mix", "short=1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stderr.readline()
+        assert "s] submitted" in first, first
+        workers = worker_pids(proc.pid)
+        assert len(workers) == 2
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert out.count("(interrupted by Ctrl-C)") == 1 and "2 processes" in out
+        assert "Traceback" not in err
+        assert not [pid for pid in workers if os.path.exists(f"/proc/{pid}")]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# ----------------------------------------------------------------------------- priorities
+
+def test_latency_percentiles_per_msg_level_in_text_and_json():
+    async def scenario():
+        async with simulator() as sim:
+            status, out, err = await run_bench(sim, "--count", "400",
+                                               "--mix", "short@9=1,short=3", "--json")
+            assert status == 0, err
+            summary = json.loads(out)
+            by_level = summary["submit_latency_ms_by_msg_level"]
+            assert [(e["msg_level"], e["responses"]) for e in by_level] == [(0, 300), (9, 100)]
+            for entry in by_level:
+                assert set(entry) == {"msg_level", "responses", "p50", "p90", "p99", "max"}
+                assert 0 <= entry["p50"] <= entry["p90"] <= entry["p99"] <= entry["max"]
+            assert [s.submit.msg_level for s in sim.submits].count(9) == 100
+            status, out, err = await run_bench(sim, "--count", "40", "--mix",
+                                               "short@9=1,short=3")
+            lines = [line for line in out.splitlines() if line.startswith("  Msg_level")]
+            assert [line.split()[1] for line in lines] == ["0", "9"]
+            assert all(f" {q} " in line for line in lines for q in ("p50", "p90", "p99", "max"))
+            status, out, err = await run_bench(sim, "--count", "10", "--mix", "short=1")
+            assert "Msg_level" not in out         # one level: the SUBMIT line says it all
+    run(scenario)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--simulator", "--processes", "0"], "--processes must be 1..--connections (4)"),
+    (["--simulator", "--processes", "5"], "--processes must be 1..--connections (4)"),
+    (["--simulator", "--processes", "3", "--count", "2"], "at least --processes"),
+    (["--simulator", "--mix", "short@10=1"], "MSG_LEVEL 0-9"),
+    (["--simulator", "--mix", "short@x=1"], "--mix: 'short@x=1' is not accepted"),
+])
+def test_processes_and_msg_level_usage_errors(argv, message):
+    err = io.StringIO()
+    assert asyncio.run(bench(parse(*argv), out=io.StringIO(), err=err)) == 2
+    assert message in err.getvalue()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import struct
 
@@ -34,6 +35,36 @@ def test_every_pdu_type_round_trips(cls, data):
     if isinstance(pdu, cmpp.Deliver):
         assert decoded.report == pdu.report
     assert cmpp.encode(decoded) == frame
+
+
+@pytest.mark.parametrize("cls", PDU_CLASSES, ids=lambda c: c.__name__)
+@given(data=st.data(), sequence_id=st.integers(0, 0xFFFFFFFF))
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+def test_a_prepared_pdu_encodes_exactly_as_the_pdu_under_any_sequence_id(cls, data, sequence_id):
+    pdu = data.draw(pdus_of(cls))
+    prepared = cmpp.prepare(pdu)
+    assert prepared == pdu and cmpp.encode(prepared) == cmpp.encode(pdu)
+    again = prepared.with_sequence(sequence_id)
+    assert again == pdu.with_sequence(sequence_id)
+    assert cmpp.encode(again) == cmpp.encode(pdu.with_sequence(sequence_id))
+
+
+def test_prepare_refuses_what_encode_refuses_and_a_bad_sequence_id_still_fails():
+    too_long = cmpp.Submit(service_id="ELEVEN-CHARS", dest_terminal_ids=("1",))
+    with pytest.raises(ValueError) as encoding:
+        cmpp.encode(too_long)
+    with pytest.raises(ValueError) as preparing:
+        cmpp.prepare(too_long)
+    assert str(preparing.value) == str(encoding.value) and "service_id" in str(encoding.value)
+    prepared = cmpp.prepare(cmpp.Submit(dest_terminal_ids=("1",)))
+    with pytest.raises(ValueError, match="sequence_id"):
+        cmpp.encode(prepared.with_sequence(1 << 32))
+
+
+def test_a_copy_with_other_values_is_encoded_from_its_own_values():
+    prepared = cmpp.prepare(cmpp.Submit(dest_terminal_ids=("13800000001",)))
+    other = dataclasses.replace(prepared, dest_terminal_ids=("13900000002",))
+    assert cmpp.decode(cmpp.encode(other)).dest_terminal_ids == ("13900000002",)
 
 
 @given(st.binary(max_size=400))
