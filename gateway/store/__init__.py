@@ -4,10 +4,13 @@ callback outbox, and the API's own records (codes, idempotent answers, templates
 ``Store`` (in ``interface``) is what the rest of the daemon programs against, with the records
 that cross it (``NewMessage``, ``SegmentResult``, ``Receipt``, ``MessageView``, ...). A write is
 durable before its awaitable resolves. ``SqliteStore`` (``sqlite/``) is the embedded default:
-one SQLite file in WAL mode, written by one thread with group commit.
+one SQLite file in WAL mode, written by one thread with group commit. ``PostgresStore``
+(``postgres/``) is the shared one: a PostgreSQL database, written by one task per gateway with
+group commit. ``create_store(setting)`` makes the one the configuration names.
 
-Offers: Store, SqliteStore, StoreError, the records, to_signed and to_unsigned (Msg_Ids as
-signed 64-bit integers), code_digest, and the review states PENDING, APPROVED, REFUSED.
+Offers: Store, SqliteStore, PostgresStore, create_store, is_database_url, StoreError,
+StoreUnavailable, the records, to_signed and to_unsigned (Msg_Ids as signed 64-bit integers),
+code_digest, and the review states PENDING, APPROVED, REFUSED.
 """
 
 from .interface import (
@@ -30,15 +33,34 @@ from .interface import (
     SegmentView,
     Store,
     StoreError,
+    StoreUnavailable,
     code_digest,
     to_signed,
     to_unsigned,
 )
+from .postgres import PostgresStore
 from .sqlite import SqliteStore
+
+DATABASE_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_database_url(setting: str) -> bool:
+    """Whether the ``store`` setting names a PostgreSQL database rather than an SQLite file."""
+    return setting.startswith(DATABASE_SCHEMES)
+
+
+def create_store(setting: str, password: str | None = None) -> Store:
+    """The store the ``[gateway] store`` setting names, not yet open: PostgresStore for a
+    ``postgresql://`` URL (``password`` from the configuration's store_password_env),
+    SqliteStore for a file path (or ":memory:")."""
+    if is_database_url(setting):
+        return PostgresStore(setting, password=password)
+    return SqliteStore(setting)
 
 __all__ = [
     "APPROVED", "PENDING", "REFUSED", "Accepted", "AcceptedRequest", "ApiRequest",
     "MessageView", "MoMessage", "MoPart", "MoView", "NewMessage", "OutboxEntry",
     "PendingMessage", "Receipt", "ReceiptOutcome", "SegmentResult", "SegmentView",
-    "SqliteStore", "Store", "StoreError", "code_digest", "to_signed", "to_unsigned",
+    "PostgresStore", "SqliteStore", "Store", "StoreError", "StoreUnavailable", "code_digest",
+    "create_store", "is_database_url", "to_signed", "to_unsigned",
 ]

@@ -1,12 +1,13 @@
 """The durable record: messages, segments, receipts, MO and the callback outbox.
 
 ``Store`` is the interface the daemon uses; ``gateway.store.sqlite.SqliteStore`` is the
-embedded default. A shared backend for several gateway instances implements the same methods.
+embedded default, ``gateway.store.postgres.PostgresStore`` the shared backend for several
+gateway instances. Both implement every method here and the same API methods beyond it.
 
-Every write is durable before its coroutine returns: callers queue operations, one worker
-thread runs whatever has accumulated in one transaction (group commit), and only then are the
-callers' futures resolved. Reads go through the same queue, so they see every write queued
-before them.
+Every write is durable before its awaitable resolves: callers queue operations, one worker
+(a thread for SQLite, a task for PostgreSQL) runs whatever has accumulated in one transaction
+(group commit), and only then are the callers' futures resolved. Reads go through the same
+queue, so they see every write queued before them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import secrets
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -24,8 +26,15 @@ PENDING, APPROVED, REFUSED = 0, 1, 2
 
 
 class StoreError(Exception):
-    """The store file cannot be used as it is (written by a newer version, not a database):
-    the daemon prints the message and exits instead of touching it."""
+    """The store cannot be used as it is (written by a newer version, not a database, a
+    database that cannot be reached at start): the daemon prints the message and exits
+    instead of touching it."""
+
+
+class StoreUnavailable(Exception):
+    """The shared store's database cannot be reached now: the operation was not stored (or,
+    when the connection broke during COMMIT, maybe it was). The store connects again by
+    itself for the next operations."""
 
 
 def code_digest(code: str, salt: str | None = None) -> str:
@@ -290,8 +299,9 @@ class Store(abc.ABC):
         """Store MO parts; returns each with its id, or None for a duplicate."""
 
     @abc.abstractmethod
-    async def record_mo_message(self, message: MoMessage) -> int:
-        """Store a reassembled MO message and queue its callback; returns its id."""
+    async def record_mo_message(self, message: MoMessage, apps: tuple[str, ...] = ()) -> int:
+        """Store a reassembled MO message and queue its callback for each of ``apps``;
+        returns its id."""
 
     @abc.abstractmethod
     async def unassembled_mo_parts(self) -> list[MoPart]:
@@ -322,3 +332,67 @@ class Store(abc.ABC):
     async def callback_done(self, entry_id: int, delivered: bool, now: float,
                             next_attempt_at: float | None, error: str | None) -> None:
         """Mark a callback sent (or dropped), or schedule its next attempt."""
+
+    @abc.abstractmethod
+    async def pending_callbacks(self) -> int:
+        """Callbacks still to send."""
+
+    @abc.abstractmethod
+    def counts_snapshot(self) -> Counter:
+        """Messages by status, as of the last commit, without a query (metrics scrapes)."""
+
+    @abc.abstractmethod
+    def unmatched_snapshot(self) -> int:
+        """Receipts waiting for their segment, as of the last commit, without a query."""
+
+    @abc.abstractmethod
+    async def query(self, statement: str, parameters: tuple = ()) -> list[tuple]:
+        """Rows of a read-only SQL query (``?`` parameters), run in turn with every other
+        operation: for tests and tools that look inside the store."""
+
+    # The API's records.
+
+    @abc.abstractmethod
+    async def accept_request(self, request: ApiRequest, now: float) -> AcceptedRequest:
+        """Store an API request whole (see ApiRequest); a repeated Idempotency-Key replays
+        the first answer and stores nothing."""
+
+    @abc.abstractmethod
+    async def verify_code(self, app: str, message_id: int, code: str, now: float) -> str:
+        """"ok", or "unknown", "verified", "expired", "invalid" (attempts are counted)."""
+
+    @abc.abstractmethod
+    async def unsubscribe(self, mobile: str, now: float, channel: str) -> None: ...
+
+    @abc.abstractmethod
+    async def unsubscribed(self) -> set[str]: ...
+
+    @abc.abstractmethod
+    async def create_template(self, values: dict, first_id: int, now: float) -> int:
+        """A new template's id: above every id given before, and at least ``first_id``."""
+
+    @abc.abstractmethod
+    async def update_template(self, template_id: int, values: dict, now: float) -> bool: ...
+
+    @abc.abstractmethod
+    async def delete_template(self, template_id: int) -> bool: ...
+
+    @abc.abstractmethod
+    async def templates(self) -> list[dict]: ...
+
+    @abc.abstractmethod
+    async def create_signature(self, app: str, sign: str, images: list, status: int,
+                               now: float) -> int: ...
+
+    @abc.abstractmethod
+    async def update_signature(self, sign_id: int, sign: str, images: list, status: int,
+                               now: float) -> bool: ...
+
+    @abc.abstractmethod
+    async def set_signature_status(self, sign_id: int, status: int, now: float) -> bool: ...
+
+    @abc.abstractmethod
+    async def delete_signature(self, sign_id: int) -> bool: ...
+
+    @abc.abstractmethod
+    async def signatures(self) -> list[dict]: ...

@@ -1,0 +1,380 @@
+"""The shared store: PostgreSQL through asyncpg, written by one task with group commit.
+
+The same engine as ``gateway.store.sqlite.writer``, on the event loop instead of a thread:
+operations go into a queue; the writer task takes everything queued (up to ``batch_limit``),
+runs it in one transaction on its one connection and, after COMMIT, resolves the operations'
+futures. While a transaction is at the server, what arrives meanwhile waits for the next one,
+so the busier the gateway, the more each commit carries. Reads go through the same queue, so
+they see every write queued before them. If a transaction fails, each of its operations is
+retried in a transaction of its own, so one bad operation fails alone. A commit is durable
+when PostgreSQL says so: the store insists on ``synchronous_commit`` at least ``local``
+(WAL flushed to the server's disk), and keeps a stronger setting (``remote_apply``, a
+synchronous standby) when the server has one.
+
+A connection that breaks fails the operations of its batch with ``StoreUnavailable``; the next
+batch connects again (at most once a second) and re-reads the facts kept in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import re
+import time
+from collections import Counter
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from ..interface import (
+    MoMessage,
+    MoPart,
+    NewMessage,
+    Receipt,
+    SegmentResult,
+    Store,
+    StoreError,
+    StoreUnavailable,
+)
+from . import api as api_sql
+from . import messages as sql
+from . import receipts as receipts_sql
+
+log = logging.getLogger("cmpp_gateway.store")
+
+RECONNECT_INTERVAL = 1.0          # seconds between two tries to reach the database again
+
+
+class _Op:
+    __slots__ = ("fn", "args", "future")
+
+    def __init__(self, fn, args, future):
+        self.fn, self.args, self.future = fn, args, future
+
+
+class PostgresStore(Store):
+    """``Store`` on a PostgreSQL database named by a ``postgresql://user@host:port/db`` URL
+    (libpq's form, query parameters such as ``sslmode`` included); ``password`` is given apart
+    so that the URL can be shown. Without one, asyncpg looks where libpq does (PGPASSWORD,
+    ~/.pgpass)."""
+
+    def __init__(self, url: str, *, password: str | None = None, batch_limit: int = 4000,
+                 connect_timeout: float = 10.0) -> None:
+        self.url = url
+        self.name = display_name(url)
+        self.batch_limit = batch_limit
+        self.connect_timeout = connect_timeout
+        self._password = password
+        self._state: sql.State | None = None
+        self._inbox: collections.deque[_Op] = collections.deque()
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._writer: asyncio.Task | None = None
+        self._closing = False
+        self._next_connect = 0.0
+        self.commits = 0              # transactions run, for metrics and tests
+
+    # ------------------------------------------------------------------------- lifecycle
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema, and start the writer. Raises StoreError when
+        the database cannot be reached or is not a store this version can use."""
+        try:
+            db = await self._connect()
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError,
+                asyncpg.InterfaceError) as error:
+            raise StoreError(f"{self.name}: cannot use the database: {error}") from None
+        try:
+            await sql.migrate(db, self.name, (sql.SCHEMA, api_sql.SCHEMA))
+            state = sql.State(db)
+            await state.reload()
+        except BaseException:
+            await db.close()
+            raise
+        self._state, self._closing = state, False
+        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._writer = self._loop.create_task(self._write(), name="store-writer")
+
+    async def close(self) -> None:
+        """Finish every queued operation (and the batch being committed), then close."""
+        if self._loop is None:
+            return
+        self._loop = None                           # no new operations from here on
+        self._closing = True
+        self._wake.set()
+        await self._writer
+        self._writer = None
+        await self._state.db.close()
+
+    async def _connect(self):
+        db = await asyncpg.connect(self.url, password=self._password,
+                                   timeout=self.connect_timeout,
+                                   server_settings={"application_name": "cmpp-gateway"})
+        if await db.fetchval("SHOW synchronous_commit") == "off":
+            await db.execute("SET synchronous_commit = local")    # durable at COMMIT
+        return db
+
+    async def _connected(self) -> bool:
+        """Writer: the connection is up, or was just made again; False when the database
+        cannot be reached (tried at most once a RECONNECT_INTERVAL)."""
+        state = self._state
+        if not state.db.is_closed():
+            return True
+        now = time.monotonic()
+        if now < self._next_connect:
+            return False
+        self._next_connect = now + RECONNECT_INTERVAL
+        try:
+            state.db = await self._connect()
+            await state.reload()
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError,
+                asyncpg.InterfaceError) as error:
+            log.warning("store %s still unreachable: %s", self.name, error)
+            if not state.db.is_closed():
+                await state.db.close()
+            return False
+        log.warning("store %s reconnected", self.name)
+        return True
+
+    # ------------------------------------------------------------------------- the engine
+
+    def _submit(self, fn, *args) -> asyncio.Future:
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the store is not open")
+        future = loop.create_future()
+        self._inbox.append(_Op(fn, args, future))
+        self._wake.set()
+        return future
+
+    async def _write(self) -> None:
+        """The writer task: commit batches until close() says stop and the queue is empty."""
+        inbox = self._inbox
+        while inbox or not self._closing:
+            if not inbox:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = [inbox.popleft() for _ in range(min(len(inbox), self.batch_limit))]
+            try:
+                outcomes = await self._run(batch)
+            except Exception as error:  # noqa: BLE001 - e.g. a rollback that failed
+                outcomes = [(False, error)] * len(batch)
+            for op, (ok, value) in zip(batch, outcomes):
+                _settle_future(op.future, ok, value)
+
+    async def _run(self, batch: list[_Op]) -> list[tuple[bool, object]]:
+        """The batch in one transaction; on failure, one transaction each."""
+        if not await self._connected():
+            return self._unavailable(batch)
+        state = self._state
+        try:
+            state.begin()
+            async with state.db.transaction():
+                values = await _apply(state, batch)
+            state.commit()
+            self.commits += 1
+            return [(True, v) for v in values]
+        except Exception:  # noqa: BLE001 - isolate the operation that failed
+            if state.db.is_closed():
+                return self._unavailable(batch)
+        outcomes = []
+        for op in batch:
+            try:
+                state.begin()
+                async with state.db.transaction():
+                    value = await op.fn(state, *op.args)
+                state.commit()
+                self.commits += 1
+                outcomes.append((True, value))
+            except Exception as error:  # noqa: BLE001 - this one fails alone
+                if state.db.is_closed():
+                    return outcomes + self._unavailable(batch[len(outcomes):])
+                outcomes.append((False, error))
+        return outcomes
+
+    def _unavailable(self, batch: list[_Op]) -> list[tuple[bool, object]]:
+        """Outcomes for a batch the database did not take (or whose COMMIT went unanswered:
+        then it may have been stored; an API client's retry with its Idempotency-Key finds
+        out)."""
+        error = StoreUnavailable(f"the store {self.name} cannot be reached")
+        return [(False, error)] * len(batch)
+
+    # ------------------------------------------------------------------------- operations
+    # Each returns the queued operation's future: await it, or add a done callback.
+
+    def accept(self, messages: list[NewMessage], now: float) -> asyncio.Future:
+        return self._submit(sql.accept, messages, now)
+
+    def fetch_pending(self, channel: str, after_id: int, limit: int,
+                      now: float) -> asyncio.Future:
+        return self._submit(sql.fetch_pending, channel, after_id, limit, now)
+
+    def defer(self, message_id: int, until: float) -> asyncio.Future:
+        return self._submit(sql.defer, message_id, until)
+
+    def record_submits(self, results: list[SegmentResult], provider: str) -> asyncio.Future:
+        return self._submit(sql.record_submits, results, provider)
+
+    def record_receipts(self, receipts: list[Receipt]) -> asyncio.Future:
+        return self._submit(receipts_sql.record_receipts, receipts)
+
+    def record_mo_parts(self, parts: list[MoPart]) -> asyncio.Future:
+        return self._submit(receipts_sql.record_mo_parts, parts)
+
+    def record_mo_message(self, message: MoMessage, apps: tuple[str, ...] = ()) -> asyncio.Future:
+        return self._submit(receipts_sql.record_mo_message, message, apps)
+
+    def unassembled_mo_parts(self) -> asyncio.Future:
+        return self._submit(receipts_sql.unassembled_mo_parts)
+
+    def expire_reports(self, now: float, timeout: float) -> asyncio.Future:
+        return self._submit(receipts_sql.expire_reports, now, timeout)
+
+    def message(self, message_id: int) -> asyncio.Future:
+        return self._submit(sql.message_view, message_id)
+
+    def mo_view(self, mo_id: int) -> asyncio.Future:
+        return self._submit(sql.mo_view, mo_id)
+
+    async def status_counts(self) -> dict[str, int]:
+        return dict(self._state.counts)
+
+    async def unmatched_receipts(self) -> int:
+        return self._state.unmatched
+
+    def due_callbacks(self, now: float, limit: int) -> asyncio.Future:
+        return self._submit(sql.due_callbacks, now, limit)
+
+    def callback_done(self, entry_id: int, delivered: bool, now: float,
+                      next_attempt_at: float | None, error: str | None) -> asyncio.Future:
+        return self._submit(sql.callback_done, entry_id, delivered, now, next_attempt_at, error)
+
+    def pending_callbacks(self) -> asyncio.Future:
+        return self._submit(sql.pending_callbacks)
+
+    def queue_status_callbacks_for(self, apps) -> None:
+        if self._state is None:
+            raise RuntimeError("the store is not open")
+        self._state.status_callbacks = None if apps is None else frozenset(apps)
+
+    # The API's records (gateway.store.postgres.api).
+
+    def accept_request(self, request, now: float) -> asyncio.Future:
+        return self._submit(api_sql.accept_request, request, now)
+
+    def verify_code(self, app: str, message_id: int, digest: str, now: float) -> asyncio.Future:
+        return self._submit(api_sql.verify_code, app, message_id, digest, now)
+
+    def unsubscribe(self, mobile: str, now: float, channel: str) -> asyncio.Future:
+        return self._submit(api_sql.unsubscribe, mobile, now, channel)
+
+    def unsubscribed(self) -> asyncio.Future:
+        return self._submit(api_sql.unsubscribed)
+
+    def create_template(self, values: dict, first_id: int, now: float) -> asyncio.Future:
+        return self._submit(api_sql.create_template, values, first_id, now)
+
+    def update_template(self, template_id: int, values: dict, now: float) -> asyncio.Future:
+        return self._submit(api_sql.update_template, template_id, values, now)
+
+    def delete_template(self, template_id: int) -> asyncio.Future:
+        return self._submit(api_sql.delete_template, template_id)
+
+    def templates(self) -> asyncio.Future:
+        return self._submit(api_sql.templates)
+
+    def create_signature(self, app: str, sign: str, images: list, status: int,
+                         now: float) -> asyncio.Future:
+        return self._submit(api_sql.create_signature, app, sign, images, status, now)
+
+    def update_signature(self, sign_id: int, sign: str, images: list, status: int,
+                         now: float) -> asyncio.Future:
+        return self._submit(api_sql.update_signature, sign_id, sign, images, status, now)
+
+    def set_signature_status(self, sign_id: int, status: int, now: float) -> asyncio.Future:
+        return self._submit(api_sql.set_signature_status, sign_id, status, now)
+
+    def delete_signature(self, sign_id: int) -> asyncio.Future:
+        return self._submit(api_sql.delete_signature, sign_id)
+
+    def signatures(self) -> asyncio.Future:
+        return self._submit(api_sql.signatures)
+
+    def query(self, statement: str, parameters: tuple = ()) -> asyncio.Future:
+        """Rows (tuples) of a read-only SQL query, run by the writer in turn with every other
+        operation (for tests and tools that look inside the store). Parameters are written
+        ``?`` as for SQLite, so that one query text serves both stores."""
+        return self._submit(_query, _numbered(statement), parameters)
+
+    def counts_snapshot(self) -> Counter:
+        """Messages by status, as of the last commit (no query; for metrics scrapes)."""
+        return Counter(self._state.counts) if self._state else Counter()
+
+    def unmatched_snapshot(self) -> int:
+        """Receipts waiting for a segment, as of the last commit (no query)."""
+        return self._state.unmatched if self._state else 0
+
+
+def display_name(url: str) -> str:
+    """The database as operators name it, without any password: user@host:port/database."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    return f"{parts.username or ''}@{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
+# Operations over a list of items with one result per item: between two other operations,
+# every one of a kind with the same other arguments runs as one call (SUBMIT outcomes before
+# receipts, so that a receipt finds its segment rather than being held and matched after),
+# and the results are handed back op by op. Other operations run in their place in the order
+# they came, so a read sees every write queued before it.
+_MERGEABLE = (sql.record_submits, receipts_sql.record_receipts, receipts_sql.record_mo_parts)
+
+
+async def _apply(state, batch: list[_Op]) -> list:
+    values: list = [None] * len(batch)
+    groups: dict[tuple, list[int]] = {}
+    for i, op in enumerate(batch):
+        if op.fn in _MERGEABLE:
+            groups.setdefault((op.fn, op.args[1:]), []).append(i)
+            continue
+        await _apply_merged(state, batch, groups, values)
+        values[i] = await op.fn(state, *op.args)
+    await _apply_merged(state, batch, groups, values)
+    return values
+
+
+async def _apply_merged(state, batch: list[_Op], groups: dict[tuple, list[int]],
+                        values: list) -> None:
+    for (fn, rest), indexes in sorted(groups.items(), key=lambda g: _MERGEABLE.index(g[0][0])):
+        merged = await fn(state, [item for i in indexes for item in batch[i].args[0]], *rest)
+        start = 0
+        for i in indexes:
+            size = len(batch[i].args[0])
+            values[i] = merged[start:start + size]
+            start += size
+    groups.clear()
+
+
+_MARK = re.compile(r"\?")
+
+
+def _numbered(statement: str) -> str:
+    """SQLite's ``?`` parameters as PostgreSQL's ``$1, $2, ...``."""
+    count = iter(range(1, 1 << 16))
+    return _MARK.sub(lambda _: f"${next(count)}", statement)
+
+
+async def _query(state: sql.State, statement: str, parameters: tuple) -> list[tuple]:
+    return [tuple(row) for row in await state.db.fetch(statement, *parameters)]
+
+
+def _settle_future(future: asyncio.Future, ok: bool, value) -> None:
+    if future.done():                     # the caller gave up waiting: nothing to tell
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
