@@ -38,8 +38,8 @@ from gateway.store import (
     ApiRequest,
     MoMessage,
     NewMessage,
-    SqliteStore,
     StoreError,
+    create_store,
 )
 
 log = logging.getLogger("cmpp_gateway.daemon")
@@ -75,7 +75,7 @@ class Gateway:
     def __init__(self, config: Config, options: GatewayOptions | None = None) -> None:
         self.config = config
         self.options = options or GatewayOptions()
-        self.store = SqliteStore(config.gateway.store)
+        self.store = create_store(config.gateway.store, config.gateway.store_password)
         self.metrics = Metrics(self.options.registry)
         self.channels: dict[str, _Channel] = {}
         self.pools: ChannelPools | None = None

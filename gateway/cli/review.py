@@ -7,7 +7,7 @@ that apps make through the API::
     cmpp-gateway template reject 1001 --config /etc/cmpp-gateway.toml
 
 The command opens the store named in the configuration (SQLite in WAL mode with a busy
-timeout, so the daemon may be running), sets the status (1 approved, 2 refused), says what it
+timeout, or the PostgreSQL database, so the daemon may be running), sets the status (1 approved, 2 refused), says what it
 did and exits 0. A running daemon re-reads the statuses from the store every few seconds
 (gateway.api.templates_signs.REVIEW_POLL). An id that is not in the store exits 1 (templates
 of the configuration are approved by definition and are not there), and so does a store that
@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from gateway.config import ConfigError, load_config
-from gateway.store import APPROVED, PENDING, REFUSED, SqliteStore
+from gateway.store import APPROVED, PENDING, REFUSED, Store, StoreError, create_store, \
+    is_database_url
 
 DECISIONS = {"approve": APPROVED, "reject": REFUSED}
 STATUS_WORDS = {PENDING: "waiting for review", APPROVED: "approved", REFUSED: "refused"}
@@ -54,15 +55,19 @@ def review(config_path: str, kind: str, item_id: int, decision: str) -> int:
         print(error)
         return 2
     path = config.gateway.store
-    if path == ":memory:" or not Path(path).exists():
+    if not is_database_url(path) and (path == ":memory:" or not Path(path).exists()):
         print(f"no store at {path}: start the gateway once so that it creates it")
         return 1
-    return asyncio.run(_review(path, kind, item_id, DECISIONS[decision]))
+    store = create_store(path, config.gateway.store_password)
+    return asyncio.run(_review(store, path, kind, item_id, DECISIONS[decision]))
 
 
-async def _review(path: str, kind: str, item_id: int, status: int) -> int:
-    store = SqliteStore(path)
-    await store.open()
+async def _review(store: Store, path: str, kind: str, item_id: int, status: int) -> int:
+    try:
+        await store.open()
+    except StoreError as error:
+        print(error)
+        return 1
     try:
         row = await _find(store, kind, item_id)
         if row is None or not await _set_status(store, kind, item_id, status):
@@ -78,12 +83,12 @@ async def _review(path: str, kind: str, item_id: int, status: int) -> int:
         await store.close()
 
 
-async def _find(store: SqliteStore, kind: str, item_id: int) -> dict | None:
+async def _find(store: Store, kind: str, item_id: int) -> dict | None:
     rows = await (store.signatures() if kind == "sign" else store.templates())
     return next((row for row in rows if row["id"] == item_id), None)
 
 
-async def _set_status(store: SqliteStore, kind: str, item_id: int, status: int) -> bool:
+async def _set_status(store: Store, kind: str, item_id: int, status: int) -> bool:
     if kind == "sign":
         return await store.set_signature_status(item_id, status, time.time())
     return await store.update_template(item_id, {"status": status}, time.time())

@@ -347,7 +347,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def query(self, statement: str, parameters: tuple = ()) -> list[tuple]:
-        """Rows of a read-only SQL query (``?`` parameters), run in turn with every other
+        """Rows of an SQL statement (``?`` parameters), run in turn with every other
         operation: for tests and tools that look inside the store."""
 
     # The API's records.

@@ -14,7 +14,7 @@ from gateway.ops import Metrics
 from gateway.pipeline import ChannelDispatcher
 from gateway.sim import Account, Faults, Simulator, SimulatorConfig
 from gateway.status import load_tables
-from gateway.store import NewMessage, SqliteStore, to_unsigned
+from gateway.store import NewMessage, create_store, to_unsigned
 from tests.aio import eventually, run
 
 ACCOUNT, SECRET = "900001", "secret"
@@ -34,14 +34,15 @@ def channel_config(port: int, connections: int = 2, **settings):
 
 
 @contextlib.asynccontextmanager
-async def dispatching(faults: Faults | None = None, connections: int = 2, tuning=TUNING,
-                      **settings):
-    """A simulator, an in-memory store, a pool and a dispatcher that retries after 50 ms."""
+async def dispatching(store_setting: str, faults: Faults | None = None, connections: int = 2,
+                      tuning=TUNING, **settings):
+    """A simulator, the store ``store_setting`` names (tests.conftest: each backend in turn),
+    a pool and a dispatcher that retries after 50 ms."""
     sim = Simulator(SimulatorConfig(accounts=[Account(ACCOUNT, SECRET)],
                                     faults=faults or Faults()))
     await sim.start()
     channel = channel_config(sim.address[1], connections, **settings)
-    store = SqliteStore(":memory:")
+    store = create_store(store_setting)
     await store.open()
     pool = ChannelPool(channel, tuning=tuning)
     await pool.start()
@@ -69,9 +70,9 @@ async def statuses(store, ids) -> list[str]:
     return [(await store.message(i)).status for i in ids]
 
 
-def test_every_message_is_submitted_once_with_a_report_requested_and_its_msg_id_recorded():
+def test_every_message_is_submitted_once_with_a_report_requested_and_its_msg_id_recorded(store_setting):
     async def scenario():
-        async with dispatching() as (sim, store, dispatcher):
+        async with dispatching(store_setting) as (sim, store, dispatcher):
             ids = await accept(store, dispatcher, *(f"m{i}" for i in range(300)))
             await eventually(lambda: store.counts_snapshot()["submitted"] == 300)
             assert len(sim.submits) == 300
@@ -83,9 +84,9 @@ def test_every_message_is_submitted_once_with_a_report_requested_and_its_msg_id_
     run(scenario, timeout=30)
 
 
-def test_a_long_message_goes_part_by_part_with_one_reference():
+def test_a_long_message_goes_part_by_part_with_one_reference(store_setting):
     async def scenario():
-        async with dispatching() as (sim, store, dispatcher):
+        async with dispatching(store_setting) as (sim, store, dispatcher):
             [mid] = await accept(store, dispatcher, "长" * 150)            # 3 UCS2 parts
             await eventually(lambda: store.counts_snapshot()["submitted"] == 1)
             parts = [s.submit for s in sim.submits]
@@ -96,9 +97,9 @@ def test_a_long_message_goes_part_by_part_with_one_reference():
     run(scenario, timeout=30)
 
 
-def test_a_definitive_result_makes_the_message_rejected_at_once():
+def test_a_definitive_result_makes_the_message_rejected_at_once(store_setting):
     async def scenario():
-        async with dispatching(Faults(submit_result=10)) as (sim, store, dispatcher):
+        async with dispatching(store_setting, Faults(submit_result=10)) as (sim, store, dispatcher):
             ids = await accept(store, dispatcher, "a", "b")
             await eventually(lambda: store.counts_snapshot()["rejected"] == 2)
             message = await store.message(ids[0])
@@ -107,9 +108,9 @@ def test_a_definitive_result_makes_the_message_rejected_at_once():
     run(scenario, timeout=30)
 
 
-def test_result_8_beyond_the_pools_cap_waits_and_the_message_goes_later():
+def test_result_8_beyond_the_pools_cap_waits_and_the_message_goes_later(store_setting):
     async def scenario():
-        async with dispatching(Faults(submit_result=8)) as (sim, store, dispatcher):
+        async with dispatching(store_setting, Faults(submit_result=8)) as (sim, store, dispatcher):
             ids = await accept(store, dispatcher, "a")
             await eventually(lambda: len(sim.submits) >= 6)        # 3 sends a round, 2+ rounds
             assert await statuses(store, ids) == ["accepted"]
@@ -120,10 +121,10 @@ def test_result_8_beyond_the_pools_cap_waits_and_the_message_goes_later():
     run(scenario, timeout=30)
 
 
-def test_a_lost_connection_under_policy_report_ends_the_message_unknown():
+def test_a_lost_connection_under_policy_report_ends_the_message_unknown(store_setting):
     async def scenario():
         faults = Faults(no_submit_resp=True, disconnect_after=2)      # CONNECT, SUBMIT: gone
-        async with dispatching(faults, connections=1, on_connection_lost="report") \
+        async with dispatching(store_setting, faults, connections=1, on_connection_lost="report") \
                 as (sim, store, dispatcher):
             ids = await accept(store, dispatcher, "a")
             await eventually(lambda: store.counts_snapshot()["unknown"] == 1)
@@ -133,11 +134,11 @@ def test_a_lost_connection_under_policy_report_ends_the_message_unknown():
     run(scenario, timeout=30)
 
 
-def test_a_lost_connection_under_policy_resend_sends_again_and_the_message_goes():
+def test_a_lost_connection_under_policy_resend_sends_again_and_the_message_goes(store_setting):
     async def scenario():
         faults = Faults(no_submit_resp=True, disconnect_after=2)      # CONNECT, SUBMIT: gone
         tuning = dataclasses.replace(TUNING, max_lost_resends=1000)
-        async with dispatching(faults, connections=1, tuning=tuning) as (sim, store, dispatcher):
+        async with dispatching(store_setting, faults, connections=1, tuning=tuning) as (sim, store, dispatcher):
             ids = await accept(store, dispatcher, "a")
             await eventually(lambda: len(sim.submits) >= 2)          # sent again after a loss
             faults.no_submit_resp, faults.disconnect_after = False, None
@@ -147,9 +148,9 @@ def test_a_lost_connection_under_policy_resend_sends_again_and_the_message_goes(
     run(scenario, timeout=30)
 
 
-def test_a_tps_limit_paces_the_dispatcher():
+def test_a_tps_limit_paces_the_dispatcher(store_setting):
     async def scenario():
-        async with dispatching(tps=200) as (sim, store, dispatcher):
+        async with dispatching(store_setting, tps=200) as (sim, store, dispatcher):
             await accept(store, dispatcher, *(f"m{i}" for i in range(100)))
             await eventually(lambda: store.counts_snapshot()["submitted"] == 100)
             times = sorted(s.at for s in sim.submits)
@@ -157,9 +158,9 @@ def test_a_tps_limit_paces_the_dispatcher():
     run(scenario, timeout=30)
 
 
-def test_a_message_that_cannot_be_encoded_fails_alone_and_is_not_retried():
+def test_a_message_that_cannot_be_encoded_fails_alone_and_is_not_retried(store_setting):
     async def scenario():
-        async with dispatching() as (sim, store, dispatcher):
+        async with dispatching(store_setting) as (sim, store, dispatcher):
             accepted = await store.accept(
                 [NewMessage("app1", "cmcc", "1" * 30, "too long a number"),
                  NewMessage("app1", "cmcc", "13800138000", "fine")], now=0.0)

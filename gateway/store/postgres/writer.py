@@ -304,9 +304,9 @@ class PostgresStore(Store):
         return self._submit(api_sql.signatures)
 
     def query(self, statement: str, parameters: tuple = ()) -> asyncio.Future:
-        """Rows (tuples) of a read-only SQL query, run by the writer in turn with every other
-        operation (for tests and tools that look inside the store). Parameters are written
-        ``?`` as for SQLite, so that one query text serves both stores."""
+        """Rows (tuples) of an SQL statement, run by the writer in its own turn among the other
+        operations (for tests and tools that look inside the store, or change it as a test
+        needs). Parameters are written ``?`` as for SQLite, so that one text serves both."""
         return self._submit(_query, _numbered(statement), parameters)
 
     def counts_snapshot(self) -> Counter:

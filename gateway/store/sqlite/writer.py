@@ -256,8 +256,9 @@ class SqliteStore(Store):
         return self._submit(api_sql.signatures)
 
     def query(self, statement: str, parameters: tuple = ()) -> asyncio.Future:
-        """Rows of a read-only SQL query, run by the writer in turn with every other operation
-        (for tests and tools that look inside the store)."""
+        """Rows of an SQL statement, run by the writer in its own turn among the other
+        operations (for tests and tools that look inside the store, or change it as a test
+        needs)."""
         return self._submit(_query, statement, parameters)
 
     def counts_snapshot(self) -> Counter:
