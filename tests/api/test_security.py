@@ -23,10 +23,10 @@ NUMBERS = ("13800138000", "13912345678", "15000000001", "18612345678")
 CONTENT = ("Zorblax", "订单Zorblax已发货", "MO-Quixotic-Reply")
 
 
-def config_text(tmp_path, sim_port: int, api_port: int, ops_port: int, callback: str) -> str:
+def config_text(store: str, sim_port: int, api_port: int, ops_port: int, callback: str) -> str:
     return f"""
 [gateway]
-store = "{tmp_path / 'gw.sqlite'}"
+store = "{store}"
 api_listen = "127.0.0.1:{api_port}"
 metrics_listen = "127.0.0.1:{ops_port}"
 log_level = "debug"
@@ -55,7 +55,7 @@ content = "验证码{{{{code}}}}"
 """
 
 
-def test_no_secret_number_or_content_reaches_the_logs_of_a_full_run(tmp_path):
+def test_no_secret_number_or_content_reaches_the_logs_of_a_full_run(tmp_path, store_setting):
     async def scenario():
         received = []
 
@@ -76,7 +76,8 @@ def test_no_secret_number_or_content_reaches_the_logs_of_a_full_run(tmp_path):
         await sim.start()
         api_port, ops_port = free_port(), free_port()
         config = tmp_path / "gw.toml"
-        config.write_text(config_text(tmp_path, sim.address[1], api_port, ops_port, callback))
+        config.write_text(config_text(store_setting, sim.address[1], api_port, ops_port,
+                                      callback))
         # The first start logs in with a wrong password, as a mistyped secret would.
         wrong = tmp_path / "wrong.toml"
         wrong.write_text(config.read_text().replace(PASSWORD, PASSWORD + "-wrong"))

@@ -80,7 +80,7 @@ async def accept_request(state: State, request, now: float) -> AcceptedRequest:
     db = state.db
     if request.idempotency_key is not None:
         await db.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                         f"{request.app}\0{request.idempotency_key}")
+                         f"{request.app}\x1f{request.idempotency_key}")
         row = await db.fetchrow("SELECT status, body FROM api_responses WHERE app = $1 AND "
                                 "key = $2", request.app, request.idempotency_key)
         if row is not None:
