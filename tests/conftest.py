@@ -51,10 +51,17 @@ def _missing(reason: str):
 
 
 @pytest.fixture
-def postgres_url(postgres_server):
-    """The URL of a new, empty database, dropped after the test."""
+def require_postgres(postgres_server) -> LocalPostgres:
+    """The session's server; the test skips (fails under CI=true) when there is none."""
     if not isinstance(postgres_server, LocalPostgres):
         _missing(postgres_server)
+    return postgres_server
+
+
+@pytest.fixture
+def postgres_url(require_postgres):
+    """The URL of a new, empty database, dropped after the test."""
+    postgres_server = require_postgres
     name = f"test_{os.getpid()}_{next(_databases)}"
     asyncio.run(_admin(postgres_server, f'CREATE DATABASE "{name}" STRATEGY FILE_COPY'))
     yield postgres_server.url(name)

@@ -1,0 +1,252 @@
+"""The PostgreSQL store's own internals: its schema version, what it refuses, batching into
+statements whose number does not grow with the rows, reconnection, and two stores (as two
+gateways) on one database, whose matching must hold under READ COMMITTED."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from gateway.bench.postgres import LocalPostgres
+from gateway.status import DeliveryStatus, load_tables
+from gateway.store import (
+    NewMessage,
+    PostgresStore,
+    Receipt,
+    SegmentResult,
+    StoreError,
+    StoreUnavailable,
+)
+from gateway.store.postgres.messages import SCHEMA_VERSION
+from tests.aio import free_port, run
+
+CODES = load_tables(Path(__file__).resolve().parents[2] / "fixtures" / "providers") \
+    .for_provider("default")
+
+
+def new(i: int = 0, **fields) -> NewMessage:
+    return NewMessage(**{"app": "app1", "channel": "cmcc", "recipient": "13800138000",
+                         "text": f"hello {i}", **fields})
+
+
+def submitted(message_id: int, msg_id: int) -> SegmentResult:
+    return SegmentResult(message_id, "cmcc", 1, 1, 0, msg_id, connection="cmcc#0", at=10.0)
+
+
+def receipt(msg_id: int, stat: str = "DELIVRD") -> Receipt:
+    return Receipt("cmcc", "cmcc#1", msg_id + 1, msg_id, CODES.classify(stat), received_at=20.0)
+
+
+async def admin(url: str, statement: str, *args):
+    db = await asyncpg.connect(url)
+    try:
+        return await db.fetch(statement, *args)
+    finally:
+        await db.close()
+
+
+async def opened(url: str) -> PostgresStore:
+    store = PostgresStore(url)
+    await store.open()
+    return store
+
+
+# ----------------------------------------------------------------------------- the schema
+
+def test_a_database_records_its_layout_version_and_a_newer_one_is_refused_untouched(
+        postgres_url):
+    async def scenario():
+        await (await opened(postgres_url)).close()
+        assert await admin(postgres_url, "SELECT version FROM store_version") == \
+            [(SCHEMA_VERSION,)]
+        await admin(postgres_url, "UPDATE store_version SET version = version + 1")
+        with pytest.raises(StoreError, match="written by a newer cmpp-gateway"):
+            await opened(postgres_url)
+        assert await admin(postgres_url, "SELECT version FROM store_version") == \
+            [(SCHEMA_VERSION + 1,)]
+    run(scenario)
+
+
+def test_a_database_holding_other_tables_named_messages_is_refused(postgres_url):
+    async def scenario():
+        await admin(postgres_url, "CREATE TABLE messages (anything TEXT)")
+        with pytest.raises(StoreError, match="not a cmpp-gateway store"):
+            await opened(postgres_url)
+        assert await admin(postgres_url, "SELECT to_regclass('segments') IS NULL") == [(True,)]
+    run(scenario)
+
+
+def test_gateways_starting_together_create_the_schema_once(postgres_url):
+    async def scenario():
+        stores = await asyncio.gather(*(opened(postgres_url) for _ in range(4)))
+        for store in stores:
+            await store.close()
+        assert await admin(postgres_url, "SELECT COUNT(*) FROM store_version") == [(1,)]
+    run(scenario)
+
+
+def test_an_unreachable_database_is_a_store_error_at_start():
+    async def scenario():
+        store = PostgresStore(f"postgresql://gw@127.0.0.1:{free_port()}/sms", connect_timeout=5)
+        with pytest.raises(StoreError, match=r"gw@127\.0\.0\.1:\d+/sms: cannot use the database"):
+            await store.open()
+    run(scenario)
+
+
+def test_a_server_without_synchronous_commit_still_commits_durably(postgres_url):
+    async def scenario():
+        name = postgres_url.rsplit("/", 1)[1]
+        await admin(postgres_url, f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+        store = await opened(postgres_url)
+        try:
+            assert await store.query("SHOW synchronous_commit") == [("local",)]
+        finally:
+            await store.close()
+    run(scenario)
+
+
+# ----------------------------------------------------------------------------- batching
+
+def test_a_batch_costs_the_same_statements_whatever_its_number_of_rows(postgres_url):
+    """Group commit without a round trip per message: accepting, recording SUBMIT_RESPs and
+    recording reports for 1 or for 400 messages runs the same statements."""
+    async def statements_for(store, count: int, first_msg_id: int) -> list[str]:
+        seen: list[str] = []
+
+        def logger(record) -> None:
+            seen.append(record.query)
+        store._state.db.add_query_logger(logger)
+        try:
+            ids = [a.id for a in await store.accept([new(i) for i in range(count)], now=1.0)]
+            await store.record_submits([submitted(i, first_msg_id + i) for i in ids], "default")
+            await store.record_receipts([receipt(first_msg_id + i) for i in ids])
+        finally:
+            store._state.db.remove_query_logger(logger)
+        return seen
+
+    async def scenario():
+        store = await opened(postgres_url)
+        try:
+            await statements_for(store, 1, 1000)      # asyncpg learns the types once
+            one = await statements_for(store, 1, 2000)
+            many = await statements_for(store, 400, 5000)
+            assert one == many and len(many) == 14, many      # 3 transactions, 8 statements
+            assert store.counts_snapshot() == {"delivered": 402}
+        finally:
+            await store.close()
+    run(scenario)
+
+
+def test_operations_queued_together_share_one_transaction(postgres_url):
+    async def scenario():
+        store = await opened(postgres_url)
+        try:
+            before = store.commits
+            await asyncio.gather(*(store.accept([new(i)], now=1.0) for i in range(300)))
+            assert store.commits - before <= 3
+        finally:
+            await store.close()
+    run(scenario)
+
+
+# ----------------------------------------------------------------------------- connection
+
+def test_a_connection_the_server_ended_is_made_again_for_the_next_operation(postgres_url):
+    async def scenario():
+        store = await opened(postgres_url)
+        try:
+            [first] = await store.accept([new(1)], now=1.0)
+            await admin(postgres_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                      "WHERE application_name = 'cmpp-gateway'")
+            for _ in range(100):     # until the writer has seen it (or the query failed)
+                try:
+                    [again] = await store.accept([new(2)], now=1.0)
+                    break
+                except StoreUnavailable:
+                    await asyncio.sleep(0.05)
+            assert again.id > first.id and await store.status_counts() == {"accepted": 2}
+            assert await store.query("SELECT COUNT(*) FROM messages") == [(2,)]
+        finally:
+            await store.close()
+    run(scenario, timeout=30)
+
+
+def test_a_database_that_is_down_fails_operations_as_unavailable_until_it_is_back(
+        require_postgres):
+    """A server of its own, stopped and started again under an open store: meanwhile each
+    operation fails with StoreUnavailable (nothing stored, nothing hanging); after, the store
+    goes on by itself with what was committed before."""
+    server = LocalPostgres(tempfile.mkdtemp(prefix="cmpp-gateway-pg-")).start()
+
+    async def scenario():
+        store = await opened(server.url())
+        try:
+            await store.accept([new(1)], now=1.0)
+            await asyncio.to_thread(server.stop)
+            with pytest.raises(StoreUnavailable, match="cannot be reached"):
+                await store.accept([new(2)], now=1.0)
+            await asyncio.to_thread(server.start)
+            for _ in range(100):
+                try:
+                    await store.accept([new(3)], now=1.0)
+                    break
+                except StoreUnavailable:
+                    await asyncio.sleep(0.05)
+            assert await store.query("SELECT text FROM messages ORDER BY id") == \
+                [("hello 1",), ("hello 3",)]
+        finally:
+            await store.close()
+    try:
+        run(scenario, timeout=60)
+    finally:
+        server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- two gateways
+
+def test_reports_and_submit_resps_recorded_at_once_by_two_gateways_all_match(postgres_url):
+    """Gateway B stores a report while gateway A records the SUBMIT_RESP it names, in two
+    transactions at once, many times over: however they interleave, each report ends matched
+    (the per-Msg_Id lock makes the second see the first's commit; without it, both miss the
+    other's uncommitted row now and then)."""
+    count = 300
+
+    async def scenario():
+        a, b = await opened(postgres_url), await opened(postgres_url)
+        try:
+            ids = [x.id for x in await a.accept([new(i) for i in range(count)], now=1.0)]
+            for i in ids:                       # each pair in two transactions at once
+                await asyncio.gather(a.record_submits([submitted(i, 70_000 + i)], "default"),
+                                     b.record_receipts([receipt(70_000 + i)]))
+            await asyncio.gather(a.query("SELECT 1"), b.query("SELECT 1"))   # all committed
+            assert await a.query("SELECT COUNT(*) FROM receipts WHERE message_id IS NULL") == \
+                [(0,)]
+            assert await a.query("SELECT status, COUNT(*) FROM messages GROUP BY status") == \
+                [(DeliveryStatus.DELIVERED.value, count)]
+        finally:
+            await a.close()
+            await b.close()
+    run(scenario, timeout=60)
+
+
+def test_an_idempotency_key_sent_to_two_gateways_at_once_stores_one_message(postgres_url):
+    async def scenario():
+        a, b = await opened(postgres_url), await opened(postgres_url)
+        try:
+            answers = await asyncio.gather(*(store.accept([new(i, idempotency_key=f"k{i}")],
+                                                          now=1.0)
+                                             for i in range(50) for store in (a, b)))
+            for first, second in zip(answers[::2], answers[1::2]):
+                assert first[0].id == second[0].id
+                assert sorted([first[0].existing, second[0].existing]) == [False, True]
+            assert await a.query("SELECT COUNT(*) FROM messages") == [(50,)]
+        finally:
+            await a.close()
+            await b.close()
+    run(scenario, timeout=60)
