@@ -151,8 +151,6 @@ def store_setting(value) -> str | None:
 GATEWAY_FIELDS = (
     # Secret: a URL may carry a password, which is refused and must not be shown either.
     Field("store", STRING, "cmpp-gateway.sqlite", store_setting, secret=True),
-    # The PostgreSQL password's environment variable (a postgresql:// store only).
-    Field("store_password_env", STRING, None, ENV_NAME),
     Field("api_listen", STRING, "127.0.0.1:8080", listen_address),
     Field("metrics_listen", STRING, "127.0.0.1:9108", listen_address),
     Field("log_level", STRING, "info", one_of("debug", "info", "warning", "error")),
@@ -160,6 +158,8 @@ GATEWAY_FIELDS = (
     Field("drain_timeout", NUMBER, 30, seconds(allow_zero=True)),
     # Directory of receipt-code tables (default.toml and one per provider); empty: built in.
     Field("providers", STRING, "", matches(r".*", "a directory path")),
+    # The PostgreSQL password's environment variable (a postgresql:// store only).
+    Field("store_password_env", STRING, None, ENV_NAME),
 )
 
 # password and password_env default to None: exactly one of them is required, which
