@@ -350,6 +350,12 @@ class Store(abc.ABC):
         """Rows of an SQL statement (``?`` parameters), run in turn with every other
         operation: for tests and tools that look inside the store."""
 
+    @abc.abstractmethod
+    async def layout(self) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+        """The store's tables as the database describes them: name -> (columns in order,
+        primary-key columns). For copy-store, and for the test that keeps both stores'
+        layouts the same."""
+
     # The API's records.
 
     @abc.abstractmethod

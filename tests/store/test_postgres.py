@@ -21,6 +21,7 @@ from gateway.store import (
     SegmentResult,
     StoreError,
     StoreUnavailable,
+    create_store,
 )
 from gateway.store.postgres.messages import SCHEMA_VERSION
 from tests.aio import free_port, run
@@ -250,3 +251,21 @@ def test_an_idempotency_key_sent_to_two_gateways_at_once_stores_one_message(post
             await a.close()
             await b.close()
     run(scenario, timeout=60)
+
+
+def test_both_stores_have_the_same_tables_columns_and_keys(tmp_path, postgres_url):
+    """The two stores hold the same records (copy-store copies them column for column): a
+    table or column added to one store and not the other fails here."""
+    async def layout_of(setting: str):
+        store = create_store(setting)
+        await store.open()
+        try:
+            return await store.layout()
+        finally:
+            await store.close()
+
+    async def scenario():
+        sqlite = await layout_of(str(tmp_path / "gw.sqlite"))
+        assert await layout_of(postgres_url) == sqlite
+        assert sqlite["messages"][1] == ("id",) and sqlite["segments"][1] == ("message_id", "part")
+    run(scenario)

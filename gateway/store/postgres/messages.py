@@ -249,6 +249,30 @@ def changed(status: str) -> int:
     return int(status.rsplit(" ", 1)[1])
 
 
+async def layout(state: State) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Tables -> (columns, primary key), from PostgreSQL's catalogue (the store's own
+    store_version left out: each store keeps its version its own way)."""
+    rows = await state.db.fetch(
+        "SELECT c.relname, ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = "
+        "c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum), "
+        "ARRAY(SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = "
+        "i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indrelid = c.oid AND i.indisprimary "
+        "ORDER BY array_position(i.indkey::int2[], a.attnum)) FROM pg_class c "
+        "WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace "
+        "AND c.relname <> 'store_version' ORDER BY c.relname")
+    return {r[0]: (tuple(r[1]), tuple(r[2])) for r in rows}
+
+
+async def continue_ids(state: State) -> None:
+    """Every identity column's sequence set to continue after the highest id in its table."""
+    for table, column in await state.db.fetch(
+            "SELECT table_name::text, column_name::text FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND is_identity = 'YES'"):
+        await state.db.execute(
+            f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
+            f"COALESCE((SELECT MAX({column}) FROM {table}), 0) + 1, false)")
+
+
 # ----------------------------------------------------------------------------- messages
 
 async def accept(state: State, messages: list[NewMessage], now: float) -> list[Accepted]:

@@ -60,11 +60,12 @@ class PostgresStore(Store):
     ~/.pgpass)."""
 
     def __init__(self, url: str, *, password: str | None = None, batch_limit: int = 4000,
-                 connect_timeout: float = 10.0) -> None:
+                 connect_timeout: float = 10.0, application_name: str = "cmpp-gateway") -> None:
         self.url = url
         self.name = display_name(url)
         self.batch_limit = batch_limit
         self.connect_timeout = connect_timeout
+        self.application_name = application_name     # as pg_stat_activity shows the session
         self._password = password
         self._state: sql.State | None = None
         self._inbox: collections.deque[_Op] = collections.deque()
@@ -111,7 +112,7 @@ class PostgresStore(Store):
     async def _connect(self):
         db = await asyncpg.connect(self.url, password=self._password,
                                    timeout=self.connect_timeout,
-                                   server_settings={"application_name": "cmpp-gateway"})
+                                   server_settings={"application_name": self.application_name})
         if await db.fetchval("SHOW synchronous_commit") == "off":
             await db.execute("SET synchronous_commit = local")    # durable at COMMIT
         return db
@@ -308,6 +309,14 @@ class PostgresStore(Store):
         operations (for tests and tools that look inside the store, or change it as a test
         needs). Parameters are written ``?`` as for SQLite, so that one text serves both."""
         return self._submit(_query, _numbered(statement), parameters)
+
+    def layout(self) -> asyncio.Future:
+        return self._submit(sql.layout)
+
+    async def continue_ids(self) -> None:
+        """Make every generated id continue after the highest one stored (after copy-store
+        wrote rows with their ids)."""
+        await self._submit(sql.continue_ids)
 
     def counts_snapshot(self) -> Counter:
         """Messages by status, as of the last commit (no query; for metrics scrapes)."""

@@ -261,6 +261,9 @@ class SqliteStore(Store):
         needs)."""
         return self._submit(_query, statement, parameters)
 
+    def layout(self) -> asyncio.Future:
+        return self._submit(sql.layout)
+
     def counts_snapshot(self) -> Counter:
         """Messages by status, as of the last commit (no query; for metrics scrapes)."""
         return Counter(self._state.counts) if self._state else Counter()
