@@ -22,7 +22,7 @@ from gateway.store import (
     create_store,
 )
 from gateway.store.postgres.messages import SCHEMA_VERSION
-from tests.aio import free_port, run
+from tests.aio import eventually, free_port, run
 
 CODES = load_tables(Path(__file__).resolve().parents[2] / "fixtures" / "providers") \
     .for_provider("default")
@@ -124,6 +124,8 @@ def test_a_batch_costs_the_same_statements_whatever_its_number_of_rows(postgres_
             ids = [a.id for a in await store.accept([new(i) for i in range(count)], now=1.0)]
             await store.record_submits([submitted(i, first_msg_id + i) for i in ids], "default")
             await store.record_receipts([receipt(first_msg_id + i) for i in ids])
+            # The writer thread logs a statement after it ran: the last COMMIT may come later.
+            await eventually(lambda: seen.count("COMMIT;") == 3)
         finally:
             store._state.db.remove_query_logger(logger)
         return seen

@@ -1,15 +1,17 @@
-"""The shared store: PostgreSQL through asyncpg, written by one task with group commit.
+"""The shared store: PostgreSQL through asyncpg, written by one thread with group commit.
 
-The same engine as ``gateway.store.sqlite.writer``, on the event loop instead of a thread:
-operations go into a queue; the writer task takes everything queued (up to ``batch_limit``),
-runs it in one transaction on its one connection and, after COMMIT, resolves the operations'
-futures. While a transaction is at the server, what arrives meanwhile waits for the next one,
-so the busier the gateway, the more each commit carries. Reads go through the same queue, so
-they see every write queued before them. If a transaction fails, each of its operations is
-retried in a transaction of its own, so one bad operation fails alone. A commit is durable
-when PostgreSQL says so: the store insists on ``synchronous_commit`` at least ``local``
-(WAL flushed to the server's disk), and keeps a stronger setting (``remote_apply``, a
-synchronous standby) when the server has one.
+The same engine as ``gateway.store.sqlite.writer``: operations go into a queue; the writer
+thread takes everything queued (up to ``batch_limit``), runs it in one transaction on its one
+connection and, after COMMIT, hands the batch's outcomes back to the event loop in one call,
+which resolves their futures. The writer thread runs an event loop of its own for asyncpg, so
+a transaction's round trips to the server never wait for the daemon's busy loop to come round,
+and what arrives while a transaction is at the server waits for the next one: the busier the
+gateway, the more each commit carries. Reads go through the same queue, so they see every
+write queued before them. If a transaction fails, each of its operations is retried in a
+transaction of its own, so one bad operation fails alone. A commit is durable when PostgreSQL
+says so: the store insists on ``synchronous_commit`` at least ``local`` (WAL flushed to the
+server's disk), and keeps a stronger setting (``remote_apply``, a synchronous standby) when the
+server has one.
 
 A connection that breaks fails the operations of its batch with ``StoreUnavailable``; the next
 batch connects again (at most once a second) and re-reads the facts kept in memory.
@@ -21,6 +23,7 @@ import asyncio
 import collections
 import logging
 import re
+import threading
 import time
 from collections import Counter
 from urllib.parse import urlsplit
@@ -44,6 +47,7 @@ from . import receipts as receipts_sql
 log = logging.getLogger("cmpp_gateway.store")
 
 RECONNECT_INTERVAL = 1.0          # seconds between two tries to reach the database again
+CONNECTION_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class _Op:
@@ -68,11 +72,14 @@ class PostgresStore(Store):
         self.application_name = application_name     # as pg_stat_activity shows the session
         self._password = password
         self._state: sql.State | None = None
-        self._inbox: collections.deque[_Op] = collections.deque()
-        self._wake: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._writer: asyncio.Task | None = None
+        self._inbox: collections.deque[_Op] = collections.deque()   # appends are thread-safe
+        self._loop: asyncio.AbstractEventLoop | None = None         # the daemon's
+        self._writer: threading.Thread | None = None
+        self._writer_loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None                     # the writer loop's
+        self._idle = False            # the writer waits for _wake: a submit must set it
         self._closing = False
+        self._stopped: asyncio.Future | None = None
         self._next_connect = 0.0
         self.commits = 0              # transactions run, for metrics and tests
 
@@ -81,33 +88,40 @@ class PostgresStore(Store):
     async def open(self) -> None:
         """Connect, create or migrate the schema, and start the writer. Raises StoreError when
         the database cannot be reached or is not a store this version can use."""
+        loop = asyncio.get_running_loop()
+        opened, self._stopped = loop.create_future(), loop.create_future()
+        self._closing = False
+        self._writer = threading.Thread(target=self._write, args=(loop, opened),
+                                        name="store-writer", daemon=True)
+        self._writer.start()
         try:
-            db = await self._connect()
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError,
-                asyncpg.InterfaceError) as error:
-            raise StoreError(f"{self.name}: cannot use the database: {error}") from None
-        try:
-            await sql.migrate(db, self.name, (sql.SCHEMA, api_sql.SCHEMA))
-            state = sql.State(db)
-            await state.reload()
+            self._state = await opened
         except BaseException:
-            await db.close()
+            self._stop_writer()                     # if it did open, it closes again
+            await asyncio.shield(self._stopped)
+            self._writer.join()
+            self._writer = None
             raise
-        self._state, self._closing = state, False
-        self._wake = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
-        self._writer = self._loop.create_task(self._write(), name="store-writer")
+        self._loop = loop
 
     async def close(self) -> None:
         """Finish every queued operation (and the batch being committed), then close."""
         if self._loop is None:
             return
         self._loop = None                           # no new operations from here on
-        self._closing = True
-        self._wake.set()
-        await self._writer
+        self._stop_writer()
+        await self._stopped
+        self._writer.join()
         self._writer = None
-        await self._state.db.close()
+
+    def _stop_writer(self) -> None:
+        self._closing = True
+        writer_loop = self._writer_loop
+        if writer_loop is not None:
+            try:
+                writer_loop.call_soon_threadsafe(self._wake.set)
+            except RuntimeError:                    # its loop has ended already
+                pass
 
     async def _connect(self):
         db = await asyncpg.connect(self.url, password=self._password,
@@ -116,6 +130,20 @@ class PostgresStore(Store):
         if await db.fetchval("SHOW synchronous_commit") == "off":
             await db.execute("SET synchronous_commit = local")    # durable at COMMIT
         return db
+
+    async def _open_database(self) -> sql.State:
+        try:
+            db = await self._connect()
+        except CONNECTION_ERRORS as error:
+            raise StoreError(f"{self.name}: cannot use the database: {error}") from None
+        try:
+            await sql.migrate(db, self.name, (sql.SCHEMA, api_sql.SCHEMA))
+            state = sql.State(db)
+            await state.reload()
+        except BaseException:
+            await db.close()
+            raise
+        return state
 
     async def _connected(self) -> bool:
         """Writer: the connection is up, or was just made again; False when the database
@@ -130,8 +158,7 @@ class PostgresStore(Store):
         try:
             state.db = await self._connect()
             await state.reload()
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError,
-                asyncpg.InterfaceError) as error:
+        except CONNECTION_ERRORS as error:
             log.warning("store %s still unreachable: %s", self.name, error)
             if not state.db.is_closed():
                 await state.db.close()
@@ -147,24 +174,48 @@ class PostgresStore(Store):
             raise RuntimeError("the store is not open")
         future = loop.create_future()
         self._inbox.append(_Op(fn, args, future))
-        self._wake.set()
+        if self._idle:
+            self._idle = False
+            self._writer_loop.call_soon_threadsafe(self._wake.set)
         return future
 
-    async def _write(self) -> None:
-        """The writer task: commit batches until close() says stop and the queue is empty."""
+    def _write(self, loop: asyncio.AbstractEventLoop, opened: asyncio.Future) -> None:
+        """The writer thread: its own event loop, for as long as the store is open."""
+        try:
+            asyncio.run(self._serve(loop, opened))
+        finally:
+            _post(loop, _settle_future, self._stopped, True, None)
+
+    async def _serve(self, loop: asyncio.AbstractEventLoop, opened: asyncio.Future) -> None:
+        """Open the database, then commit batches until close() says stop and the queue is
+        empty."""
+        try:
+            state = await self._open_database()
+        except BaseException as error:  # noqa: BLE001 - reported to open()'s caller
+            _post(loop, _settle_future, opened, False, error)
+            return
+        self._state, self._wake = state, asyncio.Event()
+        self._writer_loop = asyncio.get_running_loop()
+        _post(loop, _settle_future, opened, True, state)
         inbox = self._inbox
-        while inbox or not self._closing:
-            if not inbox:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            batch = [inbox.popleft() for _ in range(min(len(inbox), self.batch_limit))]
-            try:
-                outcomes = await self._run(batch)
-            except Exception as error:  # noqa: BLE001 - e.g. a rollback that failed
-                outcomes = [(False, error)] * len(batch)
-            for op, (ok, value) in zip(batch, outcomes):
-                _settle_future(op.future, ok, value)
+        try:
+            while inbox or not self._closing:
+                if not inbox:
+                    self._wake.clear()
+                    self._idle = True
+                    if not inbox and not self._closing:      # else a submit came meanwhile
+                        await self._wake.wait()
+                    self._idle = False
+                    continue
+                batch = [inbox.popleft() for _ in range(min(len(inbox), self.batch_limit))]
+                try:
+                    outcomes = await self._run(batch)
+                except Exception as error:  # noqa: BLE001 - e.g. a rollback that failed
+                    outcomes = [(False, error)] * len(batch)
+                _post(loop, _resolve, batch, outcomes)
+        finally:
+            self._writer_loop = None
+            await state.db.close()
 
     async def _run(self, batch: list[_Op]) -> list[tuple[bool, object]]:
         """The batch in one transaction; on failure, one transaction each."""
@@ -378,6 +429,21 @@ def _numbered(statement: str) -> str:
 
 async def _query(state: sql.State, statement: str, parameters: tuple) -> list[tuple]:
     return [tuple(row) for row in await state.db.fetch(statement, *parameters)]
+
+
+def _post(loop: asyncio.AbstractEventLoop, callback, *args) -> None:
+    """Writer thread: run ``callback(*args)`` on the daemon's event loop (nothing, once it is
+    closed: then no one waits for the outcome, and what was committed stays committed)."""
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:
+        log.debug("the event loop closed before the store's outcomes reached it")
+
+
+def _resolve(batch: list[_Op], outcomes: list[tuple[bool, object]]) -> None:
+    """Event loop: hand a committed batch's outcomes to the operations' futures."""
+    for op, (ok, value) in zip(batch, outcomes):
+        _settle_future(op.future, ok, value)
 
 
 def _settle_future(future: asyncio.Future, ok: bool, value) -> None:
