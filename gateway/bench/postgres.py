@@ -24,7 +24,6 @@ import tempfile
 from pathlib import Path
 
 
-
 class PostgresMissing(Exception):
     """No PostgreSQL server can be started here; the message says why and what to install."""
 
@@ -68,7 +67,7 @@ class LocalPostgres:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
-    def start(self) -> "LocalPostgres":
+    def start(self) -> LocalPostgres:
         """Create the cluster if needed and start the server. Raises PostgresMissing with the
         server's log when it does not start."""
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -19,8 +19,8 @@ from gateway.store import (
     NewMessage,
     Receipt,
     SegmentResult,
-    create_store,
     code_digest,
+    create_store,
 )
 from tests.aio import run
 

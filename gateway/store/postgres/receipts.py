@@ -16,7 +16,6 @@ from .messages import (
     _callback_row,
     _settle,
     _settle_segment,
-    changed,
     columns,
     lock_msg_ids,
     queue_callbacks,
@@ -207,6 +206,3 @@ async def unassembled_mo_parts(state: State) -> list[MoPart]:
         "ORDER BY id")
     return [MoPart(r[0], r[1], to_unsigned(r[2]), *tuple(r)[3:]) for r in rows]
 
-
-__all__ = ["changed", "expire_reports", "record_mo_message", "record_mo_parts",
-           "record_receipts", "unassembled_mo_parts"]
