@@ -356,38 +356,59 @@ async def defer(state: State, message_id: int, until: float) -> None:
 
 # ----------------------------------------------------------------------------- submits
 
-async def lock_msg_ids(state: State, keys) -> None:
-    """Hold, until this transaction ends, a lock on each Msg_Id (advisory, in PostgreSQL's
-    one-bigint key space): a report and its SUBMIT_RESP recorded at once by two gateways take
-    turns, and the second sees the first's commit (its next statement's snapshot is taken
-    after the lock), so they never miss each other under READ COMMITTED. Sorted, so that two
-    transactions never wait for each other's locks."""
-    if keys:
-        await state.db.execute("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k",
-                               sorted(set(keys)))
+def begin(keys) -> str:
+    """The statement that opens a transaction and takes, until it ends, a lock on each Msg_Id
+    its reports and SUBMIT outcomes name (advisory, in PostgreSQL's one-bigint key space).
+
+    A report and its SUBMIT_RESP recorded at once by two gateways then take turns, and the
+    second sees the first's commit (its next statement's snapshot is taken after the lock),
+    so they never miss each other under READ COMMITTED. Taken all at once, sorted, before the
+    transaction touches any row: two transactions never wait for each other. The keys are
+    integers written into the text, so BEGIN and the locks cost one round trip together."""
+    if not keys:
+        return "BEGIN"
+    array = ",".join(str(int(k)) for k in sorted(set(keys)))
+    return f"BEGIN; SELECT pg_advisory_xact_lock(k) FROM unnest('{{{array}}}'::bigint[]) AS k"
+
+
+def lock_keys(fn, args) -> list[int]:
+    """The Msg_Ids an operation's transaction must lock (see ``begin``)."""
+    if fn is record_submits:
+        return [to_signed(r.msg_id) for r in args[0] if r.msg_id is not None]
+    if fn.__name__ == "record_receipts":
+        return [to_signed(r.msg_id) for r in args[0]]
+    return []
 
 
 async def record_submits(state: State, results: list[SegmentResult],
                          provider: str) -> list[DeliveryStatus | None]:
-    """Segments in; receipts that came early are matched; messages move on when every part is
-    answered. Returns, for each result, the final status it gave its message (or None)."""
+    """Segments in; receipts that came early are matched (found by the statement that inserts
+    the segments, under the transaction's Msg_Id locks: ``begin``); messages move on when
+    every part is answered. Returns, for each result, the final status it gave its message
+    (or None)."""
     latest = {(r.message_id, r.part): r for r in results}      # a later outcome replaces
-    await state.db.execute(
-        "INSERT INTO segments (message_id, part, parts, channel, msg_id, result, connection, "
-        "sends, submitted_at, status, stat, temporary, done_at) SELECT * FROM unnest("
+    named = [r for r in results if r.msg_id is not None]
+    held = await state.db.fetch(
+        "WITH s AS (INSERT INTO segments (message_id, part, parts, channel, msg_id, result, "
+        "connection, sends, submitted_at, status, stat, temporary, done_at) SELECT * FROM unnest("
         "$1::bigint[], $2::int[], $3::int[], $4::text[], $5::bigint[], $6::int[], $7::text[], "
         "$8::int[], $9::float8[], $10::text[], $11::text[], $12::int[], $13::float8[]) "
         "ON CONFLICT (message_id, part) DO UPDATE SET parts = EXCLUDED.parts, "
         "channel = EXCLUDED.channel, msg_id = EXCLUDED.msg_id, result = EXCLUDED.result, "
         "connection = EXCLUDED.connection, sends = EXCLUDED.sends, "
         "submitted_at = EXCLUDED.submitted_at, status = EXCLUDED.status, stat = EXCLUDED.stat, "
-        "temporary = EXCLUDED.temporary, done_at = EXCLUDED.done_at",
+        "temporary = EXCLUDED.temporary, done_at = EXCLUDED.done_at) "
+        "SELECT r.id, r.channel, r.msg_id, r.status, r.temporary, r.stat, r.received_at "
+        "FROM receipts r JOIN unnest($14::text[], $15::bigint[]) AS k(channel, msg_id) "
+        "ON r.channel = k.channel AND r.msg_id = k.msg_id WHERE r.message_id IS NULL "
+        "ORDER BY r.id",
         *columns([(r.message_id, r.part, r.parts, r.channel,
                    None if r.msg_id is None else to_signed(r.msg_id), r.result, r.connection,
                    r.sends, r.at, r.status.value, r.stat or None, int(r.temporary),
                    None if r.status is DeliveryStatus.SUBMITTED else r.at)
-                  for r in latest.values()], 13))
-    matched = await _match_held(state, [r for r in results if r.msg_id is not None])
+                  for r in latest.values()], 13),
+        [r.channel for r in named], [to_signed(r.msg_id) for r in named])
+    matched = await _match_held(state, named, held)
     simple, others = [], {}
     for i, r in enumerate(results):
         if r.parts == 1 and r.status is DeliveryStatus.SUBMITTED and \
@@ -410,17 +431,11 @@ async def record_submits(state: State, results: list[SegmentResult],
     return final
 
 
-async def _match_held(state: State, results: list[SegmentResult]) -> set[tuple[str, int]]:
-    """Settle segments with the receipts that arrived before their SUBMIT_RESP (one query for
-    the lot); returns the (channel, Msg_Id) keys that had any."""
-    if not results:
-        return set()
-    await lock_msg_ids(state, [to_signed(r.msg_id) for r in results])
-    rows = await state.db.fetch(
-        "SELECT r.id, r.channel, r.msg_id, r.status, r.temporary, r.stat, r.received_at "
-        "FROM receipts r JOIN unnest($1::text[], $2::bigint[]) AS k(channel, msg_id) "
-        "ON r.channel = k.channel AND r.msg_id = k.msg_id WHERE r.message_id IS NULL "
-        "ORDER BY r.id", [r.channel for r in results], [to_signed(r.msg_id) for r in results])
+async def _match_held(state: State, results: list[SegmentResult],
+                      rows: list) -> set[tuple[str, int]]:
+    """Settle segments with the receipts that arrived before their SUBMIT_RESP (``rows``:
+    those the segments' insert found waiting); returns the (channel, Msg_Id) keys that had
+    any."""
     if not rows:
         return set()
     segment = {(r.channel, to_signed(r.msg_id)): r for r in results}

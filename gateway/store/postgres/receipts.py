@@ -17,7 +17,6 @@ from .messages import (
     _settle,
     _settle_segment,
     columns,
-    lock_msg_ids,
     queue_callbacks,
     wants_status_callback,
 )
@@ -27,8 +26,8 @@ from .messages import (
 async def record_receipts(state: State, receipts: list[Receipt]) -> list[ReceiptOutcome]:
     """Store reports and settle the segments they name, as a set: one query finds their
     segments and those seen before, and the writes go out in one statement. A report seen
-    before changes nothing; a segment's first final report wins."""
-    await lock_msg_ids(state, [to_signed(r.msg_id) for r in receipts])
+    before changes nothing; a segment's first final report wins. The transaction holds the
+    reports' Msg_Id locks (``messages.begin``)."""
     segments, seen = await _look_up(state, receipts)
     out: list[ReceiptOutcome | None] = [None] * len(receipts)
     rows, segment_updates, message_updates, callbacks = [], [], [], []

@@ -221,31 +221,39 @@ class PostgresStore(Store):
         """The batch in one transaction; on failure, one transaction each."""
         if not await self._connected():
             return self._unavailable(batch)
-        state = self._state
         try:
-            state.begin()
-            async with state.db.transaction():
-                values = await _apply(state, batch)
-            state.commit()
-            self.commits += 1
+            values = await self._transaction(batch, _apply)
             return [(True, v) for v in values]
         except Exception:  # noqa: BLE001 - isolate the operation that failed
-            if state.db.is_closed():
+            if self._state.db.is_closed():
                 return self._unavailable(batch)
         outcomes = []
         for op in batch:
             try:
-                state.begin()
-                async with state.db.transaction():
-                    value = await op.fn(state, *op.args)
-                state.commit()
-                self.commits += 1
-                outcomes.append((True, value))
+                outcomes.append((True, await self._transaction([op], _apply_one)))
             except Exception as error:  # noqa: BLE001 - this one fails alone
-                if state.db.is_closed():
+                if self._state.db.is_closed():
                     return outcomes + self._unavailable(batch[len(outcomes):])
                 outcomes.append((False, error))
         return outcomes
+
+    async def _transaction(self, batch: list[_Op], apply):
+        """``apply(state, batch)`` between BEGIN (with the batch's Msg_Id locks, in the same
+        round trip) and COMMIT; ROLLBACK when it fails."""
+        state = self._state
+        state.begin()
+        await state.db.execute(sql.begin([key for op in batch
+                                          for key in sql.lock_keys(op.fn, op.args)]))
+        try:
+            value = await apply(state, batch)
+            await state.db.execute("COMMIT")
+        except BaseException:
+            if not state.db.is_closed():
+                await state.db.execute("ROLLBACK")
+            raise
+        state.commit()
+        self.commits += 1
+        return value
 
     def _unavailable(self, batch: list[_Op]) -> list[tuple[bool, object]]:
         """Outcomes for a batch the database did not take (or whose COMMIT went unanswered:
@@ -391,6 +399,11 @@ def display_name(url: str) -> str:
 # and the results are handed back op by op. Other operations run in their place in the order
 # they came, so a read sees every write queued before it.
 _MERGEABLE = (sql.record_submits, receipts_sql.record_receipts, receipts_sql.record_mo_parts)
+
+
+async def _apply_one(state, batch: list[_Op]):
+    op = batch[0]
+    return await op.fn(state, *op.args)
 
 
 async def _apply(state, batch: list[_Op]) -> list:
