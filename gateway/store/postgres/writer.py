@@ -47,6 +47,15 @@ from . import receipts as receipts_sql
 log = logging.getLogger("cmpp_gateway.store")
 
 RECONNECT_INTERVAL = 1.0          # seconds between two tries to reach the database again
+
+# Every statement of the store reaches its rows by key, a batch's keys given as arrays. Plans
+# are made for each execution, from the arrays' actual sizes (a plan cached when a table was
+# young would go on scanning it whole), and never as a hash or merge join, which reads a whole
+# table to join a few dozen keys: the planner would choose one while a table has no statistics
+# yet (a new store, its first minute), where each batch then costs milliseconds, not tens of
+# microseconds.
+PLANNER_SETTINGS = {"plan_cache_mode": "force_custom_plan", "enable_hashjoin": "off",
+                    "enable_mergejoin": "off"}
 CONNECTION_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
@@ -126,7 +135,8 @@ class PostgresStore(Store):
     async def _connect(self):
         db = await asyncpg.connect(self.url, password=self._password,
                                    timeout=self.connect_timeout,
-                                   server_settings={"application_name": self.application_name})
+                                   server_settings={"application_name": self.application_name,
+                                                    **PLANNER_SETTINGS})
         if await db.fetchval("SHOW synchronous_commit") == "off":
             await db.execute("SET synchronous_commit = local")    # durable at COMMIT
         return db
