@@ -23,7 +23,7 @@ import os
 
 from gateway.store import PostgresStore, Store, StoreError, create_store, is_database_url
 
-PARAMETERS_PER_STATEMENT = 20_000     # under SQLite's 32,766 and PostgreSQL's 32,767
+VALUES_PER_CHUNK = 100_000            # rows of a chunk x their columns: memory stays small
 
 
 class CopyRefused(Exception):
@@ -65,21 +65,17 @@ async def _copy_table(source: Store, target: Store, table: str, columns: tuple[s
     key of the one before, so memory stays one chunk whatever the table's size)."""
     names = ", ".join(f'"{c}"' for c in columns)
     order = ", ".join(f'"{c}"' for c in key)
-    chunk = max(1, PARAMETERS_PER_STATEMENT // len(columns))
+    chunk = max(1, VALUES_PER_CHUNK // len(columns))
     positions = [columns.index(c) for c in key]
     after: tuple | None = None
     total = 0
     while True:
-        where = "" if after is None else \
-            f"WHERE ({order}) > ({', '.join('?' * len(key))}) "
+        where = "" if after is None else f"WHERE ({order}) > ({', '.join('?' * len(key))}) "
         rows = await source.query(f'SELECT {names} FROM "{table}" {where}ORDER BY {order} '
                                   f"LIMIT {chunk}", after or ())
         if not rows:
             return total
-        marks = "(" + ", ".join("?" * len(columns)) + ")"
-        await target.query(f'INSERT INTO "{table}" ({names}) VALUES '
-                           + ", ".join([marks] * len(rows)),
-                           tuple(value for row in rows for value in row))
+        await target.insert_rows(table, columns, rows)
         total += len(rows)
         after = tuple(rows[-1][i] for i in positions)
 

@@ -356,6 +356,11 @@ class Store(abc.ABC):
         primary-key columns). For copy-store, and for the test that keeps both stores'
         layouts the same."""
 
+    @abc.abstractmethod
+    async def insert_rows(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+        """Rows written into ``table`` as they are, ids included, in one transaction (for
+        copy-store; the daemon never calls it)."""
+
     # The API's records.
 
     @abc.abstractmethod

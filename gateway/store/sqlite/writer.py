@@ -264,6 +264,9 @@ class SqliteStore(Store):
     def layout(self) -> asyncio.Future:
         return self._submit(sql.layout)
 
+    def insert_rows(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> asyncio.Future:
+        return self._submit(_insert_rows, table, columns, rows)
+
     def counts_snapshot(self) -> Counter:
         """Messages by status, as of the last commit (no query; for metrics scrapes)."""
         return Counter(self._state.counts) if self._state else Counter()
@@ -303,6 +306,12 @@ def _apply_merged(state, batch: list[_Op], groups: dict[tuple, list[int]], value
             values[i] = merged[start:start + size]
             start += size
     groups.clear()
+
+
+def _insert_rows(state: sql.State, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    names = ", ".join(f'"{c}"' for c in columns)
+    state.db.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({", ".join("?" * len(columns))})',
+                         rows)
 
 
 def _query(state: sql.State, statement: str, parameters: tuple) -> list[tuple]:
