@@ -209,11 +209,13 @@ def _end_to_end_report(port: int, args, backends: list[str], stores: Backends) -
     for backend, results in rounds.items():
         rates = [r["end_to_end"] for r in results]
         medians[backend] = statistics.median(rates)
-        print(f"{backend}: insert into the store {statistics.median(r['insert'] for r in results):,.0f}"
-              f" messages/s; end to end to 'delivered' {medians[backend]:,.0f} messages/s, "
-              f"median of {', '.join(f'{r:,.0f}' for r in rates)} ({args.messages:,} a round); "
-              f"CPU a message: gateway {statistics.median(r['gateway_us'] for r in results):.0f} us"
-              f", database {statistics.median(r['database_us'] for r in results):.0f} us")
+        insert = statistics.median(r["insert"] for r in results)
+        gateway_us = statistics.median(r["gateway_us"] for r in results)
+        database_us = statistics.median(r["database_us"] for r in results)
+        print(f"{backend}: insert into the store {insert:,.0f} messages/s; end to end to "
+              f"'delivered' {medians[backend]:,.0f} messages/s, median of "
+              f"{', '.join(f'{r:,.0f}' for r in rates)} ({args.messages:,} a round); "
+              f"CPU a message: gateway {gateway_us:.0f} us, database {database_us:.0f} us")
     if "sqlite" in medians and "postgresql" in medians:
         print(f"postgresql / sqlite end to end: {medians['postgresql'] / medians['sqlite']:.2f} "
               "(target >= 0.5)")

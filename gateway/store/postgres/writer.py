@@ -382,7 +382,8 @@ class PostgresStore(Store):
     def layout(self) -> asyncio.Future:
         return self._submit(sql.layout)
 
-    def insert_rows(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> asyncio.Future:
+    def insert_rows(self, table: str, columns: tuple[str, ...],
+                    rows: list[tuple]) -> asyncio.Future:
         """As the interface says, with COPY (binary): the fastest way into PostgreSQL."""
         return self._submit(_insert_rows, table, columns, rows)
 

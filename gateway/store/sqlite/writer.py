@@ -264,7 +264,8 @@ class SqliteStore(Store):
     def layout(self) -> asyncio.Future:
         return self._submit(sql.layout)
 
-    def insert_rows(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> asyncio.Future:
+    def insert_rows(self, table: str, columns: tuple[str, ...],
+                    rows: list[tuple]) -> asyncio.Future:
         return self._submit(_insert_rows, table, columns, rows)
 
     def counts_snapshot(self) -> Counter:
@@ -308,10 +309,10 @@ def _apply_merged(state, batch: list[_Op], groups: dict[tuple, list[int]], value
     groups.clear()
 
 
-def _insert_rows(state: sql.State, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
-    names = ", ".join(f'"{c}"' for c in columns)
-    state.db.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({", ".join("?" * len(columns))})',
-                         rows)
+def _insert_rows(state: sql.State, table: str, columns: tuple[str, ...],
+                 rows: list[tuple]) -> None:
+    names, marks = ", ".join(f'"{c}"' for c in columns), ", ".join("?" * len(columns))
+    state.db.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', rows)
 
 
 def _query(state: sql.State, statement: str, parameters: tuple) -> list[tuple]:
