@@ -48,13 +48,14 @@ log = logging.getLogger("cmpp_gateway.store")
 
 RECONNECT_INTERVAL = 1.0          # seconds between two tries to reach the database again
 
-# Every statement of the store reaches its rows by key, a batch's keys given as arrays. Plans
-# are made for each execution, from the arrays' actual sizes (a plan cached when a table was
-# young would go on scanning it whole), and never as a hash or merge join, which reads a whole
-# table to join a few dozen keys: the planner would choose one while a table has no statistics
-# yet (a new store, its first minute), where each batch then costs milliseconds, not tens of
-# microseconds.
-PLANNER_SETTINGS = {"plan_cache_mode": "force_custom_plan", "enable_hashjoin": "off",
+# Every statement of the store reaches its rows by key (a batch's keys given as arrays), and
+# every such key has an index. The store's session tells the planner so: never a whole-table
+# scan, hash or merge join where an index leads to the rows. Left to its estimates, the
+# planner chooses them while a table is young and has no statistics (a new store, its first
+# minutes), and a prepared statement keeps that plan: a batch then took milliseconds instead
+# of a fraction of one (measured: the database's CPU a message fell from about 320 to 80 us).
+# A table scan is still made where no index applies (counting messages by status).
+PLANNER_SETTINGS = {"enable_seqscan": "off", "enable_hashjoin": "off",
                     "enable_mergejoin": "off"}
 CONNECTION_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
