@@ -186,11 +186,14 @@ class State:
         self._delta[new] += count
 
     async def reload(self) -> None:
-        """Re-read the facts from the database (at open, and after a reconnection)."""
-        rows = await self.db.fetch("SELECT status, COUNT(*) FROM messages GROUP BY status")
+        """Re-read the facts from the database (at open, and after a reconnection): a count
+        of the whole table, for which a table scan is the way (see writer.PLANNER_SETTINGS)."""
+        async with self.db.transaction():
+            await self.db.execute("SET LOCAL enable_seqscan = on")
+            rows = await self.db.fetch("SELECT status, COUNT(*) FROM messages GROUP BY status")
+            self.unmatched = await self.db.fetchval(
+                "SELECT COUNT(*) FROM receipts WHERE message_id IS NULL")
         self.counts = Counter({r[0]: r[1] for r in rows})
-        self.unmatched = await self.db.fetchval(
-            "SELECT COUNT(*) FROM receipts WHERE message_id IS NULL")
 
 
 # The layout of the database, in the one row of store_version. A version that changes the
