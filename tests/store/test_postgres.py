@@ -23,7 +23,7 @@ from gateway.store import (
     create_store,
 )
 from gateway.store.postgres.messages import SCHEMA_VERSION
-from tests.aio import eventually, free_port, run
+from tests.aio import eventually, free_port, run, with_store
 
 CODES = load_tables(Path(__file__).resolve().parents[2] / "fixtures" / "providers") \
     .for_provider("default")
@@ -132,51 +132,39 @@ def test_a_batch_costs_the_same_statements_whatever_its_number_of_rows(postgres_
             store._state.db.remove_query_logger(logger)
         return seen
 
-    async def scenario():
-        store = await opened(postgres_url)
-        try:
-            await statements_for(store, 1, 1000)      # asyncpg learns the types once
-            one = await statements_for(store, 1, 2000)
-            many = await statements_for(store, 400, 5000)
-            assert one == many and len(many) == 11, many      # 3 transactions, 5 statements
-            assert store.counts_snapshot() == {"delivered": 402}
-        finally:
-            await store.close()
-    run(scenario)
+    async def scenario(store):
+        await statements_for(store, 1, 1000)      # asyncpg learns the types once
+        one = await statements_for(store, 1, 2000)
+        many = await statements_for(store, 400, 5000)
+        assert one == many and len(many) == 11, many      # 3 transactions, 5 statements
+        assert store.counts_snapshot() == {"delivered": 402}
+    with_store(scenario, postgres_url)
 
 
 def test_operations_queued_together_share_one_transaction(postgres_url):
-    async def scenario():
-        store = await opened(postgres_url)
-        try:
-            before = store.commits
-            await asyncio.gather(*(store.accept([new(i)], now=1.0) for i in range(300)))
-            assert store.commits - before <= 3
-        finally:
-            await store.close()
-    run(scenario)
+    async def scenario(store):
+        before = store.commits
+        await asyncio.gather(*(store.accept([new(i)], now=1.0) for i in range(300)))
+        assert store.commits - before <= 3
+    with_store(scenario, postgres_url)
 
 
 # ----------------------------------------------------------------------------- connection
 
 def test_a_connection_the_server_ended_is_made_again_for_the_next_operation(postgres_url):
-    async def scenario():
-        store = await opened(postgres_url)
-        try:
-            [first] = await store.accept([new(1)], now=1.0)
-            await admin(postgres_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                      "WHERE application_name = 'cmpp-gateway'")
-            for _ in range(100):     # until the writer has seen it (or the query failed)
-                try:
-                    [again] = await store.accept([new(2)], now=1.0)
-                    break
-                except StoreUnavailable:
-                    await asyncio.sleep(0.05)
-            assert again.id > first.id and await store.status_counts() == {"accepted": 2}
-            assert await store.query("SELECT COUNT(*) FROM messages") == [(2,)]
-        finally:
-            await store.close()
-    run(scenario, timeout=30)
+    async def scenario(store):
+        [first] = await store.accept([new(1)], now=1.0)
+        await admin(postgres_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  "WHERE application_name = 'cmpp-gateway'")
+        for _ in range(100):     # until the writer has seen it (or the query failed)
+            try:
+                [again] = await store.accept([new(2)], now=1.0)
+                break
+            except StoreUnavailable:
+                await asyncio.sleep(0.05)
+        assert again.id > first.id and await store.status_counts() == {"accepted": 2}
+        assert await store.query("SELECT COUNT(*) FROM messages") == [(2,)]
+    with_store(scenario, postgres_url)
 
 
 def test_a_database_that_is_down_fails_operations_as_unavailable_until_it_is_back(
