@@ -22,7 +22,7 @@ from gateway.store import (
     StoreUnavailable,
     create_store,
 )
-from gateway.store.postgres.messages import SCHEMA_VERSION
+from gateway.store.postgres.schema import SCHEMA_VERSION
 from tests.aio import eventually, free_port, run, with_store
 
 CODES = load_tables(Path(__file__).resolve().parents[2] / "fixtures" / "providers") \

@@ -1,8 +1,9 @@
-"""The shared store: PostgreSQL through asyncpg, written by one task with group commit.
+"""The shared store: PostgreSQL through asyncpg, written by one thread with group commit.
 
-``writer`` is the engine (``PostgresStore``: the queue, the writer task, the transactions,
-reconnection); ``messages`` the schema and its version, messages, SUBMIT outcomes, reading
-and the callback outbox; ``receipts`` status reports and MO; ``api`` the API's records. Each
+``writer`` is the engine (``PostgresStore``: the queue, the writer thread, the transactions,
+reconnection); ``schema`` the tables, their layout version and migration; ``messages``
+messages, SUBMIT outcomes, reading and the callback outbox; ``receipts`` status reports and
+MO; ``api`` the API's records. Each
 module matches its namesake in ``gateway.store.sqlite`` function for function, so that a
 change to one store maps onto one place in the other.
 

@@ -2,7 +2,7 @@
 whole, verification codes, idempotent answers, unsubscribed numbers, and the templates and
 signatures managed through the API.
 
-Like ``messages``, every function runs in the store's writer task inside a transaction.
+Like ``messages``, every function runs in the store's writer thread inside a transaction.
 """
 
 from __future__ import annotations

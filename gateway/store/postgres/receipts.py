@@ -1,6 +1,6 @@
 """SQL of status reports and MO messages, as ``gateway.store.sqlite.receipts`` is for SQLite:
 matching reports to segments as a set, the report timeout, and MO parts and messages. Runs in
-the store's writer task like ``messages``.
+the store's writer thread like ``messages``.
 """
 
 from __future__ import annotations

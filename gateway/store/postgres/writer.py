@@ -43,6 +43,7 @@ from ..interface import (
 from . import api as api_sql
 from . import messages as sql
 from . import receipts as receipts_sql
+from . import schema
 
 log = logging.getLogger("cmpp_gateway.store")
 
@@ -148,7 +149,7 @@ class PostgresStore(Store):
         except CONNECTION_ERRORS as error:
             raise StoreError(f"{self.name}: cannot use the database: {error}") from None
         try:
-            await sql.migrate(db, self.name, (sql.SCHEMA, api_sql.SCHEMA))
+            await schema.migrate(db, self.name, (schema.SCHEMA, api_sql.SCHEMA))
             state = sql.State(db)
             await state.reload()
         except BaseException:
@@ -381,7 +382,7 @@ class PostgresStore(Store):
         return self._submit(_query, _numbered(statement), parameters)
 
     def layout(self) -> asyncio.Future:
-        return self._submit(sql.layout)
+        return self._submit(schema.layout)
 
     def insert_rows(self, table: str, columns: tuple[str, ...],
                     rows: list[tuple]) -> asyncio.Future:
@@ -391,7 +392,7 @@ class PostgresStore(Store):
     async def continue_ids(self) -> None:
         """Make every generated id continue after the highest one stored (after copy-store
         wrote rows with their ids)."""
-        await self._submit(sql.continue_ids)
+        await self._submit(schema.continue_ids)
 
     def counts_snapshot(self) -> Counter:
         """Messages by status, as of the last commit (no query; for metrics scrapes)."""
