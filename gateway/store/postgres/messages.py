@@ -5,10 +5,10 @@ function for function.
 Every function runs in the store's writer thread inside a transaction opened by
 ``PostgresStore._transaction``. Rows go to the server as one array per column (``unnest``),
 so that a statement's text, and its prepared plan, is the same whatever the number of rows,
-and a batch costs one round trip, not one per row. ``State`` carries the connection and the facts kept in
-step with what is committed (messages by status, receipts waiting for their segment), applied
-only when the transaction commits; with several gateways on one database they are this
-process's view, re-read from the database at every (re)connection.
+and a batch costs one round trip, not one per row. ``State`` carries the connection and the
+facts kept in step with what is committed (messages by status, receipts waiting for their
+segment), applied only when the transaction commits; with several gateways on one database
+they are this process's view, re-read from the database at every (re)connection.
 """
 
 from __future__ import annotations
