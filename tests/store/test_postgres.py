@@ -81,6 +81,17 @@ def test_a_database_holding_other_tables_named_messages_is_refused(postgres_url)
     run(scenario)
 
 
+def test_a_user_without_the_right_to_create_tables_is_a_store_error_at_start(postgres_url):
+    async def scenario():
+        await admin(postgres_url, "DO $$ BEGIN CREATE ROLE gw_limited LOGIN; "
+                                  "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        limited = postgres_url.replace("postgresql://postgres@", "postgresql://gw_limited@")
+        with pytest.raises(StoreError, match="gw_limited@.*cannot set up the store's tables: "
+                                             "permission denied"):
+            await opened(limited)
+    run(scenario)
+
+
 def test_gateways_starting_together_create_the_schema_once(postgres_url):
     async def scenario():
         stores = await asyncio.gather(*(opened(postgres_url) for _ in range(4)))

@@ -152,6 +152,9 @@ class PostgresStore(Store):
             await schema.migrate(db, self.name, (schema.SCHEMA, api_sql.SCHEMA))
             state = sql.State(db)
             await state.reload()
+        except asyncpg.PostgresError as error:     # e.g. no right to create tables
+            await db.close()
+            raise StoreError(f"{self.name}: cannot set up the store's tables: {error}") from None
         except BaseException:
             await db.close()
             raise
@@ -254,9 +257,9 @@ class PostgresStore(Store):
         round trip) and COMMIT; ROLLBACK when it fails."""
         state = self._state
         state.begin()
-        await state.db.execute(sql.begin([key for op in batch
-                                          for key in sql.lock_keys(op.fn, op.args)]))
         try:
+            await state.db.execute(sql.begin([key for op in batch
+                                              for key in sql.lock_keys(op.fn, op.args)]))
             value = await apply(state, batch)
             await state.db.execute("COMMIT")
         except BaseException:
