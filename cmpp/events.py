@@ -132,8 +132,9 @@ class RequestResent(Event):
 
 @dataclass(frozen=True, slots=True)
 class RequestTimedOut(Event):
-    """A request went unanswered after N sends; its window credit is back. The link is declared
-    dead right after (a ``ConnectionTerminated`` follows)."""
+    """A request's last send went unanswered for T and the link is declared dead (a
+    ``ConnectionTerminated`` follows): this request, or another that went unanswered at the
+    same time, had all its N sends. Its window credit is back; ``sends`` went unanswered."""
 
     request: Pdu
     sends: int
@@ -198,8 +199,10 @@ class MalformedPduReceived(Event):
 @dataclass(frozen=True, slots=True)
 class ConnectionTerminated(Event):
     """The session is over; close the transport. ``unanswered`` holds the requests that were
-    still waiting for a response, in the order they were sent."""
+    still waiting for a response, in deadline order, and ``sends`` how often each was sent on
+    this link: all but its last send went unanswered for T, the last was cut short."""
 
     reason: str
     by_peer: bool = False
     unanswered: tuple = ()
+    sends: tuple = ()

@@ -77,12 +77,14 @@ class SessionConfig:
 
 
 class _Waiting:
-    """A request sent and not answered yet."""
+    """A request sent and not answered yet: its sends so far on this link, and how many it may
+    have here (N, or fewer for a SUBMIT that went unanswered on another link before)."""
 
-    __slots__ = ("pdu", "frame", "sends", "deadline", "first_sent", "windowed")
+    __slots__ = ("pdu", "frame", "sends", "limit", "deadline", "first_sent", "windowed")
 
-    def __init__(self, pdu: Pdu, frame: bytes, now: float, timeout: float, windowed: bool):
-        self.pdu, self.frame, self.sends = pdu, frame, 1
+    def __init__(self, pdu: Pdu, frame: bytes, now: float, timeout: float, windowed: bool,
+                 limit: int):
+        self.pdu, self.frame, self.sends, self.limit = pdu, frame, 1, limit
         self.first_sent, self.deadline, self.windowed = now, now + timeout, windowed
 
 
@@ -163,13 +165,21 @@ class Session:
         self._login_deadline = now + self.config.login_timeout
         self._move("send CONNECT")
 
-    def submit(self, submit: Submit, now: float) -> Submit:
+    def submit(self, submit: Submit, now: float, max_sends: int | None = None) -> Submit:
         """Client: send a SUBMIT under the next Sequence_Id; returns it as sent.
 
-        Raises WindowFull when ``window`` requests are waiting, SessionError outside the
-        established state, ValueError when a field does not fit (nothing is sent then)."""
+        ``max_sends`` (1..N) caps its sends on this link below N, for a SUBMIT whose earlier
+        sends on other links went unanswered: N stays the bound across links. Raises
+        WindowFull when ``window`` requests are waiting, SessionError outside the established
+        state, ValueError when a field does not fit or ``max_sends`` is out of range (nothing
+        is sent then)."""
         self._require(Role.CLIENT, State.ESTABLISHED, "submit")
-        return self._send_request(submit, now)
+        limit = self.config.max_sends
+        if max_sends is not None:
+            if not 1 <= max_sends <= limit:
+                raise ValueError(f"max_sends must be 1..{limit}, not {max_sends}")
+            limit = max_sends
+        return self._send_request(submit, now, limit=limit)
 
     def request(self, request: Query | Cancel, now: float) -> Query | Cancel:
         """Client: send a QUERY or CANCEL (windowed like a SUBMIT); returns it as sent."""
@@ -300,13 +310,15 @@ class Session:
     def _write(self, pdu: Pdu) -> None:
         self._out.append(encode(pdu))
 
-    def _send_request(self, pdu: Pdu, now: float, windowed: bool = True) -> Pdu:
+    def _send_request(self, pdu: Pdu, now: float, windowed: bool = True,
+                      limit: int | None = None) -> Pdu:
         if windowed and self._in_window >= self.config.window:
             raise WindowFull(f"{self._in_window} requests wait for responses")
         seq = self._next_sequence()
         pdu = pdu.with_sequence(seq)
         frame = encode(pdu)
-        self._waiting[seq] = _Waiting(pdu, frame, now, self.config.response_timeout, windowed)
+        self._waiting[seq] = _Waiting(pdu, frame, now, self.config.response_timeout, windowed,
+                                      limit or self.config.max_sends)
         self._in_window += windowed
         self._probes += not windowed
         self._out.append(frame)
@@ -318,24 +330,34 @@ class Session:
         return self._last_received + self.config.heartbeat_interval
 
     def _expire_requests(self, now: float) -> None:
-        while self._waiting:
-            seq, waiting = next(iter(self._waiting.items()))
-            if waiting.deadline > now:
-                return
-            del self._waiting[seq]
-            if waiting.sends < self.config.max_sends:
-                waiting.sends += 1
-                waiting.deadline = now + self.config.response_timeout
-                self._waiting[seq] = waiting            # to the back: deadline order
-                self._out.append(waiting.frame)
-                self._events.append(ev.RequestResent(waiting.pdu, waiting.sends))
-                continue
-            self._in_window -= waiting.windowed
-            self._probes -= not waiting.windowed
-            self._events.append(ev.RequestTimedOut(waiting.pdu, waiting.sends))
-            name = CommandId(waiting.pdu.command_id).name
-            self._close(f"no response to {name} after {waiting.sends} sends")
+        """Requests unanswered for T are sent again; once one has had all its sends, the link
+        is declared dead, and every request whose T has run out times out with it (each gets
+        its ``RequestTimedOut``); the others are listed as unanswered in the termination."""
+        waiting = self._waiting
+        due = []
+        for seq, request in waiting.items():          # in deadline order
+            if request.deadline > now:
+                break
+            due.append(seq)
+        if not due:
             return
+        spent = next((waiting[seq] for seq in due if waiting[seq].sends >= waiting[seq].limit),
+                     None)
+        for seq in due:
+            request = waiting.pop(seq)
+            if spent is None:
+                request.sends += 1
+                request.deadline = now + self.config.response_timeout
+                waiting[seq] = request                 # to the back: deadline order
+                self._out.append(request.frame)
+                self._events.append(ev.RequestResent(request.pdu, request.sends))
+                continue
+            self._in_window -= request.windowed
+            self._probes -= not request.windowed
+            self._events.append(ev.RequestTimedOut(request.pdu, request.sends))
+        if spent is not None:
+            name = CommandId(spent.pdu.command_id).name
+            self._close(f"no response to {name} after {spent.sends} sends")
 
     def _close(self, reason: str, by_peer: bool = False, transition: str = "link lost") -> None:
         if (self.role, self.state, transition) in TRANSITIONS:
@@ -343,11 +365,13 @@ class Session:
         else:
             self.state = State.CLOSED
             self._accepts = frozenset()
-        unanswered = tuple(w.pdu for w in self._waiting.values() if w.windowed)
+        unanswered = [w for w in self._waiting.values() if w.windowed]
         self._waiting.clear()
         self._in_window = self._probes = 0
         self._login_deadline = self._terminate_deadline = None
-        self._events.append(ev.ConnectionTerminated(reason, by_peer, unanswered))
+        self._events.append(ev.ConnectionTerminated(reason, by_peer,
+                                                    tuple(w.pdu for w in unanswered),
+                                                    tuple(w.sends for w in unanswered)))
 
     def _protocol_error(self, reason: str) -> None:
         self._out.append(encode(Terminate(self._next_sequence())))

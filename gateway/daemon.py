@@ -1,10 +1,14 @@
-"""The gateway process: store, pools, dispatchers, receipts and the operators' endpoints.
+"""The gateway process: store, pools, dispatchers, receipts, the API, the operators'
+endpoints and their console.
 
 ``Gateway.start`` opens the store and picks up where it stopped: messages without a recorded
 SUBMIT_RESP are submitted (only their missing parts), MO parts not yet reassembled are fed
 back, callbacks not yet sent are sent (when apps are configured). ``Gateway.stop`` drains: no
 new work, submits in flight finish and are recorded, callbacks in flight are cut short (they
 stay queued), every connection is terminated, the store is flushed.
+The apps are the configuration's and those made in the console (kept in the store): every
+``APPS_POLL`` seconds the gateway reads the stored ones again, so that an app made or changed
+on another instance sharing the store is served here too.
 ``cmpp-gateway run`` runs it until SIGTERM (drain, exit 0); SIGHUP drains and starts again
 from the configuration file and the store as they are.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
+from gateway.api import ApiError, send_message, upload_users
 from gateway.channel import ChannelPool, ChannelPools, PoolTuning
 from gateway.config import (
     ChannelConfig,
@@ -29,6 +35,7 @@ from gateway.config import (
     split_host_port,
     world_readable_warning,
 )
+from gateway.console import ConsoleServer, SendRefused, Services, UploadRefused
 from gateway.ops import Metrics, OpsServer, setup_logging
 from gateway.pipeline import CallbackSender, ChannelDispatcher, ReceiptHandler, mo_subscribers
 from gateway.status import TableError, provider_tables
@@ -36,6 +43,7 @@ from gateway.store import (
     Accepted,
     AcceptedRequest,
     ApiRequest,
+    AppDirectory,
     MoMessage,
     NewMessage,
     StoreError,
@@ -45,6 +53,8 @@ from gateway.store import (
 log = logging.getLogger("cmpp_gateway.daemon")
 
 SWEEP_INTERVAL = 60.0
+APPS_POLL = 2.0
+MAINLAND = re.compile(r"(?:\+|00)?86(1[3-9]\d{9})")    # an SMS center writes it either way
 
 
 @dataclass
@@ -66,6 +76,8 @@ class GatewayOptions:
     ops_address: tuple[str, int] | None = None     # instead of metrics_listen (tests: port 0)
     serve_api: bool = True
     api_address: tuple[str, int] | None = None     # instead of api_listen (tests: port 0)
+    serve_console: bool = True                     # when [console] listen is set
+    console_address: tuple[str, int] | None = None  # instead of [console] listen
     # The apps an MO on a channel is queued for; None: those with the channel among their
     # channels and an mo_callback (gateway.callbacks.mo_subscribers).
     mo_apps: Callable[[str], tuple[str, ...]] | None = None
@@ -76,6 +88,7 @@ class Gateway:
         self.config = config
         self.options = options or GatewayOptions()
         self.store = create_store(config.gateway.store, config.gateway.store_password)
+        self.apps = AppDirectory(config.apps, config.channels, self.store, self.options.clock)
         self.metrics = Metrics(self.options.registry)
         self.channels: dict[str, _Channel] = {}
         self.pools: ChannelPools | None = None
@@ -83,7 +96,9 @@ class Gateway:
         self.callbacks: CallbackSender | None = None
         self.api = None
         self.api_server = None
+        self.console: ConsoleServer | None = None
         self._sweeper: asyncio.Task | None = None
+        self._apps_watcher: asyncio.Task | None = None
         self._running = False
 
     # ------------------------------------------------------------------------- lifecycle
@@ -93,12 +108,12 @@ class Gateway:
         unusable store file) before anything is running."""
         tables = provider_tables(self.config.gateway.providers)
         await self.store.open()
-        self.store.queue_status_callbacks_for(
-            name for name, app in self.config.apps.items() if app.status_callback)
-        if self.config.apps:
-            self.callbacks = CallbackSender(self.store, self.config.apps, self.config.api,
-                                            self.metrics, clock=self.options.clock)
-            self.callbacks.start()
+        self._tables = tables
+        await self.apps.refresh()
+        self._apps_changed()
+        serving = bool(self.apps) or self.config.console.enabled
+        if serving:
+            self._start_callbacks()
         for name, channel in self.config.channels.items():
             codes = tables.for_provider(channel.provider)
             cm = self.metrics.channel(name, codes)
@@ -106,7 +121,7 @@ class Gateway:
                                       mo_apps=lambda name=name: self._mo_apps(name),
                                       on_mo=self._on_mo)
             pool = ChannelPool(channel, tuning=self.options.tuning, on_deliver=receipts.on_deliver,
-                               on_event=cm.on_event)
+                               on_event=cm.on_event, on_resend=cm.resend)
             dispatcher = ChannelDispatcher(channel, pool, self.store, cm, clock=self.options.clock)
             self.channels[name] = _Channel(channel, pool, receipts, dispatcher)
         self.pools = ChannelPools({name: c.pool for name, c in self.channels.items()})
@@ -117,9 +132,13 @@ class Gateway:
         for c in self.channels.values():
             await c.receipts.start(loose)
             c.dispatcher.start()
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="report-timeout")
-        if self.config.apps and self.options.serve_api:
+        loop = asyncio.get_running_loop()
+        self._sweeper = loop.create_task(self._sweep(), name="report-timeout")
+        self._apps_watcher = loop.create_task(self._watch_apps(), name="apps")
+        if serving:
             await self._start_api()
+        if self.config.console.enabled and self.options.serve_console:
+            await self._start_console()
         if self.options.serve_ops:
             self.ops = OpsServer(self.metrics.registry, self.readiness)
             host, port = self.options.ops_address or \
@@ -134,6 +153,11 @@ class Gateway:
             return
         self._running = False
         timeout = self.config.gateway.drain_timeout
+        if self._apps_watcher is not None:               # starts nothing from now on
+            self._apps_watcher.cancel()
+            await asyncio.gather(self._apps_watcher, return_exceptions=True)
+        if self.console is not None:
+            await self.console.stop()
         if self.api_server is not None:                  # no new work from now on
             await self.api_server.stop()
         await asyncio.gather(*(c.dispatcher.drain(timeout) for c in self.channels.values()))
@@ -155,7 +179,7 @@ class Gateway:
     def _mo_apps(self, channel: str) -> tuple[str, ...]:
         if self.options.mo_apps is not None:
             return self.options.mo_apps(channel)
-        return mo_subscribers(self.config.apps, channel)
+        return mo_subscribers(self.apps, channel)
 
     async def accept(self, messages: list[NewMessage]) -> list[Accepted]:
         """Store messages durably, then tell their channels' dispatchers."""
@@ -172,20 +196,99 @@ class Gateway:
                 self.channels[channel].dispatcher.notify()
         return accepted
 
+    def _start_callbacks(self) -> None:
+        self.callbacks = CallbackSender(
+            self.store, self.apps, self.config.api, self.metrics, clock=self.options.clock,
+            tables=self._tables,
+            providers={name: c.provider for name, c in self.config.channels.items()})
+        self.callbacks.start()
+
     async def _start_api(self) -> None:
+        """The API's context always (the console sends through it); its server unless the
+        options say not to."""
         from gateway.api import Api, ApiServer
         self.api = Api(self, self.config, clock=self.options.clock)
         await self.api.load()
+        if not self.options.serve_api:
+            return
         self.api_server = ApiServer(self.api)
         host, port = self.options.api_address or split_host_port(self.config.gateway.api_listen)
         await self.api_server.start(host, port)
+
+    async def _start_console(self) -> None:
+        self.console = ConsoleServer(Services(
+            config=self.config, store=self.store, apps=self.apps, metrics=self.metrics,
+            pools=self.pools.status, apps_changed=self.refresh_apps,
+            reviews_changed=self._reviews_changed, send=self._console_send,
+            upload_users=self._console_upload, clock=self.options.clock))
+        host, port = self.options.console_address or \
+            split_host_port(self.config.console.listen)
+        await self.console.start(host, port)
+
+    # ------------------------------------------------------------------------- apps
+
+    async def refresh_apps(self) -> None:
+        """Read the apps made in the console again; apply them if they changed. A gateway
+        that had no app to serve starts its callbacks and API with the first one."""
+        if not await self.apps.refresh():
+            return
+        self._apps_changed()
+        if self.apps and self._running and self.callbacks is None:
+            self._start_callbacks()
+            await self._start_api()
+
+    def _apps_changed(self) -> None:
+        self.store.queue_status_callbacks_for(
+            name for name, app in self.apps.items() if app.status_callback)
+        if self.callbacks is not None:          # a new or changed URL is checked before use
+            self.callbacks.verifier.watch(self.apps)
+
+    async def _watch_apps(self) -> None:
+        while True:
+            await asyncio.sleep(APPS_POLL)
+            try:
+                await self.refresh_apps()
+            except Exception as error:  # noqa: BLE001 - keep serving the apps read before
+                log.warning("could not read the apps from the store (%s); trying again in "
+                            "%g s", type(error).__name__, APPS_POLL)
+
+    def _reviews_changed(self) -> None:
+        if self.api is not None:
+            self.api.review_changed()
+
+    async def _console_send(self, app_name: str, temp_id: int, mobile: str,
+                            params: dict) -> int:
+        """The console's test message, through the API's own path; SendRefused with the
+        JSMS code when the API would refuse it."""
+        app = self.apps.get(app_name)
+        if self.api is None or app is None:
+            raise SendRefused(50013, f"no app {app_name!r} is served")
+        if not app.enabled:
+            raise SendRefused(50036, "the app is disabled")
+        try:
+            return await send_message(self.api, app, temp_id, mobile, params)
+        except ApiError as error:
+            raise SendRefused(error.code, error.message) from None
+
+    async def _console_upload(self, app_name: str, data: bytes | bytearray, filename: str,
+                              content_type: str) -> dict:
+        """The console's users file, through the API's own path; UploadRefused with the JSMS
+        code when the API would refuse the file whole."""
+        app = self.apps.get(app_name)
+        if self.api is None or app is None:
+            raise UploadRefused(50007, f"no app {app_name!r} is served")
+        try:
+            return await upload_users(self.api, app, data, filename, content_type)
+        except ApiError as error:
+            raise UploadRefused(error.code, error.message) from None
 
     def _on_mo(self, mo: MoMessage, mo_id: int) -> None:
         """An MO of "T" or "TD" unsubscribes its sender from marketing templates."""
         if (mo.text or "").strip().upper() not in ("T", "TD"):
             return
-        mobile = mo.src_terminal_id.lstrip("+")
-        mobile = mobile[2:] if len(mobile) == 13 and mobile.startswith("86") else mobile
+        mobile = mo.src_terminal_id.strip()
+        mainland = MAINLAND.fullmatch(mobile)
+        mobile = mainland.group(1) if mainland else mobile
         self.store.unsubscribe(mobile, self.options.clock(), mo.channel)
         if self.api is not None:
             self.api.rules.unsubscribed.add(mobile)
@@ -210,7 +313,10 @@ class Gateway:
                                                 for c in s.connections]}
                     for s in statuses}
         ready = self._running and any(s.healthy for s in statuses)
-        return ready, {"channels": channels}
+        detail = {"channels": channels}
+        if self.callbacks is not None:           # reported; the API still serves without them
+            detail["callbacks"] = self.callbacks.report()
+        return ready, detail
 
 
 # ----------------------------------------------------------------------------- the command

@@ -6,7 +6,9 @@ A provider's table is a TOML file in a directory such as ``fixtures/providers/``
 ``extends = "default"`` and replace or add entries. Each entry maps a Stat (``[codes]``: an exact
 code such as ``MK:0012``; ``[prefixes]``: a prefix rule such as ``MK:``, or one of the seven
 standard states such as ``DELIVRD``, which is matched exactly) to a status word, whether the
-cause is temporary, and a short meaning.
+cause is temporary, a short meaning, and optionally the JSMS status code (``jsms``) that a
+JSMS-format callback reports for it. A file's ``[jsms]`` table gives the JSMS code of each final
+status for a Stat whose entry names none (``jsms_status``).
 
 A long message's status follows from its segments' statuses with ``derive_status`` (and the
 deciding receipt with ``derive_outcome``): delivered only when every segment is delivered, the
@@ -47,8 +49,16 @@ STANDARD_STATES = frozenset({"DELIVRD", "EXPIRED", "DELETED", "UNDELIV", "ACCEPT
 PENDING = "pending"  # a table's word for "not final, keep waiting" (ACCEPTD, ML:)
 STATUS_WORDS: Mapping[str, DeliveryStatus | None] = {
     **{s.value: s for s in DeliveryStatus if s.final}, PENDING: None}
-ENTRY_KEYS = ("status", "temporary", "meaning")
-FILE_KEYS = ("extends", "prefixes", "codes")
+ENTRY_KEYS = ("status", "temporary", "meaning", "jsms")
+FILE_KEYS = ("extends", "jsms", "prefixes", "codes")
+# JSMS's status codes for SMS_REPORT callbacks (jsms-callbacks.md). 4007-4009 are for voice
+# codes, which a CMPP channel never carries, so no table may use them.
+JSMS_CODES: Mapping[int, str] = {
+    4001: "delivered", 4002: "number on the operator's blacklist",
+    4003: "handset problem (switched off, suspended)", 4004: "number does not exist",
+    4005: "no balance left", 4006: "sent too often (operator's rate limit)",
+    4010: "blocked for sensitive words", 4100: "any other error"}
+JSMS_DELIVERED, JSMS_OTHER = 4001, 4100
 PADDING = " \0"
 BUILTIN_TABLES = Path(__file__).resolve().parent / "providers"
 
@@ -65,7 +75,8 @@ class Classification:
     ``temporary`` says whether the cause is temporary (a later resend may succeed); it is False
     for a delivery and for a pending report. ``stat`` is the Stat exactly as received.
     ``known`` is True only when the exact code (or standard state) is listed in the table, and
-    ``meaning`` is the table's short English meaning ("" when it gives none).
+    ``meaning`` is the table's short English meaning ("" when it gives none). ``jsms`` is the
+    JSMS status code the entry gives (None: the one of its status, see ``jsms_status``).
     """
 
     status: DeliveryStatus | None
@@ -74,6 +85,7 @@ class Classification:
     provider: str
     known: bool
     meaning: str
+    jsms: int | None = None
 
     @property
     def final(self) -> bool:
@@ -88,14 +100,17 @@ class Rule:
     status: DeliveryStatus | None
     temporary: bool = False
     meaning: str = ""
+    jsms: int | None = None
 
 
 class ReceiptCodes:
     """One provider's resolved table: classifies a status report's Stat."""
 
     def __init__(self, provider: str, prefixes: Mapping[str, Rule],
-                 codes: Mapping[str, Rule]) -> None:
+                 codes: Mapping[str, Rule],
+                 jsms: Mapping[DeliveryStatus, int] | None = None) -> None:
         self.provider = provider
+        self._jsms = dict(jsms or {})
         states = {k: r for k, r in prefixes.items() if k in STANDARD_STATES}
         self._exact = {**states, **codes}  # an exact [codes] entry wins over a state rule
         self._rules = sorted(((k, r) for k, r in prefixes.items() if k not in STANDARD_STATES),
@@ -150,7 +165,20 @@ class ReceiptCodes:
 
     def _classification(self, stat: str, rule: Rule, known: bool) -> Classification:
         return Classification(rule.status, rule.temporary, stat, self.provider, known,
-                              rule.meaning)
+                              rule.meaning, rule.jsms)
+
+    def jsms_status(self, status: DeliveryStatus, stat: str | None = None) -> int:
+        """The JSMS status code (4001-4100) for a message that ended ``status`` on the report
+        ``stat`` (None: no report decided it, e.g. the report timeout). The table entry that
+        classifies ``stat`` gives it when it names one and classifies ``stat`` as ``status``;
+        else the table's ``[jsms]`` code for ``status``; else 4001 for delivered, 4100 for the
+        rest. Never raises for a final status."""
+        if stat:
+            classification = self.classify(stat)
+            if classification.jsms is not None and classification.status is status:
+                return classification.jsms
+        fallback = JSMS_DELIVERED if status is DeliveryStatus.DELIVERED else JSMS_OTHER
+        return self._jsms.get(status, fallback)
 
 
 def _forms(stat: str) -> tuple[str, ...]:
@@ -163,7 +191,8 @@ def _forms(stat: str) -> tuple[str, ...]:
 class ReceiptTables:
     """Every provider's table, resolved against the tables it extends."""
 
-    def __init__(self, tables: Mapping[str, tuple[dict[str, Rule], dict[str, Rule]]],
+    def __init__(self, tables: Mapping[str, tuple[dict[str, Rule], dict[str, Rule],
+                                                  dict[DeliveryStatus, int]]],
                  paths: Mapping[str, Path] | None = None) -> None:
         self._tables = dict(tables)
         self._cache: dict[str, ReceiptCodes] = {}
@@ -183,8 +212,8 @@ class ReceiptTables:
         default table, still labelled ``name`` in its classifications. Cached per name."""
         codes = self._cache.get(name)
         if codes is None:
-            prefixes, exact = self._tables.get(name, self._tables[DEFAULT])
-            codes = self._cache[name] = ReceiptCodes(name, prefixes, exact)
+            prefixes, exact, jsms = self._tables.get(name, self._tables[DEFAULT])
+            codes = self._cache[name] = ReceiptCodes(name, prefixes, exact, jsms)
         return codes
 
 
@@ -196,6 +225,7 @@ class _TableFile:
     extends: str | None
     prefixes: dict[str, Rule]
     codes: dict[str, Rule]
+    jsms: dict[DeliveryStatus, int]
 
 
 def load_tables(*directories: Path) -> ReceiptTables:
@@ -227,12 +257,12 @@ def provider_tables(providers: str = "") -> ReceiptTables:
     return load_tables(BUILTIN_TABLES, *([Path(providers)] if providers else []))
 
 
-def _resolve(name: str, files: Mapping[str, _TableFile],
-             seen: tuple[str, ...]) -> tuple[dict[str, Rule], dict[str, Rule]]:
+def _resolve(name: str, files: Mapping[str, _TableFile], seen: tuple[str, ...]
+             ) -> tuple[dict[str, Rule], dict[str, Rule], dict[DeliveryStatus, int]]:
     """The table ``name`` with the tables it extends merged under it (its entries win)."""
     table = files[name]
     if table.extends is None:
-        return dict(table.prefixes), dict(table.codes)
+        return dict(table.prefixes), dict(table.codes), dict(table.jsms)
     chain = (*seen, name)
     if table.extends in chain:
         cycle = " -> ".join((*chain, table.extends))
@@ -240,8 +270,8 @@ def _resolve(name: str, files: Mapping[str, _TableFile],
     if table.extends not in files:
         raise TableError(f"{table.path}: extends: no table named {table.extends!r} (no "
                          f"{table.extends}.toml in {table.path.parent})")
-    prefixes, codes = _resolve(table.extends, files, chain)
-    return {**prefixes, **table.prefixes}, {**codes, **table.codes}
+    prefixes, codes, jsms = _resolve(table.extends, files, chain)
+    return {**prefixes, **table.prefixes}, {**codes, **table.codes}, {**jsms, **table.jsms}
 
 
 def _read_table_file(path: Path) -> _TableFile:
@@ -254,11 +284,12 @@ def _read_table_file(path: Path) -> _TableFile:
         raise TableError(f"{path}: cannot read the file: {error.strerror}") from None
     for key in document:
         if key not in FILE_KEYS:
-            raise TableError(f"{path}: {key}: unknown key; a table has extends, [prefixes] "
-                             f"and [codes]")
+            raise TableError(f"{path}: {key}: unknown key; a table has extends, [jsms], "
+                             f"[prefixes] and [codes]")
     return _TableFile(path, _read_extends(path, document.get("extends")),
                       _read_section(path, "prefixes", document.get("prefixes", {})),
-                      _read_section(path, "codes", document.get("codes", {})))
+                      _read_section(path, "codes", document.get("codes", {})),
+                      _read_jsms_table(path, document.get("jsms", {})))
 
 
 def _read_extends(path: Path, value: object) -> str | None:
@@ -292,7 +323,41 @@ def _read_rule(where: str, key: str, value: object) -> Rule:
         raise TableError(f"{where}: temporary: expected true or false, got {temporary!r}")
     if not isinstance(meaning, str):
         raise TableError(f"{where}: meaning: expected a string, got {meaning!r}")
-    return Rule(_read_status(where, value.get("status")), temporary, meaning)
+    status = _read_status(where, value.get("status"))
+    jsms = value.get("jsms")
+    if jsms is not None:
+        if status is None:
+            raise TableError(f"{where}: jsms: a pending entry ends nothing and is never "
+                             f"reported; remove jsms")
+        _check_jsms(f"{where}: jsms", status, jsms)
+    return Rule(status, temporary, meaning, jsms)
+
+
+def _read_jsms_table(path: Path, table: object) -> dict[DeliveryStatus, int]:
+    """The [jsms] table: final status word -> JSMS status code."""
+    if not isinstance(table, dict):
+        raise TableError(f"{path}: jsms: expected a table [jsms], got {table!r}")
+    finals = [s.value for s in DeliveryStatus if s.final]
+    codes = {}
+    for word, code in table.items():
+        if word not in finals:
+            raise TableError(f"{path}: [jsms] {_quoted(word)}: not a final status; use "
+                             f"{', '.join(finals)}")
+        codes[DeliveryStatus(word)] = _check_jsms(f"{path}: [jsms] {word}",
+                                                  DeliveryStatus(word), code)
+    return codes
+
+
+def _check_jsms(where: str, status: DeliveryStatus, code: object) -> int:
+    """A JSMS code that may stand for ``status``: 4001 for delivered and only for it."""
+    if isinstance(code, bool) or not isinstance(code, int) or code not in JSMS_CODES:
+        listed = ", ".join(f"{c} ({meaning})" for c, meaning in JSMS_CODES.items())
+        raise TableError(f"{where}: {code!r} is not a JSMS status code for SMS; use one of "
+                         f"{listed}")
+    if (code == JSMS_DELIVERED) != (status is DeliveryStatus.DELIVERED):
+        raise TableError(f"{where}: {code} for status {status.value}; 4001 (delivered) is for "
+                         f"delivered entries only, and they take no other code")
+    return code
 
 
 def _read_status(where: str, word: object) -> DeliveryStatus | None:

@@ -12,7 +12,7 @@ LAYERS = [
     {"gateway.cli"},
     {"gateway.bench"},
     {"gateway.daemon"},
-    {"gateway.api", "gateway.pipeline"},
+    {"gateway.api", "gateway.pipeline", "gateway.console"},
     {"gateway.sim"},
     {"gateway.channel", "gateway.store", "gateway.ops"},
     {"gateway.config"},

@@ -194,6 +194,92 @@ def test_override_replaces_and_adds_codes(tables, default):
     assert aggregator.codes > default.codes
 
 
+# ----------------------------------------------------------------------------- JSMS codes
+
+# JSMS's SMS_REPORT status codes (jsms-callbacks.md) for the Stats whose meaning in the
+# reference (§17) is one of them without doubt; worked out here from the meanings, not read
+# from the table. Every other Stat gets its final status's code: 4001 delivered, 4003 expired
+# (the handset was off or away for the validity period), 4100 the rest.
+BLACKLIST, HANDSET, EMPTY_NUMBER, NO_BALANCE, TOO_OFTEN, SENSITIVE = \
+    4002, 4003, 4004, 4005, 4006, 4010
+JSMS_EXPECTED = {
+    **dict.fromkeys(["MB:1077", "DB:0141", "HD:0001", "HD:19"], BLACKLIST),
+    **dict.fromkeys([                   # off, suspended, memory full, out of area, SIM, handset
+        "MK:0002", "MK:0003", "MK:0004", "MK:0005", "MK:0008", "MK:0009", "MK:0010", "MK:0011",
+        "MK:0015", "MK:0017", "MK:0019", "MK:0020", "MK:0022", "MK:0024", "MK:0029", "MK:0044",
+        "MK:0060", "MK:0080", "MK:0081", "MK:0082", "MK:0113", "MK:0208", "MK:0209", "MK:0210",
+        "MN:0036", "MN:0059", "MB:1042", "DB:0102", "IB:0064", "IB:0194", "IC:0001", "MC:0055",
+        "LT:0008", "LT:0011", "LT:0024", "LT:0054", "LT:0050", "LT:0051"], HANDSET),
+    **dict.fromkeys(["MK:0001", "MK:0012", "DB:0100", "DB:0101", "LT:0001", "LT:0010", "LT:0012",
+                     "LT:0023", "CB:0001", "ID:0021"], EMPTY_NUMBER),
+    **dict.fromkeys(["MK:0112", "CB:0007", "DB:0103"], NO_BALANCE),
+    **dict.fromkeys(["HD:29", "HD:31", "HD:34", "DB:0142", "DB:0143", "IB:0008", "DB:9007"],
+                    TOO_OFTEN),
+    **dict.fromkeys(["MN:0000", "MN:0174", "MN:0999", "CJ:0007", "CJ:0008", "MK:0116"],
+                    SENSITIVE),
+}
+
+
+def jsms_expected(stat: str) -> int | None:
+    status, _ = expected(stat)
+    if status is None:
+        return None
+    if stat in JSMS_EXPECTED:
+        return JSMS_EXPECTED[stat]
+    return {DELIVERED: 4001, EXPIRED: HANDSET}.get(status, 4100)
+
+
+@pytest.mark.parametrize("stat", LISTED)
+def test_every_listed_stat_has_the_jsms_code_its_meaning_gives(default, stat):
+    status, _ = expected(stat)
+    if status is None:
+        assert default.classify(stat).jsms is None                # pending: never reported
+    else:
+        assert default.jsms_status(status, stat) == jsms_expected(stat)
+
+
+@pytest.mark.parametrize("stat, code", [
+    ("MK:9999", 4100), ("MI:0099", HANDSET), ("CJ:0099", SENSITIVE), ("HD:77", 4100),
+    ("ZZ:0001", 4100), ("DELIVRD", 4001), ("EXPIRED", HANDSET), ("UNDELIV", 4100),
+])
+def test_an_unlisted_stat_takes_its_prefix_rules_code_then_its_statuss(default, stat, code):
+    assert default.jsms_status(default.classify(stat).status, stat) == code
+
+
+def test_a_status_without_a_deciding_report_takes_the_statuss_code(default):
+    assert [default.jsms_status(s) for s in (DELIVERED, EXPIRED, UNDELIVERABLE, REJECTED,
+                                             FAILED, UNKNOWN)] == \
+        [4001, HANDSET, 4100, 4100, 4100, 4100]
+    # An entry's code stands only for its own status: a message that ended "failed" after a
+    # report the table now reads as an empty number is not reported as one.
+    assert default.jsms_status(FAILED, "MK:0012") == 4100
+    assert default.jsms_status(UNDELIVERABLE, "Result 9") == 4100
+
+
+def test_a_provider_overrides_jsms_codes_per_entry_and_per_status(tables, default, tmp_path):
+    aggregator = tables.for_provider("example-aggregator")
+    assert aggregator.jsms_status(REJECTED, "HD:29") == TOO_OFTEN         # restated entry
+    assert aggregator.jsms_status(UNDELIVERABLE, "SGIP:25") == HANDSET    # added entry
+    assert default.jsms_status(REJECTED, "SGIP:25") == 4100
+    write(tmp_path, "default", GOOD_DEFAULT + '"HD:" = { status = "rejected", jsms = 4002 }\n'
+                                              '[jsms]\nexpired = 4100\n')
+    write(tmp_path, "mine", 'extends = "default"\n[jsms]\nrejected = 4006\n[codes]\n'
+                            '"MK:0012" = { status = "undeliverable", jsms = 4004 }\n')
+    base, mine = (load_tables(tmp_path).for_provider(name) for name in ("default", "mine"))
+    assert [mine.jsms_status(EXPIRED), mine.jsms_status(REJECTED), mine.jsms_status(FAILED),
+            mine.jsms_status(UNDELIVERABLE, "MK:0012"), mine.jsms_status(REJECTED, "HD:1")] \
+        == [4100, TOO_OFTEN, 4100, EMPTY_NUMBER, BLACKLIST]
+    assert (base.jsms_status(REJECTED), base.jsms_status(UNDELIVERABLE, "MK:0012")) == \
+        (4100, 4100)
+
+
+def test_a_table_without_jsms_codes_reports_delivered_4001_and_the_rest_4100(tmp_path):
+    write(tmp_path, "default", GOOD_DEFAULT)
+    codes = load_tables(tmp_path).for_provider("default")
+    assert [codes.jsms_status(s) for s in (DELIVERED, EXPIRED, UNDELIVERABLE)] == \
+        [4001, 4100, 4100]
+
+
 def test_override_inherits_what_it_does_not_replace(tables):
     got = tables.for_provider("example-aggregator").classify("MK:0012")
     assert (got.status, got.known, got.provider) == (UNDELIVERABLE, True, "example-aggregator")
@@ -239,6 +325,22 @@ BAD_TABLES = [
     ("extends missing target", 'extends = "nowhere"\n', "extends: no table named 'nowhere'"),
     ("codes not a table", 'codes = "MK:0012"\n', "codes: expected a table [codes]"),
     ("not TOML", "[codes\n", "not a valid TOML file"),
+    ("jsms not a code", '[codes]\n"MK:0012" = { status = "undeliverable", jsms = 4011 }\n',
+     '[codes] "MK:0012": jsms: 4011 is not a JSMS status code for SMS; use one of 4001'),
+    ("jsms voice code", '[codes]\n"MK:0012" = { status = "undeliverable", jsms = 4008 }\n',
+     "jsms: 4008 is not a JSMS status code"),
+    ("jsms a string", '[codes]\n"MK:0012" = { status = "undeliverable", jsms = "4004" }\n',
+     "jsms: '4004' is not a JSMS status code"),
+    ("jsms 4001 not delivered", '[codes]\n"MK:0012" = { status = "undeliverable", jsms = 4001 }\n',
+     '[codes] "MK:0012": jsms: 4001 for status undeliverable; 4001 (delivered) is for'),
+    ("delivered not 4001", '[prefixes]\n"DELIVRD" = { status = "delivered", jsms = 4100 }\n',
+     "jsms: 4100 for status delivered"),
+    ("jsms on pending", '[prefixes]\n"ACCEPTD" = { status = "pending", jsms = 4100 }\n',
+     '[prefixes] "ACCEPTD": jsms: a pending entry ends nothing and is never reported'),
+    ("jsms status word", "[jsms]\nsubmitted = 4100\n",
+     '[jsms] "submitted": not a final status; use delivered, expired'),
+    ("jsms table code", "[jsms]\nrejected = 4001\n", "[jsms] rejected: 4001 for status rejected"),
+    ("jsms not a table", 'jsms = 4100\n', "jsms: expected a table [jsms]"),
 ]
 
 
@@ -373,16 +475,16 @@ def test_classify_says_what_each_stat_means(capsys, tmp_path):
     from gateway.cli import main
     assert main(["classify", "MK:0012", "DELIVRD", "ACCEPTD", "XX:1"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "'MK:0012' -> undeliverable, permanent cause, listed: number does not exist",
-        "'DELIVRD' -> delivered, listed: delivered to the handset",
+        "'MK:0012' -> undeliverable, permanent cause, listed, JSMS 4004: number does not exist",
+        "'DELIVRD' -> delivered, listed, JSMS 4001: delivered to the handset",
         "'ACCEPTD' -> pending (not final; keep waiting), listed: intermediate state; keep "
         "waiting for the final report",
-        "'XX:1' -> unknown, permanent cause, not listed (prefix rule or unknown)"]
+        "'XX:1' -> unknown, permanent cause, not listed (prefix rule or unknown), JSMS 4100"]
     write(tmp_path, "mycenter", 'extends = "default"\n[codes]\n"XX:1" = { status = "expired", '
                                 'temporary = true }\n')
     assert main(["classify", "--providers", str(tmp_path), "--provider", "mycenter",
                  "XX:1"]) == 0
-    assert capsys.readouterr().out == "'XX:1' -> expired, temporary cause, listed\n"
+    assert capsys.readouterr().out == "'XX:1' -> expired, temporary cause, listed, JSMS 4003\n"
     write(tmp_path, "broken", '[codes]\n"A" = 1\n')
     assert main(["classify", "--providers", str(tmp_path), "A"]) == 2
     assert "broken.toml" in capsys.readouterr().out

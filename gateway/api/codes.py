@@ -1,6 +1,8 @@
 """Verification codes: the gateway makes the code, sends it, and checks it.
 
     POST /v1/codes                 {mobile, temp_id}  -> {"msg_id": "288193860302"}
+                                   (and ``callback``, as for /v1/messages)
+                                   (or {userid, temp_id}: a user of the app, as for messages)
     POST /v1/codes/{msg_id}/valid  {code}             -> {"is_valid": true}
     POST /v1/voice_codes           a CMPP channel carries no voice: 403/50008
 
@@ -18,9 +20,11 @@ from aiohttp import web
 
 from gateway.store import ApiRequest, code_digest
 
-from .context import API_KEY, APP, Api, dumps, json_body, start_send
+from .context import API_KEY, APP, Api, dumps, json_body, request_callback, start_send
 from .errors import ApiError
-from .messages import compose
+from .ids import parse_id
+from .messages import compose, sending_channel
+from .users import number, recipient
 
 REFUSALS = {"invalid": 50010, "expired": 50011, "verified": 50012, "unknown": 50026}
 
@@ -35,15 +39,16 @@ async def send_code(request: web.Request) -> web.Response:
     api, app, body, key, replayed = await start_send(request)
     if replayed is not None:
         return replayed
-    mobile = api.mobiles.normalize(body.get("mobile"))
+    who = recipient(api, body)
     template = api.registry.template(app, body.get("temp_id"), ("code",))
+    mobile = await number(api, app, who, sending_channel(app, template))
     length = template.code_length or api.settings.code_length
     ttl = template.ttl or api.settings.code_validity
     code = f"{secrets.randbelow(10 ** length):0{length}d}"
     params = {"code": code}
     if "ttl" in template.placeholders:
         params["ttl"] = str(max(1, round(ttl / 60)))           # minutes, as SMS texts say it
-    message = compose(api, app, template, mobile, params)
+    message = compose(api, app, template, mobile, params, callback=request_callback(body))
     api.rules.check_app(app.name)
     response = await api.submit(ApiRequest(
         app.name, (message,), code=(code_digest(code), api.clock() + ttl), idempotency_key=key,
@@ -59,9 +64,9 @@ async def check_code(request: web.Request) -> web.Response:
     if code is None or code == "":
         return _invalid(ApiError(50015))
     try:
-        message_id = int(request.match_info["msg_id"])
-    except ValueError:
-        return _invalid(ApiError(50026))
+        message_id = parse_id(request.match_info["msg_id"], 50026)
+    except ApiError as error:
+        return _invalid(error)
     if isinstance(code, bool) or not isinstance(code, (str, int)):
         return _invalid(ApiError(50010))
     outcome = await api.store.verify_code(request[APP].name, message_id, str(code),

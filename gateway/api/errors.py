@@ -1,5 +1,6 @@
 """The JSMS error codes, with the HTTP status and message of each, as the JSMS documents give
-them (reference seeds 002 and 003). Every error the API answers is one of these:
+them (reference seeds 002 and 003), and the gateway's own from 50201 on (users and their
+numbers, which JSMS leaves to its UMS product). Every error the API answers is one of these:
 ``{"error": {"code": 50006, "message": "invalid mobile"}}``.
 """
 
@@ -50,6 +51,13 @@ CODES: dict[int, tuple[int, str]] = {
     50103: (403, "other signatures in the audit"),
     50104: (403, "invalid signature"),
     50105: (403, "the signature in use cannot be deleted"),
+    # The gateway's own, for users bound to numbers (JSMS has no such API): 50201 and up.
+    50201: (400, "missing userid"),
+    50202: (403, "invalid userid"),
+    50203: (403, "unknown userid"),
+    50204: (403, "no mobile for channel"),
+    50205: (403, "invalid channel key"),
+    50206: (403, "too many users"),
 }
 
 

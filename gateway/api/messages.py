@@ -5,20 +5,27 @@
                              -> {success_count, failure_count, recipients: [...]}
     GET  /v1/messages/{msg_id}  the common status, per part detail, raw Stat and times
 
-A batch refuses a recipient alone (its entry carries error_code and error_message, and a
-msg_id under which the refusal is kept, as in the JSMS example) and sends the others; a problem
-with the request as a whole refuses it whole and stores nothing.
+A send may carry ``callback``: the URL its messages' statuses are called back to instead of
+the app's ``status_callback`` (kept with each message).
+
+A recipient is a ``mobile`` or a ``userid`` (a user of the app: the number bound to the channel
+that sends, else the user's default; see ``users``). A batch refuses a recipient alone (its
+entry carries error_code and error_message, and a msg_id under which the refusal is kept, as
+in the JSMS example) and sends the others; a problem with the request as a whole refuses it
+whole and stores nothing.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.store import ApiRequest, NewMessage
+from gateway.store import AcceptedRequest, ApiRequest, NewMessage
 
-from .context import API_KEY, APP, Api, dumps, start_send
+from .context import API_KEY, APP, Api, answer, dumps, request_callback, start_send
 from .errors import ApiError
+from .ids import parse_id
 from .registry import Template
+from .users import number, numbers, recipient
 
 SENDABLE = ("notification", "marketing")
 MAX_RECIPIENTS = 1000
@@ -30,7 +37,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/messages/{msg_id}", status)
 
 
-def compose(api: Api, app, template: Template, mobile: str, params, seen=None) -> NewMessage:
+def compose(api: Api, app, template: Template, mobile: str, params, seen=None,
+            callback: str | None = None) -> NewMessage:
     """The message for one recipient: rendered, signed, checked (ApiError otherwise)."""
     from .rules import render
     text = render(template, params)
@@ -42,26 +50,51 @@ def compose(api: Api, app, template: Template, mobile: str, params, seen=None) -
         if (mobile, text) in seen:
             raise ApiError(50034)
         seen.add((mobile, text))
-    channel = template.channel or app.channels[0]
+    channel = sending_channel(app, template)
     if channel not in app.channels:
         raise ApiError(50013, "its channel is not one of the app's")
     return NewMessage(app.name, channel, mobile, text, str(template.id), template.type,
-                      reference=api.references.next(mobile))
+                      reference=api.references.next(mobile), callback=callback)
+
+
+def sending_channel(app, template: Template) -> str:
+    """The channel a message from ``template`` goes out on: the template's, else the app's
+    first."""
+    return template.channel or app.channels[0]
 
 
 async def send_one(request: web.Request) -> web.Response:
     api, app, body, key, replayed = await start_send(request)
     if replayed is not None:
         return replayed
-    mobile = api.mobiles.normalize(body.get("mobile"))
-    template = api.registry.template(app, body.get("temp_id"), SENDABLE)
-    message = compose(api, app, template, mobile, body.get("temp_para"))
+    who = recipient(api, body)
+    accepted = await accept_one(api, app, who, body.get("temp_id"), body.get("temp_para"), key,
+                                request_callback(body))
+    return answer(accepted)
+
+
+async def accept_one(api: Api, app, who, temp_id, params, key: str | None = None,
+                     callback: str | None = None) -> AcceptedRequest:
+    """One template message to one recipient (a number, or a user: see ``users.recipient``),
+    checked and stored durably; ApiError as the checks raise it."""
+    template = api.registry.template(app, temp_id, SENDABLE)
+    mobile = await number(api, app, who, sending_channel(app, template))
+    message = compose(api, app, template, mobile, params, callback=callback)
     api.rules.check_app(app.name)
-    response = await api.submit(ApiRequest(
+    accepted = await api.accept(ApiRequest(
         app.name, (message,), idempotency_key=key,
         render=lambda ids, refused: (200, dumps({"msg_id": ids[0]}))))
     api.rules.record(app.name, template, mobile, message.text)
-    return response
+    return accepted
+
+
+async def send_message(api: Api, app, temp_id, mobile: str, params: dict) -> int:
+    """What ``POST /v1/messages`` does for ``app``, without HTTP (the console's test message):
+    the same checks, rules and durable write. Returns the message's id; ApiError as the
+    endpoint answers it."""
+    accepted = await accept_one(api, app, recipient(api, {"mobile": mobile}), temp_id,
+                                params)
+    return accepted.ids[0]
 
 
 async def send_batch(request: web.Request) -> web.Response:
@@ -76,18 +109,21 @@ async def send_batch(request: web.Request) -> web.Response:
         raise ApiError(50007, "recipients must be a list")
     if len(recipients) > MAX_RECIPIENTS:
         raise ApiError(50031)
+    callback = request_callback(body)
     api.rules.check_app(app.name, len(recipients))
+    mobiles = await numbers(api, app, [_recipient(api, entry) for entry in recipients],
+                            sending_channel(app, template))
     good, refused, plan = [], [], []
     seen: set = set()
-    for entry in recipients:
+    for entry, mobile in zip(recipients, mobiles):
         try:
-            if not isinstance(entry, dict):
-                raise ApiError(50007, "a recipient must be an object")
-            mobile = api.mobiles.normalize(entry.get("mobile"))
-            good.append(compose(api, app, template, mobile, entry.get("temp_para"), seen))
+            if isinstance(mobile, ApiError):
+                raise mobile
+            good.append(compose(api, app, template, mobile, entry.get("temp_para"), seen,
+                                callback))
             plan.append(("sent", len(good) - 1, entry))
         except ApiError as error:
-            refused.append((_refusal(app, template, entry), error.code))
+            refused.append((_refusal(app, template, entry, mobile), error.code))
             plan.append((error, len(refused) - 1, entry))
 
     def render(ids, refused_ids):
@@ -99,23 +135,39 @@ async def send_batch(request: web.Request) -> web.Response:
     return response
 
 
-def _refusal(app, template: Template, entry) -> NewMessage:
-    mobile = entry.get("mobile") if isinstance(entry, dict) else None
-    return NewMessage(app.name, template.channel or app.channels[0],
+def _recipient(api: Api, entry):
+    try:
+        return recipient(api, entry)
+    except ApiError as error:
+        return error
+
+
+def _refusal(app, template: Template, entry, mobile) -> NewMessage:
+    """The record of a refused recipient: the number it resolved to, else the one given."""
+    if not isinstance(mobile, str):
+        mobile = entry.get("mobile") if isinstance(entry, dict) else None
+    return NewMessage(app.name, sending_channel(app, template),
                       str(mobile)[:32] if mobile is not None else "", "", str(template.id),
                       template.type)
+
+
+def _named(entry) -> dict:
+    """How the answer names a recipient: as the request did, by userid or by mobile."""
+    if isinstance(entry, dict) and entry.get("userid") is not None and \
+            entry.get("mobile") in (None, ""):
+        return {"userid": entry["userid"]}
+    return {"mobile": entry.get("mobile") if isinstance(entry, dict) else None}
 
 
 def _batch_answer(plan, ids, refused_ids) -> dict:
     out, failures = [], 0
     for outcome, index, entry in plan:
-        mobile = entry.get("mobile") if isinstance(entry, dict) else None
         if outcome == "sent":
-            out.append({"msg_id": str(ids[index]), "mobile": mobile})
+            out.append({"msg_id": str(ids[index]), **_named(entry)})
             continue
         failures += 1
         item = {"error_code": str(outcome.code), "error_message": outcome.message,
-                "msg_id": str(refused_ids[index]), "mobile": mobile}
+                "msg_id": str(refused_ids[index]), **_named(entry)}
         if isinstance(entry, dict) and "temp_para" in entry:
             item["temp_para"] = entry["temp_para"]
         out.append(item)
@@ -125,11 +177,7 @@ def _batch_answer(plan, ids, refused_ids) -> dict:
 async def status(request: web.Request) -> web.Response:
     """Beyond JSMS, for operators and support: where a message is."""
     api: Api = request.app[API_KEY]
-    try:
-        message_id = int(request.match_info["msg_id"])
-    except ValueError:
-        raise ApiError(50026) from None
-    view = await api.store.message(message_id)
+    view = await api.store.message(parse_id(request.match_info["msg_id"], 50026))
     if view is None or view.app != request[APP].name:
         raise ApiError(50026)
     return web.json_response(text=dumps({

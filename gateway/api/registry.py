@@ -13,6 +13,7 @@ from gateway.config import AppConfig, TemplateConfig
 from gateway.store import APPROVED, PENDING, REFUSED
 
 from .errors import ApiError
+from .ids import parse_id
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 KINDS = {"code": 1, "notification": 2, "marketing": 3}        # JSMS numbering
@@ -70,12 +71,8 @@ class Registry:
         this endpoint does not send)."""
         if temp_id is None or temp_id == "":
             raise ApiError(50005)
-        try:
-            number = int(temp_id)
-        except (TypeError, ValueError):
-            raise ApiError(50013) from None
-        template = self.templates.get(number)
-        if template is None or isinstance(temp_id, bool) or (template.app and template.app != app.name):
+        template = self.templates.get(parse_id(temp_id, 50013))
+        if template is None or (template.app and template.app != app.name):
             raise ApiError(50013)
         if template.status == PENDING:
             raise ApiError(50020)

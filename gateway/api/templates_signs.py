@@ -22,7 +22,8 @@ does (gateway.cli.review), or ``[api] auto_approve_signatures = true`` approves 
 modified signature and template at once. A template waiting or refused answers 50020 or
 50021 when used, and so does (50020) a template whose signature is not approved. The command
 line writes the store from another process: the API re-reads the templates and signatures from
-the store every ``REVIEW_POLL`` seconds, so a review takes effect within that time. Every
+the store every ``REVIEW_POLL`` seconds, so a review takes effect within that time; a review
+in the operator's console takes effect at once on its own instance. Every
 change made here writes the store first, then the in-memory registry, under one lock that
 the re-reading also takes, so that a re-read never brings back an older state.
 
@@ -31,11 +32,12 @@ ASCII letter or a digit: no 【】, spaces or punctuation. It is unique in its a
 from the app's configured signature and from those of the configured templates it may send
 (a copy waiting for review would stop their sending). Images (50101): at most 4, fields
 image0 to image3, each a PNG, JPEG or GIF (by its first bytes) of at most 2 MiB; an empty one
-is ignored, as browsers send an empty file input. These limits bound the form, instead of
-``[api] max_body``. Any other field, or one given twice, is 50007. Creating or modifying a
-signature while another of the app waits for review is 50103. A signature in use by a
-template (``use_status`` 1) cannot be deleted, nor given another text (50105); its images may
-be replaced and it may be sent back to review under the same text.
+is ignored, as browsers send an empty file input. These limits bound the form (``MAX_FORM``,
+checked against its Content-Length up front), instead of ``[api] max_body``. Any other
+field, or one given twice, is 50007. Creating or modifying a signature while another of the
+app waits for review is 50103. A signature in use by a template (``use_status`` 1) cannot be
+deleted, nor given another text (50105); its images may be replaced and it may be sent back
+to review under the same text.
 
 Template body: ``type`` 1 code, 2 notification, 3 marketing (or those names; else 50025);
 ``template`` 1 to 500 characters with {{name}} parameters and no 【】 (a code template has
@@ -48,6 +50,7 @@ Any other field is 50007, sensitive words 50037. A PUT replaces the whole templa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import re
@@ -59,8 +62,9 @@ from aiohttp.multipart import BodyPartReader
 
 from gateway.store import APPROVED, PENDING
 
-from .context import API_KEY, APP, Api, dumps, json_body
+from .context import API_KEY, APP, Api, body_limit, dumps, json_body, read_limited
 from .errors import ApiError
+from .ids import parse_id
 from .registry import KINDS, PLACEHOLDER, Signature, Template
 
 log = logging.getLogger("cmpp_gateway.api")
@@ -74,6 +78,8 @@ MAX_SIGN_FIELD = 256                    # bytes read of the sign field before re
 IMAGE_FIELD = re.compile(r"image(0|[1-9][0-9]*)")
 MAX_IMAGES = 4
 MAX_IMAGE = 2 << 20
+# The most a signature form can be: its parts' limits, and room for their headers.
+MAX_FORM = MAX_IMAGES * MAX_IMAGE + MAX_SIGN_FIELD + (16 << 10)
 IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
                (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
 
@@ -101,14 +107,18 @@ def add_routes(app: web.Application) -> None:
 # ----------------------------------------------------------------------------- reviews
 
 async def watch_reviews(app: web.Application):
-    """While the API serves: re-read the review statuses every REVIEW_POLL seconds. A failed
-    re-read is logged and tried again at the next period; the registry stays as it was."""
+    """While the API serves: re-read the review statuses every REVIEW_POLL seconds, and at
+    once after ``Api.review_changed()``. A failed re-read is logged and tried again at the
+    next period; the registry stays as it was."""
     api: Api = app[API_KEY]
     lock = app[LOCK]
 
     async def poll() -> None:
         while True:
-            await asyncio.sleep(REVIEW_POLL)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(REVIEW_POLL):
+                    await api.reviewed.wait()
+            api.reviewed.clear()
             try:
                 async with lock:
                     await sync_registry(api)
@@ -137,6 +147,7 @@ def review_status(api: Api) -> int:
 
 # ----------------------------------------------------------------------------- signatures
 
+@body_limit(MAX_FORM)
 async def create_sign(request: web.Request) -> web.Response:
     api: Api = request.app[API_KEY]
     app = request[APP]
@@ -151,6 +162,7 @@ async def create_sign(request: web.Request) -> web.Response:
     return _json({"sign_id": sign_id})
 
 
+@body_limit(MAX_FORM)
 async def modify_sign(request: web.Request) -> web.Response:
     api: Api = request.app[API_KEY]
     app = request[APP]
@@ -188,9 +200,9 @@ async def delete_sign(request: web.Request) -> web.Response:
     return _empty()
 
 
-def own_signature(api: Api, app, raw: str) -> Signature:
+def own_signature(api: Api, app, raw: str | int) -> Signature:
     """The app's signature numbered ``raw``; ApiError 50102 when it is not one."""
-    signature = api.registry.signatures.get(_number(raw, 50102))
+    signature = api.registry.signatures.get(parse_id(raw, 50102))
     if signature is None or signature.app != app.name:
         raise ApiError(50102)
     return signature
@@ -263,7 +275,7 @@ async def _read_field(part, form: SignForm, seen: set) -> None:
     slot = int(match[1])
     if slot >= MAX_IMAGES:
         raise ApiError(50101, f"at most {MAX_IMAGES} images, image0 to image{MAX_IMAGES - 1}")
-    content = await _read_limited(part, MAX_IMAGE)
+    content = await read_limited(part, MAX_IMAGE)
     if content is None:
         raise ApiError(50101, f"{part.name} is larger than {MAX_IMAGE >> 20} MiB")
     if content:
@@ -271,23 +283,13 @@ async def _read_field(part, form: SignForm, seen: set) -> None:
 
 
 async def _read_sign(part: BodyPartReader) -> str:
-    raw = await _read_limited(part, MAX_SIGN_FIELD)
+    raw = await read_limited(part, MAX_SIGN_FIELD)
     if raw is None:
         raise ApiError(50104, SIGN_RULE)
     try:
         return raw.decode(part.get_charset("utf-8"))
     except (UnicodeDecodeError, LookupError):
         raise ApiError(50104, "the sign field is not UTF-8 text") from None
-
-
-async def _read_limited(part: BodyPartReader, limit: int) -> bytes | None:
-    """The part's content, or None as soon as it grows over ``limit`` bytes."""
-    content = bytearray()
-    while chunk := await part.read_chunk(64 << 10):
-        content += chunk
-        if len(content) > limit:
-            return None
-    return bytes(content)
 
 
 def image_type(name: str, content: bytes) -> str:
@@ -346,7 +348,7 @@ async def delete_template(request: web.Request) -> web.Response:
 def own_template(api: Api, app, raw: str, *, changing: bool) -> Template:
     """The template numbered ``raw`` that the app may read (its own, or a configured one it
     may send) or, when ``changing``, one it made through the API; ApiError 50013 otherwise."""
-    template = api.registry.templates.get(_number(raw, 50013))
+    template = api.registry.templates.get(parse_id(raw, 50013))
     if template is None or template.app not in ("", app.name):
         raise ApiError(50013)
     if changing and template.from_config:
@@ -407,9 +409,7 @@ def template_signature(api: Api, app, sign_id) -> str:
     """The text of the app's signature ``sign_id`` ("" without one); ApiError 50102."""
     if sign_id is None:
         return ""
-    if isinstance(sign_id, bool) or not isinstance(sign_id, (int, str)):
-        raise ApiError(50102)
-    return own_signature(api, app, str(sign_id)).sign
+    return own_signature(api, app, sign_id).sign
 
 
 def template_view(api: Api, app, template: Template) -> dict:
@@ -426,12 +426,6 @@ def template_view(api: Api, app, template: Template) -> dict:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def _number(raw: str, code: int) -> int:
-    if not re.fullmatch(r"[0-9]{1,18}", raw):
-        raise ApiError(code)
-    return int(raw)
-
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)

@@ -3,7 +3,7 @@
 ``load`` is ``cmpp-gateway bench`` (also ``python -m gateway.bench``): a load test of any CMPP
 2.0 server, or of the built-in simulator, with ``report`` printing its figures. The other
 modules are benchmarks, each run as ``python -m gateway.bench.<name>`` with its own baseline
-measured in the same run: ``codec``, ``session``, ``pool``, ``pipeline``, ``http``.
+measured in the same run: ``codec``, ``session``, ``pool``, ``pipeline``, ``http``, ``logs``.
 
 Offers: add_bench_command.
 """

@@ -86,6 +86,7 @@ repeat_window = 0
 messages_per_app_per_second = 0
 codes_per_number_per_minute = 0
 codes_per_number_per_hour = 0
+max_connections_per_source = 1000
 [apps.bench]
 app_key = "{app_key}"
 master_secret = "{master_secret}"

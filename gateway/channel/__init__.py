@@ -5,7 +5,8 @@ out, one coalesced write per loop iteration, one timer. ``ChannelPool`` keeps a 
 ``connections`` logged in (backoff on failure, a slow probe after a refusal that will not
 heal), spreads SUBMITs over the connections with free window, paces them to the channel's
 TPS and drains on close. ``pacing`` holds the backoff and the TPS limiter; ``errors`` the
-typed outcomes (``SubmitRejectedError``, ``OutcomeUnknown``, ``LoginRefused``, ...).
+typed outcomes (``SubmitRejectedError``, ``OutcomeUnknown``, ``SendsExhausted``,
+``LoginRefused``, ...).
 
 Offers: Connection, SessionProtocol, EventHandler, china_time, CHINA; ChannelPool,
 ChannelPools, PoolTuning, PoolClosed, Submitted, ChannelStatus, ConnectionStatus,
@@ -21,6 +22,7 @@ from .errors import (
     LoginRefused,
     LoginTimedOut,
     OutcomeUnknown,
+    SendsExhausted,
     SubmitRejectedError,
     SubmitThrottledError,
 )
@@ -40,6 +42,6 @@ __all__ = [
     "CHINA", "Backoff", "ChannelPool", "ChannelPools", "ChannelStatus", "ConnectFailed",
     "Connection", "ConnectionClosed", "ConnectionStatus", "DeadlineExceeded", "EventHandler",
     "GatewayError", "LoginFailed", "LoginRefused", "LoginTimedOut", "OutcomeUnknown",
-    "PoolClosed", "PoolTuning", "SessionProtocol", "SubmitRejectedError",
+    "PoolClosed", "PoolTuning", "SendsExhausted", "SessionProtocol", "SubmitRejectedError",
     "SubmitThrottledError", "Submitted", "TpsLimiter", "china_time", "session_config",
 ]

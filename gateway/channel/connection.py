@@ -159,6 +159,7 @@ class Connection(SessionProtocol):
         self.on_deliver = on_deliver
         self.on_event = on_event
         self.last_error: str | None = None
+        self._unanswering = False       # declared dead because requests went unanswered
         self._pending: dict[int, asyncio.Future | Callable] = {}   # by Sequence_Id
         self._window_waiters: deque[asyncio.Future] = deque()
         self._login: asyncio.Future = self._loop.create_future()
@@ -232,11 +233,12 @@ class Connection(SessionProtocol):
             await waiter
         return await self.submit_nowait(submit)
 
-    def submit_nowait(self, submit: cmpp.Submit) -> asyncio.Future:
+    def submit_nowait(self, submit: cmpp.Submit, max_sends: int | None = None) -> asyncio.Future:
         """Send a SUBMIT now and return the future of its SUBMIT_RESP (outcomes as for
-        ``submit``). The caller has checked that the connection is open with window to spare:
-        otherwise SessionError (WindowFull) is raised and nothing is sent."""
-        sent = self.session.submit(submit, self._loop.time())
+        ``submit``); ``max_sends`` caps its sends on this connection below N (see
+        ``Session.submit``). The caller has checked that the connection is open with window
+        to spare: otherwise SessionError (WindowFull) is raised and nothing is sent."""
+        sent = self.session.submit(submit, self._loop.time(), max_sends)
         future = self._loop.create_future()
         self._pending[sent.sequence_id] = future
         if not self._flush_scheduled:
@@ -245,11 +247,12 @@ class Connection(SessionProtocol):
         return future
 
     def submit_soon(self, submit: cmpp.Submit,
-                    on_answer: Callable[[cmpp.SubmitResp | Exception], None]) -> None:
+                    on_answer: Callable[[cmpp.SubmitResp | Exception], None],
+                    max_sends: int | None = None) -> None:
         """As ``submit_nowait``, without a future: ``on_answer`` is called with the
         SUBMIT_RESP (Result 0) or the exception ``submit`` would raise, as soon as it is
         known, inside the read that brought it (no loop iteration in between)."""
-        sent = self.session.submit(submit, self._loop.time())
+        sent = self.session.submit(submit, self._loop.time(), max_sends)
         self._pending[sent.sequence_id] = on_answer
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -346,8 +349,9 @@ class Connection(SessionProtocol):
         self._resolve(event.request.sequence_id, error=SubmitRejectedError(event.response.result))
 
     def _on_timed_out(self, event: ev.RequestTimedOut) -> None:
-        self._resolve(event.request.sequence_id,
-                      error=OutcomeUnknown(f"no response after {event.sends} sends"))
+        self._unanswering = True
+        self._resolve(event.request.sequence_id, error=OutcomeUnknown(
+            f"no response after {event.sends} sends", event.sends, timed_out=event.sends))
 
     def _on_deliver(self, event: ev.ReportReceived | ev.MessageReceived) -> None:
         if self.on_deliver is None:
@@ -371,10 +375,14 @@ class Connection(SessionProtocol):
     def _on_terminated(self, event: ev.ConnectionTerminated) -> None:
         if not event.reason.startswith("terminated"):
             self.last_error = event.reason
-        for request in event.unanswered:
+        # On a link declared dead for want of answers, every send of a request still waiting
+        # went unanswered; on a link lost otherwise, its last send was cut short.
+        cut = 0 if self._unanswering else 1
+        sends = event.sends or (1,) * len(event.unanswered)
+        for request, sent in zip(event.unanswered, sends):
             waiter = self._pending.pop(request.sequence_id, None)
             if waiter is not None:
-                self._answer(waiter, OutcomeUnknown(event.reason))
+                self._answer(waiter, OutcomeUnknown(event.reason, sent, timed_out=sent - cut))
         pending, self._pending = self._pending, {}
         for waiter in pending.values():                  # e.g. cancelled by their callers
             self._answer(waiter, ConnectionClosed(event.reason))

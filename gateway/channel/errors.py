@@ -50,11 +50,25 @@ class SubmitThrottledError(GatewayError):
 
 class OutcomeUnknown(GatewayError):
     """The SUBMIT was sent but no response came before the connection ended: the ISMG may or
-    may not have it. Resending it risks a duplicate; not resending risks a loss."""
+    may not have it. Resending it risks a duplicate; not resending risks a loss.
 
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
+    ``sends``: how often it went out on that connection; ``timed_out``: how many of those went
+    unanswered (all of them when the link was declared dead for want of answers; all but the
+    last when the link was lost, closed by the ISMG or the network, cutting the last short)."""
+
+    def __init__(self, reason: str, sends: int = 1, timed_out: int = 0) -> None:
+        self.reason, self.sends, self.timed_out = reason, sends, timed_out
         super().__init__(f"no SUBMIT_RESP: {reason}")
+
+    @property
+    def cut(self) -> bool:
+        """Its last send was cut short by a lost connection (rather than unanswered for T)."""
+        return self.timed_out < self.sends
+
+
+class SendsExhausted(OutcomeUnknown):
+    """N sends of one SUBMIT (``max_sends``), on whatever connections, went unanswered: the
+    ISMG may well have it, and another send would risk one more copy."""
 
 
 class ConnectionClosed(GatewayError):

@@ -10,9 +10,18 @@ attempt, not ``connections`` of them.
 ``submit`` paces the channel to its TPS, picks the open connection with the most free window,
 and waits (until the caller's deadline) when there is none: the queue is the callers
 themselves, never an unbounded buffer. Result 8 cools that connection down and sends again, up
-to a cap; other results are returned or raised as they are. A SUBMIT left unanswered by a dying
-connection is sent again on another connection (policy "resend", the default: the ISMG may then
-deliver it twice) or raised as ``OutcomeUnknown`` (policy "report").
+to a cap; other results are returned or raised as they are.
+
+A SUBMIT has N sends (the channel's ``max_sends``) that may go unanswered, in all, on
+whatever connections carry it: the session resends it on its connection after T, and one that
+goes to another connection takes only the sends it has left there. A connection declared dead
+for want of answers counts every send of the SUBMITs waiting on it as unanswered; one lost
+otherwise (closed by the ISMG or the network) cuts their last send short, which does not
+count. A SUBMIT left unanswered by a dying connection is sent again on another connection
+(policy "resend", the default: the ISMG may then deliver it twice), up to
+``max_lost_resends`` times in a row, or raised as ``OutcomeUnknown`` (policy "report"); once
+its N sends went unanswered it is raised as ``SendsExhausted``. Every resend the pool makes
+is reported to ``on_resend`` with its reason (``flow_control``, ``connection_lost``).
 
 ``submit_now`` is the same without waiting, for a caller that keeps its own queue (the
 dispatcher): it sends at once or returns False, and the pool calls ``on_window_free`` when a
@@ -42,6 +51,7 @@ from .errors import (
     LoginFailed,
     LoginRefused,
     OutcomeUnknown,
+    SendsExhausted,
     SubmitThrottledError,
 )
 from .pacing import Backoff, DeadlineExceeded, TpsLimiter
@@ -63,14 +73,15 @@ class PoolTuning:
     refused_retry: float = 300.0        # slow probe after a login refusal that will not heal
     throttle: Backoff = Backoff(0.05, 5.0)
     max_throttled_sends: int = 30       # Result 8 resends of one SUBMIT before giving up
-    max_lost_resends: int = 3           # "resend" policy: resends after lost connections
+    max_lost_resends: int = 3           # "resend" policy: resends after lost connections in a row
     drain_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
 class Submitted:
     """A SUBMIT the ISMG accepted: its response, the connection that carried it, and how many
-    times it was sent in all."""
+    times it was sent (all its sends on connections that failed under it, one on the
+    connection that answered: a resend after T there is counted only in the metrics)."""
 
     response: cmpp.SubmitResp
     connection: str
@@ -99,13 +110,14 @@ class ChannelStatus:
 
 
 class _Attempt:
-    """One SUBMIT across its sends: how many, and how many of them were answered with
-    Result 8 or lost with a connection."""
+    """One SUBMIT across its sends, on whatever connections carried them: sends in all, how
+    many of them went unanswered (at most N in all), were answered with Result 8, or were
+    lost with a connection."""
 
-    __slots__ = ("sends", "throttled", "lost")
+    __slots__ = ("sends", "unanswered", "throttled", "lost")
 
     def __init__(self) -> None:
-        self.sends = self.throttled = self.lost = 0
+        self.sends = self.unanswered = self.throttled = self.lost = 0
 
 
 @dataclass
@@ -131,11 +143,13 @@ class ChannelPool:
 
     def __init__(self, channel: ChannelConfig, *, tuning: PoolTuning | None = None,
                  on_deliver: EventHandler | None = None, on_event: EventHandler | None = None,
+                 on_resend: Callable[[str], None] | None = None,
                  rng: random.Random | None = None) -> None:
         self.channel = channel
         self.tuning = tuning or PoolTuning()
         self.on_deliver = on_deliver
         self.on_event = on_event
+        self.on_resend = on_resend      # called with the reason of each resend of ours
         self._rng = rng or random.Random()
         self._session_config = session_config(channel)
         self._slots = [_Slot(i) for i in range(channel.connections)]
@@ -292,9 +306,10 @@ class ChannelPool:
         """Send one SUBMIT through the channel; return it acknowledged (Result 0).
 
         ``deadline`` is on the loop's clock. Raises ``SubmitRejectedError`` (definitive
-        Result), ``SubmitThrottledError`` (Result 8 beyond the resend cap), ``OutcomeUnknown``
-        (policy "report", or resends exhausted), ``DeadlineExceeded`` (nothing free in time),
-        ``PoolClosed``, ValueError (a field that does not fit)."""
+        Result), ``SubmitThrottledError`` (Result 8 beyond the resend cap), ``SendsExhausted``
+        (N sends unanswered), ``OutcomeUnknown`` (a lost connection under policy "report",
+        or more than ``max_lost_resends`` in a row), ``DeadlineExceeded`` (nothing free in
+        time), ``PoolClosed``, ValueError (a field that does not fit)."""
         if self._closing:
             raise PoolClosed(f"channel {self.channel.name} is closing")
         self._begin()
@@ -323,16 +338,12 @@ class ChannelPool:
             self._window_free_at(turn)
             return False
         attempt = _Attempt()
-        self._send(slot, submit, attempt, on_done)
-        self._begin()
-        return True
-
-    def _send(self, slot: _Slot, submit: cmpp.Submit, attempt: _Attempt,
-              on_done: Callable[[Submitted | Exception], None]) -> None:
         conn = slot.connection
         conn.submit_soon(submit, lambda answer: self._answered(answer, slot, conn.name, submit,
                                                                attempt, on_done))
         attempt.sends += 1
+        self._begin()
+        return True
 
     def _answered(self, answer: cmpp.SubmitResp | Exception, slot: _Slot, connection: str,
                   submit: cmpp.Submit, attempt: _Attempt, on_done) -> None:
@@ -378,8 +389,9 @@ class ChannelPool:
             slot = await self._pick(deadline)
             conn = slot.connection
             attempt.sends += 1
+            left = self.channel.max_sends - attempt.unanswered if attempt.unanswered else None
             try:                          # _pick saw it open with window: no await since
-                response = await conn.submit_nowait(submit)
+                response = await conn.submit_nowait(submit, left)
             except GatewayError as error:
                 self._count_failure(slot, error, attempt)
                 continue
@@ -388,22 +400,35 @@ class ChannelPool:
 
     def _count_failure(self, slot: _Slot, error: Exception, attempt: _Attempt) -> None:
         """A send of this SUBMIT failed: return to send it again, or raise. Result 8 cools
-        the connection and is sent again up to the cap; a SUBMIT lost with its connection is
-        sent again under policy "resend", up to the cap; one that never left does not count."""
+        the connection and is sent again up to the cap. A SUBMIT lost with its connection is
+        sent again under policy "resend", up to the cap of lost connections in a row, while
+        it has sends left that may go unanswered (N in all; SendsExhausted once none are
+        left). One that never left does not count."""
         if isinstance(error, SubmitThrottledError):
             attempt.throttled += 1
             self._cool(slot)
             if attempt.throttled > self.tuning.max_throttled_sends:
                 raise error
+            self._count_resend("flow_control")
         elif isinstance(error, OutcomeUnknown):
+            attempt.sends += error.sends - 1          # the session's resends on that link
+            attempt.unanswered += error.timed_out
             attempt.lost += 1
+            if attempt.unanswered >= self.channel.max_sends:
+                raise SendsExhausted(f"no response to {attempt.unanswered} sends in all "
+                                     f"({error.reason})", error.sends, error.timed_out) from error
             if (self.channel.on_connection_lost == "report" or self._closed
                     or attempt.lost > self.tuning.max_lost_resends):
                 raise error
+            self._count_resend("connection_lost")
         elif isinstance(error, ConnectionClosed):
             attempt.sends -= 1               # it never left: not a send
         else:
             raise error
+
+    def _count_resend(self, reason: str) -> None:
+        if self.on_resend is not None:
+            self.on_resend(reason)
 
     def _free_slot(self, now: float) -> tuple[_Slot | None, float | None]:
         """The open, not cooling connection with the most free window (or None), and when

@@ -6,24 +6,32 @@ from __future__ import annotations
 import argparse
 
 from gateway.config import ConfigError, load_config
-from gateway.status import Classification, DeliveryStatus, TableError, provider_tables
+from gateway.status import (
+    Classification,
+    DeliveryStatus,
+    ReceiptCodes,
+    TableError,
+    provider_tables,
+)
 
 
 def classify(stats: list[str], provider: str, providers: str) -> list[str]:
     """One line per Stat: the common status (or that it is not final), whether the cause is
-    temporary, whether the code is listed or matched by a prefix rule, and its meaning.
-    Raises TableError for tables that cannot be used."""
+    temporary, whether the code is listed or matched by a prefix rule, the JSMS status code a
+    "jsms" callback reports for it, and its meaning. Raises TableError for tables that cannot
+    be used."""
     codes = provider_tables(providers).for_provider(provider)
-    return [describe(codes.classify(stat)) for stat in stats]
+    return [describe(codes.classify(stat), codes) for stat in stats]
 
 
-def describe(c: Classification) -> str:
+def describe(c: Classification, codes: ReceiptCodes) -> str:
     status = c.status.value if c.status is not None else "pending (not final; keep waiting)"
     failed = c.status is not None and c.status is not DeliveryStatus.DELIVERED
     cause = (", temporary cause" if c.temporary else ", permanent cause") if failed else ""
     how = "listed" if c.known else "not listed (prefix rule or unknown)"
+    jsms = f", JSMS {codes.jsms_status(c.status, c.stat)}" if c.status is not None else ""
     meaning = f": {c.meaning}" if c.meaning else ""
-    return f"{c.stat!r} -> {status}{cause}, {how}{meaning}"
+    return f"{c.stat!r} -> {status}{cause}, {how}{jsms}{meaning}"
 
 
 def add_classify_command(subparsers) -> None:

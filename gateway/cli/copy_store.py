@@ -110,7 +110,7 @@ async def _run_copy(args: argparse.Namespace) -> int:
             if await _gateways_connected(source):
                 raise CopyRefused("a gateway is connected to the source; stop every gateway "
                                   "first")
-            print(f"copying {_shown(args.source)} -> {_shown(args.target)}")
+            print(f"copying {source.name} -> {target.name}")
             copied = await copy_store(source, target)
         finally:
             await target.close()
@@ -118,10 +118,6 @@ async def _run_copy(args: argparse.Namespace) -> int:
         await source.close()
     print(f"copied {sum(copied.values()):,} rows in {len(copied)} tables; counts match")
     return 0
-
-
-def _shown(setting: str) -> str:
-    return PostgresStore(setting).name if is_database_url(setting) else setting
 
 
 def copy_command(args: argparse.Namespace) -> int:

@@ -2,19 +2,26 @@
 first look.
 
 It starts the built-in ISMG simulator as the SMS center, a small receiver for callbacks, and
-the gateway (SQLite store in a temporary directory, a demo app and templates), then sends a few
-messages through the HTTP API exactly as an application would: a notification, a long Chinese
-message, a batch with one bad number, a verification code (then checks it), and one to a
-number the simulator reports as not existing. It prints each message until it is final, every
-callback the receiver gets (with its signature checked), and an MO reply that unsubscribes the
-sender. It ends by itself, or on Ctrl-C, and cleans up.
+the gateway (SQLite store in a temporary directory, a demo app and templates, the operator's
+console with a demo login), then sends a few messages through the HTTP API exactly as an
+application would: a notification, a long Chinese message, a batch with one bad number, a
+verification code (then checks it), one to a number the simulator reports as not existing,
+and one to a user by userid (after uploading the user's numbers: the one bound to the demo
+channel is used); and it makes a template that waits for review in the console. It prints
+each message until it is final, and what the app's receiver sees in JSMS's callback format:
+the echostr check of its URLs, then every SMS_REPORT (with its JSMS status code) and the
+SMS_REPLY of an MO that unsubscribes the sender, each with its signature checked as a JSMS
+receiver checks it. It ends by itself, or on Ctrl-C, and cleans up; run from a terminal, it
+first keeps the console open until Ctrl-C (``--exit``: it does not).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
+import secrets
 import signal
 import socket
 import sys
@@ -26,12 +33,15 @@ import aiohttp
 from aiohttp import web
 
 from gateway.config import parse_config
+from gateway.console import hash_password
 from gateway.daemon import Gateway, GatewayOptions
-from gateway.pipeline import verify
 from gateway.sim import Account, Simulator, SimulatorConfig
+from gateway.status import JSMS_CODES
+from gateway.store import AuditNote, ConsoleUser
 
 KEY, SECRET = "demo-app-key", "demo-master-secret"
 FAILING = "13900000000"            # the simulator reports MK:0012 (number does not exist)
+USERS = [{"userid": "zhangsan", "phone": {"demo": "13800138001", "default": "13800138000"}}]
 
 CONFIG = """
 [gateway]
@@ -53,6 +63,7 @@ master_secret = "{secret}"
 whitelist = ["127.0.0.1"]
 status_callback = "http://127.0.0.1:{receiver}/status"
 mo_callback = "http://127.0.0.1:{receiver}/mo"
+callback_format = "jsms"
 signature = "演示"
 [templates.1]
 type = "notification"
@@ -63,7 +74,10 @@ content = "您的验证码是{{{{code}}}}，{{{{ttl}}}}分钟内有效。"
 [templates.3]
 type = "notification"
 content = "{{{{text}}}}"
+[console]
+listen = "127.0.0.1:{console}"
 """
+OPERATOR = "demo"
 
 
 def free_port() -> int:
@@ -73,7 +87,8 @@ def free_port() -> int:
 
 
 class Receiver:
-    """The application's callback endpoint: checks each signature and prints what it got."""
+    """The application's callback endpoint, as an app written against JSMS has it: answers
+    the echostr check of its URLs, checks each callback's signature and prints what it got."""
 
     def __init__(self, out) -> None:
         self.out = out
@@ -81,26 +96,36 @@ class Receiver:
 
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_post("/status", self.receive)
-        app.router.add_post("/mo", self.receive)
+        for path in ("/status", "/mo"):
+            app.router.add_get(path, self.check)
+            app.router.add_post(path, self.receive)
         return app
 
+    async def check(self, request: web.Request) -> web.Response:
+        self.out(f"  the receiver answers the echostr check of {request.path}")
+        return web.Response(text=request.query.get("echostr", ""))
+
     async def receive(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        valid = verify(body, SECRET, request.headers.get("X-CMPP-Signature", ""))
-        event = json.loads(body)
-        self.events.append(event)
-        if event["type"] == "status":
-            self.out(f"  callback: message {event['msg_id']} is {event['status']}"
-                     f" ({event['stat']}), signature {'ok' if valid else 'BAD'}")
+        form = await request.post()
+        text = f"appKey={KEY}&appMasterSecret={SECRET}&nonce={form['nonce']}" \
+               f"&timestamp={form['timestamp']}"
+        valid = hashlib.sha1(text.encode()).hexdigest() == form["signature"]
+        kind, data = form["type"], json.loads(form["data"])
+        self.events.append({"type": kind, **data})
+        if kind == "SMS_REPORT":
+            self.out(f"  callback SMS_REPORT: message {data['msgId']} status {data['status']} "
+                     f"({JSMS_CODES.get(data['status'], '?')}), signature "
+                     f"{'ok' if valid else 'BAD'}")
         else:
-            self.out(f"  callback: MO {event['text']!r} from {event['mobile']}, "
+            self.out(f"  callback SMS_REPLY: {data['content']!r} from {data['phone']}, "
                      f"signature {'ok' if valid else 'BAD'}")
-        return web.json_response({"ok": True})
+        return web.Response(text="ok")
 
 
-async def run_demo(out=print, timeout: float = 60.0) -> int:
-    ports = {name: free_port() for name in ("api", "ops", "receiver")}
+async def run_demo(out=print, timeout: float = 60.0, stay: bool = False) -> int:
+    """The demo; 0 when every message reached a final status. With ``stay``, the gateway
+    and its console keep running after the messages, until the task is cancelled."""
+    ports = {name: free_port() for name in ("api", "ops", "receiver", "console")}
     receiver = Receiver(out)
     runner = web.AppRunner(receiver.app(), access_log=None)
     await runner.setup()
@@ -114,16 +139,33 @@ async def run_demo(out=print, timeout: float = 60.0) -> int:
                                             **ports))
         gateway = Gateway(config, GatewayOptions())
         await gateway.start()
+        password = await _console_login(gateway)
+        console = f"http://127.0.0.1:{ports['console']}"
         out(f"simulator (the SMS center) on 127.0.0.1:{sim.address[1]}; API on "
             f"http://127.0.0.1:{ports['api']}; metrics on http://127.0.0.1:{ports['ops']}/metrics")
+        out(f"console on {console}: sign in as {OPERATOR}, password {password}")
         try:
             await gateway.pools["demo"].wait_ready()
             status = await _scenario(f"http://127.0.0.1:{ports['api']}", sim, receiver, out, timeout)
+            if stay:
+                out(f"the console stays open on {console} (sign in as {OPERATOR}, password "
+                    f"{password}); Ctrl-C ends the demo")
+                await asyncio.Event().wait()
         finally:
             await gateway.stop()
             await sim.stop()
             await runner.cleanup()
     return status
+
+
+async def _console_login(gateway: Gateway) -> str:
+    """An admin account for the demo's console, with a password made for this run."""
+    password = secrets.token_urlsafe(9)
+    record = await asyncio.to_thread(hash_password, password)
+    await gateway.store.put_console_user(ConsoleUser(OPERATOR, "admin", record),
+                                         AuditNote("demo", "console user added", OPERATOR),
+                                         time.time())
+    return password
 
 
 def _stat_for(submit) -> str:
@@ -133,6 +175,8 @@ def _stat_for(submit) -> str:
 async def _scenario(base: str, sim: Simulator, receiver: Receiver, out, timeout: float) -> int:
     headers = {"Authorization": aiohttp.encode_basic_auth(KEY, SECRET)}
     async with aiohttp.ClientSession(base_url=base, headers=headers) as http:
+        async with http.post("/v1/users", json=USERS) as response:
+            out(f"POST /v1/users -> {response.status} {json.dumps(await response.json())}")
         sends = [
             ("/v1/messages", {"mobile": "13800138000", "temp_id": 1,
                               "temp_para": {"order": "A2026", "day": "明天"}}),
@@ -144,20 +188,28 @@ async def _scenario(base: str, sim: Simulator, receiver: Receiver, out, timeout:
             ("/v1/codes", {"mobile": "13500135000", "temp_id": 2}),
             ("/v1/messages", {"mobile": FAILING, "temp_id": 1,
                               "temp_para": {"order": "C9", "day": "今天"}}),
+            ("/v1/messages", {"userid": "zhangsan", "temp_id": 1,
+                              "temp_para": {"order": "D7", "day": "后天"}}),
         ]
-        ids = []
+        ids, code_id = [], None
         for path, body in sends:
             async with http.post(path, json=body) as response:
                 answer = await response.json()
-            out(f"POST {path} -> {response.status} {json.dumps(answer, ensure_ascii=False)}")
+            to = f" (userid {body['userid']})" if "userid" in body else ""
+            out(f"POST {path}{to} -> {response.status} {json.dumps(answer, ensure_ascii=False)}")
             ids += _accepted_ids(answer)
-        code_id = ids[-2]
+            code_id = ids[-1] if path == "/v1/codes" else code_id
         await _check_code(http, sim, code_id, out)
+        async with http.post("/v1/templates", json={"type": 2, "template":
+                                                    "您的积分{{points}}将于月底到期"}) as response:
+            out(f"POST /v1/templates -> {response.status} "
+                f"{json.dumps(await response.json())} (waits for review in the console)")
         finals = await _follow(http, ids, out, timeout)
         sim.send_mo("900001", "8613800138000", "10690001", "TD")
         out("the handset 13800138000 replies \"TD\" (unsubscribe)")
-        await _wait(lambda: sum(e["type"] == "mo" for e in receiver.events) >= 1, timeout)
-        await _wait(lambda: sum(e["type"] == "status" for e in receiver.events) >= len(ids), 5)
+        await _wait(lambda: sum(e["type"] == "SMS_REPLY" for e in receiver.events) >= 1, timeout)
+        await _wait(lambda: sum(e["type"] == "SMS_REPORT" for e in receiver.events) >= len(ids),
+                    5)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(_count(finals.values()).items()))
     out(f"done: {len(finals)} messages ({summary}); {len(receiver.events)} callbacks received")
     return 0 if len(finals) == len(ids) else 1
@@ -214,13 +266,15 @@ def _count(values) -> dict[str, int]:
 
 
 def demo_main(args) -> int:
+    stay = not args.exit and sys.stdin.isatty() and sys.stdout.isatty()
+
     async def main() -> int:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, task.cancel)
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
         try:
-            return await run_demo(timeout=args.timeout)
+            return await run_demo(timeout=args.timeout, stay=stay)
         except asyncio.CancelledError:
             print("stopped", file=sys.stderr)
             return 130
@@ -233,4 +287,6 @@ def add_demo_command(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="run the gateway with the built-in simulator and "
                                    "send a few messages through the HTTP API")
     parser.add_argument("--timeout", type=float, default=60.0, help="give up after this long")
+    parser.add_argument("--exit", action="store_true", help="end after the messages, also "
+                        "when run from a terminal (which otherwise keeps the console open)")
     parser.set_defaults(func=demo_main)

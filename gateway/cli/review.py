@@ -7,9 +7,9 @@ that apps make through the API::
     cmpp-gateway template reject 1001 --config /etc/cmpp-gateway.toml
 
 The command opens the store named in the configuration (SQLite in WAL mode with a busy
-timeout, or the PostgreSQL database, so the daemon may be running), sets the status (1 approved, 2 refused), says what it
-did and exits 0. A running daemon re-reads the statuses from the store every few seconds
-(gateway.api.templates_signs.REVIEW_POLL). An id that is not in the store exits 1 (templates
+timeout, or the PostgreSQL database, so the daemon may be running), sets the status (1
+approved, 2 refused), says what it did and exits 0. A running daemon re-reads the statuses
+from the store every few seconds (gateway.api.templates_signs.REVIEW_POLL). An id that is not in the store exits 1 (templates
 of the configuration are approved by definition and are not there), and so does a store that
 does not exist yet; a configuration that does not validate exits 2.
 """
@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
-from gateway.config import ConfigError, load_config
-from gateway.store import APPROVED, PENDING, REFUSED, Store, StoreError, create_store, \
-    is_database_url
+from gateway.store import APPROVED, PENDING, REFUSED, Store
+
+from .stores import existing_store, open_existing
 
 DECISIONS = {"approve": APPROVED, "reject": REFUSED}
 STATUS_WORDS = {PENDING: "waiting for review", APPROVED: "approved", REFUSED: "refused"}
@@ -49,29 +48,19 @@ def review(config_path: str, kind: str, item_id: int, decision: str) -> int:
     """Approve or reject the signature (``kind`` "sign") or template ``item_id`` in the store
     of the configuration at ``config_path``; print what happened. 0 when done, 1 when there
     is no such id or no store, 2 when the configuration does not validate."""
-    try:
-        config = load_config(config_path)
-    except ConfigError as error:
-        print(error)
-        return 2
-    path = config.gateway.store
-    if not is_database_url(path) and (path == ":memory:" or not Path(path).exists()):
-        print(f"no store at {path}: start the gateway once so that it creates it")
-        return 1
-    store = create_store(path, config.gateway.store_password)
-    return asyncio.run(_review(store, path, kind, item_id, DECISIONS[decision]))
+    store, status = existing_store(config_path)
+    if store is None:
+        return status
+    return asyncio.run(_review(store, kind, item_id, DECISIONS[decision]))
 
 
-async def _review(store: Store, path: str, kind: str, item_id: int, status: int) -> int:
-    try:
-        await store.open()
-    except StoreError as error:
-        print(error)
+async def _review(store: Store, kind: str, item_id: int, status: int) -> int:
+    if not await open_existing(store):
         return 1
     try:
         row = await _find(store, kind, item_id)
         if row is None or not await _set_status(store, kind, item_id, status):
-            print(f"no {KINDS[kind]} {item_id} in the store {path}" +
+            print(f"no {KINDS[kind]} {item_id} in the store {store.name}" +
                   (" (templates of the configuration are approved already)"
                    if kind == "template" else ""))
             return 1

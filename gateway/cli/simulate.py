@@ -19,7 +19,9 @@ The TOML file takes the same settings::
     throttle_tps = 100
 
 Flags given on the command line override the file. It runs until Ctrl-C, SIGTERM or
-``--duration`` seconds, then prints what it saw.
+``--duration`` seconds, then prints what it saw. With ``--held FILE`` it keeps the status
+reports and MO it could not deliver across its restart, as a real center does: they are saved
+to FILE when it stops and sent, once the SPs log in, by the next run given the same FILE.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import signal
 import sys
 import tomllib
 
-from gateway.sim import Account, Faults, Simulator, SimulatorConfig
+from gateway.sim import Account, Faults, HeldDelivers, Simulator, SimulatorConfig
 
 _FAULTS = {f.name: f.type for f in dataclasses.fields(Faults)}
 
@@ -50,6 +52,8 @@ def add_simulate_command(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--fault", action="append", default=[], metavar="NAME=VALUE",
                         help=f"inject a fault (repeatable): {', '.join(_FAULTS)}")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.add_argument("--held", metavar="FILE", help="keep undelivered reports and MO in "
+                        "FILE across a restart (loaded at start, saved at stop)")
     parser.set_defaults(func=lambda args: simulate_main(args))
     return parser
 
@@ -76,7 +80,8 @@ def build_config(args: argparse.Namespace) -> tuple[SimulatorConfig, str, int]:
         else settings.get("gateway_code", 1),
         report_delay=args.report_delay if args.report_delay is not None
         else settings.get("report_delay", 0.0),
-        stats=stats or {"DELIVRD": 1.0}, faults=faults, record=False)
+        stats=stats or {"DELIVRD": 1.0}, faults=faults, record=False,
+        held=HeldDelivers.load(args.held) if args.held else None)
     return config, host.strip("[]") or "127.0.0.1", int(port)
 
 
@@ -129,6 +134,9 @@ def simulate_main(args: argparse.Namespace) -> int:
         print(f"simulate: {error}", file=sys.stderr)
         return 2
     sim = asyncio.run(serve(config, host, port, args.duration))
+    if args.held:
+        config.held.save(args.held)
+        print(f"held for the next run: {len(config.held)} DELIVER(s) in {args.held}")
     counts = ", ".join(f"{k} {v}" for k, v in sorted(sim.counters.items())) or "no traffic"
     print(f"stopped: logins {len(sim.logins)}, {counts}")
     return 0

@@ -1,16 +1,19 @@
 """The API's part of the configuration: [api] limits, [apps.NAME] and [templates.ID].
 
 Apps are set up the way cloud SMS consoles do it: an app key and master secret (HTTP Basic on
-every call), up to 10 whitelisted IPs or CIDR blocks, a status-report URL and an MO URL, and
-the channels the app may send on. Templates carry a type (verification code, notification,
+every call), up to 10 whitelisted IPs or CIDR blocks, a status-report URL and an MO URL with
+the format of their callbacks (JSMS's, or our signed JSON) and their retry schedule, and the
+channels the app may send on. Templates carry a type (verification code, notification,
 marketing), content with {{name}} placeholders, and the signature put in front of it.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
-from dataclasses import dataclass, field
+import urllib.parse
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 from .schema import (
@@ -30,9 +33,42 @@ from .schema import (
 BOOLEAN = Kind("true or false", lambda v: isinstance(v, bool))
 STRINGS = Kind("a list of strings", lambda v: isinstance(v, list) and
                all(isinstance(x, str) for x in v))
+NUMBERS = Kind("a list of numbers", lambda v: isinstance(v, list) and
+               all(NUMBER.accepts(x) for x in v))
 TEMPLATE_TYPES = ("code", "notification", "marketing")
 APP_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
-URL = r"(https?://\S+)?"
+CALLBACK_FORMATS = ("jsms", "signed-json")
+# JSMS retries a failed callback after 3 minutes, 1 hour and 12 hours (jsms-callbacks.md).
+JSMS_RETRIES = (180, 3600, 43200)
+MAX_RETRIES, MAX_RETRY_WAIT = 10, 7 * 86400
+MAX_URL = 1024
+
+
+def callback_url_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a callback URL (the words after it in an error), or None: an
+    absolute http:// or https:// URL with a host, no spaces or control characters, at most
+    1024 characters."""
+    try:
+        parts = urllib.parse.urlsplit(value)
+        port_ok = parts.port != 0                   # .port raises ValueError past 65535
+    except ValueError:
+        parts, port_ok = None, False
+    if (not port_ok or parts.scheme not in ("http", "https") or not parts.hostname
+            or len(value) > MAX_URL or not re.fullmatch(r"[^\s\x00-\x1f\x7f]+", value)):
+        return f"is not accepted; use an http:// or https:// URL (at most {MAX_URL} characters)"
+    return None
+
+
+def _url(value: str) -> str | None:
+    return callback_url_problem(value) if value else None
+
+
+def _retries(value: list) -> str | None:
+    if len(value) <= MAX_RETRIES and all(math.isfinite(v) and 0 < v <= MAX_RETRY_WAIT
+                                         for v in value):
+        return None
+    return (f"is not accepted; use at most {MAX_RETRIES} waits in seconds, each > 0 and at most "
+            f"{MAX_RETRY_WAIT} (7 days), e.g. [180, 3600, 43200]")
 
 
 def _regex(value: str) -> str | None:
@@ -72,7 +108,14 @@ API_FIELDS = (
     Field("auto_approve_signatures", BOOLEAN, False),
     Field("callback_retry_for", NUMBER, 86400, seconds()),
     Field("callback_timeout", NUMBER, 10, seconds()),
+    Field("callback_verify_interval", NUMBER, 60, seconds()),
     Field("max_connections", INTEGER, 1000, in_range(1, 100000)),
+    Field("max_upload", INTEGER, 8 << 20, in_range(1024, 256 << 20)),
+    Field("max_users", INTEGER, 1_000_000, in_range(1, 100_000_000)),
+    Field("max_connections_per_source", INTEGER, 100, in_range(1, 100000)),
+    Field("header_timeout", NUMBER, 10, seconds()),
+    Field("body_timeout", NUMBER, 30, seconds()),
+    Field("idle_timeout", NUMBER, 60, seconds()),
 )
 
 APP_FIELDS = (
@@ -83,11 +126,14 @@ APP_FIELDS = (
     Field("master_secret_env", STRING, None, matches(r"[A-Za-z_][A-Za-z0-9_]*",
                                                      "an environment variable name")),
     Field("whitelist", STRINGS, [], _networks),
-    Field("status_callback", STRING, "", matches(URL, "an http:// or https:// URL")),
-    Field("mo_callback", STRING, "", matches(URL, "an http:// or https:// URL")),
+    Field("status_callback", STRING, "", _url),
+    Field("mo_callback", STRING, "", _url),
     Field("channels", STRINGS, []),
     Field("signature", STRING, "", matches(r"[^【】\s]{0,20}", "up to 20 characters, no 【】")),
     Field("enabled", BOOLEAN, True),
+    Field("callback_format", STRING, "jsms", one_of(*CALLBACK_FORMATS)),
+    Field("callback_retries", NUMBERS, None, _retries),
+    Field("mo_receive_time", BOOLEAN, False),
 )
 
 TEMPLATE_FIELDS = (
@@ -117,13 +163,26 @@ class ApiSettings:
     auto_approve_signatures: bool = False
     callback_retry_for: float = 86400
     callback_timeout: float = 10
+    callback_verify_interval: float = 60
     max_connections: int = 1000
+    max_upload: int = 8 << 20          # bytes of a users file (CSV or XLSX)
+    max_users: int = 1_000_000         # users (userid and numbers) an app may hold
+    max_connections_per_source: int = 100   # from one address; max_connections caps it too
+    header_timeout: float = 10              # a request's line and headers, from the first byte
+    body_timeout: float = 30                # its body, from the end of its headers
+    idle_timeout: float = 60                # a kept-alive connection waiting for its next request
 
 
 @dataclass(frozen=True)
 class AppConfig:
     """One application: its credentials, whitelist, callback URLs and channels (the first is
-    its default). ``master_secret`` is resolved from the environment when given by name."""
+    its default). ``master_secret`` is resolved from the environment when given by name.
+
+    ``callback_format`` is "jsms" (JSMS's form-encoded, SHA-1-signed callbacks to URLs that
+    passed its echostr check) or "signed-json" (JSON bodies with an HMAC header).
+    ``callback_retries`` is the wait before each retry of a failed callback (None: the
+    format's default, see ``retry_schedule``). ``mo_receive_time``: signed-json MO callbacks
+    carry ``received_at`` (seed 004's "uplink SMS send time" option; JSMS's always do)."""
 
     name: str
     app_key: str
@@ -135,6 +194,17 @@ class AppConfig:
     channels: tuple[str, ...]
     signature: str
     enabled: bool
+    callback_format: str = "jsms"
+    callback_retries: tuple[float, ...] | None = None
+    mo_receive_time: bool = False
+
+    @property
+    def retry_schedule(self) -> tuple[float, ...] | None:
+        """The wait before each retry, in seconds; None: exponential backoff for ``[api]
+        callback_retry_for`` (signed-json's default)."""
+        if self.callback_retries is not None:
+            return self.callback_retries
+        return JSMS_RETRIES if self.callback_format == "jsms" else None
 
 
 @dataclass(frozen=True)
@@ -167,9 +237,13 @@ def read_app(name: str, table: dict, report, env: Mapping[str, str],
                                f"{', '.join(sorted(channels)) or '(none configured)'}")
     if secret is None or len(values) != len(APP_FIELDS):
         return None
-    return AppConfig(name=name, **{**values, "master_secret": secret,
-                                   "whitelist": tuple(values["whitelist"]),
-                                   "channels": tuple(values["channels"] or channels)})
+    retries = values["callback_retries"]
+    app = AppConfig(name=name, **{
+        **values, "master_secret": secret, "whitelist": tuple(values["whitelist"]),
+        "channels": tuple(values["channels"] or channels),
+        "callback_retries": None if retries is None else tuple(retries)})
+    # Shown in full by check-config: the schedule the format gives when none is set.
+    return replace(app, callback_retries=app.retry_schedule)
 
 
 def _secret(table: dict, values: dict, env: Mapping[str, str], report) -> str | None:
@@ -203,6 +277,41 @@ def read_template(key: str, table: dict, report, apps: Mapping,
     if len(values) != len(TEMPLATE_FIELDS) or not key.isdigit():
         return None
     return TemplateConfig(id=int(key), **values)
+
+
+# Apps made in the operator's console: the name as seed 004's console takes it, and the
+# fields an operator sets (the console makes the key and the secret). A field added to
+# APP_FIELDS and AppConfig is a console setting too, stored with the others.
+CONSOLE_APP_NAME = re.compile(r"[A-Za-z0-9!@$%^\-_=+\[{}\]:,./?~#*;|]{1,30}")
+CONSOLE_APP_NAME_RULE = ("1 to 30 letters, digits or the characters "
+                         "!@$%^-_=+[{}]:,./?~#*;|")
+APP_SETTINGS = tuple(f for f in APP_FIELDS
+                     if f.name not in ("app_key", "master_secret", "master_secret_env"))
+
+
+def read_app_settings(table: dict, report, channels: Mapping) -> dict | None:
+    """The settings of a console-made app from ``table`` (field name to value, as the TOML
+    would hold them), checked like an [apps.NAME] table; None when a problem was reported."""
+    values = read_table(table, APP_SETTINGS, report)
+    ok = len(values) == len(APP_SETTINGS)
+    for channel in values.get("channels", []):
+        if channel not in channels:
+            report("channels", f"{channel!r} is not a channel; use one of "
+                               f"{', '.join(sorted(channels)) or '(none configured)'}")
+            ok = False
+    return values if ok else None
+
+
+def app_from_settings(name: str, app_key: str, secret: str, settings: Mapping,
+                      channels: Mapping) -> AppConfig:
+    """The AppConfig of a console-made app from its stored ``settings``: keys this version
+    does not know are ignored, missing ones take their defaults, and channels that are no
+    longer configured are left out (none left: every channel, as in the TOML)."""
+    values = {f.name: settings.get(f.name, f.default) for f in APP_SETTINGS}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    values["channels"] = tuple(c for c in values["channels"] if c in channels) or tuple(channels)
+    return AppConfig(name=name, app_key=app_key, master_secret=secret, master_secret_env=None,
+                     **values)
 
 
 def check_unique_keys(apps: Mapping[str, AppConfig], report) -> None:

@@ -26,6 +26,7 @@ from .api import (
     read_app,
     read_template,
 )
+from .console import CONSOLE_FIELDS, ConsoleSettings, read_console
 from .schema import (
     CHANNEL_FIELDS,
     GATEWAY_FIELDS,
@@ -37,7 +38,7 @@ from .schema import (
     unknown_key_message,
 )
 
-TABLES = ("gateway", "channels", "api", "apps", "templates")
+TABLES = ("gateway", "channels", "api", "apps", "templates", "console")
 CHANNEL_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 PASSWORD_CHECK = next(f.check for f in CHANNEL_FIELDS if f.name == "password")
 NO_CHANNEL = ("no channel is configured; add a [channels.NAME] table with provider, host, port, "
@@ -117,6 +118,7 @@ class ChannelConfig:
     on_connection_lost: str
     verify_authenticator: str
     center_signature: str = ""
+    retry_for: float = 86400.0
 
 
 @dataclass(frozen=True)
@@ -129,12 +131,13 @@ class Config:
     api: ApiSettings = ApiSettings()
     apps: dict[str, AppConfig] = field(default_factory=dict)
     templates: dict[int, TemplateConfig] = field(default_factory=dict)
+    console: ConsoleSettings = ConsoleSettings()
 
     def secrets(self) -> list[str]:
         """Every secret in the configuration, for the log redactor."""
         return [c.password for c in self.channels.values()] + \
             [a.master_secret for a in self.apps.values()] + \
-            [p for p in (self.gateway.store_password,) if p]
+            [p for p in (self.gateway.store_password, self.console.session_key) if p]
 
 
 class _Section:
@@ -195,9 +198,10 @@ def parse_config(text: str, source: str = "<string>",
     api = _read_api(document.get("api", {}), source, problems)
     apps = _read_apps(document.get("apps", {}), source, problems, env, channels)
     templates = _read_templates(document.get("templates", {}), source, problems, apps, channels)
+    console = _read_console(document.get("console", {}), source, problems, env, gateway)
     if problems:
         raise ConfigError(problems)
-    return Config(gateway, channels, source, api, apps, templates)
+    return Config(gateway, channels, source, api, apps, templates, console)
 
 
 def _subtables(value, name: str, source: str, problems: list[Problem]) -> dict:
@@ -210,6 +214,16 @@ def _subtables(value, name: str, source: str, problems: list[Problem]) -> dict:
 def _read_api(table, source: str, problems: list[Problem]) -> ApiSettings:
     table = _subtables(table, "api", source, problems)
     return read_api(table, _Section(problems, source, "api").report) or ApiSettings()
+
+
+def _read_console(table, source: str, problems: list[Problem], env,
+                  gateway: GatewaySettings | None) -> ConsoleSettings:
+    table = _subtables(table, "console", source, problems)
+    report = _Section(problems, source, "console").report
+    taken = {} if gateway is None else {"[gateway] api_listen": gateway.api_listen,
+                                        "[gateway] metrics_listen": gateway.metrics_listen}
+    values = read_table(table, CONSOLE_FIELDS, report)
+    return read_console(values, report, env, taken) or ConsoleSettings()
 
 
 def _named_tables(tables, kind: str, source: str, problems: list[Problem]):
@@ -319,6 +333,9 @@ def _read_channel(name: str, table, parent: _Section,
     section = _Section(parent.problems, parent.file, f"channels.{toml_key(name)}")
     if not CHANNEL_NAME.fullmatch(name):
         section.report("", "not a valid channel name; use 1 to 32 letters, digits, _ or -")
+    elif name == "default":
+        section.report("", 'a channel cannot be named "default": that key is a user\'s '
+                           "default number in uploads; choose another name")
     values = read_table(table, CHANNEL_FIELDS, section.report)
     password = _resolve_password(table, values, env, section.report)
     if section.failed:
@@ -389,6 +406,9 @@ def describe_config(config: Config) -> str:
         lines += ["", f"[templates.{template.id}]"]
         lines += [f"{f.name} = {toml_value(getattr(template, f.name))}"
                   for f in fields(template) if f.name != "id"]
+    if config.console.enabled:
+        lines += ["", "[console]"] + [f"{f.name} = {toml_value(getattr(config.console, f.name))}"
+                                      for f in fields(config.console) if f.name != "session_key"]
     return "\n".join(lines)
 
 

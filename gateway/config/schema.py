@@ -192,6 +192,9 @@ CHANNEL_FIELDS = (
     # A signature the SMS center itself puts in front of every message: the first part of a
     # long message keeps room for it. Our own signatures (API templates) are part of the text.
     Field("center_signature", STRING, "", matches(r".{0,20}", "at most 20 characters")),
+    # How long after its acceptance a message the center has not taken (Result 8, lost
+    # connections) is still tried again; then it ends failed or unknown.
+    Field("retry_for", NUMBER, 86400, seconds()),
 )
 
 

@@ -3,14 +3,14 @@
 prometheus-client takes a lock on every increment so that any thread may record; the gateway
 records only from its event loop (and serves /metrics from it too), so these families keep
 plain numbers and hand them to prometheus-client when it collects. Same interface for the
-callers: ``family.labels(...)`` returns a child with ``inc()`` or ``observe()``.
+callers: ``family.labels(...)`` returns a child with ``inc()``, ``set()`` or ``observe()``.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 
@@ -22,6 +22,16 @@ class CounterChild:
 
     def inc(self, amount: float = 1.0) -> None:
         self.value += amount
+
+
+class GaugeChild:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def set(self, value: float) -> None:
+        self.value = value
 
 
 class HistogramChild:
@@ -59,6 +69,19 @@ class CounterFamily(_Family):
 
     def collect(self):
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, child in self.children.items():
+            family.add_metric(list(values), child.value)
+        return family
+
+
+class GaugeFamily(_Family):
+    """A gauge set by the event loop (state computed at scrape time uses a collector)."""
+
+    def _child(self) -> GaugeChild:
+        return GaugeChild()
+
+    def collect(self):
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
         for values, child in self.children.items():
             family.add_metric(list(values), child.value)
         return family

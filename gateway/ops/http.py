@@ -7,10 +7,13 @@ reasons in JSON (readiness: take the instance out of rotation, don't restart it)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from .logs import RequestErrorLog, SourceThrottle
 
 Readiness = Callable[[], tuple[bool, dict]]
 
@@ -30,7 +33,10 @@ class OpsServer:
         return app
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        # A request that does not parse is noted without its bytes (RequestErrorLog).
+        self._throttle = SourceThrottle(logging.getLogger("cmpp_gateway.ops"), "metrics client")
+        self._runner = web.AppRunner(self.app(), access_log=None, logger=RequestErrorLog(
+            logging.getLogger("aiohttp.server"), self._throttle))
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
@@ -41,6 +47,7 @@ class OpsServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+            self._throttle.flush()
 
     async def metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.registry)

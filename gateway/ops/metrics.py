@@ -19,11 +19,13 @@ from cmpp import events as ev
 from cmpp.pdus import ActiveTest, Submit
 from gateway.status import Classification, ReceiptCodes
 
-from .counters import CounterFamily, FamiliesCollector, HistogramFamily
+from .counters import CounterFamily, FamiliesCollector, GaugeFamily, HistogramFamily
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 RECEIPT_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 6 * 3600, 24 * 3600, 72 * 3600)
 CONNECTION_STATES = ("established", "logging in", "terminating", "disconnected")
+RESEND_REASONS = ("timeout", "flow_control", "connection_lost", "deferred")
+DEFER_REASONS = ("flow_control", "connection_lost", "other")
 
 
 class Metrics:
@@ -39,8 +41,13 @@ class Metrics:
                                         "SUBMIT to SUBMIT_RESP, from the first send",
                                         ["channel"], buckets=LATENCY_BUCKETS)
         self.resends = CounterFamily("cmpp_resends", "SUBMITs sent again, by reason (timeout: no "
-                               "response after T; flow_control: Result 8; connection_lost)",
+                               "response after T; flow_control: Result 8; connection_lost: "
+                               "on another connection; deferred: a message that waited)",
                                ["channel", "reason"])
+        self.deferred = CounterFamily("cmpp_messages_deferred", "Messages set aside to be "
+                                      "submitted again later, by reason (flow_control: Result 8 "
+                                      "beyond the resend cap; connection_lost: lost connections "
+                                      "in a row; other)", ["channel", "reason"])
         self.active_tests = CounterFamily("cmpp_active_tests", "ACTIVE_TEST probes we sent, by outcome",
                                     ["channel", "outcome"])
         self.disconnects = CounterFamily("cmpp_disconnects", "Connections that ended other than by "
@@ -64,9 +71,26 @@ class Metrics:
                                 ["channel", "status"])
         self.callbacks = CounterFamily("cmpp_callbacks", "Callback attempts by outcome",
                                  ["app", "kind", "outcome"])
+        self.callbacks_held = CounterFamily(
+            "cmpp_callbacks_held", "Callbacks kept back (not sent, no attempt counted) because "
+            "their URL has not passed its echostr check (jsms format)", ["app", "kind"])
+        self.callback_verifications = CounterFamily(
+            "cmpp_callback_verifications", "echostr checks of callback URLs (jsms format), "
+            "by outcome: passed or failed", ["outcome"])
+        self.callback_url_verified = GaugeFamily(
+            "cmpp_callback_url_verified", "1 when an app's callback URL passed its last echostr "
+            "check, 0 when it failed (jsms format)", ["app", "kind"])
         self._channels: dict[str, ChannelMetrics] = {}
-        families = [v for v in vars(self).values() if isinstance(v, (CounterFamily, HistogramFamily))]
+        families = [v for v in vars(self).values()
+                    if isinstance(v, (CounterFamily, GaugeFamily, HistogramFamily))]
         r.register(FamiliesCollector(families))
+
+    def totals(self) -> dict[str, dict[tuple[str, ...], float]]:
+        """Every counter's value now, by family (its attribute name here: "submits",
+        "receipts", "messages", "callbacks", ...) and label values: what the console samples
+        each minute for its per-minute figures."""
+        return {name: {labels: child.value for labels, child in family.children.items()}
+                for name, family in vars(self).items() if isinstance(family, CounterFamily)}
 
     def channel(self, name: str, codes: ReceiptCodes) -> ChannelMetrics:
         if name not in self._channels:
@@ -87,7 +111,9 @@ class ChannelMetrics:
         self.latency = metrics.submit_latency.labels(channel)
         self.receipt_latency = metrics.receipt_latency.labels(channel)
         self.resent = {reason: metrics.resends.labels(channel, reason)
-                       for reason in ("timeout", "flow_control", "connection_lost")}
+                       for reason in RESEND_REASONS}
+        self._deferred = {reason: metrics.deferred.labels(channel, reason)
+                          for reason in DEFER_REASONS}
         self.answered = metrics.active_tests.labels(channel, "answered")
         self.unanswered = metrics.active_tests.labels(channel, "unanswered")
         self.disconnected = metrics.disconnects.labels(channel)
@@ -117,8 +143,6 @@ class ChannelMetrics:
         if kind is ev.SubmitAcknowledged or kind is ev.SubmitThrottled or kind is ev.SubmitRejected:
             self.result(event.response.result)
             self.latency.observe(event.rtt)
-            if kind is ev.SubmitThrottled:
-                self.resent["flow_control"].inc()
         elif kind is ev.RequestResent:
             if isinstance(event.request, Submit):
                 self.resent["timeout"].inc()
@@ -137,9 +161,14 @@ class ChannelMetrics:
             if event.reason not in ("terminated", "aborted") and "before login" not in event.reason:
                 self.disconnected.inc()
 
-    def lost_resends(self, count: int) -> None:
-        if count:
-            self.resent["connection_lost"].inc(count)
+    def resend(self, reason: str) -> None:
+        """A SUBMIT sent again (the pool's flow_control and connection_lost, the dispatcher's
+        deferred; the session's timeouts are counted from its events)."""
+        self.resent[reason].inc()
+
+    def deferred(self, reason: str) -> None:
+        """A message set aside to be submitted again after the retry delay."""
+        self._deferred[reason].inc()
 
     def receipt(self, classification: Classification, duplicate: bool,
                 latency: float | None) -> None:

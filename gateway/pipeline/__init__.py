@@ -4,7 +4,8 @@
 submits them through the channel's pool, and records every segment's outcome.
 ``ReceiptHandler`` stores the DELIVERs of a channel (status reports and MO parts) before it
 acknowledges them, and reassembles long MO. ``CallbackSender`` sends what the outbox holds to
-each app's callback URLs, retried until acknowledged.
+each app's callback URLs (or a message's own), in JSMS's format (``jsms``: URLs verified with
+echostr first) or as signed JSON, retried until acknowledged.
 
 Offers: ChannelDispatcher, ReceiptHandler, CallbackSender, mo_subscribers, sign, verify.
 """

@@ -6,17 +6,26 @@ message's own 8-bit UDH reference; room kept for a signature the SMS center adds
 pumped into the channel's pool without a task per message: whenever the pool has window (a
 SUBMIT_RESP freed it, a connection opened, the TPS budget allows), the next segments go out at
 once, inside the read that freed the window. Every segment asks for a status report; a
-message's parts go one after another. Each outcome goes to the store (group-committed, not
-waited for on the hot path):
+message's parts go one after another. Each segment's outcome goes to the store as it comes
+(group-committed, not waited for on the hot path):
 
 * Result 0: the segment's Msg_Id, so that its report can find it;
 * a definitive Result: the segment is rejected, final;
-* Result 8 beyond the pool's resend cap: the message waits and is tried again later;
-* outcome unknown (the connection died and the pool's policy is "report"): final ``unknown``;
+* Result 8 beyond the pool's resend cap, or (policy "resend") connections lost under it
+  beyond the pool's cap: the message waits ``retry_delay`` and is tried again, until the
+  channel's ``retry_for`` after its acceptance has passed; then it ends ``failed`` (Result 8)
+  or ``unknown``, temporary;
+* outcome unknown (policy "report" and the connection died, or N sends unanswered): final
+  ``unknown``, temporary;
 * a message that cannot be split or encoded: ``failed``, final.
 
-Nothing is held in memory but the queue: after a restart the store still says which messages
-have no SUBMIT_RESP recorded, and only those segments are submitted again.
+At most ``max_unsettled`` segments are sent and not yet settled, that is, without their
+outcome committed: this bounds what a crash can send twice (each of them once more, after the
+restart). The default, 2 x connections x window, leaves room for the windows to stay full
+while as many outcomes wait for the store's group commit: commits then never starve the
+windows, and the bound does not cost throughput. Nothing is held in memory but the queue:
+after a restart the store still says which messages have no SUBMIT_RESP recorded, and only
+those segments are submitted again.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from gateway.channel import (
     DeadlineExceeded,
     OutcomeUnknown,
     PoolClosed,
+    SendsExhausted,
     SubmitRejectedError,
     Submitted,
     SubmitThrottledError,
@@ -44,14 +54,16 @@ from gateway.store import PendingMessage, SegmentResult, Store
 
 log = logging.getLogger("cmpp_gateway.dispatcher")
 
+THROTTLE_WARNING_INTERVAL = 60.0      # seconds between two warnings about Result 8 deferrals
+
 
 class _Work:
-    """A message being submitted: its segments and the outcomes so far."""
+    """A message being submitted: its segments, the next to send, and that one's SUBMIT."""
 
-    __slots__ = ("row", "segments", "next", "results", "pdu")
+    __slots__ = ("row", "segments", "next", "pdu")
 
     def __init__(self, row: PendingMessage, segments: list[cmpp.Segment]) -> None:
-        self.row, self.segments, self.results = row, segments, []
+        self.row, self.segments = row, segments
         self.next = 0                    # index of the segment to send next
         self.pdu: cmpp.Submit | None = None   # its SUBMIT, once built
         self.skip_done()
@@ -72,7 +84,8 @@ class ChannelDispatcher:
 
     def __init__(self, channel: ChannelConfig, pool: ChannelPool, store: Store,
                  metrics: ChannelMetrics, *, page: int = 500, poll: float = 1.0,
-                 retry_delay: float = 30.0, clock: Callable[[], float] = time.time) -> None:
+                 retry_delay: float = 30.0, clock: Callable[[], float] = time.time,
+                 max_unsettled: int | None = None) -> None:
         self.channel = channel
         self.pool = pool
         self.store = store
@@ -81,17 +94,21 @@ class ChannelDispatcher:
         self.poll = poll
         self.retry_delay = retry_delay
         self.clock = clock
+        self.max_unsettled = max_unsettled or 2 * channel.connections * channel.window
         # The next page is fetched while the last one is still being sent: the store's answer
         # takes a commit or two, and the window must not run dry meanwhile.
         self.backlog = max(page, 4 * channel.connections * channel.window)
         self._ready: deque[_Work] = deque()          # fetched, waiting for a window
         self._room = asyncio.Event()                 # the fetcher may add to _ready
         self._in_flight: set[int] = set()            # fetched, outcome not yet committed
-        self._outcomes: list[tuple[PendingMessage, list[SegmentResult]]] = []   # this iteration's
+        self._unsettled = 0                          # segments sent, outcome not committed
+        self._outcomes: list[tuple[PendingMessage, list[SegmentResult], bool, int]] = []
         self._wakeup = asyncio.Event()
         self._fetcher: asyncio.Task | None = None
         self._pumping = False
         self._stopped = False
+        self._throttled = 0                          # Result 8 deferrals not yet warned of
+        self._throttle_warned_at: float | None = None
         self._reserve = len(cmpp.encode_text(channel.center_signature, 8)[1]) \
             if channel.center_signature else 0
 
@@ -108,6 +125,11 @@ class ChannelDispatcher:
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)
+
+    @property
+    def unsettled(self) -> int:
+        """Segments sent whose outcome is not yet committed (at most ``max_unsettled``)."""
+        return self._unsettled
 
     async def drain(self, timeout: float) -> None:
         """Stop taking messages; let the ones being submitted finish and their outcomes be
@@ -167,25 +189,29 @@ class ChannelDispatcher:
                                        max_parts=self.channel.max_parts,
                                        reserve_first=self._reserve)
         except ValueError as error:
-            self._record(row, [self._failed(row, 1, 1, DeliveryStatus.FAILED, str(error))])
+            self._record(row, [self._failed(row, 1, 1, DeliveryStatus.FAILED, str(error))],
+                         finished=True, sent=0)
             return
         work = _Work(row, segments)
         if work.finished:                 # every part answered before a restart
-            self._record(row, [])
-        else:
-            self._ready.append(work)
+            self._in_flight.discard(row.id)
+            return
+        if row.attempts:                  # it waited after an earlier try: sent again now
+            self.metrics.resend("deferred")
+        self._ready.append(work)
 
     # ------------------------------------------------------------------------- submitting
 
     def _pump(self) -> None:
-        """Send ready segments while the pool takes them. Called by the fetcher, by the pool
-        when a window frees, and when a message's part is answered and the next one is due."""
+        """Send ready segments while the pool takes them and fewer than ``max_unsettled`` are
+        unsettled. Called by the fetcher, by the pool when a window frees, when outcomes are
+        committed, and when a message's part is answered and the next one is due."""
         if self._pumping or self._stopped:
             return
         self._pumping = True
         ready = self._ready
         try:
-            while ready:
+            while ready and self._unsettled < self.max_unsettled:
                 work = ready[0]
                 try:
                     if work.pdu is None:              # built once, however often it waits
@@ -194,11 +220,13 @@ class ChannelDispatcher:
                                                 self._answered(work, outcome))
                 except ValueError as error:          # a field that does not fit
                     ready.popleft()
+                    self._unsettled += 1              # settled with its record, as if sent
                     self._answered(work, error)
                     continue
                 if not sent:
                     break
                 ready.popleft()
+                self._unsettled += 1
         finally:
             self._pumping = False
         if len(ready) < self.backlog:
@@ -213,28 +241,26 @@ class ChannelDispatcher:
                            msg_content=segment.msg_content)
 
     def _answered(self, work: _Work, outcome: Submitted | Exception) -> None:
-        """One segment's outcome: on to the next part, or the message's outcomes to the store."""
+        """One segment's outcome: to the store, then on to the next part."""
         if self._stopped:
             return                 # not recorded: the message is sent again after a restart
         row, number, parts = work.row, work.next + 1, len(work.segments)
         result = self._segment_result(row, number, parts, outcome)
         if result is None:                        # try the whole message again later
-            self._record(row, work.results, retry=True)
+            self._retry_later(work, outcome)
             return
-        work.results.append(result)
         work.next += 1
         work.skip_done()
-        if work.finished:
-            self._record(row, work.results)
-        else:
+        self._record(row, [result], finished=work.finished)
+        if not work.finished:
             self._ready.appendleft(work)          # its next part goes first
             self._pump()
 
     def _segment_result(self, row: PendingMessage, number: int, parts: int,
                         outcome: Submitted | Exception) -> SegmentResult | None:
+        """What the outcome makes of the segment; None: the message waits and goes again."""
         c = self.channel
         if isinstance(outcome, Submitted):
-            self.metrics.lost_resends(outcome.lost)
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s: message %d part %d/%d submitted on %s: Msg_Id %d, %d send(s)",
                           c.name, row.id, number, parts, outcome.connection,
@@ -248,6 +274,8 @@ class ChannelDispatcher:
             return self._failed(row, number, parts, DeliveryStatus.REJECTED,
                                 f"Result {outcome.result}", outcome.result)
         if isinstance(outcome, OutcomeUnknown):
+            if c.on_connection_lost == "resend" and not isinstance(outcome, SendsExhausted):
+                return None            # its sends may all have been lost: it goes again
             return self._failed(row, number, parts, DeliveryStatus.UNKNOWN, "outcome unknown",
                                 temporary=True, reason=outcome.reason)
         if isinstance(outcome, ValueError):
@@ -268,33 +296,75 @@ class ChannelDispatcher:
         return SegmentResult(row.id, self.channel.name, part, parts, result, status=status,
                              at=self.clock(), stat=stat, temporary=temporary)
 
-    def _record(self, row: PendingMessage, results: list[SegmentResult],
-                retry: bool = False) -> None:
-        """Write the outcomes (not waited for); the message leaves the in-flight set only once
-        they are committed, so that a rescan cannot pick it up twice. The outcomes of every
-        message finished in one loop iteration go to the store as one operation."""
-        if retry:
-            pending = [self.store.defer(row.id, self.clock() + self.retry_delay)]
-            if results:
-                pending.append(self.store.record_submits(results, self.channel.provider))
-            done = asyncio.gather(*pending, return_exceptions=True)
-            done.add_done_callback(lambda f: self._recorded(_outcomes_of(f), [row]))
-        elif results:
-            if not self._outcomes:
-                asyncio.get_running_loop().call_soon(self._store_outcomes)
-            self._outcomes.append((row, results))
+    # ------------------------------------------------------------------------- retrying
+
+    def _retry_later(self, work: _Work, outcome: Exception) -> None:
+        """The message waits ``retry_delay`` and goes again (its parts answered so far are
+        recorded); or, ``retry_for`` after its acceptance, it ends."""
+        row, reason = work.row, _defer_reason(outcome)
+        if row.created_at is not None and self.clock() >= row.created_at + self.channel.retry_for:
+            self._give_up(work, outcome)
+            return
+        self.metrics.deferred(reason)
+        if reason == "flow_control":
+            self._warn_throttled()
+        future = self.store.defer(row.id, self.clock() + self.retry_delay)
+        future.add_done_callback(lambda f: self._settled(1, [row], [row], [_outcomes_of(f)]))
+
+    def _give_up(self, work: _Work, outcome: Exception) -> None:
+        """End a message the center would not take within ``retry_for``: ``failed`` after
+        Result 8, ``unknown`` after lost connections (the center may have it), temporary."""
+        row, first, parts = work.row, work.next + 1, len(work.segments)
+        if isinstance(outcome, OutcomeUnknown):
+            status, stat = DeliveryStatus.UNKNOWN, "outcome unknown"
+        elif isinstance(outcome, SubmitThrottledError):
+            status, stat = DeliveryStatus.FAILED, "Result 8"
         else:
-            self._in_flight.discard(row.id)
+            status, stat = DeliveryStatus.FAILED, "not submitted"
+        log.warning("%s: message %d not taken by the center within retry_for (%g s) of its "
+                    "acceptance: %s (last: %s)", self.channel.name, row.id,
+                    self.channel.retry_for, status.value, outcome)
+        results = [self._failed(row, part, parts, status, stat, temporary=True)
+                   for part in range(first, parts + 1) if part not in row.done_parts]
+        work.next = parts
+        self._record(row, results, finished=True)
+
+    def _warn_throttled(self) -> None:
+        """Warn of messages deferred after Result 8: at once, then at most once a minute."""
+        self._throttled += 1
+        now = asyncio.get_running_loop().time()
+        if self._throttle_warned_at is not None and \
+                now < self._throttle_warned_at + THROTTLE_WARNING_INTERVAL:
+            return
+        log.warning("%s: %d message(s) refused with Result 8 (flow control) %d times in a row; "
+                    "each is tried again in %g s, and ends failed %g s after its acceptance",
+                    self.channel.name, self._throttled, self.pool.tuning.max_throttled_sends + 1,
+                    self.retry_delay, self.channel.retry_for)
+        self._throttled, self._throttle_warned_at = 0, now
+
+    # ------------------------------------------------------------------------- recording
+
+    def _record(self, row: PendingMessage, results: list[SegmentResult], finished: bool,
+                sent: int = 1) -> None:
+        """Queue outcomes for the store (not waited for). The outcomes of one loop iteration
+        go as one operation; once it is committed, ``sent`` segments are settled, and a
+        ``finished`` message leaves the in-flight set (so a rescan cannot pick it up twice)."""
+        if not self._outcomes:
+            asyncio.get_running_loop().call_soon(self._store_outcomes)
+        self._outcomes.append((row, results, finished, sent))
 
     def _store_outcomes(self) -> None:
         outcomes, self._outcomes = self._outcomes, []
-        future = self.store.record_submits([r for _, results in outcomes for r in results],
+        future = self.store.record_submits([r for _, results, _, _ in outcomes for r in results],
                                            self.channel.provider)
-        future.add_done_callback(lambda f: self._recorded(
-            [_outcomes_of(f)], [row for row, _ in outcomes]))
+        future.add_done_callback(lambda f: self._settled(
+            sum(sent for *_, sent in outcomes), [row for row, _, done, _ in outcomes if done],
+            [row for row, *_ in outcomes], [_outcomes_of(f)]))
 
-    def _recorded(self, outcomes: list, rows: list[PendingMessage]) -> None:
-        for row in rows:
+    def _settled(self, sent: int, finished: list[PendingMessage], rows: list[PendingMessage],
+                 outcomes: list) -> None:
+        self._unsettled -= sent
+        for row in finished:
             self._in_flight.discard(row.id)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
@@ -305,7 +375,15 @@ class ChannelDispatcher:
                 for status in outcome:
                     if status is not None:
                         self.metrics.final(status.value)
+        self._pump()
 
+
+def _defer_reason(outcome: Exception) -> str:
+    if isinstance(outcome, SubmitThrottledError):
+        return "flow_control"
+    if isinstance(outcome, OutcomeUnknown):
+        return "connection_lost"
+    return "other"
 
 
 def _outcomes_of(future: asyncio.Future):

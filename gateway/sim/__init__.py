@@ -1,9 +1,15 @@
 """An ISMG simulator that speaks real CMPP 2.0 over TCP: logins, SUBMIT_RESPs with Msg_Ids,
-status reports, MO, and faults to inject. Tests, the demo and the load tool use it.
+status reports, MO, and faults to inject. Tests, the demo and the load tool use it; a subclass
+scripts an ISMG of its own by overriding its ``on_...`` event methods, and ``HeldDelivers``
+keeps what it owes across its restart.
 
-Offers: Simulator, SimulatorConfig, Account, Faults, ReceivedSubmit, SentReport.
+Offers: Simulator, SimulatorConfig, Account, Faults, ReceivedSubmit, SentReport,
+IsmgConnection, HeldDelivers.
 """
 
+from .connection import IsmgConnection
+from .held import HeldDelivers
 from .simulator import Account, Faults, ReceivedSubmit, SentReport, Simulator, SimulatorConfig
 
-__all__ = ["Account", "Faults", "ReceivedSubmit", "SentReport", "Simulator", "SimulatorConfig"]
+__all__ = ["Account", "Faults", "HeldDelivers", "IsmgConnection", "ReceivedSubmit",
+           "SentReport", "Simulator", "SimulatorConfig"]

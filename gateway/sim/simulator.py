@@ -13,10 +13,8 @@ Use it in-process (``async with Simulator(config) as sim``) or as ``cmpp-gateway
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import random
-import struct
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -24,10 +22,13 @@ from dataclasses import dataclass, field
 
 import cmpp
 from cmpp import events as ev
-from cmpp.pdus import CommandId, ConnectStatus
-from cmpp.session import Session, SessionConfig
-from cmpp.states import Role, State
-from gateway.channel import SessionProtocol, china_time
+from cmpp.pdus import ConnectStatus
+from cmpp.session import SessionConfig
+from cmpp.states import State
+from gateway.channel import china_time
+
+from .connection import IsmgConnection
+from .held import HeldDelivers
 
 log = logging.getLogger("cmpp_gateway.simulator")
 
@@ -71,6 +72,10 @@ class SimulatorConfig:
     record: bool = True                   # keep every SUBMIT and report (off for load tests)
     seed: int | None = None
     stat_for: Callable[[cmpp.Submit], str] | None = None   # a report's Stat, chosen per SUBMIT
+    # Kept across a restart, as a real center keeps them: stop() puts every DELIVER not yet
+    # acknowledged (sent and unanswered, queued, or a report not yet due) here, and start()
+    # takes them back, to send once the SPs log in again. None: they end with the simulator.
+    held: HeldDelivers | None = None
 
 
 @dataclass(frozen=True)
@@ -90,87 +95,6 @@ class SentReport:
     at: float
 
 
-class _IsmgConnection(SessionProtocol):
-    """The server side of one TCP connection."""
-
-    ids = itertools.count(1)
-
-    def __init__(self, sim: Simulator) -> None:
-        super().__init__(Session(Role.SERVER, sim.config.session, now=asyncio.get_running_loop().time()),
-                         name=f"ismg-{next(self.ids)}")
-        self.sim = sim
-        self.id = int(self.name.split("-")[1])
-        self.account: str | None = None
-        self._faulted = False
-
-    def connection_made(self, transport):
-        super().connection_made(transport)
-        self.sim._connections.add(self)
-        self._rearm_timer()
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        self._inject_after_pdus()
-
-    def connection_lost(self, exc):
-        super().connection_lost(exc)
-        self.sim._connections.discard(self)
-
-    def _flush(self) -> None:
-        faults = self.sim.config.faults
-        if faults.short_active_test_resp or faults.ignore_active_test:
-            self._flush_scheduled = False
-            data = _tap_active_test_resp(self.session.data_to_send(), faults)
-            if data and self._transport is not None and not self._transport.is_closing():
-                self._transport.write(data)
-            if self.session.state is State.CLOSED and self._transport is not None:
-                self._transport.close()
-            return
-        super()._flush()
-
-    def _inject_after_pdus(self) -> None:
-        faults, count = self.sim.config.faults, self.session.pdus_received
-        if self._transport is None or self._transport.is_closing() or self._faulted:
-            return
-        if faults.garbage_after is not None and count >= faults.garbage_after:
-            self._faulted = True
-            self._transport.write(b"GARBAGE!" * 4)
-        elif faults.oversized_after is not None and count >= faults.oversized_after:
-            self._faulted = True
-            self._transport.write(struct.pack(">III", 1 << 20, CommandId.SUBMIT_RESP, 1))
-        elif faults.disconnect_after is not None and count >= faults.disconnect_after:
-            self._faulted = True
-            self._transport.abort()
-
-    def send(self, deliver: cmpp.Deliver) -> cmpp.Deliver:
-        sent = self.session.deliver(deliver, self._loop.time())
-        self._after_session_call(flush_now=False)
-        return sent
-
-    def respond(self, response: cmpp.Pdu) -> None:
-        if self.session.state in (State.ESTABLISHED, State.TERMINATING):
-            self.session.respond(response)
-            self._after_session_call(flush_now=False)
-
-    def _handle_event(self, event: ev.Event) -> None:
-        self.sim._on_event(self, event)
-
-
-def _tap_active_test_resp(data: bytes, faults: Faults) -> bytes:
-    """Rewrite outgoing ACTIVE_TEST_RESPs: drop them, or cut them to the 12-byte header."""
-    out, at = [], 0
-    while at + 12 <= len(data):
-        length, command_id, sequence_id = struct.unpack_from(">III", data, at)
-        frame = data[at:at + length]
-        at += length
-        if command_id == CommandId.ACTIVE_TEST_RESP:
-            if faults.ignore_active_test:
-                continue
-            frame = struct.pack(">III", 12, command_id, sequence_id)
-        out.append(frame)
-    return b"".join(out) + data[at:]
-
-
 class Simulator:
     """The ISMG. ``start()`` listens (port 0: any free port), ``stop()`` ends everything."""
 
@@ -183,7 +107,7 @@ class Simulator:
         self.reports: list[SentReport] = []
         self.logins: list[tuple[str, int]] = []              # (account, Status)
         self.counters: dict[str, int] = defaultdict(int)
-        self._connections: set[_IsmgConnection] = set()
+        self._connections: set[IsmgConnection] = set()
         self._outbox: dict[str, deque[cmpp.Deliver]] = defaultdict(deque)
         self._timers: set[asyncio.TimerHandle] = set()
         # Reports to queue, in the order they fall due (the delay is the same for all): one
@@ -200,18 +124,16 @@ class Simulator:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _IsmgConnection(self), host, port)
+        if self.config.held is not None:
+            for account, delivers in self.config.held.take().items():
+                self._outbox[account].extend(delivers)
+        self._server = await loop.create_server(lambda: IsmgConnection(self), host, port)
         self.address = self._server.sockets[0].getsockname()[:2]
         return self.address
 
     async def stop(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
-        self._timers.clear()
-        if self._due_timer is not None:
-            self._due_timer.cancel()
-            self._due_timer = None
-        self._due.clear()
+        """Drop every connection and stop listening. With ``config.held``, the DELIVERs not
+        yet acknowledged go there, for the next simulator."""
         if self._server is not None:
             self._server.close()
         for conn in list(self._connections):
@@ -219,7 +141,27 @@ class Simulator:
                 conn._transport.abort()
         if self._server is not None:
             await self._server.wait_closed()
-        await asyncio.sleep(0)
+        for _ in range(100):                  # their connection_lost requeues what was unanswered
+            if not self._connections:
+                break
+            await asyncio.sleep(0)
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        if self._due_timer is not None:
+            self._due_timer.cancel()
+            self._due_timer = None
+        if self.config.held is not None:
+            self._hold(self.config.held)
+        self._due.clear()
+
+    def _hold(self, held: HeldDelivers) -> None:
+        """Keep what is owed: queued DELIVERs, then the reports not yet due."""
+        for account, queue in self._outbox.items():
+            held.add(account, list(queue))
+        for _, account, submit, msg_id in self._due:
+            held.add(account, self._reports(submit, msg_id))
+        self._outbox.clear()
 
     async def __aenter__(self) -> Simulator:
         await self.start()
@@ -230,12 +172,12 @@ class Simulator:
 
     # ------------------------------------------------------------------------- queries
 
-    def connections(self, account: str | None = None) -> list[_IsmgConnection]:
+    def connections(self, account: str | None = None) -> list[IsmgConnection]:
         """Logged-in connections (of one account, or all)."""
         return [c for c in self._connections if c.session.state is State.ESTABLISHED
                 and (account is None or c.account == account)]
 
-    def kill(self, connection: _IsmgConnection) -> None:
+    def kill(self, connection: IsmgConnection) -> None:
         """Drop a connection abruptly, as a network failure would."""
         if connection._transport is not None:
             connection._transport.abort()
@@ -277,12 +219,25 @@ class Simulator:
 
     # ------------------------------------------------------------------------- events
 
-    def _on_event(self, conn: _IsmgConnection, event: ev.Event) -> None:
-        handler = _SIM_ACTIONS.get(type(event))
-        if handler is not None:
-            handler(self, conn, event)
+    # Each session event goes to the method of that name: a subclass overrides any of them
+    # (calling super() for the usual behaviour) to script an ISMG of its own.
+    _ACTIONS = {
+        ev.LoginRequested: "on_login",
+        ev.SubmitReceived: "on_submit",
+        ev.DeliverAcknowledged: "on_deliver_acknowledged",
+        ev.RequestReceived: "on_request",
+        ev.MalformedPduReceived: "on_malformed",
+        ev.ConnectionTerminated: "on_terminated",
+    }
 
-    def _on_login(self, conn: _IsmgConnection, event: ev.LoginRequested) -> None:
+    def on_event(self, conn: IsmgConnection, event: ev.Event) -> None:
+        """Every event of every connection: to its ``on_...`` method, if it has one."""
+        name = self._ACTIONS.get(type(event))
+        if name is not None:
+            getattr(self, name)(conn, event)
+
+    def on_login(self, conn: IsmgConnection, event: ev.LoginRequested) -> None:
+        """A CONNECT: check it, answer it, and send what the account is owed."""
         connect = event.connect
         account = self.accounts.get(connect.source_addr)
         status = self._login_status(connect, account)
@@ -308,7 +263,8 @@ class Simulator:
             return self.config.too_many_connections_status
         return ConnectStatus.OK
 
-    def _on_submit(self, conn: _IsmgConnection, event: ev.SubmitReceived) -> None:
+    def on_submit(self, conn: IsmgConnection, event: ev.SubmitReceived) -> None:
+        """A SUBMIT: record it, answer it (faults permitting), and schedule its reports."""
         submit, faults, now = event.submit, self.config.faults, conn._loop.time()
         self.counters["submits"] += 1
         if self.config.record:
@@ -348,7 +304,9 @@ class Simulator:
             recent.append(now)
         return 0
 
-    def _on_deliver_acknowledged(self, conn, event: ev.DeliverAcknowledged) -> None:
+    def on_deliver_acknowledged(self, conn: IsmgConnection,
+                                event: ev.DeliverAcknowledged) -> None:
+        """A DELIVER_RESP: the window it freed takes the next queued DELIVER at once."""
         self.counters["delivers_acknowledged"] += 1
         queue = self._outbox.get(conn.account)
         if conn.session.state is not State.ESTABLISHED:   # a TERMINATE came in the same read
@@ -356,7 +314,8 @@ class Simulator:
         while queue and conn.session.window_free > 0:   # the window it freed, at once
             self._send_deliver(conn, conn.account, queue.popleft())
 
-    def _on_request(self, conn: _IsmgConnection, event: ev.RequestReceived) -> None:
+    def on_request(self, conn: IsmgConnection, event: ev.RequestReceived) -> None:
+        """A QUERY or CANCEL: answered from what was recorded."""
         request = event.request
         if isinstance(request, cmpp.Query):
             accepted = sum(1 for s in self.submits if s.result == 0)
@@ -366,10 +325,11 @@ class Simulator:
         else:
             conn.respond(cmpp.CancelResp(request.sequence_id, success_id=1))
 
-    def _on_malformed(self, conn, event: ev.MalformedPduReceived) -> None:
+    def on_malformed(self, conn: IsmgConnection, event: ev.MalformedPduReceived) -> None:
         self.counters["malformed"] += 1
 
-    def _on_terminated(self, conn: _IsmgConnection, event: ev.ConnectionTerminated) -> None:
+    def on_terminated(self, conn: IsmgConnection, event: ev.ConnectionTerminated) -> None:
+        """A connection ended: its unanswered DELIVERs go out again on another one."""
         requeue = [p for p in event.unanswered if isinstance(p, cmpp.Deliver)]
         if conn.account and requeue:
             self._outbox[conn.account].extendleft(reversed([d.with_sequence(0) for d in requeue]))
@@ -435,7 +395,7 @@ class Simulator:
                     return
                 self._send_deliver(conn, account, queue.popleft())
 
-    def _send_deliver(self, conn: _IsmgConnection, account: str, deliver: cmpp.Deliver) -> None:
+    def _send_deliver(self, conn: IsmgConnection, account: str, deliver: cmpp.Deliver) -> None:
         sent = conn.send(deliver)
         if sent.report is not None and self.config.record:
             self.reports.append(SentReport(account, sent, conn._loop.time()))
@@ -470,12 +430,3 @@ class Simulator:
         handle = loop.call_later(delay, run)
         self._timers.add(handle)
 
-
-_SIM_ACTIONS = {
-    ev.LoginRequested: Simulator._on_login,
-    ev.SubmitReceived: Simulator._on_submit,
-    ev.DeliverAcknowledged: Simulator._on_deliver_acknowledged,
-    ev.RequestReceived: Simulator._on_request,
-    ev.MalformedPduReceived: Simulator._on_malformed,
-    ev.ConnectionTerminated: Simulator._on_terminated,
-}

@@ -1,18 +1,42 @@
 """The store: the durable record of messages, segments, Msg_Id correlation, receipts, MO, the
-callback outbox, and the API's own records (codes, idempotent answers, templates, signatures).
+callback outbox, and the API's own records (codes, idempotent answers, templates, signatures,
+the apps' users and their numbers by channel).
 
 ``Store`` (in ``interface``) is what the rest of the daemon programs against, with the records
 that cross it (``NewMessage``, ``SegmentResult``, ``Receipt``, ``MessageView``, ...). A write is
 durable before its awaitable resolves. ``SqliteStore`` (``sqlite/``) is the embedded default:
 one SQLite file in WAL mode, written by one thread with group commit. ``PostgresStore``
-(``postgres/``) is the shared one: a PostgreSQL database, written by one task per gateway with
-group commit. ``create_store(setting)`` makes the one the configuration names.
+(``postgres/``) is the shared one: a PostgreSQL database, written by one thread per gateway
+with group commit. ``create_store(setting)`` makes the one the configuration names.
+
+The operator's console keeps its records here too (``console``: apps made there, operator
+accounts and sessions, review decisions, the audit trail, and what searches return), and
+``AppDirectory`` (``apps``) is the live list of apps that the API, the callbacks and the
+console share: the configuration's and the store's.
 
 Offers: Store, SqliteStore, PostgresStore, create_store, is_database_url, StoreError,
-StoreUnavailable, the records, to_signed and to_unsigned (Msg_Ids as signed 64-bit integers),
-code_digest, and the review states PENDING, APPROVED, REFUSED.
+StoreUnavailable, the records (UserRow: an app's user), to_signed and to_unsigned (Msg_Ids as
+signed 64-bit integers), code_digest, and the review states PENDING, APPROVED, REFUSED; for the console: AppDirectory, AuditNote, AuditEntry, StoredApp,
+ConsoleUser, ConsoleSession, Review, MessageQuery, MessageRow, ReceiptRow, CallbackRow,
+PendingCallbacks, SearchTooBroad, ROLES.
 """
 
+from .apps import AppDirectory
+from .console import (
+    ROLES,
+    AuditEntry,
+    AuditNote,
+    CallbackRow,
+    ConsoleSession,
+    ConsoleUser,
+    MessageQuery,
+    MessageRow,
+    PendingCallbacks,
+    ReceiptRow,
+    Review,
+    SearchTooBroad,
+    StoredApp,
+)
 from .interface import (
     APPROVED,
     PENDING,
@@ -34,6 +58,7 @@ from .interface import (
     Store,
     StoreError,
     StoreUnavailable,
+    UserRow,
     code_digest,
     to_signed,
     to_unsigned,
@@ -57,32 +82,15 @@ def create_store(setting: str, password: str | None = None) -> Store:
         return PostgresStore(setting, password=password)
     return SqliteStore(setting)
 
+
 __all__ = [
-    "APPROVED",
-    "PENDING",
-    "REFUSED",
-    "Accepted",
-    "AcceptedRequest",
-    "ApiRequest",
-    "MessageView",
-    "MoMessage",
-    "MoPart",
-    "MoView",
-    "NewMessage",
-    "OutboxEntry",
-    "PendingMessage",
-    "PostgresStore",
-    "Receipt",
-    "ReceiptOutcome",
-    "SegmentResult",
-    "SegmentView",
-    "SqliteStore",
-    "Store",
-    "StoreError",
-    "StoreUnavailable",
-    "code_digest",
-    "create_store",
-    "is_database_url",
-    "to_signed",
+    "APPROVED", "PENDING", "REFUSED", "ROLES", "Accepted", "AcceptedRequest", "ApiRequest",
+    "AppDirectory", "AuditEntry", "AuditNote", "CallbackRow", "ConsoleSession", "ConsoleUser",
+    "MessageQuery", "MessageRow", "PendingCallbacks", "ReceiptRow", "Review", "SearchTooBroad",
+    "StoredApp",
+    "MessageView", "MoMessage", "MoPart", "MoView", "NewMessage", "OutboxEntry",
+    "PendingMessage", "PostgresStore", "Receipt", "ReceiptOutcome", "SegmentResult",
+    "SegmentView", "SqliteStore", "Store", "StoreError", "StoreUnavailable", "UserRow",
+    "code_digest", "create_store", "is_database_url", "to_signed",
     "to_unsigned",
 ]

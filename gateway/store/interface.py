@@ -55,7 +55,8 @@ def to_unsigned(value: int) -> int:
 @dataclass(frozen=True)
 class NewMessage:
     """A message accepted from an application: one recipient, the final text (signature
-    included), and the 8-bit UDH reference its parts will carry if it is long."""
+    included), the 8-bit UDH reference its parts will carry if it is long, and the URL its
+    final status is called back to instead of its app's (``callback``, from the request)."""
 
     app: str
     channel: str
@@ -65,6 +66,7 @@ class NewMessage:
     kind: str = "notification"
     idempotency_key: str | None = None
     reference: int = 0
+    callback: str | None = None
 
 
 class Accepted(NamedTuple):
@@ -76,7 +78,9 @@ class Accepted(NamedTuple):
 
 
 class PendingMessage(NamedTuple):
-    """A message the dispatcher must (still) submit; ``done_parts`` already have a SUBMIT_RESP."""
+    """A message the dispatcher must (still) submit; ``done_parts`` already have a SUBMIT_RESP;
+    ``attempts`` counts its deferrals; ``created_at`` is when it was accepted (the channel's
+    ``retry_for`` runs from then; None: no limit)."""
 
     id: int
     channel: str
@@ -85,6 +89,7 @@ class PendingMessage(NamedTuple):
     reference: int
     attempts: int
     done_parts: frozenset[int] = frozenset()
+    created_at: float | None = None
 
 
 class SegmentResult(NamedTuple):
@@ -212,6 +217,7 @@ class MessageView:
     status_at: float | None
     parts: int | None
     segments: tuple[SegmentView, ...] = field(default_factory=tuple)
+    callback: str | None = None              # the request's own status callback URL
 
 
 @dataclass(frozen=True)
@@ -256,8 +262,20 @@ class MoView:
     received_at: float
 
 
+@dataclass(frozen=True)
+class UserRow:
+    """One of an app's users: its numbers by channel or "default", and when they last
+    changed."""
+
+    userid: str
+    phones: dict[str, str]
+    updated_at: float
+
+
 class Store(abc.ABC):
     """The daemon's durable state. Every method is safe to call from the event loop."""
+
+    name: str = ""      # the store as messages name it: the file, or user@host:port/database
 
     @abc.abstractmethod
     async def open(self) -> None: ...
@@ -334,6 +352,11 @@ class Store(abc.ABC):
         """Mark a callback sent (or dropped), or schedule its next attempt."""
 
     @abc.abstractmethod
+    async def hold_callback(self, entry_id: int, until: float, reason: str) -> None:
+        """Keep a callback back until ``until`` without counting an attempt: nothing was
+        sent (its URL has not passed verification); ``reason`` is kept as its last error."""
+
+    @abc.abstractmethod
     async def pending_callbacks(self) -> int:
         """Callbacks still to send."""
 
@@ -407,3 +430,40 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def signatures(self) -> list[dict]: ...
+
+    # The apps' users: numbers bound per channel, and a default ("default"), kept per app.
+
+    @abc.abstractmethod
+    async def save_users(self, app: str, users: list[tuple[str, dict[str, str]]], replace: bool,
+                         max_users: int, now: float) -> list[bool]:
+        """Store each (userid, numbers by channel or "default") of ``app``, in order: merged
+        into the user's numbers, or instead of them with ``replace``. A user new to the app is
+        refused (False) once the app holds ``max_users``; True: stored."""
+
+    @abc.abstractmethod
+    async def user(self, app: str, userid: str) -> dict[str, str] | None:
+        """The user's numbers by channel or "default"; None when ``app`` has no such user."""
+
+    @abc.abstractmethod
+    async def delete_user(self, app: str, userid: str, note=None, now: float = 0.0) -> bool:
+        """Forget the user; False when ``app`` had no such user. With ``note`` (an
+        AuditNote: the console), the audit entry is written in the same transaction, at
+        ``now``, when a user was forgotten."""
+
+    @abc.abstractmethod
+    async def user_numbers(self, app: str, userids: list[str],
+                           channel: str) -> dict[str, str | None]:
+        """For each of ``userids`` that ``app`` holds, the number to send to on ``channel``:
+        the one bound to it, else the user's default, else None. Unknown users are left out."""
+
+    @abc.abstractmethod
+    async def find_users(self, app: str, prefix: str, after: str | None,
+                         limit: int) -> list[UserRow]:
+        """Up to ``limit`` of ``app``'s users whose userid begins with ``prefix`` (all for
+        ""), by userid, from the first after ``after`` (a page's last userid; None: from the
+        start). Found through the (app, userid) key: an app of a million users costs a page,
+        not a scan."""
+
+    @abc.abstractmethod
+    async def user_count(self, app: str) -> int:
+        """How many users ``app`` holds."""

@@ -291,10 +291,12 @@ def test_templates_waiting_or_refused_cannot_be_used(tmp_path):
     run(scenario)
 
 
-def test_an_mo_td_unsubscribes_the_number_from_marketing(tmp_path):
+@pytest.mark.parametrize("sender", ["8613800138000", "+8613800138000", "008613800138000",
+                                    "13800138000"])
+def test_an_mo_td_unsubscribes_the_number_from_marketing(tmp_path, sender):
     async def scenario():
         async with stack(tmp_path) as (api, gateway, sim):
-            sim.send_mo("900001", "8613800138000", "10690001", "TD")
+            sim.send_mo("900001", sender, "10690001", "TD")
             await eventually(lambda: "13800138000" in gateway.api.rules.unsubscribed)
             assert error(50024, 403)(await api.post("/v1/messages", {"mobile": "13800138000", "temp_id": 3}))
             assert (await api.post("/v1/messages", {"mobile": "13800138000", "temp_id": 5}))[0] == 200
@@ -340,7 +342,7 @@ def test_a_message_of_another_app_is_not_found(tmp_path):
         async with stack(tmp_path) as (api, gateway, sim):
             status, body = await api.post("/v1/messages", {"mobile": "13800138000", "temp_id": 5})
             other = ("walledkey", "walled-secret")
-            gateway.api.networks["walled"] = []              # let the other app in
+            gateway.apps._networks["walled"] = []             # let the other app in
             assert error(50026, 403)(await api.call("GET", f"/v1/messages/{body['msg_id']}", auth=other))
             assert error(50026, 403)(await api.call("GET", "/v1/messages/abc"))
     run(scenario)

@@ -91,9 +91,11 @@ def test_the_tps_limit_holds_over_a_three_second_run():
                                                "--mix", "short=1", "--json")
             assert status == 0, err
             summary = json.loads(out)
-            assert 90 <= summary["throughput"]["segments_per_second"] <= 110
-            assert 2.9 <= summary["elapsed_seconds"] <= 3.5
-            assert 270 <= len(sim.submits) <= 302
+            # The limit is an upper bound; how close a loaded machine gets to it is not this
+            # test's business (the lower bounds only say the run was not stalled).
+            assert 45 <= summary["throughput"]["segments_per_second"] <= 110
+            assert 2.9 <= summary["elapsed_seconds"] <= 6
+            assert 135 <= len(sim.submits) <= 100 * summary["elapsed_seconds"] + 2
             assert summary["segments"]["acknowledged"] == len(sim.submits)
             progress = [line for line in err.splitlines() if "s] submitted" in line]
             assert len(progress) >= 3          # one line a second (stderr is not a terminal)

@@ -12,6 +12,7 @@ import cmpp
 from gateway.channel import Connection
 from gateway.cli import build_parser
 from gateway.cli.simulate import build_config
+from gateway.sim import HeldDelivers
 
 
 def parse(*argv):
@@ -72,3 +73,12 @@ def test_the_command_serves_a_real_client_and_stops_on_its_own():
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_held_reports_come_from_the_file_named_by_held(tmp_path):
+    held = HeldDelivers()
+    held.add("900001", [cmpp.Deliver(msg_id=5, src_terminal_id="13800138000", msg_content=b"T")])
+    held.save(tmp_path / "held.json")
+    config, _, _ = build_config(parse("--held", str(tmp_path / "held.json")))
+    assert len(config.held) == 1
+    assert build_config(parse())[0].held is None

@@ -248,7 +248,8 @@ def test_unanswered_submit_is_resent_after_t_and_the_link_dies_after_n_sends():
         (121, [second.sequence_id], [("RequestResent", 3)]),
         (179.9, [], []),
     ]
-    assert timeline[6][2] == [("RequestTimedOut", 3), ("ConnectionTerminated", None)]
+    # The second SUBMIT is cut short with the link: sent 3 times, its last send not yet due.
+    assert timeline[6][2] == [("RequestTimedOut", 3), ("ConnectionTerminated", (3,))]
     assert client.state is State.CLOSED and client.in_window == 0
 
 
@@ -261,6 +262,36 @@ def test_the_link_death_names_the_request_and_lists_the_rest_unanswered():
     assert timed_out.request == first
     assert terminated.reason == "no response to SUBMIT after 1 sends"
     assert terminated.unanswered == (second,)
+
+
+def test_requests_whose_t_ran_out_time_out_with_the_link_and_the_rest_are_cut_short():
+    client = established_client(SessionConfig(max_sends=2))
+    first = client.submit(submit_pdu("first"), 0)
+    client.handle_timer(60)                                   # first: its second send
+    second = client.submit(submit_pdu("second"), 60)
+    third = client.submit(submit_pdu("third"), 100)
+    _events(client)
+    client.data_to_send()
+    client.handle_timer(121)                  # first has had its 2 sends; second's T ran out
+    events = _events(client)
+    assert [(type(e).__name__, e.request) for e in events[:2]] == [
+        ("RequestTimedOut", first), ("RequestTimedOut", second)]
+    assert [e.sends for e in events[:2]] == [2, 1]
+    assert client.data_to_send() == b""       # second is not sent again on a dead link
+    terminated = events[2]
+    assert terminated.reason == "no response to SUBMIT after 2 sends"
+    assert (terminated.unanswered, terminated.sends) == ((third,), (1,))
+
+
+def test_a_submit_may_be_given_fewer_sends_than_n_on_this_link():
+    client = established_client(SessionConfig(max_sends=3))
+    sent = client.submit(submit_pdu(), 0, max_sends=1)
+    client.handle_timer(60)
+    timed_out, terminated = _events(client)
+    assert (timed_out.request, timed_out.sends) == (sent, 1)
+    assert terminated.reason == "no response to SUBMIT after 1 sends"
+    with pytest.raises(ValueError, match="max_sends must be 1..3"):
+        established_client(SessionConfig(max_sends=3)).submit(submit_pdu(), 0, max_sends=4)
 
 
 def test_t_and_n_are_configurable():
@@ -488,6 +519,6 @@ def test_losing_the_transport_lists_what_was_unanswered(pair):
     sent = pair.client.submit(submit_pdu(), pair.now)
     pair.client.connection_lost("reset by peer")
     terminated = pair.client.next_event()
-    assert terminated == ev.ConnectionTerminated("reset by peer", False, (sent,))
+    assert terminated == ev.ConnectionTerminated("reset by peer", False, (sent,), (1,))
     pair.client.connection_lost("again")
     assert pair.client.next_event() is None

@@ -86,12 +86,12 @@ BAD_FILES = [
      [C + "colour: unknown key; use one of provider, host, port, account, password, "
           "password_env, access_number, connections, window, tps, service_id, msg_src, "
           "heartbeat_interval, response_timeout, max_sends, max_parts, connect_timeout, "
-          "on_connection_lost, verify_authenticator, center_signature"]),
+          "on_connection_lost, verify_authenticator, center_signature, retry_for"]),
     ("unknown sub-table of a channel", channel() + "[channels.cmcc.limits]\ntps = 5\n",
      [C + "limits: unknown table; use one of provider, host, port, account, password, "
           "password_env, access_number, connections, window, tps, service_id, msg_src, "
           "heartbeat_interval, response_timeout, max_sends, max_parts, connect_timeout, "
-          "on_connection_lost, verify_authenticator, center_signature"]),
+          "on_connection_lost, verify_authenticator, center_signature, retry_for"]),
     ("unknown gateway key", "[gateway]\nlog_levle = \"info\"\n" + channel(),
      ["gw.toml: [gateway] log_levle: unknown key; did you mean 'log_level'?"]),
     ("unknown table", "[gatway]\nlog_level = \"info\"\n" + channel(),
@@ -138,6 +138,8 @@ BAD_FILES = [
      [C + "tps: inf is out of range; use a number >= 0 (0 means no limit)"]),
     ("zero response timeout", channel(response_timeout="0"),
      [C + "response_timeout: 0 is out of range; use a number of seconds > 0"]),
+    ("negative retry_for", channel(retry_for="-1"),
+     [C + "retry_for: -1 is out of range; use a number of seconds > 0"]),
     ("heartbeat interval a string", channel(heartbeat_interval='"3m"'),
      [C + 'heartbeat_interval: expected a number, got "3m"']),
     ("service_id of 11 characters", channel(service_id='"ABCDEFGHIJK"'),
@@ -170,6 +172,9 @@ BAD_FILES = [
     ("channel name of 33 characters", channel(name="c" * 33),
      [f"gw.toml: [channels.{'c' * 33}] not a valid channel name; use 1 to 32 letters, "
       "digits, _ or -"]),
+    ("a channel named default", channel(name="default"),
+     ['gw.toml: [channels.default] a channel cannot be named "default": that key is a '
+      "user's default number in uploads; choose another name"]),
     ("bad api_listen", '[gateway]\napi_listen = "localhost"\n' + channel(),
      ['gw.toml: [gateway] api_listen: "localhost" is not accepted; use host:port with a port '
       'in 1..65535, e.g. "127.0.0.1:8080" or "[::1]:8080"']),
@@ -253,6 +258,7 @@ def test_defaults_are_the_specs():
         (16, 60, 3, 180)
     assert (cmcc.tps, cmcc.service_id, cmcc.max_parts, cmcc.connect_timeout) == (0, "", 10, 10)
     assert (cmcc.on_connection_lost, cmcc.verify_authenticator) == ("resend", "warn")
+    assert cmcc.retry_for == 86400
     gateway = config.gateway
     assert (gateway.api_listen, gateway.metrics_listen, gateway.log_level) == \
         ("127.0.0.1:8080", "127.0.0.1:9108", "info")

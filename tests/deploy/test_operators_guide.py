@@ -1,5 +1,5 @@
 """docs/operators.md, tried as a new user would: every ``sh`` block, in order, in a fresh copy
-of the repository, with free ports in place of the guide's 7890, 8080 and 9108.
+of the repository, with free ports in place of the guide's 7890, 8080, 8090 and 9108.
 
 The guide's install line is the README's setup command, which `.ci/run` runs on a fresh
 machine; here, offline, the copy's ``.venv`` is this test run's environment instead.
@@ -44,7 +44,7 @@ def test_every_command_of_the_operators_guide_works_from_a_fresh_copy(tmp_path):
     copy = tmp_path / "cmpp-gateway"
     shutil.copytree(ROOT, copy, ignore=NOT_COPIED, symlinks=True)
     (copy / ".venv").symlink_to(sys.prefix)
-    script = guide_script({p: free_port() for p in ("7890", "8080", "9108")})
+    script = guide_script({p: free_port() for p in ("7890", "8080", "8090", "9108")})
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CMPP_", "SHOP_"))}
     result = subprocess.run(
         ["bash", "-c", "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n"
@@ -54,14 +54,16 @@ def test_every_command_of_the_operators_guide_works_from_a_fresh_copy(tmp_path):
 
     assert "# channel center: receipt codes of provider 'cmcc-gd' from " \
            f"{copy / 'providers' / 'cmcc-gd.toml'}" in out
-    assert "'MK:0099' -> rejected, permanent cause, listed: number on the center's blacklist" \
-        in out
-    assert "'MK:0012' -> undeliverable, permanent cause, listed: number does not exist" in out
+    assert "'MK:0099' -> rejected, permanent cause, listed, JSMS 4002: number on the center's " \
+        "blacklist" in out
+    assert "'MK:0012' -> undeliverable, permanent cause, listed, JSMS 4004: number does not " \
+        "exist" in out
     assert re.search(r'"status": ?"delivered"', out)
     assert re.search(r'"success_count": ?1, ?"failure_count": ?1', out)
     assert re.search(r'"error_code": ?"50006"', out)
     assert re.search(r'\{"sign_id": ?1\}', out)
     assert "signature 1 '极光推送' of app shop: approved" in out
+    assert "added alice (admin)\nalice\tadmin\nconsole sign-in page: 200\n" in out
     assert 'cmpp_channel_up{channel="center"} 1.0' in out
     assert re.search(r'cmpp_messages_final_total\{channel="center",status="delivered"\} [1-9]',
                      out)

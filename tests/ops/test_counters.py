@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from gateway.ops.counters import CounterFamily, FamiliesCollector, HistogramFamily
+from gateway.ops.counters import CounterFamily, FamiliesCollector, GaugeFamily, HistogramFamily
 
 
 def registry_with(*families):
@@ -21,6 +21,16 @@ def test_counters_are_exposed_with_total_and_their_labels():
     text = generate_latest(registry_with(family)).decode()
     assert 'cmpp_things_total{channel="a"} 3.0' in text
     assert 'cmpp_things_total{channel="b"} 1.0' in text
+
+
+def test_gauges_are_exposed_with_the_last_value_set():
+    family = GaugeFamily("cmpp_flag", "Flag", ["app"])
+    family.labels("a").set(1)
+    family.labels("a").set(0)
+    family.labels("b").set(1)
+    text = generate_latest(registry_with(family)).decode()
+    assert "# TYPE cmpp_flag gauge" in text
+    assert 'cmpp_flag{app="a"} 0.0' in text and 'cmpp_flag{app="b"} 1.0' in text
 
 
 def test_histograms_count_cumulatively_into_their_buckets():

@@ -1,5 +1,6 @@
-"""Status and MO callbacks: sent signed to a real HTTP receiver, retried until acknowledged,
-dropped or given up as documented, and picked up again after a restart."""
+"""Status and MO callbacks in the signed-json format: sent signed to a real HTTP receiver,
+retried until acknowledged, dropped or given up as documented, and picked up again after a
+restart. (The jsms format is tested against a JSMS receiver in test_jsms_callbacks.py.)"""
 
 from __future__ import annotations
 
@@ -52,10 +53,11 @@ FAST = dict(poll=0.01, backoff_base=0.01)
 
 
 def app(name: str = "app1", status: str = "", mo: str = "",
-        channels: tuple[str, ...] = ("cmcc",)) -> AppConfig:
+        channels: tuple[str, ...] = ("cmcc",), **settings) -> AppConfig:
     return AppConfig(name=name, app_key=f"key-{name}", master_secret=SECRET,
                      master_secret_env=None, whitelist=(), status_callback=status,
-                     mo_callback=mo, channels=channels, signature="", enabled=True)
+                     mo_callback=mo, channels=channels, signature="", enabled=True,
+                     **{"callback_format": "signed-json", **settings})
 
 
 # ----------------------------------------------------------------------------- the receiver
@@ -158,7 +160,18 @@ async def sending(store, apps, metrics=None, settings=SETTINGS, **options):
     try:
         yield sender
     finally:
+        await recorded(sender)
         await sender.close()
+
+
+async def recorded(sender, timeout: float = 5.0) -> None:
+    """Let the attempts in flight record their outcomes before the sender closes (close
+    cuts them short, leaving them pending): a test that waited for its receiver to see a
+    POST is ahead of the store, which hears of the answer after the receiver gave it."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while sender.in_flight and loop.time() < end:
+        await asyncio.sleep(0.01)
 
 
 def outcomes(metrics: Metrics) -> dict[tuple[str, str, str], float]:
@@ -239,7 +252,8 @@ def test_an_mo_callback_arrives_signed_with_its_chinese_text_intact(store_settin
         text = "退订，谢谢！😀"
         mo_id = await stored_mo(store, now, text, text.encode("utf-16-be"))
         async with Receiver() as receiver:
-            apps = {"app1": app(status=receiver.url("status"), mo=receiver.url("mo"))}
+            apps = {"app1": app(status=receiver.url("status"), mo=receiver.url("mo"),
+                                mo_receive_time=True)}
             async with sending(store, apps, **FAST):
                 await eventually(lambda: len(receiver.got) == 1)
         [got] = receiver.got
@@ -252,6 +266,20 @@ def test_an_mo_callback_arrives_signed_with_its_chinese_text_intact(store_settin
         assert got.headers["X-CMPP-Event-Id"] == f"mo-{mo_id}-app1"
         assert verify(got.body, SECRET, got.headers["X-CMPP-Signature"])
         assert got.headers["X-CMPP-Signature"] == signed_independently(got.body)
+    with_store(scenario, store_setting)
+
+
+def test_an_mo_callback_carries_its_receive_time_only_when_the_app_asks_for_it(store_setting):
+    async def scenario(store):
+        await stored_mo(store, 1000.0, "TD", b"TD", msg_fmt=0, apps=("plain", "timed"))
+        async with Receiver() as receiver:
+            apps = {"plain": app("plain", mo=receiver.url("plain")),
+                    "timed": app("timed", mo=receiver.url("timed"), mo_receive_time=True)}
+            async with sending(store, apps, **FAST):
+                await eventually(lambda: len(receiver.got) == 2)
+        bodies = {g.path: json.loads(g.body) for g in receiver.got}
+        assert "received_at" not in bodies["/plain"] and bodies["/plain"]["text"] == "TD"
+        assert bodies["/timed"]["received_at"] == 1000.0
     with_store(scenario, store_setting)
 
 
@@ -463,7 +491,8 @@ def daemon_config(store: str, port: int, status_url: str, mo_url: str):
         f'account = "{ACCOUNT}"\npassword = "{PASSWORD}"\naccess_number = "10690001"\n'
         f'connections = 1\n'
         f'[apps.app1]\napp_key = "key-app1"\nmaster_secret = "{SECRET}"\n'
-        f'status_callback = "{status_url}"\nmo_callback = "{mo_url}"\nchannels = ["cmcc"]\n')
+        f'status_callback = "{status_url}"\nmo_callback = "{mo_url}"\nchannels = ["cmcc"]\n'
+        f'callback_format = "signed-json"\n')
 
 
 def test_the_gateway_sends_status_and_mo_callbacks_to_the_configured_app(store_setting):

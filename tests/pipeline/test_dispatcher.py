@@ -4,8 +4,10 @@ the SUBMIT unanswered), long messages part by part, and the TPS limit."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import time
 from pathlib import Path
 
 from gateway.channel import Backoff, ChannelPool, PoolTuning
@@ -37,17 +39,19 @@ def channel_config(port: int, connections: int = 2, **settings):
 async def dispatching(store_setting: str, faults: Faults | None = None, connections: int = 2,
                       tuning=TUNING, **settings):
     """A simulator, the store ``store_setting`` names (tests.conftest: each backend in turn),
-    a pool and a dispatcher that retries after 50 ms."""
+    a pool and a dispatcher that retries after 50 ms; the channel's metrics are
+    ``dispatcher.metrics``."""
     sim = Simulator(SimulatorConfig(accounts=[Account(ACCOUNT, SECRET)],
                                     faults=faults or Faults()))
     await sim.start()
     channel = channel_config(sim.address[1], connections, **settings)
     store = create_store(store_setting)
     await store.open()
-    pool = ChannelPool(channel, tuning=tuning)
+    metrics = Metrics().channel("cmcc", CODES)
+    pool = ChannelPool(channel, tuning=tuning, on_event=metrics.on_event,
+                       on_resend=metrics.resend)
     await pool.start()
     await pool.wait_ready()
-    metrics = Metrics().channel("cmcc", CODES)
     dispatcher = ChannelDispatcher(channel, pool, store, metrics, poll=0.02, retry_delay=0.05)
     dispatcher.start()
     try:
@@ -61,7 +65,7 @@ async def dispatching(store_setting: str, faults: Faults | None = None, connecti
 
 async def accept(store, dispatcher, *texts: str) -> list[int]:
     accepted = await store.accept([NewMessage("app1", "cmcc", "13800138000", t) for t in texts],
-                                  now=0.0)
+                                  now=time.time())
     dispatcher.notify()
     return [a.id for a in accepted]
 
@@ -165,11 +169,40 @@ def test_a_message_that_cannot_be_encoded_fails_alone_and_is_not_retried(store_s
         async with dispatching(store_setting) as (sim, store, dispatcher):
             accepted = await store.accept(
                 [NewMessage("app1", "cmcc", "1" * 30, "too long a number"),
-                 NewMessage("app1", "cmcc", "13800138000", "fine")], now=0.0)
+                 NewMessage("app1", "cmcc", "13800138000", "fine")], now=time.time())
             dispatcher.notify()
             await eventually(lambda: store.counts_snapshot()["submitted"] == 1)
             await eventually(lambda: store.counts_snapshot()["failed"] == 1)
             bad = await store.message(accepted[0].id)
             assert bad.status == "failed" and bad.status_stat
             assert [s.submit.dest_terminal_ids for s in sim.submits] == [("13800138000",)]
+    run(scenario, timeout=30)
+
+
+def test_while_commits_lag_no_more_than_twice_connections_x_window_segments_go_unsettled(
+        store_setting):
+    async def scenario():
+        async with dispatching(store_setting, connections=2, window=4) as (sim, store,
+                                                                          dispatcher):
+            held = []                                 # outcomes whose commit is held back
+            record_submits = store.record_submits
+
+            def lagging(results, provider):
+                future = asyncio.get_running_loop().create_future()
+                held.append((results, provider, future))
+                return future
+            store.record_submits = lagging
+            await accept(store, dispatcher, *(f"m{i}" for i in range(100)))
+            # 2 x connections x window SUBMIT_RESPs read, the windows free again, and the
+            # outcomes not committed: nothing more goes out.
+            await eventually(lambda: sum(len(r) for r, _, _ in held) >= 16)
+            await asyncio.sleep(0.2)
+            assert (len(sim.submits), sum(len(r) for r, _, _ in held)) == (16, 16)
+            assert dispatcher.unsettled == 16
+            store.record_submits = record_submits
+            for results, provider, future in held:
+                record_submits(results, provider).add_done_callback(
+                    lambda done, future=future: future.set_result(done.result()))
+            await eventually(lambda: store.counts_snapshot()["submitted"] == 100)
+            assert len(sim.submits) == 100 and dispatcher.unsettled == 0
     run(scenario, timeout=30)

@@ -307,6 +307,46 @@ def test_final_statuses_queue_callbacks_only_for_apps_that_have_a_status_url(sto
     with_store(scenario, store_setting)
 
 
+def test_a_message_with_its_own_callback_url_queues_its_status_whatever_its_app_has(
+        store_setting):
+    async def scenario(store):
+        store.queue_status_callbacks_for([])                 # no app has a status URL
+        url = "https://shop.example/sms/status?order=7"
+        ids = [a.id for a in await store.accept(
+            [new(i, callback=url if i % 2 else None) for i in range(8)], now=1.0)]
+        # Settled four ways: one-part report, SUBMIT_RESP refusal, long message, report timeout.
+        await store.record_submits([submitted(ids[0], 800), submitted(ids[1], 801)], "default")
+        await store.record_receipts([receipt(800, "MK:0012"), receipt(801, "MK:0012")])
+        await store.record_submits([SegmentResult(i, "cmcc", 1, 1, 9, at=2.0,
+                                                  status=DeliveryStatus.REJECTED)
+                                    for i in ids[2:4]], "default")
+        await store.record_submits([submitted(i, 899 + 2 * n + p, part=p, parts=2)
+                                    for n, i in enumerate(ids[4:6]) for p in (1, 2)], "default")
+        await store.record_receipts([receipt(900 + k, at=21.0) for k in range(4)])
+        await store.record_submits([submitted(i, 950 + n) for n, i in enumerate(ids[6:])],
+                                   "default")
+        assert sorted(await store.expire_reports(now=1e6, timeout=60)) == ids[6:]
+        due = await store.due_callbacks(now=1e6, limit=20)
+        assert sorted(e.ref for e in due) == ids[1::2]
+        assert (await store.message(ids[1])).callback == url
+        assert (await store.message(ids[0])).callback is None
+    with_store(scenario, store_setting)
+
+
+def test_a_held_callback_waits_without_counting_an_attempt(store_setting):
+    async def scenario(store):
+        [a] = await store.accept([new(callback="http://app.example/cb")], now=1.0)
+        await store.record_submits([SegmentResult(a.id, "cmcc", 1, 1, 9, at=2.0,
+                                                  status=DeliveryStatus.REJECTED)], "default")
+        [entry] = await store.due_callbacks(now=2.0, limit=10)
+        await store.hold_callback(entry.id, until=62.0, reason="URL not verified: HTTP 404")
+        assert await store.due_callbacks(now=61.9, limit=10) == []
+        [again] = await store.due_callbacks(now=62.0, limit=10)
+        assert (again.id, again.attempts, again.created_at) == (entry.id, 0, 2.0)
+        assert await store.pending_callbacks() == 1
+    with_store(scenario, store_setting)
+
+
 def test_many_receipt_operations_in_one_commit_each_get_their_own_outcome(store_setting):
     async def scenario(store):
         ids = [a.id for a in await store.accept([new(i) for i in range(300)], now=1.0)]
@@ -347,6 +387,39 @@ def test_a_store_records_its_layout_version_and_refuses_a_newer_one(tmp_path):
     run(refused)
     db = sqlite3.connect(path)                       # untouched
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+
+
+LAYOUT_1_MESSAGES = """CREATE TABLE messages (id INTEGER PRIMARY KEY, app TEXT NOT NULL,
+    channel TEXT NOT NULL, recipient TEXT NOT NULL, text TEXT NOT NULL, template_id TEXT,
+    kind TEXT NOT NULL, idempotency_key TEXT, reference INTEGER NOT NULL,
+    created_at REAL NOT NULL, parts INTEGER, status TEXT NOT NULL DEFAULT 'accepted',
+    status_stat TEXT, status_temporary INTEGER, status_provider TEXT, status_at REAL,
+    submitted_at REAL, next_attempt_at REAL NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0)"""
+
+
+def test_a_store_of_layout_1_gains_the_callback_column_and_keeps_its_messages(tmp_path):
+    import sqlite3
+
+    from gateway.store.sqlite.messages import SCHEMA_VERSION
+
+    path = str(tmp_path / "old.sqlite")
+    db = sqlite3.connect(path)
+    db.execute(LAYOUT_1_MESSAGES)
+    db.execute("INSERT INTO messages (app, channel, recipient, text, kind, reference, "
+               "created_at) VALUES ('app1', 'cmcc', '13800138000', 'old', 'notification', 0, 1)")
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+
+    async def scenario(store):
+        old = await store.message(1)
+        assert (old.text, old.callback) == ("old", None)
+        [a] = await store.accept([new(callback="https://app.example/cb")], now=2.0)
+        assert (await store.message(a.id)).callback == "https://app.example/cb"
+    with_store(scenario, path)
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 2
 
 
 def test_a_file_that_is_not_a_database_is_refused_untouched(tmp_path):

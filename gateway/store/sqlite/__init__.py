@@ -2,8 +2,9 @@
 
 ``writer`` is the engine (``SqliteStore``: the queue, the writer thread, the transactions);
 ``messages`` the schema, messages, SUBMIT outcomes, reading and the callback outbox;
-``receipts`` status reports and MO; ``api`` the API's records. The SQL modules run only in
-the writer thread, inside a transaction the engine opened.
+``receipts`` status reports and MO; ``api`` the API's records; ``users`` the apps' users and
+their numbers by channel. The SQL modules run only in the writer thread, inside a transaction
+the engine opened.
 
 Offers: SqliteStore.
 """

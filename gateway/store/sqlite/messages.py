@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS messages (
     status_at REAL,
     submitted_at REAL,
     next_attempt_at REAL NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0
+    attempts INTEGER NOT NULL DEFAULT 0,
+    callback TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency
     ON messages(app, idempotency_key) WHERE idempotency_key IS NOT NULL;
@@ -193,8 +194,13 @@ class State:
 # The layout of the store file, in PRAGMA user_version. A version that changes the layout
 # raises it and migrates older files in open_database; a file of a newer version is refused,
 # so a downgrade never writes to a layout it does not know (restore the backup taken before
-# the upgrade instead).
-SCHEMA_VERSION = 1
+# the upgrade instead). Versions: 1, the first; 2, messages.callback (the status callback URL
+# a send request gave for its message); 3, the apps' users (the tables of users.py, which an
+# older file gains as the store opens: they are new, nothing else changes); 4, the operator's
+# console's tables (apps, console_users, console_sessions, console_keys, reviews, audit;
+# gateway.store.sqlite.console), created when an older file is opened, which changes nothing
+# it wrote.
+SCHEMA_VERSION = 4
 
 ROWS_PER_STATEMENT = 512
 MIN_SQLITE = (3, 35, 0)
@@ -269,6 +275,7 @@ def open_database(path: str, synchronous: str) -> State:
     db.execute(f"PRAGMA synchronous={synchronous}")
     db.execute("PRAGMA busy_timeout=10000")
     db.executescript(SCHEMA)
+    _migrate(db)
     if version < SCHEMA_VERSION:
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     state = State(db)
@@ -276,6 +283,14 @@ def open_database(path: str, synchronous: str) -> State:
     state.held = frozenset(db.execute(
         "SELECT channel, msg_id FROM receipts WHERE message_id IS NULL"))
     return state
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a file of an older layout up to this one (CREATE TABLE IF NOT EXISTS leaves an
+    existing table as it was): layout 2 adds messages.callback."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
+    if "callback" not in columns:
+        db.execute("ALTER TABLE messages ADD COLUMN callback TEXT")
 
 
 def layout(state: State) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
@@ -315,9 +330,10 @@ def _insert_messages(state: State, messages: list[NewMessage], now: float) -> li
         return []
     execute_rows(
         state.db, "INSERT INTO messages (app, channel, recipient, text, template_id, kind, "
-        "idempotency_key, reference, created_at) VALUES ", "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "idempotency_key, reference, created_at, callback) VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(m.app, m.channel, m.recipient, m.text, m.template_id, m.kind, m.idempotency_key,
-          m.reference, now) for m in messages])
+          m.reference, now, m.callback) for m in messages])
     last = state.db.execute("SELECT last_insert_rowid()").fetchone()[0]
     state.moved(None, DeliveryStatus.ACCEPTED.value, len(messages))
     return list(range(last - len(messages) + 1, last + 1))
@@ -326,8 +342,8 @@ def _insert_messages(state: State, messages: list[NewMessage], now: float) -> li
 def fetch_pending(state: State, channel: str, after_id: int, limit: int,
                   now: float) -> list[PendingMessage]:
     rows = json_rows(
-        state.db, "id, recipient, text, reference, attempts",
-        "FROM (SELECT id, recipient, text, reference, attempts FROM messages "
+        state.db, "id, recipient, text, reference, attempts, created_at",
+        "FROM (SELECT id, recipient, text, reference, attempts, created_at FROM messages "
         "WHERE channel = ? AND status = 'accepted' AND id > ? AND next_attempt_at <= ? "
         "ORDER BY id LIMIT ?)", (channel, after_id, now, limit))
     if not rows:
@@ -340,8 +356,8 @@ def fetch_pending(state: State, channel: str, after_id: int, limit: int,
             "WHERE s.message_id BETWEEN ? AND ? AND m.status = 'accepted'",
             (rows[0][0], rows[-1][0])):
         done.setdefault(message_id, set()).add(part)
-    return [PendingMessage(r[0], channel, r[1], r[2], r[3], r[4], frozenset(done.get(r[0], ())))
-            for r in rows]
+    return [PendingMessage(r[0], channel, r[1], r[2], r[3], r[4], frozenset(done.get(r[0], ())),
+                           r[5]) for r in rows]
 
 
 def defer(state: State, message_id: int, until: float) -> None:
@@ -425,8 +441,8 @@ def _settle(state: State, message_id: int, parts: int, now: float,
     if len(rows) < parts:
         return None
     status = derive_status([DeliveryStatus(r[0]) for r in rows])
-    row = db.execute("SELECT status, app FROM messages WHERE id = ?", (message_id,)).fetchone()
-    old, app = row
+    old, app, callback = db.execute("SELECT status, app, callback FROM messages WHERE id = ?",
+                                    (message_id,)).fetchone()
     if old == status.value or old in FINAL:
         return None
     decisive = next((r for r in rows if r[0] == status.value), rows[-1])
@@ -439,7 +455,7 @@ def _settle(state: State, message_id: int, parts: int, now: float,
          now, now, message_id))
     state.moved(old, status.value)
     if status.final:
-        _queue_callback(state, app, "status", message_id, now)
+        _queue_callback(state, app, "status", message_id, now, callback)
     return status
 
 
@@ -453,13 +469,15 @@ def _callback_row(app: str, kind: str, ref: int, now: float) -> tuple:
     return app, kind, ref, now, now
 
 
-def wants_status_callback(state: State, app: str) -> bool:
-    """Whether a final status of ``app``'s message is queued for its status callback."""
-    return state.status_callbacks is None or app in state.status_callbacks
+def wants_status_callback(state: State, app: str, callback: str | None = None) -> bool:
+    """Whether a final status of ``app``'s message is queued for a status callback: the
+    message has a callback URL of its own, or its app has one."""
+    return bool(callback) or state.status_callbacks is None or app in state.status_callbacks
 
 
-def _queue_callback(state: State, app: str, kind: str, ref: int, now: float) -> None:
-    if kind != "status" or wants_status_callback(state, app):
+def _queue_callback(state: State, app: str, kind: str, ref: int, now: float,
+                    callback: str | None = None) -> None:
+    if kind != "status" or wants_status_callback(state, app, callback):
         state.db.execute(_INSERT_CALLBACK, _callback_row(app, kind, ref, now))
 
 
@@ -468,8 +486,8 @@ def _queue_callback(state: State, app: str, kind: str, ref: int, now: float) -> 
 def message_view(state: State, message_id: int) -> MessageView | None:
     row = state.db.execute(
         "SELECT id, app, channel, recipient, text, template_id, kind, created_at, status, "
-        "status_stat, status_temporary, status_provider, status_at, parts FROM messages "
-        "WHERE id = ?", (message_id,)).fetchone()
+        "status_stat, status_temporary, status_provider, status_at, parts, callback "
+        "FROM messages WHERE id = ?", (message_id,)).fetchone()
     if row is None:
         return None
     segments = tuple(
@@ -481,7 +499,7 @@ def message_view(state: State, message_id: int) -> MessageView | None:
             "SELECT part, msg_id, result, status, stat, temporary, connection, submitted_at, "
             "done_at FROM segments WHERE message_id = ? ORDER BY part", (message_id,)))
     temporary = None if row[10] is None else bool(row[10])
-    return MessageView(*row[:10], temporary, *row[11:], segments=segments)
+    return MessageView(*row[:10], temporary, *row[11:14], segments=segments, callback=row[14])
 
 
 def mo_view(state: State, mo_id: int) -> MoView | None:
@@ -512,6 +530,12 @@ def callback_done(state: State, entry_id: int, delivered: bool, now: float,
     else:
         state.db.execute("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, "
                          "last_error = ? WHERE id = ?", (next_attempt_at, error, entry_id))
+
+
+def hold_callback(state: State, entry_id: int, until: float, reason: str) -> None:
+    """Keep a callback back until ``until`` without counting an attempt (nothing was sent)."""
+    state.db.execute("UPDATE outbox SET next_attempt_at = ?, last_error = ? WHERE id = ?",
+                     (until, reason, entry_id))
 
 
 def pending_callbacks(state: State) -> int:

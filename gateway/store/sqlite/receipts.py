@@ -66,7 +66,7 @@ def record_receipts(state: State, receipts: list[Receipt]) -> list[ReceiptOutcom
         if segment.message_status not in FINAL:
             message_updates.append((status, c.stat, int(c.temporary), c.provider, r.received_at,
                                     segment.message_id))
-            if wants_status_callback(state, segment.app):
+            if wants_status_callback(state, segment.app, segment.callback):
                 callbacks.append(_callback_row(segment.app, "status", segment.message_id,
                                                r.received_at))
             state.moved(segment.message_status, status)
@@ -81,12 +81,13 @@ class _Named:
     """A segment named by a report, with what settling it needs from its message."""
 
     __slots__ = ("message_id", "part", "parts", "submitted_at", "status", "app",
-                 "message_status")
+                 "message_status", "callback")
 
-    def __init__(self, message_id, part, parts, submitted_at, status, app, message_status):
+    def __init__(self, message_id, part, parts, submitted_at, status, app, message_status,
+                 callback):
         self.message_id, self.part, self.parts = message_id, part, parts
         self.submitted_at, self.status = submitted_at, status
-        self.app, self.message_status = app, message_status
+        self.app, self.message_status, self.callback = app, message_status, callback
 
 
 def _chunks(items: list, size: int):
@@ -108,7 +109,7 @@ def _look_up(state: State, receipts: list[Receipt]) -> tuple[dict, set]:
             deliver_ids = padded(sorted({to_signed(r.deliver_msg_id) for r in chunk}))
             segments, stored = json.loads(state.db.execute(
                 "SELECT json_array((SELECT json_group_array(json_array(s.msg_id, s.message_id, "
-                "s.part, s.parts, s.submitted_at, s.status, m.app, m.status)) "
+                "s.part, s.parts, s.submitted_at, s.status, m.app, m.status, m.callback)) "
                 "FROM segments s JOIN messages m ON m.id = s.message_id "
                 f"WHERE s.msg_id IN ({_marks(len(msg_ids))}) AND s.channel = ?), "
                 "(SELECT json_group_array(json_array(deliver_msg_id, msg_id, stat)) "
@@ -149,11 +150,11 @@ def expire_reports(state: State, now: float, timeout: float) -> list[int]:
     rows = state.db.execute(
         "UPDATE messages SET status = 'unknown', status_at = ?, status_stat = NULL, "
         "status_temporary = 0 WHERE status = 'submitted' AND submitted_at < ? "
-        "RETURNING id, app", (now, now - timeout)).fetchall()
-    for message_id, app in rows:
+        "RETURNING id, app, callback", (now, now - timeout)).fetchall()
+    for message_id, app, callback in rows:
         state.db.execute("UPDATE segments SET status = 'unknown', done_at = ? "
                          "WHERE message_id = ? AND status = 'submitted'", (now, message_id))
-        _queue_callback(state, app, "status", message_id, now)
+        _queue_callback(state, app, "status", message_id, now, callback)
     state.moved(SUBMITTED, DeliveryStatus.UNKNOWN.value, len(rows))
     return [r[0] for r in rows]
 

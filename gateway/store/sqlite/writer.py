@@ -12,10 +12,13 @@ power cut, at an fsync per commit.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import queue
+import sqlite3
 import threading
 from collections import Counter
+from pathlib import Path
 
 from ..interface import (
     MoMessage,
@@ -26,8 +29,11 @@ from ..interface import (
     Store,
 )
 from . import api as api_sql
+from . import console as console_sql
 from . import messages as sql
 from . import receipts as receipts_sql
+from . import search
+from . import users as users_sql
 
 log = logging.getLogger("cmpp_gateway.store")
 
@@ -48,7 +54,7 @@ class SqliteStore(Store):
                  batch_limit: int = 4000) -> None:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError("synchronous must be NORMAL or FULL")
-        self.path = path
+        self.path = self.name = path
         self.synchronous = synchronous
         self.batch_limit = batch_limit
         self._state: sql.State | None = None
@@ -56,6 +62,8 @@ class SqliteStore(Store):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer: threading.Thread | None = None
         self._stopped: asyncio.Future | None = None
+        self._reader: concurrent.futures.ThreadPoolExecutor | None = None
+        self._reader_db: sqlite3.Connection | None = None
         self.commits = 0              # transactions run, for metrics and tests
 
     # ------------------------------------------------------------------------- lifecycle
@@ -85,6 +93,10 @@ class SqliteStore(Store):
         await self._stopped
         self._writer.join()
         self._writer = None
+        if self._reader is not None:
+            self._reader.submit(self._close_reader)
+            self._reader.shutdown(wait=True)
+            self._reader = None
 
     # ------------------------------------------------------------------------- the engine
 
@@ -101,6 +113,8 @@ class SqliteStore(Store):
         try:
             state = sql.open_database(self.path, self.synchronous)
             api_sql.create_schema(state)
+            users_sql.create_schema(state)
+            console_sql.create_schema(state)
         except BaseException as error:  # noqa: BLE001 - reported to open()'s caller
             _post(loop, _settle_future, opened, False, error)
             _post(loop, _settle_future, self._stopped, True, None)
@@ -204,6 +218,9 @@ class SqliteStore(Store):
                       next_attempt_at: float | None, error: str | None) -> asyncio.Future:
         return self._submit(sql.callback_done, entry_id, delivered, now, next_attempt_at, error)
 
+    def hold_callback(self, entry_id: int, until: float, reason: str) -> asyncio.Future:
+        return self._submit(sql.hold_callback, entry_id, until, reason)
+
     def pending_callbacks(self) -> asyncio.Future:
         return self._submit(sql.pending_callbacks)
 
@@ -254,6 +271,133 @@ class SqliteStore(Store):
 
     def signatures(self) -> asyncio.Future:
         return self._submit(api_sql.signatures)
+
+    # The apps' users (gateway.store.sqlite.users).
+
+    def save_users(self, app: str, users: list[tuple[str, dict[str, str]]], replace: bool,
+                   max_users: int, now: float) -> asyncio.Future:
+        return self._submit(users_sql.save_users, app, users, replace, max_users, now)
+
+    def user(self, app: str, userid: str) -> asyncio.Future:
+        return self._submit(users_sql.user, app, userid)
+
+    def delete_user(self, app: str, userid: str, note=None, now: float = 0.0) -> asyncio.Future:
+        return self._submit(users_sql.delete_user, app, userid, note, now)
+
+    def user_numbers(self, app: str, userids: list[str], channel: str) -> asyncio.Future:
+        return self._submit(users_sql.user_numbers, app, userids, channel)
+
+    def find_users(self, app: str, prefix: str, after: str | None,
+                   limit: int) -> asyncio.Future:
+        return self.read(users_sql.find_users, app, prefix, after, limit)
+
+    def user_count(self, app: str) -> asyncio.Future:
+        return self._submit(users_sql.user_count, app)
+
+    # The operator's console (gateway.store.sqlite.console): each change with its audit note.
+
+    def apps(self) -> asyncio.Future:
+        return self._submit(console_sql.apps)
+
+    def create_app(self, app, note) -> asyncio.Future:
+        return self._submit(console_sql.create_app, app, note)
+
+    def update_app_settings(self, name: str, settings: dict, note, now: float) -> asyncio.Future:
+        return self._submit(console_sql.update_app_settings, name, settings, note, now)
+
+    def rotate_app_secret(self, name: str, secret: str, previous_until: float, note,
+                          now: float) -> asyncio.Future:
+        return self._submit(console_sql.rotate_app_secret, name, secret, previous_until, note,
+                            now)
+
+    def console_user(self, name: str) -> asyncio.Future:
+        return self._submit(console_sql.console_user, name)
+
+    def console_users(self) -> asyncio.Future:
+        return self._submit(console_sql.console_users)
+
+    def put_console_user(self, user, note, now: float) -> asyncio.Future:
+        return self._submit(console_sql.put_console_user, user, note, now)
+
+    def remove_console_user(self, name: str, note, now: float) -> asyncio.Future:
+        return self._submit(console_sql.remove_console_user, name, note, now)
+
+    def create_session(self, session_id: str, user: str, note, now: float, idle: float,
+                       lifetime: float) -> asyncio.Future:
+        return self._submit(console_sql.create_session, session_id, user, note, now, idle,
+                            lifetime)
+
+    def session(self, session_id: str) -> asyncio.Future:
+        return self._submit(console_sql.session, session_id)
+
+    def touch_session(self, session_id: str, now: float) -> asyncio.Future:
+        return self._submit(console_sql.touch_session, session_id, now)
+
+    def end_session(self, session_id: str, note, now: float) -> asyncio.Future:
+        return self._submit(console_sql.end_session, session_id, note, now)
+
+    def console_key(self, name: str, candidate: str) -> asyncio.Future:
+        return self._submit(console_sql.console_key, name, candidate)
+
+    def review(self, kind: str, item: int, status: int, reason: str, note,
+               now: float) -> asyncio.Future:
+        return self._submit(console_sql.review, kind, item, status, reason, note, now)
+
+    def last_reviews(self) -> asyncio.Future:
+        return self._submit(console_sql.last_reviews)
+
+    def signature_images(self, sign_id: int) -> asyncio.Future:
+        return self._submit(console_sql.signature_images, sign_id)
+
+    def signature_image(self, sign_id: int, slot: int) -> asyncio.Future:
+        return self._submit(console_sql.signature_image, sign_id, slot)
+
+    def audit(self, note, now: float) -> asyncio.Future:
+        return self._submit(console_sql.audit, note, now)
+
+    def audit_page(self, before_id: int | None, limit: int) -> asyncio.Future:
+        return self._submit(console_sql.audit_page, before_id, limit)
+
+    # The console's searches (gateway.store.sqlite.search), off the writer thread.
+
+    def find_messages(self, query) -> asyncio.Future:
+        return self.read(search.find_messages, query)
+
+    def message_receipts(self, view) -> asyncio.Future:
+        return self.read(search.message_receipts, view)
+
+    def message_callbacks(self, view) -> asyncio.Future:
+        return self.read(search.message_callbacks, view)
+
+    def waiting_callbacks(self) -> asyncio.Future:
+        return self.read(search.pending_callbacks)
+
+    def read(self, fn, *args) -> asyncio.Future:
+        """``fn(connection, *args)`` on a read-only connection of its own, in a thread of its
+        own, within a budget of work (SearchTooBroad past it): long reads never hold up the
+        writer. It sees what was committed. A ``:memory:`` store has no second connection, so
+        there the read takes its turn in the writer."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the store is not open")
+        if self.path == ":memory:":
+            return self._submit(lambda state: search.bounded(state.db, fn, *args))
+        if self._reader is None:
+            self._reader = concurrent.futures.ThreadPoolExecutor(1, "store-reader")
+        return asyncio.wrap_future(self._reader.submit(self._read, fn, args), loop=loop)
+
+    def _read(self, fn, args):
+        """Reader thread: open the connection the first time, then run ``fn``."""
+        if self._reader_db is None:
+            uri = Path(self.path).absolute().as_uri() + "?mode=ro"
+            self._reader_db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            self._reader_db.execute("PRAGMA busy_timeout=10000")
+        return search.bounded(self._reader_db, fn, *args)
+
+    def _close_reader(self) -> None:
+        if self._reader_db is not None:
+            self._reader_db.close()
+            self._reader_db = None
 
     def query(self, statement: str, parameters: tuple = ()) -> asyncio.Future:
         """Rows of an SQL statement, run by the writer in its own turn among the other

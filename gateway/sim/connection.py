@@ -1,0 +1,98 @@
+"""The simulator's side of one TCP connection: a server session over asyncio, the faults that
+act on its bytes (garbage, an oversized frame, a dropped connection, ACTIVE_TEST_RESP cut or
+left out), and every session event handed to its ``Simulator``."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import struct
+
+import cmpp
+from cmpp import events as ev
+from cmpp.pdus import CommandId
+from cmpp.session import Session
+from cmpp.states import Role, State
+from gateway.channel import SessionProtocol
+
+
+class IsmgConnection(SessionProtocol):
+    """The server side of one TCP connection: the session, the faults that act on the bytes,
+    and every session event handed to the simulator (``Simulator.on_event``)."""
+
+    ids = itertools.count(1)
+
+    def __init__(self, sim) -> None:
+        super().__init__(Session(Role.SERVER, sim.config.session, now=asyncio.get_running_loop().time()),
+                         name=f"ismg-{next(self.ids)}")
+        self.sim = sim
+        self.id = int(self.name.split("-")[1])
+        self.account: str | None = None
+        self._faulted = False
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self.sim._connections.add(self)
+        self._rearm_timer()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._inject_after_pdus()
+
+    def connection_lost(self, exc):
+        super().connection_lost(exc)
+        self.sim._connections.discard(self)
+
+    def _flush(self) -> None:
+        faults = self.sim.config.faults
+        if faults.short_active_test_resp or faults.ignore_active_test:
+            self._flush_scheduled = False
+            data = _tap_active_test_resp(self.session.data_to_send(), faults)
+            if data and self._transport is not None and not self._transport.is_closing():
+                self._transport.write(data)
+            if self.session.state is State.CLOSED and self._transport is not None:
+                self._transport.close()
+            return
+        super()._flush()
+
+    def _inject_after_pdus(self) -> None:
+        faults, count = self.sim.config.faults, self.session.pdus_received
+        if self._transport is None or self._transport.is_closing() or self._faulted:
+            return
+        if faults.garbage_after is not None and count >= faults.garbage_after:
+            self._faulted = True
+            self._transport.write(b"GARBAGE!" * 4)
+        elif faults.oversized_after is not None and count >= faults.oversized_after:
+            self._faulted = True
+            self._transport.write(struct.pack(">III", 1 << 20, CommandId.SUBMIT_RESP, 1))
+        elif faults.disconnect_after is not None and count >= faults.disconnect_after:
+            self._faulted = True
+            self._transport.abort()
+
+    def send(self, deliver: cmpp.Deliver) -> cmpp.Deliver:
+        sent = self.session.deliver(deliver, self._loop.time())
+        self._after_session_call(flush_now=False)
+        return sent
+
+    def respond(self, response: cmpp.Pdu) -> None:
+        if self.session.state in (State.ESTABLISHED, State.TERMINATING):
+            self.session.respond(response)
+            self._after_session_call(flush_now=False)
+
+    def _handle_event(self, event: ev.Event) -> None:
+        self.sim.on_event(self, event)
+
+
+def _tap_active_test_resp(data: bytes, faults) -> bytes:
+    """Rewrite outgoing ACTIVE_TEST_RESPs: drop them, or cut them to the 12-byte header."""
+    out, at = [], 0
+    while at + 12 <= len(data):
+        length, command_id, sequence_id = struct.unpack_from(">III", data, at)
+        frame = data[at:at + length]
+        at += length
+        if command_id == CommandId.ACTIVE_TEST_RESP:
+            if faults.ignore_active_test:
+                continue
+            frame = struct.pack(">III", 12, command_id, sequence_id)
+        out.append(frame)
+    return b"".join(out) + data[at:]

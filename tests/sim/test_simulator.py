@@ -1,0 +1,98 @@
+"""The simulator as a test bench, over loopback TCP: a subclass scripts its own ISMG through
+the event methods, and the DELIVERs it owes survive its restart and go out after the SP logs
+in again."""
+
+from __future__ import annotations
+
+import cmpp
+from cmpp import events as ev
+from gateway.channel import Connection, SubmitRejectedError
+from gateway.sim import Account, HeldDelivers, Simulator, SimulatorConfig
+from tests.aio import eventually, run
+
+ACCOUNT, SECRET = "900001", "secret"
+
+
+def submit_pdu(dest: str, text: str = "hi") -> cmpp.Submit:
+    return cmpp.Submit(dest_terminal_ids=(dest,), msg_content=text.encode(), src_id="10690001",
+                       registered_delivery=1)
+
+
+async def connect(sim: Simulator, **kwargs) -> Connection:
+    host, port = sim.address
+    return await Connection.open(host, port, ACCOUNT, SECRET, timeout=5, **kwargs)
+
+
+class BarringIsmg(Simulator):
+    """Refuses SUBMITs to one barred number with Result 10; the rest as usual."""
+
+    BARRED = "13900000000"
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        super().__init__(config)
+        self.barred = 0
+
+    def on_submit(self, conn, event: ev.SubmitReceived) -> None:
+        if event.submit.dest_terminal_ids == (self.BARRED,):
+            self.barred += 1
+            conn.respond(cmpp.SubmitResp(event.submit.sequence_id, 0, 10))
+            return
+        super().on_submit(conn, event)
+
+
+def test_a_subclass_scripts_its_own_ismg_by_overriding_an_event_method():
+    async def scenario():
+        async with BarringIsmg(SimulatorConfig(accounts=[Account(ACCOUNT, SECRET)])) as sim:
+            conn = await connect(sim)
+            try:
+                await conn.submit(submit_pdu(BarringIsmg.BARRED))
+                raise AssertionError("the barred number was accepted")
+            except SubmitRejectedError as error:
+                assert error.result == 10
+            assert (await conn.submit(submit_pdu("13800138000"))).result == 0
+            assert sim.barred == 1 and len(sim.submits) == 1      # the usual path recorded one
+            await conn.close()
+    run(scenario)
+
+
+def test_reports_not_acknowledged_survive_the_simulators_restart_and_go_out_after_login():
+    async def scenario():
+        held = HeldDelivers()
+        config = SimulatorConfig(accounts=[Account(ACCOUNT, SECRET)], held=held)
+        first = Simulator(config)
+        await first.start()
+        seen: list[cmpp.Deliver] = []
+        unanswered = await connect(first, on_deliver=lambda conn, event: seen.append(event))
+        sent = [(await unanswered.submit(submit_pdu("13800138000", f"m{i}"))).msg_id
+                for i in range(3)]
+        await eventually(lambda: len(seen) == 3)          # sent, never acknowledged
+        first.config.report_delay = 3600.0                # the next one is not due yet
+        sent.append((await unanswered.submit(submit_pdu("13800138000", "late"))).msg_id)
+        await first.stop()
+        unanswered.abort()
+        assert len(held) == 4
+
+        second = Simulator(config)
+        await second.start()
+        reports = []
+        conn = await connect(second, on_event=lambda c, event: reports.append(event.report.msg_id)
+                             if isinstance(event, ev.ReportReceived) else None)
+        await eventually(lambda: len(reports) == 4)
+        assert sorted(reports) == sorted(sent)
+        await eventually(lambda: second.counters["delivers_acknowledged"] == 4)
+        await conn.close()
+        await second.stop()
+        assert len(held) == 0                            # all acknowledged: nothing owed
+    run(scenario)
+
+
+def test_held_delivers_go_through_a_file(tmp_path):
+    report = cmpp.StatusReport(1234, "DELIVRD", "2612011200", "2612011201", "13800138000", 7)
+    held = HeldDelivers()
+    held.add(ACCOUNT, [cmpp.Deliver(msg_id=99, src_terminal_id="13800138000", report=report),
+                       cmpp.Deliver(msg_id=100, src_terminal_id="13800138000",
+                                    msg_content=b"T")])
+    held.save(tmp_path / "held.json")
+    loaded = HeldDelivers.load(tmp_path / "held.json")
+    assert loaded.take() == held.take()
+    assert len(HeldDelivers.load(tmp_path / "none.json")) == 0
