@@ -43,8 +43,7 @@ async def copy_store(source: Store, target: Store, report=print) -> dict[str, in
     copied = {}
     for table, (columns, key) in tables.items():
         copied[table] = await _copy_table(source, target, table, columns, key)
-    if isinstance(target, PostgresStore):
-        await target.continue_ids()
+    await target.continue_ids()
     for table in tables:
         counts = await _count(source, table), await _count(target, table)
         report(f"  {table:<18} {counts[0]:>12,} rows" +

@@ -9,9 +9,10 @@ that apps make through the API::
 The command opens the store named in the configuration (SQLite in WAL mode with a busy
 timeout, or the PostgreSQL database, so the daemon may be running), sets the status (1
 approved, 2 refused), says what it did and exits 0. A running daemon re-reads the statuses
-from the store every few seconds (gateway.api.templates_signs.REVIEW_POLL). An id that is not in the store exits 1 (templates
-of the configuration are approved by definition and are not there), and so does a store that
-does not exist yet; a configuration that does not validate exits 2.
+from the store every few seconds (gateway.api.templates_signs.REVIEW_POLL). An id that is not
+in the store exits 1 (templates of the configuration are approved by definition and are not
+there), and so does a store that does not exist yet or cannot be opened; a configuration that
+does not validate exits 2.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
 from typing import Callable, NamedTuple
+from urllib.parse import parse_qs, urlsplit
 
 Check = Callable[[object], "str | None"]
 Report = Callable[[str, str], None]

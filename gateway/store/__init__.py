@@ -16,10 +16,12 @@ console share: the configuration's and the store's.
 
 Offers: Store, SqliteStore, PostgresStore, create_store, is_database_url, StoreError,
 StoreUnavailable, the records (UserRow: an app's user), to_signed and to_unsigned (Msg_Ids as
-signed 64-bit integers), code_digest, and the review states PENDING, APPROVED, REFUSED; for the console: AppDirectory, AuditNote, AuditEntry, StoredApp,
-ConsoleUser, ConsoleSession, Review, MessageQuery, MessageRow, ReceiptRow, CallbackRow,
-PendingCallbacks, SearchTooBroad, ROLES.
+signed 64-bit integers), code_digest, and the review states PENDING, APPROVED, REFUSED; for the
+console: AppDirectory, AuditNote, AuditEntry, StoredApp, ConsoleUser, ConsoleSession, Review,
+MessageQuery, MessageRow, ReceiptRow, CallbackRow, PendingCallbacks, SearchTooBroad, ROLES.
 """
+
+from gateway.config import is_database_url
 
 from .apps import AppDirectory
 from .console import (
@@ -65,13 +67,6 @@ from .interface import (
 )
 from .postgres import PostgresStore
 from .sqlite import SqliteStore
-
-DATABASE_SCHEMES = ("postgresql://", "postgres://")
-
-
-def is_database_url(setting: str) -> bool:
-    """Whether the ``store`` setting names a PostgreSQL database rather than an SQLite file."""
-    return setting.startswith(DATABASE_SCHEMES)
 
 
 def create_store(setting: str, password: str | None = None) -> Store:

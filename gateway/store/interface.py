@@ -21,6 +21,20 @@ from typing import NamedTuple
 
 from gateway.status import Classification, DeliveryStatus
 
+from .console import (
+    AuditEntry,
+    AuditNote,
+    CallbackRow,
+    ConsoleSession,
+    ConsoleUser,
+    MessageQuery,
+    MessageRow,
+    PendingCallbacks,
+    ReceiptRow,
+    Review,
+    StoredApp,
+)
+
 # Review states of templates and signatures, as JSMS numbers them (0 is ours: waiting).
 PENDING, APPROVED, REFUSED = 0, 1, 2
 
@@ -50,6 +64,22 @@ def to_signed(msg_id: int) -> int:
 
 def to_unsigned(value: int) -> int:
     return value + (1 << 64) if value < 0 else value
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The least text after every text that begins with ``prefix`` in code point order (as
+    both stores compare userids: SQLite's UTF-8 bytes, PostgreSQL's COLLATE "C"): its last
+    character one code point on (past the surrogates, which UTF-8 cannot hold; a last
+    character that is the greatest is dropped and the one before moves on); None when there
+    is none ("")."""
+    while prefix:
+        code = ord(prefix[-1]) + 1
+        if 0xD800 <= code <= 0xDFFF:
+            code = 0xE000
+        if code <= 0x10FFFF:
+            return prefix[:-1] + chr(code)
+        prefix = prefix[:-1]
+    return None
 
 
 @dataclass(frozen=True)
@@ -384,6 +414,11 @@ class Store(abc.ABC):
         """Rows written into ``table`` as they are, ids included, in one transaction (for
         copy-store; the daemon never calls it)."""
 
+    @abc.abstractmethod
+    async def continue_ids(self) -> None:
+        """Make every generated id continue after the highest one stored (after copy-store
+        wrote rows with their ids)."""
+
     # The API's records.
 
     @abc.abstractmethod
@@ -467,3 +502,108 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def user_count(self, app: str) -> int:
         """How many users ``app`` holds."""
+
+    # The operator's console (records in gateway.store.console): each change is written with
+    # its AuditNote in the same transaction.
+
+    @abc.abstractmethod
+    async def apps(self) -> list[StoredApp]:
+        """The apps made in the console, by name."""
+
+    @abc.abstractmethod
+    async def create_app(self, app: StoredApp, note: AuditNote) -> bool:
+        """False when the name or the key is taken."""
+
+    @abc.abstractmethod
+    async def update_app_settings(self, name: str, settings: dict, note: AuditNote,
+                                  now: float) -> bool:
+        """False when there is no such app."""
+
+    @abc.abstractmethod
+    async def rotate_app_secret(self, name: str, secret: str, previous_until: float,
+                                note: AuditNote, now: float) -> bool:
+        """The new secret in place; the one it replaces stays valid until ``previous_until``
+        (and one replaced before that is no longer valid). False when there is no such app."""
+
+    @abc.abstractmethod
+    async def console_user(self, name: str) -> ConsoleUser | None: ...
+
+    @abc.abstractmethod
+    async def console_users(self) -> list[ConsoleUser]:
+        """Every operator account, by name."""
+
+    @abc.abstractmethod
+    async def put_console_user(self, user: ConsoleUser, note: AuditNote, now: float) -> bool:
+        """Add the account, or replace its role and password (ending its sessions); True when
+        it is new."""
+
+    @abc.abstractmethod
+    async def remove_console_user(self, name: str, note: AuditNote, now: float) -> bool:
+        """Remove the account and end its sessions; False when there is none."""
+
+    @abc.abstractmethod
+    async def create_session(self, session_id: str, user: str, note: AuditNote, now: float,
+                             idle: float, lifetime: float) -> None:
+        """A new session (``session_id``: the hash of its token); expired sessions go, and an
+        operator keeps the newest 20."""
+
+    @abc.abstractmethod
+    async def session(self, session_id: str) -> ConsoleSession | None:
+        """The session and its operator's current role; None once it or the account is gone."""
+
+    @abc.abstractmethod
+    async def touch_session(self, session_id: str, now: float) -> None: ...
+
+    @abc.abstractmethod
+    async def end_session(self, session_id: str, note: AuditNote | None, now: float) -> bool:
+        """End the session (audited when ``note`` is given); False when there was none."""
+
+    @abc.abstractmethod
+    async def console_key(self, name: str, candidate: str) -> str:
+        """The key stored under ``name``; ``candidate`` becomes it when there is none yet (the
+        first instance to ask decides for all)."""
+
+    @abc.abstractmethod
+    async def review(self, kind: str, item: int, status: int, reason: str, note: AuditNote,
+                     now: float) -> bool:
+        """Set a template's (``kind`` "template") or signature's ("sign") review status and
+        keep the decision; False when there is no such item. ValueError for a status that is
+        not PENDING, APPROVED or REFUSED."""
+
+    @abc.abstractmethod
+    async def last_reviews(self) -> list[Review]:
+        """The latest decision on each reviewed item."""
+
+    @abc.abstractmethod
+    async def signature_images(self, sign_id: int) -> list[tuple[int, str]]:
+        """(slot, content type) of each image sent with a signature."""
+
+    @abc.abstractmethod
+    async def signature_image(self, sign_id: int, slot: int) -> tuple[bytes, str] | None: ...
+
+    @abc.abstractmethod
+    async def audit(self, note: AuditNote, now: float) -> None:
+        """An audit entry on its own (a sign-in refused, a reveal)."""
+
+    @abc.abstractmethod
+    async def audit_page(self, before_id: int | None, limit: int) -> list[AuditEntry]:
+        """Audit entries newest first, before ``before_id`` (None: from the newest)."""
+
+    # The console's searches: on a connection of their own, never holding up the writer, and
+    # bounded (SearchTooBroad when one would read too much). They see what was committed.
+
+    @abc.abstractmethod
+    async def find_messages(self, query: MessageQuery) -> list[MessageRow]:
+        """Messages matching ``query``, newest first, at most ``query.limit``."""
+
+    @abc.abstractmethod
+    async def message_receipts(self, view: MessageView) -> list[ReceiptRow]:
+        """The status reports received for the message's segments."""
+
+    @abc.abstractmethod
+    async def message_callbacks(self, view: MessageView) -> list[CallbackRow]:
+        """The status callbacks queued for the message."""
+
+    @abc.abstractmethod
+    async def waiting_callbacks(self) -> list[PendingCallbacks]:
+        """Per app, the callbacks still waiting."""

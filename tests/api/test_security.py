@@ -248,7 +248,8 @@ def not_ids(number: int) -> list[str]:
                                    f"{number}_0", "0x1", "1" * 23, str(2**63)]
 
 
-def test_a_path_id_is_ascii_digits_on_every_route_and_anything_else_is_not_found(tmp_path):
+def test_a_path_id_is_ascii_digits_on_every_route_and_anything_else_is_not_found(tmp_path,
+                                                                                 api_store):
     async def scenario():
         async with api_stack.stack(tmp_path) as s:
             api = s.api

@@ -23,9 +23,10 @@ connections = 1
 """
 
 
-def config_for(tmp_path):
+def config_for(tmp_path, store: str | None = None):
+    """A configuration whose store is ``store`` (else a file in ``tmp_path``)."""
     config = tmp_path / "gw.toml"
-    config.write_text(CONFIG.format(store=tmp_path / "gw.sqlite"))
+    config.write_text(CONFIG.format(store=store or tmp_path / "gw.sqlite"))
     return config
 
 

@@ -9,12 +9,15 @@ import asyncio
 import html
 
 import aiohttp
+import pytest
 from prometheus_client import CollectorRegistry
 
 from gateway.config import load_config
 from gateway.daemon import Gateway, GatewayOptions
 from tests.aio import eventually, run
 from tests.console_stack import FAST, SHOP, between, signed_in, stack
+
+pytestmark = pytest.mark.usefixtures("console_store")
 
 
 async def api_send(s, auth, mobile="13800138000", **extra) -> tuple[int, dict]:

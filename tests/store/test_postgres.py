@@ -72,6 +72,33 @@ def test_a_database_records_its_layout_version_and_a_newer_one_is_refused_untouc
     run(scenario)
 
 
+def test_a_database_of_layout_1_gains_what_came_since_and_keeps_its_data(postgres_url):
+    """Layout 1 (the first PostgreSQL store) had no messages.callback, users or console
+    tables: opening it adds them, keeps every row, and records the version."""
+    async def scenario():
+        store = await opened(postgres_url)
+        [accepted] = await store.accept([new(1)], now=1.0)
+        await store.close()
+        for statement in ("DROP TABLE users, user_counts, apps, console_users, "
+                          "console_sessions, console_keys, reviews, audit",
+                          "ALTER TABLE messages DROP COLUMN callback",
+                          "UPDATE store_version SET version = 1"):
+            await admin(postgres_url, statement)
+        store = await opened(postgres_url)
+        try:
+            assert (await store.message(accepted.id)).text == "hello 1"
+            [again] = await store.accept([new(2, callback="https://shop.example/s")], now=2.0)
+            assert (await store.message(again.id)).callback == "https://shop.example/s"
+            assert await store.save_users("shop", [("a", {"default": "1"})], False, 9, 2.0) == \
+                [True]
+            assert await store.console_key("session", "k") == "k"
+        finally:
+            await store.close()
+        assert await admin(postgres_url, "SELECT version FROM store_version") == \
+            [(SCHEMA_VERSION,)] == [(4,)]
+    run(scenario)
+
+
 def test_a_database_holding_other_tables_named_messages_is_refused(postgres_url):
     async def scenario():
         await admin(postgres_url, "CREATE TABLE messages (anything TEXT)")

@@ -116,14 +116,14 @@ async def accept(state: State, messages: list[NewMessage], now: float) -> list[A
 
 _INSERT_MESSAGES = (
     "INSERT INTO messages (app, channel, recipient, text, template_id, kind, idempotency_key, "
-    "reference, created_at) SELECT a, c, r, t, tid, k, ik, ref, $9 FROM unnest($1::text[], "
-    "$2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[]) "
-    "AS v(a, c, r, t, tid, k, ik, ref) ")
+    "reference, callback, created_at) SELECT a, c, r, t, tid, k, ik, ref, cb, $10 FROM unnest("
+    "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], "
+    "$8::int[], $9::text[]) AS v(a, c, r, t, tid, k, ik, ref, cb) ")
 
 
 def _message_rows(messages: list[NewMessage]) -> list[list]:
     return columns([(m.app, m.channel, m.recipient, m.text, m.template_id, m.kind,
-                     m.idempotency_key, m.reference) for m in messages], 8)
+                     m.idempotency_key, m.reference, m.callback) for m in messages], 9)
 
 
 async def _insert_messages(state: State, messages: list[NewMessage], now: float) -> list[int]:
@@ -159,10 +159,11 @@ async def fetch_pending(state: State, channel: str, after_id: int, limit: int,
                         now: float) -> list[PendingMessage]:
     rows = await state.db.fetch(
         "SELECT m.id, m.recipient, m.text, m.reference, m.attempts, "
-        "ARRAY(SELECT s.part FROM segments s WHERE s.message_id = m.id) FROM messages m "
-        "WHERE m.channel = $1 AND m.status = 'accepted' AND m.id > $2 AND m.next_attempt_at <= $3 "
-        "ORDER BY m.id LIMIT $4", channel, after_id, now, limit)
-    return [PendingMessage(r[0], channel, r[1], r[2], r[3], r[4], frozenset(r[5])) for r in rows]
+        "ARRAY(SELECT s.part FROM segments s WHERE s.message_id = m.id), m.created_at "
+        "FROM messages m WHERE m.channel = $1 AND m.status = 'accepted' AND m.id > $2 "
+        "AND m.next_attempt_at <= $3 ORDER BY m.id LIMIT $4", channel, after_id, now, limit)
+    return [PendingMessage(r[0], channel, r[1], r[2], r[3], r[4], frozenset(r[5]), r[6])
+            for r in rows]
 
 
 async def defer(state: State, message_id: int, until: float) -> None:
@@ -283,14 +284,14 @@ async def _settle(state: State, message_id: int, parts: int, now: float,
                   provider: str | None) -> DeliveryStatus | None:
     """Derive the message's status from its segments; write it when it changed. The message's
     row is locked first, so that two gateways settling parts of it take turns."""
-    row = await state.db.fetchrow("SELECT status, app FROM messages WHERE id = $1 FOR UPDATE",
-                                  message_id)
+    row = await state.db.fetchrow("SELECT status, app, callback FROM messages WHERE id = $1 "
+                                  "FOR UPDATE", message_id)
     rows = await state.db.fetch("SELECT status, stat, temporary FROM segments "
                                 "WHERE message_id = $1 ORDER BY part", message_id)
     if len(rows) < parts:
         return None
     status = derive_status([DeliveryStatus(r[0]) for r in rows])
-    old, app = row
+    old, app, callback = row
     if old == status.value or old in FINAL:
         return None
     decisive = next((r for r in rows if r[0] == status.value), rows[-1])
@@ -302,7 +303,7 @@ async def _settle(state: State, message_id: int, parts: int, now: float,
         decisive[2] if status.final else None, provider if status.final else None,
         now, message_id)
     state.moved(old, status.value)
-    if status.final:
+    if status.final and wants_status_callback(state, app, callback):
         await queue_callbacks(state, [_callback_row(app, "status", message_id, now)])
     return status
 
@@ -318,15 +319,15 @@ def _callback_row(app: str, kind: str, ref: int, now: float) -> tuple:
     return app, kind, ref, now, now
 
 
-def wants_status_callback(state: State, app: str) -> bool:
-    """Whether a final status of ``app``'s message is queued for its status callback."""
-    return state.status_callbacks is None or app in state.status_callbacks
+def wants_status_callback(state: State, app: str, callback: str | None = None) -> bool:
+    """Whether a final status of ``app``'s message is queued for a status callback: the
+    message has a callback URL of its own, or its app has one."""
+    return bool(callback) or state.status_callbacks is None or app in state.status_callbacks
 
 
 async def queue_callbacks(state: State, rows: list[tuple]) -> None:
-    """Outbox rows (``_callback_row``) in one statement; status callbacks only for the apps
-    that want them."""
-    rows = [r for r in rows if r[1] != "status" or wants_status_callback(state, r[0])]
+    """Outbox rows (``_callback_row``) in one statement (status callbacks only for messages
+    that ``wants_status_callback``: the callers choose)."""
     if rows:
         await state.db.execute(INSERT_CALLBACKS, *columns(rows, 5))
 
@@ -336,8 +337,8 @@ async def queue_callbacks(state: State, rows: list[tuple]) -> None:
 async def message_view(state: State, message_id: int) -> MessageView | None:
     row = await state.db.fetchrow(
         "SELECT id, app, channel, recipient, text, template_id, kind, created_at, status, "
-        "status_stat, status_temporary, status_provider, status_at, parts FROM messages "
-        "WHERE id = $1", message_id)
+        "status_stat, status_temporary, status_provider, status_at, parts, callback "
+        "FROM messages WHERE id = $1", message_id)
     if row is None:
         return None
     segments = tuple(
@@ -350,7 +351,7 @@ async def message_view(state: State, message_id: int) -> MessageView | None:
             "done_at FROM segments WHERE message_id = $1 ORDER BY part", message_id))
     row = tuple(row)
     temporary = None if row[10] is None else bool(row[10])
-    return MessageView(*row[:10], temporary, *row[11:], segments=segments)
+    return MessageView(*row[:10], temporary, *row[11:14], segments=segments, callback=row[14])
 
 
 async def mo_view(state: State, mo_id: int) -> MoView | None:
@@ -384,6 +385,12 @@ async def callback_done(state: State, entry_id: int, delivered: bool, now: float
         await state.db.execute(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 "
             "WHERE id = $3", next_attempt_at, error, entry_id)
+
+
+async def hold_callback(state: State, entry_id: int, until: float, reason: str) -> None:
+    """Keep a callback back until ``until`` without counting an attempt (nothing was sent)."""
+    await state.db.execute("UPDATE outbox SET next_attempt_at = $1, last_error = $2 "
+                           "WHERE id = $3", until, reason, entry_id)
 
 
 async def pending_callbacks(state: State) -> int:

@@ -65,7 +65,7 @@ async def record_receipts(state: State, receipts: list[Receipt]) -> list[Receipt
         if segment.message_status not in FINAL:
             message_updates.append((status, c.stat, int(c.temporary), c.provider, r.received_at,
                                     segment.message_id))
-            if wants_status_callback(state, segment.app):
+            if wants_status_callback(state, segment.app, segment.callback):
                 callbacks.append(_callback_row(segment.app, "status", segment.message_id,
                                                r.received_at))
             state.moved(segment.message_status, status)
@@ -80,12 +80,13 @@ class _Named:
     """A segment named by a report, with what settling it needs from its message."""
 
     __slots__ = ("message_id", "part", "parts", "submitted_at", "status", "app",
-                 "message_status")
+                 "message_status", "callback")
 
-    def __init__(self, message_id, part, parts, submitted_at, status, app, message_status):
+    def __init__(self, message_id, part, parts, submitted_at, status, app, message_status,
+                 callback):
         self.message_id, self.part, self.parts = message_id, part, parts
         self.submitted_at, self.status = submitted_at, status
-        self.app, self.message_status = app, message_status
+        self.app, self.message_status, self.callback = app, message_status, callback
 
 
 async def _look_up(state: State, receipts: list[Receipt]) -> tuple[dict, set]:
@@ -95,10 +96,10 @@ async def _look_up(state: State, receipts: list[Receipt]) -> tuple[dict, set]:
     found, seen = {}, set()
     rows = await state.db.fetch(
         "SELECT 0, s.channel, s.msg_id, s.message_id, s.part, s.parts, s.submitted_at, "
-        "s.status, m.app, m.status FROM segments s JOIN messages m ON m.id = s.message_id "
-        "WHERE s.msg_id = ANY($1::bigint[]) "
+        "s.status, m.app, m.status, m.callback FROM segments s JOIN messages m "
+        "ON m.id = s.message_id WHERE s.msg_id = ANY($1::bigint[]) "
         "UNION ALL SELECT 1, channel, msg_id, deliver_msg_id, NULL, NULL, NULL, stat, NULL, "
-        "NULL FROM receipts WHERE deliver_msg_id = ANY($2::bigint[])",
+        "NULL, NULL FROM receipts WHERE deliver_msg_id = ANY($2::bigint[])",
         list({to_signed(r.msg_id) for r in receipts}),
         list({to_signed(r.deliver_msg_id) for r in receipts}))
     for row in rows:
@@ -144,13 +145,14 @@ async def expire_reports(state: State, now: float, timeout: float) -> list[int]:
     rows = await state.db.fetch(
         "UPDATE messages SET status = 'unknown', status_at = $1, status_stat = NULL, "
         "status_temporary = 0 WHERE status = 'submitted' AND submitted_at < $2 "
-        "RETURNING id, app", now, now - timeout)
+        "RETURNING id, app, callback", now, now - timeout)
     if rows:
         await state.db.execute("UPDATE segments SET status = 'unknown', done_at = $1 "
                                "WHERE message_id = ANY($2::bigint[]) AND status = 'submitted'",
                                now, [r[0] for r in rows])
         await queue_callbacks(state, [_callback_row(app, "status", message_id, now)
-                                      for message_id, app in rows])
+                                      for message_id, app, callback in rows
+                                      if wants_status_callback(state, app, callback)])
     state.moved(SUBMITTED, DeliveryStatus.UNKNOWN.value, len(rows))
     return sorted(r[0] for r in rows)
 

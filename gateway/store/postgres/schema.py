@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS messages (
     status_at DOUBLE PRECISION,
     submitted_at DOUBLE PRECISION,
     next_attempt_at DOUBLE PRECISION NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0
+    attempts INTEGER NOT NULL DEFAULT 0,
+    callback TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency
     ON messages(app, idempotency_key) WHERE idempotency_key IS NOT NULL;
@@ -128,8 +129,12 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at) WHERE state = '
 
 # The layout of the database, in the one row of store_version. A version that changes the
 # layout raises it and migrates older databases in ``migrate``; a database of a newer version
-# is refused, so an older gateway never writes to a layout it does not know.
-SCHEMA_VERSION = 1
+# is refused, so an older gateway never writes to a layout it does not know. The versions are
+# SQLite's (gateway.store.sqlite.messages.SCHEMA_VERSION): 2, messages.callback; 3, the apps'
+# users (``users``); 4, the operator's console (``console``). New tables come with the schemas'
+# CREATE ... IF NOT EXISTS; MIGRATIONS change the tables that an older layout already has.
+SCHEMA_VERSION = 4
+MIGRATIONS = {2: "ALTER TABLE messages ADD COLUMN IF NOT EXISTS callback TEXT"}
 
 # Advisory locks in PostgreSQL's two-int4 key space, (LOCKS, n), for the whole store: n = 1
 # while one gateway creates or migrates the schema (several may start at once). Per-item
@@ -158,6 +163,9 @@ async def migrate(db, name: str, schemas: tuple[str, ...]) -> None:
                              "run that version, or restore the backup taken before upgrading")
         for schema in (VERSION_TABLE, *schemas):
             await db.execute(schema)
+        for layout_version, statement in sorted(MIGRATIONS.items()):
+            if version is not None and version < layout_version:
+                await db.execute(statement)
         if version is None:
             await db.execute("INSERT INTO store_version (version) VALUES ($1)", SCHEMA_VERSION)
         elif version < SCHEMA_VERSION:

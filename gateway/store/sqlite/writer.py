@@ -412,6 +412,9 @@ class SqliteStore(Store):
                     rows: list[tuple]) -> asyncio.Future:
         return self._submit(_insert_rows, table, columns, rows)
 
+    async def continue_ids(self) -> None:
+        """Nothing to do: SQLite gives a new row the id after the highest stored."""
+
     def counts_snapshot(self) -> Counter:
         """Messages by status, as of the last commit (no query; for metrics scrapes)."""
         return Counter(self._state.counts) if self._state else Counter()
