@@ -12,6 +12,8 @@ picked by the weights of ``--mix``, to destinations cycled from ``--to`` or ``--
 With ``--reports`` every SUBMIT asks for a status report and every DELIVER is acknowledged.
 
 A progress line goes to stderr every second; the summary goes to stdout (``--json``: as JSON).
+A center whose AuthenticatorISMG is not the spec's is benched all the same (the gateway's
+default, verify_authenticator = "warn"), and the summary ends with a warning saying so.
 Ctrl-C stops submitting, waits a moment for the answers in flight and prints the summary.
 Exit status: 0 when anything was acknowledged, 1 when nothing was, 2 on a usage error or when
 the first connection cannot log in. The password is never printed (prefer ``--password-env``:
@@ -33,6 +35,7 @@ import cmpp
 from gateway.channel import (
     ChannelPool,
     DeadlineExceeded,
+    LoginRefused,
     OutcomeUnknown,
     PoolClosed,
     SubmitRejectedError,
@@ -336,8 +339,8 @@ async def wait_logged_in(bench: Bench, stop: asyncio.Event, target: str) -> None
     while pool.open_connections == 0:
         refusal, first = bench.recorder.login_refusal, pool.status().connections[0].last_error
         if refusal is not None:
-            raise UsageError(f"login refused by {target}: {refusal.reason}; check the account "
-                             "and the password")
+            error = LoginRefused(refusal.status, refusal.reason, refusal.retryable)
+            raise UsageError(f"{target}: {error}")
         if first or loop.time() > end:
             raise UsageError(first or f"no login at {target} within {channel.connect_timeout:g} s")
         if stop.is_set():

@@ -22,6 +22,7 @@ from gateway.channel import (
     OutcomeUnknown,
     SubmitRejectedError,
     SubmitThrottledError,
+    authenticator_mismatch,
 )
 from gateway.status import ReceiptCodes
 
@@ -82,6 +83,9 @@ class Tally:
     report_latencies: list[float] = field(default_factory=list)
     mo: int = 0
     connection_errors: Counter = field(default_factory=Counter)
+    logins: int = 0
+    authenticator_mismatches: int = 0      # logins whose AuthenticatorISMG was not the spec's
+    authenticator_all_zero: bool = False   # ... and was 16 zero bytes
     seconds: list[Second] = field(default_factory=list)
 
     def second(self, now: float) -> Second:
@@ -120,6 +124,17 @@ def failure_name(error: Exception) -> str:
                 type(error).__name__)
 
 
+def warnings(tally: Tally) -> list[str]:
+    """What the run did not fail on but an operator must know before pointing the gateway at
+    this center."""
+    if not tally.authenticator_mismatches:
+        return []
+    return [f"{authenticator_mismatch(tally.authenticator_all_zero)} (on "
+            f"{tally.authenticator_mismatches} of {tally.logins} logins): the gateway logs in to "
+            'such a center with verify_authenticator = "warn" (the default) and refuses it with '
+            '"refuse"']
+
+
 def summary(tally: Tally, now: float, settings: dict) -> dict:
     """The run as a JSON-able dict; ``settings`` describes the target and the load (never the
     password). The text summary is rendered from this same dict."""
@@ -147,6 +162,8 @@ def summary(tally: Tally, now: float, settings: dict) -> dict:
                     "latency_ms": latency_ms(tally.report_latencies, (50, 99), False)},
         "mo_received": tally.mo,
         "connection_errors": dict(tally.connection_errors.most_common()),
+        "authenticator_mismatches": tally.authenticator_mismatches,
+        "warnings": warnings(tally),
     }
 
 
@@ -194,6 +211,7 @@ def format_summary(s: dict) -> str:
         lines.append(f"MO           {_n(s['mo_received'])} received")
     lines.append(f"connections  {_pairs(s['connection_errors'])}"
                  if s["connection_errors"] else "connections  no errors")
+    lines += [f"warning      {warning}" for warning in s["warnings"]]
     return "\n".join(lines)
 
 
@@ -278,6 +296,11 @@ class Recorder:
             self._response(8, event.rtt, now).throttled += 1
         elif kind is ev.SubmitRejected:
             self._response(event.response.result, event.rtt, now)
+        elif kind is ev.LoginSucceeded:
+            self.tally.logins += 1
+        elif kind is ev.AuthenticatorMismatch:
+            self.tally.authenticator_mismatches += 1
+            self.tally.authenticator_all_zero = event.all_zero
         elif kind is ev.LoginRejected:
             self.login_refusal = self.login_refusal or event
             self.tally.connection_errors[f"login refused: {event.reason}"] += 1

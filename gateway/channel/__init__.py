@@ -6,7 +6,8 @@ out, one coalesced write per loop iteration, one timer. ``ChannelPool`` keeps a 
 heal), spreads SUBMITs over the connections with free window, paces them to the channel's
 TPS and drains on close. ``pacing`` holds the backoff and the TPS limiter; ``errors`` the
 typed outcomes (``SubmitRejectedError``, ``OutcomeUnknown``, ``SendsExhausted``,
-``LoginRefused``, ...).
+``LoginRefused``, ...), and ``authenticator_mismatch``: a center's non-standard
+AuthenticatorISMG in an operator's words.
 
 Offers: Connection, SessionProtocol, EventHandler, china_time, CHINA; ChannelPool,
 ChannelPools, PoolTuning, PoolClosed, Submitted, ChannelStatus, ConnectionStatus,
@@ -25,6 +26,7 @@ from .errors import (
     SendsExhausted,
     SubmitRejectedError,
     SubmitThrottledError,
+    authenticator_mismatch,
 )
 from .pacing import Backoff, DeadlineExceeded, TpsLimiter
 from .pool import (
@@ -43,5 +45,6 @@ __all__ = [
     "Connection", "ConnectionClosed", "ConnectionStatus", "DeadlineExceeded", "EventHandler",
     "GatewayError", "LoginFailed", "LoginRefused", "LoginTimedOut", "OutcomeUnknown",
     "PoolClosed", "PoolTuning", "SendsExhausted", "SessionProtocol", "SubmitRejectedError",
-    "SubmitThrottledError", "Submitted", "TpsLimiter", "china_time", "session_config",
+    "SubmitThrottledError", "Submitted", "TpsLimiter", "authenticator_mismatch", "china_time",
+    "session_config",
 ]

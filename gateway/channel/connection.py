@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -28,6 +29,7 @@ from .errors import (
     OutcomeUnknown,
     SubmitRejectedError,
     SubmitThrottledError,
+    authenticator_mismatch,
 )
 
 log = logging.getLogger("cmpp_gateway.connection")
@@ -121,7 +123,7 @@ class SessionProtocol(asyncio.Protocol):
         if due == self._timer_at:
             return
         self._cancel_timer()
-        if due is not None:
+        if due is not None and due != math.inf:     # inf: a heartbeat that never falls due
             self._timer_at = due
             self._timer = self._loop.call_at(due, self._on_timer)
 
@@ -159,6 +161,7 @@ class Connection(SessionProtocol):
         self.on_deliver = on_deliver
         self.on_event = on_event
         self.last_error: str | None = None
+        self._mismatch: ev.AuthenticatorMismatch | None = None   # in CONNECT_RESP, if any
         self._unanswering = False       # declared dead because requests went unanswered
         self._pending: dict[int, asyncio.Future | Callable] = {}   # by Sequence_Id
         self._window_waiters: deque[asyncio.Future] = deque()
@@ -364,17 +367,24 @@ class Connection(SessionProtocol):
             self._login.set_result(event)
 
     def _on_login_rejected(self, event: ev.LoginRejected) -> None:
-        self.last_error = f"login refused: {event.reason}"
+        reason = event.reason
+        if event.status is None and self._mismatch is not None:   # refused by us, not the center
+            reason = authenticator_mismatch(self._mismatch.all_zero)
+        error = LoginRefused(event.status, reason, event.retryable)
+        self.last_error = str(error)
         if not self._login.done():
-            self._login.set_exception(LoginRefused(event.status, event.reason, event.retryable))
+            self._login.set_exception(error)
 
     def _on_mismatch(self, event: ev.AuthenticatorMismatch) -> None:
-        log.warning("%s: AuthenticatorISMG does not match%s", self.name,
-                    " (all zero)" if event.all_zero else "")
+        """Refused, the refusal says why (see ``_on_login_rejected``); tolerated, a warning."""
+        self._mismatch = event
+        if not self.session.config.refuse_bad_authenticator:
+            log.warning('%s: %s; logged in all the same (verify_authenticator = "warn")',
+                        self.name, authenticator_mismatch(event.all_zero))
 
     def _on_terminated(self, event: ev.ConnectionTerminated) -> None:
         if not event.reason.startswith("terminated"):
-            self.last_error = event.reason
+            self.last_error = self.last_error or event.reason   # a login refusal says more
         # On a link declared dead for want of answers, every send of a request still waiting
         # went unanswered; on a link lost otherwise, its last send was cut short.
         cut = 0 if self._unanswering else 1

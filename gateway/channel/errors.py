@@ -23,12 +23,33 @@ class LoginTimedOut(LoginFailed):
     """No CONNECT_RESP (or no TCP connection) within the connect timeout."""
 
 
+# Where an operator should look after a refusal that will not heal, by CONNECT_RESP Status
+# (None: the gateway itself refused the center's AuthenticatorISMG, verify_authenticator).
+LOGIN_ADVICE = {
+    2: "check the account (SP_Id), and that the center allows this machine's address",
+    3: "check the account and password, and this machine's clock (a center refuses a "
+       "CONNECT Timestamp minutes away from China time)",
+    4: "the center does not take CMPP 2.0 (Version 0x20) on this account",
+    None: "the center accepted the account and password (Status 0), but many centers compute "
+          'AuthenticatorISMG differently or send zeros: verify_authenticator = "warn" on this '
+          "channel logs in to such a center",
+}
+
+
+def authenticator_mismatch(all_zero: bool) -> str:
+    """The center's AuthenticatorISMG is not the spec's (reference 6.2), in an operator's words."""
+    return (f"the center's AuthenticatorISMG{' (all zero)' if all_zero else ''} does not match "
+            "the standard computation, MD5(Status + AuthenticatorSource + secret)")
+
+
 class LoginRefused(LoginFailed):
-    """CONNECT_RESP with a non-zero Status (``status`` None: a refused AuthenticatorISMG)."""
+    """CONNECT_RESP with a non-zero Status (``status`` None: a refused AuthenticatorISMG).
+    Its text is the reason and, for a refusal that will not heal, ``advice``: where to look."""
 
     def __init__(self, status: int | None, reason: str, retryable: bool) -> None:
         self.status, self.reason, self.retryable = status, reason, retryable
-        super().__init__(f"login refused: {reason}")
+        self.advice = None if retryable else LOGIN_ADVICE.get(status)
+        super().__init__(f"login refused: {reason}" + (f"; {self.advice}" if self.advice else ""))
 
 
 class SubmitRejectedError(GatewayError):

@@ -269,8 +269,8 @@ class ChannelPool:
         slot.last_error = str(error)
         if isinstance(error, LoginRefused) and not error.retryable:
             if self._refusal is None:
-                log.error("%s: login refused (%s); retrying every %g s, check the account and "
-                          "password", self.channel.name, error.reason, self.tuning.refused_retry)
+                log.error("%s: %s; trying again every %g s", self.channel.name, error,
+                          self.tuning.refused_retry)
             self._refusal = str(error)
             self._release_followers()
             return self.tuning.refused_retry

@@ -23,7 +23,8 @@ class IsmgConnection(SessionProtocol):
     ids = itertools.count(1)
 
     def __init__(self, sim) -> None:
-        super().__init__(Session(Role.SERVER, sim.config.session, now=asyncio.get_running_loop().time()),
+        super().__init__(Session(Role.SERVER, sim.session_config(),
+                                 now=asyncio.get_running_loop().time()),
                          name=f"ismg-{next(self.ids)}")
         self.sim = sim
         self.id = int(self.name.split("-")[1])

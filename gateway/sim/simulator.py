@@ -7,18 +7,26 @@ sends MO messages (long ones split across connections), and records what it rece
 can assert on it. DELIVERs left unanswered when a connection dies go out again on another one,
 as a real ISMG does.
 
+In strict mode (``SimulatorConfig.strict``) it also refuses what a strict center refuses,
+with the spec's codes (``strict``: the Version, the Timestamp against its clock, and every
+field of a SUBMIT). It sends ACTIVE_TEST after ``session.heartbeat_interval`` seconds of
+silence, or (``heartbeat`` False) never.
+
 Use it in-process (``async with Simulator(config) as sim``) or as ``cmpp-gateway simulate``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import math
 import random
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import cmpp
 from cmpp import events as ev
@@ -27,6 +35,7 @@ from cmpp.session import SessionConfig
 from cmpp.states import State
 from gateway.channel import china_time
 
+from . import strict
 from .connection import IsmgConnection
 from .held import HeldDelivers
 
@@ -35,11 +44,15 @@ log = logging.getLogger("cmpp_gateway.simulator")
 
 @dataclass
 class Account:
-    """An SP account: Source_Addr, shared secret, and how many connections it may hold."""
+    """An SP account: Source_Addr, shared secret, and how many connections it may hold. In
+    strict mode, a SUBMIT's Src_Id must start with ``access_number`` and its Service_Id be
+    one of ``service_ids`` (each unchecked when empty)."""
 
     account: str
     secret: str
     max_connections: int = 4
+    access_number: str = ""
+    service_ids: tuple[str, ...] = ()
 
 
 @dataclass
@@ -58,6 +71,7 @@ class Faults:
     report_before_resp: bool = False      # the report goes out before its SUBMIT_RESP
     login_status: int | None = None       # refuse every login with this Status
     duplicate_delivers: bool = False      # send every DELIVER twice
+    zero_authenticator: bool = False      # AuthenticatorISMG of 16 zero bytes, as some centers
 
 
 @dataclass
@@ -76,6 +90,14 @@ class SimulatorConfig:
     # acknowledged (sent and unanswered, queued, or a report not yet due) here, and start()
     # takes them back, to send once the SPs log in again. None: they end with the simulator.
     held: HeldDelivers | None = None
+    # Refuse what a strict center refuses (gateway.sim.strict), CONNECT Timestamps more than
+    # timestamp_tolerance seconds from clock() (China time now) among them.
+    strict: bool = False
+    timestamp_tolerance: float = 300.0
+    clock: Callable[[], datetime] = china_time
+    # Whether it sends ACTIVE_TEST after session.heartbeat_interval (the spec's C) of
+    # silence; False: never (it answers them all the same).
+    heartbeat: bool = True
 
 
 @dataclass(frozen=True)
@@ -86,6 +108,7 @@ class ReceivedSubmit:
     msg_id: int | None       # None when it was refused
     result: int
     at: float
+    refusal: str | None = None   # why strict mode refused it
 
 
 @dataclass(frozen=True)
@@ -170,6 +193,13 @@ class Simulator:
     async def __aexit__(self, *exc) -> None:
         await self.stop()
 
+    def session_config(self) -> SessionConfig:
+        """Its connections' session settings: ``config.session``, without a heartbeat unless
+        ``config.heartbeat`` (an interval of infinity never falls due)."""
+        if self.config.heartbeat:
+            return self.config.session
+        return dataclasses.replace(self.config.session, heartbeat_interval=math.inf)
+
     # ------------------------------------------------------------------------- queries
 
     def connections(self, account: str | None = None) -> list[IsmgConnection]:
@@ -244,7 +274,8 @@ class Simulator:
         self.logins.append((connect.source_addr, status))
         if status == ConnectStatus.OK:
             conn.account = connect.source_addr
-        conn.session.accept_login(status, account.secret if account else None, conn._loop.time())
+        secret = account.secret if account and not self.config.faults.zero_authenticator else None
+        conn.session.accept_login(status, secret, conn._loop.time())
         conn._after_session_call(flush_now=False)
         if status == ConnectStatus.OK:
             self._pump(conn.account)
@@ -254,6 +285,14 @@ class Simulator:
             return self.config.faults.login_status
         if account is None:
             return ConnectStatus.ILLEGAL_SOURCE_ADDRESS
+        if self.config.strict:
+            refusal = strict.check_connect(connect, self.config.clock(),
+                                           self.config.timestamp_tolerance)
+            if refusal is not None:
+                self.counters[f"strict_status_{refusal.code}"] += 1
+                log.warning("strict: CONNECT of %s refused with Status %d: %s",
+                            account.account, refusal.code, refusal.reason)
+                return refusal.code
         expected = cmpp.authenticator_source(account.account, account.secret, connect.timestamp)
         if connect.authenticator_source != expected:
             return ConnectStatus.AUTHENTICATION_ERROR
@@ -269,10 +308,12 @@ class Simulator:
         self.counters["submits"] += 1
         if self.config.record:
             self.received.append((conn.id, submit))
-        result = self._submit_result(conn.account, now)
+        refusal = self._strict_refusal(conn.account, submit)
+        result = refusal.code if refusal else self._submit_result(conn.account, now)
         msg_id = self._next_msg_id(len(submit.dest_terminal_ids)) if result == 0 else None
         if self.config.record:
-            self.submits.append(ReceivedSubmit(conn.account, conn.id, submit, msg_id, result, now))
+            self.submits.append(ReceivedSubmit(conn.account, conn.id, submit, msg_id, result, now,
+                                               refusal.reason if refusal else None))
         if faults.no_submit_resp:
             return
         response = cmpp.SubmitResp(submit.sequence_id, msg_id or 0, result)
@@ -289,6 +330,18 @@ class Simulator:
             self._later(faults.submit_resp_delay, conn.respond, response)
         else:
             conn.respond(response)
+
+    def _strict_refusal(self, account: str, submit: cmpp.Submit) -> strict.Refusal | None:
+        """In strict mode, why a strict center would refuse this SUBMIT (a Result fault, the
+        tester's own choice, goes first); None otherwise."""
+        if not self.config.strict or self.config.faults.submit_result is not None:
+            return None
+        refusal = strict.check_submit(submit, self.accounts[account])
+        if refusal is not None:
+            self.counters[f"strict_result_{refusal.code}"] += 1
+            log.warning("strict: SUBMIT of %s refused with Result %d: %s", account, refusal.code,
+                        refusal.reason)
+        return refusal
 
     def _submit_result(self, account: str, now: float) -> int:
         faults = self.config.faults

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 
 import pytest
@@ -146,6 +147,43 @@ def test_an_extra_login_beyond_the_account_limit_is_refused():
             assert caught.value.status == 5
             await first.close()
     run(scenario)
+
+
+class OwnAuthenticatorIsmg(Simulator):
+    """Logs every SP in, with an AuthenticatorISMG computed its own way (here: over another
+    secret), as some real centers do."""
+
+    def on_login(self, conn, event: ev.LoginRequested) -> None:
+        conn.account = event.connect.source_addr
+        conn.session.accept_login(0, "the center's own way", conn._loop.time())
+        conn._after_session_call(flush_now=False)
+
+
+def test_a_refused_authenticator_names_the_cause_and_the_setting_not_the_password():
+    async def scenario():
+        async with OwnAuthenticatorIsmg(SimulatorConfig()) as sim:
+            with pytest.raises(LoginRefused) as caught:
+                await connect(sim, config=SessionConfig(refuse_bad_authenticator=True))
+            text = str(caught.value)
+            assert text.startswith("login refused: the center's AuthenticatorISMG does not "
+                                   "match the standard computation")
+            assert 'verify_authenticator = "warn"' in text and "(all zero)" not in text
+            assert "check the account and password" not in text
+            assert caught.value.status is None and not caught.value.retryable
+    run(scenario)
+
+
+def test_a_tolerated_authenticator_mismatch_is_logged_with_the_setting(caplog):
+    async def scenario():
+        async with simulator(faults=Faults(zero_authenticator=True)) as sim:
+            conn = await connect(sim)
+            assert conn.is_open
+            await conn.close()
+    with caplog.at_level(logging.WARNING, logger="cmpp_gateway.connection"):
+        run(scenario)
+    assert "the center's AuthenticatorISMG (all zero) does not match the standard " \
+           'computation, MD5(Status + AuthenticatorSource + secret); logged in all the same ' \
+           '(verify_authenticator = "warn")' in caplog.text
 
 
 def test_connection_refused_is_a_typed_error():

@@ -195,6 +195,42 @@ def test_a_json_summary_parses_and_keeps_the_password_out():
     run(scenario)
 
 
+def test_a_center_with_a_non_standard_authenticator_is_benched_with_a_warning():
+    async def scenario():
+        async with simulator(faults=Faults(zero_authenticator=True)) as sim:
+            status, out, err = await run_bench(sim, "--count", "20", "--json", "--quiet",
+                                               "--connections", "2")
+            assert status == 0, err
+            summary = json.loads(out)
+            assert summary["messages"]["acknowledged"] == 20
+            assert summary["authenticator_mismatches"] == 2
+            [warning] = summary["warnings"]
+            assert warning.startswith("the center's AuthenticatorISMG (all zero) does not match "
+                                      "the standard computation")
+            assert "on 2 of 2 logins" in warning and 'verify_authenticator = "warn"' in warning
+            status, out, err = await run_bench(sim, "--count", "5", "--quiet")
+            assert status == 0
+            assert f"warning      {warning.replace('2 of 2', '4 of 4')}" in out.splitlines()
+        async with simulator() as sim:                  # a standard center: no warning
+            status, out, _ = await run_bench(sim, "--count", "5", "--json", "--quiet")
+            summary = json.loads(out)
+            assert summary["warnings"] == [] and summary["authenticator_mismatches"] == 0
+    run(scenario)
+
+
+def test_the_benchs_submits_pass_a_strict_center():
+    async def scenario():
+        async with simulator(strict=True, accounts=[Account(ACCOUNT, SECRET, 8, "10690001")]) \
+                as sim:
+            status, out, err = await run_bench(sim, "--count", "60", "--json", "--quiet",
+                                               "--mix", "short=1,long=1,chinese=1",
+                                               "--to-range", "13800000000:10")
+            assert status == 0, err
+            assert json.loads(out)["results"] == [{"result": 0, "name": "OK", "count": 100}]
+            assert all(s.result == 0 for s in sim.submits)
+    run(scenario)
+
+
 def test_nothing_acknowledged_exits_1_with_the_results():
     async def scenario():
         async with simulator(faults=Faults(submit_result=13)) as sim:

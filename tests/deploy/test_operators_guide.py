@@ -68,6 +68,10 @@ def test_every_command_of_the_operators_guide_works_from_a_fresh_copy(tmp_path):
     assert re.search(r'cmpp_messages_final_total\{channel="center",status="delivered"\} [1-9]',
                      out)
     assert "backup-1.sqlite: 4 messages, integrity ok" in out     # the batch's refused one too
+    assert re.search(r"^results +0 OK: 50$", out, re.M)          # a strict center took them all
+    assert "failures     none" in out and "\nwarning      " not in out
+    strict = (copy / "strict.log").read_text()
+    assert "refused" not in strict and "submits 50" in strict
 
     log = (copy / "gateway.log").read_text()
     assert "signal SIGHUP: draining" in log and "signal SIGTERM: draining" in log

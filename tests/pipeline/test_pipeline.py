@@ -35,7 +35,8 @@ def gateway_config(store: str, port: int, connections: int = 2, **channel):
 
 @contextlib.asynccontextmanager
 async def pipeline(store, sim_settings=None, connections=2, options=None, **channel):
-    sim = Simulator(SimulatorConfig(accounts=[Account(ACCOUNT, SECRET)], **(sim_settings or {})))
+    sim = Simulator(SimulatorConfig(accounts=[Account(ACCOUNT, SECRET, access_number="10690001")],
+                                    **(sim_settings or {})))
     await sim.start()
     gateway = Gateway(gateway_config(store, sim.address[1], connections, **channel),
                       options or GatewayOptions(tuning=FAST, serve_ops=False))
@@ -82,6 +83,51 @@ def test_a_long_chinese_message_arrives_in_parts_whose_reports_all_match(store_s
             assert [m.text for p in parts for m in reassembler.feed(p, 0)] == [text]
             assert all(s.submit.registered_delivery == 1 for s in sim.submits)
             assert {s.submit.msg_content[3] for s in sim.submits} == {77}   # UDH reference
+    run(scenario, timeout=30)
+
+
+def test_a_strict_center_takes_every_submit_of_the_gateway(tmp_path):
+    texts = ["Your code is 123456.", "A long ASCII message, " * 12, "您的订单已发货。",
+             "这是一条很长的中文短信，用来检验严格模式下的分段发送。" * 5,
+             "Emoji 😀 outside the BMP in a long one, " + "很长的内容😀" * 30]
+    async def scenario():
+        async with pipeline(str(tmp_path / "gw.sqlite"),
+                            {"strict": True, "report_delay": 0.02}) as (sim, gw):
+            ids = [a.id for a in await gw.accept([message(t, reference=i)
+                                                  for i, t in enumerate(texts)])]
+            assert await all_final(gw, ids) == ["delivered"] * len(texts)
+            refused = [(s.result, s.refusal) for s in sim.submits if s.result != 0]
+            assert refused == []
+            assert len(sim.submits) > len(texts) and len(sim.logins) == 2
+            assert {s.submit.msg_fmt for s in sim.submits} == {0, 8}
+    run(scenario, timeout=30)
+
+
+def test_a_refused_authenticator_shows_its_cause_and_the_setting_in_readyz(tmp_path):
+    async def scenario():
+        sim = Simulator(SimulatorConfig(accounts=[Account(ACCOUNT, SECRET)],
+                                        faults=Faults(zero_authenticator=True)))
+        await sim.start()
+        config = gateway_config(str(tmp_path / "gw.sqlite"), sim.address[1],
+                                verify_authenticator="refuse")
+        gateway = Gateway(config, GatewayOptions(tuning=FAST, ops_address=("127.0.0.1", 0),
+                                                 serve_api=False))
+        await gateway.start()
+        try:
+            await eventually(lambda: "login refused" in gateway.pools["cmcc"].status().reason)
+            host, port = gateway.ops.address
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://{host}:{port}/readyz") as response:
+                    status, ready = response.status, await response.json()
+        finally:
+            await gateway.stop()
+            await sim.stop()
+        channel = ready["channels"]["cmcc"]
+        assert status == 503 and not ready["ready"] and not channel["healthy"]
+        for text in (channel["reason"], channel["connections"][0]["last_error"]):
+            assert "AuthenticatorISMG (all zero) does not match the standard computation" in text
+            assert 'verify_authenticator = "warn" on this channel' in text
+            assert "check the account and password" not in text
     run(scenario, timeout=30)
 
 

@@ -1,14 +1,21 @@
 """The simulator as a test bench, over loopback TCP: a subclass scripts its own ISMG through
-the event methods, and the DELIVERs it owes survive its restart and go out after the SP logs
-in again."""
+the event methods, the DELIVERs it owes survive its restart and go out after the SP logs
+in again, and its heartbeat is a setting."""
 
 from __future__ import annotations
 
+import asyncio
+import math
+
+import pytest
+
 import cmpp
 from cmpp import events as ev
+from cmpp.session import SessionConfig
 from gateway.channel import Connection, SubmitRejectedError
 from gateway.sim import Account, HeldDelivers, Simulator, SimulatorConfig
 from tests.aio import eventually, run
+from tests.sim.raw import RawClient
 
 ACCOUNT, SECRET = "900001", "secret"
 
@@ -96,3 +103,38 @@ def test_held_delivers_go_through_a_file(tmp_path):
     loaded = HeldDelivers.load(tmp_path / "held.json")
     assert loaded.take() == held.take()
     assert len(HeldDelivers.load(tmp_path / "none.json")) == 0
+
+
+# ----------------------------------------------------------------------------- heartbeat
+
+def test_it_sends_active_test_after_the_sessions_heartbeat_interval():
+    async def scenario():
+        config = SimulatorConfig(accounts=[Account(ACCOUNT, SECRET)],
+                                 session=SessionConfig(heartbeat_interval=0.05))
+        async with Simulator(config) as sim:
+            client = await RawClient.open(sim.address)
+            assert (await client.login(ACCOUNT, SECRET)).status == 0
+            probe = await client.wait_for(lambda pdu: isinstance(pdu, cmpp.ActiveTest))
+            client.send(cmpp.encode(cmpp.ActiveTestResp(probe.sequence_id)))
+            again = await client.wait_for(lambda pdu: isinstance(pdu, cmpp.ActiveTest)
+                                          and pdu.sequence_id != probe.sequence_id)
+            assert again.sequence_id > probe.sequence_id        # answered, and idle again
+            await client.close()
+    run(scenario)
+
+
+def test_without_heartbeat_it_sends_no_active_test_and_still_answers_them():
+    async def scenario():
+        config = SimulatorConfig(accounts=[Account(ACCOUNT, SECRET)], heartbeat=False,
+                                 session=SessionConfig(heartbeat_interval=0.05))
+        async with Simulator(config) as sim:
+            client = await RawClient.open(sim.address)
+            assert (await client.login(ACCOUNT, SECRET)).status == 0
+            [server] = sim.connections(ACCOUNT)
+            assert math.isinf(server.session.get_timer())       # no deadline at all
+            answer = await client.request(cmpp.ActiveTest())
+            assert isinstance(answer, cmpp.ActiveTestResp)
+            with pytest.raises(asyncio.TimeoutError):           # 10 intervals of 0.05 s
+                await client.wait_for(lambda pdu: isinstance(pdu, cmpp.ActiveTest), timeout=0.5)
+            await client.close()
+    run(scenario)
