@@ -268,7 +268,7 @@ class Gateway:
         try:
             return await send_message(self.api, app, temp_id, mobile, params)
         except ApiError as error:
-            raise SendRefused(error.code, error.message) from None
+            raise SendRefused(error.code, error.text) from None
 
     async def _console_upload(self, app_name: str, data: bytes | bytearray, filename: str,
                               content_type: str) -> dict:
@@ -280,7 +280,7 @@ class Gateway:
         try:
             return await upload_users(self.api, app, data, filename, content_type)
         except ApiError as error:
-            raise UploadRefused(error.code, error.message) from None
+            raise UploadRefused(error.code, error.text) from None
 
     def _on_mo(self, mo: MoMessage, mo_id: int) -> None:
         """An MO of "T" or "TD" unsubscribes its sender from marketing templates."""

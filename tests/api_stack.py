@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from gateway.api.errors import CODES
 from gateway.api.registry import Signature, Template
 from gateway.channel import Backoff, PoolTuning
 from gateway.cli.review import add_review_commands
@@ -168,8 +169,10 @@ class Client:
 
 
 def error(code, status):
-    """A check that an answer is the JSMS error ``code`` with HTTP ``status``."""
-    return lambda answer: answer[0] == status and answer[1]["error"]["code"] == code
+    """A check that an answer is the JSMS error ``code`` with HTTP ``status`` and, exactly,
+    the message the JSMS table gives it (clients match on it; any detail is beside it)."""
+    return lambda answer: (answer[0] == status and answer[1]["error"]["code"] == code
+                           and answer[1]["error"]["message"] == CODES[code][1])
 
 
 async def new_sign(api: Client, sign: str, *images, auth=(KEY, SECRET)) -> int:

@@ -4,9 +4,10 @@ with per-app Basic credentials, IP whitelists and JSMS's error codes 50000-50041
 
 ``app`` builds the aiohttp application (authentication, errors) and its server with its
 limits (``connections``: how many from one address and in all, and how long a client may
-take); ``context`` is what every handler shares, ``ids`` how an id is read; ``messages``,
-``codes``, ``templates_signs`` and ``users`` add their routes (``uploads`` reads and checks
-the users of an upload); ``registry`` and ``rules`` hold the templates, signatures and
+take); ``context`` is what every handler shares, ``ids`` how an id is read,
+``idempotency`` what an Idempotency-Key does; ``messages``, ``codes``, ``templates_signs``
+and ``users`` add their routes (``sign_form`` reads and checks a signature's form,
+``uploads`` the users of an upload); ``registry`` and ``rules`` hold the templates, signatures and
 sending rules in memory. The API talks to the store, never to a connection.
 
 Offers: Api, ApiServer, create_app, ApiError, send_message (one template message without

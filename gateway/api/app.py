@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import ipaddress
 import logging
 
 from aiohttp import web
@@ -26,6 +25,7 @@ from . import codes, messages, templates_signs, users
 from .connections import Connections, GuardedConnection
 from .context import API_KEY, APP, Api, max_body
 from .errors import ApiError
+from .forwarded import CLIENT, parse_ip
 
 log = logging.getLogger("cmpp_gateway.api")
 LINGER = 2.0
@@ -50,7 +50,11 @@ async def deadlines(request: web.Request, handler):
 
 @web.middleware
 async def jsms_errors(request: web.Request, handler):
-    """Map every failure to a JSMS error body with the documented HTTP status."""
+    """Map every failure to a JSMS error body with the documented HTTP status. Each request
+    is logged at debug with its client's address (see ``forwarded``)."""
+    api: Api = request.app[API_KEY]
+    request[CLIENT] = api.proxies.client(request.remote,
+                                         request.headers.getall("X-Forwarded-For", []))
     if request.content_length is not None and request.content_length > max_body(request):
         return _too_large(request, max_body(request))  # at once: do not wait for the body
     try:
@@ -59,10 +63,12 @@ async def jsms_errors(request: web.Request, handler):
             raise ApiError(50018 if refused.status == 405 else 50016)
         response = await handler(request)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s: %d", request.method, request.path, response.status)
+            log.debug("%s %s: %d (client %s)", request.method, request.path,
+                      response.status, request[CLIENT])
         return response
     except ApiError as error:
-        log.debug("%s %s: %d, JSMS %d", request.method, request.path, error.status, error.code)
+        log.debug("%s %s: %d, JSMS %d (client %s)", request.method, request.path,
+                  error.status, error.code, request[CLIENT])
         return error.response()
     except web.HTTPRequestEntityTooLarge:
         return _too_large(request, max_body(request))
@@ -76,7 +82,8 @@ async def jsms_errors(request: web.Request, handler):
         code = {404: 50016, 405: 50018, 415: 50017}.get(error.status, 50007)
         return ApiError(code).response()
     except Exception:  # noqa: BLE001 - the caller gets 50019, the operator a log line
-        log.exception("%s %s failed", request.method, request.path)
+        log.exception("%s %s failed (client %s)", request.method, request.path,
+                      request[CLIENT])
         return ApiError(50019).response()
 
 
@@ -100,7 +107,7 @@ async def authenticate(request: web.Request, handler):
     if not app.enabled:
         raise ApiError(50036)
     networks = api.apps.networks(app.name)
-    if networks and not _allowed(request.remote, networks):
+    if networks and not _allowed(request[CLIENT], networks):
         raise ApiError(50035)
     request[APP] = app
     return await handler(request)
@@ -114,14 +121,9 @@ def _too_large(request: web.Request, limit: int) -> web.Response:
     return response
 
 
-def _allowed(remote: str | None, networks) -> bool:
-    try:
-        address = ipaddress.ip_address(remote or "")
-    except ValueError:
-        return False
-    if address.version == 6 and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return any(address in network for network in networks)
+def _allowed(client: str, networks) -> bool:
+    address = parse_ip(client)
+    return address is not None and any(address in network for network in networks)
 
 
 def create_app(api: Api) -> web.Application:
@@ -135,6 +137,21 @@ def create_app(api: Api) -> web.Application:
     return app
 
 
+class JsmsRequestHandler(web.RequestHandler):
+    """aiohttp's protocol for one connection, answering a request that does not parse as
+    HTTP (a header given twice, a malformed line) with a JSMS error instead of plain text:
+    403/50007 (500/50019 for a fault of the server). aiohttp logs it first, through the
+    connection's RequestErrorLog: one throttled line, no traceback."""
+
+    def handle_error(self, request, status: int = 500, exc=None, message=None):
+        super().handle_error(request, status, exc, message)     # logs; raises if answered
+        error = ApiError(50019) if status >= 500 else \
+            ApiError(50007, "the request is not well-formed HTTP")
+        response = error.response()
+        response.force_close()
+        return response
+
+
 class ApiServer:
     """The API on its own address, with its limits: body size (``max_body``: a larger
     Content-Length is refused before the body is read), request line and header sizes (8 KiB
@@ -144,10 +161,11 @@ class ApiServer:
     def __init__(self, api: Api) -> None:
         self.api = api
         self.throttle = SourceThrottle(log, "API client")
-        self.connections = Connections(api.settings, self.throttle)
+        self.connections = Connections(api.settings, self.throttle, api.proxies)
         self._runner: web.AppRunner | None = None
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task | None = None
+        self._handler_options: dict = {}
         self.address: tuple[str, int] | None = None
 
     @property
@@ -160,14 +178,15 @@ class ApiServer:
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         settings = self.api.settings
-        self._runner = web.AppRunner(
-            create_app(self.api), access_log=None, max_line_size=8190, max_field_size=8190,
+        self._handler_options = dict(
+            access_log=None, max_line_size=8190, max_field_size=8190,
             # aiohttp's own keep-alive timer only as a backstop: GuardedConnection decides.
             keepalive_timeout=2 * max(settings.header_timeout, settings.idle_timeout),
             # After refusing a request whose body was not read, read and drop what the client
             # still sends for up to LINGER s before closing, so that it gets the answer
             # rather than a reset.
             lingering_time=LINGER)
+        self._runner = web.AppRunner(create_app(self.api), **self._handler_options)
         await self._runner.setup()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._protocol, host, port,
@@ -179,7 +198,12 @@ class ApiServer:
 
     def _protocol(self) -> asyncio.Protocol:
         """A connection, admitted and held to its deadlines, aiohttp's protocol inside."""
-        return GuardedConnection(self.connections, self._runner.server)
+        return GuardedConnection(self.connections, self._request_handler)
+
+    def _request_handler(self) -> web.RequestHandler:
+        server = self._runner.server
+        return JsmsRequestHandler(server, loop=asyncio.get_running_loop(),
+                                  **self._handler_options)
 
     async def stop(self) -> None:
         """Stop accepting, close the open connections (a request in progress is answered

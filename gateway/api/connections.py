@@ -1,8 +1,9 @@
 """The API's connections and their limits, so that no client can take the listener.
 
 ``Connections`` is the listener's book: connections open in all (``[api] max_connections``)
-and from each source address (``max_connections_per_source``); one more is aborted as soon as
-it is accepted, so that one address cannot take every slot. ``GuardedConnection`` wraps
+and from each source address (``max_connections_per_source``, which a trusted proxy, carrying
+many clients, is not held to); one more is aborted as soon as it is accepted, so that one
+address cannot take every slot. ``GuardedConnection`` wraps
 aiohttp's protocol for one connection and holds the client to deadlines:
 
 - a request's line and headers within ``header_timeout`` of the connection's accept, or of the
@@ -46,8 +47,9 @@ class Connections:
     refused since the start; ``admit`` refuses one over either limit, ``keep_deadlines``
     closes those past their deadline."""
 
-    def __init__(self, settings: ApiSettings, throttle: SourceThrottle) -> None:
+    def __init__(self, settings: ApiSettings, throttle: SourceThrottle, proxies=None) -> None:
         self.settings, self.throttle = settings, throttle
+        self.proxies = proxies              # TrustedProxies: not limited per source
         self.open = 0
         self.admitted = 0
         self.refused = 0
@@ -63,7 +65,8 @@ class Connections:
         from_source = self._by_source.get(source, 0)
         if self.open >= self.settings.max_connections:
             reason = f"{self.open} open in all (max_connections)"
-        elif from_source >= self.settings.max_connections_per_source:
+        elif from_source >= self.settings.max_connections_per_source and not (
+                self.proxies and self.proxies.trusts(source)):
             reason = f"{from_source} open from this address (max_connections_per_source)"
         else:
             self.open += 1

@@ -1,25 +1,27 @@
 """What the API's handlers share: the ``Api`` context (the gateway, its apps, templates and
-rules), the request keys it is found under, and reading a request's JSON body, a multipart
-part up to a limit, and the Idempotency-Key. The route modules (``messages``, ``codes``,
-``templates_signs``, ``users``) and the application (``app``) all import from here, and
-nothing here imports them.
+rules), the request keys it is found under, and reading a request's JSON body and a
+multipart part up to a limit. The route modules (``messages``, ``codes``,
+``templates_signs``, ``users``), ``idempotency`` and the application (``app``) all import
+from here, and nothing here imports them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Callable
 
 from aiohttp import web
 
 from gateway.config import ApiSettings, Config, callback_url_problem
-from gateway.store import AcceptedRequest, ApiRequest
+from gateway.store import KEY_REUSED, TOO_MANY_CODES, AcceptedRequest, ApiRequest
 
 from .errors import ApiError
+from .forwarded import TrustedProxies
 from .registry import Registry
-from .rules import MobileRule, References, SendRules
+from .rules import MobileRule, Recorded, References, SendRules
 
 API_KEY = web.AppKey("api", object)
 APP = web.RequestKey("app", object)         # the calling app (an AppConfig)
@@ -41,30 +43,55 @@ class Api:
         self.rules = SendRules(config.api, clock)
         self.mobiles = MobileRule(config.api.mobile_pattern)
         self.references = References()
+        self.sending: dict[tuple[str, str], asyncio.Future] = {}   # keys being handled
+        self.proxies = TrustedProxies(config.api.trusted_proxies)
 
     async def load(self) -> None:
         """Templates, signatures and unsubscribed numbers kept in the store."""
         self.registry.load(await self.store.templates(), await self.store.signatures())
         self.rules.unsubscribed = await self.store.unsubscribed()
 
-    async def replay(self, app, key: str | None) -> web.Response | None:
-        """The first answer given to this Idempotency-Key, if there was one."""
-        if key is None:
-            return None
-        accepted = await self.store.accept_request(ApiRequest(app.name, idempotency_key=key), 0)
+    async def replay(self, app, key) -> web.Response | None:
+        """The first answer given to this Idempotency-Key (an ``idempotency.Key``), if there
+        was one; ApiError 50007 when the key was given with another request."""
+        accepted = await self.store.accept_request(
+            ApiRequest(app.name, idempotency_key=key.value, fingerprint=key.fingerprint), 0)
+        _refused(accepted)
         return answer(accepted) if accepted.replayed else None
 
-    async def submit(self, request: ApiRequest) -> web.Response:
-        return answer(await self.accept(request))
+    async def submit(self, request: ApiRequest, recorded: Recorded | None = None
+                     ) -> web.Response:
+        return answer(await self.accept(request, recorded))
 
-    async def accept(self, request: ApiRequest) -> AcceptedRequest:
-        """Store the request whole (durable when this returns) and wake its dispatchers."""
-        return await self.gateway.accept_request(request)
+    async def accept(self, request: ApiRequest, recorded: Recorded | None = None
+                     ) -> AcceptedRequest:
+        """Store the request whole (durable when this returns) and wake its dispatchers.
+        When the store keeps no new send (it fails, replays the answer of the request's key,
+        or refuses), what ``recorded`` counted against the rules is taken back. ApiError
+        50007 (the key came with another request) or 50009 (the number got its codes)."""
+        try:
+            accepted = await self.gateway.accept_request(request)
+        except BaseException:
+            if recorded is not None:
+                self.rules.forget(recorded)
+            raise
+        if recorded is not None and (accepted.replayed or accepted.refusal):
+            self.rules.forget(recorded)
+        _refused(accepted)
+        return accepted
 
     def review_changed(self) -> None:
         """A review was decided elsewhere (the console): read the statuses again now rather
         than at the next poll."""
         self.reviewed.set()
+
+
+def _refused(accepted: AcceptedRequest) -> None:
+    if accepted.refusal == KEY_REUSED:
+        raise ApiError(50007, "the Idempotency-Key was given with another request (another "
+                              "body or endpoint); use a new key for a new request")
+    if accepted.refusal == TOO_MANY_CODES:
+        raise ApiError(50009, "too many codes to this number")
 
 
 def answer(accepted: AcceptedRequest) -> web.Response:
@@ -96,15 +123,6 @@ def dumps(value) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def idempotency_key(request: web.Request) -> str | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not 1 <= len(key) <= 255:
-        raise ApiError(50007, "Idempotency-Key must be 1 to 255 characters")
-    return key
-
-
 def request_callback(body: dict) -> str | None:
     """The send request's own status callback URL (``callback``, seed 004), which replaces the
     app's for its messages; None when it gives none. ApiError 50007 when it is not an http://
@@ -118,16 +136,6 @@ def request_callback(body: dict) -> str | None:
     return url
 
 
-async def start_send(request: web.Request):
-    """What every send begins with: the API, the caller's app, the JSON body and the
-    Idempotency-Key, and the first answer when that key was seen before (else None).
-    ApiError as ``json_body`` and ``idempotency_key`` raise it."""
-    api: Api = request.app[API_KEY]
-    body = await json_body(request)
-    key = idempotency_key(request)
-    return api, request[APP], body, key, await api.replay(request[APP], key)
-
-
 async def json_body(request: web.Request) -> dict:
     """The request's JSON object; ApiError 50003, 50017 or 50007."""
     body = await json_value(request)
@@ -136,18 +144,65 @@ async def json_body(request: web.Request) -> dict:
     return body
 
 
+MAX_DEPTH = 32                                  # JSMS's bodies are 4 deep at most
+_CONTAINERS = (dict, list)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")    # \\uD800-\\uDFFF: half of a pair
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 async def json_value(request: web.Request):
     """The request's JSON, whatever its type; ApiError 50003 (no body), 50017 (not
-    application/json) or 50007 (not JSON)."""
+    application/json) or 50007 (not UTF-8 JSON, NaN or Infinity, nested deeper than
+    MAX_DEPTH, or a string with a lone UTF-16 surrogate, which no text can carry)."""
     raw = await request.read()
     if not raw.strip():
         raise ApiError(50003)
     if request.content_type != "application/json":
         raise ApiError(50017, "send application/json")
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(50007, "not JSON") from None
+        text = raw.decode("utf-8")              # strict: no encoded surrogate gets through
+        value = json.loads(text, parse_constant=_not_json)
+    except ValueError:
+        raise ApiError(50007, "not JSON in UTF-8") from None
+    except RecursionError:                      # nested past Python's stack
+        raise ApiError(50007, f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    if text.count("[") + text.count("{") > MAX_DEPTH:
+        _check_depth(value)
+    if _SURROGATE_ESCAPE.search(text):
+        _check_surrogates(value)
+    return value
+
+
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _check_depth(value) -> None:
+    """ApiError 50007 when ``value`` nests deeper than MAX_DEPTH (level by level: no
+    recursion, one pass over the containers)."""
+    level, depth = [value] if isinstance(value, _CONTAINERS) else [], 0
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise ApiError(50007, f"JSON nested deeper than {MAX_DEPTH} levels")
+        level = [v for item in level for v in (item.values() if type(item) is dict else item)
+                 if isinstance(v, _CONTAINERS)]
+
+
+def _check_surrogates(value) -> None:
+    """ApiError 50007 when a string of ``value``, or a key, holds a lone surrogate (a pair's
+    two escapes make one character; one alone is no text, and cannot be stored or sent)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                raise ApiError(50007, "a string holds a lone UTF-16 surrogate")
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 async def read_limited(part, limit: int) -> bytes | None:

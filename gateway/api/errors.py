@@ -1,7 +1,10 @@
 """The JSMS error codes, with the HTTP status and message of each, as the JSMS documents give
 them (reference seeds 002 and 003), and the gateway's own from 50201 on (users and their
 numbers, which JSMS leaves to its UMS product). Every error the API answers is one of these:
-``{"error": {"code": 50006, "message": "invalid mobile"}}``.
+``{"error": {"code": 50006, "message": "invalid mobile"}}``. ``message`` is always exactly the
+table's, because clients match on it; what the gateway can add about the cause is in a field
+of its own, ``detail`` (never a secret or a phone number):
+``{"error": {"code": 50007, "message": "invalid body", "detail": "not JSON"}}``.
 """
 
 from __future__ import annotations
@@ -62,16 +65,34 @@ CODES: dict[int, tuple[int, str]] = {
 
 
 class ApiError(Exception):
-    """A request refused with a JSMS code; ``detail`` adds to the standard message."""
+    """A request refused with a JSMS code: ``message`` is the table's, ``detail`` (or None)
+    says more about the cause."""
 
     def __init__(self, code: int, detail: str | None = None) -> None:
         self.code = code
-        self.status, message = CODES[code]
-        self.message = f"{message}: {detail}" if detail else message
-        super().__init__(f"{code} {self.message}")
+        self.status, self.message = CODES[code]
+        self.detail = detail or None
+        super().__init__(f"{code} {self.text}")
+
+    @property
+    def text(self) -> str:
+        """The message and the detail in one line, for a person (the console)."""
+        return f"{self.message}: {self.detail}" if self.detail else self.message
 
     def body(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message}}
+        error = {"code": self.code, "message": self.message}
+        if self.detail:
+            error["detail"] = self.detail
+        return {"error": error}
+
+    def entry(self) -> dict:
+        """The refusal as an entry of a list (a batch's recipient, an upload's user):
+        ``error_code`` (a string, as JSMS writes it), ``error_message`` and
+        ``error_detail``."""
+        entry = {"error_code": str(self.code), "error_message": self.message}
+        if self.detail:
+            entry["error_detail"] = self.detail
+        return entry
 
     def response(self) -> web.Response:
         return web.json_response(self.body(), status=self.status)

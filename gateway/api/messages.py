@@ -21,8 +21,9 @@ from aiohttp import web
 
 from gateway.store import AcceptedRequest, ApiRequest, NewMessage
 
-from .context import API_KEY, APP, Api, answer, dumps, request_callback, start_send
+from .context import API_KEY, APP, Api, answer, dumps, request_callback
 from .errors import ApiError
+from .idempotency import Key, idempotent
 from .ids import parse_id
 from .registry import Template
 from .users import number, numbers, recipient
@@ -40,7 +41,7 @@ def add_routes(app: web.Application) -> None:
 def compose(api: Api, app, template: Template, mobile: str, params, seen=None,
             callback: str | None = None) -> NewMessage:
     """The message for one recipient: rendered, signed, checked (ApiError otherwise)."""
-    from .rules import render
+    from .rules import check_length, render
     text = render(template, params)
     signature = api.registry.signature_text(app, template)
     text = f"【{signature}】{text}" if signature else text
@@ -53,6 +54,7 @@ def compose(api: Api, app, template: Template, mobile: str, params, seen=None,
     channel = sending_channel(app, template)
     if channel not in app.channels:
         raise ApiError(50013, "its channel is not one of the app's")
+    check_length(text, api.config.channels[channel])
     return NewMessage(app.name, channel, mobile, text, str(template.id), template.type,
                       reference=api.references.next(mobile), callback=callback)
 
@@ -63,29 +65,32 @@ def sending_channel(app, template: Template) -> str:
     return template.channel or app.channels[0]
 
 
-async def send_one(request: web.Request) -> web.Response:
-    api, app, body, key, replayed = await start_send(request)
-    if replayed is not None:
-        return replayed
+@idempotent
+async def send_one(api: Api, app, body: dict, key: Key | None) -> web.Response:
     who = recipient(api, body)
     accepted = await accept_one(api, app, who, body.get("temp_id"), body.get("temp_para"), key,
                                 request_callback(body))
     return answer(accepted)
 
 
-async def accept_one(api: Api, app, who, temp_id, params, key: str | None = None,
+async def accept_one(api: Api, app, who, temp_id, params, key: Key | None = None,
                      callback: str | None = None) -> AcceptedRequest:
     """One template message to one recipient (a number, or a user: see ``users.recipient``),
-    checked and stored durably; ApiError as the checks raise it."""
+    checked, counted against the rules and stored durably; ApiError as the checks raise
+    it."""
     template = api.registry.template(app, temp_id, SENDABLE)
     mobile = await number(api, app, who, sending_channel(app, template))
     message = compose(api, app, template, mobile, params, callback=callback)
     api.rules.check_app(app.name)
-    accepted = await api.accept(ApiRequest(
-        app.name, (message,), idempotency_key=key,
-        render=lambda ids, refused: (200, dumps({"msg_id": ids[0]}))))
-    api.rules.record(app.name, template, mobile, message.text)
-    return accepted
+    recorded = api.rules.record(app.name, [(mobile, message.text)])     # no await since checks
+    return await api.accept(ApiRequest(
+        app.name, (message,), render=lambda ids, refused: (200, dumps({"msg_id": ids[0]})),
+        **keyed(key)), recorded)
+
+
+def keyed(key: Key | None) -> dict:
+    """The ApiRequest fields of an Idempotency-Key (none without one)."""
+    return {} if key is None else {"idempotency_key": key.value, "fingerprint": key.fingerprint}
 
 
 async def send_message(api: Api, app, temp_id, mobile: str, params: dict) -> int:
@@ -97,10 +102,8 @@ async def send_message(api: Api, app, temp_id, mobile: str, params: dict) -> int
     return accepted.ids[0]
 
 
-async def send_batch(request: web.Request) -> web.Response:
-    api, app, body, key, replayed = await start_send(request)
-    if replayed is not None:
-        return replayed
+@idempotent
+async def send_batch(api: Api, app, body: dict, key: Key | None) -> web.Response:
     template = api.registry.template(app, body.get("temp_id"), SENDABLE)
     recipients = body.get("recipients")
     if recipients is None or recipients == []:
@@ -128,11 +131,9 @@ async def send_batch(request: web.Request) -> web.Response:
 
     def render(ids, refused_ids):
         return 200, dumps(_batch_answer(plan, ids, refused_ids))
-    response = await api.submit(ApiRequest(app.name, tuple(good), tuple(refused),
-                                           idempotency_key=key, render=render))
-    for message in good:
-        api.rules.record(app.name, template, message.recipient, message.text)
-    return response
+    recorded = api.rules.record(app.name, [(m.recipient, m.text) for m in good])
+    return await api.submit(ApiRequest(app.name, tuple(good), tuple(refused), render=render,
+                                       **keyed(key)), recorded)
 
 
 def _recipient(api: Api, entry):
@@ -166,8 +167,7 @@ def _batch_answer(plan, ids, refused_ids) -> dict:
             out.append({"msg_id": str(ids[index]), **_named(entry)})
             continue
         failures += 1
-        item = {"error_code": str(outcome.code), "error_message": outcome.message,
-                "msg_id": str(refused_ids[index]), **_named(entry)}
+        item = {**outcome.entry(), "msg_id": str(refused_ids[index]), **_named(entry)}
         if isinstance(entry, dict) and "temp_para" in entry:
             item["temp_para"] = entry["temp_para"]
         out.append(item)

@@ -40,10 +40,16 @@ class Template:
 
 @dataclass(frozen=True)
 class Signature:
+    """A signature made through the API; ``type`` (JSMS's 1-7: company, website, app, public
+    account, shop, trademark, other) and ``remark`` (how it is used) as the app gave them for
+    its review, None when it gave none."""
+
     id: int
     app: str
     sign: str
     status: int
+    type: int | None = None
+    remark: str | None = None
 
 
 class Registry:

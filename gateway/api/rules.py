@@ -1,8 +1,9 @@
 """The checks a send request passes: the number, the content, how often, how repeated.
 
-Everything here raises ``ApiError`` with the JSMS code that names the problem. The limits are
-kept in memory: a restart forgets recent sends, which only makes the limits lenient for a
-moment.
+Everything here raises ``ApiError`` with the JSMS code that names the problem. The repeat
+rule and the app's rate are kept in memory: a restart forgets recent sends, which only makes
+them lenient for a moment. The codes a number may get are counted by the store (see
+``SendRules``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import hashlib
 import re
 import time
 from collections import OrderedDict, deque
+from typing import NamedTuple
 
+import cmpp
+from cmpp.text import SEGMENT_SIZE
 from gateway.config import ApiSettings
 
 from .errors import ApiError
@@ -19,10 +23,13 @@ from .registry import PLACEHOLDER, Template
 
 
 class MobileRule:
-    """Mainland mobile numbers; an 86 or +86 prefix is accepted and dropped."""
+    """Mainland mobile numbers; an 86 or +86 prefix is accepted and dropped. Digits are ASCII
+    0-9 only: the pattern is matched in ASCII mode (Python's ``\\d`` otherwise matches every
+    script's digits, full-width ones among them), and what it leaves must be ASCII digits
+    whatever the operator's ``mobile_pattern`` allows, since a center takes nothing else."""
 
     def __init__(self, pattern: str) -> None:
-        self.pattern = re.compile(pattern)
+        self.pattern = re.compile(pattern, re.ASCII)
 
     def normalize(self, mobile) -> str:
         """The 11-digit number; ApiError 50004 (missing) or 50006 (invalid)."""
@@ -30,10 +37,33 @@ class MobileRule:
             raise ApiError(50004)
         if isinstance(mobile, int) and not isinstance(mobile, bool):
             mobile = str(mobile)
-        if not isinstance(mobile, str) or not self.pattern.fullmatch(mobile.strip()):
+        if not isinstance(mobile, str) or not self.pattern.fullmatch(mobile.strip(" ")):
             raise ApiError(50006)
-        digits = mobile.strip().lstrip("+")
+        digits = mobile.strip(" ").lstrip("+")
+        if not _ASCII_DIGITS.fullmatch(digits):
+            raise ApiError(50006)
         return digits[2:] if len(digits) == 13 and digits.startswith("86") else digits
+
+
+_ASCII_DIGITS = re.compile("[0-9]+")
+
+
+def check_length(text: str, channel) -> None:
+    """ApiError 50007 when ``text`` (signature included) takes more SMS than ``channel`` (a
+    ChannelConfig) sends: its ``max_parts``, counted as the dispatcher will cut it
+    (``cmpp.split_text``, keeping the first part's room for the center's own signature).
+    Most texts are short enough to fit whatever the encoding, and are not cut here."""
+    room, most = channel.signature_room, channel.max_parts
+    # No character takes more than 4 bytes; a part of a long message carries 134 bytes, of
+    # which at most 4 go unused where a character does not fit.
+    if 4 * len(text) + room <= SEGMENT_SIZE or \
+            4 * len(text) + room + 4 * most <= (SEGMENT_SIZE - 6) * most:
+        return
+    try:
+        cmpp.split_text(text, max_parts=most, reserve_first=room)
+    except ValueError as error:
+        raise ApiError(50007, f"the message cannot be sent on channel {channel.name}: "
+                              f"{error} (max_parts)") from None
 
 
 def render(template: Template, params) -> str:
@@ -87,6 +117,16 @@ class WindowCounter:
         events.append(now)
         self._forget(now)
 
+    def discard(self, key: str, at: float, count: int = 1) -> None:
+        """Take back ``count`` events of ``key`` that happened at ``at``."""
+        events = self._events.get(key)
+        for _ in range(count):
+            if events is None or at not in events:
+                break
+            events.remove(at)
+        if events is not None and not events:
+            del self._events[key]
+
     def _forget(self, now: float) -> None:
         cutoff, events = now - self.window, self._events
         while events:
@@ -120,19 +160,49 @@ class RecentKeys:
                 return
             seen.popitem(last=False)
 
+    def discard(self, key: str, at: float) -> None:
+        """Forget ``key`` if it is still the one added at ``at``."""
+        if self._seen.get(key) == at:
+            del self._seen[key]
+
+
+class Recorded(NamedTuple):
+    """What ``SendRules.record`` counted, so that ``forget`` can take it back."""
+
+    at: float
+    app: str | None                 # counted against messages_per_app_per_second
+    sends: int
+    repeat_keys: tuple[str, ...]
+
 
 class SendRules:
-    """Frequency limits, repeats, sensitive words and unsubscribes."""
+    """Frequency limits, repeats, sensitive words and unsubscribes.
+
+    A send is checked and counted with no await in between (``check_*`` while composing,
+    then ``record`` before the store is asked), so that requests arriving together cannot
+    all pass a check that only one of them should: ten identical sends at once give one
+    acceptance and nine 50034. When the store does not keep the request (an error, a
+    replayed Idempotency-Key, a limit it enforces), ``forget`` takes the count back. The
+    codes a number may get (50009) are counted by the store itself, from the codes it
+    holds (``code_limits``), so that they hold across restarts and gateways sharing it.
+    """
 
     def __init__(self, settings: ApiSettings, clock=time.time) -> None:
         self.settings = settings
         self.clock = clock
         self.words = tuple(w.lower() for w in settings.sensitive_words)
-        self.code_minute = WindowCounter(60)
-        self.code_hour = WindowCounter(3600)
         self.app_second = WindowCounter(1)
         self.repeats = RecentKeys(settings.repeat_window or 1)
         self.unsubscribed: set[str] = set()
+
+    @property
+    def code_limits(self) -> tuple[tuple[float, int], ...]:
+        """(window in seconds, most codes to one number within it) for the limits that are
+        on: what the store checks as it keeps a code (ApiRequest.code_limits)."""
+        s = self.settings
+        return tuple((window, most) for window, most in
+                     ((60, s.codes_per_number_per_minute), (3600, s.codes_per_number_per_hour))
+                     if most)
 
     def check_content(self, text: str) -> None:
         lowered = text.lower()
@@ -141,38 +211,40 @@ class SendRules:
 
     def check_recipient(self, template: Template, mobile: str, text: str) -> None:
         """ApiError 50024 (unsubscribed from marketing), 50034 (the same content to the same
-        number within the repeat window), 50009 (too many codes to this number)."""
-        now = self.clock()
+        number within the repeat window)."""
         if template.type == "marketing" and mobile in self.unsubscribed:
             raise ApiError(50024)
-        if self.settings.repeat_window and self.repeats.seen(self._repeat_key(mobile, text), now):
+        if self.settings.repeat_window and \
+                self.repeats.seen(self._repeat_key(mobile, text), self.clock()):
             raise ApiError(50034)
-        if template.type == "code":
-            s = self.settings
-            if (s.codes_per_number_per_minute and
-                    self.code_minute.count(mobile, now) >= s.codes_per_number_per_minute) or \
-                    (s.codes_per_number_per_hour and
-                     self.code_hour.count(mobile, now) >= s.codes_per_number_per_hour):
-                raise ApiError(50009, "too many codes to this number")
 
     def check_app(self, app: str, count: int = 1) -> None:
         limit = self.settings.messages_per_app_per_second
         if limit and self.app_second.count(app, self.clock()) + count > limit:
             raise ApiError(50009, "too many messages from this app")
 
-    def record(self, app: str, template: Template, mobile: str, text: str) -> None:
-        """Count a send against the limits that are on (a limit of 0 counts nothing)."""
-        now = self.clock()
-        s = self.settings
-        if s.messages_per_app_per_second:
-            self.app_second.add(app, now)
+    def record(self, app: str, sends: list[tuple[str, str]]) -> Recorded:
+        """Count ``sends`` ((number, text) pairs) of ``app`` against the limits that are on
+        (a limit of 0 counts nothing); ``forget`` takes them back."""
+        now, s = self.clock(), self.settings
+        counted = None
+        if s.messages_per_app_per_second and sends:
+            counted = app
+            for _ in sends:
+                self.app_second.add(app, now)
+        keys = ()
         if s.repeat_window:
-            self.repeats.add(self._repeat_key(mobile, text), now)
-        if template.type == "code":
-            if s.codes_per_number_per_minute:
-                self.code_minute.add(mobile, now)
-            if s.codes_per_number_per_hour:
-                self.code_hour.add(mobile, now)
+            keys = tuple(self._repeat_key(mobile, text) for mobile, text in sends)
+            for key in keys:
+                self.repeats.add(key, now)
+        return Recorded(now, counted, len(sends), keys)
+
+    def forget(self, recorded: Recorded) -> None:
+        """Take back what ``record`` counted: the store did not keep those sends."""
+        if recorded.app is not None:
+            self.app_second.discard(recorded.app, recorded.at, recorded.sends)
+        for key in recorded.repeat_keys:
+            self.repeats.discard(key, recorded.at)
 
     @staticmethod
     def _repeat_key(mobile: str, text: str) -> str:

@@ -1,9 +1,11 @@
 """Signatures (the JSMS signature API) and templates (shaped the same way), per app.
 
-    POST   /v1/sign                 multipart: sign, image0..image3      -> {"sign_id": 37582}
+    POST   /v1/sign                 multipart: sign, type, remark, image0..image3
+                                    -> {"sign_id": 37582}
     PUT    /v1/sign/{sign_id}       the same form: modify, back to review -> {"sign_id": 37582}
     POST   /v1/sign/{sign_id}       the same as PUT (the JSMS example modifies with POST)
-    GET    /v1/sign/{sign_id}       -> {"sign_id", "sign", "status", "use_status"}
+    GET    /v1/sign/{sign_id}       -> {"sign_id", "sign", "status", "use_status", and
+                                        "type" and "remark" when they were given}
     DELETE /v1/sign/{sign_id}       -> 200, empty body
     POST   /v1/templates            {type, template, sign_id?, code_length?, ttl?}
                                     -> {"temp_id": 1001}
@@ -30,11 +32,9 @@ the re-reading also takes, so that a re-read never brings back an older state.
 Signature text (50104): 2 to 8 characters, each a Chinese character (U+4E00-U+9FFF), an
 ASCII letter or a digit: no 【】, spaces or punctuation. It is unique in its app and differs
 from the app's configured signature and from those of the configured templates it may send
-(a copy waiting for review would stop their sending). Images (50101): at most 4, fields
-image0 to image3, each a PNG, JPEG or GIF (by its first bytes) of at most 2 MiB; an empty one
-is ignored, as browsers send an empty file input. These limits bound the form (``MAX_FORM``,
-checked against its Content-Length up front), instead of ``[api] max_body``. Any other
-field, or one given twice, is 50007. Creating or modifying a signature while another of the
+(a copy waiting for review would stop their sending). The form (images, ``type``,
+``remark``) is read and checked by ``sign_form``; a modification without a type, remark or
+images keeps those the signature had. Creating or modifying a signature while another of the
 app waits for review is 50103. A signature in use by a template (``use_status`` 1) cannot be
 deleted, nor given another text (50105); its images may be replaced and it may be sent back
 to review under the same text.
@@ -54,18 +54,16 @@ import contextlib
 import logging
 import math
 import re
-from dataclasses import dataclass, field
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.multipart import BodyPartReader
 
 from gateway.store import APPROVED, PENDING
 
-from .context import API_KEY, APP, Api, body_limit, dumps, json_body, read_limited
+from .context import API_KEY, APP, Api, body_limit, dumps, json_body
 from .errors import ApiError
 from .ids import parse_id
 from .registry import KINDS, PLACEHOLDER, Signature, Template
+from .sign_form import MAX_FORM, SIGN_RULE, read_sign_form
 
 log = logging.getLogger("cmpp_gateway.api")
 
@@ -73,15 +71,6 @@ REVIEW_POLL = 2.0                       # seconds between two re-reads of the re
 LOCK = web.AppKey("review_lock", asyncio.Lock)
 
 SIGN = re.compile(r"[\u4e00-\u9fffA-Za-z0-9]{2,8}")
-SIGN_RULE = "2 to 8 Chinese characters, letters or digits, without 【】, spaces or punctuation"
-MAX_SIGN_FIELD = 256                    # bytes read of the sign field before refusing it
-IMAGE_FIELD = re.compile(r"image(0|[1-9][0-9]*)")
-MAX_IMAGES = 4
-MAX_IMAGE = 2 << 20
-# The most a signature form can be: its parts' limits, and room for their headers.
-MAX_FORM = MAX_IMAGES * MAX_IMAGE + MAX_SIGN_FIELD + (16 << 10)
-IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
-               (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
 
 TEMPLATE_FIELDS = frozenset({"type", "template", "sign_id", "code_length", "ttl"})
 TYPE_NAMES = {number: name for name, number in KINDS.items()}
@@ -157,8 +146,9 @@ async def create_sign(request: web.Request) -> web.Response:
         check_none_waiting(api, app)
         status = review_status(api)
         sign_id = await api.store.create_signature(app.name, form.sign, form.images, status,
-                                                   api.clock())
-        api.registry.set_signature(Signature(sign_id, app.name, form.sign, status))
+                                                   api.clock(), form.type, form.remark)
+        api.registry.set_signature(Signature(sign_id, app.name, form.sign, status, form.type,
+                                             form.remark))
     return _json({"sign_id": sign_id})
 
 
@@ -176,17 +166,22 @@ async def modify_sign(request: web.Request) -> web.Response:
         check_none_waiting(api, app, signature.id)
         status = review_status(api)
         if not await api.store.update_signature(signature.id, form.sign, form.images, status,
-                                                api.clock()):
+                                                api.clock(), form.type, form.remark):
             raise ApiError(50102)
-        api.registry.set_signature(Signature(signature.id, app.name, form.sign, status))
+        api.registry.set_signature(Signature(
+            signature.id, app.name, form.sign, status,
+            signature.type if form.type is None else form.type,
+            signature.remark if form.remark is None else form.remark))
     return _json({"sign_id": signature.id})
 
 
 async def get_sign(request: web.Request) -> web.Response:
     api: Api = request.app[API_KEY]
     signature = own_signature(api, request[APP], request.match_info["sign_id"])
-    return _json({"sign_id": signature.id, "sign": signature.sign, "status": signature.status,
-                  "use_status": int(api.registry.signature_in_use(signature))})
+    view = {"sign_id": signature.id, "sign": signature.sign, "status": signature.status,
+            "use_status": int(api.registry.signature_in_use(signature))}
+    given = {"type": signature.type, "remark": signature.remark}
+    return _json({**view, **{k: v for k, v in given.items() if v is not None}})
 
 
 async def delete_sign(request: web.Request) -> web.Response:
@@ -232,72 +227,6 @@ def check_none_waiting(api: Api, app, own_id: int | None = None) -> None:
     for other in api.registry.signatures.values():
         if other.app == app.name and other.status == PENDING and other.id != own_id:
             raise ApiError(50103, f"sign_id {other.id} is waiting for review")
-
-
-@dataclass
-class SignForm:
-    sign: str | None = None
-    images: list = field(default_factory=list)      # (slot, content, content type)
-
-
-async def read_sign_form(request: web.Request) -> SignForm:
-    """The signature form; ApiError 50003 (no body, or a form without fields), 50017 (not
-    multipart/form-data), 50007 (malformed, or an unknown or repeated field), 50104 (a sign
-    field too long or not UTF-8), 50101 (a bad image)."""
-    if not request.body_exists:
-        raise ApiError(50003)
-    if request.content_type != "multipart/form-data":
-        raise ApiError(50017, "send multipart/form-data")
-    form, seen = SignForm(), set()
-    try:
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            await _read_field(part, form, seen)
-    except (ValueError, HttpProcessingError):
-        raise ApiError(50007, "not a well-formed multipart/form-data body") from None
-    if not seen:
-        raise ApiError(50003, "the form has no fields")
-    return form
-
-
-async def _read_field(part, form: SignForm, seen: set) -> None:
-    if not isinstance(part, BodyPartReader) or not part.name:
-        raise ApiError(50007, "every part is a named form field")
-    if part.name in seen:
-        raise ApiError(50007, f"field {part.name!r} given twice")
-    seen.add(part.name)
-    if part.name == "sign":
-        form.sign = await _read_sign(part)
-        return
-    match = IMAGE_FIELD.fullmatch(part.name)
-    if match is None:
-        raise ApiError(50007, f"unknown field {part.name!r}; send sign and image0 to image3")
-    slot = int(match[1])
-    if slot >= MAX_IMAGES:
-        raise ApiError(50101, f"at most {MAX_IMAGES} images, image0 to image{MAX_IMAGES - 1}")
-    content = await read_limited(part, MAX_IMAGE)
-    if content is None:
-        raise ApiError(50101, f"{part.name} is larger than {MAX_IMAGE >> 20} MiB")
-    if content:
-        form.images.append((slot, content, image_type(part.name, content)))
-
-
-async def _read_sign(part: BodyPartReader) -> str:
-    raw = await read_limited(part, MAX_SIGN_FIELD)
-    if raw is None:
-        raise ApiError(50104, SIGN_RULE)
-    try:
-        return raw.decode(part.get_charset("utf-8"))
-    except (UnicodeDecodeError, LookupError):
-        raise ApiError(50104, "the sign field is not UTF-8 text") from None
-
-
-def image_type(name: str, content: bytes) -> str:
-    """The MIME type read from the image's first bytes; ApiError 50101 for anything else."""
-    for magic, kind in IMAGE_MAGIC:
-        if content.startswith(magic):
-            return kind
-    raise ApiError(50101, f"{name} is not a PNG, JPEG or GIF image")
 
 
 # ----------------------------------------------------------------------------- templates

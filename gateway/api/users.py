@@ -81,8 +81,9 @@ async def upload_users(api: Api, app, data: bytes | bytearray, filename: str,
     """What ``POST /v1/users`` does with a file, without HTTP (the console's upload): its
     kind from ``filename``'s suffix, else ``content_type``; its users read and checked in a
     thread, then stored; the answer's body as a dict ({"success_count", "failure_count",
-    "rows", "refused": [{"row", "userid", "error_code", "error_message"}]}). ApiError for the
-    file as a whole (50017 for another type; as ``read_file``), having stored nothing."""
+    "rows", "refused": [{"row", "userid", "error_code", "error_message", "error_detail"}]}).
+    ApiError for the file as a whole (50017 for another type; as ``read_file``), having
+    stored nothing."""
     rows = await asyncio.to_thread(read_file, data, _kind(filename, content_type),
                                    api.mobiles, app.channels)
     errors = await _save(api, app, rows)
@@ -129,12 +130,11 @@ def _report(errors: list[ApiError | None], **body) -> dict:
 def _json_entry(row: Row, error: ApiError | None) -> dict:
     if error is None:
         return {"userid": row.user[0]}
-    return {"error_code": str(error.code), "error_message": error.message, "userid": row.userid}
+    return {**error.entry(), "userid": row.userid}
 
 
 def _file_entry(row: Row, error: ApiError) -> dict:
-    return {"row": row.number, "userid": row.userid, "error_code": str(error.code),
-            "error_message": error.message}
+    return {"row": row.number, "userid": row.userid, **error.entry()}
 
 
 def _kind(filename: str, content_type: str) -> str:

@@ -79,15 +79,19 @@ def _regex(value: str) -> str | None:
     return None
 
 
-def _networks(value: list) -> str | None:
-    if len(value) > 10:
-        return "has more than 10 entries; a whitelist holds up to 10 IPs or CIDR blocks"
-    for entry in value:
-        try:
-            ipaddress.ip_network(entry, strict=False)
-        except ValueError:
-            return f"lists {entry!r}, which is not an IP address or CIDR block"
-    return None
+def _networks(most: int, what: str):
+    """The check of a list of at most ``most`` IP addresses or CIDR blocks (``what`` names
+    such a list in the message)."""
+    def check(value: list) -> str | None:
+        if len(value) > most:
+            return f"has more than {most} entries; {what} holds up to {most} IPs or CIDR blocks"
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                return f"lists {entry!r}, which is not an IP address or CIDR block"
+        return None
+    return check
 
 
 def _words(value: list) -> str | None:
@@ -99,6 +103,7 @@ API_FIELDS = (
     Field("mobile_pattern", STRING, r"(?:\+?86)?1[3-9]\d{9}", _regex),
     Field("code_length", INTEGER, 6, in_range(4, 8)),
     Field("code_validity", NUMBER, 300, seconds()),
+    Field("code_attempts", INTEGER, 5, in_range(1, 100)),
     Field("codes_per_number_per_minute", INTEGER, 1, in_range(0, 1000)),
     Field("codes_per_number_per_hour", INTEGER, 10, in_range(0, 100000)),
     Field("messages_per_app_per_second", NUMBER, 0, lambda v: None if v >= 0 else
@@ -116,6 +121,7 @@ API_FIELDS = (
     Field("header_timeout", NUMBER, 10, seconds()),
     Field("body_timeout", NUMBER, 30, seconds()),
     Field("idle_timeout", NUMBER, 60, seconds()),
+    Field("trusted_proxies", STRINGS, [], _networks(100, "the list of trusted proxies")),
 )
 
 APP_FIELDS = (
@@ -125,7 +131,7 @@ APP_FIELDS = (
                                                  "ASCII characters"), secret=True),
     Field("master_secret_env", STRING, None, matches(r"[A-Za-z_][A-Za-z0-9_]*",
                                                      "an environment variable name")),
-    Field("whitelist", STRINGS, [], _networks),
+    Field("whitelist", STRINGS, [], _networks(10, "a whitelist")),
     Field("status_callback", STRING, "", _url),
     Field("mo_callback", STRING, "", _url),
     Field("channels", STRINGS, []),
@@ -155,6 +161,7 @@ class ApiSettings:
     mobile_pattern: str = r"(?:\+?86)?1[3-9]\d{9}"
     code_length: int = 6
     code_validity: float = 300
+    code_attempts: int = 5             # wrong checks of a code, then it is spent
     codes_per_number_per_minute: int = 1
     codes_per_number_per_hour: int = 10
     messages_per_app_per_second: float = 0
@@ -171,6 +178,7 @@ class ApiSettings:
     header_timeout: float = 10              # a request's line and headers, from the first byte
     body_timeout: float = 30                # its body, from the end of its headers
     idle_timeout: float = 60                # a kept-alive connection waiting for its next request
+    trusted_proxies: tuple[str, ...] = ()   # reverse proxies whose X-Forwarded-For is believed
 
 
 @dataclass(frozen=True)
@@ -222,6 +230,7 @@ class TemplateConfig:
 def read_api(table: dict, report) -> ApiSettings | None:
     values = read_table(table, API_FIELDS, report)
     values["sensitive_words"] = tuple(values.get("sensitive_words", ()))
+    values["trusted_proxies"] = tuple(values.get("trusted_proxies", ()))
     return ApiSettings(**values) if len(values) == len(API_FIELDS) else None
 
 

@@ -120,6 +120,12 @@ class ChannelConfig:
     center_signature: str = ""
     retry_for: float = 86400.0
 
+    @property
+    def signature_room(self) -> int:
+        """Bytes the first part of a long message keeps free for ``center_signature``: the
+        signature in UCS2, as the center adds it."""
+        return len(self.center_signature.encode("utf-16-be"))
+
 
 @dataclass(frozen=True)
 class Config:

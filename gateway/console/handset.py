@@ -40,9 +40,7 @@ def preview(text: str, channel, code_length: int = 6) -> Handset:
     ``code_length`` digits."""
     counted = PLACEHOLDER.sub(lambda m: "0" * code_length if m.group(1) == "code"
                               else m.group(0), text)
-    reserve = 0
-    if channel is not None and channel.center_signature:
-        reserve = len(cmpp.encode_text(channel.center_signature, 8)[1])
+    reserve = channel.signature_room if channel is not None else 0
     try:
         parts = len(cmpp.split_text(counted, reserve_first=reserve,
                                     max_parts=channel.max_parts if channel else 255))

@@ -80,6 +80,11 @@ class Metrics:
         self.callback_url_verified = GaugeFamily(
             "cmpp_callback_url_verified", "1 when an app's callback URL passed its last echostr "
             "check, 0 when it failed (jsms format)", ["app", "kind"])
+        self.code_checks = CounterFamily(
+            "cmpp_api_code_checks", "Verification code checks (POST /v1/codes/{msg_id}/valid) "
+            "by outcome: ok, invalid (a wrong code), spent (a check after [api] code_attempts "
+            "wrong ones), expired, verified (used before), unknown (no such code), missing (no "
+            "code given)", ["outcome"])
         self._channels: dict[str, ChannelMetrics] = {}
         families = [v for v in vars(self).values()
                     if isinstance(v, (CounterFamily, GaugeFamily, HistogramFamily))]

@@ -109,8 +109,7 @@ class ChannelDispatcher:
         self._stopped = False
         self._throttled = 0                          # Result 8 deferrals not yet warned of
         self._throttle_warned_at: float | None = None
-        self._reserve = len(cmpp.encode_text(channel.center_signature, 8)[1]) \
-            if channel.center_signature else 0
+        self._reserve = channel.signature_room
 
     def start(self) -> None:
         self._stopped = False

@@ -257,7 +257,13 @@ class ApiRequest:
     ``messages`` go out; ``refused`` are (message, JSMS code) pairs kept as final ``rejected``
     records, never sent; ``code`` is (digest, expires_at) of the verification code carried by
     the single message. ``render(ids, refused_ids) -> (http status, JSON body)`` builds the
-    answer, kept under ``idempotency_key`` so that a retry gets the same one.
+    answer, kept under ``idempotency_key`` with ``fingerprint`` (what the request was: its
+    endpoint and body) so that a retry gets the same answer and another request under the
+    same key gets none (``KEY_REUSED``). ``code_limits`` are (window in seconds, most codes)
+    pairs: the code is not kept (``TOO_MANY_CODES``) when its number already got ``most``
+    codes within ``window`` of now. The store decides both inside the transaction that
+    stores the request, so they hold for requests arriving together, and for every gateway
+    that shares the store.
     """
 
     app: str
@@ -266,14 +272,25 @@ class ApiRequest:
     code: tuple[str, float] | None = None
     idempotency_key: str | None = None
     render: object = None
+    fingerprint: str | None = None
+    code_limits: tuple[tuple[float, int], ...] = ()
+
+
+# Why a store kept nothing of an ApiRequest (AcceptedRequest.refusal).
+KEY_REUSED = "key reused"            # the Idempotency-Key was given with another request
+TOO_MANY_CODES = "too many codes"    # the number got its code_limits' worth already
 
 
 @dataclass(frozen=True)
 class AcceptedRequest:
+    """What became of an ApiRequest: stored (``ids``, ``refused_ids``, the answer kept), the
+    answer kept for its key before (``replayed``), or nothing kept (``refusal``)."""
+
     ids: tuple[int, ...]
     refused_ids: tuple[int, ...]
     response: tuple[int, str] | None
     replayed: bool = False
+    refusal: str | None = None
 
 
 @dataclass(frozen=True)

@@ -191,6 +191,27 @@ def test_a_code_is_sent_and_checked_once(tmp_path):
     run(scenario)
 
 
+def test_a_code_is_spent_after_code_attempts_wrong_tries_and_the_tries_are_counted(tmp_path):
+    async def scenario():
+        async with stack(tmp_path, api="code_attempts = 3") as (api, gateway, sim):
+            status, body = await api.post("/v1/codes", {"mobile": "13800138000", "temp_id": 2})
+            await eventually(lambda: sim.submits)
+            text = sim.submits[0].submit.msg_content.decode("utf-16-be")
+            code = text.removeprefix("【商城】验证码")[:6]
+            path = f"/v1/codes/{body['msg_id']}/valid"
+            wrong = str((int(code) + 1) % 1_000_000).zfill(6)
+            for _ in range(3):
+                assert error(50010, 403)(await api.post(path, {"code": wrong}))
+            for guess in (code, wrong):                 # spent: the right code too
+                status, answer = await api.post(path, {"code": guess})
+                assert error(50011, 403)((status, answer)) and answer["is_valid"] is False
+                assert "spent" in answer["error"]["detail"]
+            assert error(50026, 403)(await api.post("/v1/codes/7/valid", {"code": code}))
+            assert gateway.metrics.totals()["code_checks"] == {
+                ("invalid",): 3, ("spent",): 2, ("unknown",): 1}
+    run(scenario)
+
+
 def test_an_expired_code_is_refused(tmp_path):
     async def scenario():
         async with stack(tmp_path, code_ttl=0.2) as (api, gateway, sim):
@@ -215,7 +236,7 @@ def test_voice_codes_are_refused_saying_why(tmp_path):
         async with stack(tmp_path) as (api, gateway, sim):
             status, body = await api.post("/v1/voice_codes", {"mobile": "13800138000", "ttl": 60})
             assert status == 403 and body["error"]["code"] == 50008
-            assert "voice" in body["error"]["message"]
+            assert "voice" in body["error"]["detail"]
     run(scenario)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from gateway.api.registry import Template
 from gateway.api.rules import RecentKeys, SendRules, WindowCounter
 from gateway.config import ApiSettings
 
@@ -43,8 +42,19 @@ def test_rules_that_are_off_remember_nothing_per_send():
                            codes_per_number_per_minute=0, codes_per_number_per_hour=0)
     clock = iter(range(100_000)).__next__
     rules = SendRules(settings, clock=lambda: float(clock()))
-    code = Template(id=2, app="", type="code", content="验证码{{code}}", signature="")
     for i in range(5000):
-        rules.record("shop", code, f"138{i:08d}", f"text {i}")
-    assert (len(rules.app_second), len(rules.repeats), len(rules.code_minute),
-            len(rules.code_hour)) == (0, 0, 0, 0)
+        rules.record("shop", [(f"138{i:08d}", f"text {i}")])
+    assert (len(rules.app_second), len(rules.repeats), rules.code_limits) == (0, 0, ())
+
+
+def test_a_send_counted_and_then_forgotten_leaves_no_trace():
+    settings = ApiSettings(messages_per_app_per_second=2, repeat_window=30)
+    rules = SendRules(settings, clock=lambda: 100.0)
+    kept = rules.record("shop", [("13800138000", "a")])
+    dropped = rules.record("shop", [("13900139000", "b"), ("13700137000", "c")])
+    rules.forget(dropped)
+    assert rules.repeats.seen(rules._repeat_key("13800138000", "a"), 100.0)
+    assert not rules.repeats.seen(rules._repeat_key("13900139000", "b"), 100.0)
+    assert rules.app_second.count("shop", 100.0) == 1
+    rules.forget(kept)
+    assert (len(rules.repeats), len(rules.app_second)) == (0, 0)

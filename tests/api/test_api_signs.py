@@ -145,7 +145,7 @@ def test_a_template_is_signed_only_once_its_signature_is_approved(tmp_path):
             assert await operator(s, "template", temp_id, "approve") == 0
             await status_becomes(s.api, f"/v1/templates/{temp_id}", 1)
             status, body, _ = await s.api.call("POST", "/v1/messages", send)
-            assert error(50020, 403)((status, body)) and "signature" in body["error"]["message"]
+            assert error(50020, 403)((status, body)) and "signature" in body["error"]["detail"]
             assert sum((await s.gateway.store.status_counts()).values()) == 0
             assert await operator(s, "sign", sign_id, "approve") == 0
             await status_becomes(s.api, f"/v1/sign/{sign_id}", 1)
@@ -161,7 +161,7 @@ def test_another_signature_cannot_be_submitted_while_one_waits(tmp_path):
         async with stack(tmp_path) as s:
             first = await new_sign(s.api, "极光推送")
             refused = await s.api.call("POST", "/v1/sign", data=form(("sign", "JPush")))
-            assert error(50103, 403)(refused) and str(first) in refused[1]["error"]["message"]
+            assert error(50103, 403)(refused) and str(first) in refused[1]["error"]["detail"]
             assert [row["id"] for row in await s.gateway.store.signatures()] == [first]
             assert (await s.api.call("PUT", f"/v1/sign/{first}",
                                      data=form(("sign", "极光短信"))))[0] == 200   # itself
@@ -224,7 +224,13 @@ BAD_FORMS = [
     ("an image over 2 MiB", dict(fields=[("sign", "极光"), ("image1", PNG + bytes(2 << 20))]),
      50101, 403),
     ("a fifth image", dict(fields=[("sign", "极光"), ("image4", PNG)]), 50101, 403),
-    ("an unknown field", dict(fields=[("sign", "极光"), ("remark", "x")]), 50007, 403),
+    ("an unknown field", dict(fields=[("sign", "极光"), ("note", "x")]), 50007, 403),
+    ("type 0", dict(fields=[("sign", "极光"), ("type", "0")]), 50007, 403),
+    ("type 8", dict(fields=[("sign", "极光"), ("type", "8")]), 50007, 403),
+    ("type a word", dict(fields=[("sign", "极光"), ("type", "app")]), 50007, 403),
+    ("remark over 100", dict(fields=[("sign", "极光"), ("remark", "说" * 101)]), 50007, 403),
+    ("type twice", dict(fields=[("sign", "极光"), ("type", "1"), ("type", "2")]), 50007, 403),
+    ("five images", dict(fields=[("sign", "极光"), *[("images", PNG)] * 5]), 50101, 403),
     ("sign twice", dict(fields=[("sign", "极光"), ("sign", "推送")]), 50007, 403),
     ("an image twice", dict(fields=[("sign", "极光"), ("image0", PNG), ("image0", PNG)]),
      50007, 403),
@@ -241,6 +247,38 @@ def test_bad_signature_forms_get_their_code_and_store_nothing(tmp_path, name, re
                 kwargs["data"] = form(*kwargs.pop("fields"))
             assert error(code, status)(await s.api.call("POST", "/v1/sign", **kwargs))
             assert await nothing_stored(s)
+    run(scenario)
+
+
+def test_type_and_remark_as_the_official_clients_send_them_are_kept_and_read(tmp_path):
+    async def scenario():
+        async with stack(tmp_path) as s:
+            remark = "用于订单通知" * 16 + "四个字符"                        # 100 characters
+            sign_id = await new_sign(s.api, "极光推送", ("type", "3"), ("remark", remark))
+            status, body, _ = await s.api.call("GET", f"/v1/sign/{sign_id}")
+            assert (status, body["type"], body["remark"]) == (200, 3, remark)
+            # A modification without them keeps them; with them, replaces them.
+            assert (await s.api.call("PUT", f"/v1/sign/{sign_id}",
+                                     data=form(("sign", "极光推送"))))[0] == 200
+            assert (await s.api.call("GET", f"/v1/sign/{sign_id}"))[1]["type"] == 3
+            assert (await s.api.call("POST", f"/v1/sign/{sign_id}",
+                                     data=form(("sign", "极光推送"), ("type", "7"),
+                                               ("remark", "其他"))))[0] == 200
+            body = (await s.api.call("GET", f"/v1/sign/{sign_id}"))[1]
+            assert (body["type"], body["remark"]) == (7, "其他")
+            assert [(r["type"], r["remark"]) for r in await s.gateway.store.signatures()] == \
+                [(7, "其他")]
+            await assert_in_step(s.gateway)
+    run(scenario)
+
+
+def test_the_java_clients_images_fields_take_the_next_free_slots(tmp_path):
+    async def scenario():
+        async with stack(tmp_path) as s:
+            sign_id = await new_sign(s.api, "极光推送", ("type", "1"), ("remark", "null"),
+                                     ("images", PNG), ("images", JPEG))
+            assert stored_images(s) == [(sign_id, 0, "image/png", PNG),
+                                        (sign_id, 1, "image/jpeg", JPEG)]
     run(scenario)
 
 

@@ -191,7 +191,7 @@ def test_curl_voice_code_is_refused_with_the_documented_error_shape(tmp_path):
                                 {'"mobile":"xxxxxxxxxxxxxx"': '"mobile":"13800138000"'})
             assert answer.status == 403 and set(answer.json) == {"error"}
             assert answer.json["error"]["code"] == 50008
-            assert "voice" in answer.json["error"]["message"]
+            assert "voice" in answer.json["error"]["detail"]
             assert s.sim.submits == []
     run(scenario)
 
@@ -239,7 +239,7 @@ def test_curl_creates_a_signature(tmp_path):
             assert set(answer.json) == {"sign_id"} and isinstance(answer.json["sign_id"], int)
             rows = await s.gateway.store.signatures()
             assert rows == [{"id": answer.json["sign_id"], "app": "jsms", "sign": "申请的签名",
-                             "status": 0}]
+                             "status": 0, "type": None, "remark": None}]
     run(scenario)
 
 
@@ -298,7 +298,8 @@ def test_curl_sees_the_documented_failure_shape_for_a_signature(tmp_path):
         async with jsms_stack(tmp_path) as s:
             answer = await curl(CREATE_SIGN, s.api.base, {"sign=申请的签名": "sign=【申请的签名】"})
             assert set(answer.json) == {"error"}
-            assert set(answer.json["error"]) == {"code", "message"}
+            assert set(answer.json["error"]) == {"code", "message", "detail"}  # detail: ours
             assert answer.json["error"]["code"] == 50104
+            assert answer.json["error"]["message"] == "invalid signature"
             assert await s.gateway.store.signatures() == []
     run(scenario)

@@ -136,8 +136,8 @@ def test_a_body_announced_over_the_limit_is_refused_at_once_and_the_connection_c
                 writer.write(head.encode() + b'{"a": 1')
                 answer = await asyncio.wait_for(reader.readuntil(b"}}"), 30)
                 assert answer.startswith(b"HTTP/1.1 403 ") and b"Connection: close" in answer
-                assert b'{"error": {"code": 50007, "message": "invalid body: body larger than' \
-                    in answer
+                assert b'{"error": {"code": 50007, "message": "invalid body", "detail": "body ' \
+                    b'larger than' in answer
                 assert await closed_by_server(reader, 30) == b""
                 writer.close()
             await asyncio.gather(*(refused(head) for head in heads))

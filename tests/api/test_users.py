@@ -154,8 +154,10 @@ def test_a_json_upload_stores_the_good_users_and_refuses_each_bad_one_alone(tmp_
             codes = [entry.get("error_code") for entry in body["users"]]
             assert codes == [None, "50006", "50205", "50201", "50202", "50004", "50007", None]
             assert body["users"][1] == {"error_code": "50006", "userid": "bad-number",
-                                        "error_message": "invalid mobile: for cmcc"}
-            assert "telecom" in body["users"][2]["error_message"]
+                                        "error_message": "invalid mobile",
+                                        "error_detail": "for cmcc"}
+            assert body["users"][2]["error_message"] == "invalid channel key"
+            assert "telecom" in body["users"][2]["error_detail"]
             assert [row[1] for row in await stored_users(gateway)] == ["ok1", "张三"]
     run(scenario)
 
@@ -219,7 +221,7 @@ def test_a_csv_file_stores_its_users_and_reports_each_refused_row(tmp_path):
             assert status == 200, body
             assert body == {"success_count": 2, "failure_count": 2, "rows": 4, "refused": [
                 {"row": 3, "userid": "lisi", "error_code": "50006",
-                 "error_message": "invalid mobile: for cmcc"},
+                 "error_message": "invalid mobile", "error_detail": "for cmcc"},
                 {"row": 5, "userid": "", "error_code": "50201", "error_message": "missing userid"}]}
             assert (await user(api, "zhangsan"))[1]["phone"] == {"cmcc": "18756432567",
                                                                  "default": "13800138000"}
@@ -299,7 +301,7 @@ def test_an_xlsx_that_unpacks_to_over_64_mib_is_refused_before_it_is_read(tmp_pa
     async def scenario():
         async with stack(tmp_path) as (api, gateway, sim):
             answer = await upload_file(api, bomb, XLSX_TYPE)
-            assert error(50007, 403)(answer) and "64 MiB" in answer[1]["error"]["message"]
+            assert error(50007, 403)(answer) and "64 MiB" in answer[1]["error"]["detail"]
             assert await stored_users(gateway) == []
             assert (await upload_file(api, zip_of(entries), XLSX_TYPE))[0] == 200
     run(scenario, timeout=60)
@@ -323,7 +325,7 @@ def test_upload_limits_are_clear_errors(tmp_path):
         async with stack(tmp_path, api="max_upload = 4096") as (api, gateway, sim):
             big = b"userid,phone\n" + b"".join(b"u%d,13800138000\n" % i for i in range(400))
             answer = await upload_file(api, big, "text/csv")
-            assert error(50007, 403)(answer) and "4096" in answer[1]["error"]["message"]
+            assert error(50007, 403)(answer) and "4096" in answer[1]["error"]["detail"]
             assert error(50007, 403)(await upload_form(api, big, "users.csv"))
 
             async def chunked():                  # no Content-Length: counted as it comes
@@ -355,7 +357,7 @@ def test_a_file_over_50000_users_is_refused_whole(tmp_path):
         async with stack(tmp_path) as (api, gateway, sim):
             rows = b"userid,phone\n" + b"".join(b"u%d,13800138000\n" % i for i in range(50_001))
             answer = await upload_file(api, rows, "text/csv")
-            assert error(50206, 403)(answer) and "50000" in answer[1]["error"]["message"]
+            assert error(50206, 403)(answer) and "50000" in answer[1]["error"]["detail"]
             assert await stored_users(gateway) == []
             saves, save_users = [], gateway.store.save_users
             gateway.store.save_users = lambda app, users, *rest: \

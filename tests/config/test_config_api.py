@@ -145,6 +145,11 @@ BAD = [
      ["gw.toml: [api] code_lenght: unknown key; did you mean 'code_length'?"]),
     ("api code length", '[api]\ncode_length = 12\n',
      ["gw.toml: [api] code_length: 12 is out of range; use 4..8"]),
+    ("trusted proxies", '[api]\ntrusted_proxies = ["10.0.0.1", "proxy.local"]\n',
+     ["gw.toml: [api] trusted_proxies: an array lists 'proxy.local', which is not an IP "
+      "address or CIDR block"]),
+    ("api code attempts", '[api]\ncode_attempts = 0\n',
+     ["gw.toml: [api] code_attempts: 0 is out of range; use 1..100"]),
     ("api max_upload", '[api]\nmax_upload = 100\n',
      ["gw.toml: [api] max_upload: 100 is out of range; use 1024..268435456"]),
     ("api max_users", '[api]\nmax_users = 0\n',

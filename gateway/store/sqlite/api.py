@@ -10,7 +10,7 @@ import hmac
 
 from gateway.status import DeliveryStatus
 
-from ..interface import code_digest
+from ..interface import KEY_REUSED, TOO_MANY_CODES, AcceptedRequest, code_digest
 from .messages import State, _insert_messages
 
 SCHEMA = """
@@ -28,8 +28,11 @@ CREATE TABLE IF NOT EXISTS api_responses (
     status INTEGER NOT NULL,
     body TEXT NOT NULL,
     created_at REAL NOT NULL,
+    request TEXT,
     PRIMARY KEY (app, key)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS messages_codes ON messages(recipient, created_at)
+    WHERE kind = 'code';
 CREATE TABLE IF NOT EXISTS unsubscribed (
     mobile TEXT PRIMARY KEY,
     at REAL NOT NULL,
@@ -70,21 +73,37 @@ CREATE TABLE IF NOT EXISTS last_ids (
 """
 
 def create_schema(state: State) -> None:
+    """The API's tables, and the columns that layout 5 added to those of older files."""
     state.db.executescript(SCHEMA)
+    _add_columns(state.db, "api_responses", request="TEXT")
+    _add_columns(state.db, "signatures", type="INTEGER", remark="TEXT")
+
+
+def _add_columns(db, table: str, **columns: str) -> None:
+    present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    for name, kind in columns.items():
+        if name not in present:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 def accept_request(state: State, request, now: float):
     """Store an API request whole: its messages, the recipients it refused (final
     ``rejected`` records carrying the JSMS code, never sent), its verification code, and the
-    answer given, kept under its Idempotency-Key. A key seen before returns the first answer
-    and stores nothing."""
-    from ..interface import AcceptedRequest
+    answer given, kept under its Idempotency-Key with the request's fingerprint. A key seen
+    before returns the first answer and stores nothing, or refuses (KEY_REUSED) when it came
+    with another request; a code to a number that got its ``code_limits`` is refused
+    (TOO_MANY_CODES)."""
     db = state.db
     if request.idempotency_key is not None:
-        row = db.execute("SELECT status, body FROM api_responses WHERE app = ? AND key = ?",
+        row = db.execute("SELECT status, body, request FROM api_responses "
+                         "WHERE app = ? AND key = ?",
                          (request.app, request.idempotency_key)).fetchone()
         if row is not None:
+            if row[2] is not None and request.fingerprint not in (None, row[2]):
+                return AcceptedRequest((), (), None, refusal=KEY_REUSED)
             return AcceptedRequest((), (), (row[0], row[1]), replayed=True)
+    if request.code is not None and _codes_exceed(state, request, now):
+        return AcceptedRequest((), (), None, refusal=TOO_MANY_CODES)
     ids = _insert_messages(state, list(request.messages), now)
     refused = [_insert_refused(state, message, code, now) for message, code in request.refused]
     if request.code is not None:
@@ -95,10 +114,25 @@ def accept_request(state: State, request, now: float):
     if request.render is not None:
         response = request.render(ids, refused)
         if request.idempotency_key is not None:
-            db.execute("INSERT INTO api_responses (app, key, status, body, created_at) "
-                       "VALUES (?, ?, ?, ?, ?)",
-                       (request.app, request.idempotency_key, response[0], response[1], now))
+            db.execute("INSERT INTO api_responses (app, key, status, body, created_at, request) "
+                       "VALUES (?, ?, ?, ?, ?, ?)",
+                       (request.app, request.idempotency_key, response[0], response[1], now,
+                        request.fingerprint))
     return AcceptedRequest(tuple(ids), tuple(refused), response)
+
+
+def _codes_exceed(state: State, request, now: float) -> bool:
+    """Whether the number of the request's code got ``most`` codes within ``window`` seconds,
+    for one of its ``code_limits`` (counted from the messages of kind code: the index
+    messages_codes finds them)."""
+    recipient = request.messages[0].recipient
+    for window, most in request.code_limits:
+        count = state.db.execute(
+            "SELECT COUNT(*) FROM messages WHERE kind = 'code' AND recipient = ? "
+            "AND created_at > ?", (recipient, now - window)).fetchone()[0]
+        if count >= most:
+            return True
+    return False
 
 
 def _insert_refused(state: State, message, code: int, now: float) -> int:
@@ -112,10 +146,12 @@ def _insert_refused(state: State, message, code: int, now: float) -> int:
     return cursor.lastrowid
 
 
-def verify_code(state: State, app: str, message_id: int, code: str, now: float) -> str:
+def verify_code(state: State, app: str, message_id: int, code: str, now: float,
+                max_attempts: int = 5) -> str:
     """"ok", or why not: "unknown" (no such code for this app), "verified" (used already),
-    "expired", "invalid" (wrong code; attempts are counted)."""
-    row = state.db.execute("SELECT app, digest, expires_at, verified_at FROM codes "
+    "expired", "spent" (``max_attempts`` wrong codes were tried: it cannot be guessed),
+    "invalid" (wrong code; attempts are counted)."""
+    row = state.db.execute("SELECT app, digest, expires_at, verified_at, attempts FROM codes "
                            "WHERE message_id = ?", (message_id,)).fetchone()
     if row is None or row[0] != app:
         return "unknown"
@@ -123,6 +159,8 @@ def verify_code(state: State, app: str, message_id: int, code: str, now: float) 
         return "verified"
     if now >= row[2]:
         return "expired"
+    if row[4] >= max_attempts:
+        return "spent"
     if not hmac.compare_digest(row[1], code_digest(code, row[1].split("$", 1)[0])):
         state.db.execute("UPDATE codes SET attempts = attempts + 1 WHERE message_id = ?",
                          (message_id,))
@@ -188,18 +226,22 @@ def templates(state: State) -> list[dict]:
 # ----------------------------------------------------------------------------- signatures
 
 def create_signature(state: State, app: str, sign: str, images: list, status: int,
-                     now: float) -> int:
+                     now: float, type: int | None = None, remark: str | None = None) -> int:
     sign_id = _next_id(state, "signatures")
-    state.db.execute("INSERT INTO signatures (id, app, sign, status, created_at, updated_at) "
-                     "VALUES (?, ?, ?, ?, ?, ?)", (sign_id, app, sign, status, now, now))
+    state.db.execute("INSERT INTO signatures (id, app, sign, status, created_at, updated_at, "
+                     "type, remark) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     (sign_id, app, sign, status, now, now, type, remark))
     _store_images(state, sign_id, images)
     return sign_id
 
 
 def update_signature(state: State, sign_id: int, sign: str, images: list, status: int,
-                     now: float) -> bool:
-    cursor = state.db.execute("UPDATE signatures SET sign = ?, status = ?, updated_at = ? "
-                              "WHERE id = ?", (sign, status, now, sign_id))
+                     now: float, type: int | None = None, remark: str | None = None) -> bool:
+    """Change the signature's text and status; its images, type and remark only when new
+    ones are given (None and [] keep them)."""
+    cursor = state.db.execute("UPDATE signatures SET sign = ?, status = ?, updated_at = ?, "
+                              "type = COALESCE(?, type), remark = COALESCE(?, remark) "
+                              "WHERE id = ?", (sign, status, now, type, remark, sign_id))
     if cursor.rowcount != 1:
         return False
     if images:
@@ -226,6 +268,7 @@ def delete_signature(state: State, sign_id: int) -> bool:
 
 
 def signatures(state: State) -> list[dict]:
-    cursor = state.db.execute("SELECT id, app, sign, status FROM signatures ORDER BY id")
+    cursor = state.db.execute("SELECT id, app, sign, status, type, remark FROM signatures "
+                              "ORDER BY id")
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row)) for row in cursor]

@@ -199,8 +199,11 @@ class State:
 # older file gains as the store opens: they are new, nothing else changes); 4, the operator's
 # console's tables (apps, console_users, console_sessions, console_keys, reviews, audit;
 # gateway.store.sqlite.console), created when an older file is opened, which changes nothing
-# it wrote.
-SCHEMA_VERSION = 4
+# it wrote; 5, api_responses.request (what a request with an Idempotency-Key was, so that the
+# key cannot be used for another), signatures.type and .remark (JSMS's signature form), and
+# the index messages_codes (the codes a number got, counted for codes_per_number_*): columns
+# and an index that gateway.store.sqlite.api adds to an older file as it opens.
+SCHEMA_VERSION = 5
 
 ROWS_PER_STATEMENT = 512
 MIN_SQLITE = (3, 35, 0)
