@@ -444,8 +444,10 @@ class Store(abc.ABC):
         the first answer and stores nothing."""
 
     @abc.abstractmethod
-    async def verify_code(self, app: str, message_id: int, code: str, now: float) -> str:
-        """"ok", or "unknown", "verified", "expired", "invalid" (attempts are counted)."""
+    async def verify_code(self, app: str, message_id: int, code: str, now: float,
+                          max_attempts: int = 5) -> str:
+        """"ok", or "unknown", "verified", "expired", "spent" (``max_attempts`` wrong codes
+        were tried), "invalid" (attempts are counted)."""
 
     @abc.abstractmethod
     async def unsubscribe(self, mobile: str, now: float, channel: str) -> None: ...
@@ -468,11 +470,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def create_signature(self, app: str, sign: str, images: list, status: int,
-                               now: float) -> int: ...
+                               now: float, type: int | None = None,
+                               remark: str | None = None) -> int: ...
 
     @abc.abstractmethod
     async def update_signature(self, sign_id: int, sign: str, images: list, status: int,
-                               now: float) -> bool: ...
+                               now: float, type: int | None = None,
+                               remark: str | None = None) -> bool:
+        """Change the signature's text and status; its images, type and remark only when
+        new ones are given (None and [] keep them)."""
 
     @abc.abstractmethod
     async def set_signature_status(self, sign_id: int, status: int, now: float) -> bool: ...

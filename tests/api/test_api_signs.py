@@ -277,7 +277,7 @@ def test_the_java_clients_images_fields_take_the_next_free_slots(tmp_path):
         async with stack(tmp_path) as s:
             sign_id = await new_sign(s.api, "极光推送", ("type", "1"), ("remark", "null"),
                                      ("images", PNG), ("images", JPEG))
-            assert stored_images(s) == [(sign_id, 0, "image/png", PNG),
+            assert await stored_images(s) == [(sign_id, 0, "image/png", PNG),
                                         (sign_id, 1, "image/jpeg", JPEG)]
     run(scenario)
 

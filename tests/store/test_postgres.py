@@ -74,7 +74,8 @@ def test_a_database_records_its_layout_version_and_a_newer_one_is_refused_untouc
 
 def test_a_database_of_layout_1_gains_what_came_since_and_keeps_its_data(postgres_url):
     """Layout 1 (the first PostgreSQL store) had no messages.callback, users or console
-    tables: opening it adds them, keeps every row, and records the version."""
+    tables, nor layout 5's api_responses.request, signatures.type and .remark and index
+    messages_codes: opening it adds them, keeps every row, and records the version."""
     async def scenario():
         store = await opened(postgres_url)
         [accepted] = await store.accept([new(1)], now=1.0)
@@ -82,6 +83,9 @@ def test_a_database_of_layout_1_gains_what_came_since_and_keeps_its_data(postgre
         for statement in ("DROP TABLE users, user_counts, apps, console_users, "
                           "console_sessions, console_keys, reviews, audit",
                           "ALTER TABLE messages DROP COLUMN callback",
+                          "DROP INDEX messages_codes",
+                          "ALTER TABLE api_responses DROP COLUMN request",
+                          "ALTER TABLE signatures DROP COLUMN type, DROP COLUMN remark",
                           "UPDATE store_version SET version = 1"):
             await admin(postgres_url, statement)
         store = await opened(postgres_url)
@@ -92,10 +96,14 @@ def test_a_database_of_layout_1_gains_what_came_since_and_keeps_its_data(postgre
             assert await store.save_users("shop", [("a", {"default": "1"})], False, 9, 2.0) == \
                 [True]
             assert await store.console_key("session", "k") == "k"
+            sign_id = await store.create_signature("shop", "极光", [], 0, 1.0, 3, "订单通知")
+            assert [(r["id"], r["type"]) for r in await store.signatures()] == [(sign_id, 3)]
+            assert await store.query("SELECT COUNT(*) FROM pg_indexes "
+                                     "WHERE indexname = 'messages_codes'") == [(1,)]
         finally:
             await store.close()
         assert await admin(postgres_url, "SELECT version FROM store_version") == \
-            [(SCHEMA_VERSION,)] == [(4,)]
+            [(SCHEMA_VERSION,)] == [(5,)]
     run(scenario)
 
 

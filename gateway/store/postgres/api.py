@@ -11,7 +11,7 @@ import hmac
 
 from gateway.status import DeliveryStatus
 
-from ..interface import AcceptedRequest, code_digest
+from ..interface import KEY_REUSED, TOO_MANY_CODES, AcceptedRequest, code_digest
 from .messages import State, _insert_messages, columns
 
 SCHEMA = """
@@ -29,8 +29,11 @@ CREATE TABLE IF NOT EXISTS api_responses (
     status INTEGER NOT NULL,
     body TEXT NOT NULL,
     created_at DOUBLE PRECISION NOT NULL,
+    request TEXT,
     PRIMARY KEY (app, key)
 );
+CREATE INDEX IF NOT EXISTS messages_codes ON messages(recipient, created_at)
+    WHERE kind = 'code';
 CREATE TABLE IF NOT EXISTS unsubscribed (
     mobile TEXT PRIMARY KEY,
     at DOUBLE PRECISION NOT NULL,
@@ -55,7 +58,9 @@ CREATE TABLE IF NOT EXISTS signatures (
     sign TEXT NOT NULL,
     status INTEGER NOT NULL,
     created_at DOUBLE PRECISION NOT NULL,
-    updated_at DOUBLE PRECISION NOT NULL
+    updated_at DOUBLE PRECISION NOT NULL,
+    type INTEGER,
+    remark TEXT
 );
 CREATE TABLE IF NOT EXISTS signature_images (
     sign_id BIGINT NOT NULL,
@@ -74,17 +79,25 @@ CREATE TABLE IF NOT EXISTS last_ids (
 async def accept_request(state: State, request, now: float) -> AcceptedRequest:
     """Store an API request whole: its messages, the recipients it refused (final
     ``rejected`` records carrying the JSMS code, never sent), its verification code, and the
-    answer given, kept under its Idempotency-Key. A key seen before returns the first answer
-    and stores nothing. The key is locked for the transaction (advisory, one-bigint space),
-    so that a retry reaching another gateway at the same moment waits and then replays."""
+    answer given, kept under its Idempotency-Key with the request's fingerprint. A key seen
+    before returns the first answer and stores nothing, or refuses (KEY_REUSED) when it came
+    with another request; a code to a number that got its ``code_limits`` is refused
+    (TOO_MANY_CODES). The key, and a code's number, are locked for the transaction
+    (advisory, one-bigint space), so that requests reaching two gateways at the same moment
+    take turns: a retry waits and then replays, a second code is counted with the first."""
     db = state.db
     if request.idempotency_key is not None:
         await db.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
                          f"{request.app}\x1f{request.idempotency_key}")
-        row = await db.fetchrow("SELECT status, body FROM api_responses WHERE app = $1 AND "
-                                "key = $2", request.app, request.idempotency_key)
+        row = await db.fetchrow("SELECT status, body, request FROM api_responses "
+                                "WHERE app = $1 AND key = $2", request.app,
+                                request.idempotency_key)
         if row is not None:
+            if row[2] is not None and request.fingerprint not in (None, row[2]):
+                return AcceptedRequest((), (), None, refusal=KEY_REUSED)
             return AcceptedRequest((), (), (row[0], row[1]), replayed=True)
+    if request.code is not None and await _codes_exceed(state, request, now):
+        return AcceptedRequest((), (), None, refusal=TOO_MANY_CODES)
     ids = await _insert_messages(state, list(request.messages), now)
     refused = await _insert_refused(state, request.refused, now)
     if request.code is not None:
@@ -95,10 +108,29 @@ async def accept_request(state: State, request, now: float) -> AcceptedRequest:
     if request.render is not None:
         response = request.render(ids, refused)
         if request.idempotency_key is not None:
-            await db.execute("INSERT INTO api_responses (app, key, status, body, created_at) "
-                             "VALUES ($1, $2, $3, $4, $5)", request.app,
-                             request.idempotency_key, response[0], response[1], now)
+            await db.execute("INSERT INTO api_responses (app, key, status, body, created_at, "
+                             "request) VALUES ($1, $2, $3, $4, $5, $6)", request.app,
+                             request.idempotency_key, response[0], response[1], now,
+                             request.fingerprint)
     return AcceptedRequest(tuple(ids), tuple(refused), response)
+
+
+async def _codes_exceed(state: State, request, now: float) -> bool:
+    """Whether the number of the request's code got ``most`` codes within ``window`` seconds,
+    for one of its ``code_limits`` (counted from the messages of kind code: the index
+    messages_codes finds them), the number locked first (see ``accept_request``)."""
+    if not request.code_limits:
+        return False
+    recipient = request.messages[0].recipient
+    await state.db.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                           f"code\x1f{recipient}")
+    cutoffs = [now - window for window, _ in request.code_limits]
+    counts = await state.db.fetchrow(
+        "SELECT " + ", ".join(f"COUNT(*) FILTER (WHERE created_at > ${i + 3})"
+                              for i in range(len(cutoffs))) +
+        " FROM messages WHERE kind = 'code' AND recipient = $1 AND created_at > $2",
+        recipient, min(cutoffs), *cutoffs)
+    return any(count >= most for count, (_, most) in zip(counts, request.code_limits))
 
 
 async def _insert_refused(state: State, refused, now: float) -> list[int]:
@@ -117,18 +149,22 @@ async def _insert_refused(state: State, refused, now: float) -> list[int]:
     return sorted(r[0] for r in rows)
 
 
-async def verify_code(state: State, app: str, message_id: int, code: str, now: float) -> str:
+async def verify_code(state: State, app: str, message_id: int, code: str, now: float,
+                      max_attempts: int = 5) -> str:
     """"ok", or why not: "unknown" (no such code for this app), "verified" (used already),
-    "expired", "invalid" (wrong code; attempts are counted). The code's row is locked, so a
-    code is verified once even when two gateways check it at the same moment."""
-    row = await state.db.fetchrow("SELECT app, digest, expires_at, verified_at FROM codes "
-                                  "WHERE message_id = $1 FOR UPDATE", message_id)
+    "expired", "spent" (``max_attempts`` wrong codes were tried: it cannot be guessed),
+    "invalid" (wrong code; attempts are counted). The code's row is locked, so a code is
+    verified once, and its attempts counted in full, when gateways check it at once."""
+    row = await state.db.fetchrow("SELECT app, digest, expires_at, verified_at, attempts "
+                                  "FROM codes WHERE message_id = $1 FOR UPDATE", message_id)
     if row is None or row[0] != app:
         return "unknown"
     if row[3] is not None:
         return "verified"
     if now >= row[2]:
         return "expired"
+    if row[4] >= max_attempts:
+        return "spent"
     if not hmac.compare_digest(row[1], code_digest(code, row[1].split("$", 1)[0])):
         await state.db.execute("UPDATE codes SET attempts = attempts + 1 WHERE message_id = $1",
                                message_id)
@@ -196,19 +232,23 @@ async def templates(state: State) -> list[dict]:
 # ----------------------------------------------------------------------------- signatures
 
 async def create_signature(state: State, app: str, sign: str, images: list, status: int,
-                           now: float) -> int:
+                           now: float, type: int | None = None, remark: str | None = None) -> int:
     sign_id = await _next_id(state, "signatures")
     await state.db.execute("INSERT INTO signatures (id, app, sign, status, created_at, "
-                           "updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
-                           sign_id, app, sign, status, now)
+                           "updated_at, type, remark) VALUES ($1, $2, $3, $4, $5, $5, $6, $7)",
+                           sign_id, app, sign, status, now, type, remark)
     await _store_images(state, sign_id, images)
     return sign_id
 
 
 async def update_signature(state: State, sign_id: int, sign: str, images: list, status: int,
-                           now: float) -> bool:
-    result = await state.db.execute("UPDATE signatures SET sign = $1, status = $2, "
-                                    "updated_at = $3 WHERE id = $4", sign, status, now, sign_id)
+                           now: float, type: int | None = None, remark: str | None = None) -> bool:
+    """Change the signature's text and status; its images, type and remark only when new
+    ones are given (None and [] keep them)."""
+    result = await state.db.execute(
+        "UPDATE signatures SET sign = $1, status = $2, updated_at = $3, "
+        "type = COALESCE($4, type), remark = COALESCE($5, remark) WHERE id = $6",
+        sign, status, now, type, remark, sign_id)
     if result != "UPDATE 1":
         return False
     if images:
@@ -238,5 +278,6 @@ async def delete_signature(state: State, sign_id: int) -> bool:
 
 
 async def signatures(state: State) -> list[dict]:
-    rows = await state.db.fetch("SELECT id, app, sign, status FROM signatures ORDER BY id")
+    rows = await state.db.fetch("SELECT id, app, sign, status, type, remark FROM signatures "
+                                "ORDER BY id")
     return [dict(row) for row in rows]

@@ -131,10 +131,17 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at) WHERE state = '
 # layout raises it and migrates older databases in ``migrate``; a database of a newer version
 # is refused, so an older gateway never writes to a layout it does not know. The versions are
 # SQLite's (gateway.store.sqlite.messages.SCHEMA_VERSION): 2, messages.callback; 3, the apps'
-# users (``users``); 4, the operator's console (``console``). New tables come with the schemas'
-# CREATE ... IF NOT EXISTS; MIGRATIONS change the tables that an older layout already has.
-SCHEMA_VERSION = 4
-MIGRATIONS = {2: "ALTER TABLE messages ADD COLUMN IF NOT EXISTS callback TEXT"}
+# users (``users``); 4, the operator's console (``console``); 5, api_responses.request,
+# signatures.type and .remark, and the index messages_codes (``api``). New tables and indexes
+# come with the schemas' CREATE ... IF NOT EXISTS; MIGRATIONS change the tables that an older
+# layout already has, before them.
+SCHEMA_VERSION = 5
+MIGRATIONS = {
+    2: ("ALTER TABLE messages ADD COLUMN IF NOT EXISTS callback TEXT",),
+    5: ("ALTER TABLE api_responses ADD COLUMN IF NOT EXISTS request TEXT",
+        "ALTER TABLE signatures ADD COLUMN IF NOT EXISTS type INTEGER",
+        "ALTER TABLE signatures ADD COLUMN IF NOT EXISTS remark TEXT"),
+}
 
 # Advisory locks in PostgreSQL's two-int4 key space, (LOCKS, n), for the whole store: n = 1
 # while one gateway creates or migrates the schema (several may start at once). Per-item
@@ -161,11 +168,12 @@ async def migrate(db, name: str, schemas: tuple[str, ...]) -> None:
             raise StoreError(f"{name}: written by a newer cmpp-gateway (store "
                              f"layout {version}; this version knows up to {SCHEMA_VERSION}); "
                              "run that version, or restore the backup taken before upgrading")
+        for layout_version, statements in sorted(MIGRATIONS.items()):
+            if version is not None and version < layout_version:
+                for statement in statements:
+                    await db.execute(statement)
         for schema in (VERSION_TABLE, *schemas):
             await db.execute(schema)
-        for layout_version, statement in sorted(MIGRATIONS.items()):
-            if version is not None and version < layout_version:
-                await db.execute(statement)
         if version is None:
             await db.execute("INSERT INTO store_version (version) VALUES ($1)", SCHEMA_VERSION)
         elif version < SCHEMA_VERSION:

@@ -116,8 +116,9 @@ class PostgresStore(Engine, Store):
     def accept_request(self, request, now: float) -> asyncio.Future:
         return self._submit(api_sql.accept_request, request, now)
 
-    def verify_code(self, app: str, message_id: int, digest: str, now: float) -> asyncio.Future:
-        return self._submit(api_sql.verify_code, app, message_id, digest, now)
+    def verify_code(self, app: str, message_id: int, code: str, now: float,
+                    max_attempts: int = 5) -> asyncio.Future:
+        return self._submit(api_sql.verify_code, app, message_id, code, now, max_attempts)
 
     def unsubscribe(self, mobile: str, now: float, channel: str) -> asyncio.Future:
         return self._submit(api_sql.unsubscribe, mobile, now, channel)
@@ -137,13 +138,15 @@ class PostgresStore(Engine, Store):
     def templates(self) -> asyncio.Future:
         return self._submit(api_sql.templates)
 
-    def create_signature(self, app: str, sign: str, images: list, status: int,
-                         now: float) -> asyncio.Future:
-        return self._submit(api_sql.create_signature, app, sign, images, status, now)
+    def create_signature(self, app: str, sign: str, images: list, status: int, now: float,
+                         type: int | None = None, remark: str | None = None) -> asyncio.Future:
+        return self._submit(api_sql.create_signature, app, sign, images, status, now, type,
+                            remark)
 
-    def update_signature(self, sign_id: int, sign: str, images: list, status: int,
-                         now: float) -> asyncio.Future:
-        return self._submit(api_sql.update_signature, sign_id, sign, images, status, now)
+    def update_signature(self, sign_id: int, sign: str, images: list, status: int, now: float,
+                         type: int | None = None, remark: str | None = None) -> asyncio.Future:
+        return self._submit(api_sql.update_signature, sign_id, sign, images, status, now, type,
+                            remark)
 
     def set_signature_status(self, sign_id: int, status: int, now: float) -> asyncio.Future:
         return self._submit(api_sql.set_signature_status, sign_id, status, now)
