@@ -55,6 +55,10 @@ if MISSING:
     pytest.skip(f"no browser for the console's tests: {MISSING}", allow_module_level=True)
 
 from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as seen  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
@@ -108,6 +112,21 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
+def gone(element) -> bool:
+    """True once ``element`` left the document (a new page replaced it). ChromeDriver may say
+    so with an "unhandled inspector error" (the node does not belong to the document) rather
+    than a stale reference when asked in the middle of the navigation."""
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as error:
+        if "does not belong to the document" in str(error):
+            return True
+        raise
+    return False
+
+
 class Page:
     """What a test does with the browser, in an operator's words."""
 
@@ -140,7 +159,7 @@ class Page:
     def follow(self, element) -> None:
         old = self.driver.find_element(By.TAG_NAME, "html")
         element.click()
-        WebDriverWait(self.driver, 20).until(seen.staleness_of(old))
+        WebDriverWait(self.driver, 20).until(lambda _: gone(old))
         self.wait("h1")
 
     def text(self, css: str = "main") -> str:
@@ -341,7 +360,7 @@ def test_a_users_file_with_one_bad_row_is_uploaded_and_a_user_found_revealed_and
     old = page.driver.find_element(By.TAG_NAME, "html")
     page.click("form[action='/users/user/delete'] button")
     WebDriverWait(page.driver, 10).until(seen.alert_is_present()).accept()   # data-confirm
-    WebDriverWait(page.driver, 20).until(seen.staleness_of(old))
+    WebDriverWait(page.driver, 20).until(lambda _: gone(old))
     assert "User browser-zhang of shop was deleted." in page.text(".notice")
     assert "browser-zhang" not in page.text("#users tbody")
 
