@@ -447,6 +447,19 @@ class Store(abc.ABC):
         """Receipts waiting for their segment, as of the last commit, without a query."""
 
     @abc.abstractmethod
+    def writable_snapshot(self) -> tuple[bool, str]:
+        """(True, "") while the store can write; else (False, why not), without a query
+        (readiness, metrics). The store finds out by itself when it can write again."""
+
+    @abc.abstractmethod
+    def size_snapshot(self) -> int:
+        """The store's bytes on disk, as last measured, without a query (metrics)."""
+
+    @abc.abstractmethod
+    def commit_snapshot(self) -> tuple[tuple[float, ...], list[int], float]:
+        """Transactions by duration: (bucket bounds, count per bucket and +Inf, seconds)."""
+
+    @abc.abstractmethod
     async def query(self, statement: str, parameters: tuple = ()) -> list[tuple]:
         """Rows of an SQL statement (``?`` parameters), run in turn with every other
         operation: for tests and tools that look inside the store."""

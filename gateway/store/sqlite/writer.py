@@ -25,7 +25,6 @@ import queue
 import sqlite3
 import threading
 import time
-from bisect import bisect_left
 from collections import Counter
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from ..interface import (
     Store,
     StoreUnavailable,
 )
+from ..timing import CommitTimes
 from . import api as api_sql
 from . import console as console_sql
 from . import health, retention
@@ -49,7 +49,6 @@ from . import users as users_sql
 log = logging.getLogger("cmpp_gateway.store")
 
 _STOP = object()          # queued by close(): the writer finishes what came before and ends
-COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 
 class _Op:
@@ -81,9 +80,7 @@ class SqliteStore(Store):
         self._reader: concurrent.futures.ThreadPoolExecutor | None = None
         self._reader_db: sqlite3.Connection | None = None
         self.commits = 0              # transactions run, for metrics and tests
-        # Written by the writer thread only; read whole by scrapes (a race costs one sample).
-        self.commit_counts = [0] * (len(COMMIT_BUCKETS) + 1)    # by bucket, the last +Inf
-        self.commit_seconds = 0.0
+        self.commit_times = CommitTimes()         # for cmpp_store_commit_seconds
         self.write_error: str | None = None     # why the store cannot write; None: it can
         self._probe_at = 0.0
 
@@ -236,8 +233,7 @@ class SqliteStore(Store):
         state.commit()
         elapsed = time.perf_counter() - start
         self.commits += 1
-        self.commit_seconds += elapsed
-        self.commit_counts[bisect_left(COMMIT_BUCKETS, elapsed)] += 1
+        self.commit_times.add(elapsed)
         return value
 
     # ------------------------------------------------------------------------- operations
@@ -528,7 +524,7 @@ class SqliteStore(Store):
 
     def commit_snapshot(self) -> tuple[tuple[float, ...], list[int], float]:
         """Transactions by duration: (bucket bounds, count per bucket and +Inf, seconds)."""
-        return COMMIT_BUCKETS, list(self.commit_counts), self.commit_seconds
+        return self.commit_times.snapshot()
 
 
 # Operations over a list of items with one result per item: between two other operations,
