@@ -50,7 +50,7 @@ from gateway.channel import (
 from gateway.config import ChannelConfig
 from gateway.ops import ChannelMetrics
 from gateway.status import DeliveryStatus
-from gateway.store import PendingMessage, SegmentResult, Store
+from gateway.store import PendingMessage, SegmentResult, Store, StoreUnavailable
 
 log = logging.getLogger("cmpp_gateway.dispatcher")
 
@@ -166,7 +166,12 @@ class ChannelDispatcher:
             while len(self._ready) >= self.backlog:
                 self._room.clear()
                 await self._room.wait()
-            rows = await self.store.fetch_pending(self.channel.name, after, self.page, self.clock())
+            try:
+                rows = await self.store.fetch_pending(self.channel.name, after, self.page,
+                                                      self.clock())
+            except StoreUnavailable:       # the store says why, and finds out when it can
+                await asyncio.sleep(self.poll)
+                continue
             if not rows:
                 after = 0                     # at the end: rescan from the start later
                 self._wakeup.clear()
