@@ -14,18 +14,16 @@ is a length of time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import aiohttp
 
 from cmpp.session import SessionConfig
 from gateway.bench.postgres import LocalPostgres
-from gateway.config import load_config
-from gateway.daemon import Gateway, GatewayOptions
-from gateway.sim import Account, Simulator, SimulatorConfig
+from gateway.daemon import Gateway
 from gateway.status import DeliveryStatus
 from tests.aio import eventually, run
-from tests.api_stack import FAST, KEY, SECRET, write_config
+from tests.ops.test_readiness import gateway_on as readiness_gateway
+from tests.ops.test_readiness import get
 from tests.postgres_faults import frozen
 
 OUTAGE = 20.0                         # seconds the database answers nothing
@@ -66,35 +64,15 @@ class Traffic:
         await asyncio.gather(*self._tasks)
 
 
-@contextlib.asynccontextmanager
-async def gateway_on(server: LocalPostgres, tmp_path):
-    """(gateway, HTTP session, API base URL, ops base URL) against the simulator."""
-    sim = Simulator(SimulatorConfig(accounts=[Account("900001", "secret")], report_delay=0.01,
-                                    session=SessionConfig(response_timeout=4.0, max_sends=10)))
-    await sim.start()
-    path = write_config(tmp_path / "gateway.toml", server.url(), sim.address[1])
-    gateway = Gateway(load_config(path), GatewayOptions(
-        tuning=FAST, api_address=("127.0.0.1", 0), ops_address=("127.0.0.1", 0)))
-    await gateway.start()
-    await gateway.pools["cmcc"].wait_ready()
-    api = f"http://127.0.0.1:{gateway.api_server.address[1]}"
-    ops = f"http://127.0.0.1:{gateway.ops.address[1]}"
-    try:
-        async with aiohttp.ClientSession(
-                headers={"Authorization": aiohttp.encode_basic_auth(KEY, SECRET)}) as http:
-            yield gateway, http, api, ops
-    finally:
-        await gateway.stop()
-        await sim.stop()
-
-
-async def readiness(http, ops: str) -> tuple[int, dict]:
-    async with http.get(f"{ops}/readyz") as response:
-        return response.status, await response.json()
+def gateway_on(server: LocalPostgres, tmp_path):
+    """tests.ops.test_readiness's gateway, on ``server``'s database, against a simulator that
+    sends a report again every 4 s until it is acknowledged (10 times at most)."""
+    return readiness_gateway(tmp_path, store=server.url(), report_delay=0.01,
+                             session=SessionConfig(response_timeout=4.0, max_sends=10))
 
 
 async def ready_status(http, ops: str) -> int:
-    return (await readiness(http, ops))[0]
+    return (await get(http, f"{ops}/readyz"))[0]
 
 
 async def finals(gateway: Gateway, ids: list[int]) -> int:
@@ -127,7 +105,7 @@ def test_a_restart_and_20_s_without_the_database_lose_nothing_acknowledged(
                 # A restart: the sessions end, the store says so and reconnects by itself.
                 await asyncio.to_thread(server.stop)
                 await eventually(lambda: not gateway.store.writable_snapshot()[0], timeout=10)
-                status, detail = await readiness(http, ops)
+                status, detail = await get(http, f"{ops}/readyz")
                 assert status == 503 and "cannot be reached" in detail["store"]["reason"], detail
                 await asyncio.to_thread(server.start)
                 await ready(60)
@@ -138,7 +116,7 @@ def test_a_restart_and_20_s_without_the_database_lose_nothing_acknowledged(
                     loop = asyncio.get_running_loop()
                     back_at = loop.time() + OUTAGE
                     await eventually(lambda: traffic.refused() > refused_before + 10, timeout=30)
-                    status, detail = await readiness(http, ops)
+                    status, detail = await get(http, f"{ops}/readyz")
                     assert status == 503 and not detail["store"]["writable"], detail
                     assert "cannot be reached" in detail["store"]["reason"], detail
                     assert detail["channels"]["cmcc"]["healthy"]     # the store is the reason

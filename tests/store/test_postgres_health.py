@@ -115,53 +115,34 @@ def test_a_lost_session_to_a_read_only_database_is_not_writable_until_it_may_wri
 
 def test_a_server_that_stops_answering_fails_operations_and_the_store_recovers(
         require_postgres):
-    """A server of its own, frozen: the idle store finds out by its size measurement, a
-    transaction is given up after answer_timeout, operations fail meanwhile instead of
-    waiting; once the server answers again the store goes on by itself."""
+    """A server of its own, frozen twice. A transaction is given up after answer_timeout and
+    the operations after it fail at once instead of waiting; a store that is idle finds out by
+    its size measurement. Each time, once the server answers again, the store goes on by
+    itself."""
     server = LocalPostgres().start()
 
     async def scenario():
-        store = PostgresStore(server.url(), probe_interval=PROBE, connect_timeout=1,
-                              answer_timeout=1)
-        store.size_interval = 0.2
-        await store.open()
+        busy = await opened(server.url(), connect_timeout=1, answer_timeout=1)
+        idle = PostgresStore(server.url(), probe_interval=PROBE, connect_timeout=1,
+                             answer_timeout=1)
+        idle.size_interval = 0.2
+        await idle.open()
         try:
-            await store.accept([message(1)], now=1.0)
-            with frozen(server):
-                await eventually(lambda: not writable(store), timeout=20)
-                assert "cannot be reached: no answer within 1 s" in \
-                    store.writable_snapshot()[1]
-                with pytest.raises(StoreUnavailable, match="cannot be reached"):
-                    await store.accept([message(2)], now=2.0)
-            await eventually(lambda: writable(store), timeout=30)
-            await store.accept([message(3)], now=3.0)
-            assert await store.query("SELECT text FROM messages ORDER BY id") == \
-                [("message 1",), ("message 3",)]
-        finally:
-            await store.close()
-    try:
-        run(scenario, timeout=90)
-    finally:
-        server.remove()
-
-
-def test_a_transaction_the_server_does_not_answer_is_given_up_after_answer_timeout(
-        require_postgres):
-    server = LocalPostgres().start()
-
-    async def scenario():
-        store = await opened(server.url(), connect_timeout=1, answer_timeout=1)
-        try:
-            await store.accept([message(1)], now=1.0)
+            await busy.accept([message(1)], now=1.0)
             with frozen(server):
                 with pytest.raises(StoreUnavailable, match="no answer within 1 s"):
-                    await store.accept([message(2)], now=2.0)
-                assert not writable(store)
-            await eventually(lambda: writable(store), timeout=30)
-            [again] = await store.accept([message(3)], now=3.0)
-            assert (await store.message(again.id)).text == "message 3"
+                    await busy.accept([message(2)], now=2.0)
+                with pytest.raises(StoreUnavailable, match="cannot be reached"):
+                    await busy.accept([message(3)], now=3.0)
+                await eventually(lambda: not writable(idle), timeout=20)
+                assert "cannot be reached: no answer within 1 s" in idle.writable_snapshot()[1]
+            await eventually(lambda: writable(busy) and writable(idle), timeout=30)
+            await busy.accept([message(4)], now=4.0)
+            assert await idle.query("SELECT text FROM messages ORDER BY id") == \
+                [("message 1",), ("message 4",)]
         finally:
-            await store.close()
+            await busy.close()
+            await idle.close()
     try:
         run(scenario, timeout=90)
     finally:
