@@ -83,7 +83,7 @@ def test_a_database_of_layout_1_gains_what_came_since_and_keeps_its_data(postgre
         await store.close()
         for statement in ("DROP TABLE users, user_counts, apps, console_users, "
                           "console_sessions, console_keys, reviews, audit",
-                          "ALTER TABLE messages DROP COLUMN callback",
+                          "ALTER TABLE messages DROP COLUMN callback, DROP COLUMN priority",
                           "DROP INDEX messages_codes",
                           "ALTER TABLE api_responses DROP COLUMN request",
                           "ALTER TABLE signatures DROP COLUMN type, DROP COLUMN remark",
@@ -104,7 +104,7 @@ def test_a_database_of_layout_1_gains_what_came_since_and_keeps_its_data(postgre
         finally:
             await store.close()
         assert await admin(postgres_url, "SELECT version FROM store_version") == \
-            [(SCHEMA_VERSION,)] == [(5,)]
+            [(SCHEMA_VERSION,)] == [(6,)]
     run(scenario)
 
 

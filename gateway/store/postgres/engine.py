@@ -4,7 +4,10 @@ commit (``PostgresStore``, in ``writer``, puts the store's operations on it).
 The same engine as ``gateway.store.sqlite.writer`` operations go into a queue; the writer
 thread takes everything queued (up to ``batch_limit``), runs it in one transaction on its one
 connection and, after COMMIT, hands the batch's outcomes back to the event loop in one call,
-which resolves their futures. The writer thread runs an event loop of its own for asyncpg, so
+which resolves their futures. Operations on urgent messages alone (accepting a verification
+code, fetching urgent messages) wait in a lane of their own, taken before the queue at each
+transaction, so that they wait only for the transaction at the server, never behind the bulk
+work queued before them. The writer thread runs an event loop of its own for asyncpg, so
 a transaction's round trips to the server never wait for the daemon's busy loop to come round,
 and what arrives while a transaction is at the server waits for the next one: the busier the
 gateway, the more each commit carries. Reads go through the same queue, so they see every
@@ -100,6 +103,7 @@ class Engine:
         self._secrets = [s for s in (password, urlsplit(url).password) if s]
         self._state: sql.State | None = None
         self._inbox: collections.deque[_Op] = collections.deque()   # appends are thread-safe
+        self._urgent: collections.deque[_Op] = collections.deque()  # the urgent lane
         self._loop: asyncio.AbstractEventLoop | None = None         # the daemon's
         self._writer: threading.Thread | None = None
         self._writer_loop: asyncio.AbstractEventLoop | None = None
@@ -196,12 +200,12 @@ class Engine:
 
     # ------------------------------------------------------------------------- the engine
 
-    def _submit(self, fn, *args) -> asyncio.Future:
+    def _submit(self, fn, *args, urgent: bool = False) -> asyncio.Future:
         loop = self._loop
         if loop is None:
             raise RuntimeError("the store is not open")
         future = loop.create_future()
-        self._inbox.append(_Op(fn, args, future))
+        (self._urgent if urgent else self._inbox).append(_Op(fn, args, future))
         if self._idle:
             self._idle = False
             self._writer_loop.call_soon_threadsafe(self._wake.set)
@@ -237,14 +241,14 @@ class Engine:
             await _close(self._state.db, self.answer_timeout)
 
     async def _commit_batches(self, loop: asyncio.AbstractEventLoop) -> None:
-        inbox = self._inbox
-        while inbox or not self._closing:
+        while self._urgent or self._inbox or not self._closing:
             if time.monotonic() >= self._measure_at:
                 await self._measure()
-            if not inbox:
+            lane = self._urgent or self._inbox
+            if not lane:
                 await self._wait()
                 continue
-            batch = [inbox.popleft() for _ in range(min(len(inbox), self.batch_limit))]
+            batch = [lane.popleft() for _ in range(min(len(lane), self.batch_limit))]
             try:
                 outcomes = await self._run(batch)
             except Exception as error:  # noqa: BLE001 - e.g. a rollback that failed
@@ -255,7 +259,7 @@ class Engine:
         """Writer: wait for an operation or close(), at most until the next measurement."""
         self._wake.clear()
         self._idle = True
-        if not self._inbox and not self._closing:       # else a submit came meanwhile
+        if not (self._urgent or self._inbox or self._closing):  # else a submit came meanwhile
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, self._measure_at - time.monotonic())):
                     await self._wake.wait()

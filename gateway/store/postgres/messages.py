@@ -14,6 +14,7 @@ they are this process's view, re-read from the database at every (re)connection.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 
 from gateway.status import DeliveryStatus, derive_status
 
@@ -120,14 +121,15 @@ async def accept(state: State, messages: list[NewMessage], now: float) -> list[A
 
 _INSERT_MESSAGES = (
     "INSERT INTO messages (app, channel, recipient, text, template_id, kind, idempotency_key, "
-    "reference, callback, created_at) SELECT a, c, r, t, tid, k, ik, ref, cb, $10 FROM unnest("
-    "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], "
-    "$8::int[], $9::text[]) AS v(a, c, r, t, tid, k, ik, ref, cb) ")
+    "reference, callback, priority, created_at) SELECT a, c, r, t, tid, k, ik, ref, cb, p, $11 "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
+    "$7::text[], $8::int[], $9::text[], $10::int[]) AS v(a, c, r, t, tid, k, ik, ref, cb, p) ")
 
 
 def _message_rows(messages: list[NewMessage]) -> list[list]:
     return columns([(m.app, m.channel, m.recipient, m.text, m.template_id, m.kind,
-                     m.idempotency_key, m.reference, m.callback) for m in messages], 9)
+                     m.idempotency_key, m.reference, m.callback, m.priority)
+                    for m in messages], 10)
 
 
 async def _insert_messages(state: State, messages: list[NewMessage], now: float) -> list[int]:
@@ -159,14 +161,26 @@ async def _insert_keyed(state: State, messages: list[NewMessage],
     return found
 
 
-async def fetch_pending(state: State, channel: str, after_id: int, limit: int,
+# The pending messages of one channel, the most urgent first: for each priority asked for, a
+# range of the index messages_pending from that priority's last id on, in the index's order
+# (nothing to sort but the few rows kept), all priorities in one round trip.
+_PENDING = (
+    "SELECT m.id, m.recipient, m.text, m.reference, m.attempts, "
+    "ARRAY(SELECT s.part FROM segments s WHERE s.message_id = m.id), m.created_at, m.priority "
+    "FROM unnest($2::int[], $3::bigint[]) AS a(priority, after) CROSS JOIN LATERAL "
+    "(SELECT * FROM messages WHERE channel = $1 AND status = 'accepted' "
+    "AND priority = a.priority AND id > a.after AND next_attempt_at <= $4 "
+    "ORDER BY id LIMIT $5) AS m ORDER BY m.priority, m.id LIMIT $5")
+
+
+async def fetch_pending(state: State, channel: str, after: Mapping[int, int], limit: int,
                         now: float) -> list[PendingMessage]:
-    rows = await state.db.fetch(
-        "SELECT m.id, m.recipient, m.text, m.reference, m.attempts, "
-        "ARRAY(SELECT s.part FROM segments s WHERE s.message_id = m.id), m.created_at "
-        "FROM messages m WHERE m.channel = $1 AND m.status = 'accepted' AND m.id > $2 "
-        "AND m.next_attempt_at <= $3 ORDER BY m.id LIMIT $4", channel, after_id, now, limit)
-    return [PendingMessage(r[0], channel, r[1], r[2], r[3], r[4], frozenset(r[5]), r[6])
+    """Up to ``limit`` messages by priority, then id: each priority of ``after`` from the id
+    it maps to on; the priorities it leaves out are not read."""
+    priorities = sorted(after)
+    rows = await state.db.fetch(_PENDING, channel, priorities, [after[p] for p in priorities],
+                                now, limit)
+    return [PendingMessage(r[0], channel, r[1], r[2], r[3], r[4], frozenset(r[5]), r[6], r[7])
             for r in rows]
 
 

@@ -48,7 +48,8 @@ async def record_receipts(state: State, receipts: list[Receipt]) -> list[Receipt
             out[i] = ReceiptOutcome()
             continue
         latency = r.received_at - segment.submitted_at
-        out[i] = ReceiptOutcome(matched=True, message_id=segment.message_id, latency=latency)
+        out[i] = ReceiptOutcome(matched=True, message_id=segment.message_id, latency=latency,
+                                priority=segment.priority, accepted_at=segment.created_at)
         if status is None or segment.status != SUBMITTED:
             continue
         segment.status = status                     # a later report in this set sees it final
@@ -57,8 +58,7 @@ async def record_receipts(state: State, receipts: list[Receipt]) -> list[Receipt
                                   int(c.temporary), r.received_at)
             settled = await _settle(state, segment.message_id, segment.parts, r.received_at,
                                     c.provider)
-            out[i] = ReceiptOutcome(matched=True, message_id=segment.message_id,
-                                    message_status=settled, latency=latency)
+            out[i] = out[i]._replace(message_status=settled)
             continue
         segment_updates.append((status, c.stat, int(c.temporary), r.received_at,
                                 segment.message_id, segment.part))
@@ -70,8 +70,7 @@ async def record_receipts(state: State, receipts: list[Receipt]) -> list[Receipt
                                                r.received_at))
             state.moved(segment.message_status, status)
             segment.message_status = status
-            out[i] = ReceiptOutcome(False, True, segment.message_id, DeliveryStatus(status),
-                                    latency)
+            out[i] = out[i]._replace(message_status=DeliveryStatus(status))
     await _write_receipts(state, rows, segment_updates, message_updates, callbacks)
     return out
 
@@ -80,13 +79,14 @@ class _Named:
     """A segment named by a report, with what settling it needs from its message."""
 
     __slots__ = ("message_id", "part", "parts", "submitted_at", "status", "app",
-                 "message_status", "callback")
+                 "message_status", "callback", "created_at", "priority")
 
     def __init__(self, message_id, part, parts, submitted_at, status, app, message_status,
-                 callback):
+                 callback, created_at, priority):
         self.message_id, self.part, self.parts = message_id, part, parts
         self.submitted_at, self.status = submitted_at, status
         self.app, self.message_status, self.callback = app, message_status, callback
+        self.created_at, self.priority = created_at, priority
 
 
 async def _look_up(state: State, receipts: list[Receipt]) -> tuple[dict, set]:
@@ -96,10 +96,10 @@ async def _look_up(state: State, receipts: list[Receipt]) -> tuple[dict, set]:
     found, seen = {}, set()
     rows = await state.db.fetch(
         "SELECT 0, s.channel, s.msg_id, s.message_id, s.part, s.parts, s.submitted_at, "
-        "s.status, m.app, m.status, m.callback FROM segments s JOIN messages m "
-        "ON m.id = s.message_id WHERE s.msg_id = ANY($1::bigint[]) "
+        "s.status, m.app, m.status, m.callback, m.created_at, m.priority FROM segments s "
+        "JOIN messages m ON m.id = s.message_id WHERE s.msg_id = ANY($1::bigint[]) "
         "UNION ALL SELECT 1, channel, msg_id, deliver_msg_id, NULL, NULL, NULL, stat, NULL, "
-        "NULL, NULL FROM receipts WHERE deliver_msg_id = ANY($2::bigint[])",
+        "NULL, NULL, NULL, NULL FROM receipts WHERE deliver_msg_id = ANY($2::bigint[])",
         list({to_signed(r.msg_id) for r in receipts}),
         list({to_signed(r.deliver_msg_id) for r in receipts}))
     for row in rows:

@@ -34,11 +34,13 @@ CREATE TABLE IF NOT EXISTS messages (
     submitted_at DOUBLE PRECISION,
     next_attempt_at DOUBLE PRECISION NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
-    callback TEXT
+    callback TEXT,
+    priority INTEGER NOT NULL DEFAULT 1
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency
     ON messages(app, idempotency_key) WHERE idempotency_key IS NOT NULL;
-CREATE INDEX IF NOT EXISTS messages_accepted ON messages(channel, id) WHERE status = 'accepted';
+CREATE INDEX IF NOT EXISTS messages_pending ON messages(channel, priority, id)
+    WHERE status = 'accepted';
 CREATE INDEX IF NOT EXISTS messages_submitted ON messages(submitted_at) WHERE status = 'submitted';
 
 CREATE TABLE IF NOT EXISTS segments (
@@ -132,17 +134,24 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at) WHERE state = '
 # is refused, so an older gateway never writes to a layout it does not know. The versions are
 # SQLite's (gateway.store.sqlite.messages.SCHEMA_VERSION): 2, messages.callback; 3, the apps'
 # users (``users``); 4, the operator's console (``console``); 5, api_responses.request,
-# signatures.type and .remark, and the index messages_codes (``api``). New tables and indexes
+# signatures.type and .remark, and the index messages_codes (``api``); 6, messages.priority
+# (0 urgent, 1 notification, 2 marketing; an older database's messages get theirs from their
+# kind) and the index messages_pending, by channel, priority and id, in place of
+# messages_accepted, by channel and id. New tables and indexes
 # come with the schemas' CREATE ... IF NOT EXISTS; MIGRATIONS change the tables that an older
 # layout already has, before them. The indexes retention works through and store_probe
 # (``retention``, ``health``) came at 5 without a new version, as in SQLite: an older database
 # gains them at its next start, and an older gateway does without them.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 MIGRATIONS = {
     2: ("ALTER TABLE messages ADD COLUMN IF NOT EXISTS callback TEXT",),
     5: ("ALTER TABLE api_responses ADD COLUMN IF NOT EXISTS request TEXT",
         "ALTER TABLE signatures ADD COLUMN IF NOT EXISTS type INTEGER",
         "ALTER TABLE signatures ADD COLUMN IF NOT EXISTS remark TEXT"),
+    6: ("ALTER TABLE messages ADD COLUMN IF NOT EXISTS priority INTEGER NOT NULL DEFAULT 1",
+        "UPDATE messages SET priority = CASE kind WHEN 'code' THEN 0 ELSE 2 END "
+        "WHERE kind IN ('code', 'marketing')",
+        "DROP INDEX IF EXISTS messages_accepted"),
 }
 
 # Advisory locks in PostgreSQL's two-int4 key space, (LOCKS, n), for the whole store: n = 1

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from ..interface import (
+    URGENT,
     MoMessage,
     MoPart,
     NewMessage,
@@ -59,11 +61,12 @@ class PostgresStore(Engine, Store):
     # Each returns the queued operation's future: await it, or add a done callback.
 
     def accept(self, messages: list[NewMessage], now: float) -> asyncio.Future:
-        return self._submit(sql.accept, messages, now)
+        return self._submit(sql.accept, messages, now, urgent=_urgent(messages))
 
-    def fetch_pending(self, channel: str, after_id: int, limit: int,
+    def fetch_pending(self, channel: str, after: Mapping[int, int], limit: int,
                       now: float) -> asyncio.Future:
-        return self._submit(sql.fetch_pending, channel, after_id, limit, now)
+        return self._submit(sql.fetch_pending, channel, after, limit, now,
+                            urgent=set(after) == {URGENT})
 
     def defer(self, message_id: int, until: float) -> asyncio.Future:
         return self._submit(sql.defer, message_id, until)
@@ -131,7 +134,8 @@ class PostgresStore(Engine, Store):
     # The API's records (gateway.store.postgres.api).
 
     def accept_request(self, request, now: float) -> asyncio.Future:
-        return self._submit(api_sql.accept_request, request, now)
+        return self._submit(api_sql.accept_request, request, now,
+                            urgent=_urgent(request.messages))
 
     def verify_code(self, app: str, message_id: int, code: str, now: float,
                     max_attempts: int = 5) -> asyncio.Future:
@@ -346,6 +350,11 @@ def display_name(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or "localhost"
     return f"{parts.username or ''}@{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
+def _urgent(messages) -> bool:
+    """Whether storing ``messages`` takes the urgent lane: one of them is urgent."""
+    return any(m.priority == URGENT for m in messages)
 
 
 _MARK = re.compile(r"\?")
