@@ -252,10 +252,10 @@ def test_metrics_read_back_from_the_endpoint_show_what_happened(store_setting):
     run(scenario, timeout=30)
 
 
-def test_latency_histograms_count_messages_by_channel_and_priority_alone(tmp_path):
+def test_latency_histograms_count_messages_by_channel_and_priority_alone(store_setting):
     async def scenario():
         options = GatewayOptions(tuning=FAST, ops_address=("127.0.0.1", 0), serve_api=False)
-        async with pipeline(tmp_path, {"report_delay": 0.01}, options=options) as (sim, gw):
+        async with pipeline(store_setting, {"report_delay": 0.01}, options=options) as (sim, gw):
             accepted = await gw.accept([
                 NewMessage("app1", "cmcc", "13800138001", "验证码 123456", kind="code"),
                 NewMessage("app1", "cmcc", "13800138002", "警报", urgent=True),
