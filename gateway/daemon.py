@@ -52,8 +52,8 @@ from gateway.store import (
     AppDirectory,
     MoMessage,
     NewMessage,
-    SqliteStore,
     StoreError,
+    create_store,
 )
 
 log = logging.getLogger("cmpp_gateway.daemon")
@@ -87,14 +87,15 @@ class GatewayOptions:
     # channels and an mo_callback (gateway.callbacks.mo_subscribers).
     mo_apps: Callable[[str], tuple[str, ...]] | None = None
     sweep_interval: float = 60.0          # the store's housekeeping (gateway.pipeline.sweeper)
-    store_max_pages: int | None = None    # PRAGMA max_page_count (tests: a store that is full)
+    store_max_pages: int | None = None    # SQLite's max_page_count (tests: a store that is full)
 
 
 class Gateway:
     def __init__(self, config: Config, options: GatewayOptions | None = None) -> None:
         self.config = config
         self.options = options or GatewayOptions()
-        self.store = SqliteStore(config.gateway.store, max_pages=self.options.store_max_pages)
+        self.store = create_store(config.gateway.store, config.gateway.store_password,
+                                  max_pages=self.options.store_max_pages)
         self.apps = AppDirectory(config.apps, config.channels, self.store, self.options.clock)
         self.metrics = Metrics(self.options.registry)
         self.channels: dict[str, _Channel] = {}

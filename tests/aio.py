@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from gateway.store import SqliteStore
+from gateway.store import create_store
 
 
 def run(scenario, timeout: float = 20.0):
@@ -34,9 +34,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def with_store(scenario, path: str = ":memory:"):
+def with_store(scenario, setting: str = ":memory:"):
+    """Run ``scenario(store)`` with the store ``setting`` names (tests.conftest's
+    store_setting gives one per backend), open, and closed after."""
     async def wrapped():
-        store = SqliteStore(path)
+        store = create_store(setting)
         await store.open()
         try:
             await scenario(store)

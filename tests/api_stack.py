@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import sqlite3
 import struct
 import zlib
 from dataclasses import dataclass
@@ -24,6 +23,9 @@ from gateway.sim import Account, Simulator, SimulatorConfig
 KEY, SECRET = "7d431e42dfa6a6d693ac2d04", "5e987ac6d2e04d95a9d8f0d1"
 OTHER = ("otherkey", "other-secret")
 FAST = PoolTuning(reconnect=Backoff(0.01, 0.05))
+# The store of the stacks a test runs (tests/api/conftest.py's api_store sets one per backend);
+# None: an SQLite file in the test's tmp_path.
+STORE: str | None = None
 
 CONFIG = """
 [gateway]
@@ -133,8 +135,8 @@ async def stack(tmp_path, api: str = "", config: str = CONFIG):
     (``api`` goes into [api]) written to a file that the review commands read."""
     sim = Simulator(SimulatorConfig(accounts=[Account("900001", "secret")], report_delay=0.01))
     await sim.start()
-    path = write_config(tmp_path / "gateway.toml", tmp_path / "gw.sqlite", sim.address[1], api,
-                        config)
+    path = write_config(tmp_path / "gateway.toml", STORE or tmp_path / "gw.sqlite",
+                        sim.address[1], api, config)
     gateway = Gateway(load_config(path), GatewayOptions(tuning=FAST, serve_ops=False,
                                                         api_address=("127.0.0.1", 0)))
     await gateway.start()
@@ -214,15 +216,14 @@ async def assert_in_step(gateway: Gateway) -> None:
                                    for row in await gateway.store.signatures()}
 
 
-def stored_images(s: Stack) -> list[tuple]:
-    with contextlib.closing(sqlite3.connect(s.gateway.config.gateway.store)) as db:
-        return db.execute("SELECT sign_id, slot, content_type, content FROM signature_images "
-                          "ORDER BY sign_id, slot").fetchall()
+async def stored_images(s: Stack) -> list[tuple]:
+    return await s.gateway.store.query("SELECT sign_id, slot, content_type, content "
+                                       "FROM signature_images ORDER BY sign_id, slot")
 
 
 async def nothing_stored(s: Stack) -> bool:
     """No signature, image, API template or message in the store or in the registry."""
     return (await s.gateway.store.signatures() == [] and await s.gateway.store.templates() == []
-            and stored_images(s) == [] and s.gateway.api.registry.signatures == {}
+            and await stored_images(s) == [] and s.gateway.api.registry.signatures == {}
             and all(t.from_config for t in s.gateway.api.registry.templates.values())
             and sum((await s.gateway.store.status_counts()).values()) == 0)

@@ -22,6 +22,9 @@ FAST = PoolTuning(reconnect=Backoff(0.01, 0.05))
 ADMIN = ("alice", "alice-password-1")
 VIEWER = ("victor", "victor-password-1")
 SHOP = ("shopkey", "shop-master-secret")
+# The store of the stacks a test runs (tests/console/conftest.py's console_store sets one per
+# backend); None: an SQLite file in the test's tmp_path.
+STORE: str | None = None
 
 CONFIG = """
 [gateway]
@@ -68,13 +71,14 @@ async def add_user(gateway: Gateway, name: str, password: str, role: str) -> Non
 
 @contextlib.asynccontextmanager
 async def stack(tmp_path, console: str = "", clock=None, config: str = CONFIG,
-                report_delay: float = 0.01):
-    """``console`` goes into [console]; ``clock`` replaces time.time in the gateway."""
+                report_delay: float = 0.01, store: str | None = None):
+    """``console`` goes into [console]; ``clock`` replaces time.time in the gateway; ``store``
+    is the store setting (else STORE, else a file in ``tmp_path``)."""
     sim = Simulator(SimulatorConfig(accounts=[Account("900001", "secret")],
                                     report_delay=report_delay))
     await sim.start()
     path = tmp_path / "gateway.toml"
-    path.write_text(config.replace("@STORE@", str(tmp_path / "gw.sqlite"))
+    path.write_text(config.replace("@STORE@", store or STORE or str(tmp_path / "gw.sqlite"))
                     .replace("@PORT@", str(sim.address[1])).replace("@CONSOLE@", console),
                     encoding="utf-8")
     options = GatewayOptions(registry=CollectorRegistry(), tuning=FAST, serve_ops=False,

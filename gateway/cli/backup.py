@@ -15,17 +15,23 @@ import sqlite3
 from pathlib import Path
 
 from gateway.config import ConfigError, load_config
+from gateway.store import is_database_url
 
 
 def backup(config_path: str, destination: str) -> int:
     """Copy the configured store to ``destination`` (which must not exist). 0 when the copy is
-    written and sound; 1 when the store is missing, the destination exists or the copy fails
-    its check (the bad copy is removed); 2 for an invalid configuration."""
+    written and sound; 1 when the store is missing or is a PostgreSQL database, the
+    destination exists or the copy fails its check (the bad copy is removed); 2 for an invalid
+    configuration."""
     try:
         config = load_config(config_path)
     except ConfigError as error:
         print(error)
         return 2
+    if is_database_url(config.gateway.store):
+        print("the store is a PostgreSQL database: back it up with the database's own tools "
+              "(pg_dump, or the backups of its cluster); this command copies SQLite files")
+        return 1
     source, target = Path(config.gateway.store), Path(destination)
     if not source.exists():
         print(f"{source}: no such store")

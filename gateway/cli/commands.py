@@ -11,6 +11,7 @@ from .backup import add_backup_command
 from .check_config import add_check_config_command
 from .classify import add_classify_command
 from .console_user import add_console_user_command
+from .copy_store import add_copy_store_command
 from .decode import add_decode_command
 from .demo import add_demo_command
 from .review import add_review_commands
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_review_commands(sub)
     add_console_user_command(sub)
     add_backup_command(sub)
+    add_copy_store_command(sub)
     add_bench_command(sub)
     add_classify_command(sub)
     add_send_command(sub)

@@ -24,9 +24,9 @@ import sys
 import time
 
 from gateway.console import ROLES, hash_password, password_problem
-from gateway.store import AuditNote, ConsoleUser, SqliteStore
+from gateway.store import AuditNote, ConsoleUser, Store
 
-from .stores import existing_store
+from .stores import existing_store, open_existing
 
 NAME_CHARACTERS = "letters, digits, _ . @ -"
 
@@ -47,8 +47,8 @@ def add_console_user_command(subparsers) -> None:
 
 
 def console_user_main(args) -> int:
-    path, status = existing_store(args.config)
-    if path is None:
+    store, status = existing_store(args.config)
+    if store is None:
         return status
     if args.action == "add":
         if not _valid_name(args.name):
@@ -57,10 +57,10 @@ def console_user_main(args) -> int:
         password = read_password()
         if password is None:
             return 1
-        return asyncio.run(_with_store(path, _add, args.name, args.role, password))
+        return asyncio.run(_with_store(store, _add, args.name, args.role, password))
     if args.action == "remove":
-        return asyncio.run(_with_store(path, _remove, args.name))
-    return asyncio.run(_with_store(path, _list))
+        return asyncio.run(_with_store(store, _remove, args.name))
+    return asyncio.run(_with_store(store, _list))
 
 
 def _valid_name(name: str) -> bool:
@@ -93,16 +93,16 @@ def _by() -> str:
         return f"command line (uid {os.getuid()})"
 
 
-async def _with_store(path: str, action, *args) -> int:
-    store = SqliteStore(path)
-    await store.open()
+async def _with_store(store: Store, action, *args) -> int:
+    if not await open_existing(store):
+        return 1
     try:
         return await action(store, *args)
     finally:
         await store.close()
 
 
-async def _add(store: SqliteStore, name: str, role: str, password: str) -> int:
+async def _add(store: Store, name: str, role: str, password: str) -> int:
     record = await asyncio.to_thread(hash_password, password)
     new = await store.put_console_user(
         ConsoleUser(name, role, record, time.time()),
@@ -113,7 +113,7 @@ async def _add(store: SqliteStore, name: str, role: str, password: str) -> int:
     return 0
 
 
-async def _remove(store: SqliteStore, name: str) -> int:
+async def _remove(store: Store, name: str) -> int:
     if not await store.remove_console_user(name, AuditNote(_by(), "console user removed", name),
                                            time.time()):
         print(f"no console user {name}")
@@ -122,7 +122,7 @@ async def _remove(store: SqliteStore, name: str) -> int:
     return 0
 
 
-async def _list(store: SqliteStore) -> int:
+async def _list(store: Store) -> int:
     users = await store.console_users()
     for user in users:
         print(f"{user.name}\t{user.role}")

@@ -6,18 +6,30 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.config import ConfigError, load_config
+from gateway.store import Store, StoreError, create_store, is_database_url
 
 
-def existing_store(config_path: str) -> tuple[str | None, int]:
-    """(the store's path, 0), or (None, the exit status) with the reason printed: 2 when the
-    configuration does not validate, 1 when its store does not exist yet."""
+def existing_store(config_path: str) -> tuple[Store | None, int]:
+    """(the configuration's store, not yet opened, 0), or (None, the exit status) with the
+    reason printed: 2 when the configuration does not validate, 1 when its SQLite file does not
+    exist yet (a PostgreSQL store's absence shows when it is opened: ``open_existing``)."""
     try:
         config = load_config(config_path)
     except ConfigError as error:
         print(error)
         return None, 2
     path = config.gateway.store
-    if path == ":memory:" or not Path(path).exists():
+    if not is_database_url(path) and (path == ":memory:" or not Path(path).exists()):
         print(f"no store at {path}: start the gateway once so that it creates it")
         return None, 1
-    return path, 0
+    return create_store(path, config.gateway.store_password), 0
+
+
+async def open_existing(store: Store) -> bool:
+    """Open ``store``; False, with the reason printed, when it cannot be used."""
+    try:
+        await store.open()
+    except StoreError as error:
+        print(error)
+        return False
+    return True

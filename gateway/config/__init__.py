@@ -12,7 +12,8 @@ ConsoleSettings, ConfigError, Problem, load_config, parse_config, describe_confi
 mask_secret, world_readable_warning, PASSWORD_CHECK, split_host_port, toml_value,
 callback_url_problem (the check a callback URL passes), CALLBACK_FORMATS and JSMS_RETRIES; for
 apps made in the console: APP_SETTINGS (the fields an operator sets), CONSOLE_APP_NAME and its
-rule in words, read_app_settings, app_from_settings; and the field kinds BOOLEAN, STRINGS.
+rule in words, read_app_settings, app_from_settings; the field kinds BOOLEAN, STRINGS; and
+is_database_url (whether a ``store`` setting names a PostgreSQL database).
 """
 
 from .api import (
@@ -44,13 +45,14 @@ from .file import (
     parse_config,
     world_readable_warning,
 )
-from .schema import split_host_port, toml_value
+from .schema import is_database_url, split_host_port, toml_value
 
 __all__ = [
     "APP_SETTINGS", "BOOLEAN", "CALLBACK_FORMATS", "CONSOLE_APP_NAME", "CONSOLE_APP_NAME_RULE",
     "JSMS_RETRIES", "PASSWORD_CHECK", "STRINGS", "ApiSettings", "AppConfig", "ChannelConfig",
     "Config", "ConfigError", "ConsoleSettings", "GatewaySettings", "Problem", "TemplateConfig",
-    "app_from_settings", "callback_url_problem", "describe_config", "load_config",
+    "app_from_settings", "callback_url_problem", "describe_config", "is_database_url",
+    "load_config",
     "mask_secret", "parse_config", "read_app_settings", "split_host_port", "toml_value",
     "world_readable_warning",
 ]

@@ -31,6 +31,7 @@ from .schema import (
     CHANNEL_FIELDS,
     GATEWAY_FIELDS,
     Report,
+    is_database_url,
     read_table,
     toml_key,
     toml_value,
@@ -72,7 +73,9 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class GatewaySettings:
     """The [gateway] table: daemon-wide settings. ``store`` is an absolute path (or
-    ":memory:"); timeouts are in seconds."""
+    ":memory:"), or a postgresql:// URL whose password, if any, is ``store_password`` (read
+    from the variable ``store_password_env`` names; left out of repr); timeouts are in
+    seconds."""
 
     store: str
     api_listen: str
@@ -83,6 +86,8 @@ class GatewaySettings:
     providers: str = ""
     unmatched_report_timeout: float = 259200
     retention: float = 30 * 86400
+    store_password_env: str | None = None
+    store_password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -140,7 +145,7 @@ class Config:
         """Every secret in the configuration, for the log redactor."""
         return [c.password for c in self.channels.values()] + \
             [a.master_secret for a in self.apps.values()] + \
-            ([self.console.session_key] if self.console.session_key else [])
+            [p for p in (self.gateway.store_password, self.console.session_key) if p]
 
 
 class _Section:
@@ -193,7 +198,7 @@ def parse_config(text: str, source: str = "<string>",
     for key in [*document, *(table for table in TABLES if table not in document)]:
         value = document.get(key, {})
         if key == "gateway":
-            gateway = _read_gateway(value, source, problems)
+            gateway = _read_gateway(value, source, problems, env)
         elif key == "channels":
             channels = _read_channels(value, source, problems, env)
         elif key not in TABLES:
@@ -268,26 +273,46 @@ def _report_unknown_table(key: str, value, source: str, problems: list[Problem])
         _Section(problems, source, "").report(toml_key(key), message)
 
 
-def _read_gateway(table, source: str, problems: list[Problem]) -> GatewaySettings | None:
+def _read_gateway(table, source: str, problems: list[Problem],
+                  env: Mapping[str, str]) -> GatewaySettings | None:
     if not isinstance(table, dict):
         _Section(problems, source, "").report("gateway", f"expected a table, got "
                                                          f"{toml_value(table)}")
         return None
     section = _Section(problems, source, "gateway")
     values = read_table(table, GATEWAY_FIELDS, section.report)
+    password = _store_password(values, env, section.report)
     if section.failed:
         return None
     providers = values["providers"] and _resolve_store(values["providers"], source)
     unmatched = values["unmatched_report_timeout"]
     return GatewaySettings(**{**values, "store": _resolve_store(values["store"], source),
-                              "providers": providers, "unmatched_report_timeout":
+                              "providers": providers, "store_password": password,
+                              "unmatched_report_timeout":
                               values["report_timeout"] if unmatched is None else unmatched})
+
+
+def _store_password(values: dict, env: Mapping[str, str], report: Report) -> str | None:
+    """The PostgreSQL store's password, from the variable store_password_env names (None
+    when not named: then libpq's PGPASSWORD or ~/.pgpass may still give one)."""
+    variable = values.get("store_password_env")
+    if variable is None:
+        return None
+    if not is_database_url(values.get("store") or ""):
+        report("store_password_env", "is only for a PostgreSQL store; set store = "
+                                     '"postgresql://user@host:5432/database", or remove it')
+        return None
+    secret = env.get(variable)
+    if not secret:
+        report("store_password_env", f"{variable} is not set in the environment; export it "
+                                     "before starting the gateway")
+    return secret
 
 
 def _resolve_store(store: str, source: str) -> str:
     """A path (the store, the providers directory) made absolute against the config file's
-    directory."""
-    if store == ":memory:" or os.path.isabs(store):
+    directory; a database URL as it is."""
+    if store == ":memory:" or os.path.isabs(store) or is_database_url(store):
         return store
     pseudo = source.startswith("<") and source.endswith(">")
     base = os.getcwd() if pseudo else os.path.dirname(os.path.abspath(source))
@@ -371,7 +396,8 @@ def describe_config(config: Config) -> str:
     count = len(config.channels)
     lines = [f"# {config.source}: {count} channel{'s' if count != 1 else ''}", "[gateway]"]
     lines += [f"{f.name} = {toml_value(getattr(config.gateway, f.name))}"
-              for f in fields(config.gateway)]
+              for f in fields(config.gateway)
+              if f.name != "store_password" and getattr(config.gateway, f.name) is not None]
     for channel in config.channels.values():
         lines += ["", f"[channels.{toml_key(channel.name)}]"]
         lines += [f"{name} = {toml_value(value)}" for name, value in _shown_settings(channel)]

@@ -16,6 +16,7 @@ import math
 import re
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
+from urllib.parse import parse_qs, urlsplit
 
 Check = Callable[[object], "str | None"]
 Report = Callable[[str, str], None]
@@ -118,8 +119,38 @@ def listen_address(value) -> str | None:
     return None
 
 
+DATABASE_SCHEMES = ("postgresql", "postgres")
+ENV_NAME = matches(r"[A-Za-z_][A-Za-z0-9_]*", "an environment variable name: letters, digits and _")
+
+
+def is_database_url(value: str) -> bool:
+    """Whether a ``store`` setting names a PostgreSQL database (else it is an SQLite file)."""
+    return value.split("://", 1)[0] in DATABASE_SCHEMES and "://" in value
+
+
+def store_setting(value) -> str | None:
+    """Accept an SQLite file path, or a PostgreSQL URL postgresql://user@host[:port]/database
+    without a password (that comes from the variable store_password_env names)."""
+    if not value:
+        return 'is not accepted; use a file path, or "postgresql://user@host:5432/database"'
+    if not is_database_url(value):
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port                                   # noqa: B018 - raises on a bad port
+    except ValueError as error:
+        return f"is not a valid URL ({error}); use postgresql://user@host:5432/database"
+    if parts.password is not None or "password" in parse_qs(parts.query):
+        return ("holds a password; take it out of the URL and name the environment variable "
+                "that holds it with store_password_env")
+    if not parts.hostname or parts.path.strip("/") == "":
+        return "is not accepted; use postgresql://user@host:5432/database (host and database)"
+    return None
+
+
 GATEWAY_FIELDS = (
-    Field("store", STRING, "cmpp-gateway.sqlite", matches(r".+", "a file path")),
+    # Secret: a URL may carry a password, which is refused and must not be shown either.
+    Field("store", STRING, "cmpp-gateway.sqlite", store_setting, secret=True),
     Field("api_listen", STRING, "127.0.0.1:8080", listen_address),
     Field("metrics_listen", STRING, "127.0.0.1:9108", listen_address),
     Field("log_level", STRING, "info", one_of("debug", "info", "warning", "error")),
@@ -132,6 +163,8 @@ GATEWAY_FIELDS = (
     Field("unmatched_report_timeout", NUMBER, None, seconds()),
     # How long a finished message (and MO) is kept, with its segments, reports and callbacks.
     Field("retention", NUMBER, 30 * 86400, seconds()),
+    # The PostgreSQL password's environment variable (a postgresql:// store only).
+    Field("store_password_env", STRING, None, ENV_NAME),
 )
 
 # password and password_env default to None: exactly one of them is required, which

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from gateway.config import Config
 from gateway.ops import Metrics
-from gateway.store import AppDirectory, SqliteStore
+from gateway.store import AppDirectory, Store
 
 
 class ApiRefused(Exception):
@@ -44,7 +44,7 @@ class Services:
     or raises UploadRefused."""
 
     config: Config
-    store: SqliteStore
+    store: Store
     apps: AppDirectory
     metrics: Metrics
     pools: Callable[[], list]

@@ -320,11 +320,12 @@ class _StoreCollector(Collector):
         self.size, self.writable, self.commits = size, writable, commits
 
     def collect(self):
-        yield GaugeMetricFamily("cmpp_store_size_bytes", "The store's size on disk (the file "
-                                "and its write-ahead log)", value=self.size())
+        yield GaugeMetricFamily("cmpp_store_size_bytes", "The store's size on disk (SQLite: "
+                                "the file and its write-ahead log; PostgreSQL: its tables "
+                                "with their indexes)", value=self.size())
         yield GaugeMetricFamily("cmpp_store_writable", "1 while the store can write, 0 while "
-                                "it cannot (disk full, I/O error, read-only)",
-                                value=1 if self.writable()[0] else 0)
+                                "it cannot (disk full, I/O error, read-only, database "
+                                "unreachable)", value=1 if self.writable()[0] else 0)
         bounds, counts, seconds = self.commits()
         cumulative, total = [], 0
         for bound, count in zip((*map(str, bounds), "+Inf"), counts):

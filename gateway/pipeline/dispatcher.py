@@ -68,6 +68,7 @@ from gateway.store import (
     PendingMessage,
     SegmentResult,
     Store,
+    StoreUnavailable,
 )
 
 log = logging.getLogger("cmpp_gateway.dispatcher")
@@ -202,8 +203,13 @@ class ChannelDispatcher:
             self._urgent = False
             if not urgent_only:
                 self._wakeup.clear()              # a notify from now on is for the next read
-            rows = await self.store.fetch_pending(self.channel.name, after, self.page,
-                                                  self.clock())
+            try:
+                rows = await self.store.fetch_pending(self.channel.name, after, self.page,
+                                                      self.clock())
+            except StoreUnavailable:       # the store says why, and finds out when it can
+                self._urgent = self._urgent or urgent_only    # the urgent read is still owed
+                await asyncio.sleep(self.poll)
+                continue
             for row in rows:                      # by priority, then id: each its last
                 self._after[row.priority] = row.id
             if not rows:

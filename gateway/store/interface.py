@@ -1,12 +1,13 @@
 """The durable record: messages, segments, receipts, MO and the callback outbox.
 
 ``Store`` is the interface the daemon uses; ``gateway.store.sqlite.SqliteStore`` is the
-embedded default. A shared backend for several gateway instances implements the same methods.
+embedded default, ``gateway.store.postgres.PostgresStore`` the shared backend for several
+gateway instances. Both implement every method here and the same API methods beyond it.
 
-Every write is durable before its coroutine returns: callers queue operations, one worker
-thread runs whatever has accumulated in one transaction (group commit), and only then are the
-callers' futures resolved. Reads go through the same queue, so they see every write queued
-before them.
+Every write is durable before its awaitable resolves: callers queue operations, one worker
+(a thread for SQLite, a task for PostgreSQL) runs whatever has accumulated in one transaction
+(group commit), and only then are the callers' futures resolved. Reads go through the same
+queue, so they see every write queued before them.
 """
 
 from __future__ import annotations
@@ -14,24 +15,42 @@ from __future__ import annotations
 import abc
 import hashlib
 import secrets
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from gateway.status import Classification, DeliveryStatus
 
+from .console import (
+    AuditEntry,
+    AuditNote,
+    CallbackRow,
+    ConsoleSession,
+    ConsoleUser,
+    MessageQuery,
+    MessageRow,
+    PendingCallbacks,
+    ReceiptRow,
+    Review,
+    StoredApp,
+)
+
 # Review states of templates and signatures, as JSMS numbers them (0 is ours: waiting).
 PENDING, APPROVED, REFUSED = 0, 1, 2
 
 
 class StoreError(Exception):
-    """The store file cannot be used as it is (written by a newer version, not a database):
-    the daemon prints the message and exits instead of touching it."""
+    """The store cannot be used as it is (written by a newer version, not a database, a
+    database that cannot be reached at start): the daemon prints the message and exits
+    instead of touching it."""
 
 
 class StoreUnavailable(Exception):
     """The store could not write an operation (disk full, I/O error, read-only, locked by
-    another process): nothing of it was kept. The message says why; try again later."""
+    another process, a database that cannot be reached): nothing of it was kept (except when
+    a database's connection broke during COMMIT: then it may have been). The message says
+    why; the store recovers by itself, try again later."""
 
 
 # How urgent a message is: the store reads pending messages, and the dispatcher sends them,
@@ -63,6 +82,22 @@ def to_signed(msg_id: int) -> int:
 
 def to_unsigned(value: int) -> int:
     return value + (1 << 64) if value < 0 else value
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The least text after every text that begins with ``prefix`` in code point order (as
+    both stores compare userids: SQLite's UTF-8 bytes, PostgreSQL's COLLATE "C"): its last
+    character one code point on (past the surrogates, which UTF-8 cannot hold; a last
+    character that is the greatest is dropped and the one before moves on); None when there
+    is none ("")."""
+    while prefix:
+        code = ord(prefix[-1]) + 1
+        if 0xD800 <= code <= 0xDFFF:
+            code = 0xE000
+        if code <= 0x10FFFF:
+            return prefix[:-1] + chr(code)
+        prefix = prefix[:-1]
+    return None
 
 
 @dataclass(frozen=True)
@@ -324,6 +359,8 @@ class UserRow:
 class Store(abc.ABC):
     """The daemon's durable state. Every method is safe to call from the event loop."""
 
+    name: str = ""      # the store as messages name it: the file, or user@host:port/database
+
     @abc.abstractmethod
     async def open(self) -> None: ...
 
@@ -368,8 +405,9 @@ class Store(abc.ABC):
         """Store MO parts; returns each with its id, or None for a duplicate."""
 
     @abc.abstractmethod
-    async def record_mo_message(self, message: MoMessage) -> int:
-        """Store a reassembled MO message and queue its callback; returns its id."""
+    async def record_mo_message(self, message: MoMessage, apps: tuple[str, ...] = ()) -> int:
+        """Store a reassembled MO message and queue its callback for each of ``apps``;
+        returns its id."""
 
     @abc.abstractmethod
     async def unassembled_mo_parts(self) -> list[MoPart]:
@@ -428,6 +466,105 @@ class Store(abc.ABC):
         """Keep a callback back until ``until`` without counting an attempt: nothing was
         sent (its URL has not passed verification); ``reason`` is kept as its last error."""
 
+    @abc.abstractmethod
+    async def pending_callbacks(self) -> int:
+        """Callbacks still to send."""
+
+    @abc.abstractmethod
+    def counts_snapshot(self) -> Counter:
+        """Messages by status, as of the last commit, without a query (metrics scrapes)."""
+
+    @abc.abstractmethod
+    def unmatched_snapshot(self) -> int:
+        """Receipts waiting for their segment, as of the last commit, without a query."""
+
+    @abc.abstractmethod
+    def writable_snapshot(self) -> tuple[bool, str]:
+        """(True, "") while the store can write; else (False, why not), without a query
+        (readiness, metrics). The store finds out by itself when it can write again."""
+
+    @abc.abstractmethod
+    def size_snapshot(self) -> int:
+        """The store's bytes on disk, as last measured, without a query (metrics)."""
+
+    @abc.abstractmethod
+    def commit_snapshot(self) -> tuple[tuple[float, ...], list[int], float]:
+        """Transactions by duration: (bucket bounds, count per bucket and +Inf, seconds)."""
+
+    @abc.abstractmethod
+    async def query(self, statement: str, parameters: tuple = ()) -> list[tuple]:
+        """Rows of an SQL statement (``?`` parameters), run in turn with every other
+        operation: for tests and tools that look inside the store."""
+
+    @abc.abstractmethod
+    async def layout(self) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+        """The store's tables as the database describes them: name -> (columns in order,
+        primary-key columns). For copy-store, and for the test that keeps both stores'
+        layouts the same."""
+
+    @abc.abstractmethod
+    async def insert_rows(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+        """Rows written into ``table`` as they are, ids included, in one transaction (for
+        copy-store; the daemon never calls it)."""
+
+    @abc.abstractmethod
+    async def continue_ids(self) -> None:
+        """Make every generated id continue after the highest one stored (after copy-store
+        wrote rows with their ids)."""
+
+    # The API's records.
+
+    @abc.abstractmethod
+    async def accept_request(self, request: ApiRequest, now: float) -> AcceptedRequest:
+        """Store an API request whole (see ApiRequest); a repeated Idempotency-Key replays
+        the first answer and stores nothing."""
+
+    @abc.abstractmethod
+    async def verify_code(self, app: str, message_id: int, code: str, now: float,
+                          max_attempts: int = 5) -> str:
+        """"ok", or "unknown", "verified", "expired", "spent" (``max_attempts`` wrong codes
+        were tried), "invalid" (attempts are counted)."""
+
+    @abc.abstractmethod
+    async def unsubscribe(self, mobile: str, now: float, channel: str) -> None: ...
+
+    @abc.abstractmethod
+    async def unsubscribed(self) -> set[str]: ...
+
+    @abc.abstractmethod
+    async def create_template(self, values: dict, first_id: int, now: float) -> int:
+        """A new template's id: above every id given before, and at least ``first_id``."""
+
+    @abc.abstractmethod
+    async def update_template(self, template_id: int, values: dict, now: float) -> bool: ...
+
+    @abc.abstractmethod
+    async def delete_template(self, template_id: int) -> bool: ...
+
+    @abc.abstractmethod
+    async def templates(self) -> list[dict]: ...
+
+    @abc.abstractmethod
+    async def create_signature(self, app: str, sign: str, images: list, status: int,
+                               now: float, type: int | None = None,
+                               remark: str | None = None) -> int: ...
+
+    @abc.abstractmethod
+    async def update_signature(self, sign_id: int, sign: str, images: list, status: int,
+                               now: float, type: int | None = None,
+                               remark: str | None = None) -> bool:
+        """Change the signature's text and status; its images, type and remark only when
+        new ones are given (None and [] keep them)."""
+
+    @abc.abstractmethod
+    async def set_signature_status(self, sign_id: int, status: int, now: float) -> bool: ...
+
+    @abc.abstractmethod
+    async def delete_signature(self, sign_id: int) -> bool: ...
+
+    @abc.abstractmethod
+    async def signatures(self) -> list[dict]: ...
+
     # The apps' users: numbers bound per channel, and a default ("default"), kept per app.
 
     @abc.abstractmethod
@@ -464,3 +601,108 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def user_count(self, app: str) -> int:
         """How many users ``app`` holds."""
+
+    # The operator's console (records in gateway.store.console): each change is written with
+    # its AuditNote in the same transaction.
+
+    @abc.abstractmethod
+    async def apps(self) -> list[StoredApp]:
+        """The apps made in the console, by name."""
+
+    @abc.abstractmethod
+    async def create_app(self, app: StoredApp, note: AuditNote) -> bool:
+        """False when the name or the key is taken."""
+
+    @abc.abstractmethod
+    async def update_app_settings(self, name: str, settings: dict, note: AuditNote,
+                                  now: float) -> bool:
+        """False when there is no such app."""
+
+    @abc.abstractmethod
+    async def rotate_app_secret(self, name: str, secret: str, previous_until: float,
+                                note: AuditNote, now: float) -> bool:
+        """The new secret in place; the one it replaces stays valid until ``previous_until``
+        (and one replaced before that is no longer valid). False when there is no such app."""
+
+    @abc.abstractmethod
+    async def console_user(self, name: str) -> ConsoleUser | None: ...
+
+    @abc.abstractmethod
+    async def console_users(self) -> list[ConsoleUser]:
+        """Every operator account, by name."""
+
+    @abc.abstractmethod
+    async def put_console_user(self, user: ConsoleUser, note: AuditNote, now: float) -> bool:
+        """Add the account, or replace its role and password (ending its sessions); True when
+        it is new."""
+
+    @abc.abstractmethod
+    async def remove_console_user(self, name: str, note: AuditNote, now: float) -> bool:
+        """Remove the account and end its sessions; False when there is none."""
+
+    @abc.abstractmethod
+    async def create_session(self, session_id: str, user: str, note: AuditNote, now: float,
+                             idle: float, lifetime: float) -> None:
+        """A new session (``session_id``: the hash of its token); expired sessions go, and an
+        operator keeps the newest 20."""
+
+    @abc.abstractmethod
+    async def session(self, session_id: str) -> ConsoleSession | None:
+        """The session and its operator's current role; None once it or the account is gone."""
+
+    @abc.abstractmethod
+    async def touch_session(self, session_id: str, now: float) -> None: ...
+
+    @abc.abstractmethod
+    async def end_session(self, session_id: str, note: AuditNote | None, now: float) -> bool:
+        """End the session (audited when ``note`` is given); False when there was none."""
+
+    @abc.abstractmethod
+    async def console_key(self, name: str, candidate: str) -> str:
+        """The key stored under ``name``; ``candidate`` becomes it when there is none yet (the
+        first instance to ask decides for all)."""
+
+    @abc.abstractmethod
+    async def review(self, kind: str, item: int, status: int, reason: str, note: AuditNote,
+                     now: float) -> bool:
+        """Set a template's (``kind`` "template") or signature's ("sign") review status and
+        keep the decision; False when there is no such item. ValueError for a status that is
+        not PENDING, APPROVED or REFUSED."""
+
+    @abc.abstractmethod
+    async def last_reviews(self) -> list[Review]:
+        """The latest decision on each reviewed item."""
+
+    @abc.abstractmethod
+    async def signature_images(self, sign_id: int) -> list[tuple[int, str]]:
+        """(slot, content type) of each image sent with a signature."""
+
+    @abc.abstractmethod
+    async def signature_image(self, sign_id: int, slot: int) -> tuple[bytes, str] | None: ...
+
+    @abc.abstractmethod
+    async def audit(self, note: AuditNote, now: float) -> None:
+        """An audit entry on its own (a sign-in refused, a reveal)."""
+
+    @abc.abstractmethod
+    async def audit_page(self, before_id: int | None, limit: int) -> list[AuditEntry]:
+        """Audit entries newest first, before ``before_id`` (None: from the newest)."""
+
+    # The console's searches: on a connection of their own, never holding up the writer, and
+    # bounded (SearchTooBroad when one would read too much). They see what was committed.
+
+    @abc.abstractmethod
+    async def find_messages(self, query: MessageQuery) -> list[MessageRow]:
+        """Messages matching ``query``, newest first, at most ``query.limit``."""
+
+    @abc.abstractmethod
+    async def message_receipts(self, view: MessageView) -> list[ReceiptRow]:
+        """The status reports received for the message's segments."""
+
+    @abc.abstractmethod
+    async def message_callbacks(self, view: MessageView) -> list[CallbackRow]:
+        """The status callbacks queued for the message."""
+
+    @abc.abstractmethod
+    async def waiting_callbacks(self) -> list[PendingCallbacks]:
+        """Per app, the callbacks still waiting."""

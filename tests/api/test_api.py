@@ -14,6 +14,8 @@ from tests import api_stack
 from tests.aio import eventually, run
 from tests.api_stack import KEY, SECRET, error
 
+pytestmark = pytest.mark.usefixtures("api_store")
+
 CONFIG = """
 [gateway]
 store = "@STORE@"

@@ -27,6 +27,8 @@ from tests.api_stack import (
     write_config,
 )
 
+pytestmark = pytest.mark.usefixtures("api_store")
+
 
 @pytest.fixture(autouse=True)
 def quick_reviews(monkeypatch):
@@ -44,7 +46,7 @@ def test_a_signature_waits_for_review_until_the_operator_approves_it(tmp_path):
             path = f"/v1/sign/{sign_id}"
             assert (await s.api.call("GET", path))[:2] == \
                 (200, {"sign_id": sign_id, "sign": "极光推送", "status": 0, "use_status": 0})
-            assert stored_images(s) == [(sign_id, 0, "image/png", PNG),
+            assert await stored_images(s) == [(sign_id, 0, "image/png", PNG),
                                         (sign_id, 1, "image/jpeg", JPEG),
                                         (sign_id, 2, "image/gif", TINY_GIF)]
             assert await operator(s, "sign", sign_id, "approve") == 0
@@ -103,11 +105,11 @@ def test_a_modified_signature_goes_back_to_review_by_put_or_post(tmp_path):
             assert put[:2] == (200, {"sign_id": sign_id})
             assert (await s.api.call("GET", f"/v1/sign/{sign_id}"))[1] == \
                 {"sign_id": sign_id, "sign": "极光短信", "status": 0, "use_status": 0}
-            assert stored_images(s) == [(sign_id, 0, "image/jpeg", JPEG)]   # replaced
+            assert await stored_images(s) == [(sign_id, 0, "image/jpeg", JPEG)]   # replaced
             post = await s.api.call("POST", f"/v1/sign/{sign_id}", data=form(("sign", "JPush")))
             assert post[:2] == (200, {"sign_id": sign_id})
             assert (await s.api.call("GET", f"/v1/sign/{sign_id}"))[1]["sign"] == "JPush"
-            assert stored_images(s) == [(sign_id, 0, "image/jpeg", JPEG)]   # kept
+            assert await stored_images(s) == [(sign_id, 0, "image/jpeg", JPEG)]   # kept
             await assert_in_step(s.gateway)
     run(scenario)
 
@@ -184,7 +186,7 @@ def test_a_signature_in_use_cannot_be_deleted_or_renamed(tmp_path):
             assert error(50105, 403)(await s.api.call("DELETE", path))
             assert error(50105, 403)(await s.api.call("PUT", path, data=form(("sign", "JPush"))))
             same = await s.api.call("PUT", path, data=form(("sign", "极光推送"), ("image0", JPEG)))
-            assert same[0] == 200 and stored_images(s) == [(sign_id, 0, "image/jpeg", JPEG)]
+            assert same[0] == 200 and await stored_images(s) == [(sign_id, 0, "image/jpeg", JPEG)]
             assert (await s.api.call("DELETE", f"/v1/templates/{temp_id}"))[0] == 200
             assert (await s.api.call("GET", path))[1]["use_status"] == 0
             status, body, headers = await s.api.call("DELETE", path)
@@ -275,7 +277,7 @@ def test_the_java_clients_images_fields_take_the_next_free_slots(tmp_path):
         async with stack(tmp_path) as s:
             sign_id = await new_sign(s.api, "极光推送", ("type", "1"), ("remark", "null"),
                                      ("images", PNG), ("images", JPEG))
-            assert stored_images(s) == [(sign_id, 0, "image/png", PNG),
+            assert await stored_images(s) == [(sign_id, 0, "image/png", PNG),
                                         (sign_id, 1, "image/jpeg", JPEG)]
     run(scenario)
 
@@ -284,7 +286,7 @@ def test_an_empty_image_field_is_ignored(tmp_path):
     async def scenario():
         async with stack(tmp_path) as s:
             sign_id = await new_sign(s.api, "极光推送", ("image0", PNG), ("image3", b""))
-            assert stored_images(s) == [(sign_id, 0, "image/png", PNG)]
+            assert await stored_images(s) == [(sign_id, 0, "image/png", PNG)]
     run(scenario)
 
 

@@ -18,6 +18,8 @@ from gateway.api import templates_signs
 from tests.aio import eventually, run
 from tests.api_stack import KEY, SECRET, new_sign, operator, stack, status_becomes
 
+pytestmark = pytest.mark.usefixtures("api_store")
+
 DOC_HOST = "https://api.sms.jpush.cn"
 DOC_CREDENTIALS = "7d431e42dfa6a6d693ac2d04:5e987ac6d2e04d95a9d8f0d1"
 

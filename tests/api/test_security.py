@@ -26,10 +26,10 @@ NUMBERS = ("13800138000", "13912345678", "15000000001", "18612345678")
 CONTENT = ("Zorblax", "订单Zorblax已发货", "MO-Quixotic-Reply")
 
 
-def config_text(tmp_path, sim_port: int, api_port: int, ops_port: int, callback: str) -> str:
+def config_text(store: str, sim_port: int, api_port: int, ops_port: int, callback: str) -> str:
     return f"""
 [gateway]
-store = "{tmp_path / 'gw.sqlite'}"
+store = "{store}"
 api_listen = "127.0.0.1:{api_port}"
 metrics_listen = "127.0.0.1:{ops_port}"
 log_level = "debug"
@@ -59,7 +59,7 @@ content = "验证码{{{{code}}}}"
 """
 
 
-def test_no_secret_number_or_content_reaches_the_logs_of_a_full_run(tmp_path):
+def test_no_secret_number_or_content_reaches_the_logs_of_a_full_run(tmp_path, store_setting):
     async def scenario():
         received = []
 
@@ -84,7 +84,8 @@ def test_no_secret_number_or_content_reaches_the_logs_of_a_full_run(tmp_path):
         await sim.start()
         api_port, ops_port = free_port(), free_port()
         config = tmp_path / "gw.toml"
-        config.write_text(config_text(tmp_path, sim.address[1], api_port, ops_port, callback))
+        config.write_text(config_text(store_setting, sim.address[1], api_port, ops_port,
+                                      callback))
         # The first start logs in with a wrong password, as a mistyped secret would.
         wrong = tmp_path / "wrong.toml"
         wrong.write_text(config.read_text().replace(PASSWORD, PASSWORD + "-wrong"))
@@ -247,7 +248,8 @@ def not_ids(number: int) -> list[str]:
                                    f"{number}_0", "0x1", "1" * 23, str(2**63)]
 
 
-def test_a_path_id_is_ascii_digits_on_every_route_and_anything_else_is_not_found(tmp_path):
+def test_a_path_id_is_ascii_digits_on_every_route_and_anything_else_is_not_found(tmp_path,
+                                                                                 api_store):
     async def scenario():
         async with api_stack.stack(tmp_path) as s:
             api = s.api

@@ -17,6 +17,8 @@ from tests import api_stack
 from tests.aio import eventually, run
 from tests.api_stack import KEY, OTHER, SECRET, error
 
+pytestmark = pytest.mark.usefixtures("api_store")
+
 CONFIG = """
 [gateway]
 store = "@STORE@"

@@ -23,9 +23,10 @@ connections = 1
 """
 
 
-def config_for(tmp_path):
+def config_for(tmp_path, store: str | None = None):
+    """A configuration whose store is ``store`` (else a file in ``tmp_path``)."""
     config = tmp_path / "gw.toml"
-    config.write_text(CONFIG.format(store=tmp_path / "gw.sqlite"))
+    config.write_text(CONFIG.format(store=store or tmp_path / "gw.sqlite"))
     return config
 
 
@@ -74,3 +75,11 @@ def test_a_backup_never_overwrites_and_needs_a_store(tmp_path, capsys):
     assert main(["backup", "--config", str(config), str(existing)]) == 1
     assert "already exists" in capsys.readouterr().out
     assert existing.read_bytes() == b"keep me"
+
+
+def test_a_postgresql_store_is_left_to_the_databases_own_backups(tmp_path, capsys):
+    config = tmp_path / "gw.toml"
+    config.write_text(CONFIG.format(store="postgresql://gw@127.0.0.1:5432/sms"))
+    assert main(["backup", "--config", str(config), str(tmp_path / "copy.sqlite")]) == 1
+    assert "back it up with the database's own tools (pg_dump" in capsys.readouterr().out
+    assert not (tmp_path / "copy.sqlite").exists()

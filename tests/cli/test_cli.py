@@ -43,5 +43,5 @@ def test_every_command_is_on_the_command_line():
     from gateway.cli import build_parser
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     assert set(sub.choices) == {"decode", "run", "demo", "check-config", "simulate", "sign",
-                                "template", "backup", "bench", "send", "classify",
-                                "console-user"}
+                                "template", "backup", "copy-store", "bench", "send",
+                                "classify", "console-user"}

@@ -1,5 +1,6 @@
 """``cmpp-gateway console-user``: operators are added with a password read from stdin (never
-the command line), changed, listed and removed, each in the audit trail."""
+the command line), changed, listed and removed, each in the audit trail, in the store of
+either backend."""
 
 from __future__ import annotations
 
@@ -10,12 +11,10 @@ import sys
 import pytest
 
 from gateway.cli import main
-
 from gateway.console.auth import check_password
-from gateway.store import SqliteStore
+from gateway.store import create_store
 from tests.aio import run
 from tests.cli.test_backup import config_for
-
 
 
 def process(tmp_path, *args, stdin: str = "") -> tuple[int, str]:
@@ -35,9 +34,9 @@ def command(tmp_path, monkeypatch, capsys):
     return call
 
 
-def stored(tmp_path):
+def stored(setting: str):
     async def read():
-        store = SqliteStore(str(tmp_path / "gw.sqlite"))
+        store = create_store(setting)
         await store.open()
         try:
             return await store.console_users(), await store.audit_page(None, 10)
@@ -51,12 +50,17 @@ def stored(tmp_path):
     return result
 
 
-def test_operators_are_added_changed_listed_and_removed(tmp_path, command):
-    config = config_for(tmp_path)
+def test_a_store_file_that_does_not_exist_yet_is_named(tmp_path, command):
+    config_for(tmp_path)
     assert command("list") == (
         1, f"no store at {tmp_path / 'gw.sqlite'}: start the gateway once so that it creates "
            "it\n")
-    run(lambda: _create(tmp_path))
+    assert not (tmp_path / "gw.sqlite").exists()
+
+
+def test_operators_are_added_changed_listed_and_removed(tmp_path, store_setting, command):
+    config = config_for(tmp_path, store_setting)
+    run(lambda: _create(store_setting))
     assert command("list")[1].startswith("no console user yet")
     assert process(tmp_path, "add", "alice", "--role", "admin",
                    stdin="alice-password-1\n") == (0, "added alice (admin)\n")
@@ -66,7 +70,7 @@ def test_operators_are_added_changed_listed_and_removed(tmp_path, command):
     assert command("add", "alice", "--role", "viewer", stdin="alice-password-2\n") == \
         (0, "changed alice (viewer); its sessions have ended\n")
     assert command("list") == (0, "alice\tviewer\n")
-    users, audit = stored(tmp_path)
+    users, audit = stored(store_setting)
     assert check_password("alice-password-2", users[0].password)
     assert "alice-password" not in users[0].password
     assert [(e.action, e.target, e.detail) for e in reversed(audit)] == [
@@ -79,7 +83,7 @@ def test_operators_are_added_changed_listed_and_removed(tmp_path, command):
     assert command("list")[0] == 2
 
 
-async def _create(tmp_path) -> None:
-    store = SqliteStore(str(tmp_path / "gw.sqlite"))
+async def _create(setting: str) -> None:
+    store = create_store(setting)
     await store.open()
     await store.close()

@@ -18,13 +18,13 @@ from tests.aio import eventually, free_port, run
 SECRET = "run-secret-Zq7"
 
 
-def test_run_serves_reloads_on_sighup_and_drains_on_sigterm(tmp_path):
+def test_run_serves_reloads_on_sighup_and_drains_on_sigterm(tmp_path, store_setting):
     async def scenario():
         async with Simulator(SimulatorConfig(accounts=[Account("900001", SECRET)])) as sim:
             port = free_port()
             config = tmp_path / "gw.toml"
             config.write_text(
-                f'[gateway]\nstore = "{tmp_path / "gw.sqlite"}"\n'
+                f'[gateway]\nstore = "{store_setting}"\n'
                 f'metrics_listen = "127.0.0.1:{port}"\n'
                 f'[channels.cmcc]\nprovider = "default"\nhost = "127.0.0.1"\n'
                 f'port = {sim.address[1]}\naccount = "900001"\npassword = "{SECRET}"\n'
@@ -112,10 +112,11 @@ def test_logfmt_lines_quote_what_needs_quoting():
     assert Redactor(["x"]).clean("axb") == "a******b"
 
 
-def unreachable_channel_config(tmp_path, gateway: str, provider: str = "p"):
+def unreachable_channel_config(tmp_path, gateway: str, provider: str = "p",
+                               store: str | None = None):
     """A configuration whose start is refused before anything connects."""
     config = tmp_path / "gw.toml"
-    config.write_text(f'[gateway]\nstore = "{tmp_path / "gw.sqlite"}"\n{gateway}\n'
+    config.write_text(f'[gateway]\nstore = "{store or tmp_path / "gw.sqlite"}"\n{gateway}\n'
                       f'[channels.c]\nprovider = "{provider}"\nhost = "127.0.0.1"\nport = 9\n'
                       'account = "900001"\npassword = "x"\naccess_number = "1069"\n'
                       'connections = 1\n')
@@ -131,6 +132,20 @@ def test_a_store_from_a_newer_version_exits_2_and_is_left_alone(tmp_path, capsys
     from gateway.cli import main
     assert main(["run", "--config", str(config)]) == 2
     assert "written by a newer cmpp-gateway (store layout 999" in capsys.readouterr().out
+    logging.getLogger().handlers.clear()
+
+
+def test_a_postgresql_store_that_cannot_be_reached_exits_2_naming_it_not_its_password(
+        tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GW_TEST_DB_PASSWORD", "db-Pw-91x")
+    config = unreachable_channel_config(
+        tmp_path, 'metrics_listen = "127.0.0.1:19108"\nstore_password_env = "GW_TEST_DB_PASSWORD"',
+        store=f"postgresql://gw@127.0.0.1:{free_port()}/sms")
+    from gateway.cli import main
+    assert main(["run", "--config", str(config)]) == 2
+    out = capsys.readouterr().out
+    assert "gw@127.0.0.1:" in out and "/sms: cannot use the database" in out
+    assert "db-Pw-91x" not in out
     logging.getLogger().handlers.clear()
 
 

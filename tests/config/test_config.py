@@ -190,7 +190,27 @@ BAD_FILES = [
     ("negative drain_timeout", "[gateway]\ndrain_timeout = -1\n" + channel(),
      ["gw.toml: [gateway] drain_timeout: -1 is out of range; use a number of seconds >= 0"]),
     ("empty store", '[gateway]\nstore = ""\n' + channel(),
-     ['gw.toml: [gateway] store: "" is not accepted; use a file path']),
+     ['gw.toml: [gateway] store: the value (hidden) is not accepted; use a file path, or '
+      '"postgresql://user@host:5432/database"']),
+    ("store URL with a password", '[gateway]\nstore = "postgresql://gw:pw-Zq9@db/sms"\n'
+     + channel(),
+     ["gw.toml: [gateway] store: the value (hidden) holds a password; take it out of the URL "
+      "and name the environment variable that holds it with store_password_env"]),
+    ("store URL with a password parameter",
+     '[gateway]\nstore = "postgresql://gw@db/sms?password=pw-Zq9"\n' + channel(),
+     ["gw.toml: [gateway] store: the value (hidden) holds a password; take it out of the URL "
+      "and name the environment variable that holds it with store_password_env"]),
+    ("store URL without a database", '[gateway]\nstore = "postgresql://gw@db"\n' + channel(),
+     ["gw.toml: [gateway] store: the value (hidden) is not accepted; use "
+      "postgresql://user@host:5432/database (host and database)"]),
+    ("store_password_env for an SQLite store",
+     '[gateway]\nstore = "gw.sqlite"\nstore_password_env = "GW_DB"\n' + channel(),
+     ['gw.toml: [gateway] store_password_env: is only for a PostgreSQL store; set store = '
+      '"postgresql://user@host:5432/database", or remove it']),
+    ("store_password_env not set",
+     '[gateway]\nstore = "postgresql://gw@db/sms"\nstore_password_env = "GW_DB"\n' + channel(),
+     ["gw.toml: [gateway] store_password_env: GW_DB is not set in the environment; export it "
+      "before starting the gateway"]),
     ("several problems reported together",
      '[gateway]\nlog_level = "loud"\n[gatway]\n'
      + channel(port="70000", windw="16", account='"12"')
@@ -316,6 +336,17 @@ def test_an_absolute_or_in_memory_store_is_kept(tmp_path):
     assert parse_config(text, "/elsewhere/gw.toml", env={}).gateway.store == ":memory:"
 
 
+def test_a_postgresql_store_is_kept_as_its_url_with_the_password_from_the_environment():
+    text = ('[gateway]\nstore = "postgresql://gw@db.example:5433/sms?sslmode=require"\n'
+            'store_password_env = "GW_DB"\n' + channel())
+    config = parse_config(text, "/etc/gw.toml", env={"GW_DB": "db-Secret-42"})
+    assert config.gateway.store == "postgresql://gw@db.example:5433/sms?sslmode=require"
+    assert config.gateway.store_password == "db-Secret-42"
+    assert "db-Secret-42" in config.secrets()                  # the log redactor hides it
+    assert "db-Secret-42" not in describe_config(config) + repr(config)
+    assert 'store_password_env = "GW_DB"' in describe_config(config)
+
+
 def test_the_secret_never_appears_in_describe_config_or_repr():
     text = channel() + channel(name="ct", password=None, password_env='"CT_PASSWORD"')
     config = parse_config(text, "gw.toml", env={"CT_PASSWORD": SECRET + "-ct"})
@@ -333,7 +364,8 @@ def test_describe_config_lists_every_resolved_setting_as_toml():
     text = channel(tps="2.5") + channel(name="ct", password=None, password_env='"CT_PASSWORD"')
     config = parse_config(text, "gw.toml", env={"CT_PASSWORD": SECRET})
     shown = tomllib.loads(describe_config(config))
-    assert shown["gateway"] == dataclasses.asdict(config.gateway)
+    assert shown["gateway"] == {k: v for k, v in dataclasses.asdict(config.gateway).items()
+                                if v is not None and k != "store_password"}
     for name, chan in config.channels.items():
         expected = {k: v for k, v in dataclasses.asdict(chan).items() if v is not None}
         del expected["name"]
@@ -347,7 +379,7 @@ def test_describe_config_lists_every_resolved_setting_as_toml():
 
 def test_the_dataclasses_have_exactly_the_schemas_keys():
     assert [f.name for f in dataclasses.fields(GatewaySettings)] == \
-        [f.name for f in GATEWAY_FIELDS]
+        [f.name for f in GATEWAY_FIELDS] + ["store_password"]
     assert [f.name for f in dataclasses.fields(ChannelConfig)] == \
         ["name"] + [f.name for f in CHANNEL_FIELDS]
 

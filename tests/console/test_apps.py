@@ -9,6 +9,7 @@ import asyncio
 import html
 
 import aiohttp
+import pytest
 from prometheus_client import CollectorRegistry
 
 from gateway.config import load_config
@@ -16,6 +17,8 @@ from gateway.daemon import Gateway, GatewayOptions
 from tests.aio import eventually, free_port, run
 from tests.console_stack import FAST, SHOP, between, signed_in, stack
 from tests.pipeline.jsms_receiver import JsmsReceiver
+
+pytestmark = pytest.mark.usefixtures("console_store")
 
 
 async def api_send(s, auth, mobile="13800138000", **extra) -> tuple[int, dict]:

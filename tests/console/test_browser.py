@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import BACKENDS
 from tests.console_stack import ADMIN, SHOP, stack
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -66,11 +67,11 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 class Background:
     """The gateway stack on an event loop in a thread of its own."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, store: str) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self._stack = stack(tmp_path, report_delay=0.2)
+        self._stack = stack(tmp_path, report_delay=0.2, store=store)
         self.s = self.call(self._stack.__aenter__())
 
     def call(self, coroutine, timeout: float = 30):
@@ -85,11 +86,15 @@ class Background:
             self.loop.close()
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory):
-    background = Background(tmp_path_factory.mktemp("console-browser"))
-    yield background
-    background.close()
+@pytest.fixture(scope="module", params=BACKENDS)
+def gateway(request, tmp_path_factory, store_settings):
+    """One gateway for the module's tests, which go on from each other's state: the module
+    runs once per store backend."""
+    directory = tmp_path_factory.mktemp("console-browser")
+    with store_settings(request.param, directory) as store:
+        background = Background(directory, store)
+        yield background
+        background.close()
 
 
 @pytest.fixture(scope="module")

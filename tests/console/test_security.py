@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from yarl import URL
 
 from gateway.console.sessions import SESSION_COOKIE
 from tests.aio import run
 from tests.console_stack import ADMIN, VIEWER, between, signed_in, stack
+
+pytestmark = pytest.mark.usefixtures("console_store")
 
 
 async def audit(s) -> list[tuple[str, str, str]]:

@@ -10,10 +10,13 @@ import html
 import re
 
 import aiohttp
+import pytest
 
 from tests.aio import run
 from tests.api.test_users import xlsx
 from tests.console_stack import CONFIG, VIEWER, between, signed_in, stack
+
+pytestmark = pytest.mark.usefixtures("console_store")
 
 CSV = ("userid,phone,cmcc\r\n"
        "zhangsan,13800138000,18756432567\r\n"

@@ -19,11 +19,14 @@ SEND = {"mobile": "13800138000", "temp_id": 1}
 
 
 @contextlib.asynccontextmanager
-async def gateway_on(tmp_path, max_pages: int | None = None):
-    """(gateway, HTTP session, API base URL, ops base URL) against the simulator."""
-    sim = Simulator(SimulatorConfig(accounts=[Account("900001", "secret")]))
+async def gateway_on(tmp_path, max_pages: int | None = None, store: str | None = None,
+                     **simulator):
+    """(gateway, HTTP session, API base URL, ops base URL) against the simulator (made with
+    the SimulatorConfig fields ``simulator``); the store is ``store``, or an SQLite file."""
+    sim = Simulator(SimulatorConfig(accounts=[Account("900001", "secret")], **simulator))
     await sim.start()
-    path = write_config(tmp_path / "gateway.toml", tmp_path / "gw.sqlite", sim.address[1])
+    path = write_config(tmp_path / "gateway.toml", store or tmp_path / "gw.sqlite",
+                        sim.address[1])
     gateway = Gateway(load_config(path), GatewayOptions(
         tuning=FAST, api_address=("127.0.0.1", 0), ops_address=("127.0.0.1", 0),
         store_max_pages=max_pages))

@@ -1,7 +1,8 @@
 """Crash safety: the daemon killed with SIGKILL at random moments, restarted, and nothing lost.
 
-The daemon runs as a subprocess against the simulator (in this test's event loop), which
-answers at once so that SUBMIT_RESPs come in faster than their outcomes are committed. Messages
+The daemon runs as a subprocess against the simulator (in this test's event loop), on each
+store backend in turn (tests.conftest's store_setting); the simulator answers at once so that
+SUBMIT_RESPs come in faster than their outcomes are committed. Messages
 go into its store from this process while it runs. After every kill the store is read as the
 dead process left it; at the end every accepted message must be final, every status report the
 simulator sent must be in the store, and no message whose SUBMIT_RESP had been recorded before
@@ -17,13 +18,12 @@ import collections
 import os
 import random
 import signal
-import sqlite3
 import sys
 import time
 
 from gateway.sim import Account, Simulator, SimulatorConfig
 from gateway.status import DeliveryStatus
-from gateway.store import NewMessage, SqliteStore
+from gateway.store import NewMessage, create_store
 from tests.aio import free_port, run
 
 ACCOUNT, SECRET = "900001", "crash-secret"
@@ -52,10 +52,10 @@ class RunCountingIsmg(Simulator):
         return runs
 
 
-def write_config(tmp_path, sim_port: int):
+def write_config(tmp_path, store: str, sim_port: int):
     path = tmp_path / "gw.toml"
     path.write_text(
-        f'[gateway]\nstore = "{tmp_path / "gw.sqlite"}"\nmetrics_listen = "127.0.0.1:{free_port()}"\n'
+        f'[gateway]\nstore = "{store}"\nmetrics_listen = "127.0.0.1:{free_port()}"\n'
         'drain_timeout = 5\n'
         f'[channels.cmcc]\nprovider = "default"\nhost = "127.0.0.1"\nport = {sim_port}\n'
         f'account = "{ACCOUNT}"\npassword = "{SECRET}"\naccess_number = "10690001"\n'
@@ -70,19 +70,15 @@ async def start_daemon(config, log):
         stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-def read_store(path) -> tuple[set[int], dict[int, str]]:
+async def read_store(store) -> tuple[set[int], dict[int, str]]:
     """As the dead process left it: messages with a SUBMIT_RESP recorded, and every status."""
-    db = sqlite3.connect(path)
-    try:
-        recorded = {r[0] for r in db.execute(
-            "SELECT DISTINCT message_id FROM segments WHERE msg_id IS NOT NULL")}
-        statuses = dict(db.execute("SELECT id, status FROM messages"))
-    finally:
-        db.close()
+    recorded = {r[0] for r in await store.query(
+        "SELECT DISTINCT message_id FROM segments WHERE msg_id IS NOT NULL")}
+    statuses = dict(await store.query("SELECT id, status FROM messages"))
     return recorded, statuses
 
 
-def test_sigkill_at_random_moments_loses_nothing(tmp_path):
+def test_sigkill_at_random_moments_loses_nothing(tmp_path, store_setting):
     rng = random.Random(20261122)
     total, cycles = 6000, 6
 
@@ -91,8 +87,8 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
             accounts=[Account(ACCOUNT, SECRET, 8)], report_delay=0.4,
             stats={"DELIVRD": 3, "UNDELIV": 1, "MK:0012": 1}, seed=7))
         await sim.start()
-        config = write_config(tmp_path, sim.address[1])
-        feeder = SqliteStore(str(tmp_path / "gw.sqlite"))
+        config = write_config(tmp_path, store_setting, sim.address[1])
+        feeder = create_store(store_setting)
         await feeder.open()
         log = open(tmp_path / "daemon.log", "ab")
         kills = []                       # (loop time, messages recorded, messages unfinished)
@@ -113,35 +109,34 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
             await asyncio.sleep(rng.uniform(0.0, 0.3))
             daemon.kill()                                # SIGKILL, mid-work
             await daemon.wait()
-            recorded, statuses = read_store(tmp_path / "gw.sqlite")
+            recorded, statuses = await read_store(feeder)
             unfinished = sum(1 for s in statuses.values() if s not in FINAL)
             kills.append((loop.time(), recorded, unfinished))
         sim.run = cycles
         daemon = await start_daemon(config, log)
         for _ in range(900):
-            _, statuses = read_store(tmp_path / "gw.sqlite")
+            _, statuses = await read_store(feeder)
             if set(statuses.values()) <= FINAL:
                 break
             await asyncio.sleep(0.1)
         await asyncio.sleep(0.5)         # let the last DELIVER_RESPs reach the simulator
         daemon.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(daemon.wait(), 20) == 0
-        await feeder.close()
         log.close()
 
         # The kills hit work in progress (messages sent and not yet final).
         assert sum(1 for _, _, unfinished in kills if unfinished) >= cycles - 1, kills
 
         # Every accepted message reached a final status.
-        _, statuses = read_store(tmp_path / "gw.sqlite")
+        _, statuses = await read_store(feeder)
         assert len(statuses) == total
         assert set(statuses.values()) <= FINAL, collections.Counter(statuses.values())
         ids_by_text = {f"crash-{i}".encode(): i + 1 for i in range(total)}
 
         # No receipt lost: every report the simulator sent is in the store.
-        db = sqlite3.connect(tmp_path / "gw.sqlite")
-        stored = {r[0] & 0xFFFFFFFFFFFFFFFF for r in db.execute("SELECT msg_id FROM receipts")}
-        db.close()
+        stored = {r[0] & 0xFFFFFFFFFFFFFFFF
+                  for r in await feeder.query("SELECT msg_id FROM receipts")}
+        await feeder.close()
         sent = {r.deliver.report.msg_id for r in sim.reports}
         assert sent and sent <= stored, len(sent - stored)
 

@@ -17,7 +17,7 @@ from gateway.ops import Metrics
 from gateway.pipeline import ChannelDispatcher
 from gateway.sim import Account, Faults, Simulator, SimulatorConfig
 from gateway.status import load_tables
-from gateway.store import URGENT, NewMessage, SqliteStore, to_unsigned
+from gateway.store import URGENT, NewMessage, StoreUnavailable, create_store, to_unsigned
 from tests.aio import eventually, run
 
 ACCOUNT, SECRET = "900001", "secret"
@@ -37,15 +37,16 @@ def channel_config(port: int, connections: int = 2, **settings):
 
 
 @contextlib.asynccontextmanager
-async def dispatching(faults: Faults | None = None, connections: int = 2, tuning=TUNING,
-                      simulator=Simulator, **settings):
-    """A simulator, an in-memory store, a pool and a dispatcher that retries after 50 ms; the
-    channel's metrics are ``dispatcher.metrics``."""
+async def dispatching(store_setting: str, faults: Faults | None = None, connections: int = 2,
+                      tuning=TUNING, simulator=Simulator, **settings):
+    """A simulator, the store ``store_setting`` names (tests.conftest: each backend in turn),
+    a pool and a dispatcher that retries after 50 ms; the channel's metrics are
+    ``dispatcher.metrics``."""
     sim = simulator(SimulatorConfig(accounts=[Account(ACCOUNT, SECRET)],
                                     faults=faults or Faults()))
     await sim.start()
     channel = channel_config(sim.address[1], connections, **settings)
-    store = SqliteStore(":memory:")
+    store = create_store(store_setting)
     await store.open()
     metrics = Metrics().channel("cmcc", CODES)
     pool = ChannelPool(channel, tuning=tuning, on_event=metrics.on_event,
@@ -74,9 +75,10 @@ async def statuses(store, ids) -> list[str]:
     return [(await store.message(i)).status for i in ids]
 
 
-def test_every_message_is_submitted_once_with_a_report_requested_and_its_msg_id_recorded():
+def test_every_message_is_submitted_once_with_a_report_requested_and_its_msg_id_recorded(
+        store_setting):
     async def scenario():
-        async with dispatching() as (sim, store, dispatcher):
+        async with dispatching(store_setting) as (sim, store, dispatcher):
             ids = await accept(store, dispatcher, *(f"m{i}" for i in range(300)))
             await eventually(lambda: store.counts_snapshot()["submitted"] == 300)
             assert len(sim.submits) == 300
@@ -88,9 +90,9 @@ def test_every_message_is_submitted_once_with_a_report_requested_and_its_msg_id_
     run(scenario, timeout=30)
 
 
-def test_a_long_message_goes_part_by_part_with_one_reference():
+def test_a_long_message_goes_part_by_part_with_one_reference(store_setting):
     async def scenario():
-        async with dispatching() as (sim, store, dispatcher):
+        async with dispatching(store_setting) as (sim, store, dispatcher):
             [mid] = await accept(store, dispatcher, "长" * 150)            # 3 UCS2 parts
             await eventually(lambda: store.counts_snapshot()["submitted"] == 1)
             parts = [s.submit for s in sim.submits]
@@ -101,9 +103,9 @@ def test_a_long_message_goes_part_by_part_with_one_reference():
     run(scenario, timeout=30)
 
 
-def test_a_definitive_result_makes_the_message_rejected_at_once():
+def test_a_definitive_result_makes_the_message_rejected_at_once(store_setting):
     async def scenario():
-        async with dispatching(Faults(submit_result=10)) as (sim, store, dispatcher):
+        async with dispatching(store_setting, Faults(submit_result=10)) as (sim, store, dispatcher):
             ids = await accept(store, dispatcher, "a", "b")
             await eventually(lambda: store.counts_snapshot()["rejected"] == 2)
             message = await store.message(ids[0])
@@ -112,9 +114,9 @@ def test_a_definitive_result_makes_the_message_rejected_at_once():
     run(scenario, timeout=30)
 
 
-def test_result_8_beyond_the_pools_cap_waits_and_the_message_goes_later():
+def test_result_8_beyond_the_pools_cap_waits_and_the_message_goes_later(store_setting):
     async def scenario():
-        async with dispatching(Faults(submit_result=8)) as (sim, store, dispatcher):
+        async with dispatching(store_setting, Faults(submit_result=8)) as (sim, store, dispatcher):
             ids = await accept(store, dispatcher, "a")
             await eventually(lambda: len(sim.submits) >= 6)        # 3 sends a round, 2+ rounds
             assert await statuses(store, ids) == ["accepted"]
@@ -125,10 +127,10 @@ def test_result_8_beyond_the_pools_cap_waits_and_the_message_goes_later():
     run(scenario, timeout=30)
 
 
-def test_a_lost_connection_under_policy_report_ends_the_message_unknown():
+def test_a_lost_connection_under_policy_report_ends_the_message_unknown(store_setting):
     async def scenario():
         faults = Faults(no_submit_resp=True, disconnect_after=2)      # CONNECT, SUBMIT: gone
-        async with dispatching(faults, connections=1, on_connection_lost="report") \
+        async with dispatching(store_setting, faults, connections=1, on_connection_lost="report") \
                 as (sim, store, dispatcher):
             ids = await accept(store, dispatcher, "a")
             await eventually(lambda: store.counts_snapshot()["unknown"] == 1)
@@ -138,11 +140,12 @@ def test_a_lost_connection_under_policy_report_ends_the_message_unknown():
     run(scenario, timeout=30)
 
 
-def test_a_lost_connection_under_policy_resend_sends_again_and_the_message_goes():
+def test_a_lost_connection_under_policy_resend_sends_again_and_the_message_goes(store_setting):
     async def scenario():
         faults = Faults(no_submit_resp=True, disconnect_after=2)      # CONNECT, SUBMIT: gone
         tuning = dataclasses.replace(TUNING, max_lost_resends=1000)
-        async with dispatching(faults, connections=1, tuning=tuning) as (sim, store, dispatcher):
+        async with dispatching(store_setting, faults, connections=1,
+                               tuning=tuning) as (sim, store, dispatcher):
             ids = await accept(store, dispatcher, "a")
             await eventually(lambda: len(sim.submits) >= 2)          # sent again after a loss
             faults.no_submit_resp, faults.disconnect_after = False, None
@@ -152,9 +155,9 @@ def test_a_lost_connection_under_policy_resend_sends_again_and_the_message_goes(
     run(scenario, timeout=30)
 
 
-def test_a_tps_limit_paces_the_dispatcher():
+def test_a_tps_limit_paces_the_dispatcher(store_setting):
     async def scenario():
-        async with dispatching(tps=200) as (sim, store, dispatcher):
+        async with dispatching(store_setting, tps=200) as (sim, store, dispatcher):
             await accept(store, dispatcher, *(f"m{i}" for i in range(100)))
             await eventually(lambda: store.counts_snapshot()["submitted"] == 100)
             times = sorted(s.at for s in sim.submits)
@@ -162,9 +165,9 @@ def test_a_tps_limit_paces_the_dispatcher():
     run(scenario, timeout=30)
 
 
-def test_a_message_that_cannot_be_encoded_fails_alone_and_is_not_retried():
+def test_a_message_that_cannot_be_encoded_fails_alone_and_is_not_retried(store_setting):
     async def scenario():
-        async with dispatching() as (sim, store, dispatcher):
+        async with dispatching(store_setting) as (sim, store, dispatcher):
             accepted = await store.accept(
                 [NewMessage("app1", "cmcc", "1" * 30, "too long a number"),
                  NewMessage("app1", "cmcc", "13800138000", "fine")], now=time.time())
@@ -177,9 +180,11 @@ def test_a_message_that_cannot_be_encoded_fails_alone_and_is_not_retried():
     run(scenario, timeout=30)
 
 
-def test_while_commits_lag_no_more_than_twice_connections_x_window_segments_go_unsettled():
+def test_while_commits_lag_no_more_than_twice_connections_x_window_segments_go_unsettled(
+        store_setting):
     async def scenario():
-        async with dispatching(connections=2, window=4) as (sim, store, dispatcher):
+        async with dispatching(store_setting, connections=2, window=4) as (sim, store,
+                                                                          dispatcher):
             held = []                                 # outcomes whose commit is held back
             record_submits = store.record_submits
 
@@ -206,6 +211,24 @@ def test_while_commits_lag_no_more_than_twice_connections_x_window_segments_go_u
     run(scenario, timeout=30)
 
 
+def test_a_store_that_cannot_be_read_for_a_while_holds_the_dispatcher_up_but_never_stops_it(
+        store_setting):
+    async def scenario():
+        async with dispatching(store_setting) as (sim, store, dispatcher):
+            fetch_pending, refusals = store.fetch_pending, []
+
+            def unavailable(*args):
+                refusals.append(args)
+                raise StoreUnavailable("the store cannot be reached: (a test)")
+            store.fetch_pending = unavailable
+            await accept(store, dispatcher, "a", "b")
+            await eventually(lambda: len(refusals) >= 3)         # tried again, each poll
+            assert sim.submits == []
+            store.fetch_pending = fetch_pending
+            await eventually(lambda: store.counts_snapshot()["submitted"] == 2)
+    run(scenario, timeout=30)
+
+
 # ----------------------------------------------------------------------------- priorities
 
 CODE_NUMBER = "13900139000"
@@ -223,9 +246,9 @@ def code_submits(sim) -> list[int]:
     return [i for i, s in enumerate(sim.submits) if s.submit.dest_terminal_ids == (CODE_NUMBER,)]
 
 
-def test_a_code_accepted_while_a_backlog_drains_goes_next_with_msg_level_9():
+def test_a_code_accepted_while_a_backlog_drains_goes_next_with_msg_level_9(store_setting):
     async def scenario():
-        async with dispatching(tps=100) as (sim, store, dispatcher):         # 10 s of backlog
+        async with dispatching(store_setting, tps=100) as (sim, store, dispatcher):  # 10 s of backlog
             await accept(store, dispatcher, *(f"m{i}" for i in range(1000)))
             await eventually(lambda: len(sim.submits) >= 20)
             before = len(sim.submits)
@@ -242,9 +265,9 @@ def test_a_code_accepted_while_a_backlog_drains_goes_next_with_msg_level_9():
     run(scenario, timeout=60)
 
 
-def test_each_priority_has_its_msg_level_on_the_wire():
+def test_each_priority_has_its_msg_level_on_the_wire(store_setting):
     async def scenario():
-        async with dispatching() as (sim, store, dispatcher):
+        async with dispatching(store_setting) as (sim, store, dispatcher):
             kinds = {"13800138001": ("code", False), "13800138002": ("notification", True),
                      "13800138003": ("notification", False), "13800138004": ("marketing", False)}
             await store.accept([NewMessage("app1", "cmcc", number, "text", kind=kind,
@@ -274,9 +297,10 @@ class ThrottlingCodes(Simulator):
             faults.submit_result = None
 
 
-def test_a_deferred_code_goes_again_when_due_not_after_the_backlog():
+def test_a_deferred_code_goes_again_when_due_not_after_the_backlog(store_setting):
     async def scenario():
-        async with dispatching(tps=100, simulator=ThrottlingCodes) as (sim, store, dispatcher):
+        async with dispatching(store_setting, tps=100, simulator=ThrottlingCodes) \
+                as (sim, store, dispatcher):
             await accept(store, dispatcher, *(f"m{i}" for i in range(1000)))
             await eventually(lambda: len(sim.submits) >= 20)
             before = len(sim.submits)

@@ -1,7 +1,8 @@
 """Callbacks in the jsms format, received over real HTTP by a receiver written from JSMS's
 callback document (jsms_receiver.py): URLs verified with echostr before use, a failing URL's
 events held until it passes, every status mapped through the provider tables, retries on the
-configured schedule, a request's own callback URL, MO replies, and a restart in between."""
+configured schedule, a request's own callback URL, MO replies, and a restart in between; each
+on both store backends (tests.conftest's store_setting)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from gateway.config import ApiSettings, AppConfig
 from gateway.ops import Metrics
 from gateway.pipeline.callbacks import CallbackSender
 from gateway.status import DeliveryStatus, load_tables
-from gateway.store import MoMessage, MoPart, NewMessage, Receipt, SegmentResult, SqliteStore
+from gateway.store import MoMessage, MoPart, NewMessage, Receipt, SegmentResult, create_store
 from tests.aio import eventually, run, with_store
 from tests.pipeline.jsms_receiver import JsmsReceiver
 from tests.pipeline.test_callbacks import RecordingStore, outbox, recorded
@@ -88,7 +89,7 @@ def gauge(metrics: Metrics, kind: str) -> float | None:
 
 # ----------------------------------------------------------------------------- the format
 
-def test_urls_are_verified_first_then_reports_and_replies_arrive_as_jsms_sends_them(tmp_path):
+def test_urls_are_verified_first_then_reports_and_replies_arrive_as_jsms_sends_them(store_setting):
     async def scenario(store):
         now = time.time()
         message_id = await ended(store, "MK:0012", now, mobile="+8613800138000")
@@ -114,10 +115,10 @@ def test_urls_are_verified_first_then_reports_and_replies_arrive_as_jsms_sends_t
         assert metrics.callback_verifications.children[("passed",)].value == 2
         assert await outbox(store) == [("app1", "status", 1, "done", None),
                                        ("app1", "mo", 1, "done", None)]
-    with_store(scenario, str(tmp_path / "gw.sqlite"))
+    with_store(scenario, store_setting)
 
 
-def test_a_binary_reply_cannot_be_an_sms_reply_and_is_dropped(tmp_path):
+def test_a_binary_reply_cannot_be_an_sms_reply_and_is_dropped(store_setting):
     async def scenario(store):
         await replied(store, time.time(), None, b"\x00\xff", msg_fmt=4)
         metrics = Metrics()
@@ -127,12 +128,12 @@ def test_a_binary_reply_cannot_be_an_sms_reply_and_is_dropped(tmp_path):
         assert receiver.callbacks == []
         assert await outbox(store) == [("app1", "mo", 1, "failed",
                                         "binary MO: SMS_REPLY carries text only")]
-    with_store(scenario, str(tmp_path / "gw.sqlite"))
+    with_store(scenario, store_setting)
 
 
 # ----------------------------------------------------------------------------- verification
 
-def test_a_url_that_fails_verification_holds_its_events_until_it_passes(tmp_path, caplog):
+def test_a_url_that_fails_verification_holds_its_events_until_it_passes(store_setting, caplog):
     caplog.set_level(logging.INFO, logger="cmpp_gateway.callbacks")
 
     async def scenario(store):
@@ -164,10 +165,10 @@ def test_a_url_that_fails_verification_holds_its_events_until_it_passes(tmp_path
         assert "/sms/status (app app1 status_callback)" in failed[0]
         assert any("passed its echostr check" in line for line in lines)
         assert not any("s3cr3t" in line for line in lines)                  # no query logged
-    with_store(scenario, str(tmp_path / "gw.sqlite"))
+    with_store(scenario, store_setting)
 
 
-def test_an_event_whose_url_never_passes_is_given_up_after_callback_retry_for(tmp_path):
+def test_an_event_whose_url_never_passes_is_given_up_after_callback_retry_for(store_setting):
     clock = [1000.0]
 
     async def scenario(plain):
@@ -187,12 +188,12 @@ def test_an_event_whose_url_never_passes_is_given_up_after_callback_retry_for(tm
         assert await outbox(plain) == [("app1", "status", 1, "failed",
                                         "URL not verified: wrong echostr")]
         assert metrics.callbacks.children[("app1", "status", "failed")].value == 1
-    with_store(scenario, str(tmp_path / "gw.sqlite"))
+    with_store(scenario, store_setting)
 
 
 # ----------------------------------------------------------------------------- statuses
 
-def test_each_status_reaches_the_receiver_as_the_provider_tables_code(tmp_path):
+def test_each_status_reaches_the_receiver_as_the_provider_tables_code(tmp_path, store_setting):
     (tmp_path / "tables").mkdir()
     (tmp_path / "tables" / "mine.toml").write_text(
         'extends = "default"\n[jsms]\nexpired = 4100\n[codes]\n'
@@ -230,12 +231,12 @@ def test_each_status_reaches_the_receiver_as_the_provider_tables_code(tmp_path):
         got = {c.data["msgId"]: c.data["status"] for c in receiver.of_type("SMS_REPORT")}
         assert got == expected
         assert receiver.problems == [] and all(c.signature_ok for c in receiver.callbacks)
-    with_store(scenario, str(tmp_path / "gw.sqlite"))
+    with_store(scenario, store_setting)
 
 
 # ----------------------------------------------------------------------------- retries
 
-def test_a_failing_receiver_is_retried_on_the_apps_schedule_and_gets_the_event_once(tmp_path):
+def test_a_failing_receiver_is_retried_on_the_apps_schedule_and_gets_the_event_once(store_setting):
     async def scenario(plain):
         store = RecordingStore(plain)
         message_id = await ended(plain, "DELIVRD", time.time())
@@ -256,10 +257,10 @@ def test_a_failing_receiver_is_retried_on_the_apps_schedule_and_gets_the_event_o
         assert posts[0].data["msgId"] == str(message_id)
         assert len({c.headers["X-CMPP-Event-Id"] for c in posts}) == 1
         assert await outbox(plain) == [("app1", "status", 3, "done", None)]
-    with_store(scenario, str(tmp_path / "gw.sqlite"))
+    with_store(scenario, store_setting)
 
 
-def test_the_default_jsms_schedule_is_3_minutes_1_hour_12_hours_then_given_up(tmp_path):
+def test_the_default_jsms_schedule_is_3_minutes_1_hour_12_hours_then_given_up(store_setting):
     clock = [1000.0]
 
     async def scenario(plain):
@@ -277,16 +278,16 @@ def test_the_default_jsms_schedule_is_3_minutes_1_hour_12_hours_then_given_up(tm
         assert waits == [180, 3600, 43200, None]
         assert len(receiver.callbacks) == 4
         assert await outbox(plain) == [("app1", "status", 4, "failed", "HTTP 500")]
-    with_store(scenario, str(tmp_path / "gw.sqlite"))
+    with_store(scenario, store_setting)
 
 
-def test_events_survive_a_restart_are_verified_again_and_acknowledged_ones_stay_sent(tmp_path):
-    path = str(tmp_path / "gw.sqlite")
+def test_events_survive_a_restart_are_verified_again_and_acknowledged_ones_stay_sent(
+        store_setting):
 
     async def scenario():
         async with JsmsReceiver(KEY, SECRET, fail_posts=1) as receiver:
             apps = {"app1": jsms_app(receiver.url("status"), callback_retries=(0.5,))}
-            store = SqliteStore(path)
+            store = create_store(store_setting)
             await store.open()
             first = await ended(store, "DELIVRD", time.time(), msg_id=500)
             done = await ended(store, "MK:0012", time.time(), msg_id=600)
@@ -298,7 +299,7 @@ def test_events_survive_a_restart_are_verified_again_and_acknowledged_ones_stay_
             assert sorted(c.answered for c in receiver.callbacks) == [200, 500]
             failed = next(c.data["msgId"] for c in receiver.callbacks if c.answered == 500)
 
-            store = SqliteStore(path)                          # the gateway starts again
+            store = create_store(store_setting)                # the gateway starts again
             await store.open()
             async with sending(store, apps):
                 await eventually(lambda: len(receiver.acknowledged) == 2)
@@ -315,7 +316,7 @@ def test_events_survive_a_restart_are_verified_again_and_acknowledged_ones_stay_
 
 # ----------------------------------------------------------------------------- a request's URL
 
-def test_a_messages_own_callback_url_replaces_the_apps_and_is_verified_first(tmp_path):
+def test_a_messages_own_callback_url_replaces_the_apps_and_is_verified_first(store_setting):
     async def scenario(store):
         async with JsmsReceiver(KEY, SECRET) as app_receiver, \
                 JsmsReceiver(KEY, SECRET, fail_checks=1) as own:
@@ -330,10 +331,10 @@ def test_a_messages_own_callback_url_replaces_the_apps_and_is_verified_first(tmp
         assert [c.data["msgId"] for c in app_receiver.acknowledged] == [str(usual)]
         assert own.order == ["GET /orders/7/status", "GET /orders/7/status",
                              "POST /orders/7/status"]               # failed once, then passed
-    with_store(scenario, str(tmp_path / "gw.sqlite"))
+    with_store(scenario, store_setting)
 
 
-def test_many_events_for_one_new_url_share_one_check(tmp_path):
+def test_many_events_for_one_new_url_share_one_check(store_setting):
     async def scenario(store):
         async with JsmsReceiver(KEY, SECRET) as own:
             url = own.url("batch")
@@ -342,7 +343,7 @@ def test_many_events_for_one_new_url_share_one_check(tmp_path):
             async with sending(store, {"app1": jsms_app()}):
                 await eventually(lambda: len(own.acknowledged) == 20)
         assert len(own.checks) == 1
-    with_store(scenario, str(tmp_path / "gw.sqlite"))
+    with_store(scenario, store_setting)
 
 
 # ----------------------------------------------------------------------------- the daemon
@@ -374,7 +375,7 @@ content = "验证码{{{{code}}}}"
 """
 
 
-def test_the_gateway_reports_a_failing_url_and_sends_to_a_requests_own_url(tmp_path):
+def test_the_gateway_reports_a_failing_url_and_sends_to_a_requests_own_url(store_setting):
     import aiohttp
 
     from gateway.config import parse_config
@@ -390,7 +391,7 @@ def test_the_gateway_reports_a_failing_url_and_sends_to_a_requests_own_url(tmp_p
                 Simulator(SimulatorConfig(accounts=[Account("900001", "secret")],
                                           report_delay=0.01)) as sim:
             config = parse_config(DAEMON.format(
-                store=tmp_path / "gw.sqlite", port=sim.address[1], key=KEY, secret=SECRET,
+                store=store_setting, port=sim.address[1], key=KEY, secret=SECRET,
                 status=app_receiver.url("status"), mo=broken.url("mo")))
             gateway = Gateway(config, GatewayOptions(
                 tuning=TUNING, api_address=("127.0.0.1", 0), ops_address=("127.0.0.1", 0)))
@@ -478,7 +479,7 @@ def test_the_verifier_keeps_the_apps_urls_and_forgets_the_least_used_others():
     run(scenario)
 
 
-def test_a_url_changed_by_a_reload_is_verified_before_the_waiting_events_go_to_it(tmp_path):
+def test_a_url_changed_by_a_reload_is_verified_before_the_waiting_events_go_to_it(store_setting):
     async def scenario(store):
         message_id = await ended(store, "DELIVRD", time.time())
         async with JsmsReceiver(KEY, SECRET, fail_posts=1) as old, \
@@ -496,4 +497,4 @@ def test_a_url_changed_by_a_reload_is_verified_before_the_waiting_events_go_to_i
         assert new.order == ["GET /v2", "POST /v2"]
         assert new.acknowledged[0].data["msgId"] == str(message_id)
         assert await outbox(store) == [("app1", "status", 2, "done", None)]
-    with_store(scenario, str(tmp_path / "gw.sqlite"))
+    with_store(scenario, store_setting)

@@ -24,21 +24,22 @@ TABLES = load_tables(Path(__file__).resolve().parents[2] / "fixtures" / "provide
 FAST = PoolTuning(reconnect=Backoff(0.01, 0.05))
 
 
-def gateway_config(tmp_path, port: int, connections: int = 2, **channel):
+def gateway_config(store: str, port: int, connections: int = 2, **channel):
+    """A gateway on ``store`` (tests.conftest's store_setting: each backend in turn)."""
     settings = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in channel.items())
     return parse_config(
-        f'[gateway]\nstore = "{tmp_path / "gw.sqlite"}"\nreport_timeout = 3600\ndrain_timeout = 5\n'
+        f'[gateway]\nstore = "{store}"\nreport_timeout = 3600\ndrain_timeout = 5\n'
         f'[channels.cmcc]\nprovider = "default"\nhost = "127.0.0.1"\nport = {port}\n'
         f'account = "{ACCOUNT}"\npassword = "{SECRET}"\naccess_number = "10690001"\n'
         f"connections = {connections}\n{settings}")
 
 
 @contextlib.asynccontextmanager
-async def pipeline(tmp_path, sim_settings=None, connections=2, options=None, **channel):
+async def pipeline(store, sim_settings=None, connections=2, options=None, **channel):
     sim = Simulator(SimulatorConfig(accounts=[Account(ACCOUNT, SECRET, access_number="10690001")],
                                     **(sim_settings or {})))
     await sim.start()
-    gateway = Gateway(gateway_config(tmp_path, sim.address[1], connections, **channel),
+    gateway = Gateway(gateway_config(store, sim.address[1], connections, **channel),
                       options or GatewayOptions(tuning=FAST, serve_ops=False))
     await gateway.start()
     try:
@@ -67,9 +68,9 @@ async def all_final(gateway, ids, timeout=10.0):
 
 # ----------------------------------------------------------------------------- receipts
 
-def test_a_long_chinese_message_arrives_in_parts_whose_reports_all_match(tmp_path):
+def test_a_long_chinese_message_arrives_in_parts_whose_reports_all_match(store_setting):
     async def scenario():
-        async with pipeline(tmp_path, {"report_delay": 0.05}) as (sim, gateway):
+        async with pipeline(store_setting, {"report_delay": 0.05}) as (sim, gateway):
             text = "这是一条很长的中文短信，用来检验分段发送与状态报告的匹配。" * 6
             [accepted] = await gateway.accept([message(text, reference=77)])
             assert await all_final(gateway, [accepted.id]) == ["delivered"]
@@ -91,7 +92,8 @@ def test_a_strict_center_takes_every_submit_of_the_gateway(tmp_path):
              "这是一条很长的中文短信，用来检验严格模式下的分段发送。" * 5,
              "Emoji 😀 outside the BMP in a long one, " + "很长的内容😀" * 30]
     async def scenario():
-        async with pipeline(tmp_path, {"strict": True, "report_delay": 0.02}) as (sim, gw):
+        async with pipeline(str(tmp_path / "gw.sqlite"),
+                            {"strict": True, "report_delay": 0.02}) as (sim, gw):
             ids = [a.id for a in await gw.accept([message(t, reference=i)
                                                   for i, t in enumerate(texts)])]
             assert await all_final(gw, ids) == ["delivered"] * len(texts)
@@ -107,7 +109,8 @@ def test_a_refused_authenticator_shows_its_cause_and_the_setting_in_readyz(tmp_p
         sim = Simulator(SimulatorConfig(accounts=[Account(ACCOUNT, SECRET)],
                                         faults=Faults(zero_authenticator=True)))
         await sim.start()
-        config = gateway_config(tmp_path, sim.address[1], verify_authenticator="refuse")
+        config = gateway_config(str(tmp_path / "gw.sqlite"), sim.address[1],
+                                verify_authenticator="refuse")
         gateway = Gateway(config, GatewayOptions(tuning=FAST, ops_address=("127.0.0.1", 0),
                                                  serve_api=False))
         await gateway.start()
@@ -129,18 +132,19 @@ def test_a_refused_authenticator_shows_its_cause_and_the_setting_in_readyz(tmp_p
     run(scenario, timeout=30)
 
 
-def test_reports_before_submit_resp_and_on_other_connections_all_match(tmp_path):
+def test_reports_before_submit_resp_and_on_other_connections_all_match(store_setting):
     async def scenario():
-        async with pipeline(tmp_path, {"faults": Faults(report_before_resp=True)}) as (sim, gw):
+        async with pipeline(store_setting,
+                            {"faults": Faults(report_before_resp=True)}) as (sim, gw):
             ids = [a.id for a in await gw.accept([message(f"m{i}") for i in range(40)])]
             assert await all_final(gw, ids) == ["delivered"] * 40
             assert await gw.store.unmatched_receipts() == 0
     run(scenario, timeout=30)
 
 
-def test_reports_arriving_on_another_connection_match(tmp_path):
+def test_reports_arriving_on_another_connection_match(store_setting):
     async def scenario():
-        async with pipeline(tmp_path, {"report_delay": 0.02}, connections=3) as (sim, gw):
+        async with pipeline(store_setting, {"report_delay": 0.02}, connections=3) as (sim, gw):
             ids = [a.id for a in await gw.accept([message(f"m{i}") for i in range(60)])]
             assert await all_final(gw, ids) == ["delivered"] * 60
             [(crossed,)] = await gw.store.query(
@@ -150,9 +154,9 @@ def test_reports_arriving_on_another_connection_match(tmp_path):
     run(scenario, timeout=30)
 
 
-def test_duplicate_delivers_change_nothing(tmp_path):
+def test_duplicate_delivers_change_nothing(store_setting):
     async def scenario():
-        async with pipeline(tmp_path, {"faults": Faults(duplicate_delivers=True),
+        async with pipeline(store_setting, {"faults": Faults(duplicate_delivers=True),
                                        "stats": {"UNDELIV": 1}}) as (sim, gw):
             gw.store.queue_status_callbacks_for(None)       # as if every app had a URL
             ids = [a.id for a in await gw.accept([message(f"m{i}") for i in range(10)])]
@@ -164,9 +168,9 @@ def test_duplicate_delivers_change_nothing(tmp_path):
     run(scenario, timeout=30)
 
 
-def test_a_report_with_an_unknown_msg_id_is_kept_and_counted(tmp_path):
+def test_a_report_with_an_unknown_msg_id_is_kept_and_counted(store_setting):
     async def scenario():
-        async with pipeline(tmp_path) as (sim, gw):
+        async with pipeline(store_setting) as (sim, gw):
             sim.send_report(ACCOUNT, msg_id=0x0123456789ABCDEF, stat="DELIVRD")
             await eventually(lambda: gw.store.unmatched_snapshot() == 1)
             await eventually(lambda: sim.counters["delivers_acknowledged"] == 1)
@@ -174,7 +178,7 @@ def test_a_report_with_an_unknown_msg_id_is_kept_and_counted(tmp_path):
     run(scenario)
 
 
-def test_every_stat_in_the_default_table_lands_in_its_status(tmp_path):
+def test_every_stat_in_the_default_table_lands_in_its_status(store_setting):
     codes = TABLES.for_provider("default")
     stats = sorted(codes.codes)
 
@@ -182,7 +186,7 @@ def test_every_stat_in_the_default_table_lands_in_its_status(tmp_path):
         return submit.msg_content.decode("ascii")
 
     async def scenario():
-        async with pipeline(tmp_path, {"stat_for": stat_for}) as (sim, gw):
+        async with pipeline(store_setting, {"stat_for": stat_for}) as (sim, gw):
             accepted = await gw.accept([message(stat) for stat in stats])
             ids = [a.id for a in accepted]
             expected = {}
@@ -211,11 +215,11 @@ def _sample(gw, name: str, **labels) -> float:
     return total
 
 
-def test_metrics_read_back_from_the_endpoint_show_what_happened(tmp_path):
+def test_metrics_read_back_from_the_endpoint_show_what_happened(store_setting):
     async def scenario():
         options = GatewayOptions(tuning=FAST, ops_address=("127.0.0.1", 0))
         sim_settings = {"stats": {"DELIVRD": 1}, "faults": Faults(throttle_tps=1000)}
-        async with pipeline(tmp_path, sim_settings, options=options) as (sim, gw):
+        async with pipeline(store_setting, sim_settings, options=options) as (sim, gw):
             ids = [a.id for a in await gw.accept([message(f"m{i}") for i in range(30)])]
             await all_final(gw, ids)
             sim.send_report(ACCOUNT, msg_id=42, stat="MK:9999")
@@ -248,10 +252,10 @@ def test_metrics_read_back_from_the_endpoint_show_what_happened(tmp_path):
     run(scenario, timeout=30)
 
 
-def test_latency_histograms_count_messages_by_channel_and_priority_alone(tmp_path):
+def test_latency_histograms_count_messages_by_channel_and_priority_alone(store_setting):
     async def scenario():
         options = GatewayOptions(tuning=FAST, ops_address=("127.0.0.1", 0), serve_api=False)
-        async with pipeline(tmp_path, {"report_delay": 0.01}, options=options) as (sim, gw):
+        async with pipeline(store_setting, {"report_delay": 0.01}, options=options) as (sim, gw):
             accepted = await gw.accept([
                 NewMessage("app1", "cmcc", "13800138001", "验证码 123456", kind="code"),
                 NewMessage("app1", "cmcc", "13800138002", "警报", urgent=True),
@@ -292,12 +296,12 @@ def _parse(text: str) -> dict[str, float]:
 
 # ----------------------------------------------------------------------------- restarts and MO
 
-def test_a_restart_picks_up_the_store_as_it_was(tmp_path):
+def test_a_restart_picks_up_the_store_as_it_was(store_setting):
     async def scenario():
         sim = Simulator(SimulatorConfig(accounts=[Account(ACCOUNT, SECRET)],
                                         faults=Faults(no_submit_resp=True)))
         await sim.start()
-        config = gateway_config(tmp_path, sim.address[1])
+        config = gateway_config(store_setting, sim.address[1])
         first = Gateway(config, GatewayOptions(tuning=FAST, serve_ops=False))
         await first.start()
         ids = [a.id for a in await first.accept([message(f"m{i}") for i in range(20)])]
@@ -312,10 +316,10 @@ def test_a_restart_picks_up_the_store_as_it_was(tmp_path):
     run(scenario, timeout=30)
 
 
-def test_long_mo_is_reassembled_across_connections_and_queued_for_callbacks(tmp_path):
+def test_long_mo_is_reassembled_across_connections_and_queued_for_callbacks(store_setting):
     async def scenario():
         options = GatewayOptions(tuning=FAST, serve_ops=False, mo_apps=lambda channel: ("app1",))
-        async with pipeline(tmp_path, connections=3, options=options) as (sim, gw):
+        async with pipeline(store_setting, connections=3, options=options) as (sim, gw):
             text = "回复内容很长的上行短信" * 20
             sim.send_mo(ACCOUNT, "13800138000", "10690001", text)
             await eventually(lambda: _sample(gw, "cmpp_mo_messages_total") == 1)

@@ -1,7 +1,8 @@
 """Retries with an end, against the simulator over loopback TCP: a message's sends are bounded
 across all connections, every resend is counted under its reason, Result 8 without end turns
 into a warning, a metric and a final status after ``retry_for``, and under policy "resend" a
-message the ISMG may never have received is not ended ``unknown``."""
+message the ISMG may never have received is not ended ``unknown``. On each store backend
+(``retry_for`` runs from the time the store gives each pending message)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ def counted(dispatcher, reason: str) -> float:
     return dispatcher.metrics.resent[reason].value
 
 
-def test_an_ismg_that_never_answers_gets_n_sends_of_each_message_in_all_and_they_end():
+def test_an_ismg_that_never_answers_gets_n_sends_of_each_message_in_all_and_they_end(
+        store_setting):
     async def scenario():
-        async with dispatching(Faults(no_submit_resp=True), connections=4,
+        async with dispatching(store_setting, Faults(no_submit_resp=True), connections=4,
                                response_timeout=0.2, max_sends=3) as (sim, store, dispatcher):
             ids = await accept(store, dispatcher, *(f"m{i}" for i in range(48)))
             await eventually(lambda: store.counts_snapshot()["unknown"] == 48, timeout=30)
@@ -34,9 +36,10 @@ def test_an_ismg_that_never_answers_gets_n_sends_of_each_message_in_all_and_they
     run(scenario, timeout=60)
 
 
-def test_result_8_without_end_warns_counts_and_ends_failed_after_retry_for(caplog):
+def test_result_8_without_end_warns_counts_and_ends_failed_after_retry_for(store_setting, caplog):
     async def scenario():
-        async with dispatching(Faults(submit_result=8), retry_for=1.0) as (sim, store, dispatcher):
+        async with dispatching(store_setting, Faults(submit_result=8),
+                               retry_for=1.0) as (sim, store, dispatcher):
             [mid] = await accept(store, dispatcher, "refused forever")
             await eventually(lambda: store.counts_snapshot()["failed"] == 1, timeout=20)
             message = await store.message(mid)
@@ -55,10 +58,12 @@ def test_result_8_without_end_warns_counts_and_ends_failed_after_retry_for(caplo
     assert any("not taken by the center within retry_for" in w for w in warnings), warnings
 
 
-def test_under_policy_resend_a_message_cut_off_with_its_connections_is_not_ended_unknown():
+def test_under_policy_resend_a_message_cut_off_with_its_connections_is_not_ended_unknown(
+        store_setting):
     async def scenario():
         faults = Faults(disconnect_after=21)              # CONNECT and 20 SUBMITs, then gone
-        async with dispatching(faults, connections=4) as (sim, store, dispatcher):
+        async with dispatching(store_setting, faults, connections=4) as (sim, store,
+                                                                         dispatcher):
             await accept(store, dispatcher, *(f"m{i}" for i in range(300)))
             await eventually(lambda: store.counts_snapshot()["submitted"] == 300, timeout=60)
             assert store.counts_snapshot()["unknown"] == 0
@@ -68,10 +73,12 @@ def test_under_policy_resend_a_message_cut_off_with_its_connections_is_not_ended
     run(scenario, timeout=90)
 
 
-def test_under_policy_resend_three_lost_connections_resend_at_once_and_the_fourth_waits():
+def test_under_policy_resend_three_lost_connections_resend_at_once_and_the_fourth_waits(
+        store_setting):
     async def scenario():
         faults = Faults(no_submit_resp=True, disconnect_after=2)   # CONNECT, SUBMIT: gone
-        async with dispatching(faults, connections=1, retry_for=1.0) as (sim, store, dispatcher):
+        async with dispatching(store_setting, faults, connections=1,
+                               retry_for=1.0) as (sim, store, dispatcher):
             [mid] = await accept(store, dispatcher, "a")
             await eventually(lambda: store.counts_snapshot()["unknown"] == 1, timeout=20)
             assert (await store.message(mid)).status_temporary

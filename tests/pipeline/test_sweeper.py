@@ -1,5 +1,6 @@
 """The sweeper: the report timeout, unmatched reports, retention and idempotency keys, in
-small batches, counted in metrics, surviving store errors."""
+small batches, counted in metrics, surviving store errors; on both backends (tests.conftest's
+store_setting)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ async def delivered(store, count: int, at: float) -> list[int]:
     return ids
 
 
-def test_one_sweep_does_all_four_and_counts_them():
+def test_one_sweep_does_all_four_and_counts_them(store_setting):
     async def scenario(store):
         now = [0.0]
         metrics = Metrics()
@@ -70,10 +71,10 @@ def test_one_sweep_does_all_four_and_counts_them():
         assert metric(metrics, "cmpp_unmatched_receipts_expired_total 1.0")
         assert metric(metrics, 'cmpp_store_pruned_rows_total{table="messages"} 4.0')
         assert metric(metrics, 'cmpp_store_pruned_rows_total{table="outbox"} 4.0')
-    with_store(scenario)
+    with_store(scenario, store_setting)
 
 
-def test_passes_take_turns_and_go_on_where_they_stopped_at_the_next_sweep():
+def test_passes_take_turns_and_go_on_where_they_stopped_at_the_next_sweep(store_setting):
     async def scenario(store):
         now = [0.0]
         sweeper = Sweeper(store, SETTINGS, API, Metrics(), clock=lambda: now[0],
@@ -88,10 +89,10 @@ def test_passes_take_turns_and_go_on_where_they_stopped_at_the_next_sweep():
         sweeps = [await sweeper.sweep() for _ in range(4)]
         assert [s["messages"]["messages"] for s in sweeps] == [2, 2, 1, 0]
         assert [s["mo"]["mo"] for s in sweeps] == [2, 1, 0, 0]
-    with_store(scenario)
+    with_store(scenario, store_setting)
 
 
-def test_a_store_error_is_logged_and_the_next_sweep_runs(caplog):
+def test_a_store_error_is_logged_and_the_next_sweep_runs(store_setting, caplog):
     async def scenario(store):
         failures = []
         real = store.expire_reports
@@ -112,10 +113,10 @@ def test_a_store_error_is_logged_and_the_next_sweep_runs(caplog):
         finally:
             await sweeper.close()
     with caplog.at_level(logging.ERROR, logger="cmpp_gateway.sweeper"):
-        with_store(scenario)
+        with_store(scenario, store_setting)
 
 
-def test_the_gateway_sweeps_with_its_settings_and_counts_what_it_removed(tmp_path):
+def test_the_gateway_sweeps_with_its_settings_and_counts_what_it_removed(store_setting):
     """Wired end to end: [gateway] retention and unmatched_report_timeout reach the sweeper,
     which removes delivered messages and stray reports and counts them on /metrics."""
     from gateway.channel import Backoff, PoolTuning
@@ -126,7 +127,7 @@ def test_the_gateway_sweeps_with_its_settings_and_counts_what_it_removed(tmp_pat
     async def scenario():
         async with Simulator(SimulatorConfig(accounts=[Account("900001", "secret")])) as sim:
             config = parse_config(
-                f'[gateway]\nstore = "{tmp_path / "gw.sqlite"}"\nretention = 0.5\n'
+                f'[gateway]\nstore = "{store_setting}"\nretention = 0.5\n'
                 'unmatched_report_timeout = 0.5\n[channels.cmcc]\nprovider = "default"\n'
                 f'host = "127.0.0.1"\nport = {sim.address[1]}\naccount = "900001"\n'
                 'password = "secret"\naccess_number = "10690001"\nconnections = 1\n', env={})

@@ -1,6 +1,7 @@
 """The store's records of the operator's console: apps made there, accounts and sessions,
-reviews and the audit trail, the searches on their own connection, and the migration of a
-store written before they existed."""
+reviews and the audit trail, the searches on their own connection, each on both backends
+(tests.conftest's store_setting); and the migration of an SQLite file written before they
+existed (tests/store/test_postgres.py migrates a PostgreSQL store)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,10 @@ from gateway.store import (
     SqliteStore,
     StoredApp,
 )
-from gateway.store.sqlite import search
+from gateway.store.postgres import search as postgres_search
+from gateway.store.sqlite import search as sqlite_search
 from gateway.store.sqlite.messages import SCHEMA_VERSION
-from tests.aio import run, with_store
+from tests.aio import with_store
 from tests.store.test_store import new, receipt, submitted
 
 NOTE = AuditNote("alice", "did", "it")
@@ -63,7 +65,7 @@ def test_a_store_of_layout_1_gets_the_console_tables_and_keeps_its_data(tmp_path
 
 # ----------------------------------------------------------------------------- apps
 
-def test_apps_are_made_changed_and_rotated_each_with_its_audit_entry():
+def test_apps_are_made_changed_and_rotated_each_with_its_audit_entry(store_setting):
     async def scenario(store):
         assert await store.create_app(stored_app(), AuditNote("alice", "app created", "Shop!"))
         assert not await store.create_app(stored_app(key="other"), NOTE)     # name taken
@@ -83,14 +85,15 @@ def test_apps_are_made_changed_and_rotated_each_with_its_audit_entry():
             ("bob", "app changed", "Shop!", ""), ("alice", "app created", "Shop!", "")]
         audit = str(await store.query("SELECT * FROM audit"))
         assert not any(f"secret-{i}" in audit for i in (1, 2, 3))
-    with_store(scenario)
+    with_store(scenario, store_setting)
 
 
 def configured(name="shop", key="shopkey") -> AppConfig:
     return AppConfig(name, key, "shop-secret", None, ("127.0.0.1",), "", "", ("cmcc",), "", True)
 
 
-def test_the_directory_serves_configured_and_stored_apps_and_the_old_secret_for_its_grace():
+def test_the_directory_serves_configured_and_stored_apps_and_the_old_secret_for_its_grace(
+        store_setting):
     now = [100.0]
 
     async def scenario(store):
@@ -115,12 +118,12 @@ def test_the_directory_serves_configured_and_stored_apps_and_the_old_secret_for_
         assert not directory.secret_matches(app, "secret-1")
         assert directory.by_key("shopkey").master_secret == "shop-secret"
         assert directory.is_configured("shop") and not directory.is_configured("Shop!")
-    with_store(scenario)
+    with_store(scenario, store_setting)
 
 
 # ----------------------------------------------------------------------------- accounts
 
-def test_accounts_sessions_and_their_expiry():
+def test_accounts_sessions_and_their_expiry(store_setting):
     async def scenario(store):
         user = ConsoleUser("alice", "admin", "scrypt$...")
         assert await store.put_console_user(user, NOTE, 1.0)
@@ -139,27 +142,27 @@ def test_accounts_sessions_and_their_expiry():
         assert await store.remove_console_user("alice", NOTE, 3.0)
         assert await store.session("s3") is None and await store.console_users() == []
         assert not await store.remove_console_user("alice", NOTE, 3.0)
-    with_store(scenario)
+    with_store(scenario, store_setting)
 
 
-def test_an_operator_keeps_at_most_twenty_sessions():
+def test_an_operator_keeps_at_most_twenty_sessions(store_setting):
     async def scenario(store):
         await store.put_console_user(ConsoleUser("alice", "admin", "x"), NOTE, 0.0)
         for i in range(25):
             await store.create_session(f"s{i}", "alice", NOTE, float(i), idle=100, lifetime=1000)
         rows = await store.query("SELECT id FROM console_sessions ORDER BY created_at")
         assert [r[0] for r in rows] == [f"s{i}" for i in range(5, 25)]
-    with_store(scenario)
+    with_store(scenario, store_setting)
 
 
-def test_the_first_session_key_stored_is_everyones():
+def test_the_first_session_key_stored_is_everyones(store_setting):
     async def scenario(store):
         assert await store.console_key("session", "first") == "first"
         assert await store.console_key("session", "second") == "first"
-    with_store(scenario)
+    with_store(scenario, store_setting)
 
 
-def test_a_review_sets_the_status_keeps_the_reason_and_audits_it():
+def test_a_review_sets_the_status_keeps_the_reason_and_audits_it(store_setting):
     async def scenario(store):
         values = {"app": "shop", "type": "notification", "content": "hi", "signature": "",
                   "status": PENDING, "code_length": 0, "ttl": 0, "channel": ""}
@@ -178,28 +181,37 @@ def test_a_review_sets_the_status_keeps_the_reason_and_audits_it():
             ("sign", sign_id, APPROVED, "", "alice")]
         with pytest.raises(ValueError):
             await store.review("sign", sign_id, 7, "", NOTE, 7.0)
-    with_store(scenario)
+    with_store(scenario, store_setting)
 
 
 # ----------------------------------------------------------------------------- searches
 
-def test_first_id_at_bisects_times_that_grow_with_ids_over_gaps():
-    db = sqlite3.connect(":memory:")
-    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, at REAL)")
-    db.executemany("INSERT INTO t VALUES (?, ?)", [(i, i * 10.0) for i in range(1, 200, 3)])
-
-    def first_row(at: float) -> int | None:
-        start = search.first_id_at(db, "t", "at", at)
-        row = db.execute("SELECT MIN(id) FROM t WHERE id >= ?", (start,)).fetchone()
-        return row[0]
-    assert [first_row(at) for at in (0, 40.0, 41.0, 70.0, 1960.0)] == [1, 4, 7, 7, 196]
-    assert first_row(1961.0) == 199 and first_row(1991.0) is None
-    assert search.first_id_at(db, "t", "at", 1e9) == 200
-    db.execute("DELETE FROM t")
-    assert search.first_id_at(db, "t", "at", 5.0) == 0
+def search_of(store):
+    """The store's search module (each backend's first_id_at and BUDGET)."""
+    return sqlite_search if isinstance(store, SqliteStore) else postgres_search
 
 
-def test_messages_are_found_by_number_app_status_time_and_page(tmp_path):
+def test_first_id_at_bisects_times_that_grow_with_ids_over_gaps(store_setting):
+    async def scenario(store):
+        await store.query("CREATE TABLE t (id INTEGER PRIMARY KEY, at REAL)")
+        await store.insert_rows("t", ("id", "at"), [(i, i * 10.0) for i in range(1, 200, 3)])
+
+        async def first_id_at(at: float) -> int:
+            return await store.read(search_of(store).first_id_at, "t", "at", at)
+
+        async def first_row(at: float) -> int | None:
+            [(row,)] = await store.query("SELECT MIN(id) FROM t WHERE id >= ?",
+                                         (await first_id_at(at),))
+            return row
+        assert [await first_row(at) for at in (0, 40.0, 41.0, 70.0, 1960.0)] == [1, 4, 7, 7, 196]
+        assert await first_row(1961.0) == 199 and await first_row(1991.0) is None
+        assert await first_id_at(1e9) == 200
+        await store.query("DELETE FROM t")
+        assert await first_id_at(5.0) == 0
+    with_store(scenario, store_setting)
+
+
+def test_messages_are_found_by_number_app_status_time_and_page(store_setting):
     async def scenario(store):
         batches = [([new(i, recipient="13800138000") for i in range(3)], 100.0),
                    ([new(i, app="app2", recipient="13900139000") for i in range(3)], 200.0),
@@ -219,21 +231,21 @@ def test_messages_are_found_by_number_app_status_time_and_page(tmp_path):
         assert await ids(before_id=4, limit=2) == [3, 2]
         row = (await store.find_messages(MessageQuery(message_id=8)))[0]
         assert (row.recipient, row.status, row.created_at) == ("13800138000", "submitted", 300.0)
-    with_store(scenario, str(tmp_path / "gw.sqlite"))
+    with_store(scenario, store_setting)
 
 
-def test_a_search_that_reads_too_much_stops_and_says_so(tmp_path, monkeypatch):
+def test_a_search_that_reads_too_much_stops_and_says_so(store_setting, monkeypatch):
     async def scenario(store):
         await store.accept([new(i) for i in range(3000)], 1.0)
-        monkeypatch.setattr(search, "BUDGET", 5)
+        monkeypatch.setattr(search_of(store), "BUDGET", 5)
         with pytest.raises(SearchTooBroad, match="give a time range"):
             await store.find_messages(MessageQuery(recipients=("none",)))
-        monkeypatch.setattr(search, "BUDGET", 50_000)
+        monkeypatch.setattr(search_of(store), "BUDGET", 50_000)
         assert await store.find_messages(MessageQuery(recipients=("none",))) == []
-    with_store(scenario, str(tmp_path / "gw.sqlite"))
+    with_store(scenario, store_setting)
 
 
-def test_a_messages_reports_and_callbacks_are_found_in_their_time_range(tmp_path):
+def test_a_messages_reports_and_callbacks_are_found_in_their_time_range(store_setting):
     async def scenario(store):
         store.queue_status_callbacks_for(None)
         await store.accept([new(i) for i in range(4)], 10.0)
@@ -256,32 +268,33 @@ def test_a_messages_reports_and_callbacks_are_found_in_their_time_range(tmp_path
         [waiting] = await store.waiting_callbacks()
         assert (waiting.app, waiting.pending, waiting.failing) == ("app1", 4, 1)
         assert await store.message_callbacks(await store.message(2)) != []
-    with_store(scenario, str(tmp_path / "gw.sqlite"))
+    with_store(scenario, store_setting)
 
 
-def test_a_long_read_does_not_hold_up_the_writer(tmp_path):
-    """The reader runs in its own thread on its own connection: while it is inside a read,
-    writes still commit."""
+def test_a_long_read_does_not_hold_up_the_writer(store_setting):
+    """The reader has its own connection (SQLite's in its own thread): while it is inside a
+    read, writes still commit."""
     release = asyncio.Event()
     entered = []
 
-    def slow(db, loop):
+    def slow_sqlite(db, loop):
         entered.append(db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
         asyncio.run_coroutine_threadsafe(release.wait(), loop).result(10)
         return db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
 
-    async def scenario():
-        store = SqliteStore(str(tmp_path / "gw.sqlite"))
-        await store.open()
-        try:
-            await store.accept([new(1)], 1.0)
-            reading = store.read(slow, asyncio.get_running_loop())
-            while not entered:
-                await asyncio.sleep(0.01)
-            await store.accept([new(2)], 2.0)           # commits while the read waits
-            assert await store.status_counts() == {"accepted": 2}
-            release.set()
-            assert await reading in (1, 2)
-        finally:
-            await store.close()
-    run(scenario)
+    async def slow_postgres(db, loop):
+        entered.append(await db.fetchval("SELECT COUNT(*) FROM messages"))
+        await release.wait()
+        return await db.fetchval("SELECT COUNT(*) FROM messages")
+
+    async def scenario(store):
+        await store.accept([new(1)], 1.0)
+        slow = slow_sqlite if isinstance(store, SqliteStore) else slow_postgres
+        reading = store.read(slow, asyncio.get_running_loop())
+        while not entered:
+            await asyncio.sleep(0.01)
+        await store.accept([new(2)], 2.0)               # commits while the read waits
+        assert await store.status_counts() == {"accepted": 2}
+        release.set()
+        assert await reading in (1, 2)
+    with_store(scenario, store_setting)

@@ -1,11 +1,13 @@
-"""Priorities in the store: pending messages read the most urgent first, then the oldest,
-through an index; urgent work committed ahead of bulk work queued before it; a store file of
-layout 5 given its messages' priorities."""
+"""Priorities in the store, on both backends (tests.conftest's store_setting): pending
+messages read the most urgent first, then the oldest, through an index; urgent work committed
+ahead of bulk work queued before it; a store of layout 5 given its messages' priorities."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+
+import asyncpg
 
 from gateway.store import (
     MARKETING,
@@ -14,8 +16,11 @@ from gateway.store import (
     URGENT,
     ApiRequest,
     NewMessage,
+    PostgresStore,
     SqliteStore,
+    is_database_url,
 )
+from gateway.store.postgres import schema as postgres_schema
 from gateway.store.sqlite.messages import PENDING, SCHEMA_VERSION
 from tests.aio import run, with_store
 
@@ -26,7 +31,7 @@ def new(kind: str = "notification", urgent: bool = False, i: int = 0) -> NewMess
     return NewMessage("app1", "cmcc", "13800138000", f"{kind} {i}", kind=kind, urgent=urgent)
 
 
-def test_pending_messages_come_most_urgent_first_then_oldest_first():
+def test_pending_messages_come_most_urgent_first_then_oldest_first(store_setting):
     async def scenario(store):
         accepted = await store.accept([new("marketing"), new("notification"), new("code"),
                                        new("notification", urgent=True), new("marketing"),
@@ -46,7 +51,7 @@ def test_pending_messages_come_most_urgent_first_then_oldest_first():
             [ids[6], ids[5], ids[0], ids[4]]
         assert [p.id for p in await store.fetch_pending("cmcc", {URGENT: 0}, 10, now=1.0)] == \
             [ids[2], ids[3], ids[6]]
-    with_store(scenario)
+    with_store(scenario, store_setting)
 
 
 def test_a_page_of_pending_messages_is_read_from_the_index_in_its_order():
@@ -58,12 +63,12 @@ def test_a_page_of_pending_messages_is_read_from_the_index_in_its_order():
     with_store(scenario)
 
 
-def test_urgent_work_is_committed_ahead_of_bulk_work_queued_before_it(tmp_path):
+def test_urgent_work_is_committed_ahead_of_bulk_work_queued_before_it(store_setting):
     async def code(store, release):
         bulk = [store.accept([new(i=i) for i in range(200)], now=1.0) for _ in range(50)]
         urgent = store.accept([new("code")], now=1.0)
         order = _completion_order(bulk, urgent)
-        release()
+        await release()
         await asyncio.gather(urgent, *bulk)
         # One transaction at a time (batch_limit 1): the code went ahead of the bulk accepts
         # queued before it, but for the one that was waiting for the lock.
@@ -73,25 +78,25 @@ def test_urgent_work_is_committed_ahead_of_bulk_work_queued_before_it(tmp_path):
         bulk = [store.accept([new(i=i) for i in range(200)], now=1.0) for _ in range(50)]
         urgent = store.fetch_pending("cmcc", {URGENT: 0}, 10, now=1.0)
         order = _completion_order(bulk, urgent)
-        release()
+        await release()
         await asyncio.gather(urgent, *bulk)
         assert order.index("urgent") <= 1
         assert [p.priority for p in urgent.result()] == [URGENT]
 
-    run(lambda: _held_back(tmp_path, code, fetch))
+    run(lambda: _held_back(store_setting, code, fetch))
 
 
-def test_an_api_request_of_a_code_is_committed_ahead_of_bulk_requests(tmp_path):
+def test_an_api_request_of_a_code_is_committed_ahead_of_bulk_requests(store_setting):
     async def scenario(store, release):
         bulk = [store.accept_request(ApiRequest("app1", tuple(new(i=i) for i in range(200))),
                                      1.0) for _ in range(50)]
         urgent = store.accept_request(ApiRequest("app1", (new("code"),)), 1.0)
         order = _completion_order(bulk, urgent)
-        release()
+        await release()
         await asyncio.gather(urgent, *bulk)
         assert order.index("urgent") <= 1
 
-    run(lambda: _held_back(tmp_path, scenario))
+    run(lambda: _held_back(store_setting, scenario))
 
 
 def _completion_order(bulk: list, urgent) -> list:
@@ -103,20 +108,40 @@ def _completion_order(bulk: list, urgent) -> list:
     return order
 
 
-async def _held_back(tmp_path, *scenarios):
-    """Run each scenario on a store of batch_limit 1 whose file another connection holds
-    locked until the scenario calls ``release``: what it queues meanwhile waits, in order,
-    behind the first operation."""
-    path = str(tmp_path / "gw.sqlite")
-    store = SqliteStore(path, batch_limit=1)
+async def _held_back(setting: str, *scenarios):
+    """Run each scenario on a store of batch_limit 1 whose messages another connection keeps
+    from being written until the scenario awaits ``release``: what it queues meanwhile waits,
+    in order, behind the first operation."""
+    if is_database_url(setting):
+        store = PostgresStore(setting, batch_limit=1)
+    else:
+        store = SqliteStore(setting, batch_limit=1)
     await store.open()
     try:
         for scenario in scenarios:
-            lock = sqlite3.connect(path, isolation_level=None)
-            lock.execute("BEGIN IMMEDIATE")
-            await scenario(store, lambda lock=lock: (lock.execute("COMMIT"), lock.close()))
+            await scenario(store, await _lock(setting))
     finally:
         await store.close()
+
+
+async def _lock(setting: str):
+    """Lock the store's messages against writes from another connection; returns the
+    coroutine function that releases them."""
+    if is_database_url(setting):
+        db = await asyncpg.connect(setting)
+        await db.execute("BEGIN; LOCK TABLE messages IN EXCLUSIVE MODE")   # reads go on
+
+        async def release():
+            await db.execute("COMMIT")
+            await db.close()
+        return release
+    lock = sqlite3.connect(setting, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+
+    async def release():
+        lock.execute("COMMIT")
+        lock.close()
+    return release
 
 
 def test_a_store_of_layout_5_gets_its_messages_priorities_from_their_kinds(tmp_path):
@@ -144,3 +169,33 @@ def test_a_store_of_layout_5_gets_its_messages_priorities_from_their_kinds(tmp_p
         indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master "
                                                 "WHERE type = 'index'")}
         assert "messages_pending" in indexes and "messages_accepted" not in indexes
+
+
+def test_a_postgresql_store_of_layout_5_gets_its_messages_priorities_from_their_kinds(
+        postgres_url):
+    async def write(store):
+        await store.accept([new("marketing"), new("notification"), new("code")], now=1.0)
+    with_store(write, postgres_url)
+
+    async def as_layout_5():                            # as layout 5 left it
+        db = await asyncpg.connect(postgres_url)
+        try:
+            await db.execute("ALTER TABLE messages DROP COLUMN priority; "   # and its index
+                             "CREATE INDEX messages_accepted ON messages(channel, id) "
+                             "WHERE status = 'accepted'; UPDATE store_version SET version = 5")
+        finally:
+            await db.close()
+    run(as_layout_5)
+
+    async def read(store):
+        pending = await store.fetch_pending("cmcc", FROM_START, 10, now=1.0)
+        assert [(p.id, p.priority) for p in pending] == \
+            [(3, URGENT), (2, NOTIFICATION), (1, MARKETING)]
+        [new_code] = await store.accept([new("code")], now=2.0)
+        assert (await store.fetch_pending("cmcc", {URGENT: 3}, 10, now=2.0))[0].id == new_code.id
+        assert await store.query("SELECT version FROM store_version") == \
+            [(postgres_schema.SCHEMA_VERSION,)] == [(6,)]
+        indexes = {name for (name,) in await store.query(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'messages'")}
+        assert "messages_pending" in indexes and "messages_accepted" not in indexes
+    with_store(read, postgres_url)

@@ -1,6 +1,8 @@
 """The store's API records decide what must hold between requests and gateways: a key names
 one request, a number gets its codes only, a code can be guessed a few times only; and a
-store of layout 4 gains what layout 5 added, keeping what it held."""
+store of layout 4 gains what layout 5 added, keeping what it held. On both backends
+(tests.conftest's store_setting); the SQLite file's migration is its own (test_postgres.py
+migrates a PostgreSQL store)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ def render(ids, refused):
     return 200, f'{{"msg_id": "{ids[0]}"}}'
 
 
-def test_a_key_answers_its_own_request_and_refuses_another():
+def test_a_key_answers_its_own_request_and_refuses_another(store_setting):
     async def scenario(store):
         first = ApiRequest("shop", (code_message(),), idempotency_key="k", fingerprint="f1",
                            render=render)
@@ -35,10 +37,10 @@ def test_a_key_answers_its_own_request_and_refuses_another():
                        render=render), 4.0)
         assert theirs.refusal is None and theirs.ids and not theirs.replayed
         assert sum((await store.status_counts()).values()) == 2
-    with_store(scenario)
+    with_store(scenario, store_setting)
 
 
-def test_a_number_gets_at_most_its_code_limits():
+def test_a_number_gets_at_most_its_code_limits(store_setting):
     def code(mobile="13800138000"):
         return ApiRequest("shop", (code_message(mobile),), code=(code_digest("123456"), 999.0),
                           code_limits=((60, 1), (3600, 2)), render=render)
@@ -50,10 +52,10 @@ def test_a_number_gets_at_most_its_code_limits():
         assert (await store.accept_request(code(), 61.0)).refusal is None
         assert (await store.accept_request(code(), 200.0)).refusal == TOO_MANY_CODES  # hour
         assert (await store.accept_request(code(), 3601.0)).refusal is None
-    with_store(scenario)
+    with_store(scenario, store_setting)
 
 
-def test_a_code_is_spent_after_max_attempts_wrong_ones():
+def test_a_code_is_spent_after_max_attempts_wrong_ones(store_setting):
     async def scenario(store):
         kept = await store.accept_request(
             ApiRequest("shop", (code_message(),), code=(code_digest("123456"), 100.0),
@@ -64,10 +66,10 @@ def test_a_code_is_spent_after_max_attempts_wrong_ones():
         assert outcomes == ["invalid"] * 3
         assert await store.verify_code("shop", message_id, "123456", 1.0, 3) == "spent"
         assert await store.verify_code("other", message_id, "123456", 1.0, 3) == "unknown"
-    with_store(scenario)
+    with_store(scenario, store_setting)
 
 
-def test_a_signature_keeps_its_type_and_remark():
+def test_a_signature_keeps_its_type_and_remark(store_setting):
     async def scenario(store):
         sign_id = await store.create_signature("shop", "极光", [], 0, 1.0, 3, "订单通知")
         assert await store.update_signature(sign_id, "极光", [], 0, 2.0)           # kept
@@ -76,7 +78,7 @@ def test_a_signature_keeps_its_type_and_remark():
         assert await store.update_signature(sign_id, "极光", [], 0, 3.0, 7, "其他")
         [row] = await store.signatures()
         assert (row["type"], row["remark"]) == (7, "其他")
-    with_store(scenario)
+    with_store(scenario, store_setting)
 
 
 def test_a_store_of_layout_4_gains_layout_5_and_keeps_its_records(tmp_path):

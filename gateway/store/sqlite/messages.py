@@ -313,6 +313,20 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.execute("COMMIT")
 
 
+def layout(state: State) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Tables -> (columns, primary key), from SQLite's catalogue (rowid tables: their
+    INTEGER PRIMARY KEY); store_probe left out (health.probe's scratch, never a record)."""
+    tables = [r[0] for r in state.db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+        "AND name <> 'store_probe' ORDER BY name")]
+    found = {}
+    for table in tables:
+        info = state.db.execute(f'PRAGMA table_info("{table}")').fetchall()
+        key = sorted((r[5], r[1]) for r in info if r[5])
+        found[table] = (tuple(r[1] for r in info), tuple(name for _, name in key))
+    return found
+
+
 # ----------------------------------------------------------------------------- messages
 
 def accept(state: State, messages: list[NewMessage], now: float) -> list[Accepted]:

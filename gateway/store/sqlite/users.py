@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from ..interface import UserRow
+from ..interface import UserRow, prefix_end
 from .console import audit
 from .messages import State, execute_rows
 
@@ -103,20 +103,6 @@ def find_users(db: sqlite3.Connection, app: str, prefix: str, after: str | None,
     rows = db.execute("SELECT userid, phones, updated_at FROM users WHERE "
                       f"{' AND '.join(clauses)} ORDER BY userid LIMIT ?", (*values, limit))
     return [UserRow(userid, json.loads(phones), at) for userid, phones, at in rows]
-
-
-def prefix_end(prefix: str) -> str | None:
-    """The least text after every text that begins with ``prefix``: its last character one
-    code point on (past the surrogates, which UTF-8 cannot hold; a last character that is
-    the greatest is dropped and the one before moves on); None when there is none ("")."""
-    while prefix:
-        code = ord(prefix[-1]) + 1
-        if 0xD800 <= code <= 0xDFFF:
-            code = 0xE000
-        if code <= 0x10FFFF:
-            return prefix[:-1] + chr(code)
-        prefix = prefix[:-1]
-    return None
 
 
 def user_count(state: State, app: str) -> int:

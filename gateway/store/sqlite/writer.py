@@ -29,7 +29,6 @@ import queue
 import sqlite3
 import threading
 import time
-from bisect import bisect_left
 from collections import Counter, deque
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,6 +43,7 @@ from ..interface import (
     Store,
     StoreUnavailable,
 )
+from ..timing import CommitTimes
 from . import api as api_sql
 from . import console as console_sql
 from . import health, retention
@@ -56,7 +56,6 @@ log = logging.getLogger("cmpp_gateway.store")
 
 _STOP = object()          # queued by close(): the writer finishes what came before and ends
 _URGENT = object()        # queued with each urgent operation: wakes the writer for it
-COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 
 class _Op:
@@ -75,7 +74,7 @@ class SqliteStore(Store):
         max_page_count``; None: as the disk allows): a store that fills up, for tests."""
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError("synchronous must be NORMAL or FULL")
-        self.path = path
+        self.path = self.name = path
         self.synchronous = synchronous
         self.batch_limit = batch_limit
         self.probe_interval = probe_interval
@@ -89,9 +88,7 @@ class SqliteStore(Store):
         self._reader: concurrent.futures.ThreadPoolExecutor | None = None
         self._reader_db: sqlite3.Connection | None = None
         self.commits = 0              # transactions run, for metrics and tests
-        # Written by the writer thread only; read whole by scrapes (a race costs one sample).
-        self.commit_counts = [0] * (len(COMMIT_BUCKETS) + 1)    # by bucket, the last +Inf
-        self.commit_seconds = 0.0
+        self.commit_times = CommitTimes()         # for cmpp_store_commit_seconds
         self.write_error: str | None = None     # why the store cannot write; None: it can
         self._probe_at = 0.0
 
@@ -264,8 +261,7 @@ class SqliteStore(Store):
         state.commit()
         elapsed = time.perf_counter() - start
         self.commits += 1
-        self.commit_seconds += elapsed
-        self.commit_counts[bisect_left(COMMIT_BUCKETS, elapsed)] += 1
+        self.commit_times.add(elapsed)
         return value
 
     # ------------------------------------------------------------------------- operations
@@ -518,9 +514,20 @@ class SqliteStore(Store):
             self._reader_db = None
 
     def query(self, statement: str, parameters: tuple = ()) -> asyncio.Future:
-        """Rows of a read-only SQL query, run by the writer in turn with every other operation
-        (for tests and tools that look inside the store)."""
+        """Rows of an SQL statement, run by the writer in its own turn among the other
+        operations (for tests and tools that look inside the store, or change it as a test
+        needs)."""
         return self._submit(_query, statement, parameters)
+
+    def layout(self) -> asyncio.Future:
+        return self._submit(sql.layout)
+
+    def insert_rows(self, table: str, columns: tuple[str, ...],
+                    rows: list[tuple]) -> asyncio.Future:
+        return self._submit(_insert_rows, table, columns, rows)
+
+    async def continue_ids(self) -> None:
+        """Nothing to do: SQLite gives a new row the id after the highest stored."""
 
     def counts_snapshot(self) -> Counter:
         """Messages by status, as of the last commit (no query; for metrics scrapes)."""
@@ -547,7 +554,7 @@ class SqliteStore(Store):
 
     def commit_snapshot(self) -> tuple[tuple[float, ...], list[int], float]:
         """Transactions by duration: (bucket bounds, count per bucket and +Inf, seconds)."""
-        return COMMIT_BUCKETS, list(self.commit_counts), self.commit_seconds
+        return self.commit_times.snapshot()
 
 
 # Operations over a list of items with one result per item: between two other operations,
@@ -585,6 +592,12 @@ def _apply_merged(state, batch: list[_Op], groups: dict[tuple, list[int]], value
 def _urgent(messages) -> bool:
     """Whether storing ``messages`` takes the urgent lane: one of them is urgent."""
     return any(m.priority == URGENT for m in messages)
+
+
+def _insert_rows(state: sql.State, table: str, columns: tuple[str, ...],
+                 rows: list[tuple]) -> None:
+    names, marks = ", ".join(f'"{c}"' for c in columns), ", ".join("?" * len(columns))
+    state.db.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', rows)
 
 
 def _query(state: sql.State, statement: str, parameters: tuple) -> list[tuple]:

@@ -1,0 +1,58 @@
+"""The shared store: PostgreSQL through asyncpg, written by one thread with group commit.
+
+``engine`` is the engine (the queue, the writer thread with its own event loop, the
+transactions, whether the store can write, reconnection); ``writer`` puts the store's
+operations on it (``PostgresStore``) and runs the console's searches on a read-only connection
+of their own; ``schema`` the tables, their layout version and migration; ``messages``
+messages, SUBMIT outcomes, reading and the callback outbox; ``receipts`` status reports and
+MO; ``api`` the API's records; ``users`` the apps' users; ``console`` the console's records;
+``search`` the console's searches; ``retention`` what keeps the database from growing without
+end (unmatched reports expire, finished messages go, idempotency keys are forgotten, in small
+batches); ``health`` which errors mean the store cannot write, and the probe that finds out
+when it can again. Each SQL
+module matches its namesake in ``gateway.store.sqlite`` function for function, so that a
+change to one store maps onto one place in the other; both stores have the same tables and
+columns (tests/store/test_postgres.py checks it), so copy-store copies between them.
+
+Design for several instances. Several gateways on one database are safe where the database
+decides, and the store is built so that it does:
+- reports and SUBMIT outcomes lock their Msg_Ids at BEGIN (``messages.begin``), so a report
+  and its SUBMIT_RESP recorded at once by two gateways always meet; a message's row is locked
+  while its status is derived from its segments;
+- idempotency keys: messages' unique index (ON CONFLICT), the API's answers under an advisory
+  lock on the key; codes are verified under a row lock; MO parts are stored once (unique
+  index); template and signature ids come from an upserted counter; the schema is created and
+  migrated under an advisory lock;
+- the apps' users: every change of an app's users locks its ``user_counts`` row first, so
+  ``max_users`` and the count hold across gateways (and a save and a delete take their locks in
+  one order);
+- the console: an app's name and key are unique (ON CONFLICT), an account is added or changed
+  by one upsert that says which, an operator's sessions are trimmed under a lock on the
+  account, the first session key stored is everyone's; the searches read committed rows on
+  their own connection.
+A transaction that meets another's lock in a different order is a deadlock the server breaks
+by failing one; the engine then runs each of that batch's operations alone, so it costs time,
+never an operation.
+
+Still per process, for the several-instances work to come (issue 14's second half):
+- which gateway submits a pending message or sends a callback: ``fetch_pending`` and
+  ``due_callbacks`` read without claiming (they will need claims that expire, with FOR UPDATE
+  SKIP LOCKED), and the dispatcher's ``after_id`` cursor and ``defer`` assume one sender;
+- the channel's ``connections`` and ``tps`` (leases or advisory locks per slot, a shared rate);
+- the reassembly of long MO whose parts reach different gateways (parts are stored once, but
+  each gateway reassembles from what it received; ``unassembled_mo_parts`` reads them all at
+  start);
+- ``State``'s counts (messages by status, unmatched reports), which another gateway's writes
+  do not update until ``State.reload`` runs again at a reconnection; the metrics and the
+  console's backlog show this process's view;
+- what the daemon keeps in memory and re-reads on a timer: the apps made in the console
+  (AppDirectory, every 2 s), the templates' and signatures' review states (the API's registry,
+  every few seconds), unsubscribed numbers (read at start, added by this process's MO), the
+  callback URLs' verification (each process verifies for itself).
+
+Offers: PostgresStore.
+"""
+
+from .writer import PostgresStore
+
+__all__ = ["PostgresStore"]

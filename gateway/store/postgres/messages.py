@@ -1,0 +1,421 @@
+"""SQL of the shared store: messages, submits, reading and callbacks (reports and MO are in
+``receipts``, the tables in ``schema``), as ``gateway.store.sqlite.messages`` is for SQLite,
+function for function.
+
+Every function runs in the store's writer thread inside a transaction opened by
+``PostgresStore._transaction``. Rows go to the server as one array per column (``unnest``),
+so that a statement's text, and its prepared plan, is the same whatever the number of rows,
+and a batch costs one round trip, not one per row. ``State`` carries the connection and the
+facts kept in step with what is committed (messages by status, receipts waiting for their
+segment), applied only when the transaction commits; with several gateways on one database
+they are this process's view, re-read from the database at every (re)connection.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+
+from gateway.status import DeliveryStatus, derive_status
+
+from ..interface import (
+    Accepted,
+    MessageView,
+    MoView,
+    NewMessage,
+    OutboxEntry,
+    PendingMessage,
+    SegmentResult,
+    SegmentView,
+    to_signed,
+    to_unsigned,
+)
+
+FINAL = tuple(s.value for s in DeliveryStatus if s.final)
+SUBMITTED = DeliveryStatus.SUBMITTED.value
+
+
+class State:
+    """The connection, and in-memory facts kept in step with what is committed."""
+
+    def __init__(self, db) -> None:
+        self.db = db
+        self.unmatched = 0                                    # receipts waiting for a segment
+        self.counts: Counter = Counter()                      # messages by status
+        # Apps whose final statuses are queued for a callback; None: every app's.
+        self.status_callbacks: frozenset[str] | None = None
+        self._unmatched = 0
+        self._delta: Counter = Counter()
+
+    def begin(self) -> None:
+        self._unmatched, self._delta = 0, Counter()
+
+    def commit(self) -> None:
+        self.unmatched += self._unmatched
+        counts = Counter(self.counts)
+        counts.update(self._delta)
+        self.counts = +counts          # a new object, swapped in whole: readers never see half
+
+    def hold(self, count: int = 1) -> None:
+        self._unmatched += count
+
+    def release(self, count: int) -> None:
+        self._unmatched -= count
+
+    def moved(self, old: str | None, new: str | None, count: int = 1) -> None:
+        """``count`` messages went from status ``old`` (None: new) to ``new`` (None: gone)."""
+        if old is not None:
+            self._delta[old] -= count
+        if new is not None:
+            self._delta[new] += count
+
+    async def reload(self, db=None) -> None:
+        """Re-read the facts from the database (at open, and on the connection that replaces
+        a lost one, ``db``, before it does): a count of the whole table, for which a table
+        scan is the way (see engine.PLANNER_SETTINGS)."""
+        db = db or self.db
+        async with db.transaction():
+            await db.execute("SET LOCAL enable_seqscan = on")
+            rows = await db.fetch("SELECT status, COUNT(*) FROM messages GROUP BY status")
+            unmatched = await db.fetchval(
+                "SELECT COUNT(*) FROM receipts WHERE message_id IS NULL")
+        self.counts, self.unmatched = Counter({r[0]: r[1] for r in rows}), unmatched
+
+
+def columns(rows: list[tuple], width: int) -> list[list]:
+    """``rows`` as ``width`` column lists, the arguments of an ``unnest($1::t[], ...)``."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*rows)]
+
+
+def changed(status: str) -> int:
+    """The row count of a command's status ("UPDATE 3" -> 3)."""
+    return int(status.rsplit(" ", 1)[1])
+
+
+# ----------------------------------------------------------------------------- messages
+
+async def accept(state: State, messages: list[NewMessage], now: float) -> list[Accepted]:
+    """Keyed messages first, as the SQLite store does: a key already stored (or seen earlier
+    in ``messages``) gives the first message's id. ON CONFLICT on the unique index makes this
+    hold with several gateways accepting the same key at once: the second waits for the
+    first's commit and then finds its row."""
+    results: list[Accepted | None] = [None] * len(messages)
+    first: dict[tuple[str, str], int] = {}
+    for i, m in enumerate(messages):
+        if m.idempotency_key is not None:
+            first.setdefault((m.app, m.idempotency_key), i)
+    if first:
+        ids = await _insert_keyed(state, [messages[i] for i in first.values()], now)
+        for i, m in enumerate(messages):
+            if m.idempotency_key is not None:
+                key = (m.app, m.idempotency_key)
+                new_id, fresh = ids[key]
+                results[i] = Accepted(new_id, existing=not (fresh and first[key] == i))
+    plain = [i for i, m in enumerate(messages) if m.idempotency_key is None]
+    for i, new_id in zip(plain, await _insert_messages(state, [messages[i] for i in plain], now)):
+        results[i] = Accepted(new_id)
+    return results
+
+
+_INSERT_MESSAGES = (
+    "INSERT INTO messages (app, channel, recipient, text, template_id, kind, idempotency_key, "
+    "reference, callback, priority, created_at) SELECT a, c, r, t, tid, k, ik, ref, cb, p, $11 "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
+    "$7::text[], $8::int[], $9::text[], $10::int[]) AS v(a, c, r, t, tid, k, ik, ref, cb, p) ")
+
+
+def _message_rows(messages: list[NewMessage]) -> list[list]:
+    return columns([(m.app, m.channel, m.recipient, m.text, m.template_id, m.kind,
+                     m.idempotency_key, m.reference, m.callback, m.priority)
+                    for m in messages], 10)
+
+
+async def _insert_messages(state: State, messages: list[NewMessage], now: float) -> list[int]:
+    """New ids in the order of ``messages``: a statement draws its ids from the sequence in
+    the order it inserts the rows, so sorting them gives that order back."""
+    if not messages:
+        return []
+    rows = await state.db.fetch(_INSERT_MESSAGES + "RETURNING id", *_message_rows(messages),
+                                now)
+    state.moved(None, DeliveryStatus.ACCEPTED.value, len(rows))
+    return sorted(r[0] for r in rows)
+
+
+async def _insert_keyed(state: State, messages: list[NewMessage],
+                        now: float) -> dict[tuple[str, str], tuple[int, bool]]:
+    """(app, key) -> (id, whether this call stored it), for messages with distinct keys."""
+    inserted = await state.db.fetch(
+        _INSERT_MESSAGES + "ON CONFLICT (app, idempotency_key) WHERE idempotency_key IS NOT "
+        "NULL DO NOTHING RETURNING id, app, idempotency_key", *_message_rows(messages), now)
+    state.moved(None, DeliveryStatus.ACCEPTED.value, len(inserted))
+    found = {(r[1], r[2]): (r[0], True) for r in inserted}
+    missing = [m for m in messages if (m.app, m.idempotency_key) not in found]
+    if missing:
+        for r in await state.db.fetch(
+                "SELECT m.id, m.app, m.idempotency_key FROM messages m JOIN unnest($1::text[], "
+                "$2::text[]) AS k(app, key) ON m.app = k.app AND m.idempotency_key = k.key",
+                [m.app for m in missing], [m.idempotency_key for m in missing]):
+            found[(r[1], r[2])] = (r[0], False)
+    return found
+
+
+# The pending messages of one channel, the most urgent first: for each priority asked for, a
+# range of the index messages_pending from that priority's last id on, in the index's order
+# (nothing to sort but the few rows kept), all priorities in one round trip.
+_PENDING = (
+    "SELECT m.id, m.recipient, m.text, m.reference, m.attempts, "
+    "ARRAY(SELECT s.part FROM segments s WHERE s.message_id = m.id), m.created_at, m.priority "
+    "FROM unnest($2::int[], $3::bigint[]) AS a(priority, after) CROSS JOIN LATERAL "
+    "(SELECT * FROM messages WHERE channel = $1 AND status = 'accepted' "
+    "AND priority = a.priority AND id > a.after AND next_attempt_at <= $4 "
+    "ORDER BY id LIMIT $5) AS m ORDER BY m.priority, m.id LIMIT $5")
+
+
+async def fetch_pending(state: State, channel: str, after: Mapping[int, int], limit: int,
+                        now: float) -> list[PendingMessage]:
+    """Up to ``limit`` messages by priority, then id: each priority of ``after`` from the id
+    it maps to on; the priorities it leaves out are not read."""
+    priorities = sorted(after)
+    rows = await state.db.fetch(_PENDING, channel, priorities, [after[p] for p in priorities],
+                                now, limit)
+    return [PendingMessage(r[0], channel, r[1], r[2], r[3], r[4], frozenset(r[5]), r[6], r[7])
+            for r in rows]
+
+
+async def defer(state: State, message_id: int, until: float) -> None:
+    await state.db.execute("UPDATE messages SET next_attempt_at = $1, attempts = attempts + 1 "
+                           "WHERE id = $2", until, message_id)
+
+
+# ----------------------------------------------------------------------------- submits
+
+def begin(keys) -> str:
+    """The statement that opens a transaction and takes, until it ends, a lock on each Msg_Id
+    its reports and SUBMIT outcomes name (advisory, in PostgreSQL's one-bigint key space).
+
+    A report and its SUBMIT_RESP recorded at once by two gateways then take turns, and the
+    second sees the first's commit (its next statement's snapshot is taken after the lock),
+    so they never miss each other under READ COMMITTED. Taken all at once, sorted, before the
+    transaction touches any row: two transactions never wait for each other. The keys are
+    integers written into the text, so BEGIN and the locks cost one round trip together."""
+    if not keys:
+        return "BEGIN"
+    array = ",".join(str(int(k)) for k in sorted(set(keys)))
+    return f"BEGIN; SELECT pg_advisory_xact_lock(k) FROM unnest('{{{array}}}'::bigint[]) AS k"
+
+
+def lock_keys(fn, args) -> list[int]:
+    """The Msg_Ids an operation's transaction must lock (see ``begin``)."""
+    if fn is record_submits:
+        return [to_signed(r.msg_id) for r in args[0] if r.msg_id is not None]
+    if fn.__name__ == "record_receipts":
+        return [to_signed(r.msg_id) for r in args[0]]
+    return []
+
+
+async def record_submits(state: State, results: list[SegmentResult],
+                         provider: str) -> list[DeliveryStatus | None]:
+    """Segments in; receipts that came early are matched (found by the statement that inserts
+    the segments, under the transaction's Msg_Id locks: ``begin``); messages move on when
+    every part is answered. Returns, for each result, the final status it gave its message
+    (or None).
+
+    The early reports are looked up one (channel, Msg_Id) at a time through the
+    receipts_unmatched index, whatever the planner's statistics say: OFFSET 0 keeps the
+    lookup a subquery of its own. Joined instead, a table whose statistics lag (a young one,
+    or one whose unmatched reports grew fast) was read through every unmatched report at
+    each commit, the cost issue 12 took away from SQLite."""
+    latest = {(r.message_id, r.part): r for r in results}      # a later outcome replaces
+    named = [r for r in results if r.msg_id is not None]
+    held = await state.db.fetch(
+        "WITH s AS (INSERT INTO segments (message_id, part, parts, channel, msg_id, result, "
+        "connection, sends, submitted_at, status, stat, temporary, done_at) SELECT * FROM unnest("
+        "$1::bigint[], $2::int[], $3::int[], $4::text[], $5::bigint[], $6::int[], $7::text[], "
+        "$8::int[], $9::float8[], $10::text[], $11::text[], $12::int[], $13::float8[]) "
+        "ON CONFLICT (message_id, part) DO UPDATE SET parts = EXCLUDED.parts, "
+        "channel = EXCLUDED.channel, msg_id = EXCLUDED.msg_id, result = EXCLUDED.result, "
+        "connection = EXCLUDED.connection, sends = EXCLUDED.sends, "
+        "submitted_at = EXCLUDED.submitted_at, status = EXCLUDED.status, stat = EXCLUDED.stat, "
+        "temporary = EXCLUDED.temporary, done_at = EXCLUDED.done_at) "
+        "SELECT r.id, k.channel, k.msg_id, r.status, r.temporary, r.stat, r.received_at "
+        "FROM unnest($14::text[], $15::bigint[]) AS k(channel, msg_id) CROSS JOIN LATERAL "
+        "(SELECT id, status, temporary, stat, received_at FROM receipts WHERE channel = "
+        "k.channel AND msg_id = k.msg_id AND message_id IS NULL OFFSET 0) AS r ORDER BY r.id",
+        *columns([(r.message_id, r.part, r.parts, r.channel,
+                   None if r.msg_id is None else to_signed(r.msg_id), r.result, r.connection,
+                   r.sends, r.at, r.status.value, r.stat or None, int(r.temporary),
+                   None if r.status is DeliveryStatus.SUBMITTED else r.at)
+                  for r in latest.values()], 13),
+        [r.channel for r in named], [to_signed(r.msg_id) for r in named])
+    matched = await _match_held(state, named, held)
+    simple, others = [], {}
+    for i, r in enumerate(results):
+        if r.parts == 1 and r.status is DeliveryStatus.SUBMITTED and \
+                (r.channel, to_signed(r.msg_id)) not in matched:
+            simple.append(r)
+        else:
+            others[r.message_id] = i           # settled once, credited to its last result
+    if simple:          # the usual case: one part, accepted by the ISMG, no early report
+        status = await state.db.execute(
+            "UPDATE messages SET status = 'submitted', parts = 1, submitted_at = v.at, "
+            "status_at = v.at FROM unnest($1::float8[], $2::bigint[]) AS v(at, id) "
+            "WHERE messages.id = v.id AND messages.status = 'accepted'",
+            [r.at for r in simple], [r.message_id for r in simple])
+        state.moved(DeliveryStatus.ACCEPTED.value, SUBMITTED, changed(status))
+    final: list[DeliveryStatus | None] = [None] * len(results)
+    for message_id, i in others.items():
+        status = await _settle(state, message_id, results[i].parts, results[i].at, provider)
+        if status is not None and status.final:
+            final[i] = status
+    return final
+
+
+async def _match_held(state: State, results: list[SegmentResult],
+                      rows: list) -> set[tuple[str, int]]:
+    """Settle segments with the receipts that arrived before their SUBMIT_RESP (``rows``:
+    those the segments' insert found waiting); returns the (channel, Msg_Id) keys that had
+    any."""
+    if not rows:
+        return set()
+    segment = {(r.channel, to_signed(r.msg_id)): r for r in results}
+    await state.db.execute(
+        "UPDATE receipts SET message_id = v.message_id, part = v.part FROM unnest($1::bigint[], "
+        "$2::bigint[], $3::int[]) AS v(id, message_id, part) WHERE receipts.id = v.id",
+        [row[0] for row in rows], [segment[(row[1], row[2])].message_id for row in rows],
+        [segment[(row[1], row[2])].part for row in rows])
+    for receipt_id, channel, msg_id, status, temporary, stat, received_at in rows:
+        if status is not None:
+            r = segment[(channel, msg_id)]
+            await _settle_segment(state, r.message_id, r.part, status, stat, temporary,
+                                  received_at)
+    state.release(len(rows))
+    return {(row[1], row[2]) for row in rows}
+
+
+async def _settle_segment(state: State, message_id: int, part: int, status: str, stat: str,
+                          temporary: int, at: float) -> bool:
+    """A final report for a segment; the first final one wins. True when it changed it."""
+    result = await state.db.execute(
+        "UPDATE segments SET status = $1, stat = $2, temporary = $3, done_at = $4 "
+        "WHERE message_id = $5 AND part = $6 AND status = 'submitted'",
+        status, stat, temporary, at, message_id, part)
+    return changed(result) == 1
+
+
+async def _settle(state: State, message_id: int, parts: int, now: float,
+                  provider: str | None) -> DeliveryStatus | None:
+    """Derive the message's status from its segments; write it when it changed. The message's
+    row is locked first, so that two gateways settling parts of it take turns."""
+    row = await state.db.fetchrow("SELECT status, app, callback FROM messages WHERE id = $1 "
+                                  "FOR UPDATE", message_id)
+    rows = await state.db.fetch("SELECT status, stat, temporary FROM segments "
+                                "WHERE message_id = $1 ORDER BY part", message_id)
+    if len(rows) < parts:
+        return None
+    status = derive_status([DeliveryStatus(r[0]) for r in rows])
+    old, app, callback = row
+    if old == status.value or old in FINAL:
+        return None
+    decisive = next((r for r in rows if r[0] == status.value), rows[-1])
+    await state.db.execute(
+        "UPDATE messages SET status = $1, parts = $2, status_stat = $3, status_temporary = $4, "
+        "status_provider = $5, status_at = $6, submitted_at = COALESCE(submitted_at, $6) "
+        "WHERE id = $7",
+        status.value, parts, decisive[1] if status.final else None,
+        decisive[2] if status.final else None, provider if status.final else None,
+        now, message_id)
+    state.moved(old, status.value)
+    if status.final and wants_status_callback(state, app, callback):
+        await queue_callbacks(state, [_callback_row(app, "status", message_id, now)])
+    return status
+
+
+INSERT_CALLBACKS = ("INSERT INTO outbox (app, kind, ref, created_at, next_attempt_at) "
+                    "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], "
+                    "$4::float8[], $5::float8[])")
+
+
+def _callback_row(app: str, kind: str, ref: int, now: float) -> tuple:
+    """An outbox row: queued once per event, when the message turns final or the MO is
+    stored (OutboxEntry.event_id names the event)."""
+    return app, kind, ref, now, now
+
+
+def wants_status_callback(state: State, app: str, callback: str | None = None) -> bool:
+    """Whether a final status of ``app``'s message is queued for a status callback: the
+    message has a callback URL of its own, or its app has one."""
+    return bool(callback) or state.status_callbacks is None or app in state.status_callbacks
+
+
+async def queue_callbacks(state: State, rows: list[tuple]) -> None:
+    """Outbox rows (``_callback_row``) in one statement (status callbacks only for messages
+    that ``wants_status_callback``: the callers choose)."""
+    if rows:
+        await state.db.execute(INSERT_CALLBACKS, *columns(rows, 5))
+
+
+# ----------------------------------------------------------------------------- reading
+
+async def message_view(state: State, message_id: int) -> MessageView | None:
+    row = await state.db.fetchrow(
+        "SELECT id, app, channel, recipient, text, template_id, kind, created_at, status, "
+        "status_stat, status_temporary, status_provider, status_at, parts, callback "
+        "FROM messages WHERE id = $1", message_id)
+    if row is None:
+        return None
+    segments = tuple(
+        SegmentView(part, None if msg_id is None else to_unsigned(msg_id), result, status, stat,
+                    None if temporary is None else bool(temporary), connection, submitted_at,
+                    done_at)
+        for part, msg_id, result, status, stat, temporary, connection, submitted_at, done_at
+        in await state.db.fetch(
+            "SELECT part, msg_id, result, status, stat, temporary, connection, submitted_at, "
+            "done_at FROM segments WHERE message_id = $1 ORDER BY part", message_id))
+    row = tuple(row)
+    temporary = None if row[10] is None else bool(row[10])
+    return MessageView(*row[:10], temporary, *row[11:14], segments=segments, callback=row[14])
+
+
+async def mo_view(state: State, mo_id: int) -> MoView | None:
+    row = await state.db.fetchrow(
+        "SELECT id, channel, src_terminal_id, dest_id, text, payload, msg_fmt, parts, complete, "
+        "received_at FROM mo WHERE id = $1", mo_id)
+    if row is None:
+        return None
+    row = tuple(row)
+    return MoView(*row[:8], bool(row[8]), row[9])
+
+
+# ----------------------------------------------------------------------------- callbacks
+
+async def due_callbacks(state: State, now: float, limit: int) -> list[OutboxEntry]:
+    rows = await state.db.fetch(
+        "SELECT id, app, kind, ref, attempts, created_at FROM outbox "
+        "WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, id "
+        "LIMIT $2", now, limit)
+    return [OutboxEntry(*r) for r in rows]
+
+
+async def callback_done(state: State, entry_id: int, delivered: bool, now: float,
+                        next_attempt_at: float | None, error: str | None) -> None:
+    if delivered or next_attempt_at is None:
+        await state.db.execute(
+            "UPDATE outbox SET state = $1, done_at = $2, attempts = attempts + 1, "
+            "last_error = $3 WHERE id = $4",
+            "done" if delivered else "failed", now, error, entry_id)
+    else:
+        await state.db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 "
+            "WHERE id = $3", next_attempt_at, error, entry_id)
+
+
+async def hold_callback(state: State, entry_id: int, until: float, reason: str) -> None:
+    """Keep a callback back until ``until`` without counting an attempt (nothing was sent)."""
+    await state.db.execute("UPDATE outbox SET next_attempt_at = $1, last_error = $2 "
+                           "WHERE id = $3", until, reason, entry_id)
+
+
+async def pending_callbacks(state: State) -> int:
+    return await state.db.fetchval("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")

@@ -1,0 +1,310 @@
+"""The PostgreSQL store's own internals: its schema version, what it refuses, batching into
+statements whose number does not grow with the rows, reconnection, and two stores (as two
+gateways) on one database, whose matching must hold under READ COMMITTED."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from gateway.bench.postgres import LocalPostgres
+from gateway.status import DeliveryStatus, load_tables
+from gateway.store import (
+    NewMessage,
+    PostgresStore,
+    Receipt,
+    SegmentResult,
+    StoreError,
+    StoreUnavailable,
+    create_store,
+)
+from gateway.store.postgres.engine import SIZE
+from gateway.store.postgres.schema import SCHEMA_VERSION
+from tests.aio import eventually, free_port, run, with_store
+
+CODES = load_tables(Path(__file__).resolve().parents[2] / "fixtures" / "providers") \
+    .for_provider("default")
+
+
+def new(i: int = 0, **fields) -> NewMessage:
+    return NewMessage(**{"app": "app1", "channel": "cmcc", "recipient": "13800138000",
+                         "text": f"hello {i}", **fields})
+
+
+def submitted(message_id: int, msg_id: int) -> SegmentResult:
+    return SegmentResult(message_id, "cmcc", 1, 1, 0, msg_id, connection="cmcc#0", at=10.0)
+
+
+def receipt(msg_id: int, stat: str = "DELIVRD") -> Receipt:
+    return Receipt("cmcc", "cmcc#1", msg_id + 1, msg_id, CODES.classify(stat), received_at=20.0)
+
+
+async def admin(url: str, statement: str, *args):
+    db = await asyncpg.connect(url)
+    try:
+        return await db.fetch(statement, *args)
+    finally:
+        await db.close()
+
+
+async def opened(url: str) -> PostgresStore:
+    store = PostgresStore(url)
+    await store.open()
+    return store
+
+
+# ----------------------------------------------------------------------------- the schema
+
+def test_a_database_records_its_layout_version_and_a_newer_one_is_refused_untouched(
+        postgres_url):
+    async def scenario():
+        await (await opened(postgres_url)).close()
+        assert await admin(postgres_url, "SELECT version FROM store_version") == \
+            [(SCHEMA_VERSION,)]
+        await admin(postgres_url, "UPDATE store_version SET version = version + 1")
+        with pytest.raises(StoreError, match="written by a newer cmpp-gateway"):
+            await opened(postgres_url)
+        assert await admin(postgres_url, "SELECT version FROM store_version") == \
+            [(SCHEMA_VERSION + 1,)]
+    run(scenario)
+
+
+def test_a_database_of_layout_1_gains_what_came_since_and_keeps_its_data(postgres_url):
+    """Layout 1 (the first PostgreSQL store) had no messages.callback, users or console
+    tables, nor layout 5's api_responses.request, signatures.type and .remark and index
+    messages_codes: opening it adds them, keeps every row, and records the version."""
+    async def scenario():
+        store = await opened(postgres_url)
+        [accepted] = await store.accept([new(1)], now=1.0)
+        await store.close()
+        for statement in ("DROP TABLE users, user_counts, apps, console_users, "
+                          "console_sessions, console_keys, reviews, audit",
+                          "ALTER TABLE messages DROP COLUMN callback, DROP COLUMN priority",
+                          "DROP INDEX messages_codes",
+                          "ALTER TABLE api_responses DROP COLUMN request",
+                          "ALTER TABLE signatures DROP COLUMN type, DROP COLUMN remark",
+                          "UPDATE store_version SET version = 1"):
+            await admin(postgres_url, statement)
+        store = await opened(postgres_url)
+        try:
+            assert (await store.message(accepted.id)).text == "hello 1"
+            [again] = await store.accept([new(2, callback="https://shop.example/s")], now=2.0)
+            assert (await store.message(again.id)).callback == "https://shop.example/s"
+            assert await store.save_users("shop", [("a", {"default": "1"})], False, 9, 2.0) == \
+                [True]
+            assert await store.console_key("session", "k") == "k"
+            sign_id = await store.create_signature("shop", "极光", [], 0, 1.0, 3, "订单通知")
+            assert [(r["id"], r["type"]) for r in await store.signatures()] == [(sign_id, 3)]
+            assert await store.query("SELECT COUNT(*) FROM pg_indexes "
+                                     "WHERE indexname = 'messages_codes'") == [(1,)]
+        finally:
+            await store.close()
+        assert await admin(postgres_url, "SELECT version FROM store_version") == \
+            [(SCHEMA_VERSION,)] == [(6,)]
+    run(scenario)
+
+
+def test_a_database_holding_other_tables_named_messages_is_refused(postgres_url):
+    async def scenario():
+        await admin(postgres_url, "CREATE TABLE messages (anything TEXT)")
+        with pytest.raises(StoreError, match="not a cmpp-gateway store"):
+            await opened(postgres_url)
+        assert await admin(postgres_url, "SELECT to_regclass('segments') IS NULL") == [(True,)]
+    run(scenario)
+
+
+def test_a_user_without_the_right_to_create_tables_is_a_store_error_at_start(postgres_url):
+    async def scenario():
+        await admin(postgres_url, "DO $$ BEGIN CREATE ROLE gw_limited LOGIN; "
+                                  "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        limited = postgres_url.replace("postgresql://postgres@", "postgresql://gw_limited@")
+        with pytest.raises(StoreError, match="gw_limited@.*cannot set up the store's tables: "
+                                             "permission denied"):
+            await opened(limited)
+    run(scenario)
+
+
+def test_gateways_starting_together_create_the_schema_once(postgres_url):
+    async def scenario():
+        stores = await asyncio.gather(*(opened(postgres_url) for _ in range(4)))
+        for store in stores:
+            await store.close()
+        assert await admin(postgres_url, "SELECT COUNT(*) FROM store_version") == [(1,)]
+    run(scenario)
+
+
+def test_an_unreachable_database_is_a_store_error_at_start():
+    async def scenario():
+        store = PostgresStore(f"postgresql://gw@127.0.0.1:{free_port()}/sms", connect_timeout=5)
+        with pytest.raises(StoreError, match=r"gw@127\.0\.0\.1:\d+/sms: cannot use the database"):
+            await store.open()
+    run(scenario)
+
+
+def test_a_server_without_synchronous_commit_still_commits_durably(postgres_url):
+    async def scenario():
+        name = postgres_url.rsplit("/", 1)[1]
+        await admin(postgres_url, f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+        store = await opened(postgres_url)
+        try:
+            assert await store.query("SHOW synchronous_commit") == [("local",)]
+        finally:
+            await store.close()
+    run(scenario)
+
+
+# ----------------------------------------------------------------------------- batching
+
+def test_a_batch_costs_the_same_statements_whatever_its_number_of_rows(postgres_url):
+    """Group commit without a round trip per message: accepting, recording SUBMIT_RESPs and
+    recording reports for 1 or for 400 messages runs the same statements: BEGIN (with the
+    Msg_Id locks) and COMMIT, and 1, 2 and 2 statements between."""
+    async def statements_for(store, count: int, first_msg_id: int) -> list[str]:
+        seen: list[str] = []
+
+        def logger(record) -> None:      # the Msg_Ids locked are written into BEGIN's text
+            if record.query != SIZE:     # the store's size, measured now and then
+                seen.append(re.sub(r"'\{[-0-9,]*\}'", "'{...}'", record.query))
+        store._state.db.add_query_logger(logger)
+        try:
+            ids = [a.id for a in await store.accept([new(i) for i in range(count)], now=1.0)]
+            await store.record_submits([submitted(i, first_msg_id + i) for i in ids], "default")
+            await store.record_receipts([receipt(first_msg_id + i) for i in ids])
+            # The writer thread logs a statement after it ran: the last COMMIT may come later.
+            await eventually(lambda: seen.count("COMMIT") == 3)
+        finally:
+            store._state.db.remove_query_logger(logger)
+        return seen
+
+    async def scenario(store):
+        await statements_for(store, 1, 1000)      # asyncpg learns the types once
+        one = await statements_for(store, 1, 2000)
+        many = await statements_for(store, 400, 5000)
+        assert one == many and len(many) == 11, many      # 3 transactions, 5 statements
+        assert store.counts_snapshot() == {"delivered": 402}
+    with_store(scenario, postgres_url)
+
+
+def test_operations_queued_together_share_one_transaction(postgres_url):
+    async def scenario(store):
+        before = store.commits
+        await asyncio.gather(*(store.accept([new(i)], now=1.0) for i in range(300)))
+        assert store.commits - before <= 3
+    with_store(scenario, postgres_url)
+
+
+# ----------------------------------------------------------------------------- connection
+
+def test_a_connection_the_server_ended_is_made_again_for_the_next_operation(postgres_url):
+    async def scenario(store):
+        [first] = await store.accept([new(1)], now=1.0)
+        await admin(postgres_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  "WHERE application_name = 'cmpp-gateway'")
+        for _ in range(100):     # until the writer has seen it (or the query failed)
+            try:
+                [again] = await store.accept([new(2)], now=1.0)
+                break
+            except StoreUnavailable:
+                await asyncio.sleep(0.05)
+        assert again.id > first.id and await store.status_counts() == {"accepted": 2}
+        assert await store.query("SELECT COUNT(*) FROM messages") == [(2,)]
+    with_store(scenario, postgres_url)
+
+
+def test_a_database_that_is_down_fails_operations_as_unavailable_until_it_is_back(
+        require_postgres):
+    """A server of its own, stopped and started again under an open store: meanwhile each
+    operation fails with StoreUnavailable (nothing stored, nothing hanging) and the store says
+    why, never with its password; after, the store finds out by itself that it can write
+    again, and goes on with what was committed before."""
+    server = LocalPostgres().start()
+    password = "pw-9a4e-not-to-be-shown"          # the server trusts: any password goes
+
+    async def scenario():
+        store = PostgresStore(server.url(), password=password, probe_interval=0.05)
+        await store.open()
+        try:
+            await store.accept([new(1)], now=1.0)
+            await asyncio.to_thread(server.stop)
+            with pytest.raises(StoreUnavailable, match="cannot be reached") as refused:
+                await store.accept([new(2)], now=1.0)
+            writable, reason = store.writable_snapshot()
+            assert not writable and reason.startswith(f"the store {store.name} cannot be reached")
+            assert password not in reason + str(refused.value)
+            await asyncio.to_thread(server.start)
+            await eventually(lambda: store.writable_snapshot()[0], timeout=20)
+            await store.accept([new(3)], now=1.0)
+            assert await store.query("SELECT text FROM messages ORDER BY id") == \
+                [("hello 1",), ("hello 3",)]
+        finally:
+            await store.close()
+    try:
+        run(scenario, timeout=60)
+    finally:
+        server.remove()
+
+
+# ----------------------------------------------------------------------------- two gateways
+
+def test_reports_and_submit_resps_recorded_at_once_by_two_gateways_all_match(postgres_url):
+    """Gateway B stores a report while gateway A records the SUBMIT_RESP it names, in two
+    transactions at once, many times over: however they interleave, each report ends matched
+    (the per-Msg_Id lock makes the second see the first's commit; without it, both miss the
+    other's uncommitted row now and then)."""
+    count = 300
+
+    async def scenario():
+        a, b = await opened(postgres_url), await opened(postgres_url)
+        try:
+            ids = [x.id for x in await a.accept([new(i) for i in range(count)], now=1.0)]
+            for i in ids:                       # each pair in two transactions at once
+                await asyncio.gather(a.record_submits([submitted(i, 70_000 + i)], "default"),
+                                     b.record_receipts([receipt(70_000 + i)]))
+            await asyncio.gather(a.query("SELECT 1"), b.query("SELECT 1"))   # all committed
+            assert await a.query("SELECT COUNT(*) FROM receipts WHERE message_id IS NULL") == \
+                [(0,)]
+            assert await a.query("SELECT status, COUNT(*) FROM messages GROUP BY status") == \
+                [(DeliveryStatus.DELIVERED.value, count)]
+        finally:
+            await a.close()
+            await b.close()
+    run(scenario, timeout=60)
+
+
+def test_an_idempotency_key_sent_to_two_gateways_at_once_stores_one_message(postgres_url):
+    async def scenario():
+        a, b = await opened(postgres_url), await opened(postgres_url)
+        try:
+            answers = await asyncio.gather(*(store.accept([new(i, idempotency_key=f"k{i}")],
+                                                          now=1.0)
+                                             for i in range(50) for store in (a, b)))
+            for first, second in zip(answers[::2], answers[1::2]):
+                assert first[0].id == second[0].id
+                assert sorted([first[0].existing, second[0].existing]) == [False, True]
+            assert await a.query("SELECT COUNT(*) FROM messages") == [(50,)]
+        finally:
+            await a.close()
+            await b.close()
+    run(scenario, timeout=60)
+
+
+def test_both_stores_have_the_same_tables_columns_and_keys(tmp_path, postgres_url):
+    """The two stores hold the same records (copy-store copies them column for column): a
+    table or column added to one store and not the other fails here."""
+    async def layout_of(setting: str):
+        store = create_store(setting)
+        await store.open()
+        try:
+            return await store.layout()
+        finally:
+            await store.close()
+
+    async def scenario():
+        sqlite = await layout_of(str(tmp_path / "gw.sqlite"))
+        assert await layout_of(postgres_url) == sqlite
+        assert sqlite["messages"][1] == ("id",) and sqlite["segments"][1] == ("message_id", "part")
+    run(scenario)
