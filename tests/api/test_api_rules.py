@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import tracemalloc
+
 import pytest
 
 from gateway.api.errors import ApiError
 from gateway.api.registry import Template
-from gateway.api.rules import RecentKeys, SendRules, WindowCounter
+from gateway.api.rules import RecentKeys, References, SendRules, WindowCounter
 from gateway.config import ApiSettings
 
 
@@ -94,3 +97,53 @@ def test_a_full_repeat_memory_refuses_new_sends_and_never_lets_a_repeat_through(
     assert len(rules.repeats) == 1000
     now[0] = 30.0                                    # the window has passed: room again
     rules.check_recipient(notice, "13900000000", "hello")
+
+
+def test_references_roll_per_recipient_from_a_start_of_their_own():
+    references = References()
+    start = hashlib.blake2b(b"13800138000", digest_size=1).digest()[0]
+    taken = [references.next("13800138000") for _ in range(257)]
+    assert taken == [(start + i) & 0xFF for i in range(257)]     # wraps after 256
+    other = hashlib.blake2b(b"13900139000", digest_size=1).digest()[0]
+    assert references.next("13900139000") == other
+    assert references.next("13800138000") == (start + 257) & 0xFF
+
+
+def test_references_remember_at_most_their_limit_and_forget_the_least_recently_sent():
+    references = References(keys=3)
+    for mobile in ("13800000001", "13800000002", "13800000003", "13800000001"):
+        references.next(mobile)
+    references.next("13800000004")              # full: ...0002 was sent to longest ago
+    assert len(references) == 3
+    assert references.next("13800000001") == \
+        (hashlib.blake2b(b"13800000001", digest_size=1).digest()[0] + 2) & 0xFF
+    assert references.next("13800000002") == hashlib.blake2b(b"13800000002",
+                                                             digest_size=1).digest()[0]
+    for i in range(10_000):
+        references.next(f"139{i:08d}")
+    assert len(references) == 3
+
+
+def test_sending_again_to_known_recipients_rebuilds_no_table():
+    """The soak's RSS steps: a recipient popped and inserted again on every send left a dead
+    slot each time, and the table was rebuilt whole (a second copy allocated) every few
+    thousand sends; moved in place, sending to known recipients allocates nothing."""
+    mobiles = [f"138{i:08d}" for i in range(2000)]
+    references = References()
+    for mobile in mobiles:
+        references.next(mobile)
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(20):                     # 40,000 sends: before, about 10 rebuilds
+            for mobile in mobiles:
+                references.next(mobile)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        if not tracing:
+            tracemalloc.stop()
+    assert len(references) == 2000
+    assert peak - before < 4096                 # a rebuild here: over 300 KB at once
