@@ -37,7 +37,13 @@ from gateway.config import (
 )
 from gateway.console import ConsoleServer, SendRefused, Services, UploadRefused
 from gateway.ops import Metrics, OpsServer, setup_logging
-from gateway.pipeline import CallbackSender, ChannelDispatcher, ReceiptHandler, mo_subscribers
+from gateway.pipeline import (
+    CallbackSender,
+    ChannelDispatcher,
+    ReceiptHandler,
+    SlotKeeper,
+    mo_subscribers,
+)
 from gateway.status import TableError, provider_tables
 from gateway.store import (
     Accepted,
@@ -100,6 +106,8 @@ class Gateway:
         self._sweeper: asyncio.Task | None = None
         self._apps_watcher: asyncio.Task | None = None
         self._running = False
+        # Several gateways on one store: the channels' connection slots shared among them.
+        self.slots: SlotKeeper | None = None
 
     # ------------------------------------------------------------------------- lifecycle
 
@@ -112,8 +120,7 @@ class Gateway:
         await self.apps.refresh()
         self._apps_changed()
         serving = bool(self.apps) or self.config.console.enabled
-        if serving:
-            self._start_callbacks()
+        shared = getattr(self.store, "shared", False)
         for name, channel in self.config.channels.items():
             codes = tables.for_provider(channel.provider)
             cm = self.metrics.channel(name, codes)
@@ -121,13 +128,20 @@ class Gateway:
                                       mo_apps=lambda name=name: self._mo_apps(name),
                                       on_mo=self._on_mo)
             pool = ChannelPool(channel, tuning=self.options.tuning, on_deliver=receipts.on_deliver,
-                               on_event=cm.on_event, on_resend=cm.resend)
+                               on_event=cm.on_event, on_resend=cm.resend, shared=shared)
             dispatcher = ChannelDispatcher(channel, pool, self.store, cm, clock=self.options.clock)
             self.channels[name] = _Channel(channel, pool, receipts, dispatcher)
         self.pools = ChannelPools({name: c.pool for name, c in self.channels.items()})
         self.metrics.watch(self.pools.status, self.store.counts_snapshot,
                            self.store.unmatched_snapshot)
         await self.pools.start()
+        if shared:             # before anything is claimed: the claims carry this gateway's id
+            self.slots = SlotKeeper(self.store, self.pools.pools, on_lost=self._slots_lost,
+                                    on_forgotten=self._forgotten)
+            await self.slots.start()
+            self.metrics.watch_slots(self.slots.report)
+        if serving:
+            self._start_callbacks()
         loose = await self.store.unassembled_mo_parts()
         for c in self.channels.values():
             await c.receipts.start(loose)
@@ -160,8 +174,12 @@ class Gateway:
             await self.console.stop()
         if self.api_server is not None:                  # no new work from now on
             await self.api_server.stop()
+        if self.slots is not None:
+            self.slots.closing = True            # takes no slot from here on
         await asyncio.gather(*(c.dispatcher.drain(timeout) for c in self.channels.values()))
         await self.pools.close(timeout)
+        if self.slots is not None:               # the connections are closed: give the slots up
+            await self.slots.close()
         for c in self.channels.values():
             await c.receipts.close()
         if self._sweeper is not None:
@@ -175,6 +193,15 @@ class Gateway:
         log.info("gateway stopped")
 
     # ------------------------------------------------------------------------- work
+
+    def _slots_lost(self, channel: str) -> None:
+        """This gateway holds no slot of ``channel`` now: the messages it fetched go back."""
+        self.channels[channel].dispatcher.let_go()
+
+    def _forgotten(self) -> None:
+        """The other gateways took this one for dead: what it had claimed is theirs."""
+        for c in self.channels.values():
+            c.dispatcher.forget()
 
     def _mo_apps(self, channel: str) -> tuple[str, ...]:
         if self.options.mo_apps is not None:
@@ -314,6 +341,8 @@ class Gateway:
                     for s in statuses}
         ready = self._running and any(s.healthy for s in statuses)
         detail = {"channels": channels}
+        if self.slots is not None:
+            detail["cluster"] = self.slots.report()
         if self.callbacks is not None:           # reported; the API still serves without them
             detail["callbacks"] = self.callbacks.report()
         return ready, detail

@@ -26,6 +26,15 @@ while as many outcomes wait for the store's group commit: commits then never sta
 windows, and the bound does not cost throughput. Nothing is held in memory but the queue:
 after a restart the store still says which messages have no SUBMIT_RESP recorded, and only
 those segments are submitted again.
+
+With several gateways on one store (the pool is shared), the store claims what it fetches for
+this gateway, and the dispatcher fetches only while this gateway holds a slot of the channel,
+at most ``max_unsettled`` messages ahead (what a kill leaves in doubt). A message taken over
+from a gateway that died (``PendingMessage.taken_over``) may have had its first unrecorded
+part sent: under ``on_connection_lost = "report"`` that part ends ``unknown`` (temporary) and
+the message goes on with its next part, so nothing is sent twice; under "resend" it is sent
+again. Messages fetched and not sent are handed back (``let_go``) when the gateway holds no
+slot any more or drains, and forgotten (``forget``) when the others took it for dead.
 """
 
 from __future__ import annotations
@@ -98,6 +107,9 @@ class ChannelDispatcher:
         # The next page is fetched while the last one is still being sent: the store's answer
         # takes a commit or two, and the window must not run dry meanwhile.
         self.backlog = max(page, 4 * channel.connections * channel.window)
+        if pool.shared:              # what it holds ahead is in doubt if this gateway dies
+            self.backlog = self.page = min(page, self.max_unsettled)
+        self._release: list[int] = []                # claims to hand back
         self._ready: deque[_Work] = deque()          # fetched, waiting for a window
         self._room = asyncio.Event()                 # the fetcher may add to _ready
         self._in_flight: set[int] = set()            # fetched, outcome not yet committed
@@ -135,9 +147,14 @@ class ChannelDispatcher:
         committed (at most ``timeout`` seconds), then stop. Messages not started stay accepted
         in the store; a submit cut off by the timeout may be sent again after a restart."""
         await self._stop_fetching()
-        for work in self._ready:
-            self._in_flight.discard(work.row.id)
-        self._ready.clear()
+        self.let_go()
+        if self._release:
+            try:
+                await self.store.release_claims(self._release)
+            except Exception as error:  # noqa: BLE001 - they are taken over once this one is gone
+                log.warning("%s: could not hand back %d message(s): %s", self.channel.name,
+                            len(self._release), error)
+            self._release = []
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         while self._in_flight and loop.time() < end:
@@ -151,6 +168,22 @@ class ChannelDispatcher:
             self.pool.on_window_free = None
         self._ready.clear()
         await self._stop_fetching()
+
+    def forget(self) -> list[int]:
+        """Drop the messages fetched and not sent (their outcomes in flight are still
+        recorded); returns their ids."""
+        ids = [work.row.id for work in self._ready]
+        for message_id in ids:
+            self._in_flight.discard(message_id)
+        self._ready.clear()
+        self._room.set()
+        return ids
+
+    def let_go(self) -> None:
+        """Hand the messages fetched and not sent back to the store (this gateway holds no
+        slot of the channel now, or stops): another gateway may claim them."""
+        self._release.extend(self.forget())
+        self._wakeup.set()
 
     async def _stop_fetching(self) -> None:
         if self._fetcher is not None:
@@ -166,14 +199,15 @@ class ChannelDispatcher:
             while len(self._ready) >= self.backlog:
                 self._room.clear()
                 await self._room.wait()
+            if self._release:
+                await self._hand_back()
+            if self.pool.shared and not self.pool.granted:
+                await self._idle()
+                continue
             rows = await self.store.fetch_pending(self.channel.name, after, self.page, self.clock())
             if not rows:
                 after = 0                     # at the end: rescan from the start later
-                self._wakeup.clear()
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), self.poll)
-                except asyncio.TimeoutError:
-                    pass
+                await self._idle()
                 continue
             after = rows[-1].id
             for row in rows:
@@ -181,6 +215,24 @@ class ChannelDispatcher:
                     self._in_flight.add(row.id)
                     self._prepare(row)
             self._pump()
+
+    async def _idle(self) -> None:
+        """Wait for news (messages accepted, claims to hand back) or the next poll."""
+        self._wakeup.clear()
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), self.poll)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _hand_back(self) -> None:
+        ids, self._release = self._release, []
+        try:
+            await self.store.release_claims(ids)
+        except Exception as error:  # noqa: BLE001 - tried again at the next fetch
+            log.warning("%s: could not hand back %d message(s) yet: %s", self.channel.name,
+                        len(ids), error)
+            self._release.extend(ids)
+            await asyncio.sleep(self.poll)
 
     def _prepare(self, row: PendingMessage) -> None:
         try:
@@ -195,9 +247,25 @@ class ChannelDispatcher:
         if work.finished:                 # every part answered before a restart
             self._in_flight.discard(row.id)
             return
+        if row.taken_over and not self._take_over(work):
+            return
         if row.attempts:                  # it waited after an earlier try: sent again now
             self.metrics.resend("deferred")
         self._ready.append(work)
+
+    def _take_over(self, work: _Work) -> bool:
+        """A message whose gateway died: its next part may have been sent. Under "report" that
+        part ends unknown (False when nothing is left to send); under "resend" it goes again."""
+        if self.channel.on_connection_lost == "resend":
+            self.metrics.resend("connection_lost")
+            return True
+        row, number, parts = work.row, work.next + 1, len(work.segments)
+        result = self._failed(row, number, parts, DeliveryStatus.UNKNOWN, "outcome unknown",
+                              temporary=True, reason="taken over from a gateway that stopped")
+        work.next += 1
+        work.skip_done()
+        self._record(row, [result], finished=work.finished, sent=0)
+        return not work.finished
 
     # ------------------------------------------------------------------------- submitting
 
@@ -370,6 +438,7 @@ class ChannelDispatcher:
                 log.error("%s: outcome of message(s) %s not stored (%s); they will be sent "
                           "again", self.channel.name, ", ".join(str(r.id) for r in rows[:10]),
                           outcome)
+                self._release.extend(r.id for r in finished)
             elif isinstance(outcome, list):                  # messages that became final
                 for status in outcome:
                     if status is not None:

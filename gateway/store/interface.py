@@ -110,7 +110,9 @@ class Accepted(NamedTuple):
 class PendingMessage(NamedTuple):
     """A message the dispatcher must (still) submit; ``done_parts`` already have a SUBMIT_RESP;
     ``attempts`` counts its deferrals; ``created_at`` is when it was accepted (the channel's
-    ``retry_for`` runs from then; None: no limit)."""
+    ``retry_for`` runs from then; None: no limit); ``taken_over``: claimed from a gateway
+    that died (several gateways on one store), which may have sent its first part without a
+    SUBMIT_RESP before it died."""
 
     id: int
     channel: str
@@ -120,6 +122,7 @@ class PendingMessage(NamedTuple):
     attempts: int
     done_parts: frozenset[int] = frozenset()
     created_at: float | None = None
+    taken_over: bool = False
 
 
 class SegmentResult(NamedTuple):
@@ -348,6 +351,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def defer(self, message_id: int, until: float) -> None:
         """Try this message again no earlier than ``until``."""
+
+    async def release_claims(self, message_ids: list[int]) -> None:
+        """This gateway will not submit these messages it fetched (it stops, or holds no
+        connection of their channel now): a store shared by several gateways lets any of them
+        claim them again. A store of one gateway claims nothing, and does nothing here."""
 
     @abc.abstractmethod
     async def record_submits(self, results: list[SegmentResult],

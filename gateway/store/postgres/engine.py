@@ -30,6 +30,7 @@ import asyncpg
 
 from ..interface import StoreError, StoreUnavailable
 from . import api as api_sql
+from . import cluster
 from . import console as console_sql
 from . import messages as sql
 from . import receipts as receipts_sql
@@ -38,7 +39,7 @@ from . import users as users_sql
 
 log = logging.getLogger("cmpp_gateway.store")
 
-SCHEMAS = (schema.SCHEMA, api_sql.SCHEMA, users_sql.SCHEMA, console_sql.SCHEMA)
+SCHEMAS = (schema.SCHEMA, api_sql.SCHEMA, users_sql.SCHEMA, console_sql.SCHEMA, cluster.SCHEMA)
 RECONNECT_INTERVAL = 1.0          # seconds between two tries to reach the database again
 
 # Every statement of the store reaches its rows by key (a batch's keys given as arrays), and

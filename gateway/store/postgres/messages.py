@@ -43,6 +43,9 @@ class State:
         self.counts: Counter = Counter()                      # messages by status
         # Apps whose final statuses are queued for a callback; None: every app's.
         self.status_callbacks: frozenset[str] | None = None
+        # This gateway's id among several (cluster.ClusterSession.join); None: it claims
+        # nothing, as one gateway alone need not.
+        self.instance: int | None = None
         self._unmatched = 0
         self._delta: Counter = Counter()
 
@@ -157,6 +160,8 @@ async def _insert_keyed(state: State, messages: list[NewMessage],
 
 async def fetch_pending(state: State, channel: str, after_id: int, limit: int,
                         now: float) -> list[PendingMessage]:
+    if state.instance is not None:
+        return await _claim_pending(state, channel, after_id, limit, now)
     rows = await state.db.fetch(
         "SELECT m.id, m.recipient, m.text, m.reference, m.attempts, "
         "ARRAY(SELECT s.part FROM segments s WHERE s.message_id = m.id), m.created_at "
@@ -166,9 +171,40 @@ async def fetch_pending(state: State, channel: str, after_id: int, limit: int,
             for r in rows]
 
 
+# A claim holds while its gateway's row in cluster_instances does (cluster.py): a message
+# claimed by a gateway that is gone is taken over, and said so (PendingMessage.taken_over).
+_CLAIMABLE = ("(m.claim IS NULL OR NOT EXISTS (SELECT 1 FROM cluster_instances i "
+              "WHERE i.id = m.claim))")
+
+
+async def _claim_pending(state: State, channel: str, after_id: int, limit: int,
+                         now: float) -> list[PendingMessage]:
+    """fetch_pending for one of several gateways: the messages are claimed for this one, in
+    the statement that finds them (rows another transaction holds are skipped, not waited
+    for), and those it holds already are not found again."""
+    rows = await state.db.fetch(
+        "WITH c AS (SELECT m.id, m.claim FROM messages m WHERE m.channel = $1 AND "
+        "m.status = 'accepted' AND m.id > $2 AND m.next_attempt_at <= $3 AND " + _CLAIMABLE +
+        " ORDER BY m.id LIMIT $4 FOR UPDATE SKIP LOCKED) "
+        "UPDATE messages m SET claim = $5 FROM c WHERE m.id = c.id "
+        "RETURNING m.id, m.recipient, m.text, m.reference, m.attempts, "
+        "ARRAY(SELECT s.part FROM segments s WHERE s.message_id = m.id), m.created_at, "
+        "c.claim IS NOT NULL", channel, after_id, now, limit, state.instance)
+    return sorted(PendingMessage(r[0], channel, r[1], r[2], r[3], r[4], frozenset(r[5]), r[6],
+                                 r[7]) for r in rows)
+
+
+async def release_claims(state: State, message_ids: list[int]) -> None:
+    """This gateway will not submit these messages (now): any gateway may claim them."""
+    if state.instance is not None:
+        await state.db.execute("UPDATE messages SET claim = NULL WHERE id = ANY($1::bigint[]) "
+                               "AND claim = $2", message_ids, state.instance)
+
+
 async def defer(state: State, message_id: int, until: float) -> None:
-    await state.db.execute("UPDATE messages SET next_attempt_at = $1, attempts = attempts + 1 "
-                           "WHERE id = $2", until, message_id)
+    """Try this message again no earlier than ``until`` (whichever gateway claims it then)."""
+    await state.db.execute("UPDATE messages SET next_attempt_at = $1, attempts = attempts + 1, "
+                           "claim = NULL WHERE id = $2", until, message_id)
 
 
 # ----------------------------------------------------------------------------- submits
@@ -367,6 +403,17 @@ async def mo_view(state: State, mo_id: int) -> MoView | None:
 # ----------------------------------------------------------------------------- callbacks
 
 async def due_callbacks(state: State, now: float, limit: int) -> list[OutboxEntry]:
+    if state.instance is not None:
+        rows = await state.db.fetch(
+            "WITH c AS (SELECT o.id FROM outbox o WHERE o.state = 'pending' AND "
+            "o.next_attempt_at <= $1 AND (o.claim IS NULL OR o.claim = $3 OR NOT EXISTS "
+            "(SELECT 1 FROM cluster_instances i WHERE i.id = o.claim)) "
+            "ORDER BY o.next_attempt_at, o.id LIMIT $2 FOR UPDATE SKIP LOCKED) "
+            "UPDATE outbox o SET claim = $3 FROM c WHERE o.id = c.id "
+            "RETURNING o.id, o.app, o.kind, o.ref, o.attempts, o.created_at, o.next_attempt_at",
+            now, limit, state.instance)
+        rows.sort(key=lambda r: (r[6], r[0]))
+        return [OutboxEntry(*r[:6]) for r in rows]
     rows = await state.db.fetch(
         "SELECT id, app, kind, ref, attempts, created_at FROM outbox "
         "WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, id "
@@ -379,18 +426,18 @@ async def callback_done(state: State, entry_id: int, delivered: bool, now: float
     if delivered or next_attempt_at is None:
         await state.db.execute(
             "UPDATE outbox SET state = $1, done_at = $2, attempts = attempts + 1, "
-            "last_error = $3 WHERE id = $4",
+            "last_error = $3, claim = NULL WHERE id = $4",
             "done" if delivered else "failed", now, error, entry_id)
     else:
         await state.db.execute(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 "
-            "WHERE id = $3", next_attempt_at, error, entry_id)
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2, "
+            "claim = NULL WHERE id = $3", next_attempt_at, error, entry_id)
 
 
 async def hold_callback(state: State, entry_id: int, until: float, reason: str) -> None:
     """Keep a callback back until ``until`` without counting an attempt (nothing was sent)."""
-    await state.db.execute("UPDATE outbox SET next_attempt_at = $1, last_error = $2 "
-                           "WHERE id = $3", until, reason, entry_id)
+    await state.db.execute("UPDATE outbox SET next_attempt_at = $1, last_error = $2, "
+                           "claim = NULL WHERE id = $3", until, reason, entry_id)
 
 
 async def pending_callbacks(state: State) -> int:
