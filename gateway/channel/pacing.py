@@ -103,9 +103,14 @@ class ShareLimiter:
     ``set_rate`` changes the share as slots come and go, and at most floor(rate) callers
     pass in any ``WINDOW`` seconds (one, below a rate of 1), on top of the GCRA's spacing,
     so that shares whose sum is the channel's ``tps`` never let more than ``tps`` through in
-    any second, whenever each of them changes. A rate of 0 lets nothing through."""
+    any second, whenever each of them changes. WINDOW is a second and ``GUARD``: the center
+    counts SUBMITs as they arrive, and the gateways' budgets add up to exactly ``tps``, so
+    that a few milliseconds more on one SUBMIT's way than on the next would let one second's
+    last SUBMIT be counted in the next second; the guard absorbs up to 50 ms of that, for
+    5% of the rate. A rate of 0 lets nothing through."""
 
-    WINDOW = 1.0
+    GUARD = 0.05
+    WINDOW = 1.0 + GUARD
 
     def __init__(self) -> None:
         self.rate = 0.0

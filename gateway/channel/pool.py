@@ -344,6 +344,11 @@ class ChannelPool:
         slot.leaving = False
 
     @property
+    def rate(self) -> float | None:
+        """A shared pool's share of the TPS now (None: no TPS)."""
+        return self._limiter.rate if isinstance(self._limiter, ShareLimiter) else None
+
+    @property
     def granted(self) -> tuple[int, ...]:
         """The slots this gateway holds (every slot, unless the pool is shared)."""
         return tuple(s.index for s in self._slots if s.granted)

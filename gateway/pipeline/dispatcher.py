@@ -29,7 +29,8 @@ those segments are submitted again.
 
 With several gateways on one store (the pool is shared), the store claims what it fetches for
 this gateway, and the dispatcher fetches only while this gateway holds a slot of the channel,
-at most ``max_unsettled`` messages ahead (what a kill leaves in doubt). A message taken over
+at most a second of its share of the TPS ahead (``max_unsettled`` without a TPS): what it
+holds is in doubt if this gateway is killed. A message taken over
 from a gateway that died (``PendingMessage.taken_over``) may have had its first unrecorded
 part sent: under ``on_connection_lost = "report"`` that part ends ``unknown`` (temporary) and
 the message goes on with its next part, so nothing is sent twice; under "resend" it is sent
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -106,9 +108,7 @@ class ChannelDispatcher:
         self.max_unsettled = max_unsettled or 2 * channel.connections * channel.window
         # The next page is fetched while the last one is still being sent: the store's answer
         # takes a commit or two, and the window must not run dry meanwhile.
-        self.backlog = max(page, 4 * channel.connections * channel.window)
-        if pool.shared:              # what it holds ahead is in doubt if this gateway dies
-            self.backlog = self.page = min(page, self.max_unsettled)
+        self._backlog = max(page, 4 * channel.connections * channel.window)
         self._release: list[int] = []                # claims to hand back
         self._ready: deque[_Work] = deque()          # fetched, waiting for a window
         self._room = asyncio.Event()                 # the fetcher may add to _ready
@@ -132,6 +132,16 @@ class ChannelDispatcher:
     def notify(self) -> None:
         """New messages were accepted for this channel: look now rather than at the next poll."""
         self._wakeup.set()
+
+    @property
+    def backlog(self) -> int:
+        """How many messages to hold ready. A shared pool's are claimed, and in doubt if this
+        gateway dies: a second of its share of the TPS at most, max_unsettled without one."""
+        if not self.pool.shared:
+            return self._backlog
+        rate = self.pool.rate
+        return self.max_unsettled if rate is None else \
+            max(1, min(self.max_unsettled, math.ceil(rate)))
 
     @property
     def in_flight(self) -> int:
@@ -204,7 +214,8 @@ class ChannelDispatcher:
             if self.pool.shared and not self.pool.granted:
                 await self._idle()
                 continue
-            rows = await self.store.fetch_pending(self.channel.name, after, self.page, self.clock())
+            page = self.page if not self.pool.shared else max(1, self.backlog - len(self._ready))
+            rows = await self.store.fetch_pending(self.channel.name, after, page, self.clock())
             if not rows:
                 after = 0                     # at the end: rescan from the start later
                 await self._idle()

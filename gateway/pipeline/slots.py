@@ -226,8 +226,8 @@ class SlotKeeper:
             log.info("%s: gave slot %d up for another gateway", channel, slot)
             if not self.held[channel]:
                 self.on_lost(channel)
-        except Exception as error:  # noqa: BLE001 - the slot is then taken over after TAKEOVER
-            log.warning("%s: giving slot %d up: %s", channel, slot, error)
+        except Exception as error:  # noqa: BLE001 - its lock must not outlive its use
+            self._lose(f"could not give slot {slot} of {channel} up ({error})")
         finally:
             self._releasing.pop(channel, None)
 

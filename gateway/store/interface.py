@@ -372,13 +372,21 @@ class Store(abc.ABC):
         """Store MO parts; returns each with its id, or None for a duplicate."""
 
     @abc.abstractmethod
-    async def record_mo_message(self, message: MoMessage, apps: tuple[str, ...] = ()) -> int:
+    async def record_mo_message(self, message: MoMessage,
+                                apps: tuple[str, ...] = ()) -> int | None:
         """Store a reassembled MO message and queue its callback for each of ``apps``;
-        returns its id."""
+        returns its id. None when one of its parts is in a message already (several
+        gateways on one store: another one assembled it first); nothing is stored then."""
 
     @abc.abstractmethod
     async def unassembled_mo_parts(self) -> list[MoPart]:
         """MO parts stored but not yet part of a message (after a restart)."""
+
+    async def loose_mo_parts(self, channel: str, src_terminal_id: str) -> list[MoPart]:
+        """The parts from ``src_terminal_id`` on ``channel`` not yet part of a message,
+        whichever gateway received them (several gateways on one store). A store of one
+        gateway is never asked: that gateway received every part itself."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     async def expire_reports(self, now: float, timeout: float) -> list[int]:

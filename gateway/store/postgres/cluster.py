@@ -73,6 +73,11 @@ DO $$ BEGIN
 END $$;
 """
 
+# Whether SCHEMA (the last of the store's schemas) is in place, so that all are.
+COMPLETE = ("SELECT to_regclass('cluster_repeats') IS NOT NULL AND EXISTS (SELECT 1 FROM "
+            "pg_attribute WHERE attrelid = 'outbox'::regclass AND attname = 'claim' "
+            "AND NOT attisdropped)")
+
 # What the session asks the server to do about a peer that stops answering (TCP keepalive,
 # and at most 15 s for data sent and not acknowledged): a gateway whose machine vanished
 # frees its locks within some 15 s, without anyone's help.
@@ -114,6 +119,7 @@ class ClusterSession:
         self.channels: dict[str, int] = {}
         self.lost = asyncio.Event()
         self._db = None
+        self._turn = asyncio.Lock()                   # one statement at a time on the session
 
     @property
     def connected(self) -> bool:
@@ -166,6 +172,21 @@ class ClusterSession:
         return next(((c, slot) for c, n in self.channels.items() if n == number), None)
 
     async def heartbeat(self, forget: list[int], sweep: bool = False) -> ClusterView:
+        async with self._turn:
+            return await self._heartbeat(forget, sweep)
+
+    async def take(self, channel: str, slot: int, last_holder: int | None) -> bool:
+        """Take the slot if its lock is free and its last holder is still ``last_holder``
+        (or this gateway, or none); True when this gateway now holds it."""
+        async with self._turn:
+            return await self._take(channel, slot, last_holder)
+
+    async def give_up(self, channel: str, slot: int) -> None:
+        """A slot whose connection this gateway has closed: free for anyone at once."""
+        async with self._turn:
+            await self._give_up(channel, slot)
+
+    async def _heartbeat(self, forget: list[int], sweep: bool) -> ClusterView:
         """Renew this gateway's row, delete those of ``forget`` (gateways whose instance lock
         the caller saw free long enough, if it still is), and read the locks and slots. With
         ``sweep``, also delete the repeat rule's keys that have expired."""
@@ -189,9 +210,7 @@ class ClusterSession:
                            frozenset(n for kind, n in locks if kind == schema.LOCKS),
                            {(r[0], r[1]): r[2] for r in rows})
 
-    async def take(self, channel: str, slot: int, last_holder: int | None) -> bool:
-        """Take the slot if its lock is free and its last holder is still ``last_holder``
-        (or this gateway, or none); True when this gateway now holds it."""
+    async def _take(self, channel: str, slot: int, last_holder: int | None) -> bool:
         db, key = self._db, self.key(channel, slot)
         taken = await db.fetchval(
             "SELECT pg_try_advisory_lock($1, $2) WHERE NOT EXISTS (SELECT 1 FROM cluster_slots "
@@ -204,8 +223,7 @@ class ClusterSession:
                          channel, slot, self.id)
         return True
 
-    async def give_up(self, channel: str, slot: int) -> None:
-        """A slot whose connection this gateway has closed: free for anyone at once."""
+    async def _give_up(self, channel: str, slot: int) -> None:
         await self._db.execute(
             "UPDATE cluster_slots SET instance = NULL WHERE channel = $1 AND slot = $2 "
             "AND instance = $3", channel, slot, self.id)
@@ -215,7 +233,8 @@ class ClusterSession:
     async def leave(self) -> None:
         """Give every slot up (their connections are closed), delete this gateway's row (its
         claims were released), and end the session."""
-        db, self._db = self._db, None
+        async with self._turn:
+            db, self._db = self._db, None
         if db is None or db.is_closed():
             return
         try:

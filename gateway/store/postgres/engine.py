@@ -143,7 +143,7 @@ class Engine:
         except CONNECTION_ERRORS as error:
             raise StoreError(f"{self.name}: cannot use the database: {error}") from None
         try:
-            await schema.migrate(db, self.name, SCHEMAS)
+            await schema.migrate(db, self.name, SCHEMAS, cluster.COMPLETE)
             state = sql.State(db)
             await state.reload()
         except asyncpg.PostgresError as error:     # e.g. no right to create tables

@@ -152,14 +152,19 @@ MIGRATION_LOCK = 1
 VERSION_TABLE = "CREATE TABLE IF NOT EXISTS store_version (version INTEGER NOT NULL);"
 
 
-async def migrate(db, name: str, schemas: tuple[str, ...]) -> None:
+async def migrate(db, name: str, schemas: tuple[str, ...], complete: str = "SELECT false") -> None:
     """Create or migrate the schema in one transaction, under the migration lock. Raises
     StoreError, changing nothing, for a database written by a newer cmpp-gateway, or one that
     holds a messages table and no store_version (not a cmpp-gateway store). ``name`` is the
-    database as the messages name it."""
+    database as the messages name it. A database of this version on which ``complete`` (a
+    query) says the last schema's objects exist is left as it is: DDL, even CREATE ... IF NOT
+    EXISTS, locks the tables it names, and a gateway starting beside others at work would
+    deadlock with their writes."""
     async with db.transaction():
         await db.execute("SELECT pg_advisory_xact_lock($1, $2)", LOCKS, MIGRATION_LOCK)
         version = await _version(db)
+        if version == SCHEMA_VERSION and await db.fetchval(complete):
+            return
         if version is None and await db.fetchval(
                 "SELECT to_regclass('messages') IS NOT NULL"):
             raise StoreError(f"{name}: has a messages table but no store_version: "

@@ -103,6 +103,9 @@ class PostgresStore(Engine, Store):
     def unassembled_mo_parts(self) -> asyncio.Future:
         return self._submit(receipts_sql.unassembled_mo_parts)
 
+    def loose_mo_parts(self, channel: str, src_terminal_id: str) -> asyncio.Future:
+        return self._submit(receipts_sql.loose_mo_parts, channel, src_terminal_id)
+
     def expire_reports(self, now: float, timeout: float) -> asyncio.Future:
         return self._submit(receipts_sql.expire_reports, now, timeout)
 
