@@ -21,7 +21,7 @@ from aiohttp import web
 
 from gateway.store import AcceptedRequest, ApiRequest, NewMessage
 
-from .context import API_KEY, APP, Api, answer, dumps, request_callback
+from .context import API_KEY, APP, Api, Repeated, answer, dumps, request_callback
 from .errors import ApiError
 from .idempotency import Key, idempotent
 from .ids import parse_id
@@ -116,6 +116,21 @@ async def send_batch(api: Api, app, body: dict, key: Key | None) -> web.Response
     api.rules.check_app(app.name, len(recipients))
     mobiles = await numbers(api, app, [_recipient(api, entry) for entry in recipients],
                             sending_channel(app, template))
+    for _ in range(REPEATED_TRIES):
+        try:
+            return await _submit_batch(api, app, template, recipients, mobiles, callback, key)
+        except Repeated:     # sent through another gateway: composed again, they are refused
+            continue
+    raise ApiError(50034)
+
+
+# A batch some of whose recipients another gateway sent the same text to within the repeat
+# window is composed again, those recipients refused; again if it raced with yet others.
+REPEATED_TRIES = 3
+
+
+async def _submit_batch(api: Api, app, template: Template, recipients: list, mobiles: list,
+                        callback: str | None, key: Key | None) -> web.Response:
     good, refused, plan = [], [], []
     seen: set = set()
     for entry, mobile in zip(recipients, mobiles):

@@ -17,7 +17,7 @@ console share: the configuration's and the store's.
 Offers: Store, SqliteStore, PostgresStore, create_store, is_database_url, StoreError,
 StoreUnavailable, the records (UserRow: an app's user), to_signed and to_unsigned (Msg_Ids as
 signed 64-bit integers), code_digest, the review states PENDING, APPROVED, REFUSED, and why an
-API request was not kept (KEY_REUSED, TOO_MANY_CODES); for the console: AppDirectory,
+API request was not kept (KEY_REUSED, TOO_MANY_CODES, REPEATED); for the console: AppDirectory,
 AuditNote, AuditEntry, StoredApp, ConsoleUser, ConsoleSession, Review, MessageQuery,
 MessageRow, ReceiptRow, CallbackRow, PendingCallbacks, SearchTooBroad, ROLES.
 """
@@ -43,6 +43,7 @@ from .console import (
 from .interface import (
     APPROVED,
     KEY_REUSED,
+    REPEATED,
     PENDING,
     REFUSED,
     TOO_MANY_CODES,
@@ -82,7 +83,7 @@ def create_store(setting: str, password: str | None = None) -> Store:
 
 
 __all__ = [
-    "APPROVED", "KEY_REUSED", "PENDING", "REFUSED", "ROLES", "TOO_MANY_CODES", "Accepted",
+    "APPROVED", "KEY_REUSED", "PENDING", "REFUSED", "REPEATED", "ROLES", "TOO_MANY_CODES", "Accepted",
     "AcceptedRequest", "ApiRequest",
     "AppDirectory", "AuditEntry", "AuditNote", "CallbackRow", "ConsoleSession", "ConsoleUser",
     "MessageQuery", "MessageRow", "PendingCallbacks", "ReceiptRow", "Review", "SearchTooBroad",

@@ -266,7 +266,10 @@ class ApiRequest:
     pairs: the code is not kept (``TOO_MANY_CODES``) when its number already got ``most``
     codes within ``window`` of now. The store decides both inside the transaction that
     stores the request, so they hold for requests arriving together, and for every gateway
-    that shares the store.
+    that shares the store. ``repeats`` are the repeat rule's keys of its messages (one per
+    number and text), each held until ``repeat_until``: a store shared by several gateways
+    keeps nothing (``REPEATED``, with the keys held already) when another request holds one of
+    them; a store of one gateway leaves them to the API's memory, which sees every request.
     """
 
     app: str
@@ -277,11 +280,14 @@ class ApiRequest:
     render: object = None
     fingerprint: str | None = None
     code_limits: tuple[tuple[float, int], ...] = ()
+    repeats: tuple[str, ...] = ()
+    repeat_until: float = 0.0
 
 
 # Why a store kept nothing of an ApiRequest (AcceptedRequest.refusal).
 KEY_REUSED = "key reused"            # the Idempotency-Key was given with another request
 TOO_MANY_CODES = "too many codes"    # the number got its code_limits' worth already
+REPEATED = "repeated"                # another request holds some of its repeats (shared store)
 
 
 @dataclass(frozen=True)
@@ -294,6 +300,7 @@ class AcceptedRequest:
     response: tuple[int, str] | None
     replayed: bool = False
     refusal: str | None = None
+    repeated: tuple[str, ...] = ()       # REPEATED: the repeats held already
 
 
 @dataclass(frozen=True)
