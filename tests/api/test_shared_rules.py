@@ -29,7 +29,9 @@ def config(store: str, port: int):
 
 
 @contextlib.asynccontextmanager
-async def gateways(store: str, count: int):
+async def gateways(store: str, count: int, serving: bool = False):
+    """``count`` gateways on ``store``; their API's base URLs, or with ``serving`` (gateway,
+    URL) pairs."""
     async with Simulator(SimulatorConfig(accounts=[Account("900001", "secret")])) as sim:
         started = []
         try:
@@ -39,7 +41,8 @@ async def gateways(store: str, count: int):
                     api_address=("127.0.0.1", 0)))
                 await gateway.start()
                 started.append(gateway)
-            yield [f"http://127.0.0.1:{g.api_server.address[1]}" for g in started]
+            urls = [f"http://127.0.0.1:{g.api_server.address[1]}" for g in started]
+            yield list(zip(started, urls)) if serving else urls
         finally:
             for gateway in started:
                 await gateway.stop()

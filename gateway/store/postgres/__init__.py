@@ -1,7 +1,8 @@
 """The shared store: PostgreSQL through asyncpg, written by one thread with group commit.
 
 ``engine`` is the engine (the queue, the writer thread with its own event loop, the
-transactions, reconnection); ``writer`` puts the store's operations on it (``PostgresStore``)
+transactions, reconnection); ``writer`` puts the store's operations on it (``PostgresStore``);
+``cluster`` is a gateway's membership among several (its session, its locks, the slots)
 and runs the console's searches on a read-only connection of their own; ``schema`` the tables,
 their layout version and migration; ``messages`` messages, SUBMIT outcomes, reading and the
 callback outbox; ``receipts`` status reports and MO; ``api`` the API's records; ``users`` the
@@ -30,14 +31,15 @@ A transaction that meets another's lock in a different order is a deadlock the s
 by failing one; the engine then runs each of that batch's operations alone, so it costs time,
 never an operation.
 
-Still per process, for the several-instances work to come (issue 14's second half):
-- which gateway submits a pending message or sends a callback: ``fetch_pending`` and
-  ``due_callbacks`` read without claiming (they will need claims that expire, with FOR UPDATE
-  SKIP LOCKED), and the dispatcher's ``after_id`` cursor and ``defer`` assume one sender;
-- the channel's ``connections`` and ``tps`` (leases or advisory locks per slot, a shared rate);
-- the reassembly of long MO whose parts reach different gateways (parts are stored once, but
-  each gateway reassembles from what it received; ``unassembled_mo_parts`` reads them all at
-  start);
+- once a gateway joins (``join_cluster``: gateway.pipeline.slots does), ``fetch_pending`` and
+  ``due_callbacks`` claim what they return for it (FOR UPDATE SKIP LOCKED), a claim lasting
+  as long as its gateway's row in ``cluster_instances``; a dead gateway's messages come back
+  ``taken_over``; the channels' slots are advisory locks of its cluster session;
+- a long MO is stored once whoever assembles it (``record_mo_message`` locks its parts), and
+  ``loose_mo_parts`` lets a gateway assemble with the parts others received;
+- the repeat rule's keys are held in ``cluster_repeats`` within the request's transaction.
+
+Still per process:
 - ``State``'s counts (messages by status, unmatched reports), which another gateway's writes
   do not update until ``State.reload`` runs again at a reconnection; the metrics and the
   console's backlog show this process's view;
