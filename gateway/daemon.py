@@ -16,6 +16,7 @@ from the configuration file and the store as they are.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import signal
@@ -194,6 +195,13 @@ class Gateway:
 
     # ------------------------------------------------------------------------- work
 
+    def _serving(self, status) -> bool:
+        """Whether the channel is served: logged in here, or (several gateways) by the others
+        while this gateway holds none of its slots."""
+        if self.slots is None or status.slots:
+            return status.healthy
+        return status.healthy and self.slots.cluster.get(status.channel, 0) > 0
+
     def _slots_lost(self, channel: str) -> None:
         """This gateway holds no slot of ``channel`` now: the messages it fetched go back."""
         self.channels[channel].dispatcher.let_go()
@@ -331,7 +339,8 @@ class Gateway:
                             len(expired), timeout)
 
     def readiness(self) -> tuple[bool, dict]:
-        statuses = self.pools.status() if self.pools else []
+        statuses = [dataclasses.replace(s, healthy=self._serving(s)) for s in
+                    (self.pools.status() if self.pools else [])]
         channels = {s.channel: {"healthy": s.healthy, "open": s.open, "wanted": s.wanted,
                                 "reason": s.reason,
                                 "connections": [{"name": c.name, "state": c.state,
