@@ -81,10 +81,11 @@ class SlotKeeper:
         return self._clock() if self._clock else asyncio.get_running_loop().time()
 
     async def start(self) -> None:
-        """Join (StoreUnavailable when the database cannot be reached), then keep the
-        slots in the background."""
+        """Join (StoreUnavailable when the database cannot be reached) and take the free
+        slots of this gateway's share, then keep the slots in the background."""
         await self.store.join_cluster(self.session, list(self.pools))
         self._last_answer = self._now()
+        await self._beat()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="slots")
 
     async def close(self) -> None:
@@ -101,10 +102,6 @@ class SlotKeeper:
 
     async def _run(self) -> None:
         while True:
-            if not self.session.connected:
-                await self._rejoin()
-            else:
-                await self._beat()
             lost = self.session.lost
             try:
                 await asyncio.wait_for(lost.wait(), HEARTBEAT)
@@ -112,6 +109,10 @@ class SlotKeeper:
                 pass
             if lost.is_set() and any(self.held.values()):
                 self._lose("the database session was lost")
+            if not self.session.connected:
+                await self._rejoin()
+            else:
+                await self._beat()
 
     async def _beat(self) -> None:
         sent = self._now()

@@ -181,8 +181,9 @@ def test_keepers_share_the_slots_and_a_vanished_gateways_slot_is_taken_after_tak
             await db.close()
             await eventually(lambda: lost_pool.open_connections == 0, timeout=1)
             assert lost_pool.granted == ()
-            await eventually(lambda: len(sim.connections(ACCOUNT)) == 4, timeout=10)
-            assert sum(len(p.granted) for p in pools) == 4 and held
+            await eventually(lambda: len(sim.connections(ACCOUNT)) == 4 and
+                             sum(len(p.granted) for p in pools) == 4, timeout=10)
+            assert held
         watching = False
         await watcher
         await sim.stop()
