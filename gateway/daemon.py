@@ -43,6 +43,7 @@ from gateway.pipeline import (
     ChannelDispatcher,
     ReceiptHandler,
     SlotKeeper,
+    Sweeper,
     mo_subscribers,
 )
 from gateway.status import TableError, provider_tables
@@ -59,7 +60,6 @@ from gateway.store import (
 
 log = logging.getLogger("cmpp_gateway.daemon")
 
-SWEEP_INTERVAL = 60.0
 APPS_POLL = 2.0
 MAINLAND = re.compile(r"(?:\+|00)?86(1[3-9]\d{9})")    # an SMS center writes it either way
 
@@ -88,13 +88,16 @@ class GatewayOptions:
     # The apps an MO on a channel is queued for; None: those with the channel among their
     # channels and an mo_callback (gateway.callbacks.mo_subscribers).
     mo_apps: Callable[[str], tuple[str, ...]] | None = None
+    sweep_interval: float = 60.0          # the store's housekeeping (gateway.pipeline.sweeper)
+    store_max_pages: int | None = None    # SQLite's max_page_count (tests: a store that is full)
 
 
 class Gateway:
     def __init__(self, config: Config, options: GatewayOptions | None = None) -> None:
         self.config = config
         self.options = options or GatewayOptions()
-        self.store = create_store(config.gateway.store, config.gateway.store_password)
+        self.store = create_store(config.gateway.store, config.gateway.store_password,
+                                  max_pages=self.options.store_max_pages)
         self.apps = AppDirectory(config.apps, config.channels, self.store, self.options.clock)
         self.metrics = Metrics(self.options.registry)
         self.channels: dict[str, _Channel] = {}
@@ -104,8 +107,9 @@ class Gateway:
         self.api = None
         self.api_server = None
         self.console: ConsoleServer | None = None
-        self._sweeper: asyncio.Task | None = None
         self._apps_watcher: asyncio.Task | None = None
+        self.sweeper = Sweeper(self.store, config.gateway, config.api, self.metrics,
+                               clock=self.options.clock, interval=self.options.sweep_interval)
         self._running = False
         # Several gateways on one store: the channels' connection slots shared among them.
         self.slots: SlotKeeper | None = None
@@ -135,6 +139,8 @@ class Gateway:
         self.pools = ChannelPools({name: c.pool for name, c in self.channels.items()})
         self.metrics.watch(self.pools.status, self.store.counts_snapshot,
                            self.store.unmatched_snapshot)
+        self.metrics.watch_store(self.store.size_snapshot, self.store.writable_snapshot,
+                                 self.store.commit_snapshot)
         await self.pools.start()
         if shared:             # before anything is claimed: the claims carry this gateway's id
             self.slots = SlotKeeper(self.store, self.pools.pools, on_lost=self._slots_lost,
@@ -147,9 +153,9 @@ class Gateway:
         for c in self.channels.values():
             await c.receipts.start(loose)
             c.dispatcher.start()
-        loop = asyncio.get_running_loop()
-        self._sweeper = loop.create_task(self._sweep(), name="report-timeout")
-        self._apps_watcher = loop.create_task(self._watch_apps(), name="apps")
+        self.sweeper.start()
+        self._apps_watcher = asyncio.get_running_loop().create_task(self._watch_apps(),
+                                                                    name="apps")
         if serving:
             await self._start_api()
         if self.config.console.enabled and self.options.serve_console:
@@ -183,9 +189,7 @@ class Gateway:
             await self.slots.close()
         for c in self.channels.values():
             await c.receipts.close()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
+        await self.sweeper.close()
         if self.callbacks is not None:
             await self.callbacks.close()
         await self.store.close()
@@ -244,6 +248,8 @@ class Gateway:
         from gateway.api import Api, ApiServer
         self.api = Api(self, self.config, clock=self.options.clock)
         await self.api.load()
+        repeats = self.api.rules.repeats
+        self.metrics.watch_repeats(lambda: len(repeats), lambda: repeats.refused)
         if not self.options.serve_api:
             return
         self.api_server = ApiServer(self.api)
@@ -329,16 +335,9 @@ class Gateway:
             self.api.rules.unsubscribed.add(mobile)
         log.info("%s unsubscribed from marketing messages (MO %d)", mobile, mo_id)
 
-    async def _sweep(self) -> None:
-        timeout = self.config.gateway.report_timeout
-        while True:
-            await asyncio.sleep(SWEEP_INTERVAL)
-            expired = await self.store.expire_reports(self.options.clock(), timeout)
-            if expired:
-                log.warning("%d message(s) had no status report within %g s: unknown",
-                            len(expired), timeout)
-
     def readiness(self) -> tuple[bool, dict]:
+        """Ready: started, at least one channel served, and the store can write."""
+        writable, reason = self.store.writable_snapshot()
         statuses = [dataclasses.replace(s, healthy=self._serving(s)) for s in
                     (self.pools.status() if self.pools else [])]
         channels = {s.channel: {"healthy": s.healthy, "open": s.open, "wanted": s.wanted,
@@ -348,8 +347,8 @@ class Gateway:
                                                  "last_error": c.last_error}
                                                 for c in s.connections]}
                     for s in statuses}
-        ready = self._running and any(s.healthy for s in statuses)
-        detail = {"channels": channels}
+        ready = self._running and any(s.healthy for s in statuses) and writable
+        detail = {"store": {"writable": writable, "reason": reason}, "channels": channels}
         if self.slots is not None:
             detail["cluster"] = self.slots.report()
         if self.callbacks is not None:           # reported; the API still serves without them

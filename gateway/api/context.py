@@ -17,7 +17,14 @@ from collections.abc import Callable
 from aiohttp import web
 
 from gateway.config import ApiSettings, Config, callback_url_problem
-from gateway.store import KEY_REUSED, REPEATED, TOO_MANY_CODES, AcceptedRequest, ApiRequest
+from gateway.store import (
+    KEY_REUSED,
+    REPEATED,
+    TOO_MANY_CODES,
+    AcceptedRequest,
+    ApiRequest,
+    StoreUnavailable,
+)
 
 from .errors import ApiError
 from .forwarded import TrustedProxies
@@ -69,15 +76,19 @@ class Api:
         """Store the request whole (durable when this returns) and wake its dispatchers.
         When the store keeps no new send (it fails, replays the answer of the request's key,
         or refuses), what ``recorded`` counted against the rules is taken back. ApiError
-        50007 (the key came with another request) or 50009 (the number got its codes);
-        Repeated (50034) when, with several gateways on the store, another gateway's request
-        holds one of its repeat keys (that gateway remembered a send this one did not see)."""
+        50007 (the key came with another request), 50009 (the number got its codes), or
+        50019 when the store cannot write (it logs that itself, once, and /readyz says so
+        until it can again); Repeated (50034) when, with several gateways on the store,
+        another gateway's request holds one of its repeat keys (that gateway remembered a send
+        this one did not see)."""
         request = self._with_repeats(request, recorded)
         try:
             accepted = await self.gateway.accept_request(request)
-        except BaseException:
+        except BaseException as error:
             if recorded is not None:
                 self.rules.forget(recorded)
+            if isinstance(error, StoreUnavailable):
+                raise ApiError(50019, "the store cannot write; try again later") from None
             raise
         if recorded is not None and (accepted.replayed or accepted.refusal):
             self.rules.forget(recorded)

@@ -36,12 +36,13 @@ class Key(NamedTuple):
 
 def read_key(request: web.Request, body) -> Key | None:
     """The request's Idempotency-Key with its fingerprint; None without one. ApiError 50007
-    for a key that is not 1 to 255 characters."""
+    for a key that is not 1 to 255 printable ASCII characters (a header's bytes beyond ASCII
+    reach us as undecodable surrogates, which no store can keep)."""
     value = request.headers.get("Idempotency-Key")
     if value is None:
         return None
-    if not 1 <= len(value) <= 255:
-        raise ApiError(50007, "Idempotency-Key must be 1 to 255 characters")
+    if not (1 <= len(value) <= 255 and value.isascii() and value.isprintable()):
+        raise ApiError(50007, "Idempotency-Key must be 1 to 255 printable ASCII characters")
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))   # ASCII: escapes all
     digest = hashlib.sha256(f"{request.method} {request.path}\n{canonical}".encode())
     return Key(value, digest.hexdigest())

@@ -2,13 +2,15 @@
 
 Everything here raises ``ApiError`` with the JSMS code that names the problem. The repeat
 rule and the app's rate are kept in memory: a restart forgets recent sends, which only makes
-them lenient for a moment. The codes a number may get are counted by the store (see
-``SendRules``).
+them lenient for a moment. The repeat rule's memory has a ceiling (``[api] repeat_keys``);
+when it is reached the rule refuses new sends (50009) rather than forget a send early (see
+``RecentKeys``). The codes a number may get are counted by the store (see ``SendRules``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 from collections import OrderedDict, deque
@@ -20,6 +22,8 @@ from gateway.config import ApiSettings
 
 from .errors import ApiError
 from .registry import PLACEHOLDER, Template
+
+log = logging.getLogger("cmpp_gateway.api")
 
 
 class MobileRule:
@@ -137,30 +141,51 @@ class WindowCounter:
 
 
 class RecentKeys:
-    """Which keys were seen in the last ``window`` seconds: the repeat rule's memory, one
-    timestamp per key, dropped once it leaves the window."""
+    """Which sends were seen in the last ``window`` seconds: the repeat rule's memory, one
+    timestamp per key (a 64-bit digest of number and text: about 120 bytes each), kept in
+    the order they came and dropped once they leave the window.
 
-    def __init__(self, window: float) -> None:
+    At most ``limit`` keys are kept. When that many are still inside the window, ``full``
+    says so and the rule refuses what it could not remember (``SendRules.check_recipient``)
+    instead of forgetting a key early: forgetting would let whoever sent that key repeat it
+    at once, and a sender could make it happen by sending enough other messages.
+    """
+
+    def __init__(self, window: float, limit: int = 1_000_000) -> None:
         self.window = window
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        self.limit = limit
+        self.refused = 0                        # sends refused because it was full
+        self._seen: dict[object, float] = {}
+        self._order: deque = deque()            # keys as they came (a re-added key twice)
 
     def __len__(self) -> int:
         return len(self._seen)
 
-    def seen(self, key: str, now: float) -> bool:
+    def seen(self, key, now: float) -> bool:
         at = self._seen.get(key)
         return at is not None and at > now - self.window
 
-    def add(self, key: str, now: float) -> None:
-        self._seen[key] = now
-        self._seen.move_to_end(key)
-        cutoff, seen = now - self.window, self._seen
-        while seen:
-            if next(iter(seen.values())) > cutoff:
-                return
-            seen.popitem(last=False)
+    def full(self, now: float) -> bool:
+        """Whether ``limit`` keys are inside the window (those that left it are dropped)."""
+        self._forget(now)
+        return len(self._seen) >= self.limit
 
-    def discard(self, key: str, at: float) -> None:
+    def add(self, key, now: float) -> None:
+        self._forget(now)
+        self._seen[key] = now
+        self._order.append(key)
+
+    def _forget(self, now: float) -> None:
+        cutoff, seen, order = now - self.window, self._seen, self._order
+        while order:
+            at = seen.get(order[0])
+            if at is not None and at > cutoff:
+                return
+            key = order.popleft()
+            if at is not None:
+                del seen[key]
+
+    def discard(self, key, at: float) -> None:
         """Forget ``key`` if it is still the one added at ``at``."""
         if self._seen.get(key) == at:
             del self._seen[key]
@@ -172,7 +197,7 @@ class Recorded(NamedTuple):
     at: float
     app: str | None                 # counted against messages_per_app_per_second
     sends: int
-    repeat_keys: tuple[str, ...]
+    repeat_keys: tuple[int, ...]
 
 
 class SendRules:
@@ -192,7 +217,8 @@ class SendRules:
         self.clock = clock
         self.words = tuple(w.lower() for w in settings.sensitive_words)
         self.app_second = WindowCounter(1)
-        self.repeats = RecentKeys(settings.repeat_window or 1)
+        self.repeats = RecentKeys(settings.repeat_window or 1, settings.repeat_keys)
+        self._full_warned_at: float | None = None
         self.unsubscribed: set[str] = set()
 
     @property
@@ -214,9 +240,22 @@ class SendRules:
         number within the repeat window)."""
         if template.type == "marketing" and mobile in self.unsubscribed:
             raise ApiError(50024)
-        if self.settings.repeat_window and \
-                self.repeats.seen(self._repeat_key(mobile, text), self.clock()):
+        if self.settings.repeat_window:
+            self._check_repeat(self._repeat_key(mobile, text), self.clock())
+
+    def _check_repeat(self, key: int, now: float) -> None:
+        """ApiError 50034 for a repeat; 50009 when the repeat memory is full (see RecentKeys),
+        with a warning a minute at most."""
+        if self.repeats.seen(key, now):
             raise ApiError(50034)
+        if self.repeats.full(now):
+            self.repeats.refused += 1
+            if self._full_warned_at is None or now - self._full_warned_at >= 60:
+                self._full_warned_at = now
+                log.warning("the repeat rule remembers %d sends within repeat_window (%g s), "
+                            "its limit (repeat_keys): new sends are refused with 50009 until "
+                            "the oldest leave the window", len(self.repeats), self.repeats.window)
+            raise ApiError(50009, "too many sends within the repeat window; try again later")
 
     def check_app(self, app: str, count: int = 1) -> None:
         limit = self.settings.messages_per_app_per_second
@@ -254,8 +293,9 @@ class SendRules:
             self.repeats.discard(key, recorded.at)
 
     @staticmethod
-    def _repeat_key(mobile: str, text: str) -> str:
-        return mobile + ":" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+    def _repeat_key(mobile: str, text: str) -> int:
+        digest = hashlib.blake2b(f"{mobile}\0{text}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big")
 
 
 class References:

@@ -3,7 +3,9 @@
 ``load`` is ``cmpp-gateway bench`` (also ``python -m gateway.bench``): a load test of any CMPP
 2.0 server, or of the built-in simulator, with ``report`` printing its figures. The other
 modules are benchmarks, each run as ``python -m gateway.bench.<name>`` with its own baseline
-measured in the same run: ``codec``, ``session``, ``pool``, ``pipeline``, ``http``, ``logs``.
+measured in the same run: ``codec``, ``session``, ``pool``, ``pipeline``, ``http``, ``logs``; and
+``held`` (the pipeline with many unmatched reports held, and after a restart) and ``soak`` (an
+hour at a steady rate with faults mixed in, judged by ``trend``: does anything keep growing).
 
 Offers: add_bench_command.
 """

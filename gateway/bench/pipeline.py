@@ -142,10 +142,6 @@ async def receipt_matching(count: int, setting: str) -> float:
     return rate
 
 
-def _memory_child(port: int, pending: int, seconds: float, out) -> None:
-    out.send(asyncio.run(_memory(port, pending, seconds)))
-
-
 async def _memory(port: int, pending: int, seconds: float) -> dict:
     with tempfile.TemporaryDirectory() as directory:
         config = gateway_config(str(Path(directory) / "bench.sqlite"), port)
@@ -160,13 +156,23 @@ async def _memory(port: int, pending: int, seconds: float) -> dict:
 
 
 def memory_at_backlog(port: int, pending: int, seconds: float) -> dict:
+    return in_fresh_process(_memory, port, pending, seconds)
+
+
+def in_fresh_process(coroutine_function, *args):
+    """``asyncio.run(coroutine_function(*args))`` in a new (spawned) process, so that its
+    peak RSS is its own; returns what it returned (it must pickle)."""
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
-    process = context.Process(target=_memory_child, args=(port, pending, seconds, child))
+    process = context.Process(target=_child, args=(coroutine_function, args, child))
     process.start()
     result = parent.recv()
     process.join()
     return result
+
+
+def _child(coroutine_function, args: tuple, out) -> None:
+    out.send(asyncio.run(coroutine_function(*args)))
 
 
 def main(argv=None) -> int:

@@ -109,6 +109,8 @@ API_FIELDS = (
     Field("messages_per_app_per_second", NUMBER, 0, lambda v: None if v >= 0 else
           "is out of range; use a number >= 0 (0 means no limit)"),
     Field("repeat_window", NUMBER, 30, seconds(allow_zero=True)),
+    Field("repeat_keys", INTEGER, 1_000_000, in_range(1000, 100_000_000)),
+    Field("idempotency_window", NUMBER, 86400, seconds()),
     Field("sensitive_words", STRINGS, [], _words),
     Field("auto_approve_signatures", BOOLEAN, False),
     Field("callback_retry_for", NUMBER, 86400, seconds()),
@@ -166,6 +168,8 @@ class ApiSettings:
     codes_per_number_per_hour: int = 10
     messages_per_app_per_second: float = 0
     repeat_window: float = 30
+    repeat_keys: int = 1_000_000
+    idempotency_window: float = 86400
     sensitive_words: tuple[str, ...] = ()
     auto_approve_signatures: bool = False
     callback_retry_for: float = 86400

@@ -84,6 +84,8 @@ class GatewaySettings:
     report_timeout: float
     drain_timeout: float
     providers: str = ""
+    unmatched_report_timeout: float = 259200
+    retention: float = 30 * 86400
     store_password_env: str | None = None
     store_password: str | None = field(default=None, repr=False)
 
@@ -283,8 +285,11 @@ def _read_gateway(table, source: str, problems: list[Problem],
     if section.failed:
         return None
     providers = values["providers"] and _resolve_store(values["providers"], source)
+    unmatched = values["unmatched_report_timeout"]
     return GatewaySettings(**{**values, "store": _resolve_store(values["store"], source),
-                              "providers": providers, "store_password": password})
+                              "providers": providers, "store_password": password,
+                              "unmatched_report_timeout":
+                              values["report_timeout"] if unmatched is None else unmatched})
 
 
 def _store_password(values: dict, env: Mapping[str, str], report: Report) -> str | None:

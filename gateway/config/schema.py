@@ -158,6 +158,11 @@ GATEWAY_FIELDS = (
     Field("drain_timeout", NUMBER, 30, seconds(allow_zero=True)),
     # Directory of receipt-code tables (default.toml and one per provider); empty: built in.
     Field("providers", STRING, "", matches(r".*", "a directory path")),
+    # How long a status report that matches no message is kept (then it is dropped and
+    # counted); None: report_timeout, filled in by the config module.
+    Field("unmatched_report_timeout", NUMBER, None, seconds()),
+    # How long a finished message (and MO) is kept, with its segments, reports and callbacks.
+    Field("retention", NUMBER, 30 * 86400, seconds()),
     # The PostgreSQL password's environment variable (a postgresql:// store only).
     Field("store_password_env", STRING, None, ENV_NAME),
 )

@@ -1,8 +1,9 @@
 """The operators' endpoints: /metrics, /healthz and /readyz, on their own address.
 
 /healthz answers 200 while the process serves requests (liveness). /readyz answers 200 only
-when the store is open and at least one channel is logged in, and 503 otherwise, with the
-reasons in JSON (readiness: take the instance out of rotation, don't restart it).
+when the store is open and can write and at least one channel is logged in, and 503
+otherwise, with the reasons in JSON (readiness: take the instance out of rotation, don't
+restart it).
 """
 
 from __future__ import annotations

@@ -9,10 +9,14 @@ by state, window in use, messages by status) are computed when Prometheus scrape
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.registry import Collector
 
 from cmpp import events as ev
@@ -85,6 +89,13 @@ class Metrics:
             "by outcome: ok, invalid (a wrong code), spent (a check after [api] code_attempts "
             "wrong ones), expired, verified (used before), unknown (no such code), missing (no "
             "code given)", ["outcome"])
+        self.pruned_rows = CounterFamily("cmpp_store_pruned_rows", "Rows removed by retention, "
+                                         "by table (messages.idempotency_key: message "
+                                         "idempotency keys forgotten)", ["table"])
+        self.unmatched_receipts_expired = CounterFamily(
+            "cmpp_unmatched_receipts_expired", "Status reports dropped after "
+            "unmatched_report_timeout without matching a message", [])
+        self._unmatched_expired = self.unmatched_receipts_expired.labels()   # 0 from the start
         self._channels: dict[str, ChannelMetrics] = {}
         families = [v for v in vars(self).values()
                     if isinstance(v, (CounterFamily, GaugeFamily, HistogramFamily))]
@@ -112,6 +123,24 @@ class Metrics:
         keeper's: ``slots`` held here by channel, ``cluster_slots`` held by all, ``gateways``
         alive, ``connections`` by channel) at every scrape."""
         self.registry.register(_SlotsCollector(report))
+
+    def watch_store(self, size: Callable[[], int], writable: Callable[[], tuple[bool, str]],
+                    commits: Callable[[], tuple[tuple[float, ...], list[int], float]]) -> None:
+        """The store's size on disk, whether it can write, and its transactions' durations
+        (bucket bounds, counts by bucket and +Inf, seconds), read at every scrape."""
+        self.registry.register(_StoreCollector(size, writable, commits))
+
+    def watch_repeats(self, keys: Callable[[], int], refused: Callable[[], int]) -> None:
+        """The API's repeat-window memory: keys held, and sends refused because it was full."""
+        self.registry.register(_RepeatsCollector(keys, refused))
+
+    def pruned(self, rows: Mapping[str, int]) -> None:
+        for table, count in rows.items():
+            if count:
+                self.pruned_rows.labels(table).inc(count)
+
+    def unmatched_expired(self, count: int) -> None:
+        self._unmatched_expired.inc(count)
 
 
 class ChannelMetrics:
@@ -280,6 +309,47 @@ class _StateCollector(Collector):
         if self.callbacks_pending is not None:
             yield GaugeMetricFamily("cmpp_callbacks_pending", "Callbacks waiting to be sent",
                                     value=self.callbacks_pending())
+
+    def describe(self):
+        return []
+
+
+class _StoreCollector(Collector):
+    """The store's gauges and commit histogram, read at scrape time."""
+
+    def __init__(self, size, writable, commits) -> None:
+        self.size, self.writable, self.commits = size, writable, commits
+
+    def collect(self):
+        yield GaugeMetricFamily("cmpp_store_size_bytes", "The store's size on disk (SQLite: "
+                                "the file and its write-ahead log; PostgreSQL: its tables "
+                                "with their indexes)", value=self.size())
+        yield GaugeMetricFamily("cmpp_store_writable", "1 while the store can write, 0 while "
+                                "it cannot (disk full, I/O error, read-only, database "
+                                "unreachable)", value=1 if self.writable()[0] else 0)
+        bounds, counts, seconds = self.commits()
+        cumulative, total = [], 0
+        for bound, count in zip((*map(str, bounds), "+Inf"), counts):
+            total += count
+            cumulative.append((bound, total))
+        histogram = HistogramMetricFamily("cmpp_store_commit_seconds", "Store transactions "
+                                          "(group commits) by duration")
+        histogram.add_metric([], cumulative, seconds)
+        yield histogram
+
+    def describe(self):
+        return []
+
+
+class _RepeatsCollector(Collector):
+    def __init__(self, keys, refused) -> None:
+        self.keys, self.refused = keys, refused
+
+    def collect(self):
+        yield GaugeMetricFamily("cmpp_api_repeat_keys", "Sends remembered for the repeat "
+                                "rule (50034), at most [api] repeat_keys", value=self.keys())
+        yield CounterMetricFamily("cmpp_api_repeat_window_full", "Sends refused (50009) "
+                                  "because the repeat rule's memory was full", value=self.refused())
 
     def describe(self):
         return []

@@ -61,7 +61,7 @@ from gateway.channel import (
 from gateway.config import ChannelConfig
 from gateway.ops import ChannelMetrics
 from gateway.status import DeliveryStatus
-from gateway.store import PendingMessage, SegmentResult, Store
+from gateway.store import PendingMessage, SegmentResult, Store, StoreUnavailable
 
 log = logging.getLogger("cmpp_gateway.dispatcher")
 
@@ -215,7 +215,12 @@ class ChannelDispatcher:
                 await self._idle()
                 continue
             page = self.page if not self.pool.shared else max(1, self.backlog - len(self._ready))
-            rows = await self.store.fetch_pending(self.channel.name, after, page, self.clock())
+            try:
+                rows = await self.store.fetch_pending(self.channel.name, after, page,
+                                                      self.clock())
+            except StoreUnavailable:       # the store says why, and finds out when it can
+                await asyncio.sleep(self.poll)
+                continue
             if not rows:
                 after = 0                     # at the end: rescan from the start later
                 await self._idle()

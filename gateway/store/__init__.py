@@ -15,11 +15,12 @@ accounts and sessions, review decisions, the audit trail, and what searches retu
 console share: the configuration's and the store's.
 
 Offers: Store, SqliteStore, PostgresStore, create_store, is_database_url, StoreError,
-StoreUnavailable, the records (UserRow: an app's user), to_signed and to_unsigned (Msg_Ids as
-signed 64-bit integers), code_digest, the review states PENDING, APPROVED, REFUSED, and why an
-API request was not kept (KEY_REUSED, TOO_MANY_CODES, REPEATED); for the console: AppDirectory,
-AuditNote, AuditEntry, StoredApp, ConsoleUser, ConsoleSession, Review, MessageQuery,
-MessageRow, ReceiptRow, CallbackRow, PendingCallbacks, SearchTooBroad, ROLES.
+StoreUnavailable (a write the store could not make), the records (UserRow: an app's user),
+Pruned (a retention batch), to_signed and to_unsigned (Msg_Ids as signed 64-bit integers),
+code_digest, the review states PENDING, APPROVED, REFUSED, and why an API request was not kept
+(KEY_REUSED, TOO_MANY_CODES, REPEATED); for the console: AppDirectory, AuditNote, AuditEntry,
+StoredApp, ConsoleUser, ConsoleSession, Review, MessageQuery, MessageRow, ReceiptRow,
+CallbackRow, PendingCallbacks, SearchTooBroad, ROLES.
 """
 
 from gateway.config import is_database_url
@@ -57,6 +58,7 @@ from .interface import (
     NewMessage,
     OutboxEntry,
     PendingMessage,
+    Pruned,
     Receipt,
     ReceiptOutcome,
     SegmentResult,
@@ -73,13 +75,15 @@ from .postgres import PostgresStore
 from .sqlite import SqliteStore
 
 
-def create_store(setting: str, password: str | None = None) -> Store:
+def create_store(setting: str, password: str | None = None, *,
+                 max_pages: int | None = None) -> Store:
     """The store the ``[gateway] store`` setting names, not yet open: PostgresStore for a
     ``postgresql://`` URL (``password`` from the configuration's store_password_env),
-    SqliteStore for a file path (or ":memory:")."""
+    SqliteStore for a file path (or ":memory:"; ``max_pages``: the file may grow no larger,
+    for tests of a full store)."""
     if is_database_url(setting):
         return PostgresStore(setting, password=password)
-    return SqliteStore(setting)
+    return SqliteStore(setting, max_pages=max_pages)
 
 
 __all__ = [
@@ -89,7 +93,7 @@ __all__ = [
     "MessageQuery", "MessageRow", "PendingCallbacks", "ReceiptRow", "Review", "SearchTooBroad",
     "StoredApp",
     "MessageView", "MoMessage", "MoPart", "MoView", "NewMessage", "OutboxEntry",
-    "PendingMessage", "PostgresStore", "Receipt", "ReceiptOutcome", "SegmentResult",
+    "PendingMessage", "PostgresStore", "Pruned", "Receipt", "ReceiptOutcome", "SegmentResult",
     "SegmentView", "SqliteStore", "Store", "StoreError", "StoreUnavailable", "UserRow",
     "code_digest", "create_store", "is_database_url", "to_signed",
     "to_unsigned",

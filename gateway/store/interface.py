@@ -46,9 +46,10 @@ class StoreError(Exception):
 
 
 class StoreUnavailable(Exception):
-    """The shared store's database cannot be reached now: the operation was not stored (or,
-    when the connection broke during COMMIT, maybe it was). The store connects again by
-    itself for the next operations."""
+    """The store could not write an operation (disk full, I/O error, read-only, locked by
+    another process, a database that cannot be reached): nothing of it was kept (except when
+    a database's connection broke during COMMIT: then it may have been). The message says
+    why; the store recovers by itself, try again later."""
 
 
 def code_digest(code: str, salt: str | None = None) -> str:
@@ -303,6 +304,14 @@ class AcceptedRequest:
     repeated: tuple[str, ...] = ()       # REPEATED: the repeats held already
 
 
+class Pruned(NamedTuple):
+    """One batch of a retention pass: the rows it removed (or keys it cleared), by table,
+    and where the next batch starts (None: the pass is done)."""
+
+    rows: dict[str, int]
+    after: int | None
+
+
 @dataclass(frozen=True)
 class MoView:
     """A stored MO message, as its callback reports it."""
@@ -400,6 +409,28 @@ class Store(abc.ABC):
         """Messages submitted more than ``timeout`` ago with no final report: they end
         ``unknown``. Returns their ids."""
 
+    # Retention: each call is one small batch (``limit`` rows), so that other operations go
+    # on between batches; a pass calls again with ``after`` until it is None.
+
+    @abc.abstractmethod
+    async def expire_unmatched_receipts(self, before: float, after: int, limit: int) -> Pruned:
+        """Remove reports that matched no segment and came before ``before``."""
+
+    @abc.abstractmethod
+    async def prune_messages(self, before: float, after: int, limit: int) -> Pruned:
+        """Remove messages final before ``before`` (never one that is not final) whose status
+        callback is not pending, with their segments, receipts, outbox rows and codes."""
+
+    @abc.abstractmethod
+    async def prune_mo(self, before: float, after: int, limit: int) -> Pruned:
+        """Remove MO messages received before ``before`` whose callbacks are not pending,
+        with their parts and outbox rows."""
+
+    @abc.abstractmethod
+    async def forget_idempotency_keys(self, before: float, after: int, limit: int) -> Pruned:
+        """Forget idempotency keys (stored API answers, messages' keys) given before
+        ``before``: a repeat after that is a new request."""
+
     @abc.abstractmethod
     async def message(self, message_id: int) -> MessageView | None: ...
 
@@ -437,6 +468,19 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def unmatched_snapshot(self) -> int:
         """Receipts waiting for their segment, as of the last commit, without a query."""
+
+    @abc.abstractmethod
+    def writable_snapshot(self) -> tuple[bool, str]:
+        """(True, "") while the store can write; else (False, why not), without a query
+        (readiness, metrics). The store finds out by itself when it can write again."""
+
+    @abc.abstractmethod
+    def size_snapshot(self) -> int:
+        """The store's bytes on disk, as last measured, without a query (metrics)."""
+
+    @abc.abstractmethod
+    def commit_snapshot(self) -> tuple[tuple[float, ...], list[int], float]:
+        """Transactions by duration: (bucket bounds, count per bucket and +Inf, seconds)."""
 
     @abc.abstractmethod
     async def query(self, statement: str, parameters: tuple = ()) -> list[tuple]:

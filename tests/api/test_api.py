@@ -167,6 +167,18 @@ def test_an_idempotency_key_returns_the_first_answer_and_sends_once(tmp_path):
     run(scenario)
 
 
+@pytest.mark.parametrize("key", ["\x80", "clé", "k" * 256])
+def test_an_idempotency_key_not_1_to_255_printable_ascii_characters_is_50007(tmp_path, key):
+    """A key's bytes beyond ASCII come to the server undecodable: refused, never a 500."""
+    async def scenario():
+        async with stack(tmp_path) as (api, gateway, sim):
+            body = {"mobile": "13800138000", "temp_id": 1, "temp_para": {"order": "A1"}}
+            assert error(50007, 403)(await api.post("/v1/messages", body,
+                                                    headers={"Idempotency-Key": key}))
+            assert await stored(gateway) == 0
+    run(scenario)
+
+
 # ----------------------------------------------------------------------------- codes
 
 def test_a_code_is_sent_and_checked_once(tmp_path):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+from gateway.api.errors import ApiError
+from gateway.api.registry import Template
 from gateway.api.rules import RecentKeys, SendRules, WindowCounter
 from gateway.config import ApiSettings
 
@@ -58,3 +62,35 @@ def test_a_send_counted_and_then_forgotten_leaves_no_trace():
     assert rules.app_second.count("shop", 100.0) == 1
     rules.forget(kept)
     assert (len(rules.repeats), len(rules.app_second)) == (0, 0)
+
+
+def test_recent_keys_hold_at_most_their_limit_and_forget_no_key_early():
+    recent = RecentKeys(1000, limit=1000)
+    for i in range(1000):
+        recent.add(i, float(i))
+    assert recent.full(999.0) and len(recent) == 1000 and recent.seen(0, 999.0)
+    assert not recent.full(1499.5) and len(recent) == 500         # the first half left
+    recent.add("again", 2000.0)
+    recent.add("again", 2001.0)
+    assert len(recent) == 1 and recent.seen("again", 3000.5) and not recent.seen("again", 3001.0)
+
+
+def test_a_full_repeat_memory_refuses_new_sends_and_never_lets_a_repeat_through():
+    """At the ceiling the rule refuses what it cannot remember (50009, counted) instead of
+    forgetting the oldest send: the first number still cannot be sent the same text again."""
+    settings = ApiSettings(repeat_window=30, repeat_keys=1000)
+    now = [0.0]
+    rules = SendRules(settings, clock=lambda: now[0])
+    notice = Template(id=1, app="", type="notification", content="hello", signature="")
+    for i in range(1000):
+        rules.check_recipient(notice, f"138{i:08d}", "hello")
+        rules.record("shop", [(f"138{i:08d}", "hello")])
+    with pytest.raises(ApiError) as refused:
+        rules.check_recipient(notice, "13900000000", "hello")
+    assert refused.value.code == 50009 and rules.repeats.refused == 1
+    with pytest.raises(ApiError) as repeat:
+        rules.check_recipient(notice, "13800000000", "hello")
+    assert repeat.value.code == 50034
+    assert len(rules.repeats) == 1000
+    now[0] = 30.0                                    # the window has passed: room again
+    rules.check_recipient(notice, "13900000000", "hello")

@@ -523,3 +523,24 @@ def test_check_config_names_each_channels_receipt_table_and_refuses_bad_tables(t
     (tables / "cmcc-gd.toml").write_text('extends = "nothing"\n')
     assert check_config_main(str(path)) == 1
     assert "cmcc-gd.toml: extends: no table named 'nothing'" in capsys.readouterr().out
+
+
+def test_unmatched_reports_are_kept_for_the_report_timeout_unless_set():
+    config = parse_config("[gateway]\nreport_timeout = 600\n" + channel(), env={})
+    assert (config.gateway.unmatched_report_timeout, config.gateway.retention) == (600, 30 * 86400)
+    config = parse_config("[gateway]\nunmatched_report_timeout = 60\nretention = 3600\n" +
+                          channel(), env={})
+    assert (config.gateway.unmatched_report_timeout, config.gateway.retention) == (60, 3600)
+    assert config.api.idempotency_window == 86400 and config.api.repeat_keys == 1_000_000
+
+
+@pytest.mark.parametrize("table, key, value, message", [
+    ("gateway", "retention", "0", "0 is out of range; use a number of seconds > 0"),
+    ("gateway", "unmatched_report_timeout", "-1",
+     "-1 is out of range; use a number of seconds > 0"),
+    ("api", "idempotency_window", "0", "0 is out of range; use a number of seconds > 0"),
+    ("api", "repeat_keys", "10", "10 is out of range; use 1000..100000000"),
+])
+def test_the_ceiling_settings_are_checked(table, key, value, message):
+    assert problems_of(f"[{table}]\n{key} = {value}\n" + channel()) == \
+        [f"gw.toml: [{table}] {key}: {message}"]

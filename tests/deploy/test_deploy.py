@@ -797,7 +797,8 @@ def test_every_alert_has_a_unit_test_that_fires_it_and_one_that_does_not():
     assert alerts == fired == quiet
     expected = {"CmppChannelDown", "CmppLoginsRefused", "CmppDeliveredRatioLow",
                 "CmppUnmatchedReceiptsRising", "CmppBacklogGrowing", "CmppSubmitLatencyHigh",
-                "CmppCallbacksGivenUp", "CmppCallbacksRetrying"}
+                "CmppCallbacksGivenUp", "CmppCallbacksRetrying", "CmppStoreNotWritable",
+                "CmppStoreGrowing", "CmppUnmatchedReceiptsExpiring", "CmppRepeatWindowFull"}
     assert expected <= alerts
 
 
@@ -886,8 +887,8 @@ def exported() -> dict[str, set[str]]:
                 'account = "900001"\npassword = "secret"\naccess_number = "10690001"\n'
                 'connections = 2\n[apps.shop]\napp_key = "shop"\nmaster_secret = "shop-secret"\n')
             gateway = Gateway(config, GatewayOptions(
-                tuning=PoolTuning(reconnect=Backoff(0.01, 0.05)), serve_api=False,
-                ops_address=("127.0.0.1", 0)))
+                tuning=PoolTuning(reconnect=Backoff(0.01, 0.05)),
+                api_address=("127.0.0.1", 0), ops_address=("127.0.0.1", 0)))
             await gateway.start()
             try:
                 await gateway.pools["cmcc"].wait_ready()
@@ -962,7 +963,9 @@ def test_the_alerts_use_only_metrics_the_gateway_exports(exported):
     used = check_expressions(exprs, exported)
     assert {"cmpp_channel_up", "cmpp_logins_total", "cmpp_receipts_total",
             "cmpp_unmatched_receipts", "cmpp_store_messages",
-            "cmpp_submit_latency_seconds_bucket", "cmpp_callbacks_total"} <= used
+            "cmpp_submit_latency_seconds_bucket", "cmpp_callbacks_total", "cmpp_store_writable",
+            "cmpp_store_size_bytes", "cmpp_store_pruned_rows_total",
+            "cmpp_unmatched_receipts_expired_total", "cmpp_api_repeat_window_full_total"} <= used
 
 
 # ============================================================================= Grafana

@@ -16,7 +16,7 @@ from gateway.ops import Metrics
 from gateway.pipeline import ChannelDispatcher
 from gateway.sim import Account, Faults, Simulator, SimulatorConfig
 from gateway.status import load_tables
-from gateway.store import NewMessage, create_store, to_unsigned
+from gateway.store import NewMessage, StoreUnavailable, create_store, to_unsigned
 from tests.aio import eventually, run
 
 ACCOUNT, SECRET = "900001", "secret"
@@ -204,5 +204,25 @@ def test_while_commits_lag_no_more_than_twice_connections_x_window_segments_go_u
                 record_submits(results, provider).add_done_callback(
                     lambda done, future=future: future.set_result(done.result()))
             await eventually(lambda: store.counts_snapshot()["submitted"] == 100)
-            assert len(sim.submits) == 100 and dispatcher.unsettled == 0
+            # the dispatcher settles each batch when its commit's answer comes back to it
+            await eventually(lambda: dispatcher.unsettled == 0)
+            assert len(sim.submits) == 100
+    run(scenario, timeout=30)
+
+
+def test_a_store_that_cannot_be_read_for_a_while_holds_the_dispatcher_up_but_never_stops_it(
+        store_setting):
+    async def scenario():
+        async with dispatching(store_setting) as (sim, store, dispatcher):
+            fetch_pending, refusals = store.fetch_pending, []
+
+            def unavailable(*args):
+                refusals.append(args)
+                raise StoreUnavailable("the store cannot be reached: (a test)")
+            store.fetch_pending = unavailable
+            await accept(store, dispatcher, "a", "b")
+            await eventually(lambda: len(refusals) >= 3)         # tried again, each poll
+            assert sim.submits == []
+            store.fetch_pending = fetch_pending
+            await eventually(lambda: store.counts_snapshot()["submitted"] == 2)
     run(scenario, timeout=30)

@@ -73,11 +73,6 @@ DO $$ BEGIN
 END $$;
 """
 
-# Whether SCHEMA (the last of the store's schemas) is in place, so that all are.
-COMPLETE = ("SELECT to_regclass('cluster_repeats') IS NOT NULL AND EXISTS (SELECT 1 FROM "
-            "pg_attribute WHERE attrelid = 'outbox'::regclass AND attname = 'claim' "
-            "AND NOT attisdropped)")
-
 # What the session asks the server to do about a peer that stops answering (TCP keepalive,
 # and at most 15 s for data sent and not acknowledged): a gateway whose machine vanished
 # frees its locks within some 15 s, without anyone's help.

@@ -14,33 +14,46 @@ says so: the store insists on ``synchronous_commit`` at least ``local`` (WAL flu
 server's disk), and keeps a stronger setting (``remote_apply``, a synchronous standby) when the
 server has one.
 
-A connection that breaks fails the operations of its batch with ``StoreUnavailable``; the next
-batch connects again (at most once a second) and re-reads the facts kept in memory.
+When the store cannot write (see ``health``: the database cannot be reached, the session is
+lost, the server's disk is full or it is read-only), the operations it cannot do fail with
+``StoreUnavailable`` (all of them, at once, while there is no session; those that write, while
+the server refuses them), and the store says why (``writable_snapshot``, for /readyz; never
+with the password) until a probe, at once and then every ``probe_interval`` seconds on a
+connection of its own, succeeds; when the session was lost, the probe's connection takes its
+place, and the facts kept in memory are re-read on it. A transaction the server does not answer
+within ``answer_timeout`` seconds gives the session up: a server that stopped answering (a
+network that drops packets, a frozen host) fails operations instead of holding them. Every
+``size_interval`` seconds (SIZE_INTERVAL) the writer measures the store's size
+(``size_snapshot``), which also finds out, when the gateway is idle, that the server stopped
+answering.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import threading
 import time
+from urllib.parse import urlsplit
 
 import asyncpg
 
 from ..interface import StoreError, StoreUnavailable
+from ..timing import CommitTimes
 from . import api as api_sql
 from . import cluster
 from . import console as console_sql
+from . import health, retention, schema
 from . import messages as sql
 from . import receipts as receipts_sql
-from . import schema
 from . import users as users_sql
 
 log = logging.getLogger("cmpp_gateway.store")
 
-SCHEMAS = (schema.SCHEMA, api_sql.SCHEMA, users_sql.SCHEMA, console_sql.SCHEMA, cluster.SCHEMA)
-RECONNECT_INTERVAL = 1.0          # seconds between two tries to reach the database again
+SCHEMAS = (schema.SCHEMA, api_sql.SCHEMA, users_sql.SCHEMA, console_sql.SCHEMA,
+           retention.SCHEMA, health.SCHEMA, cluster.SCHEMA)
 
 # Every statement of the store reaches its rows by key (a batch's keys given as arrays), and
 # every such key has an index. The store's session tells the planner so: never a whole-table
@@ -52,6 +65,12 @@ RECONNECT_INTERVAL = 1.0          # seconds between two tries to reach the datab
 PLANNER_SETTINGS = {"enable_seqscan": "off", "enable_hashjoin": "off",
                     "enable_mergejoin": "off"}
 CONNECTION_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+# The store's size: its tables with their indexes and TOAST (pg_total_relation_size), those of
+# the schema its tables are in. The WAL and the server's other databases are not the store's.
+SIZE = ("SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c "
+        "WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace")
+SIZE_INTERVAL = 10.0              # seconds between two measurements
 
 
 class _Op:
@@ -68,14 +87,18 @@ class Engine:
     one, asyncpg looks where libpq does (PGPASSWORD, ~/.pgpass). ``name`` is the database as
     messages show it (``display_name``)."""
 
-    def __init__(self, url: str, name: str, password: str | None, batch_limit: int,
-                 connect_timeout: float, application_name: str) -> None:
+    def __init__(self, url: str, name: str, password: str | None, *, batch_limit: int,
+                 connect_timeout: float, answer_timeout: float, probe_interval: float,
+                 application_name: str) -> None:
         self.url = url
         self.name = name
         self.batch_limit = batch_limit
         self.connect_timeout = connect_timeout
+        self.answer_timeout = answer_timeout
+        self.probe_interval = probe_interval
         self.application_name = application_name     # as pg_stat_activity shows the session
         self._password = password
+        self._secrets = [s for s in (password, urlsplit(url).password) if s]
         self._state: sql.State | None = None
         self._inbox: collections.deque[_Op] = collections.deque()   # appends are thread-safe
         self._loop: asyncio.AbstractEventLoop | None = None         # the daemon's
@@ -85,14 +108,20 @@ class Engine:
         self._idle = False            # the writer waits for _wake: a submit must set it
         self._closing = False
         self._stopped: asyncio.Future | None = None
-        self._next_connect = 0.0
+        self._prober: asyncio.Task | None = None    # the writer loop's, while not writable
+        self._measure_at = 0.0
+        self.size_interval = SIZE_INTERVAL
         self.commits = 0              # transactions run, for metrics and tests
+        self.commit_times = CommitTimes()           # for cmpp_store_commit_seconds
+        self.size = 0                 # bytes of the store's tables and indexes, last measured
+        self.write_error: str | None = None         # why the store cannot write; None: it can
 
     # ------------------------------------------------------------------------- lifecycle
 
     async def open(self) -> None:
         """Connect, create or migrate the schema, and start the writer. Raises StoreError when
-        the database cannot be reached or is not a store this version can use."""
+        the database cannot be reached or is not a store this version can use. A database
+        that cannot write (its disk is full) opens, not writable."""
         loop = asyncio.get_running_loop()
         opened, self._stopped = loop.create_future(), loop.create_future()
         self._closing = False
@@ -129,51 +158,42 @@ class Engine:
                 pass
 
     async def _connect(self):
-        db = await asyncpg.connect(self.url, password=self._password,
-                                   timeout=self.connect_timeout,
-                                   server_settings={"application_name": self.application_name,
-                                                    **PLANNER_SETTINGS})
-        if await db.fetchval("SHOW synchronous_commit") == "off":
-            await db.execute("SET synchronous_commit = local")    # durable at COMMIT
+        """A new session, made within ``connect_timeout`` (TimeoutError past it). Raises what
+        asyncpg raises."""
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                db = await asyncpg.connect(self.url, password=self._password,
+                                           server_settings={"application_name":
+                                                            self.application_name,
+                                                            **PLANNER_SETTINGS})
+                try:
+                    if await db.fetchval("SHOW synchronous_commit") == "off":
+                        await db.execute("SET synchronous_commit = local")   # durable
+                except BaseException:
+                    db.terminate()
+                    raise
+        except TimeoutError:
+            raise TimeoutError(f"no answer within {self.connect_timeout:g} s") from None
         return db
 
     async def _open_database(self) -> sql.State:
         try:
             db = await self._connect()
         except CONNECTION_ERRORS as error:
-            raise StoreError(f"{self.name}: cannot use the database: {error}") from None
+            raise StoreError(self._redacted(f"{self.name}: cannot use the database: "
+                                            f"{_text(error)}")) from None
         try:
-            await schema.migrate(db, self.name, SCHEMAS, cluster.COMPLETE)
+            await schema.migrate(db, self.name, SCHEMAS)
             state = sql.State(db)
             await state.reload()
         except asyncpg.PostgresError as error:     # e.g. no right to create tables
             await db.close()
-            raise StoreError(f"{self.name}: cannot set up the store's tables: {error}") from None
+            raise StoreError(self._redacted(f"{self.name}: cannot set up the store's tables: "
+                                            f"{error}")) from None
         except BaseException:
             await db.close()
             raise
         return state
-
-    async def _connected(self) -> bool:
-        """Writer: the connection is up, or was just made again; False when the database
-        cannot be reached (tried at most once a RECONNECT_INTERVAL)."""
-        state = self._state
-        if not state.db.is_closed():
-            return True
-        now = time.monotonic()
-        if now < self._next_connect:
-            return False
-        self._next_connect = now + RECONNECT_INTERVAL
-        try:
-            state.db = await self._connect()
-            await state.reload()
-        except CONNECTION_ERRORS as error:
-            log.warning("store %s still unreachable: %s", self.name, error)
-            if not state.db.is_closed():
-                await state.db.close()
-            return False
-        log.warning("store %s reconnected", self.name)
-        return True
 
     # ------------------------------------------------------------------------- the engine
 
@@ -196,8 +216,8 @@ class Engine:
             _post(loop, _settle_future, self._stopped, True, None)
 
     async def _serve(self, loop: asyncio.AbstractEventLoop, opened: asyncio.Future) -> None:
-        """Open the database, then commit batches until close() says stop and the queue is
-        empty."""
+        """Open the database (and find out whether it can write), then commit batches until
+        close() says stop and the queue is empty."""
         try:
             state = await self._open_database()
         except BaseException as error:  # noqa: BLE001 - reported to open()'s caller
@@ -205,71 +225,230 @@ class Engine:
             return
         self._state, self._wake = state, asyncio.Event()
         self._writer_loop = asyncio.get_running_loop()
+        state.db.add_termination_listener(self._lost)
+        await self._first_probe()
         _post(loop, _settle_future, opened, True, state)
-        inbox = self._inbox
         try:
-            while inbox or not self._closing:
-                if not inbox:
-                    self._wake.clear()
-                    self._idle = True
-                    if not inbox and not self._closing:      # else a submit came meanwhile
-                        await self._wake.wait()
-                    self._idle = False
-                    continue
-                batch = [inbox.popleft() for _ in range(min(len(inbox), self.batch_limit))]
-                try:
-                    outcomes = await self._run(batch)
-                except Exception as error:  # noqa: BLE001 - e.g. a rollback that failed
-                    outcomes = [(False, error)] * len(batch)
-                _post(loop, _resolve, batch, outcomes)
+            await self._commit_batches(loop)
         finally:
             self._writer_loop = None
-            await state.db.close()
+            if self._prober is not None:
+                self._prober.cancel()
+                await asyncio.gather(self._prober, return_exceptions=True)
+            await _close(self._state.db, self.answer_timeout)
+
+    async def _commit_batches(self, loop: asyncio.AbstractEventLoop) -> None:
+        inbox = self._inbox
+        while inbox or not self._closing:
+            if time.monotonic() >= self._measure_at:
+                await self._measure()
+            if not inbox:
+                await self._wait()
+                continue
+            batch = [inbox.popleft() for _ in range(min(len(inbox), self.batch_limit))]
+            try:
+                outcomes = await self._run(batch)
+            except Exception as error:  # noqa: BLE001 - e.g. a rollback that failed
+                outcomes = [(False, error)] * len(batch)
+            _post(loop, _resolve, batch, outcomes)
+
+    async def _wait(self) -> None:
+        """Writer: wait for an operation or close(), at most until the next measurement."""
+        self._wake.clear()
+        self._idle = True
+        if not self._inbox and not self._closing:       # else a submit came meanwhile
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, self._measure_at - time.monotonic())):
+                    await self._wake.wait()
+        self._idle = False
 
     async def _run(self, batch: list[_Op]) -> list[tuple[bool, object]]:
-        """The batch in one transaction; on failure, one transaction each."""
-        if not await self._connected():
+        """The batch in one transaction; on failure, one transaction each. While the session
+        is lost, every operation fails at once (the prober connects again)."""
+        if self._state.db.is_closed():
+            self._lost(self._state.db)
             return self._unavailable(batch)
         try:
-            values = await self._transaction(batch, _apply)
+            values = await self._bounded(batch, _apply)
             return [(True, v) for v in values]
-        except Exception:  # noqa: BLE001 - isolate the operation that failed
+        except Exception as error:  # noqa: BLE001 - isolate the operation that failed
             if self._state.db.is_closed():
-                return self._unavailable(batch)
+                return [(False, self._failed(error))] * len(batch)
         outcomes = []
         for op in batch:
             try:
-                outcomes.append((True, await self._transaction([op], _apply_one)))
+                outcomes.append((True, await self._bounded([op], _apply_one)))
             except Exception as error:  # noqa: BLE001 - this one fails alone
+                outcomes.append((False, self._failed(error)))
                 if self._state.db.is_closed():
                     return outcomes + self._unavailable(batch[len(outcomes):])
-                outcomes.append((False, error))
         return outcomes
+
+    async def _bounded(self, batch: list[_Op], apply):
+        """``_transaction`` answered within ``answer_timeout``; past it the session is given
+        up (StoreUnavailable: maybe committed, when COMMIT was what went unanswered)."""
+        try:
+            async with asyncio.timeout(self.answer_timeout):
+                return await self._transaction(batch, apply)
+        except TimeoutError:
+            self._give_up(self._state.db)
+            raise StoreUnavailable(self.write_error) from None
 
     async def _transaction(self, batch: list[_Op], apply):
         """``apply(state, batch)`` between BEGIN (with the batch's Msg_Id locks, in the same
-        round trip) and COMMIT; ROLLBACK when it fails."""
+        round trip) and COMMIT; ROLLBACK when it fails (not when it was cancelled: then the
+        session is given up)."""
         state = self._state
         state.begin()
+        start = time.perf_counter()
         try:
             await state.db.execute(sql.begin([key for op in batch
                                               for key in sql.lock_keys(op.fn, op.args)]))
             value = await apply(state, batch)
             await state.db.execute("COMMIT")
-        except BaseException:
+        except Exception:
             if not state.db.is_closed():
                 await state.db.execute("ROLLBACK")
             raise
         state.commit()
         self.commits += 1
+        self.commit_times.add(time.perf_counter() - start)
         return value
 
     def _unavailable(self, batch: list[_Op]) -> list[tuple[bool, object]]:
-        """Outcomes for a batch the database did not take (or whose COMMIT went unanswered:
-        then it may have been stored; an API client's retry with its Idempotency-Key finds
-        out)."""
-        error = StoreUnavailable(f"the store {self.name} cannot be reached")
+        """Outcomes for a batch the database did not take."""
+        error = StoreUnavailable(self.write_error or f"the store {self.name} cannot be reached")
         return [(False, error)] * len(batch)
+
+    async def _measure(self) -> None:
+        """Writer: the store's size, into ``size`` (kept as it was while it cannot be
+        measured). A server that does not answer loses the session, as for a transaction."""
+        self._measure_at = time.monotonic() + self.size_interval
+        db = self._state.db
+        if db.is_closed():
+            return
+        try:
+            async with asyncio.timeout(self.answer_timeout):
+                self.size = await db.fetchval(SIZE)
+        except TimeoutError:
+            self._give_up(db)
+        except CONNECTION_ERRORS as error:
+            log.debug("store %s: size not measured: %s", self.name, _text(error))
+
+    # ------------------------------------------------------------------------- health
+
+    def writable_snapshot(self) -> tuple[bool, str]:
+        """(True, "") while the store can write; else (False, why not)."""
+        reason = self.write_error
+        return reason is None, reason or ""
+
+    def _failed(self, error: Exception) -> Exception:
+        """A failed operation's exception, as its caller gets it: StoreUnavailable (and the
+        store marked not writable) when the session is lost or the server cannot write."""
+        if isinstance(error, StoreUnavailable):
+            return error
+        if self._state.db.is_closed():
+            self._cannot_write(self._unreachable("the session to the database was lost"))
+        else:
+            refused = health.write_error(error)
+            if refused is None:
+                return error
+            self._cannot_write(f"the store {self.name} cannot write: {refused}")
+        unavailable = StoreUnavailable(self.write_error)
+        unavailable.__cause__ = error
+        return unavailable
+
+    def _lost(self, db) -> None:
+        """The writer's session ended (the server restarted or ended it, the network broke):
+        not writable until the prober connects again. Also asyncpg's termination listener."""
+        if db is self._state.db and not self._closing:
+            self._cannot_write(self._unreachable("the session to the database was lost"))
+
+    def _give_up(self, db) -> None:
+        """Writer: the server did not answer within answer_timeout: end the session now."""
+        db.remove_termination_listener(self._lost)
+        db.terminate()
+        self._cannot_write(self._unreachable(f"no answer within {self.answer_timeout:g} s"))
+
+    def _unreachable(self, detail: str) -> str:
+        return f"the store {self.name} cannot be reached: {detail}"
+
+    def _cannot_write(self, reason: str) -> None:
+        """Writer: say why the store cannot write (logged once, when it starts), and probe."""
+        reason = self._redacted(reason)
+        if self.write_error is None:
+            log.error("%s; not ready until a write succeeds (probing every %g s)", reason,
+                      self.probe_interval)
+        self.write_error = reason
+        if self._prober is None or self._prober.done():
+            self._prober = self._writer_loop.create_task(self._probe_until_writable(),
+                                                         name="store-probe")
+
+    async def _first_probe(self) -> None:
+        """At open, on the writer's session: a store that cannot write says so from the
+        start (and probes until it can)."""
+        reason = await self._probe_on(self._state.db)
+        if reason is not None:
+            self._cannot_write(reason)
+
+    async def _probe_until_writable(self) -> None:
+        """Writer loop, while the store cannot write: a probe at once, then every
+        ``probe_interval`` seconds, until one succeeds. When the writer's session is lost,
+        the probe's connection takes its place (the facts kept in memory re-read on it)."""
+        while True:
+            try:
+                db = await self._connect()
+            except CONNECTION_ERRORS as error:
+                reason = self._unreachable(_text(error))
+            else:
+                reason = await self._probe_on(db, replacing=self._state.db.is_closed())
+                if not (reason is None and db is self._state.db):
+                    await _close(db, self.answer_timeout)
+            if reason is None:
+                log.warning("the store %s can write again", self.name)
+                self.write_error = None
+                return
+            self._cannot_write(reason)
+            await asyncio.sleep(self.probe_interval)
+
+    async def _probe_on(self, db, replacing: bool = False) -> str | None:
+        """Probe (health.probe) on ``db`` within ``answer_timeout``, and, ``replacing``,
+        make it the writer's session. Returns None when the store can write, else why not."""
+        try:
+            async with asyncio.timeout(self.answer_timeout):
+                await health.probe(db)
+                if replacing:
+                    await self._state.reload(db)
+        except TimeoutError:
+            db.terminate()
+            return self._unreachable(f"no answer within {self.answer_timeout:g} s")
+        except Exception as error:  # noqa: BLE001 - classified into the reason
+            if db.is_closed():
+                return self._unreachable("the session to the database was lost")
+            return f"the store {self.name} cannot write: " \
+                   f"{health.write_error(error) or _text(error)}"
+        if replacing:
+            db.add_termination_listener(self._lost)
+            self._state.db = db
+            log.warning("store %s reconnected", self.name)
+        return None
+
+    def _redacted(self, text: str) -> str:
+        """``text`` without the password, wherever an error might have repeated it."""
+        for secret in self._secrets:
+            text = text.replace(secret, "******")
+        return text
+
+
+def _text(error: BaseException) -> str:
+    """An error as a reason shows it: its message, or its kind when it has none."""
+    return str(error) or type(error).__name__
+
+
+async def _close(db, timeout: float) -> None:
+    """Close a session, or abort it when the server does not answer within ``timeout``."""
+    with contextlib.suppress(Exception):        # close() aborts the session when it fails
+        await db.close(timeout=timeout)
 
 
 # Operations over a list of items with one result per item: between two other operations,

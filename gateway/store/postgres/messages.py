@@ -64,20 +64,24 @@ class State:
     def release(self, count: int) -> None:
         self._unmatched -= count
 
-    def moved(self, old: str | None, new: str, count: int = 1) -> None:
+    def moved(self, old: str | None, new: str | None, count: int = 1) -> None:
+        """``count`` messages went from status ``old`` (None: new) to ``new`` (None: gone)."""
         if old is not None:
             self._delta[old] -= count
-        self._delta[new] += count
+        if new is not None:
+            self._delta[new] += count
 
-    async def reload(self) -> None:
-        """Re-read the facts from the database (at open, and after a reconnection): a count
-        of the whole table, for which a table scan is the way (see writer.PLANNER_SETTINGS)."""
-        async with self.db.transaction():
-            await self.db.execute("SET LOCAL enable_seqscan = on")
-            rows = await self.db.fetch("SELECT status, COUNT(*) FROM messages GROUP BY status")
-            self.unmatched = await self.db.fetchval(
+    async def reload(self, db=None) -> None:
+        """Re-read the facts from the database (at open, and on the connection that replaces
+        a lost one, ``db``, before it does): a count of the whole table, for which a table
+        scan is the way (see engine.PLANNER_SETTINGS)."""
+        db = db or self.db
+        async with db.transaction():
+            await db.execute("SET LOCAL enable_seqscan = on")
+            rows = await db.fetch("SELECT status, COUNT(*) FROM messages GROUP BY status")
+            unmatched = await db.fetchval(
                 "SELECT COUNT(*) FROM receipts WHERE message_id IS NULL")
-        self.counts = Counter({r[0]: r[1] for r in rows})
+        self.counts, self.unmatched = Counter({r[0]: r[1] for r in rows}), unmatched
 
 
 def columns(rows: list[tuple], width: int) -> list[list]:

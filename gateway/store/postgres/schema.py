@@ -11,6 +11,8 @@ Flags are INTEGER 0/1 and times DOUBLE PRECISION seconds, for the same reason.
 
 from __future__ import annotations
 
+import hashlib
+
 from ..interface import StoreError
 
 SCHEMA = """
@@ -152,18 +154,20 @@ MIGRATION_LOCK = 1
 VERSION_TABLE = "CREATE TABLE IF NOT EXISTS store_version (version INTEGER NOT NULL);"
 
 
-async def migrate(db, name: str, schemas: tuple[str, ...], complete: str = "SELECT false") -> None:
+async def migrate(db, name: str, schemas: tuple[str, ...]) -> None:
     """Create or migrate the schema in one transaction, under the migration lock. Raises
     StoreError, changing nothing, for a database written by a newer cmpp-gateway, or one that
     holds a messages table and no store_version (not a cmpp-gateway store). ``name`` is the
-    database as the messages name it. A database of this version on which ``complete`` (a
-    query) says the last schema's objects exist is left as it is: DDL, even CREATE ... IF NOT
-    EXISTS, locks the tables it names, and a gateway starting beside others at work would
-    deadlock with their writes."""
+    database as the messages name it. A database of this version whose schemas were last run
+    as they are now (their digest, kept in store_version) is left as it is: DDL, even CREATE
+    ... IF NOT EXISTS, locks the tables it names, and a gateway starting beside others at work
+    would deadlock with their writes."""
+    digest = hashlib.sha256("\n".join(schemas).encode()).hexdigest()
     async with db.transaction():
         await db.execute("SELECT pg_advisory_xact_lock($1, $2)", LOCKS, MIGRATION_LOCK)
         version = await _version(db)
-        if version == SCHEMA_VERSION and await db.fetchval(complete):
+        if version == SCHEMA_VERSION and await db.fetchval(
+                "SELECT to_jsonb(v) ->> 'schemas' FROM store_version v LIMIT 1") == digest:
             return
         if version is None and await db.fetchval(
                 "SELECT to_regclass('messages') IS NOT NULL"):
@@ -183,6 +187,8 @@ async def migrate(db, name: str, schemas: tuple[str, ...], complete: str = "SELE
             await db.execute("INSERT INTO store_version (version) VALUES ($1)", SCHEMA_VERSION)
         elif version < SCHEMA_VERSION:
             await db.execute("UPDATE store_version SET version = $1", SCHEMA_VERSION)
+        await db.execute("ALTER TABLE store_version ADD COLUMN IF NOT EXISTS schemas TEXT")
+        await db.execute("UPDATE store_version SET schemas = $1", digest)
 
 
 async def _version(db) -> int | None:

@@ -25,7 +25,7 @@ from . import api as api_sql
 from . import console as console_sql
 from . import messages as sql
 from . import receipts as receipts_sql
-from . import schema, search
+from . import retention, schema, search
 from . import users as users_sql
 from .cluster import ClusterSession
 from .engine import CONNECTION_ERRORS, Engine
@@ -38,9 +38,14 @@ class PostgresStore(Engine, Store):
     ~/.pgpass)."""
 
     def __init__(self, url: str, *, password: str | None = None, batch_limit: int = 4000,
-                 connect_timeout: float = 10.0, application_name: str = "cmpp-gateway") -> None:
-        super().__init__(url, display_name(url), password, batch_limit, connect_timeout,
-                         application_name)
+                 connect_timeout: float = 10.0, answer_timeout: float = 10.0,
+                 probe_interval: float = 1.0, application_name: str = "cmpp-gateway") -> None:
+        """``answer_timeout``: seconds a transaction may wait for the server before the
+        session is given up; ``probe_interval``: seconds between two probes while the store
+        cannot write (engine)."""
+        super().__init__(url, display_name(url), password, batch_limit=batch_limit,
+                         connect_timeout=connect_timeout, answer_timeout=answer_timeout,
+                         probe_interval=probe_interval, application_name=application_name)
         self._reader = None                         # the searches' connection, made at need
         self._reading: asyncio.Lock | None = None   # one search at a time on it
 
@@ -108,6 +113,18 @@ class PostgresStore(Engine, Store):
 
     def expire_reports(self, now: float, timeout: float) -> asyncio.Future:
         return self._submit(receipts_sql.expire_reports, now, timeout)
+
+    def expire_unmatched_receipts(self, before: float, after: int, limit: int) -> asyncio.Future:
+        return self._submit(retention.expire_unmatched, before, after, limit)
+
+    def prune_messages(self, before: float, after: int, limit: int) -> asyncio.Future:
+        return self._submit(retention.prune_messages, before, after, limit)
+
+    def prune_mo(self, before: float, after: int, limit: int) -> asyncio.Future:
+        return self._submit(retention.prune_mo, before, after, limit)
+
+    def forget_idempotency_keys(self, before: float, after: int, limit: int) -> asyncio.Future:
+        return self._submit(retention.forget_idempotency_keys, before, after, limit)
 
     def message(self, message_id: int) -> asyncio.Future:
         return self._submit(sql.message_view, message_id)
@@ -303,12 +320,16 @@ class PostgresStore(Engine, Store):
                 if self._reader is None or self._reader.is_closed():
                     self._reader = None
                     self._reader = await self._connect()
-                return await search.bounded(self._reader, fn, *args)
+                async with asyncio.timeout(search.TIMEOUT + self.answer_timeout):
+                    return await search.bounded(self._reader, fn, *args)
             except CONNECTION_ERRORS as error:
-                if self._reader is not None and not self._reader.is_closed():
+                if isinstance(error, TimeoutError) and self._reader is not None:
+                    self._reader.terminate()        # the server stopped answering
+                    error = TimeoutError("no answer in time")
+                elif self._reader is not None and not self._reader.is_closed():
                     raise                           # the read's own error
-                raise StoreUnavailable(f"the store {self.name} cannot be reached: "
-                                       f"{error}") from None
+                raise StoreUnavailable(self._redacted(
+                    f"the store {self.name} cannot be reached: {error}")) from None
 
     def query(self, statement: str, parameters: tuple = ()) -> asyncio.Future:
         """Rows (tuples) of an SQL statement, run by the writer in its own turn among the other
@@ -336,6 +357,16 @@ class PostgresStore(Engine, Store):
     def unmatched_snapshot(self) -> int:
         """Receipts waiting for a segment, as of the last commit (no query)."""
         return self._state.unmatched if self._state else 0
+
+    def size_snapshot(self) -> int:
+        """Bytes of the store's tables with their indexes and TOAST (pg_total_relation_size,
+        summed), as measured at most ``size_interval`` seconds ago (no query). The WAL and
+        what else the server holds are not counted."""
+        return self.size
+
+    def commit_snapshot(self) -> tuple[tuple[float, ...], list[int], float]:
+        """Transactions by duration: (bucket bounds, count per bucket and +Inf, seconds)."""
+        return self.commit_times.snapshot()
 
 
 def display_name(url: str) -> str:

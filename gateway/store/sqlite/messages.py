@@ -148,25 +148,25 @@ SUBMITTED = DeliveryStatus.SUBMITTED.value
 
 
 class State:
-    """The connection, and in-memory facts kept in step with what is committed."""
+    """The connection, and in-memory facts kept in step with what is committed: counts only,
+    so that memory and the cost of a commit stay the same however many rows there are."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
-        self.held: frozenset[tuple[str, int]] = frozenset()   # receipts waiting, by Msg_Id
-        self.counts: Counter = Counter()                      # messages by status
+        self.unmatched = 0                # receipts waiting for a segment (receipts_unmatched)
+        self.counts: Counter = Counter()  # messages by status
         # Apps whose final statuses are queued for a callback; None: every app's.
         self.status_callbacks: frozenset[str] | None = None
-        self._hold: set = set()
-        self._release: set = set()
+        self._unmatched_delta = 0
         self._delta: Counter = Counter()
 
     def begin(self) -> None:
         self.db.execute("BEGIN IMMEDIATE")
-        self._hold, self._release, self._delta = set(), set(), Counter()
+        self._unmatched_delta, self._delta = 0, Counter()
 
     def commit(self) -> None:
         self.db.execute("COMMIT")
-        self.held = (self.held | self._hold) - self._release
+        self.unmatched += self._unmatched_delta
         counts = Counter(self.counts)
         counts.update(self._delta)
         self.counts = +counts          # a new object, swapped in whole: readers never see half
@@ -175,20 +175,20 @@ class State:
         if self.db.in_transaction:
             self.db.execute("ROLLBACK")
 
-    def is_held(self, key: tuple[str, int]) -> bool:
-        return (key in self.held or key in self._hold) and key not in self._release
+    def unmatched_now(self) -> int:
+        """Receipts waiting for a segment, this transaction's changes included."""
+        return self.unmatched + self._unmatched_delta
 
-    def hold(self, key: tuple[str, int]) -> None:
-        self._hold.add(key)
-        self._release.discard(key)
+    def unmatched_changed(self, count: int) -> None:
+        """``count`` receipts more (fewer, when negative) wait for a segment."""
+        self._unmatched_delta += count
 
-    def release(self, key: tuple[str, int]) -> None:
-        self._release.add(key)
-
-    def moved(self, old: str | None, new: str, count: int = 1) -> None:
+    def moved(self, old: str | None, new: str | None, count: int = 1) -> None:
+        """``count`` messages went from status ``old`` (None: new) to ``new`` (None: gone)."""
         if old is not None:
             self._delta[old] -= count
-        self._delta[new] += count
+        if new is not None:
+            self._delta[new] += count
 
 
 # The layout of the store file, in PRAGMA user_version. A version that changes the layout
@@ -283,8 +283,8 @@ def open_database(path: str, synchronous: str) -> State:
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     state = State(db)
     state.counts = Counter(dict(db.execute("SELECT status, COUNT(*) FROM messages GROUP BY status")))
-    state.held = frozenset(db.execute(
-        "SELECT channel, msg_id FROM receipts WHERE message_id IS NULL"))
+    state.unmatched = db.execute(
+        "SELECT COUNT(*) FROM receipts WHERE message_id IS NULL").fetchone()[0]
     return state
 
 
@@ -384,10 +384,10 @@ def record_submits(state: State, results: list[SegmentResult],
           r.at, r.status.value, r.stat or None, int(r.temporary),
           None if r.status is DeliveryStatus.SUBMITTED else r.at)
          for r in results])
+    early = _match_early_reports(state, results)
     simple, others = [], {}
     for i, r in enumerate(results):
-        matched = r.msg_id is not None and _match_held(state, r)
-        if r.parts == 1 and r.status is DeliveryStatus.SUBMITTED and not matched:
+        if r.parts == 1 and r.status is DeliveryStatus.SUBMITTED and i not in early:
             simple.append(r)
         else:
             others[r.message_id] = i           # settled once, credited to its last result
@@ -407,22 +407,41 @@ def record_submits(state: State, results: list[SegmentResult],
     return final
 
 
-def _match_held(state: State, result: SegmentResult) -> bool:
-    """Settle the segment with receipts that arrived before its SUBMIT_RESP; True if any."""
-    key = (result.channel, to_signed(result.msg_id))
-    if not state.is_held(key):
-        return False
-    rows = state.db.execute(
-        "SELECT id, status, temporary, stat, received_at FROM receipts "
-        "WHERE channel = ? AND msg_id = ? AND message_id IS NULL ORDER BY id", key).fetchall()
-    for receipt_id, status, temporary, stat, received_at in rows:
+def _match_early_reports(state: State, results: list[SegmentResult]) -> set[int]:
+    """Settle segments with the reports that came before their SUBMIT_RESP (they wait
+    unmatched, found through the receipts_unmatched index; none waiting, nothing is looked
+    up). Returns the indexes of the results that had any."""
+    if not state.unmatched_now():
+        return set()
+    named: dict[tuple[str, int], int] = {}
+    for i, r in enumerate(results):
+        if r.msg_id is not None:
+            named.setdefault((r.channel, to_signed(r.msg_id)), i)
+    reports = sorted(_unmatched_reports(state, named))          # in arrival order
+    for receipt_id, channel, msg_id, status, temporary, stat, received_at in reports:
+        r = results[named[(channel, msg_id)]]
         state.db.execute("UPDATE receipts SET message_id = ?, part = ? WHERE id = ?",
-                         (result.message_id, result.part, receipt_id))
+                         (r.message_id, r.part, receipt_id))
         if status is not None:
-            _settle_segment(state, result.message_id, result.part, status, stat, temporary,
-                            received_at)
-    state.release(key)
-    return bool(rows)
+            _settle_segment(state, r.message_id, r.part, status, stat, temporary, received_at)
+    state.unmatched_changed(-len(reports))
+    return {named[(row[1], row[2])] for row in reports}
+
+
+def _unmatched_reports(state: State, named: dict[tuple[str, int], int]) -> list[list]:
+    """The waiting reports for these (channel, Msg_Id): one statement a channel and 512."""
+    by_channel: dict[str, list[int]] = {}
+    for channel, msg_id in named:
+        by_channel.setdefault(channel, []).append(msg_id)
+    rows = []
+    for channel, msg_ids in by_channel.items():
+        for start in range(0, len(msg_ids), 512):
+            chunk = padded(msg_ids[start:start + 512])
+            rows += json_rows(
+                state.db, "id, channel, msg_id, status, temporary, stat, received_at",
+                "FROM receipts WHERE message_id IS NULL AND channel = ? "
+                f"AND msg_id IN ({','.join('?' * len(chunk))})", (channel, *chunk))
+    return rows
 
 
 def _settle_segment(state: State, message_id: int, part: int, status: str, stat: str,

@@ -45,7 +45,7 @@ def record_receipts(state: State, receipts: list[Receipt]) -> list[ReceiptOutcom
                      c.provider, r.submit_time, r.done_time, r.dest_terminal_id, r.smsc_sequence,
                      r.received_at, segment and segment.message_id, segment and segment.part))
         if segment is None:
-            state.hold((r.channel, msg_id))
+            state.unmatched_changed(1)
             out[i] = ReceiptOutcome()
             continue
         latency = r.received_at - segment.submitted_at

@@ -7,6 +7,12 @@ as the last one is committed, without waiting for the event loop. If a transacti
 of its operations is retried in a transaction of its own, so one bad operation fails alone.
 ``synchronous=NORMAL`` (the default) survives a crash of the process; ``FULL`` also survives a
 power cut, at an fsync per commit.
+
+When a transaction fails because the store cannot write (disk full, I/O error, read-only,
+locked), its operations fail with ``StoreUnavailable`` and the store says so
+(``writable_snapshot``, for /readyz) until a probe every ``probe_interval`` seconds finds that
+it can write again (see ``health``); a store that cannot write when it opens says so from the
+start. Each transaction's duration is kept in a histogram (``commit_snapshot``).
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import queue
 import sqlite3
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -27,9 +35,12 @@ from ..interface import (
     Receipt,
     SegmentResult,
     Store,
+    StoreUnavailable,
 )
+from ..timing import CommitTimes
 from . import api as api_sql
 from . import console as console_sql
+from . import health, retention
 from . import messages as sql
 from . import receipts as receipts_sql
 from . import search
@@ -50,13 +61,17 @@ class _Op:
 class SqliteStore(Store):
     """``Store`` on one SQLite file (``":memory:"`` for tests that need no file)."""
 
-    def __init__(self, path: str, *, synchronous: str = "NORMAL",
-                 batch_limit: int = 4000) -> None:
+    def __init__(self, path: str, *, synchronous: str = "NORMAL", batch_limit: int = 4000,
+                 probe_interval: float = 2.0, max_pages: int | None = None) -> None:
+        """``max_pages``: the file may not grow beyond this many pages (``PRAGMA
+        max_page_count``; None: as the disk allows): a store that fills up, for tests."""
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError("synchronous must be NORMAL or FULL")
         self.path = self.name = path
         self.synchronous = synchronous
         self.batch_limit = batch_limit
+        self.probe_interval = probe_interval
+        self.max_pages = max_pages
         self._state: sql.State | None = None
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -65,6 +80,9 @@ class SqliteStore(Store):
         self._reader: concurrent.futures.ThreadPoolExecutor | None = None
         self._reader_db: sqlite3.Connection | None = None
         self.commits = 0              # transactions run, for metrics and tests
+        self.commit_times = CommitTimes()         # for cmpp_store_commit_seconds
+        self.write_error: str | None = None     # why the store cannot write; None: it can
+        self._probe_at = 0.0
 
     # ------------------------------------------------------------------------- lifecycle
 
@@ -112,60 +130,111 @@ class SqliteStore(Store):
         """The writer thread: open the file, then commit batches until close() says stop."""
         try:
             state = sql.open_database(self.path, self.synchronous)
-            api_sql.create_schema(state)
-            users_sql.create_schema(state)
-            console_sql.create_schema(state)
+            if self.max_pages is not None:
+                state.db.execute(f"PRAGMA max_page_count={int(self.max_pages)}")
+            for module in (api_sql, users_sql, console_sql, retention, health):
+                module.create_schema(state)
         except BaseException as error:  # noqa: BLE001 - reported to open()'s caller
             _post(loop, _settle_future, opened, False, error)
             _post(loop, _settle_future, self._stopped, True, None)
             return
         self._state = state
+        self._probe(state)
         _post(loop, _settle_future, opened, True, state)
-        inbox, stopping = self._inbox, False
         try:
-            while not stopping:
-                batch = [inbox.get()]
-                while len(batch) < self.batch_limit:
-                    try:
-                        batch.append(inbox.get_nowait())
-                    except queue.Empty:
-                        break
-                if _STOP in batch:
-                    stopping = True
-                    batch = batch[:batch.index(_STOP)]
-                if batch:
-                    try:
-                        outcomes = self._run(batch)
-                    except Exception as error:  # noqa: BLE001 - e.g. a rollback that failed
-                        outcomes = [(False, error)] * len(batch)
-                    _post(loop, _resolve, batch, outcomes)
+            self._serve(loop, state)
         finally:
             state.db.close()
             _post(loop, _settle_future, self._stopped, True, None)
+
+    def _serve(self, loop: asyncio.AbstractEventLoop, state: sql.State) -> None:
+        """Commit batches until close() says stop; probe while the store cannot write."""
+        inbox, stopping = self._inbox, False
+        while not stopping:
+            if self.write_error is not None and time.monotonic() >= self._probe_at:
+                self._probe(state)
+            try:
+                batch = [inbox.get(timeout=self._probe_wait())]
+            except queue.Empty:
+                continue
+            while len(batch) < self.batch_limit:
+                try:
+                    batch.append(inbox.get_nowait())
+                except queue.Empty:
+                    break
+            if _STOP in batch:
+                stopping = True
+                batch = batch[:batch.index(_STOP)]
+            if batch:
+                try:
+                    outcomes = self._run(batch)
+                except Exception as error:  # noqa: BLE001 - e.g. a rollback that failed
+                    outcomes = [(False, error)] * len(batch)
+                _post(loop, _resolve, batch, outcomes)
+
+    def _probe_wait(self) -> float | None:
+        if self.write_error is None:
+            return None
+        return max(0.0, self._probe_at - time.monotonic())
+
+    def _probe(self, state: sql.State) -> None:
+        """Writer thread: find out whether the store can write (see health.probe)."""
+        try:
+            health.probe(state)
+        except Exception as error:  # noqa: BLE001 - classified: a write error or a bug
+            self._probe_at = time.monotonic() + self.probe_interval
+            self._cannot_write(health.write_error(error) or
+                               f"the store cannot write: {type(error).__name__}: {error}")
+            return
+        if self.write_error is not None:
+            log.warning("the store can write again")
+            self.write_error = None
+
+    def _cannot_write(self, reason: str) -> None:
+        if self.write_error is None:
+            log.error("%s; not ready until a write succeeds (probing every %g s)", reason,
+                      self.probe_interval)
+            self._probe_at = time.monotonic() + self.probe_interval
+        self.write_error = reason
+
+    def _failed(self, error: Exception) -> Exception:
+        """A failed operation's exception, as its caller gets it: StoreUnavailable (and the
+        store marked not writable) when the store could not write."""
+        reason = health.write_error(error)
+        if reason is None:
+            return error
+        self._cannot_write(reason)
+        unavailable = StoreUnavailable(reason)
+        unavailable.__cause__ = error
+        return unavailable
 
     def _run(self, batch: list[_Op]) -> list[tuple[bool, object]]:
         """Writer thread: the batch in one transaction; on failure, one transaction each."""
         state = self._state
         try:
-            state.begin()
-            values = _apply(state, batch)
-            state.commit()
-            self.commits += 1
+            values = self._transaction(state, _apply, batch)
             return [(True, v) for v in values]
         except Exception:  # noqa: BLE001 - isolate the operation that failed
             state.rollback()
         outcomes = []
         for op in batch:
             try:
-                state.begin()
-                value = op.fn(state, *op.args)
-                state.commit()
-                self.commits += 1
-                outcomes.append((True, value))
+                outcomes.append((True, self._transaction(state, op.fn, *op.args)))
             except Exception as error:  # noqa: BLE001 - this one fails alone
                 state.rollback()
-                outcomes.append((False, error))
+                outcomes.append((False, self._failed(error)))
         return outcomes
+
+    def _transaction(self, state: sql.State, fn, *args):
+        """``fn(state, *args)`` in one transaction, timed into the commit histogram."""
+        start = time.perf_counter()
+        state.begin()
+        value = fn(state, *args)
+        state.commit()
+        elapsed = time.perf_counter() - start
+        self.commits += 1
+        self.commit_times.add(elapsed)
+        return value
 
     # ------------------------------------------------------------------------- operations
     # Each returns the queued operation's future: await it, or add a done callback (cheaper
@@ -199,6 +268,18 @@ class SqliteStore(Store):
     def expire_reports(self, now: float, timeout: float) -> asyncio.Future:
         return self._submit(receipts_sql.expire_reports, now, timeout)
 
+    def expire_unmatched_receipts(self, before: float, after: int, limit: int) -> asyncio.Future:
+        return self._submit(retention.expire_unmatched, before, after, limit)
+
+    def prune_messages(self, before: float, after: int, limit: int) -> asyncio.Future:
+        return self._submit(retention.prune_messages, before, after, limit)
+
+    def prune_mo(self, before: float, after: int, limit: int) -> asyncio.Future:
+        return self._submit(retention.prune_mo, before, after, limit)
+
+    def forget_idempotency_keys(self, before: float, after: int, limit: int) -> asyncio.Future:
+        return self._submit(retention.forget_idempotency_keys, before, after, limit)
+
     def message(self, message_id: int) -> asyncio.Future:
         return self._submit(sql.message_view, message_id)
 
@@ -209,7 +290,7 @@ class SqliteStore(Store):
         return dict(self._state.counts)
 
     async def unmatched_receipts(self) -> int:
-        return len(self._state.held)
+        return self._state.unmatched
 
     def due_callbacks(self, now: float, limit: int) -> asyncio.Future:
         return self._submit(sql.due_callbacks, now, limit)
@@ -424,7 +505,26 @@ class SqliteStore(Store):
 
     def unmatched_snapshot(self) -> int:
         """Receipts waiting for a segment, as of the last commit (no query)."""
-        return len(self._state.held) if self._state else 0
+        return self._state.unmatched if self._state else 0
+
+    def writable_snapshot(self) -> tuple[bool, str]:
+        """(True, "") while the store can write; else (False, why not)."""
+        reason = self.write_error
+        return reason is None, reason or ""
+
+    def size_snapshot(self) -> int:
+        """Bytes of the store on disk: the file and its write-ahead log (0 in memory)."""
+        total = 0
+        for path in (self.path, self.path + "-wal"):
+            try:
+                total += os.path.getsize(path)
+            except OSError:
+                pass
+        return total
+
+    def commit_snapshot(self) -> tuple[tuple[float, ...], list[int], float]:
+        """Transactions by duration: (bucket bounds, count per bucket and +Inf, seconds)."""
+        return self.commit_times.snapshot()
 
 
 # Operations over a list of items with one result per item: between two other operations,
