@@ -125,7 +125,7 @@ class Gateway:
         await self.apps.refresh()
         self._apps_changed()
         serving = bool(self.apps) or self.config.console.enabled
-        shared = getattr(self.store, "shared", False)
+        shared = self.store.shared
         for name, channel in self.config.channels.items():
             codes = tables.for_provider(channel.provider)
             cm = self.metrics.channel(name, codes)

@@ -102,7 +102,7 @@ class Api:
     def _with_repeats(self, request: ApiRequest, recorded: Recorded | None) -> ApiRequest:
         """A shared store holds the repeat rule's keys too, so that it holds across gateways."""
         if recorded is None or not recorded.repeat_keys or \
-                not getattr(self.gateway.store, "shared", False):
+                not self.gateway.store.shared:
             return request
         return dataclasses.replace(request, repeats=tuple(map(str, recorded.repeat_keys)),
                                    repeat_until=recorded.at + self.rules.repeats.window)

@@ -127,7 +127,7 @@ class ReceiptHandler:
         if stored is None:                              # a duplicate, already kept
             return
         self._reassemble(stored, deliver)
-        if stored.tp_udhi and getattr(self.store, "shared", False):
+        if stored.tp_udhi and self.store.shared:
             siblings = self.store.loose_mo_parts(self.channel, stored.src_terminal_id)
             siblings.add_done_callback(self._siblings_read)
 

@@ -342,6 +342,7 @@ class Store(abc.ABC):
     """The daemon's durable state. Every method is safe to call from the event loop."""
 
     name: str = ""      # the store as messages name it: the file, or user@host:port/database
+    shared = False      # several gateways may use it at once (PostgresStore; see join_cluster)
 
     @abc.abstractmethod
     async def open(self) -> None: ...

@@ -58,7 +58,7 @@ class PostgresStore(Engine, Store):
 
     # ------------------------------------------------------------------------- several gateways
 
-    shared = True              # several gateways may use the store at once
+    shared = True
 
     def cluster_session(self) -> ClusterSession:
         """This gateway's membership among those sharing the database (not joined yet)."""
