@@ -102,17 +102,25 @@ class SlotKeeper:
 
     async def _run(self) -> None:
         while True:
-            lost = self.session.lost
-            try:
-                await asyncio.wait_for(lost.wait(), HEARTBEAT)
-            except asyncio.TimeoutError:
-                pass
-            if lost.is_set() and any(self.held.values()):
-                self._lose("the database session was lost")
-            if not self.session.connected:
-                await self._rejoin()
-            else:
+            await self._wait()
+            if self.session.connected:
                 await self._beat()
+            else:
+                await self._rejoin()
+
+    async def _wait(self) -> None:
+        """A heartbeat's time; a session lost meanwhile drops every connection at once."""
+        if not self.session.connected:
+            if any(self.held.values()):
+                self._lose("the database session was lost")
+            await asyncio.sleep(HEARTBEAT)
+            return
+        lost = self.session.lost
+        try:
+            await asyncio.wait_for(lost.wait(), HEARTBEAT)
+        except asyncio.TimeoutError:
+            return
+        self._lose("the database session was lost")
 
     async def _beat(self) -> None:
         sent = self._now()
@@ -133,7 +141,12 @@ class SlotKeeper:
             self._lose("taken for dead")
             return
         self._watch(view, sent)
-        await self._share(view, sent)
+        try:
+            await self._share(view, sent)
+        except Exception as error:  # noqa: BLE001 - a slot taken meanwhile is kept or lost whole
+            log.warning("could not move slots (%s)", type(error).__name__)
+            if not self.session.connected:
+                self._lose("the database session was lost")
 
     async def _rejoin(self) -> None:
         try:

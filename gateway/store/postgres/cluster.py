@@ -213,9 +213,14 @@ class ClusterSession:
             "AND instance <> $6)", schema.LOCKS, key, channel, slot, last_holder, self.id)
         if not taken:
             return False
-        await db.execute("INSERT INTO cluster_slots (channel, slot, instance) VALUES ($1, $2, $3) "
-                         "ON CONFLICT (channel, slot) DO UPDATE SET instance = EXCLUDED.instance",
-                         channel, slot, self.id)
+        try:
+            await db.execute("INSERT INTO cluster_slots (channel, slot, instance) VALUES "
+                             "($1, $2, $3) ON CONFLICT (channel, slot) DO UPDATE SET "
+                             "instance = EXCLUDED.instance", channel, slot, self.id)
+        except BaseException:
+            if not db.is_closed():              # not held unless it is said so
+                await db.execute("SELECT pg_advisory_unlock($1, $2)", schema.LOCKS, key)
+            raise
         return True
 
     async def _give_up(self, channel: str, slot: int) -> None:
