@@ -199,8 +199,9 @@ async def _version(db) -> int | None:
 
 async def layout(state) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
     """Tables -> (columns, primary key), from PostgreSQL's catalogue (the store's own
-    store_version left out: each store keeps its version its own way; and what only several
-    gateways need, which is not a record: the cluster_ tables and the claim columns)."""
+    store_version left out: each store keeps its version its own way; store_probe, the
+    health probe's scratch, never a record; and what only several gateways need, which is not
+    a record either: the cluster_ tables and the claim columns)."""
     rows = await state.db.fetch(
         "SELECT c.relname, ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = "
         "c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attname <> 'claim' "
@@ -209,8 +210,8 @@ async def layout(state) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
         "i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indrelid = c.oid AND i.indisprimary "
         "ORDER BY array_position(i.indkey::int2[], a.attnum)) FROM pg_class c "
         "WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace "
-        "AND c.relname <> 'store_version' AND c.relname NOT LIKE 'cluster\\_%' "
-        "ORDER BY c.relname")
+        "AND c.relname NOT IN ('store_version', 'store_probe') "
+        "AND c.relname NOT LIKE 'cluster\\_%' ORDER BY c.relname")
     return {r[0]: (tuple(r[1]), tuple(r[2])) for r in rows}
 
 

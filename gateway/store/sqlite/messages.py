@@ -298,10 +298,10 @@ def _migrate(db: sqlite3.Connection) -> None:
 
 def layout(state: State) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
     """Tables -> (columns, primary key), from SQLite's catalogue (rowid tables: their
-    INTEGER PRIMARY KEY)."""
+    INTEGER PRIMARY KEY); store_probe left out (health.probe's scratch, never a record)."""
     tables = [r[0] for r in state.db.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
-        "ORDER BY name")]
+        "AND name <> 'store_probe' ORDER BY name")]
     found = {}
     for table in tables:
         info = state.db.execute(f'PRAGMA table_info("{table}")').fetchall()
