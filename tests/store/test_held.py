@@ -117,7 +117,19 @@ def test_opening_a_store_with_many_held_reports_loads_none_of_them(store_setting
 
 
 def test_a_submit_finds_its_early_reports_through_the_unmatched_index(store_setting):
+    """Also where the statistics were taken while no report waited (they say reading every
+    waiting report is free: on PostgreSQL, an index of them all then tied with the one that
+    finds a Msg_Id's)."""
     async def scenario(store):
+        matched = [a.id for a in await store.accept(
+            [NewMessage("app1", "cmcc", "13800138000", f"old {i}") for i in range(300)],
+            now=1.0)]
+        await store.record_submits([submitted(m, 1 + i) for i, m in enumerate(matched)],
+                                   "default")
+        await store.record_receipts([Receipt("cmcc", "cmcc#0", 1000 + i, 1 + i,
+                                             CODES.classify("DELIVRD"), received_at=5.0)
+                                     for i in range(300)])
+        await store.query("ANALYZE")
         await hold(store, 5000)
         ids = [a.id for a in await store.accept(
             [NewMessage("app1", "cmcc", "13800138000", f"hi {i}") for i in range(200)], now=1.0)]
@@ -133,6 +145,7 @@ def test_a_submit_finds_its_early_reports_through_the_unmatched_index(store_sett
         reads = [await indexes_used(store, s, p) for s, p in statements.items()
                  if "FROM receipts" in s]
         assert any("receipts_unmatched" in indexes for indexes in reads), statements
+        assert not any("receipts_unmatched_age" in indexes for indexes in reads), statements
         assert {s: scans for s, p in statements.items()
                 if (scans := await table_scans(store, s, p))} == {}
     with_store(scenario, store_setting)

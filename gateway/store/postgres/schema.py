@@ -136,7 +136,9 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at) WHERE state = '
 # users (``users``); 4, the operator's console (``console``); 5, api_responses.request,
 # signatures.type and .remark, and the index messages_codes (``api``). New tables and indexes
 # come with the schemas' CREATE ... IF NOT EXISTS; MIGRATIONS change the tables that an older
-# layout already has, before them.
+# layout already has, before them. The indexes retention works through and store_probe
+# (``retention``, ``health``) came at 5 without a new version, as in SQLite: an older database
+# gains them at its next start, and an older gateway does without them.
 SCHEMA_VERSION = 5
 MIGRATIONS = {
     2: ("ALTER TABLE messages ADD COLUMN IF NOT EXISTS callback TEXT",),
