@@ -138,7 +138,9 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at) WHERE state = '
 # come with the schemas' CREATE ... IF NOT EXISTS; MIGRATIONS change the tables that an older
 # layout already has, before them. The indexes retention works through and store_probe
 # (``retention``, ``health``) came at 5 without a new version, as in SQLite: an older database
-# gains them at its next start, and an older gateway does without them.
+# gains them at its next start, and an older gateway does without them. The schemas run at a
+# start only when their text changed since they last ran (their digest, in store_version):
+# see ``migrate``.
 SCHEMA_VERSION = 5
 MIGRATIONS = {
     2: ("ALTER TABLE messages ADD COLUMN IF NOT EXISTS callback TEXT",),
