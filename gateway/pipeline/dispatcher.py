@@ -218,12 +218,14 @@ class ChannelDispatcher:
 
     def forget(self) -> list[int]:
         """Drop the messages fetched and not sent (their outcomes in flight are still
-        recorded); returns their ids."""
+        recorded); returns their ids. The next read starts again from the first id, where they
+        are."""
         ids = [work.row.id for ready in self._ready for work in ready]
         for message_id in ids:
             self._in_flight.discard(message_id)
         for ready in self._ready:
             ready.clear()
+        self._after = dict.fromkeys(PRIORITIES, 0)
         self._room.set()
         return ids
 
@@ -243,9 +245,11 @@ class ChannelDispatcher:
 
     async def _fetch(self) -> None:
         while True:
-            urgent_only = await self._until_room()
             if self._release:
                 await self._hand_back()
+            urgent_only = await self._until_room()
+            if self._release:                     # let go meanwhile: hand them back first
+                continue
             if self.pool.shared and not self.pool.granted:
                 self._wakeup.clear()
                 await self._idle()
