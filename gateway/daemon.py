@@ -16,6 +16,7 @@ from the configuration file and the store as they are.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import signal
@@ -41,6 +42,7 @@ from gateway.pipeline import (
     CallbackSender,
     ChannelDispatcher,
     ReceiptHandler,
+    SlotKeeper,
     Sweeper,
     mo_subscribers,
 )
@@ -109,6 +111,8 @@ class Gateway:
         self.sweeper = Sweeper(self.store, config.gateway, config.api, self.metrics,
                                clock=self.options.clock, interval=self.options.sweep_interval)
         self._running = False
+        # Several gateways on one store: the channels' connection slots shared among them.
+        self.slots: SlotKeeper | None = None
 
     # ------------------------------------------------------------------------- lifecycle
 
@@ -121,8 +125,7 @@ class Gateway:
         await self.apps.refresh()
         self._apps_changed()
         serving = bool(self.apps) or self.config.console.enabled
-        if serving:
-            self._start_callbacks()
+        shared = self.store.shared
         for name, channel in self.config.channels.items():
             codes = tables.for_provider(channel.provider)
             cm = self.metrics.channel(name, codes)
@@ -130,7 +133,7 @@ class Gateway:
                                       mo_apps=lambda name=name: self._mo_apps(name),
                                       on_mo=self._on_mo)
             pool = ChannelPool(channel, tuning=self.options.tuning, on_deliver=receipts.on_deliver,
-                               on_event=cm.on_event, on_resend=cm.resend)
+                               on_event=cm.on_event, on_resend=cm.resend, shared=shared)
             dispatcher = ChannelDispatcher(channel, pool, self.store, cm, clock=self.options.clock)
             self.channels[name] = _Channel(channel, pool, receipts, dispatcher)
         self.pools = ChannelPools({name: c.pool for name, c in self.channels.items()})
@@ -139,6 +142,13 @@ class Gateway:
         self.metrics.watch_store(self.store.size_snapshot, self.store.writable_snapshot,
                                  self.store.commit_snapshot)
         await self.pools.start()
+        if shared:             # before anything is claimed: the claims carry this gateway's id
+            self.slots = SlotKeeper(self.store, self.pools.pools, on_lost=self._slots_lost,
+                                    on_forgotten=self._forgotten)
+            await self.slots.start()
+            self.metrics.watch_slots(self.slots.report)
+        if serving:
+            self._start_callbacks()
         loose = await self.store.unassembled_mo_parts()
         for c in self.channels.values():
             await c.receipts.start(loose)
@@ -171,8 +181,12 @@ class Gateway:
             await self.console.stop()
         if self.api_server is not None:                  # no new work from now on
             await self.api_server.stop()
+        if self.slots is not None:
+            self.slots.closing = True            # takes no slot from here on
         await asyncio.gather(*(c.dispatcher.drain(timeout) for c in self.channels.values()))
         await self.pools.close(timeout)
+        if self.slots is not None:               # the connections are closed: give the slots up
+            await self.slots.close()
         for c in self.channels.values():
             await c.receipts.close()
         await self.sweeper.close()
@@ -184,6 +198,22 @@ class Gateway:
         log.info("gateway stopped")
 
     # ------------------------------------------------------------------------- work
+
+    def _serving(self, status) -> bool:
+        """Whether the channel is served: logged in here, or (several gateways) by the others
+        while this gateway holds none of its slots."""
+        if self.slots is None or status.slots:
+            return status.healthy
+        return status.healthy and self.slots.cluster.get(status.channel, 0) > 0
+
+    def _slots_lost(self, channel: str) -> None:
+        """This gateway holds no slot of ``channel`` now: the messages it fetched go back."""
+        self.channels[channel].dispatcher.let_go()
+
+    def _forgotten(self) -> None:
+        """The other gateways took this one for dead: what it had claimed is theirs."""
+        for c in self.channels.values():
+            c.dispatcher.forget()
 
     def _mo_apps(self, channel: str) -> tuple[str, ...]:
         if self.options.mo_apps is not None:
@@ -317,9 +347,10 @@ class Gateway:
         log.info("%s unsubscribed from marketing messages (MO %d)", mobile, mo_id)
 
     def readiness(self) -> tuple[bool, dict]:
-        """Ready: started, at least one channel healthy, and the store can write."""
+        """Ready: started, at least one channel served, and the store can write."""
         writable, reason = self.store.writable_snapshot()
-        statuses = self.pools.status() if self.pools else []
+        statuses = [dataclasses.replace(s, healthy=self._serving(s)) for s in
+                    (self.pools.status() if self.pools else [])]
         channels = {s.channel: {"healthy": s.healthy, "open": s.open, "wanted": s.wanted,
                                 "reason": s.reason,
                                 "connections": [{"name": c.name, "state": c.state,
@@ -329,6 +360,8 @@ class Gateway:
                     for s in statuses}
         ready = self._running and any(s.healthy for s in statuses) and writable
         detail = {"store": {"writable": writable, "reason": reason}, "channels": channels}
+        if self.slots is not None:
+            detail["cluster"] = self.slots.report()
         if self.callbacks is not None:           # reported; the API still serves without them
             detail["callbacks"] = self.callbacks.report()
         return ready, detail

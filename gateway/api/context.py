@@ -8,6 +8,7 @@ from here, and nothing here imports them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import time
@@ -18,6 +19,7 @@ from aiohttp import web
 from gateway.config import ApiSettings, Config, callback_url_problem
 from gateway.store import (
     KEY_REUSED,
+    REPEATED,
     TOO_MANY_CODES,
     AcceptedRequest,
     ApiRequest,
@@ -76,7 +78,10 @@ class Api:
         or refuses), what ``recorded`` counted against the rules is taken back. ApiError
         50007 (the key came with another request), 50009 (the number got its codes), or
         50019 when the store cannot write (it logs that itself, once, and /readyz says so
-        until it can again)."""
+        until it can again); Repeated (50034) when, with several gateways on the store,
+        another gateway's request holds one of its repeat keys (that gateway remembered a send
+        this one did not see)."""
+        request = self._with_repeats(request, recorded)
         try:
             accepted = await self.gateway.accept_request(request)
         except BaseException as error:
@@ -87,13 +92,34 @@ class Api:
             raise
         if recorded is not None and (accepted.replayed or accepted.refusal):
             self.rules.forget(recorded)
+        if accepted.refusal == REPEATED:
+            self.rules.seen_elsewhere([k for k in recorded.repeat_keys
+                                       if str(k) in accepted.repeated])
+            raise Repeated(accepted.repeated)
         _refused(accepted)
         return accepted
+
+    def _with_repeats(self, request: ApiRequest, recorded: Recorded | None) -> ApiRequest:
+        """A shared store holds the repeat rule's keys too, so that it holds across gateways."""
+        if recorded is None or not recorded.repeat_keys or \
+                not self.gateway.store.shared:
+            return request
+        return dataclasses.replace(request, repeats=tuple(map(str, recorded.repeat_keys)),
+                                   repeat_until=recorded.at + self.rules.repeats.window)
 
     def review_changed(self) -> None:
         """A review was decided elsewhere (the console): read the statuses again now rather
         than at the next poll."""
         self.reviewed.set()
+
+
+class Repeated(ApiError):
+    """50034 found by the store: ``keys`` (repeat keys, as the store holds them) were sent
+    through another gateway within the repeat window."""
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        super().__init__(50034)
+        self.keys = keys
 
 
 def _refused(accepted: AcceptedRequest) -> None:

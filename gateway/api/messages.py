@@ -27,7 +27,8 @@ from aiohttp import web
 
 from gateway.store import AcceptedRequest, ApiRequest, NewMessage
 
-from .context import API_KEY, APP, Api, answer, dumps, request_callback, request_urgent
+from .context import (API_KEY, APP, Api, Repeated, answer, dumps, request_callback,
+                      request_urgent)
 from .errors import ApiError
 from .idempotency import Key, idempotent
 from .ids import parse_id
@@ -159,6 +160,21 @@ async def send_batch(api: Api, app, body: dict, key: Key | None) -> web.Response
                             sending_channel(app, template))
     drafts = await _drafts(api, app, template, recipients, mobiles, callback, urgent)
     api.rules.check_app(app.name, len(recipients))       # again: others went meanwhile
+    for _ in range(REPEATED_TRIES):
+        try:
+            return await _submit_batch(api, app, template, recipients, mobiles, drafts, key)
+        except Repeated:     # sent through another gateway: admitted again, they are refused
+            continue
+    raise ApiError(50034)
+
+
+# A batch some of whose recipients another gateway sent the same text to within the repeat
+# window is admitted again, those recipients refused; again if it raced with yet others.
+REPEATED_TRIES = 3
+
+
+async def _submit_batch(api: Api, app, template: Template, recipients: list, mobiles: list,
+                        drafts: list, key: Key | None) -> web.Response:
     good, refused, plan = [], [], []
     seen: set = set()
     for entry, mobile, drafted in zip(recipients, mobiles, drafts):

@@ -278,6 +278,13 @@ class SendRules:
                 self.repeats.add(key, now)
         return Recorded(now, counted, len(sends), keys)
 
+    def seen_elsewhere(self, keys) -> None:
+        """These repeat keys were sent through another gateway within the window (its store
+        said so): remember them from now, as if sent here."""
+        now = self.clock()
+        for key in keys:
+            self.repeats.add(key, now)
+
     def forget(self, recorded: Recorded) -> None:
         """Take back what ``record`` counted: the store did not keep those sends."""
         if recorded.app is not None:

@@ -11,7 +11,8 @@ AuthenticatorISMG in an operator's words.
 
 Offers: Connection, SessionProtocol, EventHandler, china_time, CHINA; ChannelPool,
 ChannelPools, PoolTuning, PoolClosed, Submitted, ChannelStatus, ConnectionStatus,
-session_config; Backoff, TpsLimiter, DeadlineExceeded; and the errors.
+session_config; Backoff, TpsLimiter, ShareLimiter (a pool's share of a TPS shared by
+several gateways), DeadlineExceeded; and the errors.
 """
 
 from .connection import CHINA, Connection, EventHandler, SessionProtocol, china_time
@@ -28,7 +29,7 @@ from .errors import (
     SubmitThrottledError,
     authenticator_mismatch,
 )
-from .pacing import Backoff, DeadlineExceeded, TpsLimiter
+from .pacing import Backoff, DeadlineExceeded, ShareLimiter, TpsLimiter
 from .pool import (
     ChannelPool,
     ChannelPools,
@@ -44,7 +45,8 @@ __all__ = [
     "CHINA", "Backoff", "ChannelPool", "ChannelPools", "ChannelStatus", "ConnectFailed",
     "Connection", "ConnectionClosed", "ConnectionStatus", "DeadlineExceeded", "EventHandler",
     "GatewayError", "LoginFailed", "LoginRefused", "LoginTimedOut", "OutcomeUnknown",
-    "PoolClosed", "PoolTuning", "SendsExhausted", "SessionProtocol", "SubmitRejectedError",
+    "PoolClosed", "PoolTuning", "SendsExhausted", "SessionProtocol", "ShareLimiter",
+    "SubmitRejectedError",
     "SubmitThrottledError", "Submitted", "TpsLimiter", "authenticator_mismatch", "china_time",
     "session_config",
 ]

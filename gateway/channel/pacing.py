@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+from collections import deque
 from dataclasses import dataclass
 
 from .errors import GatewayError
@@ -95,3 +96,62 @@ class TpsLimiter:
         else:
             self._tat = max(self._tat, now) + self.interval
         return None
+
+
+class ShareLimiter:
+    """Paces a pool that holds a share of its channel's TPS (several gateways on one account):
+    ``set_rate`` changes the share as slots come and go, and at most floor(rate) callers
+    pass in any ``WINDOW`` seconds (one, below a rate of 1), on top of the GCRA's spacing,
+    so that shares whose sum is the channel's ``tps`` never let more than ``tps`` through in
+    any second, whenever each of them changes. WINDOW is a second and ``GUARD``: the center
+    counts SUBMITs as they arrive, and the gateways' budgets add up to exactly ``tps``, so
+    that a few milliseconds more on one SUBMIT's way than on the next would let one second's
+    last SUBMIT be counted in the next second; the guard absorbs up to 50 ms of that, for
+    5% of the rate. A rate of 0 lets nothing through."""
+
+    GUARD = 0.05
+    WINDOW = 1.0 + GUARD
+
+    def __init__(self) -> None:
+        self.rate = 0.0
+        self.most = 0
+        self._gcra = TpsLimiter(0)
+        self._passes: deque[float] = deque()          # loop times of the last ``most`` passes
+
+    @property
+    def interval(self) -> float:
+        """Never 0 (which a TpsLimiter uses for "no limit"): the pool always asks."""
+        return self._gcra.interval or self.WINDOW
+
+    def set_rate(self, rate: float) -> None:
+        if rate == self.rate:
+            return
+        self.rate = rate
+        self.most = 0 if rate <= 0 else max(1, math.floor(rate))
+        self._gcra = TpsLimiter(rate) if rate > 0 else TpsLimiter(0)
+
+    def try_pass(self, now: float) -> float | None:
+        """Pass now (None), or the loop time from which it may be worth asking again."""
+        if self.most == 0:
+            return now + self.WINDOW
+        passes = self._passes
+        while passes and passes[0] <= now - self.WINDOW:
+            passes.popleft()
+        if len(passes) >= self.most:
+            return passes[-self.most] + self.WINDOW
+        turn = self._gcra.try_pass(now)
+        if turn is None:
+            passes.append(now)
+        return turn
+
+    async def acquire(self, deadline: float | None) -> None:
+        """Wait for a pass; DeadlineExceeded when none comes before ``deadline``."""
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            turn = self.try_pass(now)
+            if turn is None:
+                return
+            if deadline is not None and turn > deadline:
+                raise DeadlineExceeded("TPS budget exhausted until after the deadline")
+            await asyncio.sleep(max(turn - now, 0.001))

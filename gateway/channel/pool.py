@@ -23,6 +23,14 @@ count. A SUBMIT left unanswered by a dying connection is sent again on another c
 its N sends went unanswered it is raised as ``SendsExhausted``. Every resend the pool makes
 is reported to ``on_resend`` with its reason (``flow_control``, ``connection_lost``).
 
+A pool ``shared`` with other gateways on the same account (several instances, one store)
+logs a slot in only while it is granted (``grant``: this gateway holds that slot of the
+channel's ``connections``), gives one up gracefully (``release``: no new SUBMIT on it, its
+window emptied, TERMINATE) or at once (``revoke``: the connection dropped), and paces to its
+share of the channel's TPS: ``tps`` x the slots it holds / ``connections``, a slot counted
+from ``ShareLimiter.WINDOW`` after its grant until its release begins, so that the shares
+of all gateways add up to at most ``tps`` in any second, also while slots move.
+
 ``submit_now`` is the same without waiting, for a caller that keeps its own queue (the
 dispatcher): it sends at once or returns False, and the pool calls ``on_window_free`` when a
 window frees, a connection opens, a cooling ends or the TPS budget allows another; the caller
@@ -55,7 +63,7 @@ from .errors import (
     SendsExhausted,
     SubmitThrottledError,
 )
-from .pacing import Backoff, DeadlineExceeded, TpsLimiter
+from .pacing import Backoff, DeadlineExceeded, ShareLimiter, TpsLimiter
 
 log = logging.getLogger("cmpp_gateway.pool")
 
@@ -108,6 +116,7 @@ class ChannelStatus:
     open: int
     wanted: int
     connections: tuple[ConnectionStatus, ...]
+    slots: tuple[int, ...] | None = None     # a shared pool's slots held here (None: all)
 
 
 class _Attempt:
@@ -150,6 +159,10 @@ class _Slot:
     cooling_until: float = 0.0
     throttled_in_a_row: int = 0
     task: asyncio.Task | None = field(default=None, repr=False)
+    granted: bool = True            # a shared pool's slot: this gateway holds it
+    leaving: bool = False           # being released: no new SUBMIT on it
+    counted: bool = True            # its share of the TPS is in the rate
+    wake: asyncio.Event | None = field(default=None, repr=False)
 
 
 def session_config(channel: ChannelConfig) -> SessionConfig:
@@ -166,7 +179,7 @@ class ChannelPool:
     def __init__(self, channel: ChannelConfig, *, tuning: PoolTuning | None = None,
                  on_deliver: EventHandler | None = None, on_event: EventHandler | None = None,
                  on_resend: Callable[[str], None] | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, shared: bool = False) -> None:
         self.channel = channel
         self.tuning = tuning or PoolTuning()
         self.on_deliver = on_deliver
@@ -174,8 +187,11 @@ class ChannelPool:
         self.on_resend = on_resend      # called with the reason of each resend of ours
         self._rng = rng or random.Random()
         self._session_config = session_config(channel)
-        self._slots = [_Slot(i) for i in range(channel.connections)]
-        self._limiter = TpsLimiter(channel.tps)
+        self.shared = shared
+        self._slots = [_Slot(i, granted=not shared, counted=not shared)
+                       for i in range(channel.connections)]
+        # A shared pool paces to its share of the TPS; without a TPS there is nothing to share.
+        self._limiter = ShareLimiter() if shared and channel.tps else TpsLimiter(channel.tps)
         self._waiters: deque[asyncio.Future] = deque()
         self._first_login: asyncio.Future | None = None
         self._refusal: str | None = None
@@ -202,7 +218,7 @@ class ChannelPool:
 
     async def wait_ready(self, count: int | None = None, timeout: float = 10.0) -> None:
         """Wait until ``count`` connections (default: all) are open; TimeoutError otherwise."""
-        wanted = len(self._slots) if count is None else count
+        wanted = len(self.granted) if count is None else count
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         while self.open_connections < wanted:
@@ -247,11 +263,15 @@ class ChannelPool:
     # ------------------------------------------------------------------------- slots
 
     async def _keep(self, slot: _Slot) -> None:
-        """Keep one connection logged in for as long as the pool runs; a bug in one round is
-        logged and the slot carries on."""
-        if slot.index > 0:
+        """Keep one connection logged in for as long as the pool runs (a shared pool's slot:
+        while it is granted); a bug in one round is logged and the slot carries on."""
+        if slot.index > 0 and not self.shared:
             await asyncio.shield(self._first_login)
         while not self._closing:
+            if not slot.granted:
+                slot.wake = asyncio.Event()
+                await slot.wake.wait()
+                continue
             try:
                 await self._keep_round(slot)
             except asyncio.CancelledError:
@@ -263,9 +283,9 @@ class ChannelPool:
 
     async def _keep_round(self, slot: _Slot) -> None:
         failures = 0
-        while not self._closing:
-            if self._refusal is not None and slot.index > 0:
-                await asyncio.sleep(self.tuning.refused_retry)   # slot 0 probes alone
+        while not self._closing and slot.granted:
+            if self._refusal is not None and not self._probes(slot):
+                await asyncio.sleep(self.tuning.refused_retry)   # one slot probes alone
                 continue
             try:
                 conn = await self._open(slot)
@@ -274,6 +294,9 @@ class ChannelPool:
                 await asyncio.sleep(self._after_failure(slot, error, failures))
                 continue
             failures = 0
+            if not slot.granted:                     # given up while it logged in
+                conn.abort()
+                return
             self._on_open(slot, conn)
             closed = await conn.wait_closed()
             self._on_closed(slot, closed)
@@ -286,6 +309,82 @@ class ChannelPool:
             c.host, c.port, c.account, c.password, config=self._session_config,
             timeout=c.connect_timeout, name=f"{c.name}#{slot.index}",
             on_deliver=self.on_deliver, on_event=self._observe)
+
+    def _probes(self, slot: _Slot) -> bool:
+        """Whether this slot tries again after a refusal that will not heal: slot 0, or a
+        shared pool's first granted slot."""
+        if not self.shared:
+            return slot.index == 0
+        return slot is next((s for s in self._slots if s.granted), None)
+
+    # ------------------------------------------------------------------------- shared slots
+
+    def grant(self, index: int) -> None:
+        """A shared pool: this gateway now holds slot ``index``; it logs in, and its share of
+        the TPS counts from WINDOW seconds on (the gateway that held it before may have
+        used that share within the last second)."""
+        slot = self._slots[index]
+        if slot.granted:
+            return
+        slot.granted, slot.leaving, slot.counted = True, False, False
+        if slot.wake is not None:
+            slot.wake.set()
+        self._loop.call_later(ShareLimiter.WINDOW, self._count, slot)
+
+    def _count(self, slot: _Slot) -> None:
+        if slot.granted and not slot.leaving:
+            slot.counted = True
+            self._share_changed()
+
+    def revoke(self, index: int) -> None:
+        """A shared pool: slot ``index`` is no longer this gateway's (its database session
+        was lost): its connection is dropped now, its SUBMITs in flight fail as a lost
+        connection's do."""
+        slot = self._slots[index]
+        slot.granted, slot.leaving, slot.counted = False, False, False
+        self._share_changed()
+        if slot.connection is not None:
+            slot.connection.abort()
+
+    async def release(self, index: int, timeout: float | None = None) -> None:
+        """A shared pool: give slot ``index`` up gracefully: its share of the TPS goes at
+        once, no new SUBMIT goes on it, the SUBMITs on it are answered (at most ``timeout``,
+        the drain timeout by default), then TERMINATE; returns once it is closed."""
+        slot = self._slots[index]
+        if not slot.granted:
+            return
+        slot.leaving, slot.counted = True, False
+        self._share_changed()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + (timeout or self.tuning.drain_timeout)
+        conn = slot.connection
+        while conn is not None and conn.is_open and conn.in_window and loop.time() < end:
+            await asyncio.sleep(0.01)
+        slot.granted = False
+        if conn is not None:
+            await conn.close()
+        slot.leaving = False
+
+    @property
+    def rate(self) -> float | None:
+        """A shared pool's share of the TPS now (None: no TPS)."""
+        return self._limiter.rate if isinstance(self._limiter, ShareLimiter) else None
+
+    @property
+    def granted(self) -> tuple[int, ...]:
+        """The slots this gateway holds (every slot, unless the pool is shared)."""
+        return tuple(s.index for s in self._slots if s.granted)
+
+    def _share_changed(self) -> None:
+        """Pace to tps x the slots counted / connections; a larger share may send at once."""
+        if not isinstance(self._limiter, ShareLimiter):
+            return
+        old = self._limiter.rate
+        counted = sum(1 for s in self._slots if s.counted)
+        self._limiter.set_rate(self.channel.tps * counted / len(self._slots))
+        if self._limiter.rate > old and self._loop is not None:
+            self._wake_all()
+            self._window_freed()
 
     def _after_failure(self, slot: _Slot, error: LoginFailed, failures: int) -> float:
         slot.last_error = str(error)
@@ -314,7 +413,7 @@ class ChannelPool:
 
     def _on_closed(self, slot: _Slot, event: ev.ConnectionTerminated) -> None:
         slot.connection = None
-        if not self._closing:
+        if not self._closing and slot.granted:         # not given up by this gateway
             slot.last_error = event.reason
             log.warning("%s#%d: connection ended: %s", self.channel.name, slot.index, event.reason)
 
@@ -400,7 +499,7 @@ class ChannelPool:
 
     async def _submit(self, submit: cmpp.Submit, deadline: float | None,
                       attempt: _Attempt) -> Submitted:
-        if self._limiter.interval:
+        if self._limiter.interval:          # a ShareLimiter's is never 0
             await self._limiter.acquire(deadline)
         while True:
             slot = await self._pick(deadline)
@@ -454,7 +553,7 @@ class ChannelPool:
         best, best_free, cooling = None, 0, None
         for slot in self._slots:
             conn = slot.connection
-            if conn is None:
+            if conn is None or slot.leaving:
                 continue
             session = conn.session
             free = session.window_free
@@ -560,11 +659,14 @@ class ChannelPool:
             s.connection.in_window if s.connection else 0, self.channel.window, s.last_error)
             for s in self._slots)
         open_count = self.open_connections
-        reason = self._refusal or (None if open_count else
+        granted = self.granted
+        reason = self._refusal or (None if open_count or not granted else
                                    next((s.last_error for s in self._slots if s.last_error),
                                         "no connection open"))
-        return ChannelStatus(self.channel.name, open_count > 0 and self._refusal is None, reason,
-                             open_count, len(self._slots), conns)
+        # A shared pool that holds no slot is not down: the other gateways hold them.
+        healthy = (open_count > 0 or not granted) and self._refusal is None
+        return ChannelStatus(self.channel.name, healthy, reason, open_count, len(granted), conns,
+                             granted if self.shared else None)
 
 
 _FREES_WINDOW = (ev.SubmitAcknowledged, ev.SubmitThrottled, ev.SubmitRejected, ev.RequestTimedOut)

@@ -33,6 +33,7 @@ from .schema import (
     Report,
     is_database_url,
     read_table,
+    store_setting,
     toml_key,
     toml_value,
     unknown_key_message,
@@ -74,8 +75,8 @@ class ConfigError(Exception):
 class GatewaySettings:
     """The [gateway] table: daemon-wide settings. ``store`` is an absolute path (or
     ":memory:"), or a postgresql:// URL whose password, if any, is ``store_password`` (read
-    from the variable ``store_password_env`` names; left out of repr); timeouts are in
-    seconds."""
+    from the variable ``store_password_env`` names; left out of repr); it was read from the
+    variable ``store_env`` names when that is set. Timeouts are in seconds."""
 
     store: str
     api_listen: str
@@ -87,6 +88,7 @@ class GatewaySettings:
     unmatched_report_timeout: float = 259200
     retention: float = 30 * 86400
     store_password_env: str | None = None
+    store_env: str | None = None
     store_password: str | None = field(default=None, repr=False)
 
 
@@ -281,6 +283,8 @@ def _read_gateway(table, source: str, problems: list[Problem],
         return None
     section = _Section(problems, source, "gateway")
     values = read_table(table, GATEWAY_FIELDS, section.report)
+    if values.get("store_env") is not None:
+        _store_from_env(table, values, env, section.report)
     password = _store_password(values, env, section.report)
     if section.failed:
         return None
@@ -292,11 +296,29 @@ def _read_gateway(table, source: str, problems: list[Problem],
                               values["report_timeout"] if unmatched is None else unmatched})
 
 
+def _store_from_env(table: dict, values: dict, env: Mapping[str, str], report: Report) -> None:
+    """Put in ``values["store"]`` the value of the variable store_env names (where a
+    Kubernetes Secret puts a database URL, say), checked as ``store`` is; otherwise leave
+    ``store`` out of ``values`` and report why (the variable's value is never shown)."""
+    variable = values["store_env"]
+    values.pop("store", None)
+    if "store" in table:
+        report("store_env", "give store or store_env, not both; remove one of them")
+    elif not env.get(variable):
+        report("store_env", f"{variable} is not set in the environment; export it before "
+                            "starting the gateway")
+    elif problem := store_setting(env[variable]):
+        report("store_env", f"the value of {variable} {problem}")
+    else:
+        values["store"] = env[variable]
+
+
 def _store_password(values: dict, env: Mapping[str, str], report: Report) -> str | None:
     """The PostgreSQL store's password, from the variable store_password_env names (None
-    when not named: then libpq's PGPASSWORD or ~/.pgpass may still give one)."""
+    when not named: then libpq's PGPASSWORD or ~/.pgpass may still give one; None too when
+    ``store`` itself was refused, which was reported)."""
     variable = values.get("store_password_env")
-    if variable is None:
+    if variable is None or "store" not in values:
         return None
     if not is_database_url(values.get("store") or ""):
         report("store_password_env", "is only for a PostgreSQL store; set store = "

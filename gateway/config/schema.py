@@ -165,6 +165,9 @@ GATEWAY_FIELDS = (
     Field("retention", NUMBER, 30 * 86400, seconds()),
     # The PostgreSQL password's environment variable (a postgresql:// store only).
     Field("store_password_env", STRING, None, ENV_NAME),
+    # The variable holding the store setting itself, instead of store (e.g. a Kubernetes
+    # Secret's database URL); its value is checked as store is.
+    Field("store_env", STRING, None, ENV_NAME),
 )
 
 # password and password_env default to None: exactly one of them is required, which

@@ -131,6 +131,12 @@ class Metrics:
         """Compute the state gauges from these sources at every scrape."""
         self.registry.register(_StateCollector(pools, store_counts, unmatched, callbacks_pending))
 
+    def watch_slots(self, report: Callable[[], dict]) -> None:
+        """Several gateways on one store: the slots gauges from ``report()`` (the slot
+        keeper's: ``slots`` held here by channel, ``cluster_slots`` held by all, ``gateways``
+        alive, ``connections`` by channel) at every scrape."""
+        self.registry.register(_SlotsCollector(report))
+
     def watch_store(self, size: Callable[[], int], writable: Callable[[], tuple[bool, str]],
                     commits: Callable[[], tuple[tuple[float, ...], list[int], float]]) -> None:
         """The store's size on disk, whether it can write, and its transactions' durations
@@ -269,6 +275,33 @@ class ChannelMetrics:
 
     def mo(self, complete: bool) -> None:
         self.metrics.mo.labels(self.channel, "true" if complete else "false").inc()
+
+
+class _SlotsCollector(Collector):
+    """The shared slots of each channel, read at scrape time from the slot keeper."""
+
+    def __init__(self, report) -> None:
+        self.report = report
+
+    def collect(self):
+        report = self.report()
+        held = GaugeMetricFamily("cmpp_slot_held", "1 for each of the channel's connection "
+                                 "slots this gateway holds (several gateways on one store)",
+                                 labels=["channel", "slot"])
+        cluster = GaugeMetricFamily("cmpp_cluster_slots_held", "The channel's connection slots "
+                                    "held by all gateways on the store", labels=["channel"])
+        for channel, connections in report["connections"].items():
+            mine = set(report["slots"].get(channel, ()))
+            for slot in range(connections):
+                held.add_metric([channel, str(slot)], 1 if slot in mine else 0)
+            cluster.add_metric([channel], report["cluster_slots"].get(channel, 0))
+        yield held
+        yield cluster
+        yield GaugeMetricFamily("cmpp_cluster_gateways", "Gateways alive on the store",
+                                value=report["gateways"])
+
+    def describe(self):
+        return []
 
 
 class _StateCollector(Collector):

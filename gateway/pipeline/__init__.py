@@ -7,15 +7,18 @@ acknowledges them, and reassembles long MO. ``CallbackSender`` sends what the ou
 each app's callback URLs (or a message's own), in JSMS's format (``jsms``: URLs verified with
 echostr first) or as signed JSON, retried until acknowledged. ``Sweeper`` keeps the store from
 growing without end: the report timeout, unmatched reports, retention, idempotency keys.
+``SlotKeeper`` shares each channel's connection slots (and so its TPS) among several gateways
+on one store.
 
-Offers: ChannelDispatcher, ReceiptHandler, CallbackSender, Sweeper, mo_subscribers, sign,
-verify.
+Offers: ChannelDispatcher, ReceiptHandler, CallbackSender, SlotKeeper, Sweeper,
+mo_subscribers, sign, verify.
 """
 
 from .callbacks import CallbackSender, mo_subscribers, sign, verify
 from .dispatcher import ChannelDispatcher
 from .receipts import ReceiptHandler
+from .slots import SlotKeeper
 from .sweeper import Sweeper
 
-__all__ = ["CallbackSender", "ChannelDispatcher", "ReceiptHandler", "Sweeper", "mo_subscribers",
-           "sign", "verify"]
+__all__ = ["CallbackSender", "ChannelDispatcher", "ReceiptHandler", "SlotKeeper", "Sweeper",
+           "mo_subscribers", "sign", "verify"]

@@ -35,12 +35,25 @@ messages alone at once, even when the queues are full of others (the store answe
 fetch ahead of other work), and the pump takes them first. The store is read from where the
 last read of each priority ended; an urgent message that had to wait (Result 8, a lost
 connection) is read again as soon as it is due, rather than after the others' backlog.
+
+With several gateways on one store (the pool is shared), the store claims what it fetches for
+this gateway, and the dispatcher fetches only while this gateway holds a slot of the channel,
+at most a second of its share of the TPS ahead (``max_unsettled`` without a TPS): what it
+holds is in doubt if this gateway is killed. An urgent read that finds the queues full hands
+back the least urgent messages held, the last fetched first, to stay within that bound. A
+message taken over from a gateway that died (``PendingMessage.taken_over``) may have had its
+first unrecorded part sent: under ``on_connection_lost = "report"`` that part ends ``unknown``
+(temporary) and the message goes on with its next part, so nothing is sent twice; under
+"resend" it is sent again. Messages fetched and not sent are handed back (``let_go``) when the
+gateway holds no slot any more or drains, and forgotten (``forget``) when the others took it
+for dead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -119,13 +132,14 @@ class ChannelDispatcher:
         self.max_unsettled = max_unsettled or 2 * channel.connections * channel.window
         # The next page is fetched while the last one is still being sent: the store's answer
         # takes a commit or two, and the window must not run dry meanwhile.
-        self.backlog = max(page, 4 * channel.connections * channel.window)
+        self._backlog = max(page, 4 * channel.connections * channel.window)
         # Fetched, waiting for a window: a queue per priority, the most urgent first.
         self._ready: tuple[deque[_Work], ...] = tuple(deque() for _ in PRIORITIES)
         self._after = dict.fromkeys(PRIORITIES, 0)   # the last id read, by priority
         self._urgent = False                         # urgent messages came since the last read
         self._timers: set[asyncio.TimerHandle] = set()   # urgent messages due again
         self._rewind: int | None = None              # read the urgent from after this id
+        self._release: list[int] = []                # claims to hand back
         self._room = asyncio.Event()                 # the fetcher may add to _ready
         self._in_flight: set[int] = set()            # fetched, outcome not yet committed
         self._unsettled = 0                          # segments sent, outcome not committed
@@ -153,6 +167,16 @@ class ChannelDispatcher:
         self._wakeup.set()
 
     @property
+    def backlog(self) -> int:
+        """How many messages to hold ready. A shared pool's are claimed, and in doubt if this
+        gateway dies: a second of its share of the TPS at most, max_unsettled without one."""
+        if not self.pool.shared:
+            return self._backlog
+        rate = self.pool.rate
+        return self.max_unsettled if rate is None else \
+            max(1, min(self.max_unsettled, math.ceil(rate)))
+
+    @property
     def in_flight(self) -> int:
         return len(self._in_flight)
 
@@ -166,10 +190,14 @@ class ChannelDispatcher:
         committed (at most ``timeout`` seconds), then stop. Messages not started stay accepted
         in the store; a submit cut off by the timeout may be sent again after a restart."""
         await self._stop_fetching()
-        for ready in self._ready:
-            for work in ready:
-                self._in_flight.discard(work.row.id)
-            ready.clear()
+        self.let_go()
+        if self._release:
+            try:
+                await self.store.release_claims(self._release)
+            except Exception as error:  # noqa: BLE001 - they are taken over once this one is gone
+                log.warning("%s: could not hand back %d message(s): %s", self.channel.name,
+                            len(self._release), error)
+            self._release = []
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         while self._in_flight and loop.time() < end:
@@ -188,6 +216,25 @@ class ChannelDispatcher:
         self._timers.clear()
         await self._stop_fetching()
 
+    def forget(self) -> list[int]:
+        """Drop the messages fetched and not sent (their outcomes in flight are still
+        recorded); returns their ids. The next read starts again from the first id, where they
+        are."""
+        ids = [work.row.id for ready in self._ready for work in ready]
+        for message_id in ids:
+            self._in_flight.discard(message_id)
+        for ready in self._ready:
+            ready.clear()
+        self._after = dict.fromkeys(PRIORITIES, 0)
+        self._room.set()
+        return ids
+
+    def let_go(self) -> None:
+        """Hand the messages fetched and not sent back to the store (this gateway holds no
+        slot of the channel now, or stops): another gateway may claim them."""
+        self._release.extend(self.forget())
+        self._wakeup.set()
+
     async def _stop_fetching(self) -> None:
         if self._fetcher is not None:
             self._fetcher.cancel()
@@ -198,14 +245,22 @@ class ChannelDispatcher:
 
     async def _fetch(self) -> None:
         while True:
+            if self._release:
+                await self._hand_back()
             urgent_only = await self._until_room()
+            if self._release:                     # let go meanwhile: hand them back first
+                continue
+            if self.pool.shared and not self.pool.granted:
+                self._wakeup.clear()
+                await self._idle()
+                continue
             after = self._next_read(urgent_only)
             self._urgent = False
             if not urgent_only:
                 self._wakeup.clear()              # a notify from now on is for the next read
             try:
-                rows = await self.store.fetch_pending(self.channel.name, after, self.page,
-                                                      self.clock())
+                rows = await self.store.fetch_pending(self.channel.name, after,
+                                                      self._page(urgent_only), self.clock())
             except StoreUnavailable:       # the store says why, and finds out when it can
                 self._urgent = self._urgent or urgent_only    # the urgent read is still owed
                 await asyncio.sleep(self.poll)
@@ -215,15 +270,14 @@ class ChannelDispatcher:
             if not rows:
                 if not urgent_only:               # at the end: rescan from the start later
                     self._after = dict.fromkeys(PRIORITIES, 0)
-                    try:
-                        await asyncio.wait_for(self._wakeup.wait(), self.poll)
-                    except asyncio.TimeoutError:
-                        pass
+                    await self._idle()
                 continue
             for row in rows:
                 if row.id not in self._in_flight:
                     self._in_flight.add(row.id)
                     self._prepare(row)
+            if self.pool.shared:
+                self._trim()
             self._pump()
 
     async def _until_room(self) -> bool:
@@ -246,8 +300,48 @@ class ChannelDispatcher:
             self._rewind = None
         return {URGENT: self._after[URGENT]} if urgent_only else dict(self._after)
 
+    def _page(self, urgent_only: bool) -> int:
+        """How many to read: a page; a shared pool's, what its backlog has room for (the
+        urgent queue's room for an urgent read: ``_trim`` hands back others to make it)."""
+        if not self.pool.shared:
+            return self.page
+        held = len(self._ready[URGENT]) if urgent_only else self._queued()
+        return max(1, self.backlog - held)
+
+    def _trim(self) -> None:
+        """A shared pool's messages held stay within its backlog: past it (an urgent read
+        when the queues were full), the least urgent held go back to the store, the last
+        fetched first, for any gateway to claim; this one reads them again from where they
+        were."""
+        excess = self._queued() - self.backlog
+        for priority in reversed(PRIORITIES):
+            ready = self._ready[priority]
+            while excess > 0 and ready and priority != URGENT:
+                message_id = ready.pop().row.id
+                self._in_flight.discard(message_id)
+                self._release.append(message_id)
+                self._after[priority] = min(self._after[priority], message_id - 1)
+                excess -= 1
+
     def _queued(self) -> int:
         return sum(len(ready) for ready in self._ready)
+
+    async def _idle(self) -> None:
+        """Wait for news (messages accepted, claims to hand back) or the next poll."""
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), self.poll)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _hand_back(self) -> None:
+        ids, self._release = self._release, []
+        try:
+            await self.store.release_claims(ids)
+        except Exception as error:  # noqa: BLE001 - tried again at the next fetch
+            log.warning("%s: could not hand back %d message(s) yet: %s", self.channel.name,
+                        len(ids), error)
+            self._release.extend(ids)
+            await asyncio.sleep(self.poll)
 
     def _prepare(self, row: PendingMessage) -> None:
         try:
@@ -262,9 +356,25 @@ class ChannelDispatcher:
         if work.finished:                 # every part answered before a restart
             self._in_flight.discard(row.id)
             return
+        if row.taken_over and not self._take_over(work):
+            return
         if row.attempts:                  # it waited after an earlier try: sent again now
             self.metrics.resend("deferred")
         self._ready[row.priority].append(work)
+
+    def _take_over(self, work: _Work) -> bool:
+        """A message whose gateway died: its next part may have been sent. Under "report" that
+        part ends unknown (False when nothing is left to send); under "resend" it goes again."""
+        if self.channel.on_connection_lost == "resend":
+            self.metrics.resend("connection_lost")
+            return True
+        row, number, parts = work.row, work.next + 1, len(work.segments)
+        result = self._failed(row, number, parts, DeliveryStatus.UNKNOWN, "outcome unknown",
+                              temporary=True, reason="taken over from a gateway that stopped")
+        work.next += 1
+        work.skip_done()
+        self._record(row, [result], finished=work.finished, sent=0)
+        return not work.finished
 
     # ------------------------------------------------------------------------- submitting
 
@@ -464,6 +574,7 @@ class ChannelDispatcher:
                 log.error("%s: outcome of message(s) %s not stored (%s); they will be sent "
                           "again", self.channel.name, ", ".join(str(r.id) for r in rows[:10]),
                           outcome)
+                self._release.extend(r.id for r in finished)
             elif isinstance(outcome, list):                  # messages that became final
                 for status, (row, result) in zip(outcome, results):
                     if status is not None:

@@ -6,6 +6,10 @@ recognises the duplicate. A report is matched by its inner Msg_Id, whatever conn
 it and whether or not its SUBMIT_RESP has been recorded yet (the store holds it until then).
 MO parts are stored as they come and reassembled across connections; a long MO still
 incomplete after the reassembly timeout is delivered with the parts that came, not dropped.
+With several gateways on one store, the parts of a long MO may reach different gateways: after
+storing a part, a gateway reads the parts from the same sender that no message holds yet,
+whichever gateway stored them, and reassembles with them too. The gateway whose part was stored
+last sees them all; if two assemble the message, the store keeps the first one only.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class ReceiptHandler:
         self.reassembler = cmpp.Reassembler(reassembly_timeout)
         self._reports: list[tuple] = []        # reports of this loop iteration, not yet sent
         self._part_ids: dict[tuple, int] = {}
+        self._assembling: set[int] = set()     # parts of messages being stored
         self._expiry: asyncio.Task | None = None
 
     async def start(self, parts: list[MoPart]) -> None:
@@ -122,8 +127,24 @@ class ReceiptHandler:
             return
         [stored] = future.result()
         conn.acknowledge_deliver(deliver)
-        if stored is not None:                          # None: a duplicate, already kept
-            self._reassemble(stored, deliver)
+        if stored is None:                              # a duplicate, already kept
+            return
+        self._reassemble(stored, deliver)
+        if stored.tp_udhi and self.store.shared:
+            siblings = self.store.loose_mo_parts(self.channel, stored.src_terminal_id)
+            siblings.add_done_callback(self._siblings_read)
+
+    def _siblings_read(self, future) -> None:
+        """Parts of long MO from the same sender that other gateways stored."""
+        if future.cancelled() or future.exception() is not None:
+            log.warning("%s: could not read the MO parts other gateways received (%s); the "
+                        "message is assembled by the gateway that gets its last part",
+                        self.channel, future.exception() if not future.cancelled() else "")
+            return
+        for part in future.result():
+            deliver = _deliver_of(part)
+            if _key(deliver) not in self._part_ids and part.id not in self._assembling:
+                self._reassemble(part, deliver)
 
     def _reassemble(self, part: MoPart, deliver: cmpp.Deliver) -> None:
         self._part_ids[_key(deliver)] = part.id
@@ -132,6 +153,7 @@ class ReceiptHandler:
 
     def _complete(self, message: cmpp.Message) -> None:
         part_ids = tuple(self._part_ids.pop(_key(p)) for p in message.parts)
+        self._assembling.update(part_ids)
         first = message.parts[0]
         mo = MoMessage(self.channel, message.source, message.destination, message.text,
                        message.payload, first.msg_fmt, part_ids, message.complete,
@@ -140,9 +162,12 @@ class ReceiptHandler:
         future.add_done_callback(lambda f: self._mo_stored(f, mo))
 
     def _mo_stored(self, future, mo: MoMessage) -> None:
+        self._assembling.difference_update(mo.part_ids)
         if future.cancelled() or future.exception() is not None:
             log.error("%s: reassembled MO not stored; its parts stay and are retried on restart",
                       self.channel)
+            return
+        if future.result() is None:                    # another gateway stored it first
             return
         self.metrics.mo(mo.complete)
         log.debug("%s: MO from %s to %s, %d part(s)", self.channel, mo.src_terminal_id, mo.dest_id,

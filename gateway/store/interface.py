@@ -135,7 +135,8 @@ class PendingMessage(NamedTuple):
     """A message the dispatcher must (still) submit; ``done_parts`` already have a SUBMIT_RESP;
     ``attempts`` counts its deferrals; ``created_at`` is when it was accepted (the channel's
     ``retry_for`` runs from then; None: no limit); ``priority`` is URGENT, NOTIFICATION or
-    MARKETING."""
+    MARKETING; ``taken_over``: claimed from a gateway that died (several gateways on one
+    store), which may have sent its first part without a SUBMIT_RESP before it died."""
 
     id: int
     channel: str
@@ -146,6 +147,7 @@ class PendingMessage(NamedTuple):
     done_parts: frozenset[int] = frozenset()
     created_at: float | None = None
     priority: int = NOTIFICATION
+    taken_over: bool = False
 
 
 class SegmentResult(NamedTuple):
@@ -292,7 +294,10 @@ class ApiRequest:
     pairs: the code is not kept (``TOO_MANY_CODES``) when its number already got ``most``
     codes within ``window`` of now. The store decides both inside the transaction that
     stores the request, so they hold for requests arriving together, and for every gateway
-    that shares the store.
+    that shares the store. ``repeats`` are the repeat rule's keys of its messages (one per
+    number and text), each held until ``repeat_until``: a store shared by several gateways
+    keeps nothing (``REPEATED``, with the keys held already) when another request holds one of
+    them; a store of one gateway leaves them to the API's memory, which sees every request.
     """
 
     app: str
@@ -303,11 +308,14 @@ class ApiRequest:
     render: object = None
     fingerprint: str | None = None
     code_limits: tuple[tuple[float, int], ...] = ()
+    repeats: tuple[str, ...] = ()
+    repeat_until: float = 0.0
 
 
 # Why a store kept nothing of an ApiRequest (AcceptedRequest.refusal).
 KEY_REUSED = "key reused"            # the Idempotency-Key was given with another request
 TOO_MANY_CODES = "too many codes"    # the number got its code_limits' worth already
+REPEATED = "repeated"                # another request holds some of its repeats (shared store)
 
 
 @dataclass(frozen=True)
@@ -320,6 +328,7 @@ class AcceptedRequest:
     response: tuple[int, str] | None
     replayed: bool = False
     refusal: str | None = None
+    repeated: tuple[str, ...] = ()       # REPEATED: the repeats held already
 
 
 class Pruned(NamedTuple):
@@ -360,6 +369,7 @@ class Store(abc.ABC):
     """The daemon's durable state. Every method is safe to call from the event loop."""
 
     name: str = ""      # the store as messages name it: the file, or user@host:port/database
+    shared = False      # several gateways may use it at once (PostgresStore; see join_cluster)
 
     @abc.abstractmethod
     async def open(self) -> None: ...
@@ -384,11 +394,18 @@ class Store(abc.ABC):
         """Up to ``limit`` messages of ``channel`` still to submit and due by ``now``, the most
         urgent first: by priority, then by id. ``after`` maps each priority to read to the
         last id its caller has of it (0: from the start); priorities it leaves out are not
-        read. A fetch of urgent messages alone goes ahead of work queued before it."""
+        read. A fetch of urgent messages alone goes ahead of work queued before it. A store
+        shared by several gateways claims what it returns for this gateway (release_claims
+        hands them back), and never returns a message another live gateway has claimed."""
 
     @abc.abstractmethod
     async def defer(self, message_id: int, until: float) -> None:
         """Try this message again no earlier than ``until``."""
+
+    async def release_claims(self, message_ids: list[int]) -> None:
+        """This gateway will not submit these messages it fetched (it stops, or holds no
+        connection of their channel now): a store shared by several gateways lets any of them
+        claim them again. A store of one gateway claims nothing, and does nothing here."""
 
     @abc.abstractmethod
     async def record_submits(self, results: list[SegmentResult],
@@ -405,13 +422,21 @@ class Store(abc.ABC):
         """Store MO parts; returns each with its id, or None for a duplicate."""
 
     @abc.abstractmethod
-    async def record_mo_message(self, message: MoMessage, apps: tuple[str, ...] = ()) -> int:
+    async def record_mo_message(self, message: MoMessage,
+                                apps: tuple[str, ...] = ()) -> int | None:
         """Store a reassembled MO message and queue its callback for each of ``apps``;
-        returns its id."""
+        returns its id. None when one of its parts is in a message already (several
+        gateways on one store: another one assembled it first); nothing is stored then."""
 
     @abc.abstractmethod
     async def unassembled_mo_parts(self) -> list[MoPart]:
         """MO parts stored but not yet part of a message (after a restart)."""
+
+    async def loose_mo_parts(self, channel: str, src_terminal_id: str) -> list[MoPart]:
+        """The parts from ``src_terminal_id`` on ``channel`` not yet part of a message,
+        whichever gateway received them (several gateways on one store). A store of one
+        gateway is never asked: that gateway received every part itself."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     async def expire_reports(self, now: float, timeout: float) -> list[int]:

@@ -347,6 +347,40 @@ def test_a_postgresql_store_is_kept_as_its_url_with_the_password_from_the_enviro
     assert 'store_password_env = "GW_DB"' in describe_config(config)
 
 
+def test_the_store_may_come_from_the_variable_store_env_names():
+    """Where a Kubernetes Secret holds the database URL: the value is the store setting,
+    checked as store is, and described with the variable's name beside it."""
+    text = '[gateway]\nstore_env = "GW_URL"\nstore_password_env = "GW_DB"\n' + channel()
+    env = {"GW_URL": "postgresql://gw@db.example/sms", "GW_DB": "db-Secret-42"}
+    config = parse_config(text, "/etc/gw.toml", env=env)
+    assert config.gateway.store == "postgresql://gw@db.example/sms"
+    assert config.gateway.store_env == "GW_URL" and config.gateway.store_password == "db-Secret-42"
+    assert 'store_env = "GW_URL"' in describe_config(config)
+    sqlite = parse_config('[gateway]\nstore_env = "GW_URL"\n' + channel(), "/etc/gw.toml",
+                          env={"GW_URL": "data/gw.sqlite"})
+    assert sqlite.gateway.store == "/etc/data/gw.sqlite"
+
+
+@pytest.mark.parametrize("table, env, expected", [
+    ('store = "gw.sqlite"\nstore_env = "GW_URL"\n', {"GW_URL": "postgresql://gw@db/sms"},
+     "store_env: give store or store_env, not both; remove one of them"),
+    ('store_env = "GW_URL"\nstore_password_env = "GW_DB"\n', {"GW_DB": "pw"},
+     "store_env: GW_URL is not set in the environment; export it before starting the gateway"),
+    ('store_env = "GW_URL"\nstore_password_env = "GW_DB"\n',
+     {"GW_URL": f"postgresql://gw:{SECRET}@db/sms", "GW_DB": "pw"},
+     "store_env: the value of GW_URL holds a password; take it out of the URL and name the "
+     "environment variable that holds it with store_password_env"),
+    ('store_env = "GW_URL"\n', {"GW_URL": "postgresql://gw@db"},
+     "store_env: the value of GW_URL is not accepted; use postgresql://user@host:5432/database "
+     "(host and database)"),
+], ids=["both", "unset", "password in the URL", "no database"])
+def test_a_store_env_that_cannot_be_used_is_one_problem_naming_the_variable(table, env,
+                                                                               expected):
+    """One problem each (store_password_env is not blamed for a store that was refused), and
+    the variable's value never shown."""
+    assert problems_of("[gateway]\n" + table + channel(), env) == [f"gw.toml: [gateway] {expected}"]
+
+
 def test_the_secret_never_appears_in_describe_config_or_repr():
     text = channel() + channel(name="ct", password=None, password_env='"CT_PASSWORD"')
     config = parse_config(text, "gw.toml", env={"CT_PASSWORD": SECRET + "-ct"})

@@ -7,8 +7,7 @@
   runs the HEALTHCHECK command, sends a message through the API to "delivered", and stops the
   daemon with the STOPSIGNAL.
 - The systemd unit: ``systemd-analyze verify`` and ``systemd-analyze security --offline``.
-- The Kubernetes manifests: parsed with PyYAML and checked against each other, the image and
-  the configuration (which must pass ``parse_config`` with the Secret's values).
+- The Kubernetes manifests: in test_kubernetes.py.
 - Prometheus: ``promtool check config``, ``check rules`` and ``test rules``.
 - The Grafana dashboard and the alerts: every metric they name is one the gateway exports.
 
@@ -56,7 +55,6 @@ DEPLOY = ROOT / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"
 CONTAINER_CONFIG = DEPLOY / "gateway.toml"
 UNIT = DEPLOY / "systemd" / "cmpp-gateway.service"
-KUBERNETES = DEPLOY / "kubernetes"
 PROMETHEUS = DEPLOY / "prometheus"
 DASHBOARD = DEPLOY / "grafana" / "dashboard.json"
 
@@ -659,115 +657,6 @@ def test_the_sysusers_file_creates_the_units_user(tmp_path):
     assert "Creating user 'cmpp-gateway'" in output, output
 
 
-# ============================================================================= Kubernetes
-
-def manifests() -> dict[tuple[str, str], dict]:
-    found = {}
-    for path in sorted(KUBERNETES.glob("*.yaml")):
-        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-            if document:
-                found[(document["kind"], document["metadata"]["name"])] = document
-    return found
-
-
-def one_of_kind(found: dict, kind: str) -> dict:
-    [document] = [d for (k, _), d in found.items() if k == kind]
-    return document
-
-
-def test_the_configmap_holds_deploy_gateway_toml_and_it_passes_parse_config():
-    found = manifests()
-    configmap, secret = one_of_kind(found, "ConfigMap"), one_of_kind(found, "Secret")
-    text = configmap["data"]["gateway.toml"]
-    assert text == CONTAINER_CONFIG.read_text(encoding="utf-8")
-    assert "data" not in secret and secret["type"] == "Opaque"
-    values = secret["stringData"]
-    assert all("REPLACE-ME" in value for value in values.values()), "placeholders stay marked"
-    assert secret_variables(tomllib.loads(text)) <= set(values)
-    config = parse_config(text, "configmap.yaml", env=values)
-    assert config.channels and config.apps
-    assert config.secrets() and all("REPLACE-ME" in s for s in config.secrets())
-
-
-def test_the_statefulset_agrees_with_the_config_the_secret_and_the_image():
-    found = manifests()
-    sts = one_of_kind(found, "StatefulSet")
-    configmap, secret = one_of_kind(found, "ConfigMap"), one_of_kind(found, "Secret")
-    config = tomllib.loads(configmap["data"]["gateway.toml"])
-    image = read_image()
-    spec = sts["spec"]
-    pod = spec["template"]["spec"]
-    [container] = pod["containers"]
-    assert spec["replicas"] == 1
-    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
-
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"api": split_host_port(config["gateway"]["api_listen"])[1],
-                     "metrics": split_host_port(config["gateway"]["metrics_listen"])[1]}
-    assert sorted(ports.values()) == sorted(image.exposed)
-    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"),
-                        ("startupProbe", "/healthz")):
-        assert container[probe]["httpGet"] == {"path": path, "port": "metrics"}, probe
-
-    assert container.get("command") is None and container["args"] == image.cmd
-    config_path = Path(container["args"][container["args"].index("--config") + 1])
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-    config_mount = mounts[str(config_path.parent)]
-    assert config_mount["readOnly"] is True
-    source = volumes[config_mount["name"]]["configMap"]
-    assert source["name"] == configmap["metadata"]["name"]
-    assert source["defaultMode"] & 0o007 == 0, "not world-readable (the daemon warns)"
-    assert {"key": "gateway.toml", "path": config_path.name} in source["items"]
-    store = Path(config["gateway"]["store"])
-    data_mount = mounts[str(store.parent)]
-    assert str(store.parent) in image.volumes
-    [claim] = [c for c in spec["volumeClaimTemplates"]
-               if c["metadata"]["name"] == data_mount["name"]]
-    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
-    assert data_mount["name"] not in volumes
-
-    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
-    for variable in secret_variables(config):
-        assert env[variable]["name"] == secret["metadata"]["name"], variable
-        assert env[variable]["key"] in secret["stringData"], variable
-
-    assert pod["terminationGracePeriodSeconds"] > config["gateway"]["drain_timeout"]
-    uid = int(image.user.split(":")[0])
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["runAsUser"] == uid != 0
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert container["securityContext"]["allowPrivilegeEscalation"] is False
-    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
-
-
-def test_the_services_and_the_disruption_budget_select_the_gateway_pod():
-    found = manifests()
-    sts = one_of_kind(found, "StatefulSet")
-    labels = sts["spec"]["template"]["metadata"]["labels"]
-    [container] = sts["spec"]["template"]["spec"]["containers"]
-    port_names = {p["name"] for p in container["ports"]}
-    services = [d for (k, _), d in found.items() if k == "Service"]
-    assert sts["spec"]["serviceName"] in {s["metadata"]["name"] for s in services}
-    for service in services:
-        assert service["spec"]["selector"].items() <= labels.items()
-        assert all(p["targetPort"] in port_names for p in service["spec"]["ports"])
-    headless = found[("Service", sts["spec"]["serviceName"])]
-    assert headless["spec"]["clusterIP"] == "None"
-    pdb = one_of_kind(found, "PodDisruptionBudget")
-    assert pdb["apiVersion"] == "policy/v1"
-    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    assert {"StatefulSet", "Service", "ConfigMap", "Secret", "PodDisruptionBudget"} == \
-        {k for k, _ in found}
-
-
-def test_the_kubernetes_readme_says_why_one_replica():
-    text = (KUBERNETES / "README.md").read_text(encoding="utf-8")
-    for words in ("One replica per channel account", "connection quota", "any connection",
-                  "store is local"):
-        assert words.lower() in text.lower(), words
-
-
 # ============================================================================= Prometheus
 
 def promtool(*args: str) -> subprocess.CompletedProcess:
@@ -802,7 +691,8 @@ def test_every_alert_has_a_unit_test_that_fires_it_and_one_that_does_not():
     assert expected <= alerts
 
 
-def test_prometheus_scrapes_the_metrics_port_of_the_host_and_of_the_pod():
+def test_prometheus_scrapes_the_metrics_port_of_a_host():
+    """(The Kubernetes job is checked against the manifests in test_kubernetes.py.)"""
     scrape = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text(encoding="utf-8"))
     metrics_port = split_host_port(container_config()["gateway"]["metrics_listen"])[1]
     jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
@@ -811,15 +701,6 @@ def test_prometheus_scrapes_the_metrics_port_of_the_host_and_of_the_pod():
     assert targets and all(split_host_port(t)[1] == metrics_port for t in targets)
     assert all(job.get("metrics_path", "/metrics") == "/metrics" for job in jobs.values())
     assert "alerts.yml" in scrape["rule_files"]
-    found = manifests()
-    headless = found[("Service", one_of_kind(found, "StatefulSet")["spec"]["serviceName"])]
-    srv = [name for job in jobs.values() for sd in job.get("dns_sd_configs", [])
-           for name in sd["names"]]
-    assert srv, "a job for the Kubernetes pod"
-    for name in srv:
-        port, _, service = name.partition("._tcp.")
-        assert service.split(".")[0] == headless["metadata"]["name"]
-        assert port.lstrip("_") in {p["name"] for p in headless["spec"]["ports"]} == {"metrics"}
 
 
 # ============================================================================= metric names

@@ -1,7 +1,7 @@
 """The dispatcher's retry policy, against the simulator: what each SUBMIT outcome does to the
 message (Result 0, a definitive Result, Result 8 beyond the pool's cap, a connection lost with
 the SUBMIT unanswered), long messages part by part, the TPS limit, and priorities: a code goes
-ahead of a backlog, with its Msg_level."""
+ahead of a backlog, with its Msg_level, also when a shared pool's second's share is full."""
 
 from __future__ import annotations
 
@@ -314,3 +314,42 @@ def test_a_deferred_code_goes_again_when_due_not_after_the_backlog(store_setting
             # (500 notifications later) or the backlog's last page was read.
             assert code_submits(sim)[-1] - before < 100, (before, code_submits(sim))
     run(scenario, timeout=60)
+
+
+class FullSharedPool:
+    """A pool shared with other gateways that holds a slot, its share 3 SUBMITs a second, and
+    whose windows stay full: what the dispatcher fetches waits in its queues."""
+
+    shared, granted, rate, on_window_free, tuning = True, (0,), 3.0, None, TUNING
+
+    def submit_now(self, pdu, on_outcome) -> bool:
+        return False
+
+
+def test_with_a_shared_pool_an_urgent_read_over_a_seconds_share_hands_back_the_least_urgent(
+        store_setting):
+    async def scenario():
+        store = create_store(store_setting)
+        await store.open()
+        handed_back: list[int] = []
+
+        async def release_claims(ids):
+            handed_back.extend(ids)
+        store.release_claims = release_claims
+        dispatcher = ChannelDispatcher(channel_config(1, connections=1), FullSharedPool(), store,
+                                       Metrics().channel("cmcc", CODES), poll=0.02)
+        dispatcher.start()
+        try:
+            marketing = [a.id for a in await store.accept(
+                [NewMessage("app1", "cmcc", "13800138000", f"sale {i}", kind="marketing")
+                 for i in range(4)], now=time.time())]
+            dispatcher.notify()
+            await eventually(lambda: dispatcher.in_flight == 3)     # a second's share held
+            assert dispatcher.backlog == 3 and handed_back == []
+            await accept_code(store, dispatcher)
+            await eventually(lambda: handed_back != [])
+            assert handed_back == [marketing[2]] and dispatcher.in_flight == 3
+        finally:
+            await dispatcher.close()
+            await store.close()
+    run(scenario)

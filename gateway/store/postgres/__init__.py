@@ -9,7 +9,8 @@ MO; ``api`` the API's records; ``users`` the apps' users; ``console`` the consol
 ``search`` the console's searches; ``retention`` what keeps the database from growing without
 end (unmatched reports expire, finished messages go, idempotency keys are forgotten, in small
 batches); ``health`` which errors mean the store cannot write, and the probe that finds out
-when it can again. Each SQL
+when it can again; ``cluster`` a gateway's membership among several (its session, its locks,
+the channels' slots). Each SQL
 module matches its namesake in ``gateway.store.sqlite`` function for function, so that a
 change to one store maps onto one place in the other; both stores have the same tables and
 columns (tests/store/test_postgres.py checks it), so copy-store copies between them.
@@ -34,14 +35,15 @@ A transaction that meets another's lock in a different order is a deadlock the s
 by failing one; the engine then runs each of that batch's operations alone, so it costs time,
 never an operation.
 
-Still per process, for the several-instances work to come (issue 14's second half):
-- which gateway submits a pending message or sends a callback: ``fetch_pending`` and
-  ``due_callbacks`` read without claiming (they will need claims that expire, with FOR UPDATE
-  SKIP LOCKED), and the dispatcher's ``after_id`` cursor and ``defer`` assume one sender;
-- the channel's ``connections`` and ``tps`` (leases or advisory locks per slot, a shared rate);
-- the reassembly of long MO whose parts reach different gateways (parts are stored once, but
-  each gateway reassembles from what it received; ``unassembled_mo_parts`` reads them all at
-  start);
+- once a gateway joins (``join_cluster``: gateway.pipeline.slots does), ``fetch_pending`` and
+  ``due_callbacks`` claim what they return for it (FOR UPDATE SKIP LOCKED), a claim lasting
+  as long as its gateway's row in ``cluster_instances``; a dead gateway's messages come back
+  ``taken_over``; the channels' slots are advisory locks of its cluster session;
+- a long MO is stored once whoever assembles it (``record_mo_message`` locks its parts), and
+  ``loose_mo_parts`` lets a gateway assemble with the parts others received;
+- the repeat rule's keys are held in ``cluster_repeats`` within the request's transaction.
+
+Still per process:
 - ``State``'s counts (messages by status, unmatched reports), which another gateway's writes
   do not update until ``State.reload`` runs again at a reconnection; the metrics and the
   console's backlog show this process's view;

@@ -11,7 +11,7 @@ import hmac
 
 from gateway.status import DeliveryStatus
 
-from ..interface import KEY_REUSED, TOO_MANY_CODES, AcceptedRequest, code_digest
+from ..interface import KEY_REUSED, REPEATED, TOO_MANY_CODES, AcceptedRequest, code_digest
 from .messages import State, _insert_messages, columns
 
 SCHEMA = """
@@ -98,6 +98,10 @@ async def accept_request(state: State, request, now: float) -> AcceptedRequest:
             return AcceptedRequest((), (), (row[0], row[1]), replayed=True)
     if request.code is not None and await _codes_exceed(state, request, now):
         return AcceptedRequest((), (), None, refusal=TOO_MANY_CODES)
+    if request.repeats and state.instance is not None:
+        held = await _hold_repeats(state, request, now)
+        if held:
+            return AcceptedRequest((), (), None, refusal=REPEATED, repeated=held)
     ids = await _insert_messages(state, list(request.messages), now)
     refused = await _insert_refused(state, request.refused, now)
     if request.code is not None:
@@ -113,6 +117,22 @@ async def accept_request(state: State, request, now: float) -> AcceptedRequest:
                              request.idempotency_key, response[0], response[1], now,
                              request.fingerprint)
     return AcceptedRequest(tuple(ids), tuple(refused), response)
+
+
+async def _hold_repeats(state: State, request, now: float) -> tuple[str, ...]:
+    """Hold the request's repeat keys until its repeat_until (several gateways: the repeat
+    rule's memory they share, cluster_repeats); returns those another request holds, and then
+    holds none. Sorted, so that two requests wait for each other's keys in one order."""
+    keys = sorted(set(request.repeats))
+    taken = {r[0] for r in await state.db.fetch(
+        "INSERT INTO cluster_repeats (key, until) SELECT k, $2 FROM unnest($1::text[]) AS k "
+        "ON CONFLICT (key) DO UPDATE SET until = EXCLUDED.until "
+        "WHERE cluster_repeats.until <= $3 RETURNING key", keys, request.repeat_until, now)}
+    held = tuple(k for k in keys if k not in taken)
+    if held and taken:
+        await state.db.execute("DELETE FROM cluster_repeats WHERE key = ANY($1::text[])",
+                               list(taken))
+    return held
 
 
 async def _codes_exceed(state: State, request, now: float) -> bool:

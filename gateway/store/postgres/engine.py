@@ -46,6 +46,7 @@ import asyncpg
 from ..interface import StoreError, StoreUnavailable
 from ..timing import CommitTimes
 from . import api as api_sql
+from . import cluster
 from . import console as console_sql
 from . import health, retention, schema
 from . import messages as sql
@@ -55,7 +56,7 @@ from . import users as users_sql
 log = logging.getLogger("cmpp_gateway.store")
 
 SCHEMAS = (schema.SCHEMA, api_sql.SCHEMA, users_sql.SCHEMA, console_sql.SCHEMA,
-           retention.SCHEMA, health.SCHEMA)
+           retention.SCHEMA, health.SCHEMA, cluster.SCHEMA)
 
 # Every statement of the store reaches its rows by key (a batch's keys given as arrays), and
 # every such key has an index. The store's session tells the planner so: never a whole-table

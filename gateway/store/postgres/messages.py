@@ -44,6 +44,9 @@ class State:
         self.counts: Counter = Counter()                      # messages by status
         # Apps whose final statuses are queued for a callback; None: every app's.
         self.status_callbacks: frozenset[str] | None = None
+        # This gateway's id among several (cluster.ClusterSession.join); None: it claims
+        # nothing, as one gateway alone need not.
+        self.instance: int | None = None
         self._unmatched = 0
         self._delta: Counter = Counter()
 
@@ -176,17 +179,60 @@ _PENDING = (
 async def fetch_pending(state: State, channel: str, after: Mapping[int, int], limit: int,
                         now: float) -> list[PendingMessage]:
     """Up to ``limit`` messages by priority, then id: each priority of ``after`` from the id
-    it maps to on; the priorities it leaves out are not read."""
+    it maps to on; the priorities it leaves out are not read. One of several gateways claims
+    them (``_claim_pending``)."""
     priorities = sorted(after)
-    rows = await state.db.fetch(_PENDING, channel, priorities, [after[p] for p in priorities],
-                                now, limit)
+    ids = [after[p] for p in priorities]
+    if state.instance is not None:
+        return await _claim_pending(state, channel, priorities, ids, limit, now)
+    rows = await state.db.fetch(_PENDING, channel, priorities, ids, now, limit)
     return [PendingMessage(r[0], channel, r[1], r[2], r[3], r[4], frozenset(r[5]), r[6], r[7])
             for r in rows]
 
 
+# A claim holds while its gateway's row in cluster_instances does (cluster.py): a message
+# claimed by a gateway that is gone is taken over, and said so (PendingMessage.taken_over).
+_CLAIMABLE = ("(m.claim IS NULL OR NOT EXISTS (SELECT 1 FROM cluster_instances i "
+              "WHERE i.id = m.claim))")
+
+
+# _PENDING for one of several gateways: the rows are locked as each priority's range is read
+# (rows another transaction holds are skipped, not waited for), and claimed in the statement
+# that found them.
+_CLAIM_PENDING = (
+    "WITH c AS (SELECT p.id, p.claim FROM unnest($2::int[], $3::bigint[]) AS a(priority, after) "
+    "CROSS JOIN LATERAL (SELECT m.id, m.claim, m.priority FROM messages m WHERE m.channel = $1 "
+    "AND m.status = 'accepted' AND m.priority = a.priority AND m.id > a.after "
+    "AND m.next_attempt_at <= $4 AND " + _CLAIMABLE + " ORDER BY m.id LIMIT $5 "
+    "FOR UPDATE SKIP LOCKED) AS p ORDER BY p.priority, p.id LIMIT $5) "
+    "UPDATE messages m SET claim = $6 FROM c WHERE m.id = c.id "
+    "RETURNING m.id, m.recipient, m.text, m.reference, m.attempts, "
+    "ARRAY(SELECT s.part FROM segments s WHERE s.message_id = m.id), m.created_at, m.priority, "
+    "c.claim IS NOT NULL")
+
+
+async def _claim_pending(state: State, channel: str, priorities: list[int], ids: list[int],
+                         limit: int, now: float) -> list[PendingMessage]:
+    """fetch_pending for one of several gateways: the messages are claimed for this one, and
+    those it holds already are not found again. By priority, then id, as fetch_pending."""
+    rows = await state.db.fetch(_CLAIM_PENDING, channel, priorities, ids, now, limit,
+                                state.instance)
+    return sorted((PendingMessage(r[0], channel, r[1], r[2], r[3], r[4], frozenset(r[5]), r[6],
+                                  r[7], r[8]) for r in rows),
+                  key=lambda row: (row.priority, row.id))
+
+
+async def release_claims(state: State, message_ids: list[int]) -> None:
+    """This gateway will not submit these messages (now): any gateway may claim them."""
+    if state.instance is not None:
+        await state.db.execute("UPDATE messages SET claim = NULL WHERE id = ANY($1::bigint[]) "
+                               "AND claim = $2", message_ids, state.instance)
+
+
 async def defer(state: State, message_id: int, until: float) -> None:
-    await state.db.execute("UPDATE messages SET next_attempt_at = $1, attempts = attempts + 1 "
-                           "WHERE id = $2", until, message_id)
+    """Try this message again no earlier than ``until`` (whichever gateway claims it then)."""
+    await state.db.execute("UPDATE messages SET next_attempt_at = $1, attempts = attempts + 1, "
+                           "claim = NULL WHERE id = $2", until, message_id)
 
 
 # ----------------------------------------------------------------------------- submits
@@ -391,6 +437,17 @@ async def mo_view(state: State, mo_id: int) -> MoView | None:
 # ----------------------------------------------------------------------------- callbacks
 
 async def due_callbacks(state: State, now: float, limit: int) -> list[OutboxEntry]:
+    if state.instance is not None:
+        rows = await state.db.fetch(
+            "WITH c AS (SELECT o.id FROM outbox o WHERE o.state = 'pending' AND "
+            "o.next_attempt_at <= $1 AND (o.claim IS NULL OR o.claim = $3 OR NOT EXISTS "
+            "(SELECT 1 FROM cluster_instances i WHERE i.id = o.claim)) "
+            "ORDER BY o.next_attempt_at, o.id LIMIT $2 FOR UPDATE SKIP LOCKED) "
+            "UPDATE outbox o SET claim = $3 FROM c WHERE o.id = c.id "
+            "RETURNING o.id, o.app, o.kind, o.ref, o.attempts, o.created_at, o.next_attempt_at",
+            now, limit, state.instance)
+        rows.sort(key=lambda r: (r[6], r[0]))
+        return [OutboxEntry(*r[:6]) for r in rows]
     rows = await state.db.fetch(
         "SELECT id, app, kind, ref, attempts, created_at FROM outbox "
         "WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, id "
@@ -403,18 +460,18 @@ async def callback_done(state: State, entry_id: int, delivered: bool, now: float
     if delivered or next_attempt_at is None:
         await state.db.execute(
             "UPDATE outbox SET state = $1, done_at = $2, attempts = attempts + 1, "
-            "last_error = $3 WHERE id = $4",
+            "last_error = $3, claim = NULL WHERE id = $4",
             "done" if delivered else "failed", now, error, entry_id)
     else:
         await state.db.execute(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 "
-            "WHERE id = $3", next_attempt_at, error, entry_id)
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2, "
+            "claim = NULL WHERE id = $3", next_attempt_at, error, entry_id)
 
 
 async def hold_callback(state: State, entry_id: int, until: float, reason: str) -> None:
     """Keep a callback back until ``until`` without counting an attempt (nothing was sent)."""
-    await state.db.execute("UPDATE outbox SET next_attempt_at = $1, last_error = $2 "
-                           "WHERE id = $3", until, reason, entry_id)
+    await state.db.execute("UPDATE outbox SET next_attempt_at = $1, last_error = $2, "
+                           "claim = NULL WHERE id = $3", until, reason, entry_id)
 
 
 async def pending_callbacks(state: State) -> int:

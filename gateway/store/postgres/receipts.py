@@ -186,7 +186,14 @@ def _with_id(part: MoPart, part_id: int) -> MoPart:
     return part._replace(id=part_id)
 
 
-async def record_mo_message(state: State, m: MoMessage, apps: tuple[str, ...]) -> int:
+async def record_mo_message(state: State, m: MoMessage, apps: tuple[str, ...]) -> int | None:
+    """The message, unless a part of it is in one already: the parts' rows are locked first,
+    so that two gateways that both assembled it take turns, and the second finds them taken
+    (None)."""
+    if m.part_ids and len(await state.db.fetch(
+            "SELECT id FROM mo_parts WHERE id = ANY($1::bigint[]) AND mo_id IS NULL "
+            "FOR UPDATE", list(m.part_ids))) < len(set(m.part_ids)):
+        return None
     mo_id = await state.db.fetchval(
         "INSERT INTO mo (channel, src_terminal_id, dest_id, text, payload, msg_fmt, parts, "
         "complete, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
@@ -200,10 +207,17 @@ async def record_mo_message(state: State, m: MoMessage, apps: tuple[str, ...]) -
     return mo_id
 
 
+_MO_PART = ("SELECT channel, connection, deliver_msg_id, src_terminal_id, dest_id, service_id, "
+            "msg_fmt, tp_udhi, content, received_at, id FROM mo_parts WHERE mo_id IS NULL ")
+
+
 async def unassembled_mo_parts(state: State) -> list[MoPart]:
-    rows = await state.db.fetch(
-        "SELECT channel, connection, deliver_msg_id, src_terminal_id, dest_id, service_id, "
-        "msg_fmt, tp_udhi, content, received_at, id FROM mo_parts WHERE mo_id IS NULL "
-        "ORDER BY id")
+    rows = await state.db.fetch(_MO_PART + "ORDER BY id")
+    return [MoPart(r[0], r[1], to_unsigned(r[2]), *tuple(r)[3:]) for r in rows]
+
+
+async def loose_mo_parts(state: State, channel: str, src_terminal_id: str) -> list[MoPart]:
+    rows = await state.db.fetch(_MO_PART + "AND channel = $1 AND src_terminal_id = $2 "
+                                "ORDER BY id", channel, src_terminal_id)
     return [MoPart(r[0], r[1], to_unsigned(r[2]), *tuple(r)[3:]) for r in rows]
 

@@ -11,6 +11,8 @@ Flags are INTEGER 0/1 and times DOUBLE PRECISION seconds, for the same reason.
 
 from __future__ import annotations
 
+import hashlib
+
 from ..interface import StoreError
 
 SCHEMA = """
@@ -141,7 +143,9 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at) WHERE state = '
 # come with the schemas' CREATE ... IF NOT EXISTS; MIGRATIONS change the tables that an older
 # layout already has, before them. The indexes retention works through and store_probe
 # (``retention``, ``health``) came at 5 without a new version, as in SQLite: an older database
-# gains them at its next start, and an older gateway does without them.
+# gains them at its next start, and an older gateway does without them. The schemas run at a
+# start only when their text changed since they last ran (their digest, in store_version):
+# see ``migrate``.
 SCHEMA_VERSION = 6
 MIGRATIONS = {
     2: ("ALTER TABLE messages ADD COLUMN IF NOT EXISTS callback TEXT",),
@@ -167,10 +171,17 @@ async def migrate(db, name: str, schemas: tuple[str, ...]) -> None:
     """Create or migrate the schema in one transaction, under the migration lock. Raises
     StoreError, changing nothing, for a database written by a newer cmpp-gateway, or one that
     holds a messages table and no store_version (not a cmpp-gateway store). ``name`` is the
-    database as the messages name it."""
+    database as the messages name it. A database of this version whose schemas were last run
+    as they are now (their digest, kept in store_version) is left as it is: DDL, even CREATE
+    ... IF NOT EXISTS, locks the tables it names, and a gateway starting beside others at work
+    would deadlock with their writes."""
+    digest = hashlib.sha256("\n".join(schemas).encode()).hexdigest()
     async with db.transaction():
         await db.execute("SELECT pg_advisory_xact_lock($1, $2)", LOCKS, MIGRATION_LOCK)
         version = await _version(db)
+        if version == SCHEMA_VERSION and await db.fetchval(
+                "SELECT to_jsonb(v) ->> 'schemas' FROM store_version v LIMIT 1") == digest:
+            return
         if version is None and await db.fetchval(
                 "SELECT to_regclass('messages') IS NOT NULL"):
             raise StoreError(f"{name}: has a messages table but no store_version: "
@@ -189,6 +200,8 @@ async def migrate(db, name: str, schemas: tuple[str, ...]) -> None:
             await db.execute("INSERT INTO store_version (version) VALUES ($1)", SCHEMA_VERSION)
         elif version < SCHEMA_VERSION:
             await db.execute("UPDATE store_version SET version = $1", SCHEMA_VERSION)
+        await db.execute("ALTER TABLE store_version ADD COLUMN IF NOT EXISTS schemas TEXT")
+        await db.execute("UPDATE store_version SET schemas = $1", digest)
 
 
 async def _version(db) -> int | None:
@@ -199,16 +212,19 @@ async def _version(db) -> int | None:
 
 async def layout(state) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
     """Tables -> (columns, primary key), from PostgreSQL's catalogue (the store's own
-    store_version left out: each store keeps its version its own way; and store_probe, the
-    health probe's scratch, never a record)."""
+    store_version left out: each store keeps its version its own way; store_probe, the
+    health probe's scratch, never a record; and what only several gateways need, which is not
+    a record either: the cluster_ tables and the claim columns)."""
     rows = await state.db.fetch(
         "SELECT c.relname, ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = "
-        "c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum), "
+        "c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attname <> 'claim' "
+        "ORDER BY a.attnum), "
         "ARRAY(SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = "
         "i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indrelid = c.oid AND i.indisprimary "
         "ORDER BY array_position(i.indkey::int2[], a.attnum)) FROM pg_class c "
         "WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace "
-        "AND c.relname NOT IN ('store_version', 'store_probe') ORDER BY c.relname")
+        "AND c.relname NOT IN ('store_version', 'store_probe') "
+        "AND c.relname NOT LIKE 'cluster\\_%' ORDER BY c.relname")
     return {r[0]: (tuple(r[1]), tuple(r[2])) for r in rows}
 
 

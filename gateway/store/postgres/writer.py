@@ -29,6 +29,7 @@ from . import messages as sql
 from . import receipts as receipts_sql
 from . import retention, schema, search
 from . import users as users_sql
+from .cluster import ClusterSession
 from .engine import CONNECTION_ERRORS, Engine
 
 
@@ -57,6 +58,27 @@ class PostgresStore(Engine, Store):
             await self._reader.close()
             self._reader = None
 
+    # ------------------------------------------------------------------------- several gateways
+
+    shared = True
+
+    def cluster_session(self) -> ClusterSession:
+        """This gateway's membership among those sharing the database (not joined yet)."""
+        return ClusterSession(self.url, self._password, self.connect_timeout,
+                              self.application_name)
+
+    async def join_cluster(self, session: ClusterSession, channels: list[str]) -> bool:
+        """Join (or join again after the session was lost) with ``session``: from here on
+        this store claims the messages and callbacks it fetches for this gateway, under the
+        session's id. False when that id is new (the claims of the old one, if any, are the
+        survivors' now). Raises StoreUnavailable when the database cannot be reached."""
+        try:
+            kept = await session.join(channels)
+        except CONNECTION_ERRORS as error:
+            raise StoreUnavailable(f"the store {self.name} cannot be reached: {error}") from None
+        self._state.instance = session.id
+        return kept
+
     # ------------------------------------------------------------------------- operations
     # Each returns the queued operation's future: await it, or add a done callback.
 
@@ -70,6 +92,9 @@ class PostgresStore(Engine, Store):
 
     def defer(self, message_id: int, until: float) -> asyncio.Future:
         return self._submit(sql.defer, message_id, until)
+
+    def release_claims(self, message_ids: list[int]) -> asyncio.Future:
+        return self._submit(sql.release_claims, message_ids)
 
     def record_submits(self, results: list[SegmentResult], provider: str) -> asyncio.Future:
         return self._submit(sql.record_submits, results, provider)
@@ -85,6 +110,9 @@ class PostgresStore(Engine, Store):
 
     def unassembled_mo_parts(self) -> asyncio.Future:
         return self._submit(receipts_sql.unassembled_mo_parts)
+
+    def loose_mo_parts(self, channel: str, src_terminal_id: str) -> asyncio.Future:
+        return self._submit(receipts_sql.loose_mo_parts, channel, src_terminal_id)
 
     def expire_reports(self, now: float, timeout: float) -> asyncio.Future:
         return self._submit(receipts_sql.expire_reports, now, timeout)
