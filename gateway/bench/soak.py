@@ -55,6 +55,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import aiohttp
 from aiohttp import web
@@ -270,20 +271,25 @@ content = "您的订单{{{{order}}}}已发货，请注意查收"
 
 
 class GatewayProcess:
-    """``python -m gateway.cli run`` on a configuration written into ``directory``."""
+    """``python -m gateway.cli run`` on a configuration written into ``directory`` from
+    ``template`` (its placeholders: dir, host, api, ops, the ``fixed`` ones and ``settings``),
+    the secrets in its environment; the log appended to ``directory``/gateway.log."""
+
+    template, store_name = CONFIG, "soak.sqlite"
+    fixed: ClassVar[dict] = {"account": ACCOUNT, "app_key": APP_KEY}
+    secrets: ClassVar[dict] = {"SOAK_CHANNEL_PASSWORD": SECRET, "SOAK_MASTER_SECRET": MASTER_SECRET}
 
     def __init__(self, directory: Path, settings: dict) -> None:
         self.directory = directory
         self.api, self.ops = free_port(), free_port()
-        self.store = directory / "soak.sqlite"
+        self.store = directory / self.store_name
         self.log = directory / "gateway.log"
         config = directory / "gateway.toml"
-        config.write_text(CONFIG.format(dir=directory, host=HOST, api=self.api, ops=self.ops,
-                                        account=ACCOUNT, app_key=APP_KEY, **settings),
+        config.write_text(self.template.format(dir=directory, host=HOST, api=self.api,
+                                               ops=self.ops, **self.fixed, **settings),
                           encoding="utf-8")
-        env = {**os.environ, "SOAK_CHANNEL_PASSWORD": SECRET,
-               "SOAK_MASTER_SECRET": MASTER_SECRET}
-        with open(self.log, "wb") as log:
+        env = {**os.environ, **self.secrets}
+        with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gateway.cli", "run", "--config", str(config)],
                 stdout=log, stderr=subprocess.STDOUT, env=env)
