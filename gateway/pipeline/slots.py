@@ -37,7 +37,7 @@ log = logging.getLogger("cmpp_gateway.slots")
 HEARTBEAT = 1.0        # seconds between two heartbeats
 HOLD = 5.0             # no heartbeat answered for this long: drop every CMPP connection
 TAKEOVER = 8.0         # a vanished holder's slot (or instance) is taken after this long
-SWEEP_EVERY = 60       # heartbeats between two sweeps of the repeat rule's expired keys
+SWEEP_EVERY = 60       # heartbeats between two sweeps of expired repeat keys and app seconds
 
 
 def fair_share(connections: int, alive: list[int], me: int) -> int:

@@ -18,7 +18,7 @@ Offers: Store, SqliteStore, PostgresStore, create_store, is_database_url, StoreE
 StoreUnavailable (a write the store could not make), the records (UserRow: an app's user),
 Pruned (a retention batch), to_signed and to_unsigned (Msg_Ids as signed 64-bit integers),
 code_digest, the review states PENDING, APPROVED, REFUSED, why an API request was not kept
-(KEY_REUSED, TOO_MANY_CODES, REPEATED), and the messages' priorities (URGENT, NOTIFICATION,
+(KEY_REUSED, TOO_MANY_CODES, REPEATED, TOO_FAST), and the messages' priorities (URGENT, NOTIFICATION,
 MARKETING: PRIORITIES in the order they go, PRIORITY_NAMES, priority_of); for the console:
 AppDirectory, AuditNote, AuditEntry, StoredApp, ConsoleUser, ConsoleSession, Review,
 MessageQuery, MessageRow, ReceiptRow, CallbackRow, PendingCallbacks, SearchTooBroad, ROLES.
@@ -52,6 +52,7 @@ from .interface import (
     PRIORITY_NAMES,
     REFUSED,
     REPEATED,
+    TOO_FAST,
     TOO_MANY_CODES,
     URGENT,
     Accepted,
@@ -95,7 +96,7 @@ def create_store(setting: str, password: str | None = None, *,
 
 __all__ = [
     "APPROVED", "KEY_REUSED", "MARKETING", "NOTIFICATION", "PENDING", "PRIORITIES",
-    "PRIORITY_NAMES", "REFUSED", "REPEATED", "ROLES", "TOO_MANY_CODES", "URGENT", "Accepted",
+    "PRIORITY_NAMES", "REFUSED", "REPEATED", "ROLES", "TOO_FAST", "TOO_MANY_CODES", "URGENT", "Accepted",
     "AcceptedRequest", "ApiRequest",
     "AppDirectory", "AuditEntry", "AuditNote", "CallbackRow", "ConsoleSession", "ConsoleUser",
     "MessageQuery", "MessageRow", "PendingCallbacks", "ReceiptRow", "Review", "SearchTooBroad",

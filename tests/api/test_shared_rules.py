@@ -1,10 +1,14 @@
-"""The API's repeat rule on several gateways sharing one PostgreSQL store: a number and text
-sent through one gateway is refused (50034) by another within the window, single or batch."""
+"""The API's rules on several gateways sharing one PostgreSQL store: a number and text sent
+through one gateway is refused (50034) by another within the window, single or batch; an
+app's messages_per_app_per_second is a total over the gateways (50009 past it)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import math
 import time
+from collections import Counter
 
 import aiohttp
 
@@ -19,9 +23,9 @@ KEY, SECRET = "shared-key", "shared-secret"
 AUTH = aiohttp.encode_basic_auth(KEY, SECRET)
 
 
-def config(store: str, port: int):
+def config(store: str, port: int, api: str = ""):
     return parse_config(
-        f'[gateway]\nstore = "{store}"\n'
+        f'[gateway]\nstore = "{store}"\n[api]\n{api}\n'
         f'[channels.cmcc]\nprovider = "default"\nhost = "127.0.0.1"\nport = {port}\n'
         f'account = "900001"\npassword = "secret"\naccess_number = "10690001"\n'
         f'connections = 2\n[apps.shop]\napp_key = "{KEY}"\nmaster_secret = "{SECRET}"\n'
@@ -29,14 +33,14 @@ def config(store: str, port: int):
 
 
 @contextlib.asynccontextmanager
-async def gateways(store: str, count: int, serving: bool = False):
+async def gateways(store: str, count: int, serving: bool = False, api: str = ""):
     """``count`` gateways on ``store``; their API's base URLs, or with ``serving`` (gateway,
     URL) pairs."""
     async with Simulator(SimulatorConfig(accounts=[Account("900001", "secret")])) as sim:
         started = []
         try:
             for _ in range(count):
-                gateway = Gateway(config(store, sim.address[1]), GatewayOptions(
+                gateway = Gateway(config(store, sim.address[1], api), GatewayOptions(
                     tuning=PoolTuning(reconnect=Backoff(0.01, 0.05)), serve_ops=False,
                     api_address=("127.0.0.1", 0)))
                 await gateway.start()
@@ -94,6 +98,74 @@ def test_the_store_holds_a_repeat_key_once_until_it_expires(store_settings, tmp_
             later = await stores[1].accept_request(ApiRequest(
                 "shop", (message,), repeats=("k2", "k3"), repeat_until=now + 61), now + 31)
             assert later.ids                   # k2 expired; k3 was not kept by the refusal
+        finally:
+            for store, session in zip(stores, sessions):
+                session.drop()
+                await store.close()
+    with store_settings("postgresql", tmp_path) as url:
+        run(scenario)
+
+
+def test_an_apps_messages_per_second_are_counted_over_every_gateway(store_settings, tmp_path):
+    """Two gateways, an app limited to 10 messages a second, 16 sends at once (8 through
+    each) in each of four rounds: in no second are more than 10 stored, the others are
+    refused with 50009, and each refusal stores nothing."""
+    limit, rounds, each = 10, 4, 8
+
+    async def send(http, base: str, number: int) -> int:
+        body = {"mobile": f"1380013{number:04d}", "temp_id": 1, "temp_para": {"n": "1"}}
+        status, answer = await post(http, base, "/v1/messages", body)
+        return 200 if status == 200 else answer["error"]["code"]
+
+    async def scenario():
+        settings = f"messages_per_app_per_second = {limit}\nrepeat_window = 0"
+        async with gateways(url, 2, serving=True, api=settings) as served, \
+                aiohttp.ClientSession() as http:
+            answers = []
+            for turn in range(rounds):
+                answers += await asyncio.gather(*(
+                    send(http, base, turn * 100 + n * 10 + i)
+                    for n, (_, base) in enumerate(served) for i in range(each)))
+                await asyncio.sleep(0.5)
+            rows = await served[0][0].store.query(
+                "SELECT created_at FROM messages WHERE app = 'shop' AND status <> 'rejected'")
+        assert set(answers) <= {200, 50009} and answers.count(50009) > 0
+        assert len(rows) == answers.count(200)
+        per_second = Counter(math.floor(row[0]) for row in rows)
+        assert max(per_second.values()) <= limit, per_second
+    with store_settings("postgresql", tmp_path) as url:
+        run(scenario, timeout=60)
+
+
+def test_the_store_counts_an_apps_second_over_its_gateways(store_settings, tmp_path):
+    async def scenario():
+        stores, sessions = [create_store(url), create_store(url)], []
+        for store in stores:
+            await store.open()
+            sessions.append(store.cluster_session())
+            await store.join_cluster(sessions[-1], ["cmcc"])
+        try:
+            now = math.floor(time.time()) + 0.5
+            two = tuple(NewMessage("shop", "cmcc", f"1380013800{i}", "x") for i in range(2))
+
+            def request(messages, limit=3):
+                return ApiRequest("shop", messages, app_second_limit=limit)
+            assert (await stores[0].accept_request(request(two), now)).ids
+            assert (await stores[1].accept_request(request(two), now + 0.4)).refusal == \
+                "too fast"
+            assert (await stores[1].accept_request(request(two[:1]), now)).ids
+            assert (await stores[0].accept_request(request(two[:1]), now)).refusal == "too fast"
+            assert (await stores[1].accept_request(request(two), now + 0.6)).ids  # next second
+            assert (await stores[0].accept_request(request(two * 2), now + 0.6)).refusal == \
+                "too fast"                                  # over the limit alone
+            rows = await stores[0].query("SELECT second, sent FROM cluster_app_seconds "
+                                         "WHERE app = 'shop' ORDER BY second")
+            assert rows == [(now - 0.5, 3), (now + 0.5, 2)]
+            await sessions[0].heartbeat([], sweep=True)     # a minute on: they are gone
+            assert len(await stores[0].query("SELECT * FROM cluster_app_seconds")) == 2
+            await stores[0].query("UPDATE cluster_app_seconds SET second = second - 61")
+            await sessions[0].heartbeat([], sweep=True)
+            assert await stores[0].query("SELECT * FROM cluster_app_seconds") == []
         finally:
             for store, session in zip(stores, sessions):
                 session.drop()

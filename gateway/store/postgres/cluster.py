@@ -61,6 +61,12 @@ CREATE TABLE IF NOT EXISTS cluster_repeats (
     key TEXT PRIMARY KEY,
     until DOUBLE PRECISION NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cluster_app_seconds (
+    app TEXT NOT NULL,
+    second BIGINT NOT NULL,
+    sent INTEGER NOT NULL,
+    PRIMARY KEY (app, second)
+);
 DO $$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'messages'::regclass
                    AND attname = 'claim' AND NOT attisdropped) THEN
@@ -184,7 +190,8 @@ class ClusterSession:
     async def _heartbeat(self, forget: list[int], sweep: bool) -> ClusterView:
         """Renew this gateway's row, delete those of ``forget`` (gateways whose instance lock
         the caller saw free long enough, if it still is), and read the locks and slots. With
-        ``sweep``, also delete the repeat rule's keys that have expired."""
+        ``sweep``, also delete the repeat rule's keys that have expired, and the apps'
+        counts of seconds more than a minute past."""
         db = self._db
         async with db.transaction():
             registered = await db.fetchval(
@@ -198,6 +205,7 @@ class ClusterSession:
                                  "pg_try_advisory_xact_lock($2, id)", gone, INSTANCE_LOCKS)
             if sweep:
                 await db.execute(f"DELETE FROM cluster_repeats WHERE until < {_EPOCH}")
+                await db.execute(f"DELETE FROM cluster_app_seconds WHERE second < {_EPOCH} - 60")
             rows = await db.fetch("SELECT channel, slot, instance FROM cluster_slots "
                                   "WHERE channel = ANY($1::text[])", list(self.channels))
             instances = await db.fetch("SELECT id FROM cluster_instances")
