@@ -144,7 +144,8 @@ class Gateway:
         await self.pools.start()
         if shared:             # before anything is claimed: the claims carry this gateway's id
             self.slots = SlotKeeper(self.store, self.pools.pools, on_lost=self._slots_lost,
-                                    on_forgotten=self._forgotten)
+                                    on_forgotten=self._forgotten,
+                                    on_unsubscribed=self._unsubscribed_elsewhere)
             await self.slots.start()
             self.metrics.watch_slots(self.slots.report)
         if serving:
@@ -345,6 +346,11 @@ class Gateway:
         if self.api is not None:
             self.api.rules.unsubscribed.add(mobile)
         log.info("%s unsubscribed from marketing messages (MO %d)", mobile, mo_id)
+
+    def _unsubscribed_elsewhere(self, numbers: frozenset[str]) -> None:
+        """Numbers unsubscribed by an MO to any gateway sharing the store (SlotKeeper)."""
+        if self.api is not None:
+            self.api.rules.unsubscribed.update(numbers)
 
     def readiness(self) -> tuple[bool, dict]:
         """Ready: started, at least one channel served, and the store can write."""

@@ -1,6 +1,7 @@
 """The API's rules on several gateways sharing one PostgreSQL store: a number and text sent
 through one gateway is refused (50034) by another within the window, single or batch; an
-app's messages_per_app_per_second is a total over the gateways (50009 past it)."""
+app's messages_per_app_per_second is a total over the gateways (50009 past it); a number
+unsubscribed by an MO to one gateway is refused marketing (50024) by the others too."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from gateway.config import parse_config
 from gateway.daemon import Gateway, GatewayOptions
 from gateway.sim import Account, Simulator, SimulatorConfig
 from gateway.store import ApiRequest, NewMessage, create_store
-from tests.aio import run
+from tests.aio import eventually, run
 
 KEY, SECRET = "shared-key", "shared-secret"
 AUTH = aiohttp.encode_basic_auth(KEY, SECRET)
@@ -29,13 +30,21 @@ def config(store: str, port: int, api: str = ""):
         f'[channels.cmcc]\nprovider = "default"\nhost = "127.0.0.1"\nport = {port}\n'
         f'account = "900001"\npassword = "secret"\naccess_number = "10690001"\n'
         f'connections = 2\n[apps.shop]\napp_key = "{KEY}"\nmaster_secret = "{SECRET}"\n'
-        f'signature = "商城"\n[templates.1]\ntype = "notification"\ncontent = "订单{{{{n}}}}"\n')
+        f'signature = "商城"\n[templates.1]\ntype = "notification"\ncontent = "订单{{{{n}}}}"\n'
+        f'[templates.2]\ntype = "marketing"\ncontent = "新品上市"\n')
 
 
 @contextlib.asynccontextmanager
 async def gateways(store: str, count: int, serving: bool = False, api: str = ""):
     """``count`` gateways on ``store``; their API's base URLs, or with ``serving`` (gateway,
     URL) pairs."""
+    async with cluster(store, count, api) as (_, served):
+        yield served if serving else [url for _, url in served]
+
+
+@contextlib.asynccontextmanager
+async def cluster(store: str, count: int, api: str = ""):
+    """The simulator and ``count`` (gateway, API base URL) pairs on ``store``."""
     async with Simulator(SimulatorConfig(accounts=[Account("900001", "secret")])) as sim:
         started = []
         try:
@@ -45,8 +54,7 @@ async def gateways(store: str, count: int, serving: bool = False, api: str = "")
                     api_address=("127.0.0.1", 0)))
                 await gateway.start()
                 started.append(gateway)
-            urls = [f"http://127.0.0.1:{g.api_server.address[1]}" for g in started]
-            yield list(zip(started, urls)) if serving else urls
+            yield sim, [(g, f"http://127.0.0.1:{g.api_server.address[1]}") for g in started]
         finally:
             for gateway in started:
                 await gateway.stop()
@@ -172,3 +180,23 @@ def test_the_store_counts_an_apps_second_over_its_gateways(store_settings, tmp_p
                 await store.close()
     with store_settings("postgresql", tmp_path) as url:
         run(scenario)
+
+
+def test_a_number_unsubscribed_through_one_gateway_is_learned_by_the_others(store_settings,
+                                                                          tmp_path):
+    """An MO "TD" reaches one of two gateways (one CMPP connection each); within seconds
+    both refuse marketing to its number (50024), and notifications still go."""
+    async def scenario():
+        async with cluster(url, 2) as (sim, served), aiohttp.ClientSession() as http:
+            await eventually(lambda: len(sim.connections("900001")) == 2, timeout=20)
+            sim.send_mo("900001", "8613800138000", "10690001", "TD")
+            await eventually(lambda: all("13800138000" in g.api.rules.unsubscribed
+                                         for g, _ in served), timeout=20)
+            for _, base in served:
+                marketing = {"mobile": "13800138000", "temp_id": 2}
+                assert (await post(http, base, "/v1/messages", marketing))[1] == \
+                    {"error": {"code": 50024, "message": "unsubscribed mobile"}}
+            notice = {"mobile": "13800138000", "temp_id": 1, "temp_para": {"n": "1"}}
+            assert (await post(http, served[1][1], "/v1/messages", notice))[0] == 200
+    with store_settings("postgresql", tmp_path) as url:
+        run(scenario, timeout=60)

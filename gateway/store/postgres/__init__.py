@@ -51,8 +51,8 @@ Still per process:
   console's backlog show this process's view;
 - what the daemon keeps in memory and re-reads on a timer: the apps made in the console
   (AppDirectory, every 2 s), the templates' and signatures' review states (the API's registry,
-  every few seconds), unsubscribed numbers (read at start, added by this process's MO), the
-  callback URLs' verification (each process verifies for itself).
+  every few seconds), unsubscribed numbers (read at start, added by this process's MO and
+  by the others' at each heartbeat: ``cluster``), the callback URLs' verification (each process verifies for itself).
 
 Offers: PostgresStore.
 """
