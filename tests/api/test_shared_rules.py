@@ -17,8 +17,9 @@ from gateway.channel import Backoff, PoolTuning
 from gateway.config import parse_config
 from gateway.daemon import Gateway, GatewayOptions
 from gateway.sim import Account, Simulator, SimulatorConfig
-from gateway.store import ApiRequest, NewMessage, create_store
+from gateway.store import ApiRequest, NewMessage
 from tests.aio import eventually, run
+from tests.store.test_cluster import stores as joined
 
 KEY, SECRET = "shared-key", "shared-secret"
 AUTH = aiohttp.encode_basic_auth(KEY, SECRET)
@@ -90,12 +91,7 @@ def test_a_send_through_one_gateway_is_a_repeat_on_another(store_settings, tmp_p
 
 def test_the_store_holds_a_repeat_key_once_until_it_expires(store_settings, tmp_path):
     async def scenario():
-        stores, sessions = [create_store(url), create_store(url)], []
-        for store in stores:
-            await store.open()
-            sessions.append(store.cluster_session())
-            await store.join_cluster(sessions[-1], ["cmcc"])
-        try:
+        async with joined(url, 2) as (stores, _):
             now = time.time()
             message = NewMessage("shop", "cmcc", "13800138000", "x")
             first = await stores[0].accept_request(ApiRequest(
@@ -106,10 +102,6 @@ def test_the_store_holds_a_repeat_key_once_until_it_expires(store_settings, tmp_
             later = await stores[1].accept_request(ApiRequest(
                 "shop", (message,), repeats=("k2", "k3"), repeat_until=now + 61), now + 31)
             assert later.ids                   # k2 expired; k3 was not kept by the refusal
-        finally:
-            for store, session in zip(stores, sessions):
-                session.drop()
-                await store.close()
     with store_settings("postgresql", tmp_path) as url:
         run(scenario)
 
@@ -147,12 +139,7 @@ def test_an_apps_messages_per_second_are_counted_over_every_gateway(store_settin
 
 def test_the_store_counts_an_apps_second_over_its_gateways(store_settings, tmp_path):
     async def scenario():
-        stores, sessions = [create_store(url), create_store(url)], []
-        for store in stores:
-            await store.open()
-            sessions.append(store.cluster_session())
-            await store.join_cluster(sessions[-1], ["cmcc"])
-        try:
+        async with joined(url, 2) as (stores, sessions):
             now = math.floor(time.time()) + 0.5
             two = tuple(NewMessage("shop", "cmcc", f"1380013800{i}", "x") for i in range(2))
 
@@ -174,10 +161,6 @@ def test_the_store_counts_an_apps_second_over_its_gateways(store_settings, tmp_p
             await stores[0].query("UPDATE cluster_app_seconds SET second = second - 61")
             await sessions[0].heartbeat([], sweep=True)
             assert await stores[0].query("SELECT * FROM cluster_app_seconds") == []
-        finally:
-            for store, session in zip(stores, sessions):
-                session.drop()
-                await store.close()
     with store_settings("postgresql", tmp_path) as url:
         run(scenario)
 
