@@ -7,7 +7,9 @@ that cross it (``NewMessage``, ``SegmentResult``, ``Receipt``, ``MessageView``, 
 durable before its awaitable resolves. ``SqliteStore`` (``sqlite/``) is the embedded default:
 one SQLite file in WAL mode, written by one thread with group commit. ``PostgresStore``
 (``postgres/``) is the shared one: a PostgreSQL database, written by one thread per gateway
-with group commit. ``create_store(setting)`` makes the one the configuration names.
+with group commit. Both put the same operations on their writers (``QueuedStore``, in
+``queued``: each backend names its SQL modules). ``create_store(setting)`` makes the one the
+configuration names.
 
 The operator's console keeps its records here too (``console``: apps made there, operator
 accounts and sessions, review decisions, the audit trail, and what searches return), and
