@@ -55,12 +55,16 @@ from gateway.store import (
     MoMessage,
     NewMessage,
     StoreError,
+    StoreUnavailable,
     create_store,
 )
 
 log = logging.getLogger("cmpp_gateway.daemon")
 
 APPS_POLL = 2.0
+# Seconds between two attempts to open a database that cannot be reached at start: the first
+# wait, doubled after each attempt up to the last.
+STORE_RETRY = (1.0, 30.0)
 MAINLAND = re.compile(r"(?:\+|00)?86(1[3-9]\d{9})")    # an SMS center writes it either way
 
 
@@ -90,6 +94,9 @@ class GatewayOptions:
     mo_apps: Callable[[str], tuple[str, ...]] | None = None
     sweep_interval: float = 60.0          # the store's housekeeping (gateway.pipeline.sweeper)
     store_max_pages: int | None = None    # SQLite's max_page_count (tests: a store that is full)
+    # A database that cannot be reached at start: wait for it (``cmpp-gateway run``), or
+    # raise StoreError (embedding, tests).
+    wait_for_store: bool = False
 
 
 class Gateway:
@@ -113,14 +120,16 @@ class Gateway:
         self._running = False
         # Several gateways on one store: the channels' connection slots shared among them.
         self.slots: SlotKeeper | None = None
+        self.store_waiting: str | None = None    # why the store could not be opened yet
 
     # ------------------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
         """Start everything. Raises TableError (bad receipt-code tables) or StoreError (an
-        unusable store file) before anything is running."""
+        unusable store) before anything but the ops listener is running (see ``_open_store``:
+        a database that cannot be reached yet)."""
         tables = provider_tables(self.config.gateway.providers)
-        await self.store.open()
+        await self._open_store()
         self._tables = tables
         await self.apps.refresh()
         self._apps_changed()
@@ -144,7 +153,8 @@ class Gateway:
         await self.pools.start()
         if shared:             # before anything is claimed: the claims carry this gateway's id
             self.slots = SlotKeeper(self.store, self.pools.pools, on_lost=self._slots_lost,
-                                    on_forgotten=self._forgotten)
+                                    on_forgotten=self._forgotten,
+                                    on_unsubscribed=self._unsubscribed_elsewhere)
             await self.slots.start()
             self.metrics.watch_slots(self.slots.report)
         if serving:
@@ -160,13 +170,45 @@ class Gateway:
             await self._start_api()
         if self.config.console.enabled and self.options.serve_console:
             await self._start_console()
-        if self.options.serve_ops:
-            self.ops = OpsServer(self.metrics.registry, self.readiness)
-            host, port = self.options.ops_address or \
-                split_host_port(self.config.gateway.metrics_listen)
-            await self.ops.start(host, port)
+        if self.options.serve_ops and self.ops is None:
+            await self._start_ops()
         self._running = True
         log.info("gateway started with %d channel(s)", len(self.channels))
+
+    async def _open_store(self) -> None:
+        """Open the store. A database that cannot be reached (StoreUnavailable) is StoreError,
+        or with ``wait_for_store`` is tried again, waiting STORE_RETRY, with a warning at each
+        attempt; meanwhile the ops listener answers (/healthz 200, /readyz 503 with the
+        reason). A database that refuses this gateway, or is not a store it can use, still
+        raises StoreError at once."""
+        wait = STORE_RETRY[0]
+        while True:
+            try:
+                await self.store.open()
+                self.store_waiting = None
+                return
+            except StoreUnavailable as error:
+                if not self.options.wait_for_store:
+                    raise StoreError(str(error)) from None
+                self.store_waiting = str(error)
+            log.warning("%s; trying again in %g s", self.store_waiting, wait)
+            if self.options.serve_ops and self.ops is None:
+                await self._start_ops()
+            await asyncio.sleep(wait)
+            wait = min(2 * wait, STORE_RETRY[1])
+
+    async def _start_ops(self) -> None:
+        self.ops = OpsServer(self.metrics.registry, self.readiness)
+        host, port = self.options.ops_address or \
+            split_host_port(self.config.gateway.metrics_listen)
+        await self.ops.start(host, port)
+
+    async def abandon(self) -> None:
+        """Stop what a start left running when it was cancelled (waiting for its store): the
+        ops listener."""
+        if not self._running and self.ops is not None:
+            await self.ops.stop()
+            self.ops = None
 
     async def stop(self) -> None:
         """Drain and stop; bounded by the configuration's drain_timeout."""
@@ -346,9 +388,15 @@ class Gateway:
             self.api.rules.unsubscribed.add(mobile)
         log.info("%s unsubscribed from marketing messages (MO %d)", mobile, mo_id)
 
+    def _unsubscribed_elsewhere(self, numbers: frozenset[str]) -> None:
+        """Numbers unsubscribed by an MO to any gateway sharing the store (SlotKeeper)."""
+        if self.api is not None:
+            self.api.rules.unsubscribed.update(numbers)
+
     def readiness(self) -> tuple[bool, dict]:
         """Ready: started, at least one channel served, and the store can write."""
-        writable, reason = self.store.writable_snapshot()
+        writable, reason = (False, self.store_waiting) if self.store_waiting else \
+            self.store.writable_snapshot()
         statuses = [dataclasses.replace(s, healthy=self._serving(s)) for s in
                     (self.pools.status() if self.pools else [])]
         channels = {s.channel: {"healthy": s.healthy, "open": s.open, "wanted": s.wanted,
@@ -374,7 +422,8 @@ async def serve(config_path: str) -> int:
     receipt tables) that checks out replaces the running one after a drain; one that does not
     is logged and the gateway keeps running as it was. 2 when the first configuration, its
     tables or the store cannot be used. A signal that arrives while the gateway is starting is
-    acted on once it has started."""
+    acted on once it has started; SIGTERM or SIGINT while it waits for a database that cannot
+    be reached yet ends the wait (0)."""
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     received: asyncio.Queue[int] = asyncio.Queue()
@@ -391,9 +440,10 @@ async def serve(config_path: str) -> int:
             warning = world_readable_warning(config_path)
             if warning:
                 log.warning("%s", warning.removeprefix("warning: "))
-            gateway = Gateway(config)
+            gateway = Gateway(config, GatewayOptions(wait_for_store=True))
             try:
-                await gateway.start()
+                if not await _start(gateway, received):
+                    return 0
             except (StoreError, TableError) as error:
                 log.error("%s", error)
                 print(error, flush=True)
@@ -404,6 +454,35 @@ async def serve(config_path: str) -> int:
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
+
+
+async def _start(gateway: Gateway, received: asyncio.Queue[int]) -> bool:
+    """Start ``gateway``; False when SIGTERM or SIGINT came while it waited for its store
+    (then it is abandoned). Other signals, and those that come while it starts otherwise,
+    are queued again for once it has started."""
+    starting = asyncio.ensure_future(gateway.start())
+    later: list[int] = []
+    try:
+        while not starting.done():
+            signalled = asyncio.ensure_future(received.get())
+            await asyncio.wait((starting, signalled), return_when=asyncio.FIRST_COMPLETED)
+            if not signalled.done():
+                signalled.cancel()
+                continue
+            signum = signalled.result()
+            if signum != signal.SIGHUP and gateway.store_waiting is not None:
+                log.info("signal %s while waiting for the store: stopping",
+                         signal.Signals(signum).name)
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
+                await gateway.abandon()
+                return False
+            later.append(signum)
+        starting.result()
+        return True
+    finally:
+        for signum in later:
+            received.put_nowait(signum)
 
 
 async def _until_stop_or_reload(gateway: Gateway, config_path: str,

@@ -20,6 +20,7 @@ from gateway.config import ApiSettings, Config, callback_url_problem
 from gateway.store import (
     KEY_REUSED,
     REPEATED,
+    TOO_FAST,
     TOO_MANY_CODES,
     AcceptedRequest,
     ApiRequest,
@@ -76,12 +77,13 @@ class Api:
         """Store the request whole (durable when this returns) and wake its dispatchers.
         When the store keeps no new send (it fails, replays the answer of the request's key,
         or refuses), what ``recorded`` counted against the rules is taken back. ApiError
-        50007 (the key came with another request), 50009 (the number got its codes), or
+        50007 (the key came with another request), 50009 (the number got its codes, or with
+        several gateways on the store, the app's messages_per_app_per_second among them), or
         50019 when the store cannot write (it logs that itself, once, and /readyz says so
         until it can again); Repeated (50034) when, with several gateways on the store,
         another gateway's request holds one of its repeat keys (that gateway remembered a send
         this one did not see)."""
-        request = self._with_repeats(request, recorded)
+        request = self._shared_limits(request, recorded)
         try:
             accepted = await self.gateway.accept_request(request)
         except BaseException as error:
@@ -99,13 +101,19 @@ class Api:
         _refused(accepted)
         return accepted
 
-    def _with_repeats(self, request: ApiRequest, recorded: Recorded | None) -> ApiRequest:
-        """A shared store holds the repeat rule's keys too, so that it holds across gateways."""
-        if recorded is None or not recorded.repeat_keys or \
-                not self.gateway.store.shared:
+    def _shared_limits(self, request: ApiRequest, recorded: Recorded | None) -> ApiRequest:
+        """A shared store holds the repeat rule's keys and counts the app's messages per
+        second too, so that both hold across gateways (this gateway's memory has counted
+        only its own)."""
+        if recorded is None or not self.gateway.store.shared:
             return request
-        return dataclasses.replace(request, repeats=tuple(map(str, recorded.repeat_keys)),
-                                   repeat_until=recorded.at + self.rules.repeats.window)
+        limits = {}
+        if recorded.repeat_keys:
+            limits.update(repeats=tuple(map(str, recorded.repeat_keys)),
+                          repeat_until=recorded.at + self.rules.repeats.window)
+        if recorded.app is not None:
+            limits.update(app_second_limit=self.settings.messages_per_app_per_second)
+        return dataclasses.replace(request, **limits) if limits else request
 
     def review_changed(self) -> None:
         """A review was decided elsewhere (the console): read the statuses again now rather
@@ -128,6 +136,8 @@ def _refused(accepted: AcceptedRequest) -> None:
                               "body or endpoint); use a new key for a new request")
     if accepted.refusal == TOO_MANY_CODES:
         raise ApiError(50009, "too many codes to this number")
+    if accepted.refusal == TOO_FAST:
+        raise ApiError(50009, "too many messages from this app")
 
 
 def answer(accepted: AcceptedRequest) -> web.Response:

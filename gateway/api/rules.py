@@ -2,7 +2,8 @@
 
 Everything here raises ``ApiError`` with the JSMS code that names the problem. The repeat
 rule and the app's rate are kept in memory: a restart forgets recent sends, which only makes
-them lenient for a moment. The repeat rule's memory has a ceiling (``[api] repeat_keys``);
+them lenient for a moment (a store shared by several gateways holds both for all of them as
+well: ``Api.accept``). The repeat rule's memory has a ceiling (``[api] repeat_keys``);
 when it is reached the rule refuses new sends (50009) rather than forget a send early (see
 ``RecentKeys``). The codes a number may get are counted by the store (see ``SendRules``).
 """

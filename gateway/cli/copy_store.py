@@ -21,7 +21,14 @@ import argparse
 import asyncio
 import os
 
-from gateway.store import PostgresStore, Store, StoreError, create_store, is_database_url
+from gateway.store import (
+    PostgresStore,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    create_store,
+    is_database_url,
+)
 
 VALUES_PER_CHUNK = 100_000            # rows of a chunk x their columns: memory stays small
 
@@ -123,7 +130,7 @@ def copy_command(args: argparse.Namespace) -> int:
     """0 when copied and checked; 1 when refused or failed (the message says why)."""
     try:
         return asyncio.run(_run_copy(args))
-    except (CopyRefused, StoreError) as error:
+    except (CopyRefused, StoreError, StoreUnavailable) as error:
         print(f"copy-store: {error}")
         return 1
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.config import ConfigError, load_config
-from gateway.store import Store, StoreError, create_store, is_database_url
+from gateway.store import Store, StoreError, StoreUnavailable, create_store, is_database_url
 
 
 def existing_store(config_path: str) -> tuple[Store | None, int]:
@@ -26,10 +26,11 @@ def existing_store(config_path: str) -> tuple[Store | None, int]:
 
 
 async def open_existing(store: Store) -> bool:
-    """Open ``store``; False, with the reason printed, when it cannot be used."""
+    """Open ``store``; False, with the reason printed, when it cannot be used (or its
+    database cannot be reached)."""
     try:
         await store.open()
-    except StoreError as error:
+    except (StoreError, StoreUnavailable) as error:
         print(error)
         return False
     return True

@@ -37,7 +37,7 @@ log = logging.getLogger("cmpp_gateway.slots")
 HEARTBEAT = 1.0        # seconds between two heartbeats
 HOLD = 5.0             # no heartbeat answered for this long: drop every CMPP connection
 TAKEOVER = 8.0         # a vanished holder's slot (or instance) is taken after this long
-SWEEP_EVERY = 60       # heartbeats between two sweeps of the repeat rule's expired keys
+SWEEP_EVERY = 60       # heartbeats between two sweeps of expired repeat keys and app seconds
 
 
 def fair_share(connections: int, alive: list[int], me: int) -> int:
@@ -50,17 +50,22 @@ def fair_share(connections: int, alive: list[int], me: int) -> int:
 
 class SlotKeeper:
     """Keeps this gateway's share of every channel's slots (see the module). ``on_lost``
-    is called with a channel's name when this gateway no longer holds any of its slots, and
-    ``on_forgotten`` when the others took this gateway for dead (what it claimed is theirs)."""
+    is called with a channel's name when this gateway no longer holds any of its slots,
+    ``on_forgotten`` when the others took this gateway for dead (what it claimed is theirs),
+    and ``on_unsubscribed`` with the numbers unsubscribed lately, by an MO to any gateway
+    (each heartbeat reads them: every gateway learns them within a few seconds)."""
 
     def __init__(self, store, pools: dict[str, ChannelPool],
                  on_lost: Callable[[str], None] = lambda channel: None,
                  on_forgotten: Callable[[], None] = lambda: None,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None,
+                 on_unsubscribed: Callable[[frozenset[str]], None] = lambda numbers: None
+                 ) -> None:
         self.store = store
         self.pools = pools
         self.on_lost = on_lost
         self.on_forgotten = on_forgotten
+        self.on_unsubscribed = on_unsubscribed
         self.session = store.cluster_session()
         self.held: dict[str, set[int]] = {name: set() for name in pools}
         self.cluster: dict[str, int] = {name: 0 for name in pools}   # slots held by anyone
@@ -140,6 +145,8 @@ class SlotKeeper:
             log.error("the other gateways took this one for dead; joining again")
             self._lose("taken for dead")
             return
+        if view.unsubscribed:
+            self.on_unsubscribed(view.unsubscribed)
         self._watch(view, sent)
         try:
             await self._share(view, sent)

@@ -7,7 +7,9 @@ that cross it (``NewMessage``, ``SegmentResult``, ``Receipt``, ``MessageView``, 
 durable before its awaitable resolves. ``SqliteStore`` (``sqlite/``) is the embedded default:
 one SQLite file in WAL mode, written by one thread with group commit. ``PostgresStore``
 (``postgres/``) is the shared one: a PostgreSQL database, written by one thread per gateway
-with group commit. ``create_store(setting)`` makes the one the configuration names.
+with group commit. Both put the same operations on their writers (``QueuedStore``, in
+``queued``: each backend names its SQL modules). ``create_store(setting)`` makes the one the
+configuration names.
 
 The operator's console keeps its records here too (``console``: apps made there, operator
 accounts and sessions, review decisions, the audit trail, and what searches return), and
@@ -18,7 +20,7 @@ Offers: Store, SqliteStore, PostgresStore, create_store, is_database_url, StoreE
 StoreUnavailable (a write the store could not make), the records (UserRow: an app's user),
 Pruned (a retention batch), to_signed and to_unsigned (Msg_Ids as signed 64-bit integers),
 code_digest, the review states PENDING, APPROVED, REFUSED, why an API request was not kept
-(KEY_REUSED, TOO_MANY_CODES, REPEATED), and the messages' priorities (URGENT, NOTIFICATION,
+(KEY_REUSED, TOO_MANY_CODES, REPEATED, TOO_FAST), and the messages' priorities (URGENT, NOTIFICATION,
 MARKETING: PRIORITIES in the order they go, PRIORITY_NAMES, priority_of); for the console:
 AppDirectory, AuditNote, AuditEntry, StoredApp, ConsoleUser, ConsoleSession, Review,
 MessageQuery, MessageRow, ReceiptRow, CallbackRow, PendingCallbacks, SearchTooBroad, ROLES.
@@ -52,6 +54,7 @@ from .interface import (
     PRIORITY_NAMES,
     REFUSED,
     REPEATED,
+    TOO_FAST,
     TOO_MANY_CODES,
     URGENT,
     Accepted,
@@ -95,7 +98,7 @@ def create_store(setting: str, password: str | None = None, *,
 
 __all__ = [
     "APPROVED", "KEY_REUSED", "MARKETING", "NOTIFICATION", "PENDING", "PRIORITIES",
-    "PRIORITY_NAMES", "REFUSED", "REPEATED", "ROLES", "TOO_MANY_CODES", "URGENT", "Accepted",
+    "PRIORITY_NAMES", "REFUSED", "REPEATED", "ROLES", "TOO_FAST", "TOO_MANY_CODES", "URGENT", "Accepted",
     "AcceptedRequest", "ApiRequest",
     "AppDirectory", "AuditEntry", "AuditNote", "CallbackRow", "ConsoleSession", "ConsoleUser",
     "MessageQuery", "MessageRow", "PendingCallbacks", "ReceiptRow", "Review", "SearchTooBroad",

@@ -298,6 +298,10 @@ class ApiRequest:
     number and text), each held until ``repeat_until``: a store shared by several gateways
     keeps nothing (``REPEATED``, with the keys held already) when another request holds one of
     them; a store of one gateway leaves them to the API's memory, which sees every request.
+    ``app_second_limit`` is the most messages the app may send in one second (the second of
+    ``now``): a store shared by several gateways counts each app's messages per second, for
+    all of them together, and keeps nothing (``TOO_FAST``) of a request that would take the
+    count past it; a store of one gateway leaves it to the API's memory, as the repeats.
     """
 
     app: str
@@ -310,12 +314,14 @@ class ApiRequest:
     code_limits: tuple[tuple[float, int], ...] = ()
     repeats: tuple[str, ...] = ()
     repeat_until: float = 0.0
+    app_second_limit: float = 0.0
 
 
 # Why a store kept nothing of an ApiRequest (AcceptedRequest.refusal).
 KEY_REUSED = "key reused"            # the Idempotency-Key was given with another request
 TOO_MANY_CODES = "too many codes"    # the number got its code_limits' worth already
 REPEATED = "repeated"                # another request holds some of its repeats (shared store)
+TOO_FAST = "too fast"                # the app's messages this second would pass its limit (shared)
 
 
 @dataclass(frozen=True)

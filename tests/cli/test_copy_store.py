@@ -22,7 +22,7 @@ from gateway.store import (
     code_digest,
     create_store,
 )
-from tests.aio import run
+from tests.aio import free_port, run
 
 CODES = load_tables(Path(__file__).resolve().parents[2] / "fixtures" / "providers") \
     .for_provider("default")
@@ -149,6 +149,12 @@ def test_a_missing_source_file_is_refused(tmp_path, capsys):
                  str(tmp_path / "copy.sqlite")]) == 1
     assert "none.sqlite: no such store" in capsys.readouterr().out
     assert not (tmp_path / "copy.sqlite").exists()
+
+
+def test_a_postgresql_source_that_cannot_be_reached_is_refused(tmp_path, capsys):
+    assert main(["copy-store", "--from", f"postgresql://gw@127.0.0.1:{free_port()}/sms",
+                 "--to", str(tmp_path / "copy.sqlite")]) == 1
+    assert "/sms: the database cannot be reached" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("variable", ["GW_NO_SUCH_VARIABLE_FOR_TEST"])

@@ -135,18 +135,66 @@ def test_a_store_from_a_newer_version_exits_2_and_is_left_alone(tmp_path, capsys
     logging.getLogger().handlers.clear()
 
 
-def test_a_postgresql_store_that_cannot_be_reached_exits_2_naming_it_not_its_password(
-        tmp_path, capsys, monkeypatch):
+def test_a_postgresql_store_that_refuses_the_gateway_exits_2_naming_it_not_its_password(
+        tmp_path, capsys, monkeypatch, postgres_url):
+    """A role the database does not know: no wait would fix it, so the start fails at once."""
     monkeypatch.setenv("GW_TEST_DB_PASSWORD", "db-Pw-91x")
+    stranger = postgres_url.replace("postgresql://postgres@", "postgresql://stranger@")
     config = unreachable_channel_config(
         tmp_path, 'metrics_listen = "127.0.0.1:19108"\nstore_password_env = "GW_TEST_DB_PASSWORD"',
-        store=f"postgresql://gw@127.0.0.1:{free_port()}/sms")
+        store=stranger)
     from gateway.cli import main
     assert main(["run", "--config", str(config)]) == 2
     out = capsys.readouterr().out
-    assert "gw@127.0.0.1:" in out and "/sms: cannot use the database" in out
-    assert "db-Pw-91x" not in out
+    assert "stranger@127.0.0.1:" in out and "cannot use the database" in out
+    assert 'role "stranger" does not exist' in out and "db-Pw-91x" not in out
     logging.getLogger().handlers.clear()
+
+
+def test_a_postgresql_store_that_cannot_be_reached_is_waited_for_until_sigterm(tmp_path):
+    """No server at the store's address: the gateway waits (a warning at each attempt,
+    /healthz 200, /readyz 503 naming the store and why), and SIGTERM ends the wait with 0."""
+    async def scenario():
+        port = free_port()
+        config = unreachable_channel_config(
+            tmp_path, f'metrics_listen = "127.0.0.1:{port}"\nstore_password_env = "GW_PW"',
+            store=f"postgresql://gw@127.0.0.1:{free_port()}/sms")
+        log = tmp_path / "daemon.log"
+        with open(log, "wb") as out:
+            daemon = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "gateway.cli", "run", "--config", str(config),
+                stdout=out, stderr=out,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "GW_PW": "db-Pw-91x"})
+            try:
+                async with aiohttp.ClientSession() as http:
+                    detail = await until_answered(http, f"http://127.0.0.1:{port}/readyz")
+                    assert detail["ready"] is False and detail["store"]["writable"] is False
+                    assert "/sms: the database cannot be reached" in detail["store"]["reason"]
+                    async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                        assert response.status == 200
+                await eventually(lambda: log.read_text().count("trying again in") >= 2,
+                                 timeout=20)
+            finally:
+                daemon.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(daemon.wait(), 20) == 0
+        text = log.read_text()
+        assert "trying again in 1 s" in text and "trying again in 2 s" in text
+        assert "db-Pw-91x" not in text
+    run(scenario, timeout=60)
+
+
+async def until_answered(http, url: str, timeout: float = 20) -> dict:
+    """The JSON of the first answer from ``url``, asked every 0.1 s until one comes."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        try:
+            async with http.get(url) as response:
+                return await response.json()
+        except aiohttp.ClientError:
+            if loop.time() > end:
+                raise
+            await asyncio.sleep(0.1)
 
 
 def test_bad_receipt_tables_exit_2_naming_the_file(tmp_path, capsys):

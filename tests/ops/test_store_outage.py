@@ -1,5 +1,5 @@
 """A gateway on PostgreSQL through a database restart, and through a database that cannot be
-reached for 20 s (issue 14): the API answers 500/50019 instead of acknowledging what it cannot
+reached for 20 s (issue 14), and one started while its database is down: the API answers 500/50019 instead of acknowledging what it cannot
 store, /readyz says why, the gateway takes up its work by itself once the database is back,
 and every message acknowledged before, during and after reaches a final status.
 
@@ -19,9 +19,12 @@ import aiohttp
 
 from cmpp.session import SessionConfig
 from gateway.bench.postgres import LocalPostgres
-from gateway.daemon import Gateway
+from gateway.config import load_config
+from gateway.daemon import Gateway, GatewayOptions
+from gateway.sim import Account, Simulator, SimulatorConfig
 from gateway.status import DeliveryStatus
 from tests.aio import eventually, run
+from tests.api_stack import FAST, write_config
 from tests.ops.test_readiness import gateway_on as readiness_gateway
 from tests.ops.test_readiness import get
 from tests.postgres_faults import frozen
@@ -149,3 +152,44 @@ async def eventually_async(read, expected, timeout: float) -> None:
         await asyncio.sleep(0.2)
         value = await read()
     assert value == expected, f"{value} of {expected} after {timeout} s"
+
+
+def test_a_gateway_started_while_its_database_is_down_waits_and_starts_when_it_comes(
+        require_postgres, tmp_path):
+    """The database is stopped when the gateway starts: it waits (/readyz 503 naming the
+    store and why, /healthz 200), and becomes ready by itself once the database is up."""
+    server = LocalPostgres().start()
+    server.stop()
+
+    async def scenario():
+        sim = Simulator(SimulatorConfig(accounts=[Account("900001", "secret")]))
+        await sim.start()
+        path = write_config(tmp_path / "gateway.toml", server.url(), sim.address[1])
+        gateway = Gateway(load_config(path), GatewayOptions(
+            tuning=FAST, api_address=("127.0.0.1", 0), ops_address=("127.0.0.1", 0),
+            wait_for_store=True))
+        starting = asyncio.ensure_future(gateway.start())
+        try:
+            await eventually(lambda: gateway.ops is not None and gateway.ops.address, timeout=30)
+            ops = f"http://127.0.0.1:{gateway.ops.address[1]}"
+            async with aiohttp.ClientSession() as http:
+                status, detail = await get(http, f"{ops}/readyz")
+                assert status == 503 and detail["store"]["writable"] is False, detail
+                assert "the database cannot be reached" in detail["store"]["reason"], detail
+                assert (await get(http, f"{ops}/healthz"))[0] == 200
+                assert not starting.done()
+                await asyncio.to_thread(server.start)
+                await asyncio.wait_for(starting, 60)
+                await eventually_async(lambda: ready_status(http, ops), 200, timeout=60)
+                assert gateway.store_waiting is None
+        finally:
+            if not starting.done():
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
+                await gateway.abandon()
+            await gateway.stop()
+            await sim.stop()
+    try:
+        run(scenario, timeout=180)
+    finally:
+        server.remove()

@@ -18,6 +18,7 @@ from gateway.store import (
     PRIORITIES,
     URGENT,
     NewMessage,
+    StoreUnavailable,
     create_store,
 )
 from tests.aio import eventually, run
@@ -227,3 +228,40 @@ def test_keepers_share_the_slots_and_a_vanished_gateways_slot_is_taken_after_tak
     with store_settings("postgresql", tmp_path) as url:
         run(scenario, timeout=40)
     assert max(most) == 4
+
+
+def test_a_heartbeat_reads_the_numbers_unsubscribed_since_the_last_with_an_overlap(
+        store_settings, tmp_path):
+    """The first heartbeat reads the unsubscribes of the last minute; each later one, those
+    since the previous read less a minute (a gateway whose clock lags, a late commit), also
+    after its session was lost and made again; never older ones."""
+    async def scenario():
+        async with stores(url, 2) as ((a, b), (sa, sb)):
+            now = time.time()
+            await b.unsubscribe("13800000001", now - 3600, "cmcc")         # long ago
+            await b.unsubscribe("13800000002", now - 5, "cmcc")
+            assert (await sa.heartbeat([])).unsubscribed == {"13800000002"}
+            await b.unsubscribe("13800000003", now - 30, "cmcc")           # a lagging clock
+            assert (await sa.heartbeat([])).unsubscribed == {"13800000002", "13800000003"}
+            sa.drop()
+            await b.unsubscribe("13800000004", now, "cmcc")
+            await rejoin(a, sa)
+            assert "13800000004" in (await sa.heartbeat([])).unsubscribed
+            assert "13800000001" not in (await sa.heartbeat([])).unsubscribed
+    with store_settings("postgresql", tmp_path) as url:
+        run(scenario)
+
+
+async def rejoin(store, session, timeout: float = 30) -> None:
+    """Join again after ``session.drop()``: the server frees the old session's instance lock
+    a moment after, and join raises StoreUnavailable until then."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        try:
+            await store.join_cluster(session, ["cmcc"])
+            return
+        except StoreUnavailable:
+            if loop.time() > end:
+                raise
+            await asyncio.sleep(0.1)

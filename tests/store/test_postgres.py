@@ -137,11 +137,18 @@ def test_gateways_starting_together_create_the_schema_once(postgres_url):
     run(scenario)
 
 
-def test_an_unreachable_database_is_a_store_error_at_start():
+def test_an_unreachable_database_is_unavailable_at_start_and_a_refusal_a_store_error(
+        postgres_url):
+    """Unreachable: StoreUnavailable (the daemon waits for it); a role the server does not
+    know: StoreError (the daemon exits at once)."""
     async def scenario():
         store = PostgresStore(f"postgresql://gw@127.0.0.1:{free_port()}/sms", connect_timeout=5)
-        with pytest.raises(StoreError, match=r"gw@127\.0\.0\.1:\d+/sms: cannot use the database"):
+        with pytest.raises(StoreUnavailable,
+                           match=r"gw@127\.0\.0\.1:\d+/sms: the database cannot be reached"):
             await store.open()
+        stranger = PostgresStore(postgres_url.replace("//postgres@", "//stranger@"))
+        with pytest.raises(StoreError, match="stranger@.*cannot use the database: role"):
+            await stranger.open()
     run(scenario)
 
 

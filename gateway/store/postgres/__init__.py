@@ -41,7 +41,9 @@ never an operation.
   ``taken_over``; the channels' slots are advisory locks of its cluster session;
 - a long MO is stored once whoever assembles it (``record_mo_message`` locks its parts), and
   ``loose_mo_parts`` lets a gateway assemble with the parts others received;
-- the repeat rule's keys are held in ``cluster_repeats`` within the request's transaction.
+- the repeat rule's keys are held in ``cluster_repeats``, and each app's messages counted per
+  second in ``cluster_app_seconds`` (messages_per_app_per_second), within the request's
+  transaction.
 
 Still per process:
 - ``State``'s counts (messages by status, unmatched reports), which another gateway's writes
@@ -49,8 +51,8 @@ Still per process:
   console's backlog show this process's view;
 - what the daemon keeps in memory and re-reads on a timer: the apps made in the console
   (AppDirectory, every 2 s), the templates' and signatures' review states (the API's registry,
-  every few seconds), unsubscribed numbers (read at start, added by this process's MO), the
-  callback URLs' verification (each process verifies for itself).
+  every few seconds), unsubscribed numbers (read at start, added by this process's MO and
+  by the others' at each heartbeat: ``cluster``), the callback URLs' verification (each process verifies for itself).
 
 Offers: PostgresStore.
 """

@@ -11,7 +11,14 @@ import hmac
 
 from gateway.status import DeliveryStatus
 
-from ..interface import KEY_REUSED, REPEATED, TOO_MANY_CODES, AcceptedRequest, code_digest
+from ..interface import (
+    KEY_REUSED,
+    REPEATED,
+    TOO_FAST,
+    TOO_MANY_CODES,
+    AcceptedRequest,
+    code_digest,
+)
 from .messages import State, _insert_messages, columns
 
 SCHEMA = """
@@ -84,7 +91,9 @@ async def accept_request(state: State, request, now: float) -> AcceptedRequest:
     with another request; a code to a number that got its ``code_limits`` is refused
     (TOO_MANY_CODES). The key, and a code's number, are locked for the transaction
     (advisory, one-bigint space), so that requests reaching two gateways at the same moment
-    take turns: a retry waits and then replays, a second code is counted with the first."""
+    take turns: a retry waits and then replays, a second code is counted with the first.
+    With several gateways, a request that would take its app past ``app_second_limit`` this
+    second is refused (TOO_FAST), and one that holds a repeat key another holds (REPEATED)."""
     db = state.db
     if request.idempotency_key is not None:
         await db.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
@@ -98,6 +107,9 @@ async def accept_request(state: State, request, now: float) -> AcceptedRequest:
             return AcceptedRequest((), (), (row[0], row[1]), replayed=True)
     if request.code is not None and await _codes_exceed(state, request, now):
         return AcceptedRequest((), (), None, refusal=TOO_MANY_CODES)
+    if request.app_second_limit and request.messages and state.instance is not None and \
+            not await _count_app_second(state, request, now):
+        return AcceptedRequest((), (), None, refusal=TOO_FAST)
     if request.repeats and state.instance is not None:
         held = await _hold_repeats(state, request, now)
         if held:
@@ -117,6 +129,20 @@ async def accept_request(state: State, request, now: float) -> AcceptedRequest:
                              request.idempotency_key, response[0], response[1], now,
                              request.fingerprint)
     return AcceptedRequest(tuple(ids), tuple(refused), response)
+
+
+async def _count_app_second(state: State, request, now: float) -> bool:
+    """Count the request's messages against its app's second (the whole second of ``now``)
+    in ``cluster_app_seconds``, the count all gateways share; False, counting nothing, when
+    that would take it past ``app_second_limit``. One upsert: its row lock makes the
+    gateways' requests for one app take turns for the rest of their transactions, and a
+    refusal or a rollback leaves the count as it was. The rows expire (``ClusterSession``'s
+    sweep)."""
+    return await state.db.fetchval(
+        "INSERT INTO cluster_app_seconds AS s (app, second, sent) SELECT $1, $2, $3::int "
+        "WHERE $3::int <= $4::float8 ON CONFLICT (app, second) DO UPDATE SET sent = s.sent + EXCLUDED.sent "
+        "WHERE s.sent + EXCLUDED.sent <= $4 RETURNING 1", request.app, int(now),
+        len(request.messages), request.app_second_limit) is not None
 
 
 async def _hold_repeats(state: State, request, now: float) -> tuple[str, ...]:

@@ -61,6 +61,14 @@ CREATE TABLE IF NOT EXISTS cluster_repeats (
     key TEXT PRIMARY KEY,
     until DOUBLE PRECISION NOT NULL
 );
+-- The numbers unsubscribed lately, read at every heartbeat (ClusterSession.heartbeat).
+CREATE INDEX IF NOT EXISTS unsubscribed_at ON unsubscribed(at);
+CREATE TABLE IF NOT EXISTS cluster_app_seconds (
+    app TEXT NOT NULL,
+    second BIGINT NOT NULL,
+    sent INTEGER NOT NULL,
+    PRIMARY KEY (app, second)
+);
 DO $$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'messages'::regclass
                    AND attname = 'claim' AND NOT attisdropped) THEN
@@ -80,6 +88,11 @@ KEEPALIVE = {"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2",
              "tcp_keepalives_count": "3", "tcp_user_timeout": "15000"}
 
 _EPOCH = "extract(epoch from clock_timestamp())"
+
+# How far back, before the previous read, a heartbeat reads the numbers unsubscribed: an
+# unsubscribe is stamped with its gateway's clock and committed a moment later, so the reads
+# overlap by as much as the clocks (NTP) and a commit can lag.
+UNSUBSCRIBED_OVERLAP = 60.0
 _LOCKS_HELD = ("SELECT classid::int, objid::int FROM pg_locks WHERE locktype = 'advisory' "
                "AND objsubid = 2 AND granted AND classid IN ($1::int::oid, $2::int::oid) AND "
                "database = (SELECT oid FROM pg_database WHERE datname = current_database())")
@@ -89,13 +102,15 @@ _LOCKS_HELD = ("SELECT classid::int, objid::int FROM pg_locks WHERE locktype = '
 class ClusterView:
     """What one heartbeat saw: whether this gateway's row is still there (False: the others
     took it for dead), the gateways registered and those alive (their instance locks held),
-    the slot keys held by anyone, and each slot's last holder by (channel, slot)."""
+    the slot keys held by anyone, each slot's last holder by (channel, slot), and the numbers
+    unsubscribed (by an MO to any gateway) since the previous heartbeat, or a little longer."""
 
     registered: bool
     instances: frozenset[int]
     alive: frozenset[int]
     held: frozenset[int]
     holders: dict[tuple[str, int], int | None]
+    unsubscribed: frozenset[str] = frozenset()
 
 
 class ClusterSession:
@@ -115,6 +130,7 @@ class ClusterSession:
         self.lost = asyncio.Event()
         self._db = None
         self._turn = asyncio.Lock()                   # one statement at a time on the session
+        self._unsubscribed_read: float | None = None  # the server's clock at the last read
 
     @property
     def connected(self) -> bool:
@@ -184,12 +200,13 @@ class ClusterSession:
     async def _heartbeat(self, forget: list[int], sweep: bool) -> ClusterView:
         """Renew this gateway's row, delete those of ``forget`` (gateways whose instance lock
         the caller saw free long enough, if it still is), and read the locks and slots. With
-        ``sweep``, also delete the repeat rule's keys that have expired."""
+        ``sweep``, also delete the repeat rule's keys that have expired, and the apps'
+        counts of seconds more than a minute past."""
         db = self._db
         async with db.transaction():
-            registered = await db.fetchval(
-                f"UPDATE cluster_instances SET seen_at = {_EPOCH} WHERE id = $1 RETURNING 1",
-                self.id)
+            seen_at = await db.fetchval(
+                f"UPDATE cluster_instances SET seen_at = {_EPOCH} WHERE id = $1 "
+                "RETURNING seen_at", self.id)
             locks = await db.fetch(_LOCKS_HELD, INSTANCE_LOCKS, schema.LOCKS)
             alive = frozenset(n for kind, n in locks if kind == INSTANCE_LOCKS)
             gone = [n for n in forget if n not in alive and n != self.id]
@@ -198,12 +215,27 @@ class ClusterSession:
                                  "pg_try_advisory_xact_lock($2, id)", gone, INSTANCE_LOCKS)
             if sweep:
                 await db.execute(f"DELETE FROM cluster_repeats WHERE until < {_EPOCH}")
+                await db.execute(f"DELETE FROM cluster_app_seconds WHERE second < {_EPOCH} - 60")
             rows = await db.fetch("SELECT channel, slot, instance FROM cluster_slots "
                                   "WHERE channel = ANY($1::text[])", list(self.channels))
             instances = await db.fetch("SELECT id FROM cluster_instances")
-        return ClusterView(bool(registered), frozenset(r[0] for r in instances), alive,
+            unsubscribed = await self._read_unsubscribed(db, seen_at)
+        return ClusterView(seen_at is not None, frozenset(r[0] for r in instances), alive,
                            frozenset(n for kind, n in locks if kind == schema.LOCKS),
-                           {(r[0], r[1]): r[2] for r in rows})
+                           {(r[0], r[1]): r[2] for r in rows}, unsubscribed)
+
+    async def _read_unsubscribed(self, db, read_at: float | None) -> frozenset[str]:
+        """The numbers unsubscribed since the last read, less UNSUBSCRIBED_OVERLAP (the
+        first read: within that much of ``read_at``, the server's clock now), by the index
+        unsubscribed_at. The last read is kept across a lost session, so a rejoin reads what
+        was missed meanwhile. None (this gateway was forgotten): nothing is read."""
+        if read_at is None:
+            return frozenset()
+        since = (read_at if self._unsubscribed_read is None else self._unsubscribed_read) - \
+            UNSUBSCRIBED_OVERLAP
+        rows = await db.fetch("SELECT mobile FROM unsubscribed WHERE at > $1", since)
+        self._unsubscribed_read = read_at
+        return frozenset(r[0] for r in rows)
 
     async def _take(self, channel: str, slot: int, last_holder: int | None) -> bool:
         db, key = self._db, self.key(channel, slot)

@@ -37,6 +37,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import ssl
 import threading
 import time
 from urllib.parse import urlsplit
@@ -68,6 +69,11 @@ SCHEMAS = (schema.SCHEMA, api_sql.SCHEMA, users_sql.SCHEMA, console_sql.SCHEMA,
 PLANNER_SETTINGS = {"enable_seqscan": "off", "enable_hashjoin": "off",
                     "enable_mergejoin": "off"}
 CONNECTION_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# Of those, what a database that cannot be reached yet raises at a connection: nothing the
+# gateway's configuration could fix (a wrong password, no such role or database, a TLS
+# certificate refused are), so a start waits for it (gateway.daemon).
+UNREACHABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
+               asyncpg.OperatorInterventionError, asyncpg.InsufficientResourcesError)
 
 # The store's size: its tables with their indexes and TOAST (pg_total_relation_size), those of
 # the schema its tables are in. The WAL and the server's other databases are not the store's.
@@ -123,9 +129,11 @@ class Engine:
     # ------------------------------------------------------------------------- lifecycle
 
     async def open(self) -> None:
-        """Connect, create or migrate the schema, and start the writer. Raises StoreError when
-        the database cannot be reached or is not a store this version can use. A database
-        that cannot write (its disk is full) opens, not writable."""
+        """Connect, create or migrate the schema, and start the writer. Raises
+        StoreUnavailable when the database cannot be reached (UNREACHABLE: try again later),
+        StoreError when it refuses this gateway (a wrong password, no such database) or is not
+        a store this version can use. A database that cannot write (its disk is full) opens,
+        not writable."""
         loop = asyncio.get_running_loop()
         opened, self._stopped = loop.create_future(), loop.create_future()
         self._closing = False
@@ -184,6 +192,9 @@ class Engine:
         try:
             db = await self._connect()
         except CONNECTION_ERRORS as error:
+            if isinstance(error, UNREACHABLE) and not isinstance(error, ssl.SSLError):
+                raise StoreUnavailable(self._redacted(
+                    f"{self.name}: the database cannot be reached: {_text(error)}")) from None
             raise StoreError(self._redacted(f"{self.name}: cannot use the database: "
                                             f"{_text(error)}")) from None
         try:
