@@ -37,8 +37,27 @@ class IsmgConnection(SessionProtocol):
         self._rearm_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self._drops_now(data):
+            return
         super().data_received(data)
         self._inject_after_pdus()
+
+    def _drops_now(self, data: bytes) -> bool:
+        """``disconnect_after``: a center that fails as it reads, so the PDUs of the read that
+        brought the Nth are taken in (and recorded) but never answered: a peer always has
+        something in flight when the connection goes, however sparsely it sends."""
+        after = self.sim.config.faults.disconnect_after
+        if after is None or self._faulted or self._transport is None:
+            return False
+        self.session.receive_data(data, self._loop.time())
+        self._process_events()
+        if self.session.pdus_received >= after:
+            self._faulted = True
+            self._transport.abort()
+        else:
+            self._flush()
+            self._inject_after_pdus()
+        return True
 
     def connection_lost(self, exc):
         super().connection_lost(exc)
@@ -66,9 +85,6 @@ class IsmgConnection(SessionProtocol):
         elif faults.oversized_after is not None and count >= faults.oversized_after:
             self._faulted = True
             self._transport.write(struct.pack(">III", 1 << 20, CommandId.SUBMIT_RESP, 1))
-        elif faults.disconnect_after is not None and count >= faults.disconnect_after:
-            self._faulted = True
-            self._transport.abort()
 
     def send(self, deliver: cmpp.Deliver) -> cmpp.Deliver:
         sent = self.session.deliver(deliver, self._loop.time())

@@ -63,7 +63,7 @@ class Faults:
     submit_resp_delay: float = 0.0        # answer SUBMIT this many seconds late
     throttle_tps: float | None = None     # Result 8 for submits above this rate per account
     submit_result: int | None = None      # answer every SUBMIT with this Result
-    disconnect_after: int | None = None   # drop a connection once it has received N PDUs
+    disconnect_after: int | None = None   # drop a connection as it receives its Nth PDU (unanswered)
     garbage_after: int | None = None      # send garbage once a connection has received N PDUs
     oversized_after: int | None = None    # send a Total_Length of 1 MiB after N PDUs
     short_active_test_resp: bool = False  # answer ACTIVE_TEST with 12 bytes (no Reserved)
