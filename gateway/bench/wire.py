@@ -83,8 +83,8 @@ Answered = Callable[[Exception | None], None]
 class Link(asyncio.Protocol):
     """One connection of the tool: logged in by a ``Session``, then bytes in, bytes out."""
 
-    def __init__(self, client: Client, number: int) -> None:
-        self.client, self.number = client, number
+    def __init__(self, client: Client) -> None:
+        self.client = client
         self.loop = client.loop
         self.transport: asyncio.Transport | None = None
         self.session: Session | None = None          # while logging in
@@ -302,7 +302,7 @@ class Client:
         self.take, self.on_all_lost = take, on_all_lost
         self.window = channel.window
         self.limiter = TpsLimiter(channel.tps) if channel.tps else None
-        self.links = [Link(self, n) for n in range(channel.connections)]
+        self.links = [Link(self) for _ in range(channel.connections)]
         self.open: list[Link] = []
         self.resends: deque[tuple] = deque()     # (Outgoing, answered, Result 8 so far)
         self.terminating: set[Link] = set()
@@ -381,10 +381,6 @@ class Client:
                 self.recorder.connection_ended(reason)
             if not self.open and self.on_all_lost is not None:
                 self.on_all_lost()
-
-    @property
-    def in_flight(self) -> int:
-        return sum(len(link.pending) for link in self.links) + len(self.resends)
 
     async def close(self, timeout: float) -> None:
         """Nothing more is sent; every connection ends with TERMINATE (``timeout`` for the
