@@ -1,7 +1,8 @@
 """The load tool and the benchmarks.
 
 ``load`` is ``cmpp-gateway bench`` (also ``python -m gateway.bench``): a load test of any CMPP
-2.0 server, or of the built-in simulator, with ``report`` printing its figures. The other
+2.0 server, or of the built-in simulator, through its own lean client (``wire``), with
+``report`` printing its figures. The other
 modules are benchmarks, each run as ``python -m gateway.bench.<name>`` with its own baseline
 measured in the same run: ``codec``, ``session``, ``pool``, ``pipeline``, ``http``, ``logs``;
 ``held`` (the pipeline with many unmatched reports held, and after a restart); ``soak`` (an

@@ -1,11 +1,11 @@
-"""One process's load in a ``cmpp-gateway bench`` run: the messages, and the pool kept full.
+"""One process's load in a ``cmpp-gateway bench`` run: the messages, and the windows kept full.
 
-The load goes through a ``ChannelPool``, as the gateway's does (the same connections, window
-and TPS pacing, Result 8 backoff and resends), by ``ChannelPool.submit_now``: a freed window
-is refilled inside the read that freed it, and a SUBMIT costs no task and no future.
-Message texts are built once (``VARIANTS`` of each kind, split and encoded); a message then
-only takes its destination and Msg_level. What comes back is counted by the ``Recorder``
-(``tally``).
+The load goes through the tool's own client (``wire.Client``: the connections logged in by
+the codec's session, then SUBMITs as frames encoded once, the gateway pool's window, TPS
+pacing and Result 8 backoff and resends): a freed window is refilled inside the read that
+freed it, and a SUBMIT costs no task, no future and no PDU object. Message texts are built
+once (``VARIANTS`` of each kind, split and encoded); a message then only takes its
+destination and Msg_level. What comes back is counted by the ``Recorder`` (``tally``).
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import asyncio
 import time
 
 import cmpp
-from gateway.channel import ChannelPool, LoginRefused, Submitted
+from gateway.channel import LoginFailed, LoginRefused
 from gateway.status import provider_tables
 
 from . import report
 from .options import TEXTS, Kind, UsageError, schedule
 from .tally import Recorder, Tally, Timeline
+from .wire import Client, Outgoing
 
 STOP_GRACE = 1.0            # seconds the answers in flight get after Ctrl-C
 VARIANTS = 256              # texts of each kind; a long message's UDH reference is its variant
@@ -31,7 +32,7 @@ class Messages:
     schedule, to the next destination, with the next of ``VARIANTS`` texts of its kind; they
     repeat every ``cycle`` messages (a multiple of the schedule, at least ``VARIANTS`` and the
     number of destinations). When the cycle is at most ``MAX_TEMPLATES`` messages they are
-    all built at the start, encoded (``cmpp.prepare``): a SUBMIT then costs the pool only its
+    all built at the start, encoded (``wire.Outgoing``): a SUBMIT then costs only its
     Sequence_Id. The numbers are global: each worker process sends its own stride of them.
     Raises ValueError (when built) for a field that does not fit."""
 
@@ -47,12 +48,10 @@ class Messages:
                        for text in {kind.text for kind in weights}}
         self._templates = None
         if self.cycle <= MAX_TEMPLATES:
-            self._templates = [[cmpp.prepare(s) for s in self._make(index)]
-                               for index in range(self.cycle)]
+            self._templates = [self._make(index) for index in range(self.cycle)]
         else:
             for index in range(period):         # fail now, not in the middle of the run
-                for segment in self._make(index):
-                    cmpp.encode(segment)
+                self._make(index)
 
     @staticmethod
     def _segments(text: str, variant: int, same: dict) -> list[dict]:
@@ -61,27 +60,28 @@ class Messages:
                      msg_fmt=s.msg_fmt, msg_content=s.msg_content, **same)
                 for s in cmpp.split_text(body, reference=variant)]
 
-    def build(self, number: int) -> list[cmpp.Submit]:
+    def build(self, number: int) -> list[Outgoing]:
         """The SUBMITs of message ``number`` (a list to read, not to change)."""
         index = (number - 1) % self.cycle
         if self._templates is None:
             return self._make(index)
         return self._templates[index]
 
-    def _make(self, index: int) -> list[cmpp.Submit]:
+    def _make(self, index: int) -> list[Outgoing]:
         kind = self.kinds[index % len(self.kinds)]
         dest = (self.numbers[index % len(self.numbers)],)
-        return [cmpp.Submit(msg_level=kind.msg_level, dest_terminal_ids=dest, **fields)
+        return [Outgoing.of(cmpp.Submit(msg_level=kind.msg_level, dest_terminal_ids=dest,
+                                        **fields))
                 for fields in self._texts[kind.text][index % VARIANTS]]
 
 
 class Run:
-    """One process's run: the pool, the messages it sends, the recorder of what comes back.
+    """One process's run: the client, the messages it sends, the recorder of what comes back.
 
     ``count`` messages (None: until ``--duration`` has passed); this process sends message
     numbers ``offset + 1``, ``offset + 1 + stride``, ... of the global sequence. ``begin``
     starts the clock once the connections are in, ``submit_phase`` and ``report_phase`` run,
-    and ``close`` ends the pool and the timeline."""
+    and ``close`` ends the connections and the timeline."""
 
     def __init__(self, args, channel, messages: Messages, *, count: int | None,
                  stride: int = 1, offset: int = 0) -> None:
@@ -91,16 +91,14 @@ class Run:
         self.tally = Tally(timeline_latency=bool(args.chart))
         self.recorder = Recorder(self.tally, provider_tables().for_provider(args.provider),
                                  self.loop.time)
-        self.pool = ChannelPool(channel, on_deliver=self.recorder.on_deliver,
-                                on_event=self.recorder.on_event)
+        self.client = Client(channel, self.recorder, on_all_lost=self.stop_submitting)
         self.timeline = Timeline(self.tally)
-        self.capacity = channel.connections * channel.window
-        self.in_flight = 0          # segments handed to the pool and not answered yet
+        self.in_flight = 0          # segments taken and not answered yet (resends included)
         self.messages_taken = 0
         self.over = False           # no new message from now on
         self.closed = False         # outcomes from now on are not counted (left unanswered)
         self.finished = asyncio.Event()     # over, and nothing in flight
-        self._segments: list[cmpp.Submit] = []      # of the current message
+        self._segments: list[Outgoing] = []         # of the current message
         self._position = 0                          # ... the next one to send
         self._answered = self._single_answered
         self._deadline: asyncio.TimerHandle | None = None
@@ -114,13 +112,12 @@ class Run:
         self._ticker = asyncio.create_task(self.timeline.run())
 
     async def connect(self, stop: asyncio.Event, target: str) -> str | None:
-        """Start the pool and wait for the logins (``wait_logged_in``)."""
-        await self.pool.start()
-        return await wait_logged_in(self, stop, target)
+        """Log the connections in (``log_in``)."""
+        return await log_in(self, stop, target)
 
     async def close(self, *tasks: asyncio.Task | None) -> None:
-        """End ``tasks`` (a progress line), the timeline and the pool (the answers still in
-        flight get ``STOP_GRACE``)."""
+        """End ``tasks`` (a progress line), the timeline and the connections (TERMINATE,
+        ``STOP_GRACE`` for the answers)."""
         self.recorder.closing = True
         ended = [task for task in (*tasks, self._ticker) if task is not None]
         for task in ended:
@@ -128,31 +125,23 @@ class Run:
         await asyncio.gather(*ended, return_exceptions=True)
         if self._ticker is not None:
             self.timeline.finish()
-        await self.pool.close(timeout=STOP_GRACE)
+        await self.client.close(timeout=STOP_GRACE)
 
     # Submitting.
 
-    def fill(self) -> None:
-        """Hand the pool SUBMITs until its windows are full, the TPS budget is spent, or the
-        run is over; the pool calls this again when that changes (``on_window_free``)."""
-        submit_now, tally = self.pool.submit_now, self.tally
-        while self.in_flight < self.capacity:
-            if self._position == len(self._segments) and not self._next_message():
-                return
-            segment = self._segments[self._position]
-            try:
-                sent = submit_now(segment, self._answered)
-            except ValueError as error:         # a field that does not fit: nothing was sent
-                sent = error
-            if sent is False:
-                return
-            self._position += 1
-            self.in_flight += 1
-            tally.segments_started += 1
-            if segment.pk_number == 1:
-                tally.messages_started += 1
-            if sent is not True:
-                self._answered(sent)
+    def take(self) -> tuple[Outgoing, object] | None:
+        """The next segment to send and the callback of its outcome, or None (the run is over,
+        or done with its count)."""
+        if self._position == len(self._segments) and not self._next_message():
+            return None
+        segment = self._segments[self._position]
+        self._position += 1
+        self.in_flight += 1
+        tally = self.tally
+        tally.segments_started += 1
+        if segment.first:
+            tally.messages_started += 1
+        return segment, self._answered
 
     def _next_message(self) -> bool:
         if self.over:
@@ -178,12 +167,13 @@ class Run:
         if self.over and not self.in_flight and self._position == len(self._segments):
             self.finished.set()
 
-    def _single_answered(self, outcome) -> None:
+    def _single_answered(self, outcome: Exception | None) -> None:
+        """A single-segment message's outcome: None (acknowledged) or why it failed."""
         if self.closed:
             return
         self.in_flight -= 1
         tally = self.tally
-        if type(outcome) is Submitted:
+        if outcome is None:
             tally.segments_acknowledged += 1
             tally.messages_acknowledged += 1
         else:
@@ -202,10 +192,10 @@ class Run:
         if self.count is None:
             self._deadline = self.loop.call_at(self.tally.start + (self.args.duration or 30.0),
                                                self.stop_submitting)
-        self.pool.on_window_free = self.fill
+        self.client.take = self.take
         waits = [asyncio.create_task(self.finished.wait()), asyncio.create_task(stop.wait())]
         try:
-            self.fill()
+            self.client.fill()
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             if not self.finished.is_set():
                 self.stop_submitting()
@@ -219,7 +209,7 @@ class Run:
             task.cancel()
         if self._deadline is not None:
             self._deadline.cancel()
-        self.pool.on_window_free = None
+        self.client.take = None
         self.over = self.closed = True
         self.tally.end = self.loop.time()
         self.tally.cpu_seconds = time.process_time() - self._cpu_start
@@ -255,7 +245,7 @@ class _Message:
         if run.closed:
             return
         run.in_flight -= 1
-        if type(outcome) is Submitted:
+        if outcome is None:
             run.tally.segments_acknowledged += 1
         else:
             run.failed(outcome)
@@ -270,25 +260,28 @@ class _Message:
             run._check_finished()
 
 
-async def wait_logged_in(run: Run, stop: asyncio.Event, target: str) -> str | None:
-    """Until the first connection is in; UsageError when it cannot be. Returns a warning when
-    the others do not follow within the connect timeout (None when they all do)."""
-    loop, pool, channel = run.loop, run.pool, run.channel
-    end = loop.time() + channel.connect_timeout + 1.0
-    while pool.open_connections == 0:
-        refusal, first = run.recorder.login_refusal, pool.status().connections[0].last_error
-        if refusal is not None:
-            error = LoginRefused(refusal.status, refusal.reason, refusal.retryable)
-            raise UsageError(f"{target}: {error}")
-        if first or loop.time() > end:
-            raise UsageError(first or f"no login at {target} within {channel.connect_timeout:g} s")
-        if stop.is_set():
-            raise UsageError("interrupted before the first login")
-        await asyncio.sleep(0.01)
-    try:
-        await pool.wait_ready(timeout=channel.connect_timeout)
-    except TimeoutError:
-        status = pool.status()
-        why = next((c.last_error for c in status.connections if c.last_error), "logging in")
-        return f"{status.open} of {status.wanted} connections open ({why}); going on with those"
+async def log_in(run: Run, stop: asyncio.Event, target: str) -> str | None:
+    """The first connection logs in alone (a wrong password costs one attempt), then the
+    others together. UsageError when the first cannot (or ``stop`` comes first); returns a
+    warning when some of the others cannot (None when they all do)."""
+    client = run.client
+    first, rest = client.links[0], client.links[1:]
+    login = asyncio.ensure_future(client.log_in(first))
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([login, stopped], return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not login.done():
+        login.cancel()
+        await asyncio.gather(login, return_exceptions=True)
+        first.abort("interrupted")
+        raise UsageError("interrupted before the first login")
+    if login.exception() is not None:
+        error = login.exception()
+        raise UsageError(f"{target}: {error}" if isinstance(error, LoginRefused) else str(error))
+    failures = [e for e in await asyncio.gather(*map(client.log_in, rest),
+                                                return_exceptions=True)
+                if isinstance(e, (LoginFailed, OSError))]
+    if failures:
+        return (f"{len(client.open)} of {len(client.links)} connections open ({failures[0]}); "
+                "going on with those")
     return None

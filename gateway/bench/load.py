@@ -7,8 +7,12 @@ or the built-in simulator with ``--simulator``).
     cmpp-gateway bench --host 10.1.2.3 --port 7890 --account 900001 --password-env CMPP_PW \\
         --connections 16 --processes 4 --mix short@9=1,short=3,long=1 --duration 60
 
-It drives a ``ChannelPool``, as the gateway does (the same connections, window and TPS pacing,
-Result 8 backoff and resends), keeping every window full. Messages are short (ASCII), chinese
+It logs in as the gateway does (the codec's session: CONNECT, the AuthenticatorISMG check),
+then keeps every window full through a client of its own (``wire``) that costs less CPU per
+SUBMIT than a server answering it: the gateway pool's window, TPS pacing and Result 8 backoff
+and resends, with SUBMITs encoded once and answers read by their header. A connection the
+center closes, or that breaks the protocol, is not opened again: the run goes on with the
+others, and the summary's ``connections`` line says what ended it. Messages are short (ASCII), chinese
 (UCS2) or long (several UCS2 segments with a UDH), picked by the weights of ``--mix``, each
 kind with the Msg_level given after an @ (0 unless given), to destinations cycled from
 ``--to`` or ``--to-range``. With ``--reports`` every SUBMIT asks for a status report and every

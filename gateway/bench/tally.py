@@ -3,8 +3,8 @@
 A ``Tally`` holds every count of a run, its per-second timeline and its latency histograms
 (SUBMIT latency by Msg_level, report latency). It is JSON-able (``to_json``/``from_json``), and
 the tallies of several worker processes merge into one (``merge``): counts add up, histograms
-merge bucket by bucket, seconds line up by their number. The ``Recorder`` fills a tally from a
-pool's events: every SUBMIT_RESP, every DELIVER (acknowledged at once), logins and lost
+merge bucket by bucket, seconds line up by their number. The ``Recorder`` fills a tally from
+what the tool's connections read: every SUBMIT_RESP, every DELIVER, logins and lost
 connections; the ``Timeline`` turns its running totals into one ``Second`` a second. A SUBMIT
 costs the recorder a few dict operations and no clock reading: the tool must never be the
 bottleneck of what it measures.
@@ -26,7 +26,6 @@ _COUNTS = ("messages_started", "messages_acknowledged", "messages_failed", "segm
            "reports_unmatched", "mo", "logins", "authenticator_mismatches")
 _COUNTERS = ("results", "failures", "report_stats", "report_statuses", "connection_errors")
 _SECOND_COUNTS = ("acknowledged", "throttled", "failed", "reports")
-_ACKNOWLEDGED, _THROTTLED, _REJECTED = ev.SubmitAcknowledged, ev.SubmitThrottled, ev.SubmitRejected
 
 
 @dataclass
@@ -193,11 +192,12 @@ class Timeline:
 
 
 class Recorder:
-    """Takes the pool's events into a Tally: every SUBMIT_RESP (Result, latency by Msg_level),
-    every DELIVER (acknowledged at once; a report is classified with ``codes`` and matched to
-    its SUBMIT by Msg_Id, also when it comes before the SUBMIT_RESP), login refusals and lost
-    connections. A report for a SUBMIT of another process stays in ``early`` and that
-    SUBMIT in the other's ``awaiting``: ``match_across`` pairs them at the end."""
+    """Takes what the tool's connections (``wire``) read into a Tally: every SUBMIT_RESP
+    (Result, latency by Msg_level), every DELIVER (a report is classified with ``codes`` and
+    matched to its SUBMIT by Msg_Id, also when it comes before the SUBMIT_RESP), logins,
+    login refusals and lost connections. A report for a SUBMIT of another process stays in
+    ``early`` and that SUBMIT in the other's ``awaiting``: ``match_across`` pairs them at the
+    end."""
 
     def __init__(self, tally: Tally, codes: ReceiptCodes, clock) -> None:
         self.tally, self.codes, self.clock = tally, codes, clock
@@ -207,26 +207,24 @@ class Recorder:
         self.all_reported = asyncio.Event()
         self.closing = False                     # connections ending now are not errors
 
-    def on_event(self, conn, event: ev.Event) -> None:
-        kind, tally = type(event), self.tally
-        if kind is _ACKNOWLEDGED:
-            tally.results_ok += 1
-        elif kind is _THROTTLED or kind is _REJECTED:
-            tally.results[event.response.result] += 1
+    def submit_resp(self, outgoing, result: int, msg_id: int, rtt: float) -> None:
+        """A SUBMIT_RESP to ``outgoing`` (a ``wire.Outgoing``) after ``rtt`` seconds."""
+        tally = self.tally
+        if result:
+            tally.results[result] += 1
         else:
-            self._on_other(event)
-            return
-        request, rtt = event.request, event.rtt
-        histogram = tally.latency_by_level.get(request.msg_level)
+            tally.results_ok += 1
+        histogram = tally.latency_by_level.get(outgoing.msg_level)
         if histogram is None:
-            histogram = tally.latency_by_level[request.msg_level] = Histogram()
+            histogram = tally.latency_by_level[outgoing.msg_level] = Histogram()
         histogram.record(rtt)
         if tally.second_latency is not None:
             tally.second_latency.record(rtt)
-        if kind is _ACKNOWLEDGED and request.registered_delivery == 1:
-            self._expect_report(event.response.msg_id, self.clock() - rtt)
+        if not result and outgoing.report:
+            self._expect_report(msg_id, self.clock() - rtt)
 
-    def _on_other(self, event: ev.Event) -> None:
+    def on_event(self, conn, event: ev.Event) -> None:
+        """A login's events (the session's, while a connection logs in)."""
         kind, tally = type(event), self.tally
         if kind is ev.LoginSucceeded:
             tally.logins += 1
@@ -236,9 +234,12 @@ class Recorder:
         elif kind is ev.LoginRejected:
             self.login_refusal = self.login_refusal or event
             tally.connection_errors[f"login refused: {event.reason}"] += 1
-        elif kind is ev.ConnectionTerminated and not self.closing \
-                and not event.reason.startswith("login"):
-            tally.connection_errors[event.reason] += 1
+        elif kind is ev.ConnectionTerminated:
+            self.connection_ended(event.reason)
+
+    def connection_ended(self, reason: str) -> None:
+        if not self.closing and not reason.startswith("login"):
+            self.tally.connection_errors[reason] += 1
 
     def _expect_report(self, msg_id: int, sent: float) -> None:
         self.tally.reports_expected += 1
@@ -250,13 +251,12 @@ class Recorder:
             self.tally.reports_unmatched -= 1
             self.tally.report_latency.record(max(0.0, arrived - sent))
 
-    def on_deliver(self, conn, event: ev.ReportReceived | ev.MessageReceived) -> None:
-        conn.acknowledge_deliver(event.deliver)
-        tally = self.tally
-        if not isinstance(event, ev.ReportReceived):
-            tally.mo += 1
-            return
-        now, stat, msg_id = self.clock(), event.report.stat, event.report.msg_id
+    def mo_received(self) -> None:
+        self.tally.mo += 1
+
+    def report(self, msg_id: int, stat: str) -> None:
+        """A status report (already answered with DELIVER_RESP)."""
+        tally, now = self.tally, self.clock()
         tally.reports += 1
         tally.report_stats[stat] += 1
         status = self.codes.classify(stat).status
