@@ -33,7 +33,7 @@ from .errors import ApiError
 from .idempotency import Key, idempotent
 from .ids import parse_id
 from .registry import Template
-from .rules import check_length, render
+from .rules import check_length, render, uncut_lengths
 from .users import number, numbers, recipient
 
 SENDABLE = ("notification", "marketing")
@@ -80,6 +80,8 @@ class Composer:
         self.prefix = f"【{signature}】" if signature else ""
         self.limits = api.config.channels[self.channel] if self.channel in app.channels \
             else None
+        # Texts this long or shorter go in one SMS, or in max_parts, whatever their encoding.
+        self.one, self.uncut = uncut_lengths(self.limits) if self.limits else (0, 0)
         self._checked: tuple[str, ApiError | None] | None = None   # the last text's length
 
     def draft(self, mobile: str, params) -> Draft:
@@ -95,14 +97,17 @@ class Composer:
         late = self._length(text)
         if late is not None:
             return Draft(mobile, text, None, ApiError(late.code, late.detail))
+        # Only a message that may be cut carries a reference (its parts' UDH).
+        reference = self.api.references.next(mobile) if len(text) > self.one else 0
         return Draft(mobile, text, NewMessage(
             self.app.name, self.channel, mobile, text, self.template_id, self.template.type,
-            reference=self.api.references.next(mobile), callback=self.callback,
-            urgent=self.urgent), None)
+            reference=reference, callback=self.callback, urgent=self.urgent), None)
 
     def _length(self, text: str) -> ApiError | None:
-        """``check_length``'s ApiError for ``text``, or None; the same text as the last one
-        is not cut again."""
+        """``check_length``'s ApiError for ``text``, or None; a text that surely fits is not
+        cut, nor the same text as the last one again."""
+        if len(text) <= self.uncut:
+            return None
         if self._checked is None or self._checked[0] != text:
             try:
                 check_length(text, self.limits)
@@ -264,22 +269,27 @@ def _refusal(app, template: Template, entry, mobile) -> NewMessage:
                       template.type)
 
 
-def _named(entry) -> dict:
+def _named(entry) -> tuple[str, object]:
     """How the answer names a recipient: as the request did, by userid or by mobile."""
-    if isinstance(entry, dict) and entry.get("userid") is not None and \
-            entry.get("mobile") in (None, ""):
-        return {"userid": entry["userid"]}
-    return {"mobile": entry.get("mobile") if isinstance(entry, dict) else None}
+    if not isinstance(entry, dict):
+        return "mobile", None
+    mobile = entry.get("mobile")
+    if mobile in (None, "") and entry.get("userid") is not None:
+        return "userid", entry["userid"]
+    return "mobile", mobile
 
 
 def _batch_answer(plan, ids, refused_ids) -> dict:
     out, failures = [], 0
     for outcome, index, entry in plan:
+        name, value = _named(entry)
         if outcome == "sent":
-            out.append({"msg_id": str(ids[index]), **_named(entry)})
+            out.append({"msg_id": str(ids[index]), name: value})
             continue
         failures += 1
-        item = {**outcome.entry(), "msg_id": str(refused_ids[index]), **_named(entry)}
+        item = outcome.entry()
+        item["msg_id"] = str(refused_ids[index])
+        item[name] = value
         if isinstance(entry, dict) and "temp_para" in entry:
             item["temp_para"] = entry["temp_para"]
         out.append(item)

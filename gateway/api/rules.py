@@ -41,15 +41,15 @@ class MobileRule:
             raise ApiError(50004)
         if isinstance(mobile, int) and not isinstance(mobile, bool):
             mobile = str(mobile)
-        if not isinstance(mobile, str) or not self.pattern.fullmatch(mobile.strip(" ")):
+        if not isinstance(mobile, str):
             raise ApiError(50006)
-        digits = mobile.strip(" ").lstrip("+")
-        if not _ASCII_DIGITS.fullmatch(digits):
+        mobile = mobile.strip(" ")
+        if not self.pattern.fullmatch(mobile):
+            raise ApiError(50006)
+        digits = mobile.lstrip("+")
+        if not (digits.isascii() and digits.isdigit()):       # ASCII 0-9 only, one at least
             raise ApiError(50006)
         return digits[2:] if len(digits) == 13 and digits.startswith("86") else digits
-
-
-_ASCII_DIGITS = re.compile("[0-9]+")
 
 
 def check_length(text: str, channel) -> None:
@@ -57,17 +57,24 @@ def check_length(text: str, channel) -> None:
     ChannelConfig) sends: its ``max_parts``, counted as the dispatcher will cut it
     (``cmpp.split_text``, keeping the first part's room for the center's own signature).
     Most texts are short enough to fit whatever the encoding, and are not cut here."""
-    room, most = channel.signature_room, channel.max_parts
-    # No character takes more than 4 bytes; a part of a long message carries 134 bytes, of
-    # which at most 4 go unused where a character does not fit.
-    if 4 * len(text) + room <= SEGMENT_SIZE or \
-            4 * len(text) + room + 4 * most <= (SEGMENT_SIZE - 6) * most:
+    if len(text) <= uncut_lengths(channel)[1]:
         return
     try:
-        cmpp.split_text(text, max_parts=most, reserve_first=room)
+        cmpp.split_text(text, max_parts=channel.max_parts, reserve_first=channel.signature_room)
     except ValueError as error:
         raise ApiError(50007, f"the message cannot be sent on channel {channel.name}: "
                               f"{error} (max_parts)") from None
+
+
+def uncut_lengths(channel) -> tuple[int, int]:
+    """The longest texts, in characters, that surely fit one SMS of ``channel`` (a
+    ChannelConfig) and its ``max_parts``, whatever their encoding, without cutting them: no
+    character takes more than 4 bytes; a part of a long message carries 134 bytes, of which
+    at most 4 go unused where a character does not fit; the first part keeps the center's
+    signature's room."""
+    room, most = channel.signature_room, channel.max_parts
+    one = (SEGMENT_SIZE - room) // 4
+    return one, max(one, ((SEGMENT_SIZE - 6) * most - 4 * most - room) // 4)
 
 
 def render(template: Template, params) -> str:
@@ -88,10 +95,12 @@ def render(template: Template, params) -> str:
                 raise ApiError(50007, PARAMETERS)
             value = str(value)
         values[str(name)] = value
-    marks, text = template.pieces
-    if marks:
-        text = "".join([piece for before, name, written in marks
-                        for piece in (before, values.get(name, written))]) + text
+    marks, tail = template.pieces
+    text = ""
+    for before, name, written in marks:
+        text += before
+        text += values.get(name, written)
+    text += tail
     if "{{" in text and PLACEHOLDER.search(text):
         raise ApiError(50022, ", ".join(sorted(set(PLACEHOLDER.findall(text)))))
     return text
