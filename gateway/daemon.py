@@ -37,7 +37,8 @@ from gateway.config import (
     world_readable_warning,
 )
 from gateway.console import ConsoleServer, SendRefused, Services, UploadRefused
-from gateway.ops import Metrics, OpsServer, setup_logging
+from gateway.ops import (LOOPS, LoopUnavailable, Metrics, OpsServer, describe_loop, loop_name,
+                         run_loop, setup_logging)
 from gateway.pipeline import (
     CallbackSender,
     ChannelDispatcher,
@@ -166,7 +167,8 @@ class Gateway:
                 split_host_port(self.config.gateway.metrics_listen)
             await self.ops.start(host, port)
         self._running = True
-        log.info("gateway started with %d channel(s)", len(self.channels))
+        log.info("gateway started with %d channel(s), event loop %s", len(self.channels),
+                 describe_loop())
 
     async def stop(self) -> None:
         """Drain and stop; bounded by the configuration's drain_timeout."""
@@ -359,7 +361,8 @@ class Gateway:
                                                 for c in s.connections]}
                     for s in statuses}
         ready = self._running and any(s.healthy for s in statuses) and writable
-        detail = {"store": {"writable": writable, "reason": reason}, "channels": channels}
+        detail = {"store": {"writable": writable, "reason": reason}, "channels": channels,
+                  "event_loop": loop_name()}
         if self.slots is not None:
             detail["cluster"] = self.slots.report()
         if self.callbacks is not None:           # reported; the API still serves without them
@@ -429,4 +432,17 @@ async def _until_stop_or_reload(gateway: Gateway, config_path: str,
 def add_run_command(subparsers) -> None:
     parser = subparsers.add_parser("run", help="run the gateway daemon")
     parser.add_argument("--config", required=True, help="the TOML configuration file")
-    parser.set_defaults(func=lambda args: asyncio.run(serve(args.config)))
+    parser.add_argument("--loop", choices=LOOPS, default="auto",
+                        help="the event loop: uvloop's when the 'fast' extra is installed "
+                        "(auto, the default), or the standard library's (asyncio)")
+    parser.set_defaults(func=run_command)
+
+
+def run_command(args) -> int:
+    """``cmpp-gateway run``: ``serve`` on the event loop ``--loop`` chooses; 2 when it is
+    uvloop and uvloop is not installed."""
+    try:
+        return run_loop(serve(args.config), args.loop)
+    except LoopUnavailable as error:
+        print(error, flush=True)
+        return 2
