@@ -120,21 +120,24 @@ class Composer:
 def compose(api: Api, app, template: Template, mobile: str, params, seen=None,
             callback: str | None = None, urgent: bool = False) -> NewMessage:
     """The message for one recipient: rendered, signed, checked (ApiError otherwise)."""
-    return admit(api, template, Composer(api, app, template, callback, urgent).draft(
+    message, _ = admit(api, template, Composer(api, app, template, callback, urgent).draft(
         mobile, params), seen)
+    return message
 
 
-def admit(api: Api, template: Template, drafted: Draft, seen=None) -> NewMessage:
+def admit(api: Api, template: Template, drafted: Draft, seen=None
+          ) -> tuple[NewMessage, int | None]:
     """The drafted message, past the rules that remember (unsubscribed, repeats: 50024,
-    50034) and a repeat within its own batch (``seen``: 50034); else the draft's ApiError."""
-    api.rules.check_recipient(template, drafted.mobile, drafted.text)
+    50034) and a repeat within its own batch (``seen``: 50034), with its repeat key (see
+    ``SendRules.check_recipient``); else the draft's ApiError."""
+    key = api.rules.check_recipient(template, drafted.mobile, drafted.text)
     if seen is not None:
         if (drafted.mobile, drafted.text) in seen:
             raise ApiError(50034)
         seen.add((drafted.mobile, drafted.text))
     if drafted.late is not None:
         raise drafted.late
-    return drafted.message
+    return drafted.message, key
 
 
 def sending_channel(app, template: Template) -> str:
@@ -212,13 +215,15 @@ REPEATED_TRIES = 3
 
 async def _submit_batch(api: Api, app, template: Template, recipients: list, mobiles: list,
                         drafts: list, key: Key | None) -> web.Response:
-    good, refused, plan = [], [], []
+    good, keys, refused, plan = [], [], [], []
     seen: set = set()
     for entry, mobile, drafted in zip(recipients, mobiles, drafts):
         try:
             if isinstance(drafted, ApiError):
                 raise drafted
-            good.append(admit(api, template, drafted, seen))
+            message, repeat_key = admit(api, template, drafted, seen)
+            good.append(message)
+            keys.append(repeat_key)
             plan.append(("sent", len(good) - 1, entry))
         except ApiError as error:
             refused.append((_refusal(app, template, entry, mobile), error.code))
@@ -226,7 +231,7 @@ async def _submit_batch(api: Api, app, template: Template, recipients: list, mob
 
     def render(ids, refused_ids):
         return 200, dumps(_batch_answer(plan, ids, refused_ids))
-    recorded = api.rules.record(app.name, [(m.recipient, m.text) for m in good])
+    recorded = api.rules.record(app.name, [(m.recipient, m.text) for m in good], keys)
     return await api.submit(ApiRequest(app.name, tuple(good), tuple(refused), render=render,
                                        **keyed(key)), recorded)
 

@@ -257,13 +257,17 @@ class SendRules:
         if any(word in lowered for word in self.words):
             raise ApiError(50037)
 
-    def check_recipient(self, template: Template, mobile: str, text: str) -> None:
+    def check_recipient(self, template: Template, mobile: str, text: str) -> int | None:
         """ApiError 50024 (unsubscribed from marketing), 50034 (the same content to the same
-        number within the repeat window)."""
+        number within the repeat window). Returns the send's repeat key, for ``record``
+        (None while the repeat rule is off)."""
         if template.type == "marketing" and mobile in self.unsubscribed:
             raise ApiError(50024)
-        if self.settings.repeat_window:
-            self._check_repeat(self._repeat_key(mobile, text), self.clock())
+        if not self.settings.repeat_window:
+            return None
+        key = self._repeat_key(mobile, text)
+        self._check_repeat(key, self.clock())
+        return key
 
     def _check_repeat(self, key: int, now: float) -> None:
         """ApiError 50034 for a repeat; 50009 when the repeat memory is full (see RecentKeys),
@@ -284,18 +288,22 @@ class SendRules:
         if limit and self.app_second.count(app, self.clock()) + count > limit:
             raise ApiError(50009, "too many messages from this app")
 
-    def record(self, app: str, sends: list[tuple[str, str]]) -> Recorded:
+    def record(self, app: str, sends: list[tuple[str, str]],
+               keys: list[int] | None = None) -> Recorded:
         """Count ``sends`` ((number, text) pairs) of ``app`` against the limits that are on
-        (a limit of 0 counts nothing); ``forget`` takes them back."""
+        (a limit of 0 counts nothing); ``forget`` takes them back. ``keys``: their repeat
+        keys as ``check_recipient`` returned them, when it did (else worked out here)."""
         now, s = self.clock(), self.settings
         counted = None
         if s.messages_per_app_per_second and sends:
             counted = app
             for _ in sends:
                 self.app_second.add(app, now)
-        keys = ()
-        if s.repeat_window:
-            keys = tuple(self._repeat_key(mobile, text) for mobile, text in sends)
+        if not s.repeat_window:
+            keys = ()
+        else:
+            keys = tuple(keys) if keys is not None else \
+                tuple(self._repeat_key(mobile, text) for mobile, text in sends)
             for key in keys:
                 self.repeats.add(key, now)
         return Recorded(now, counted, len(sends), keys)
