@@ -432,9 +432,9 @@ async def _until_stop_or_reload(gateway: Gateway, config_path: str,
 def add_run_command(subparsers) -> None:
     parser = subparsers.add_parser("run", help="run the gateway daemon")
     parser.add_argument("--config", required=True, help="the TOML configuration file")
-    parser.add_argument("--loop", choices=LOOPS, default="auto",
-                        help="the event loop: uvloop's when the 'fast' extra is installed "
-                        "(auto, the default), or the standard library's (asyncio)")
+    parser.add_argument("--loop", choices=LOOPS, default="asyncio",
+                        help="the event loop: the standard library's (asyncio, the default), "
+                        "uvloop's (the 'fast' extra), or uvloop's when it is installed (auto)")
     parser.set_defaults(func=run_command)
 
 

@@ -1,7 +1,8 @@
 """API benchmark: the HTTP API's own CPU per message, in one process, without the store.
 
     python -m gateway.bench.api [--requests 20] [--singles 2000] [--rounds 5]
-                                [--baseline DIR] [--loops asyncio,uvloop]
+                                [--baseline DIR] [--loops asyncio,uvloop] [--instructions]
+                                [--cases batch,single]
 
 The API's application (its middlewares, handlers and rules, as ``cmpp-gateway run`` serves
 them) on a loopback port, in front of a store that answers at once with made-up ids, and a
@@ -10,13 +11,20 @@ connection and reads each answer: the process's CPU time over the messages is wh
 costs a message (the client's share is small and the same for every tree). Measured:
 ``POST /v1/messages/batch`` with 1,000 recipients each (``--requests`` a round), with
 ``repeat_window`` off and at 30 s (the default, one repeat key a recipient), and ``POST
-/v1/messages`` (``--singles`` a round).
+/v1/messages`` (``--singles`` a round). ``--cases`` measures only some of them (``batch``,
+``batch-repeats``, ``single``).
 
 Each measurement runs in a fresh process. ``--baseline DIR`` measures another source tree too
 (a worktree of main, say): its API, in a process started in that tree, interleaved with ours
 in every round (which goes first alternating), so that both see the same machine.
 ``--loops``: the event loops to measure ours on (``uvloop`` needs the ``fast`` extra). Printed:
 each round's figures, then medians, and the machine's load average at the start and the end.
+
+``--instructions`` counts instead of timing, for a machine too busy for CPU times to mean
+much: the instructions (valgrind's callgrind, user space only, hash seed fixed) a message
+costs, as the difference of two runs of N and 3N requests (N: ``--requests`` batches,
+``--singles`` singles), so that start-up and the warm-up do not count. It repeats within about
+1%, so one round is enough.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -32,8 +41,11 @@ import time
 from pathlib import Path
 
 APP_KEY, MASTER_SECRET = "benchkey", "bench-master-secret"
-CASES = {"batch": ("/v1/messages/batch", 1000, "0"), "batch, repeats": (
+CASES = {"batch": ("/v1/messages/batch", 1000, "0"), "batch-repeats": (
     "/v1/messages/batch", 1000, "30"), "single": ("/v1/messages", 1, "0")}
+WARM_UP = {1: 100, 1000: 2}            # requests before the measured ones, by their size
+VALGRIND = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+COLLECTED = re.compile(r"Collected : (\d+)")
 
 CONFIG = """
 [gateway]
@@ -143,10 +155,10 @@ async def probe(case: str, count: int) -> float:
     await site.start()
     reader, writer = await asyncio.open_connection(*runner.addresses[0][:2])
     try:
-        for request in bodies(path, size, max(count // 10, 1), 0):        # the warm-up
+        for request in bodies(path, size, WARM_UP[size], 0):
             writer.write(request)
             await answer(reader)
-        measured = bodies(path, size, count, count)
+        measured = bodies(path, size, count, WARM_UP[size])
         cpu = time.process_time()
         for request in measured:
             writer.write(request)
@@ -168,15 +180,25 @@ def probe_main(case: str, count: int, loop: str) -> None:
 
 # ----------------------------------------------------------------------------- the rounds
 
-def measure(tree: Path, case: str, count: int, loop: str) -> float:
-    """One probe in a fresh process started in ``tree`` (which it imports the API from)."""
+def measure(tree: Path, case: str, count: int, loop: str, counted: bool = False) -> float:
+    """One probe in a fresh process started in ``tree`` (which it imports the API from): µs
+    of CPU a message, or with ``counted`` the instructions of the whole process."""
     code = (f"import runpy, sys; sys.argv = ['probe', {case!r}, '{count}', {loop!r}]; "
             f"runpy.run_path({__file__!r}, run_name='__probe__')")
-    done = subprocess.run([sys.executable, "-c", code], cwd=tree, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(tree)}, check=False)
-    if done.returncode:
-        raise RuntimeError(f"the probe failed in {tree}: {done.stderr[-2000:]}")
-    return float(done.stdout.strip().splitlines()[-1])
+    env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
+    done = subprocess.run([*(VALGRIND if counted else []), sys.executable, "-c", code],
+                          cwd=tree, capture_output=True, text=True, env=env, check=False)
+    found = COLLECTED.search(done.stderr) if counted else True
+    if done.returncode or found is None:
+        raise RuntimeError(f"the probe failed in {tree} (is valgrind installed, for "
+                           f"--instructions?): {done.stderr[-2000:]}")
+    return int(found.group(1)) if counted else float(done.stdout.strip().splitlines()[-1])
+
+
+def instructions(tree: Path, case: str, count: int, loop: str) -> float:
+    """Instructions a message: the difference of runs of ``count`` and 3 ``count`` requests."""
+    low, high = (measure(tree, case, n, loop, counted=True) for n in (count, 3 * count))
+    return (high - low) / (2 * count * CASES[case][1])
 
 
 def check_tree(tree: Path) -> None:
@@ -195,7 +217,13 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--baseline", type=Path, metavar="DIR", help="another source tree too")
     parser.add_argument("--loops", default="asyncio", help="asyncio, uvloop or both")
+    parser.add_argument("--cases", default=",".join(CASES), type=lambda v: v.split(","),
+                        help="some of: " + ", ".join(CASES) + " (comma-separated)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions a message (valgrind) instead of timing")
     args = parser.parse_args(argv)
+    if not set(args.cases) <= set(CASES):
+        parser.error(f"--cases: some of {', '.join(CASES)}")
     ours = Path(__file__).resolve().parents[2]
     runs = [(f"ours, {loop}", ours, loop) for loop in args.loops.split(",")]
     if args.baseline:
@@ -205,15 +233,18 @@ def main(argv=None) -> int:
     figures: dict[tuple[str, str], list[float]] = {}
     for number in range(args.rounds):
         order = runs if number % 2 == 0 else runs[::-1]
-        for case in CASES:
+        for case in args.cases:
             count = args.singles if case == "single" else args.requests
             for name, tree, loop in order:
-                figures.setdefault((case, name), []).append(measure(tree, case, count, loop))
+                figures.setdefault((case, name), []).append(
+                    instructions(tree, case, count, loop) if args.instructions
+                    else measure(tree, case, count, loop))
         print(f"round {number + 1}: " + "; ".join(
             f"{case} {name} {values[-1]:.1f}" for (case, name), values in figures.items()),
             flush=True)
+    unit = "instructions" if args.instructions else "µs of CPU"
     for (case, name), values in figures.items():
-        print(f"median {case:15} {name:18} {statistics.median(values):7.2f} µs of CPU a message"
+        print(f"median {case:15} {name:18} {statistics.median(values):9.2f} {unit} a message"
               f" (rounds {', '.join(f'{v:.1f}' for v in values)})")
     print(_load())
     return 0

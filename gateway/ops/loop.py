@@ -1,9 +1,10 @@
 """Which event loop runs the daemon: the standard library's asyncio loop, or uvloop's (libuv)
-when the optional extra ``fast`` is installed (``pip install 'cmpp-gateway[fast]'``).
+from the optional extra ``fast`` (``pip install 'cmpp-gateway[fast]'``).
 
 The code is the same on either: everything is written for asyncio, and uvloop is a drop-in
-loop. ``cmpp-gateway run --loop`` chooses: ``auto`` (the default: uvloop when it can be
-imported, else asyncio), ``asyncio`` or ``uvloop`` (an error when it is not installed).
+loop. ``cmpp-gateway run --loop`` chooses: ``asyncio`` (the default: uvloop has not measured
+faster end to end, see docs/operators.md), ``uvloop`` (an error when it is not installed) or
+``auto`` (uvloop when it can be imported, else asyncio).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ class LoopUnavailable(RuntimeError):
     """``uvloop`` was asked for and cannot be imported."""
 
 
-def loop_factory(choice: str = "auto") -> Callable[[], asyncio.AbstractEventLoop]:
+def loop_factory(choice: str = "asyncio") -> Callable[[], asyncio.AbstractEventLoop]:
     """The function that makes the event loop ``choice`` names (one of CHOICES);
     LoopUnavailable when it is ``uvloop`` and uvloop is not installed, ValueError for a
     name not in CHOICES."""
@@ -37,7 +38,7 @@ def loop_factory(choice: str = "auto") -> Callable[[], asyncio.AbstractEventLoop
     return asyncio.new_event_loop
 
 
-def run(main: Coroutine, choice: str = "auto"):
+def run(main: Coroutine, choice: str = "asyncio"):
     """``asyncio.run(main)`` on the loop ``choice`` names (see ``loop_factory``, whose
     errors it raises having closed ``main``)."""
     try:

@@ -17,7 +17,7 @@ def test_every_case_is_measured_for_ours_and_the_baseline(capsys):
     assert api.main(["--rounds", "1", "--requests", "1", "--singles", "5",
                      "--baseline", str(ROOT)]) == 0
     out = capsys.readouterr().out
-    medians = re.findall(r"median (.+?) +(baseline|ours), asyncio +([\d.]+) µs", out)
+    medians = re.findall(r"median (\S+) +(baseline|ours), asyncio +([\d.]+) µs", out)
     assert sorted((case.strip(), tree) for case, tree, _ in medians) == sorted(
         (case, tree) for case in api.CASES for tree in ("baseline", "ours"))
     assert all(float(figure) > 0 for _, _, figure in medians)
