@@ -37,7 +37,8 @@ from gateway.config import (
     world_readable_warning,
 )
 from gateway.console import ConsoleServer, SendRefused, Services, UploadRefused
-from gateway.ops import Metrics, OpsServer, setup_logging
+from gateway.ops import (LOOPS, LoopUnavailable, Metrics, OpsServer, describe_loop, loop_name,
+                         run_loop, setup_logging)
 from gateway.pipeline import (
     CallbackSender,
     ChannelDispatcher,
@@ -173,7 +174,8 @@ class Gateway:
         if self.options.serve_ops and self.ops is None:
             await self._start_ops()
         self._running = True
-        log.info("gateway started with %d channel(s)", len(self.channels))
+        log.info("gateway started with %d channel(s), event loop %s", len(self.channels),
+                 describe_loop())
 
     async def _open_store(self) -> None:
         """Open the store. A database that cannot be reached (StoreUnavailable) is StoreError,
@@ -407,7 +409,8 @@ class Gateway:
                                                 for c in s.connections]}
                     for s in statuses}
         ready = self._running and any(s.healthy for s in statuses) and writable
-        detail = {"store": {"writable": writable, "reason": reason}, "channels": channels}
+        detail = {"store": {"writable": writable, "reason": reason}, "channels": channels,
+                  "event_loop": loop_name()}
         if self.slots is not None:
             detail["cluster"] = self.slots.report()
         if self.callbacks is not None:           # reported; the API still serves without them
@@ -508,4 +511,17 @@ async def _until_stop_or_reload(gateway: Gateway, config_path: str,
 def add_run_command(subparsers) -> None:
     parser = subparsers.add_parser("run", help="run the gateway daemon")
     parser.add_argument("--config", required=True, help="the TOML configuration file")
-    parser.set_defaults(func=lambda args: asyncio.run(serve(args.config)))
+    parser.add_argument("--loop", choices=LOOPS, default="asyncio",
+                        help="the event loop: the standard library's (asyncio, the default), "
+                        "uvloop's (the 'fast' extra), or uvloop's when it is installed (auto)")
+    parser.set_defaults(func=run_command)
+
+
+def run_command(args) -> int:
+    """``cmpp-gateway run``: ``serve`` on the event loop ``--loop`` chooses; 2 when it is
+    uvloop and uvloop is not installed."""
+    try:
+        return run_loop(serve(args.config), args.loop)
+    except LoopUnavailable as error:
+        print(error, flush=True)
+        return 2

@@ -226,8 +226,9 @@ async def json_value(request: web.Request):
         raise ApiError(50007, "not JSON in UTF-8") from None
     except RecursionError:                      # nested past Python's stack
         raise ApiError(50007, f"JSON nested deeper than {MAX_DEPTH} levels") from None
-    if text.count("[") + text.count("{") > MAX_DEPTH:
-        _check_depth(value)
+    containers = text.count("[") + text.count("{")      # at least as many as there are
+    if containers > MAX_DEPTH:
+        _check_depth(value, containers)
     if _SURROGATE_ESCAPE.search(text):
         _check_surrogates(value)
     return value
@@ -237,14 +238,19 @@ def _not_json(constant: str):
     raise ValueError(f"{constant} is not JSON")
 
 
-def _check_depth(value) -> None:
+def _check_depth(value, containers: int) -> None:
     """ApiError 50007 when ``value`` nests deeper than MAX_DEPTH (level by level: no
-    recursion, one pass over the containers)."""
+    recursion, one pass over the containers). ``containers``: at least how many it holds;
+    once those not yet seen could not make MAX_DEPTH levels more, the pass stops (a batch's
+    recipients' ``temp_para`` are not looked into)."""
     level, depth = [value] if isinstance(value, _CONTAINERS) else [], 0
     while level:
         depth += 1
         if depth > MAX_DEPTH:
             raise ApiError(50007, f"JSON nested deeper than {MAX_DEPTH} levels")
+        containers -= len(level)
+        if depth + containers <= MAX_DEPTH:
+            return
         level = [v for item in level for v in (item.values() if type(item) is dict else item)
                  if isinstance(v, _CONTAINERS)]
 

@@ -33,6 +33,7 @@ from .errors import ApiError
 from .idempotency import Key, idempotent
 from .ids import parse_id
 from .registry import Template
+from .rules import check_length, render, uncut_lengths
 from .users import number, numbers, recipient
 
 SENDABLE = ("notification", "marketing")
@@ -49,8 +50,8 @@ COMPOSE_CHUNK = 100            # a batch's recipients composed between two turns
 
 
 class Draft(NamedTuple):
-    """A recipient's message as far as ``draft`` takes it: ``message``, or ``late``, the
-    ApiError of its channel or length, raised after the recipient's own checks."""
+    """A recipient's message as far as ``Composer.draft`` takes it: ``message``, or ``late``,
+    the ApiError of its channel or length, raised after the recipient's own checks."""
 
     mobile: str
     text: str
@@ -58,46 +59,85 @@ class Draft(NamedTuple):
     late: ApiError | None
 
 
+class Composer:
+    """What every recipient of one send shares, worked out once for the send: the channel
+    (and whether the app may use it), the signature (or why it may not be used yet: ApiError
+    50020, raised for each recipient after its own parameters' errors, as before), the
+    channel's length limits, the message's fields. A batch's recipients then cost only what
+    is theirs: their text rendered and checked, their message. A text the same as the
+    previous recipient's (a template without parameters) is checked for length only once."""
+
+    def __init__(self, api: Api, app, template: Template, callback: str | None = None,
+                 urgent: bool = False) -> None:
+        self.api, self.app, self.template = api, app, template
+        self.callback, self.urgent = callback, urgent
+        self.channel = sending_channel(app, template)
+        self.template_id = str(template.id)
+        try:
+            signature, self.unsigned = api.registry.signature_text(app, template), None
+        except ApiError as error:
+            signature, self.unsigned = "", error
+        self.prefix = f"【{signature}】" if signature else ""
+        self.limits = api.config.channels[self.channel] if self.channel in app.channels \
+            else None
+        # Texts this long or shorter go in one SMS, or in max_parts, whatever their encoding.
+        self.one, self.uncut = uncut_lengths(self.limits) if self.limits else (0, 0)
+        self._checked: tuple[str, ApiError | None] | None = None   # the last text's length
+
+    def draft(self, mobile: str, params) -> Draft:
+        """The recipient's text rendered, signed and checked for sensitive words (ApiError
+        raised), the channel and the length checked (their ApiError kept for ``admit``)."""
+        text = self.prefix + render(self.template, params)
+        if self.unsigned is not None:
+            raise ApiError(self.unsigned.code, self.unsigned.detail)
+        self.api.rules.check_content(text)
+        if self.limits is None:
+            return Draft(mobile, text, None,
+                         ApiError(50013, "its channel is not one of the app's"))
+        late = self._length(text)
+        if late is not None:
+            return Draft(mobile, text, None, ApiError(late.code, late.detail))
+        # Only a message that may be cut carries a reference (its parts' UDH).
+        reference = self.api.references.next(mobile) if len(text) > self.one else 0
+        return Draft(mobile, text, NewMessage(
+            self.app.name, self.channel, mobile, text, self.template_id, self.template.type,
+            reference=reference, callback=self.callback, urgent=self.urgent), None)
+
+    def _length(self, text: str) -> ApiError | None:
+        """``check_length``'s ApiError for ``text``, or None; a text that surely fits is not
+        cut, nor the same text as the last one again."""
+        if len(text) <= self.uncut:
+            return None
+        if self._checked is None or self._checked[0] != text:
+            try:
+                check_length(text, self.limits)
+                self._checked = (text, None)
+            except ApiError as error:
+                self._checked = (text, error)
+        return self._checked[1]
+
+
 def compose(api: Api, app, template: Template, mobile: str, params, seen=None,
             callback: str | None = None, urgent: bool = False) -> NewMessage:
     """The message for one recipient: rendered, signed, checked (ApiError otherwise)."""
-    return admit(api, template, draft(api, app, template, mobile, params, callback, urgent),
-                 seen)
+    message, _ = admit(api, template, Composer(api, app, template, callback, urgent).draft(
+        mobile, params), seen)
+    return message
 
 
-def draft(api: Api, app, template: Template, mobile: str, params,
-          callback: str | None = None, urgent: bool = False) -> Draft:
-    """What ``compose`` does that reads no rule's memory (so that it may be spread over turns
-    of the event loop): the text rendered, signed and checked for sensitive words (ApiError
-    raised), the channel and the length checked (their ApiError kept for ``admit``)."""
-    from .rules import check_length, render
-    text = render(template, params)
-    signature = api.registry.signature_text(app, template)
-    text = f"【{signature}】{text}" if signature else text
-    api.rules.check_content(text)
-    channel = sending_channel(app, template)
-    if channel not in app.channels:
-        return Draft(mobile, text, None, ApiError(50013, "its channel is not one of the app's"))
-    try:
-        check_length(text, api.config.channels[channel])
-    except ApiError as error:
-        return Draft(mobile, text, None, error)
-    return Draft(mobile, text, NewMessage(
-        app.name, channel, mobile, text, str(template.id), template.type,
-        reference=api.references.next(mobile), callback=callback, urgent=urgent), None)
-
-
-def admit(api: Api, template: Template, drafted: Draft, seen=None) -> NewMessage:
+def admit(api: Api, template: Template, drafted: Draft, seen=None
+          ) -> tuple[NewMessage, int | None]:
     """The drafted message, past the rules that remember (unsubscribed, repeats: 50024,
-    50034) and a repeat within its own batch (``seen``: 50034); else the draft's ApiError."""
-    api.rules.check_recipient(template, drafted.mobile, drafted.text)
+    50034) and a repeat within its own batch (``seen``: 50034), with its repeat key (see
+    ``SendRules.check_recipient``); else the draft's ApiError."""
+    key = api.rules.check_recipient(template, drafted.mobile, drafted.text)
     if seen is not None:
         if (drafted.mobile, drafted.text) in seen:
             raise ApiError(50034)
         seen.add((drafted.mobile, drafted.text))
     if drafted.late is not None:
         raise drafted.late
-    return drafted.message
+    return drafted.message, key
 
 
 def sending_channel(app, template: Template) -> str:
@@ -175,13 +215,15 @@ REPEATED_TRIES = 3
 
 async def _submit_batch(api: Api, app, template: Template, recipients: list, mobiles: list,
                         drafts: list, key: Key | None) -> web.Response:
-    good, refused, plan = [], [], []
+    good, keys, refused, plan = [], [], [], []
     seen: set = set()
     for entry, mobile, drafted in zip(recipients, mobiles, drafts):
         try:
             if isinstance(drafted, ApiError):
                 raise drafted
-            good.append(admit(api, template, drafted, seen))
+            message, repeat_key = admit(api, template, drafted, seen)
+            good.append(message)
+            keys.append(repeat_key)
             plan.append(("sent", len(good) - 1, entry))
         except ApiError as error:
             refused.append((_refusal(app, template, entry, mobile), error.code))
@@ -189,7 +231,7 @@ async def _submit_batch(api: Api, app, template: Template, recipients: list, mob
 
     def render(ids, refused_ids):
         return 200, dumps(_batch_answer(plan, ids, refused_ids))
-    recorded = api.rules.record(app.name, [(m.recipient, m.text) for m in good])
+    recorded = api.rules.record(app.name, [(m.recipient, m.text) for m in good], keys)
     return await api.submit(ApiRequest(app.name, tuple(good), tuple(refused), render=render,
                                        **keyed(key)), recorded)
 
@@ -199,17 +241,18 @@ async def _drafts(api: Api, app, template: Template, recipients: list, mobiles: 
     """Each recipient's Draft, or the ApiError that refused it, COMPOSE_CHUNK at a time with
     a turn of the event loop in between: a verification code that arrives meanwhile is not
     kept waiting for a thousand recipients."""
+    composer = Composer(api, app, template, callback, urgent)
     drafts: list = []
     for start in range(0, len(recipients), COMPOSE_CHUNK):
         if start:
             await asyncio.sleep(0)
         for entry, mobile in zip(recipients[start:start + COMPOSE_CHUNK],
                                  mobiles[start:start + COMPOSE_CHUNK]):
+            if isinstance(mobile, ApiError):
+                drafts.append(mobile)
+                continue
             try:
-                if isinstance(mobile, ApiError):
-                    raise mobile
-                drafts.append(draft(api, app, template, mobile, entry.get("temp_para"),
-                                    callback, urgent))
+                drafts.append(composer.draft(mobile, entry.get("temp_para")))
             except ApiError as error:
                 drafts.append(error)
     return drafts
@@ -231,22 +274,27 @@ def _refusal(app, template: Template, entry, mobile) -> NewMessage:
                       template.type)
 
 
-def _named(entry) -> dict:
+def _named(entry) -> tuple[str, object]:
     """How the answer names a recipient: as the request did, by userid or by mobile."""
-    if isinstance(entry, dict) and entry.get("userid") is not None and \
-            entry.get("mobile") in (None, ""):
-        return {"userid": entry["userid"]}
-    return {"mobile": entry.get("mobile") if isinstance(entry, dict) else None}
+    if not isinstance(entry, dict):
+        return "mobile", None
+    mobile = entry.get("mobile")
+    if mobile in (None, "") and entry.get("userid") is not None:
+        return "userid", entry["userid"]
+    return "mobile", mobile
 
 
 def _batch_answer(plan, ids, refused_ids) -> dict:
     out, failures = [], 0
     for outcome, index, entry in plan:
+        name, value = _named(entry)
         if outcome == "sent":
-            out.append({"msg_id": str(ids[index]), **_named(entry)})
+            out.append({"msg_id": str(ids[index]), name: value})
             continue
         failures += 1
-        item = {**outcome.entry(), "msg_id": str(refused_ids[index]), **_named(entry)}
+        item = outcome.entry()
+        item["msg_id"] = str(refused_ids[index])
+        item[name] = value
         if isinstance(entry, dict) and "temp_para" in entry:
             item["temp_para"] = entry["temp_para"]
         out.append(item)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 from gateway.config import AppConfig, TemplateConfig
 from gateway.store import APPROVED, PENDING, REFUSED
@@ -33,9 +34,20 @@ class Template:
     channel: str = ""
     from_config: bool = True
 
-    @property
+    @cached_property
     def placeholders(self) -> list[str]:
         return PLACEHOLDER.findall(self.content)
+
+    @cached_property
+    def pieces(self) -> tuple[tuple[tuple[str, str, str], ...], str]:
+        """The content cut at its placeholders, to render it without a regular expression:
+        ((the text before, the name, the placeholder as written) for each placeholder, the
+        text after the last). Worked out once per template, and kept on it."""
+        marks, start = [], 0
+        for match in PLACEHOLDER.finditer(self.content):
+            marks.append((self.content[start:match.start()], match.group(1), match.group(0)))
+            start = match.end()
+        return tuple(marks), self.content[start:]
 
 
 @dataclass(frozen=True)

@@ -42,15 +42,15 @@ class MobileRule:
             raise ApiError(50004)
         if isinstance(mobile, int) and not isinstance(mobile, bool):
             mobile = str(mobile)
-        if not isinstance(mobile, str) or not self.pattern.fullmatch(mobile.strip(" ")):
+        if not isinstance(mobile, str):
             raise ApiError(50006)
-        digits = mobile.strip(" ").lstrip("+")
-        if not _ASCII_DIGITS.fullmatch(digits):
+        mobile = mobile.strip(" ")
+        if not self.pattern.fullmatch(mobile):
+            raise ApiError(50006)
+        digits = mobile.lstrip("+")
+        if not (digits.isascii() and digits.isdigit()):       # ASCII 0-9 only, one at least
             raise ApiError(50006)
         return digits[2:] if len(digits) == 13 and digits.startswith("86") else digits
-
-
-_ASCII_DIGITS = re.compile("[0-9]+")
 
 
 def check_length(text: str, channel) -> None:
@@ -58,36 +58,56 @@ def check_length(text: str, channel) -> None:
     ChannelConfig) sends: its ``max_parts``, counted as the dispatcher will cut it
     (``cmpp.split_text``, keeping the first part's room for the center's own signature).
     Most texts are short enough to fit whatever the encoding, and are not cut here."""
-    room, most = channel.signature_room, channel.max_parts
-    # No character takes more than 4 bytes; a part of a long message carries 134 bytes, of
-    # which at most 4 go unused where a character does not fit.
-    if 4 * len(text) + room <= SEGMENT_SIZE or \
-            4 * len(text) + room + 4 * most <= (SEGMENT_SIZE - 6) * most:
+    if len(text) <= uncut_lengths(channel)[1]:
         return
     try:
-        cmpp.split_text(text, max_parts=most, reserve_first=room)
+        cmpp.split_text(text, max_parts=channel.max_parts, reserve_first=channel.signature_room)
     except ValueError as error:
         raise ApiError(50007, f"the message cannot be sent on channel {channel.name}: "
                               f"{error} (max_parts)") from None
 
 
+def uncut_lengths(channel) -> tuple[int, int]:
+    """The longest texts, in characters, that surely fit one SMS of ``channel`` (a
+    ChannelConfig) and its ``max_parts``, whatever their encoding, without cutting them: no
+    character takes more than 4 bytes; a part of a long message carries 134 bytes, of which
+    at most 4 go unused where a character does not fit; the first part keeps the center's
+    signature's room."""
+    room, most = channel.signature_room, channel.max_parts
+    one = (SEGMENT_SIZE - room) // 4
+    return one, max(one, ((SEGMENT_SIZE - 6) * most - 4 * most - room) // 4)
+
+
 def render(template: Template, params) -> str:
     """The template's content with {{name}} replaced; ApiError 50023 (parameters missing or
-    empty while the template has placeholders), 50022 (some left unreplaced), 50007 (not an
-    object of strings and numbers)."""
-    names = template.placeholders
+    empty while the template has placeholders), 50022 (some left unreplaced, or made by a
+    value), 50007 (not an object of strings and numbers). Called once per recipient: it cuts
+    nothing, the template's pieces being worked out once (``Template.pieces``)."""
     if params is None or params == {}:
-        if names:
+        if template.placeholders:
             raise ApiError(50023)
         return template.content
-    if not isinstance(params, dict) or not all(
-            isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in params.values()):
-        raise ApiError(50007, "temp_para must be an object of strings or numbers")
-    values = {str(k): str(v) for k, v in params.items()}
-    text = PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template.content)
-    if PLACEHOLDER.search(text):
+    if not isinstance(params, dict):
+        raise ApiError(50007, PARAMETERS)
+    values = {}
+    for name, value in params.items():
+        if not isinstance(value, str):
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ApiError(50007, PARAMETERS)
+            value = str(value)
+        values[str(name)] = value
+    marks, tail = template.pieces
+    text = ""
+    for before, name, written in marks:
+        text += before
+        text += values.get(name, written)
+    text += tail
+    if "{{" in text and PLACEHOLDER.search(text):
         raise ApiError(50022, ", ".join(sorted(set(PLACEHOLDER.findall(text)))))
     return text
+
+
+PARAMETERS = "temp_para must be an object of strings or numbers"
 
 
 class WindowCounter:
@@ -232,17 +252,23 @@ class SendRules:
                      if most)
 
     def check_content(self, text: str) -> None:
+        if not self.words:
+            return
         lowered = text.lower()
         if any(word in lowered for word in self.words):
             raise ApiError(50037)
 
-    def check_recipient(self, template: Template, mobile: str, text: str) -> None:
+    def check_recipient(self, template: Template, mobile: str, text: str) -> int | None:
         """ApiError 50024 (unsubscribed from marketing), 50034 (the same content to the same
-        number within the repeat window)."""
+        number within the repeat window). Returns the send's repeat key, for ``record``
+        (None while the repeat rule is off)."""
         if template.type == "marketing" and mobile in self.unsubscribed:
             raise ApiError(50024)
-        if self.settings.repeat_window:
-            self._check_repeat(self._repeat_key(mobile, text), self.clock())
+        if not self.settings.repeat_window:
+            return None
+        key = self._repeat_key(mobile, text)
+        self._check_repeat(key, self.clock())
+        return key
 
     def _check_repeat(self, key: int, now: float) -> None:
         """ApiError 50034 for a repeat; 50009 when the repeat memory is full (see RecentKeys),
@@ -263,18 +289,22 @@ class SendRules:
         if limit and self.app_second.count(app, self.clock()) + count > limit:
             raise ApiError(50009, "too many messages from this app")
 
-    def record(self, app: str, sends: list[tuple[str, str]]) -> Recorded:
+    def record(self, app: str, sends: list[tuple[str, str]],
+               keys: list[int] | None = None) -> Recorded:
         """Count ``sends`` ((number, text) pairs) of ``app`` against the limits that are on
-        (a limit of 0 counts nothing); ``forget`` takes them back."""
+        (a limit of 0 counts nothing); ``forget`` takes them back. ``keys``: their repeat
+        keys as ``check_recipient`` returned them, when it did (else worked out here)."""
         now, s = self.clock(), self.settings
         counted = None
         if s.messages_per_app_per_second and sends:
             counted = app
             for _ in sends:
                 self.app_second.add(app, now)
-        keys = ()
-        if s.repeat_window:
-            keys = tuple(self._repeat_key(mobile, text) for mobile, text in sends)
+        if not s.repeat_window:
+            keys = ()
+        else:
+            keys = tuple(keys) if keys is not None else \
+                tuple(self._repeat_key(mobile, text) for mobile, text in sends)
             for key in keys:
                 self.repeats.add(key, now)
         return Recorded(now, counted, len(sends), keys)

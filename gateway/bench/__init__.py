@@ -8,8 +8,9 @@ measured in the same run: ``codec``, ``session``, ``pool``, ``pipeline``, ``http
 ``held`` (the pipeline with many unmatched reports held, and after a restart); ``soak`` (an
 hour at a steady rate with faults mixed in, judged by ``trend``: does anything keep growing);
 ``priority`` (verification codes while a notification backlog drains, against main's code in
-a temporary worktree); and ``tool`` (the load tool itself against the simulator it drives, in
-CPU per SUBMIT).
+a temporary worktree); ``tool`` (the load tool itself against the simulator it drives, in
+CPU per SUBMIT); and ``api`` (the HTTP API's own CPU per message, in one process, against
+another tree's).
 
 Offers: add_bench_command.
 """

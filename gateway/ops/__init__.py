@@ -5,10 +5,12 @@
 up logfmt logging with secrets and phone numbers masked and clients' bytes escaped, and
 stands in for aiohttp's server logger on a listener (``RequestErrorLog``, with
 ``SourceThrottle``); ``http`` serves ``/metrics``, ``/healthz`` and ``/readyz``
-(``OpsServer``).
+(``OpsServer``); ``loop`` chooses the event loop, uvloop's when the ``fast`` extra is installed
+(``run_loop``, ``loop_name``, ``describe_loop``).
 
 Offers: Metrics, ChannelMetrics, OpsServer, setup_logging, mask_phone_numbers, RequestErrorLog,
-SourceThrottle, LogfmtFormatter, Redactor.
+SourceThrottle, LogfmtFormatter, Redactor, LOOPS, LoopUnavailable, loop_factory, run_loop,
+loop_name, describe_loop.
 """
 
 from .http import OpsServer
@@ -20,7 +22,12 @@ from .logs import (
     mask_phone_numbers,
     setup_logging,
 )
+from .loop import CHOICES as LOOPS
+from .loop import LoopUnavailable, loop_factory, loop_name
+from .loop import describe as describe_loop
+from .loop import run as run_loop
 from .metrics import ChannelMetrics, Metrics
 
-__all__ = ["ChannelMetrics", "LogfmtFormatter", "Metrics", "OpsServer", "Redactor",
-           "RequestErrorLog", "SourceThrottle", "mask_phone_numbers", "setup_logging"]
+__all__ = ["LOOPS", "ChannelMetrics", "LogfmtFormatter", "LoopUnavailable", "Metrics",
+           "OpsServer", "Redactor", "RequestErrorLog", "SourceThrottle", "describe_loop",
+           "loop_factory", "loop_name", "mask_phone_numbers", "run_loop", "setup_logging"]

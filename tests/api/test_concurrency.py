@@ -66,8 +66,8 @@ def test_a_batch_being_composed_gives_other_requests_a_turn_every_chunk(tmp_path
     async def scenario():
         async with stack(tmp_path) as (api, gateway, sim):
             drafted, turns = [], []
-            draft = messages.draft
-            monkeypatch.setattr(messages, "draft",
+            draft = messages.Composer.draft
+            monkeypatch.setattr(messages.Composer, "draft",
                                 lambda *args: drafted.append(1) or draft(*args))
             app = gateway.apps.get("shop")
             template = gateway.api.registry.template(app, 1, messages.SENDABLE)

@@ -67,6 +67,7 @@ def test_run_serves_reloads_on_sighup_and_drains_on_sigterm(tmp_path, store_sett
             assert "reload refused, still running the previous configuration: " in text
             assert "connections: 0 is out of range" in text
             assert text.count("gateway started") == 2
+            assert text.count("event loop asyncio (standard library)") == 2   # the default
             assert all(line.startswith("ts=") and " level=" in line
                        for line in text.splitlines() if line)
             assert SECRET not in text
