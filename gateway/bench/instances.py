@@ -88,6 +88,16 @@ class GatewayProcess:
         """The channel's slots it holds now."""
         return self.readiness()[1].get("cluster", {}).get("slots", {}).get("bench", [])
 
+    def commits(self) -> tuple[float, float]:
+        """(transactions, seconds in them) of its store so far, from its /metrics."""
+        with urllib.request.urlopen(f"http://{HOST}:{self.ops_port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        found = dict(line.split() for line in text.splitlines()
+                     if line.startswith(("cmpp_store_commit_seconds_count ",
+                                         "cmpp_store_commit_seconds_sum ")))
+        return (float(found["cmpp_store_commit_seconds_count"]),
+                float(found["cmpp_store_commit_seconds_sum"]))
+
     def cpu(self) -> float:
         return cpu_seconds(self.process.pid) or 0.0
 
@@ -156,8 +166,11 @@ def drain(count: int, instances: int, stores: Backends, sim_port: int, connectio
             slots = wait_settled(gateways, connections)
             asyncio.run(backlog(setting, count))
             cpu, db_cpu = [g.cpu() for g in gateways], stores.database_cpu("postgresql")
+            commits = [g.commits() for g in gateways]
             delivered, span = asyncio.run(wait_delivered(setting))
             cpu = [g.cpu() - c for g, c in zip(gateways, cpu)]
+            commits = [tuple(b - a for a, b in zip(before, g.commits()))
+                       for g, before in zip(gateways, commits)]
             db_cpu = stores.database_cpu("postgresql") - db_cpu
             slots_after = [g.slots() for g in gateways]
         finally:
@@ -166,7 +179,9 @@ def drain(count: int, instances: int, stores: Backends, sim_port: int, connectio
     if delivered != count:
         raise RuntimeError(f"{delivered:,} of {count:,} messages delivered")
     return {"rate": count / span, "gateway_us": [c / count * 1e6 for c in cpu],
-            "database_us": db_cpu / count * 1e6, "slots": slots, "slots_after": slots_after}
+            "database_us": db_cpu / count * 1e6, "slots": slots, "slots_after": slots_after,
+            "commits": [n / span for n, _ in commits],
+            "commit_ms": [seconds / n * 1e3 if n else 0.0 for n, seconds in commits]}
 
 
 def summary(instances: int, results: list[dict]) -> str:
@@ -175,9 +190,13 @@ def summary(instances: int, results: list[dict]) -> str:
     database = statistics.median(r["database_us"] for r in results)
     slots = "; ".join(" ".join(str(len(s)) for s in r["slots"]) for r in results)
     moved = sum(r["slots"] != r["slots_after"] for r in results)
+    commits = [statistics.median(r["commits"][i] for r in results) for i in range(instances)]
+    commit_ms = [statistics.median(r["commit_ms"][i] for r in results) for i in range(instances)]
     return (f"{instances} gateway(s): {statistics.median(rates):,.0f} messages/s end to end, "
             f"median of {', '.join(f'{r:,.0f}' for r in rates)}; CPU a message: gateway "
             f"{' + '.join(f'{u:.0f}' for u in each)} us, database {database:.0f} us; "
+            f"store transactions of each: {' + '.join(f'{c:,.0f}' for c in commits)} a second, "
+            f"{' and '.join(f'{m:.1f}' for m in commit_ms)} ms each; "
             f"slots held by each, per round: {slots}"
             + (f" ({moved} round(s) with slots moved meanwhile)" if moved else ""))
 
