@@ -207,16 +207,18 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--tps", type=int, default=None, help="the channel's tps (none: no pacing)")
+    parser.add_argument("--report-delay", type=float, default=0.0,
+                        help="seconds from a SUBMIT to its status report")
     args = parser.parse_args(argv)
-    simulator = ServerProcess("simulator")
+    simulator = ServerProcess("simulator", args.report_delay)
     results: dict[int, list[dict]] = {1: [], 2: []}
     with tempfile.TemporaryDirectory() as directory:
         stores = Backends(Path(directory))
         try:
             for _ in range(args.rounds):
-                for instances in results:
-                    results[instances].append(drain(args.messages, instances, stores,
-                                                    simulator.port, args.connections, args.tps))
+                for instances, rounds in results.items():
+                    rounds.append(drain(args.messages, instances, stores, simulator.port,
+                                        args.connections, args.tps))
         finally:
             stores.close()
             simulator.stop()

@@ -1,6 +1,6 @@
-"""SQL of the shared store: messages, submits, reading and callbacks (reports and MO are in
-``receipts``, the tables in ``schema``), as ``gateway.store.sqlite.messages`` is for SQLite,
-function for function.
+"""SQL of the shared store: messages, submits, reading and callbacks (SUBMIT outcomes are
+recorded in ``submits``, reports and MO in ``receipts``, the tables are in ``schema``), as
+``gateway.store.sqlite.messages`` is for SQLite, function for function.
 
 Every function runs in the store's writer thread inside a transaction opened by
 ``PostgresStore._transaction``. Rows go to the server as one array per column (``unnest``),
@@ -25,7 +25,6 @@ from ..interface import (
     NewMessage,
     OutboxEntry,
     PendingMessage,
-    SegmentResult,
     SegmentView,
     to_signed,
     to_unsigned,
@@ -254,90 +253,11 @@ def begin(keys) -> str:
 
 def lock_keys(fn, args) -> list[int]:
     """The Msg_Ids an operation's transaction must lock (see ``begin``)."""
-    if fn is record_submits:
+    if fn.__name__ == "record_submits":
         return [to_signed(r.msg_id) for r in args[0] if r.msg_id is not None]
     if fn.__name__ == "record_receipts":
         return [to_signed(r.msg_id) for r in args[0]]
     return []
-
-
-async def record_submits(state: State, results: list[SegmentResult],
-                         provider: str) -> list[DeliveryStatus | None]:
-    """Segments in; receipts that came early are matched (found by the statement that inserts
-    the segments, under the transaction's Msg_Id locks: ``begin``); messages move on when
-    every part is answered. Returns, for each result, the final status it gave its message
-    (or None).
-
-    The early reports are looked up one (channel, Msg_Id) at a time through the
-    receipts_unmatched index, whatever the planner's statistics say: OFFSET 0 keeps the
-    lookup a subquery of its own. Joined instead, a table whose statistics lag (a young one,
-    or one whose unmatched reports grew fast) was read through every unmatched report at
-    each commit, the cost issue 12 took away from SQLite."""
-    latest = {(r.message_id, r.part): r for r in results}      # a later outcome replaces
-    named = [r for r in results if r.msg_id is not None]
-    held = await state.db.fetch(
-        "WITH s AS (INSERT INTO segments (message_id, part, parts, channel, msg_id, result, "
-        "connection, sends, submitted_at, status, stat, temporary, done_at) SELECT * FROM unnest("
-        "$1::bigint[], $2::int[], $3::int[], $4::text[], $5::bigint[], $6::int[], $7::text[], "
-        "$8::int[], $9::float8[], $10::text[], $11::text[], $12::int[], $13::float8[]) "
-        "ON CONFLICT (message_id, part) DO UPDATE SET parts = EXCLUDED.parts, "
-        "channel = EXCLUDED.channel, msg_id = EXCLUDED.msg_id, result = EXCLUDED.result, "
-        "connection = EXCLUDED.connection, sends = EXCLUDED.sends, "
-        "submitted_at = EXCLUDED.submitted_at, status = EXCLUDED.status, stat = EXCLUDED.stat, "
-        "temporary = EXCLUDED.temporary, done_at = EXCLUDED.done_at) "
-        "SELECT r.id, k.channel, k.msg_id, r.status, r.temporary, r.stat, r.received_at "
-        "FROM unnest($14::text[], $15::bigint[]) AS k(channel, msg_id) CROSS JOIN LATERAL "
-        "(SELECT id, status, temporary, stat, received_at FROM receipts WHERE channel = "
-        "k.channel AND msg_id = k.msg_id AND message_id IS NULL OFFSET 0) AS r ORDER BY r.id",
-        *columns([(r.message_id, r.part, r.parts, r.channel,
-                   None if r.msg_id is None else to_signed(r.msg_id), r.result, r.connection,
-                   r.sends, r.at, r.status.value, r.stat or None, int(r.temporary),
-                   None if r.status is DeliveryStatus.SUBMITTED else r.at)
-                  for r in latest.values()], 13),
-        [r.channel for r in named], [to_signed(r.msg_id) for r in named])
-    matched = await _match_held(state, named, held)
-    simple, others = [], {}
-    for i, r in enumerate(results):
-        if r.parts == 1 and r.status is DeliveryStatus.SUBMITTED and \
-                (r.channel, to_signed(r.msg_id)) not in matched:
-            simple.append(r)
-        else:
-            others[r.message_id] = i           # settled once, credited to its last result
-    if simple:          # the usual case: one part, accepted by the ISMG, no early report
-        status = await state.db.execute(
-            "UPDATE messages SET status = 'submitted', parts = 1, submitted_at = v.at, "
-            "status_at = v.at FROM unnest($1::float8[], $2::bigint[]) AS v(at, id) "
-            "WHERE messages.id = v.id AND messages.status = 'accepted'",
-            [r.at for r in simple], [r.message_id for r in simple])
-        state.moved(DeliveryStatus.ACCEPTED.value, SUBMITTED, changed(status))
-    final: list[DeliveryStatus | None] = [None] * len(results)
-    for message_id, i in others.items():
-        status = await _settle(state, message_id, results[i].parts, results[i].at, provider)
-        if status is not None and status.final:
-            final[i] = status
-    return final
-
-
-async def _match_held(state: State, results: list[SegmentResult],
-                      rows: list) -> set[tuple[str, int]]:
-    """Settle segments with the receipts that arrived before their SUBMIT_RESP (``rows``:
-    those the segments' insert found waiting); returns the (channel, Msg_Id) keys that had
-    any."""
-    if not rows:
-        return set()
-    segment = {(r.channel, to_signed(r.msg_id)): r for r in results}
-    await state.db.execute(
-        "UPDATE receipts SET message_id = v.message_id, part = v.part FROM unnest($1::bigint[], "
-        "$2::bigint[], $3::int[]) AS v(id, message_id, part) WHERE receipts.id = v.id",
-        [row[0] for row in rows], [segment[(row[1], row[2])].message_id for row in rows],
-        [segment[(row[1], row[2])].part for row in rows])
-    for receipt_id, channel, msg_id, status, temporary, stat, received_at in rows:
-        if status is not None:
-            r = segment[(channel, msg_id)]
-            await _settle_segment(state, r.message_id, r.part, status, stat, temporary,
-                                  received_at)
-    state.release(len(rows))
-    return {(row[1], row[2]) for row in rows}
 
 
 async def _settle_segment(state: State, message_id: int, part: int, status: str, stat: str,
