@@ -2,23 +2,26 @@
 same backlog end to end (store to ``delivered``, durable).
 
     python -m gateway.bench.instances [--messages 50000] [--rounds 3] [--connections 4]
-                                      [--tps N]
+                                      [--tps N] [--report-delay SECONDS]
 
 Each round makes a fresh database on the benchmark's own PostgreSQL server (fsync and
 synchronous_commit on, as in gateway.bench.pipeline) and starts the gateways as separate
 processes (``cmpp-gateway run``) with one configuration: one channel of ``--connections``
 connections (window 16, ``--tps`` if given) to the ISMG simulator, itself in a process of its
-own, which answers every SUBMIT and sends a DELIVRD report for it. Once every gateway is ready
-and the channel's slots are shared out (two gateways on 4 slots: 2 each, as /readyz says),
-``--messages`` single-segment messages are accepted in one transaction, so that they become
-pending at one instant, and the round ends when none is left ``accepted`` or ``submitted``.
+own, which answers every SUBMIT and sends a DELIVRD report for it (``--report-delay`` after it,
+on any connection of the account: with two gateways, half the reports reach the gateway that
+did not send the SUBMIT). Once every gateway is ready and the channel's slots are shared out
+(two gateways on 4 slots: 2 each, as /readyz says), ``--messages`` single-segment messages are
+accepted in one transaction, so that they become pending at one instant, and the round ends
+when none is left ``accepted`` or ``submitted``.
 
 Measured: messages/s from the first SUBMIT to the last ``delivered`` (the store's own times:
-``submitted_at`` and ``status_at``), and the CPU time per message, from the commit of the
-backlog to the end, of each gateway process and of the database server. Rounds interleave
-(one, two, one, two, ...) so that both see the same machine; the medians are the figures, and
-the ratio two / one of the rates (target: at least 1). The machine's load average is printed
-with them: compare only figures of one run.
+``submitted_at`` and ``status_at``); the CPU time per message, from the commit of the backlog
+to the end, of each gateway process and of the database server; the slots each gateway held;
+each one's store transactions a second and their mean time (its ``cmpp_store_commit_seconds``).
+Rounds interleave (one, two, one, two, ...) so that both see the same machine; the medians are
+the figures, and the ratio two / one of the rates (target: at least 1). The machine's load
+average is printed with them: compare only figures of one run.
 """
 
 from __future__ import annotations
