@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -45,7 +44,7 @@ from gateway.store import NewMessage, create_store
 
 from .pipeline import Backends
 from .session import ACCOUNT, HOST, SECRET, ServerProcess, cpu_seconds
-from .soak import free_port
+from .soak import free_port, stop_gateway
 
 READY_TIMEOUT = 60.0       # seconds for the gateways to log in and share the slots out
 POLL = 0.1                 # seconds between two looks at what is left to deliver
@@ -105,13 +104,7 @@ class GatewayProcess:
         return cpu_seconds(self.process.pid) or 0.0
 
     def stop(self) -> None:
-        """SIGTERM (it drains) and wait; SIGKILL if it does not end."""
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_gateway(self.process)
         self.log.close()
 
 
