@@ -46,11 +46,11 @@ import asyncpg
 from ..interface import StoreError, StoreUnavailable
 from ..timing import CommitTimes
 from . import api as api_sql
-from . import cluster, health, retention, schema
+from . import cluster
 from . import console as console_sql
+from . import health, retention, schema
 from . import messages as sql
 from . import receipts as receipts_sql
-from . import submits as submits_sql
 from . import users as users_sql
 
 log = logging.getLogger("cmpp_gateway.store")
@@ -460,7 +460,7 @@ async def _close(db, timeout: float) -> None:
 # receipts, so that a receipt finds its segment rather than being held and matched after),
 # and the results are handed back op by op. Other operations run in their place in the order
 # they came, so a read sees every write queued before it.
-_MERGEABLE = (submits_sql.record_submits, receipts_sql.record_receipts, receipts_sql.record_mo_parts)
+_MERGEABLE = (sql.record_submits, receipts_sql.record_receipts, receipts_sql.record_mo_parts)
 
 
 async def _apply_one(state, batch: list[_Op]):

@@ -28,7 +28,6 @@ from . import console as console_sql
 from . import messages as sql
 from . import receipts as receipts_sql
 from . import retention, schema, search
-from . import submits as submits_sql
 from . import users as users_sql
 from .cluster import ClusterSession
 from .engine import CONNECTION_ERRORS, Engine
@@ -98,7 +97,7 @@ class PostgresStore(Engine, Store):
         return self._submit(sql.release_claims, message_ids)
 
     def record_submits(self, results: list[SegmentResult], provider: str) -> asyncio.Future:
-        return self._submit(submits_sql.record_submits, results, provider)
+        return self._submit(sql.record_submits, results, provider)
 
     def record_receipts(self, receipts: list[Receipt]) -> asyncio.Future:
         return self._submit(receipts_sql.record_receipts, receipts)
