@@ -130,24 +130,25 @@ class FramingClient(asyncio.Protocol):
 
 # ----------------------------------------------------------------------------- server processes
 
-def _serve(kind: str, pipe) -> None:
+def _serve(kind: str, pipe, report_delay: float = 0.0) -> None:
     """Entry point of a server process: send the port, then serve until the parent says stop
     or goes away (either makes the pipe readable). Ctrl-C is the parent's to handle."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    asyncio.run(_serve_until_told(kind, pipe))
+    asyncio.run(_serve_until_told(kind, pipe, report_delay))
 
 
-def bench_simulator() -> Simulator:
+def bench_simulator(report_delay: float = 0.0) -> Simulator:
     """The simulator the benchmarks drive: the bench account (64 connections), nothing
-    recorded (a load test's SUBMITs would fill the memory)."""
+    recorded (a load test's SUBMITs would fill the memory), each report ``report_delay``
+    seconds after its SUBMIT."""
     return Simulator(SimulatorConfig(accounts=[Account(ACCOUNT, SECRET, max_connections=64)],
-                                     record=False))
+                                     record=False, report_delay=report_delay))
 
 
-async def _serve_until_told(kind: str, pipe) -> None:
+async def _serve_until_told(kind: str, pipe, report_delay: float) -> None:
     loop = asyncio.get_running_loop()
     if kind == "simulator":
-        sim = bench_simulator()
+        sim = bench_simulator(report_delay)
         _, port = await sim.start(HOST, 0)
     else:
         server = await loop.create_server(FramingServer, HOST, 0)
@@ -171,12 +172,14 @@ def cpu_seconds(pid: int) -> float | None:
 
 
 class ServerProcess:
-    """A spawned server process (``kind`` "simulator" or "framing") and its port."""
+    """A spawned server process (``kind`` "simulator" or "framing") and its port; the
+    simulator sends each status report ``report_delay`` seconds after its SUBMIT."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, report_delay: float = 0.0) -> None:
         context = multiprocessing.get_context("spawn")
         self.pipe, child_end = context.Pipe()
-        self.process = context.Process(target=_serve, args=(kind, child_end), daemon=True,
+        self.process = context.Process(target=_serve, args=(kind, child_end, report_delay),
+                                       daemon=True,
                                        name=f"bench-{kind}")
         self.process.start()
         child_end.close()

@@ -74,6 +74,19 @@ TICK = 0.1
 RECIPIENTS = 50_000
 
 
+def stop_gateway(process: subprocess.Popen, timeout: float = 30.0) -> int:
+    """SIGTERM a ``cmpp-gateway run`` process (it drains) and wait; SIGKILL when it has not
+    ended within ``timeout`` seconds. Returns its exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
 def free_port() -> int:
     import socket
     with socket.socket() as s:
@@ -326,14 +339,7 @@ class GatewayProcess:
         raise RuntimeError(f"the gateway was not ready within {timeout:g} s; see {self.log}")
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_gateway(self.process)
 
     def errors(self) -> int:
         return sum("level=error" in line for line in

@@ -98,6 +98,13 @@ class TpsLimiter:
         return None
 
 
+class _Spacing(TpsLimiter):
+    """A ShareLimiter's GCRA: bursts of 20 ms of its rate (the limiter's window bounds the
+    seconds)."""
+
+    BURST_WINDOW = 0.02
+
+
 class ShareLimiter:
     """Paces a pool that holds a share of its channel's TPS (several gateways on one account):
     ``set_rate`` changes the share as slots come and go, and at most floor(rate) callers
@@ -107,7 +114,13 @@ class ShareLimiter:
     counts SUBMITs as they arrive, and the gateways' budgets add up to exactly ``tps``, so
     that a few milliseconds more on one SUBMIT's way than on the next would let one second's
     last SUBMIT be counted in the next second; the guard absorbs up to 50 ms of that, for
-    5% of the rate. A rate of 0 lets nothing through."""
+    5% of the rate. A rate of 0 lets nothing through.
+
+    The window bounds every second, so the GCRA only spaces the passes out: in bursts of
+    20 ms of the rate (``_Spacing``) rather than a TpsLimiter's 5 ms. A share is a fraction of
+    the account's rate, and at 5 ms each of N gateways would wake up as often as one gateway
+    with the whole rate, for a burst N times smaller, and lose as much to each late wake-up
+    (on a loaded machine, two gateways sharing tps = 1000 sent 6% less than one)."""
 
     GUARD = 0.05
     WINDOW = 1.0 + GUARD
@@ -128,7 +141,7 @@ class ShareLimiter:
             return
         self.rate = rate
         self.most = 0 if rate <= 0 else max(1, math.floor(rate))
-        self._gcra = TpsLimiter(rate) if rate > 0 else TpsLimiter(0)
+        self._gcra = _Spacing(rate) if rate > 0 else TpsLimiter(0)
 
     def try_pass(self, now: float) -> float | None:
         """Pass now (None), or the loop time from which it may be worth asking again."""

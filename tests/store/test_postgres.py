@@ -196,6 +196,43 @@ def test_a_batch_costs_the_same_statements_whatever_its_number_of_rows(postgres_
     with_store(scenario, postgres_url)
 
 
+def test_reports_before_their_submit_resps_cost_the_same_statements_whatever_their_number(
+        postgres_url):
+    """The order two gateways make usual: the reports reach the one that did not send the
+    SUBMITs, which stores them before the sender records the SUBMIT_RESPs. Recording 1 or 400
+    such SUBMIT_RESPs runs the same statements (it ran 5 a message: each segment settled, each
+    message locked, read, written and its callback queued, one by one), and each message ends
+    delivered, its report's Stat kept, one callback queued."""
+    async def statements_for(store, count: int, first_msg_id: int) -> list[str]:
+        ids = [a.id for a in await store.accept([new(i) for i in range(count)], now=1.0)]
+        await store.record_receipts([receipt(first_msg_id + i) for i in range(count)])
+        seen: list[str] = []
+
+        def logger(record) -> None:
+            if record.query != SIZE:
+                seen.append(re.sub(r"'\{[-0-9,]*\}'", "'{...}'", record.query))
+        store._state.db.add_query_logger(logger)
+        try:
+            final = await store.record_submits(
+                [submitted(i, first_msg_id + n) for n, i in enumerate(ids)], "default")
+            await eventually(lambda: "COMMIT" in seen)
+        finally:
+            store._state.db.remove_query_logger(logger)
+        assert final == [DeliveryStatus.DELIVERED] * count
+        assert {(await store.message(i)).status_stat for i in ids} == {"DELIVRD"}
+        return seen
+
+    async def scenario(store):
+        await statements_for(store, 1, 1000)      # asyncpg learns the types once
+        one = await statements_for(store, 1, 2000)
+        many = await statements_for(store, 400, 5000)
+        assert one == many and len(many) <= 8, many
+        assert store.counts_snapshot() == {"delivered": 402}
+        assert store.unmatched_snapshot() == 0
+        assert len(await store.due_callbacks(now=100.0, limit=1000)) == 402
+    with_store(scenario, postgres_url)
+
+
 def test_operations_queued_together_share_one_transaction(postgres_url):
     async def scenario(store):
         before = store.commits
