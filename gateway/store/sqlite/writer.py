@@ -5,10 +5,13 @@ Operations go into a thread-safe queue; the writer thread takes everything queue
 back to the event loop in one call, which resolves their futures. The next batch starts as soon
 as the last one is committed, without waiting for the event loop. If a transaction fails, each
 of its operations is retried in a transaction of its own, so one bad operation fails alone.
-Operations on urgent messages alone (accepting a verification code, fetching urgent messages)
-wait in a lane of their own: each round commits them first, in a small transaction of their
-own, so that they never wait behind the bulk work queued before them (a batch of a thousand
-notifications, a burst of receipts), only for the transaction being committed.
+Operations wait in three lanes (``gateway.store.lanes``): operations on urgent messages alone
+(accepting a verification code, fetching urgent messages) are committed next, in a small
+transaction of their own, so that they never wait behind the bulk work queued before them (a
+batch of a thousand notifications, a burst of receipts), only for the transaction being
+committed; otherwise the pipeline's operations (SUBMIT outcomes, reports, fetches) and the rest
+(bulk: accepts and everything else) take turns, a bounded amount of bulk work a transaction, so
+that submits and reports go on while batches are being accepted.
 ``synchronous=NORMAL`` (the default) survives a crash of the process; ``FULL`` also survives a
 power cut, at an fsync per commit.
 
@@ -29,7 +32,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -43,6 +46,7 @@ from ..interface import (
     Store,
     StoreUnavailable,
 )
+from ..lanes import BULK, BULK_ROWS, PIPELINE, URGENT_LANE, Lanes
 from ..timing import CommitTimes
 from . import api as api_sql
 from . import console as console_sql
@@ -55,23 +59,26 @@ from . import users as users_sql
 log = logging.getLogger("cmpp_gateway.store")
 
 _STOP = object()          # queued by close(): the writer finishes what came before and ends
-_URGENT = object()        # queued with each urgent operation: wakes the writer for it
+_WAKE = object()          # queued with each operation: wakes the writer for it
 
 
 class _Op:
-    __slots__ = ("fn", "args", "future")
+    __slots__ = ("fn", "args", "future", "rows")
 
-    def __init__(self, fn, args, future):
-        self.fn, self.args, self.future = fn, args, future
+    def __init__(self, fn, args, future, rows):
+        self.fn, self.args, self.future, self.rows = fn, args, future, rows
 
 
 class SqliteStore(Store):
     """``Store`` on one SQLite file (``":memory:"`` for tests that need no file)."""
 
     def __init__(self, path: str, *, synchronous: str = "NORMAL", batch_limit: int = 4000,
-                 probe_interval: float = 2.0, max_pages: int | None = None) -> None:
+                 probe_interval: float = 2.0, max_pages: int | None = None,
+                 bulk_rows: int = BULK_ROWS) -> None:
         """``max_pages``: the file may not grow beyond this many pages (``PRAGMA
-        max_page_count``; None: as the disk allows): a store that fills up, for tests."""
+        max_page_count``; None: as the disk allows): a store that fills up, for tests.
+        ``bulk_rows``: rows of bulk work (accepted messages) in one transaction at most
+        (``gateway.store.lanes``)."""
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError("synchronous must be NORMAL or FULL")
         self.path = self.name = path
@@ -80,8 +87,8 @@ class SqliteStore(Store):
         self.probe_interval = probe_interval
         self.max_pages = max_pages
         self._state: sql.State | None = None
-        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self._urgent: deque[_Op] = deque()          # the urgent lane (see the module's doc)
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()     # wakes the writer
+        self._lanes = Lanes(batch_limit, bulk_rows)    # the operations (see the module's doc)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer: threading.Thread | None = None
         self._stopped: asyncio.Future | None = None
@@ -126,16 +133,16 @@ class SqliteStore(Store):
 
     # ------------------------------------------------------------------------- the engine
 
-    def _submit(self, fn, *args, urgent: bool = False) -> asyncio.Future:
+    def _submit(self, fn, *args, urgent: bool = False, lane: int = BULK,
+                rows: int = 1) -> asyncio.Future:
+        """Queue ``fn(state, *args)`` in its lane (``urgent``: the urgent one), ``rows`` rows
+        of bulk work; its future is resolved after the COMMIT."""
         loop = self._loop
         if loop is None:
             raise RuntimeError("the store is not open")
         future = loop.create_future()
-        if urgent:
-            self._urgent.append(_Op(fn, args, future))
-            self._inbox.put(_URGENT)
-        else:
-            self._inbox.put(_Op(fn, args, future))
+        self._lanes.put(_Op(fn, args, future, rows), URGENT_LANE if urgent else lane)
+        self._inbox.put(_WAKE)
         return future
 
     def _write(self, loop: asyncio.AbstractEventLoop, opened: asyncio.Future) -> None:
@@ -160,35 +167,21 @@ class SqliteStore(Store):
             _post(loop, _settle_future, self._stopped, True, None)
 
     def _serve(self, loop: asyncio.AbstractEventLoop, state: sql.State) -> None:
-        """Commit batches until close() says stop; probe while the store cannot write."""
-        inbox, stopping = self._inbox, False
-        while not stopping:
+        """Commit batches until close() says stop and every lane is empty; probe while the
+        store cannot write."""
+        inbox, lanes, stopping = self._inbox, self._lanes, False
+        while lanes or not stopping:
             if self.write_error is not None and time.monotonic() >= self._probe_at:
                 self._probe(state)
             try:
-                batch = [inbox.get(timeout=self._probe_wait())]
+                token = inbox.get(timeout=self._probe_wait()) if not lanes else \
+                    inbox.get_nowait()
+                while True:                 # the tokens of what came meanwhile
+                    stopping = stopping or token is _STOP
+                    token = inbox.get_nowait()
             except queue.Empty:
-                continue
-            while len(batch) < self.batch_limit:
-                try:
-                    batch.append(inbox.get_nowait())
-                except queue.Empty:
-                    break
-            if _STOP in batch:
-                stopping = True
-                batch = batch[:batch.index(_STOP)]
-            self._commit(loop, self._take_urgent())
-            self._commit(loop, [op for op in batch if op is not _URGENT])
-        while self._urgent:                 # closing: the lane's last ones (beyond a batch)
-            self._commit(loop, self._take_urgent())
-
-    def _take_urgent(self) -> list[_Op]:
-        """Writer thread: the urgent lane's operations, as many as came (up to batch_limit)."""
-        urgent = self._urgent
-        batch = []
-        while urgent and len(batch) < self.batch_limit:
-            batch.append(urgent.popleft())
-        return batch
+                pass
+            self._commit(loop, lanes.next_batch())
 
     def _commit(self, loop: asyncio.AbstractEventLoop, batch: list[_Op]) -> None:
         """Writer thread: run ``batch`` and hand its outcomes to the event loop."""
@@ -269,24 +262,25 @@ class SqliteStore(Store):
     # than a task per call on the receipt and submit paths).
 
     def accept(self, messages: list[NewMessage], now: float) -> asyncio.Future:
-        return self._submit(sql.accept, messages, now, urgent=_urgent(messages))
+        return self._submit(sql.accept, messages, now, urgent=_urgent(messages),
+                            rows=len(messages))
 
     def fetch_pending(self, channel: str, after: Mapping[int, int], limit: int,
                       now: float) -> asyncio.Future:
         return self._submit(sql.fetch_pending, channel, after, limit, now,
-                            urgent=set(after) == {URGENT})
+                            urgent=set(after) == {URGENT}, lane=PIPELINE)
 
     def defer(self, message_id: int, until: float) -> asyncio.Future:
-        return self._submit(sql.defer, message_id, until)
+        return self._submit(sql.defer, message_id, until, lane=PIPELINE)
 
     def record_submits(self, results: list[SegmentResult], provider: str) -> asyncio.Future:
-        return self._submit(sql.record_submits, results, provider)
+        return self._submit(sql.record_submits, results, provider, lane=PIPELINE)
 
     def record_receipts(self, receipts: list[Receipt]) -> asyncio.Future:
-        return self._submit(receipts_sql.record_receipts, receipts)
+        return self._submit(receipts_sql.record_receipts, receipts, lane=PIPELINE)
 
     def record_mo_parts(self, parts: list[MoPart]) -> asyncio.Future:
-        return self._submit(receipts_sql.record_mo_parts, parts)
+        return self._submit(receipts_sql.record_mo_parts, parts, lane=PIPELINE)
 
     def record_mo_message(self, message: MoMessage, apps: tuple[str, ...] = ()) -> asyncio.Future:
         return self._submit(receipts_sql.record_mo_message, message, apps)
@@ -343,7 +337,8 @@ class SqliteStore(Store):
 
     def accept_request(self, request, now: float) -> asyncio.Future:
         return self._submit(api_sql.accept_request, request, now,
-                            urgent=_urgent(request.messages))
+                            urgent=_urgent(request.messages),
+                            rows=len(request.messages) + len(request.refused))
 
     def verify_code(self, app: str, message_id: int, code: str, now: float,
                     max_attempts: int = 5) -> asyncio.Future:
