@@ -23,6 +23,7 @@ from ..interface import (
     Store,
     StoreUnavailable,
 )
+from ..lanes import PIPELINE
 from . import api as api_sql
 from . import console as console_sql
 from . import messages as sql
@@ -83,27 +84,28 @@ class PostgresStore(Engine, Store):
     # Each returns the queued operation's future: await it, or add a done callback.
 
     def accept(self, messages: list[NewMessage], now: float) -> asyncio.Future:
-        return self._submit(sql.accept, messages, now, urgent=_urgent(messages))
+        return self._submit(sql.accept, messages, now, urgent=_urgent(messages),
+                            rows=len(messages))
 
     def fetch_pending(self, channel: str, after: Mapping[int, int], limit: int,
                       now: float) -> asyncio.Future:
         return self._submit(sql.fetch_pending, channel, after, limit, now,
-                            urgent=set(after) == {URGENT})
+                            urgent=set(after) == {URGENT}, lane=PIPELINE)
 
     def defer(self, message_id: int, until: float) -> asyncio.Future:
-        return self._submit(sql.defer, message_id, until)
+        return self._submit(sql.defer, message_id, until, lane=PIPELINE)
 
     def release_claims(self, message_ids: list[int]) -> asyncio.Future:
-        return self._submit(sql.release_claims, message_ids)
+        return self._submit(sql.release_claims, message_ids, lane=PIPELINE)
 
     def record_submits(self, results: list[SegmentResult], provider: str) -> asyncio.Future:
-        return self._submit(sql.record_submits, results, provider)
+        return self._submit(sql.record_submits, results, provider, lane=PIPELINE)
 
     def record_receipts(self, receipts: list[Receipt]) -> asyncio.Future:
-        return self._submit(receipts_sql.record_receipts, receipts)
+        return self._submit(receipts_sql.record_receipts, receipts, lane=PIPELINE)
 
     def record_mo_parts(self, parts: list[MoPart]) -> asyncio.Future:
-        return self._submit(receipts_sql.record_mo_parts, parts)
+        return self._submit(receipts_sql.record_mo_parts, parts, lane=PIPELINE)
 
     def record_mo_message(self, message: MoMessage, apps: tuple[str, ...] = ()) -> asyncio.Future:
         return self._submit(receipts_sql.record_mo_message, message, apps)
@@ -163,7 +165,8 @@ class PostgresStore(Engine, Store):
 
     def accept_request(self, request, now: float) -> asyncio.Future:
         return self._submit(api_sql.accept_request, request, now,
-                            urgent=_urgent(request.messages))
+                            urgent=_urgent(request.messages),
+                            rows=len(request.messages) + len(request.refused))
 
     def verify_code(self, app: str, message_id: int, code: str, now: float,
                     max_attempts: int = 5) -> asyncio.Future:

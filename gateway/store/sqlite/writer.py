@@ -59,7 +59,7 @@ from . import users as users_sql
 log = logging.getLogger("cmpp_gateway.store")
 
 _STOP = object()          # queued by close(): the writer finishes what came before and ends
-_WAKE = object()          # queued with each operation: wakes the writer for it
+_WAKE = object()          # queued with an operation while the writer waits: wakes it
 
 
 class _Op:
@@ -88,6 +88,7 @@ class SqliteStore(Store):
         self.max_pages = max_pages
         self._state: sql.State | None = None
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()     # wakes the writer
+        self._idle = False              # the writer waits on the inbox: an operation wakes it
         self._lanes = Lanes(batch_limit, bulk_rows)    # the operations (see the module's doc)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer: threading.Thread | None = None
@@ -143,7 +144,9 @@ class SqliteStore(Store):
             raise RuntimeError("the store is not open")
         future = loop.create_future()
         self._lanes.put(_Op(fn, args, future, rows), URGENT_LANE if urgent else lane)
-        self._inbox.put(_WAKE)
+        if self._idle:                # else the writer takes it after its transaction
+            self._idle = False
+            self._inbox.put(_WAKE)
         return future
 
     def _write(self, loop: asyncio.AbstractEventLoop, opened: asyncio.Future) -> None:
@@ -174,14 +177,15 @@ class SqliteStore(Store):
         while lanes or not stopping:
             if self.write_error is not None and time.monotonic() >= self._probe_at:
                 self._probe(state)
+            self._idle = True
             try:
-                token = inbox.get(timeout=self._probe_wait()) if not lanes else \
-                    inbox.get_nowait()
+                token = inbox.get_nowait() if lanes else inbox.get(timeout=self._probe_wait())
                 while True:                 # the tokens of what came meanwhile
                     stopping = stopping or token is _STOP
                     token = inbox.get_nowait()
             except queue.Empty:
                 pass
+            self._idle = False
             self._commit(loop, lanes.next_batch())
 
     def _commit(self, loop: asyncio.AbstractEventLoop, batch: list[_Op]) -> None:
