@@ -279,7 +279,8 @@ async def load(http: aiohttp.ClientSession, url: str, make_body, accepted_of, nu
             "p50": done[len(done) // 2] * 1e3 if done else float("nan"),
             "p99": done[int(len(done) * 0.99)] * 1e3 if done else float("nan"),
             "accepted": counts["total"], "refused": dict(refused), "cpu": cpu,
-            "gateway_us": (cpu["gateway"] or 0.0) / (counts["window"] / elapsed or 1) * 1e6}
+            "gateway_us": (cpu["gateway"] or 0.0) / (counts["window"] / elapsed) * 1e6
+            if counts["window"] else float("nan")}    # no request completed in the window
 
 
 def _cpu(processes: dict) -> dict:
