@@ -1,22 +1,22 @@
 """The shared store's engine: PostgreSQL through asyncpg, written by one thread with group
 commit (``PostgresStore``, in ``writer``, puts the store's operations on it).
 
-The same engine as ``gateway.store.sqlite.writer`` operations go into a queue; the writer
-thread takes everything queued (up to ``batch_limit``), runs it in one transaction on its one
+The same engine as ``gateway.store.sqlite.writer``: operations are queued in lanes; the writer
+thread takes what a lane holds (up to ``batch_limit``), runs it in one transaction on its one
 connection and, after COMMIT, hands the batch's outcomes back to the event loop in one call,
 which resolves their futures. Operations wait in the lanes of ``gateway.store.lanes``: those on
 urgent messages alone (accepting a verification code, fetching urgent messages) are taken
 first, so that they wait only for the transaction at the server, never behind the bulk work
-queued before them; the pipeline's (SUBMIT outcomes, reports, fetches) and the rest take
-turns, a bounded amount of bulk work a transaction. The writer thread runs an event loop of its own for asyncpg, so
-a transaction's round trips to the server never wait for the daemon's busy loop to come round,
-and what arrives while a transaction is at the server waits for the next one: the busier the
-gateway, the more each commit carries. Reads go through the same lanes, so they see every
-write queued before them in their lane and the pipeline's. If a transaction fails, each of its operations is retried in a
-transaction of its own, so one bad operation fails alone. A commit is durable when PostgreSQL
-says so: the store insists on ``synchronous_commit`` at least ``local`` (WAL flushed to the
-server's disk), and keeps a stronger setting (``remote_apply``, a synchronous standby) when the
-server has one.
+queued before them; the pipeline's (SUBMIT outcomes, reports, fetches) and the rest take turns,
+a bounded amount of bulk work a transaction. The writer thread runs an event loop of its own
+for asyncpg, so a transaction's round trips to the server never wait for the daemon's busy loop
+to come round, and what arrives while a transaction is at the server waits for the next one:
+the busier the gateway, the more each commit carries. Reads go through the same lanes, so they
+see every write queued before them in their lane and the pipeline's. If a transaction fails,
+each of its operations is retried in a transaction of its own, so one bad operation fails
+alone. A commit is durable when PostgreSQL says so: the store insists on ``synchronous_commit``
+at least ``local`` (WAL flushed to the server's disk), and keeps a stronger setting
+(``remote_apply``, a synchronous standby) when the server has one.
 
 When the store cannot write (see ``health``: the database cannot be reached, the session is
 lost, the server's disk is full or it is read-only), the operations it cannot do fail with

@@ -1,6 +1,6 @@
 """The embedded store: SQLite in WAL mode, written by one thread with group commit.
 
-Operations go into a thread-safe queue; the writer thread takes everything queued (up to
+Operations are queued in lanes (below); the writer thread takes what a lane holds (up to
 ``batch_limit``), runs it in one transaction and, after COMMIT, hands the whole batch's outcomes
 back to the event loop in one call, which resolves their futures. The next batch starts as soon
 as the last one is committed, without waiting for the event loop. If a transaction fails, each
