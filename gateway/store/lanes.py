@@ -21,25 +21,11 @@ pipeline operations queued before it, as the pipeline's turn comes first.
 
 from __future__ import annotations
 
-import sys
 from collections import deque
 
 URGENT_LANE, PIPELINE, BULK = 0, 1, 2
 
 BULK_ROWS = 1000        # rows of bulk work in one transaction (see the module's doc)
-SWITCH_INTERVAL = 0.001     # seconds: see share_the_interpreter
-
-
-def share_the_interpreter() -> None:
-    """Let the writer thread have the interpreter back sooner: at most every millisecond
-    instead of CPython's default 5 ms (``sys.setswitchinterval``; a lower one set by someone
-    else stays). The writer gives up the interpreter lock for each SQL statement it runs and
-    must take it back afterwards; while the event loop is busy (composing a batch of a
-    thousand messages, say), each taking back waited up to the whole interval, several times
-    a transaction, and the dispatcher's SUBMITs and the SMS center's reports wait for those
-    commits. The cost is more frequent switches between threads, a few microseconds each."""
-    if sys.getswitchinterval() > SWITCH_INTERVAL:
-        sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 class Lanes:

@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from ..interface import StoreError, StoreUnavailable
-from ..lanes import BULK, URGENT_LANE, Lanes, share_the_interpreter
+from ..lanes import BULK, URGENT_LANE, Lanes
 from ..timing import CommitTimes
 from . import api as api_sql
 from . import cluster
@@ -129,7 +129,6 @@ class Engine:
         loop = asyncio.get_running_loop()
         opened, self._stopped = loop.create_future(), loop.create_future()
         self._closing = False
-        share_the_interpreter()
         self._writer = threading.Thread(target=self._write, args=(loop, opened),
                                         name="store-writer", daemon=True)
         self._writer.start()

@@ -46,7 +46,7 @@ from ..interface import (
     Store,
     StoreUnavailable,
 )
-from ..lanes import BULK, BULK_ROWS, PIPELINE, URGENT_LANE, Lanes, share_the_interpreter
+from ..lanes import BULK, BULK_ROWS, PIPELINE, URGENT_LANE, Lanes
 from ..timing import CommitTimes
 from . import api as api_sql
 from . import console as console_sql
@@ -107,7 +107,6 @@ class SqliteStore(Store):
         this version can use."""
         loop = asyncio.get_running_loop()
         opened, self._stopped = loop.create_future(), loop.create_future()
-        share_the_interpreter()
         self._writer = threading.Thread(target=self._write, args=(loop, opened),
                                         name="store-writer", daemon=True)
         self._writer.start()
