@@ -25,6 +25,7 @@ class MsgFmt(IntEnum):
 
 
 _CODECS = {MsgFmt.ASCII: "ascii", MsgFmt.UCS2: "utf-16-be", MsgFmt.GBK: "gbk"}
+_ASCII, _UCS2 = MsgFmt.ASCII, MsgFmt.UCS2
 _DECODERS = {MsgFmt.ASCII: "latin-1", MsgFmt.UCS2: "utf-16-be", MsgFmt.GBK: "gb18030"}
 
 
@@ -35,8 +36,9 @@ def encode_text(text: str, msg_fmt: int | None = None) -> tuple[int, bytes]:
     BOM) otherwise. GBK (15) only on request. Raises ValueError when ``text`` cannot be written
     in the format asked for, or for a format that does not carry text.
     """
-    if msg_fmt is None:
-        msg_fmt = MsgFmt.ASCII if text.isascii() else MsgFmt.UCS2
+    if msg_fmt is None:           # the usual case, without the enum's lookups (per SUBMIT)
+        return (_ASCII, text.encode("ascii")) if text.isascii() else \
+            (_UCS2, text.encode("utf-16-be"))
     codec = _CODECS.get(msg_fmt)
     if codec is None:
         raise ValueError(f"Msg_Fmt {msg_fmt} does not carry text; use 0, 8 or 15")

@@ -2,15 +2,15 @@
 
     python -m gateway.bench.http [--seconds 10] [--connections 64] [--batch-size 1000]
                                       [--rounds 3] [--phases singles,batches] [--profile DIR]
+                                      [--baseline DIR]
 
 Three processes. The ISMG simulator runs in one (``session.ServerProcess``: it answers every
-SUBMIT and sends a DELIVRD report at once); the gateway runs in a second (spawned; the daemon
-with its API, one app, one notification template, 4 CMPP connections, its SQLite store in a
-temporary directory with the default durability: WAL, synchronous=NORMAL, group commit; it
-stops by itself, and removes that directory, when this process goes away: its end of the
-pipe then reads EOF); this
-process drives the HTTP load with aiohttp: ``--connections`` workers, each looping one request
-at a time over a keep-alive connector limited to ``--connections``. The configuration turns the
+SUBMIT and sends a DELIVRD report at once); the gateway runs in a second (the daemon with its
+API, one app, one notification template, 4 CMPP connections, its SQLite store in a temporary
+directory with the default durability: WAL, synchronous=NORMAL, group commit; it stops by
+itself, and removes that directory, when this process goes away: its standard input then reads
+EOF); this process drives the HTTP load with aiohttp: ``--connections`` workers, each looping
+one request at a time over a keep-alive connector limited to ``--connections``. The configuration turns the
 repeat window and the per-app limit off, and every request names numbers and parameters of its
 own anyway, so nothing is refused as a repeat or as too frequent.
 
@@ -30,14 +30,24 @@ of the last ``delivered`` status - time of the phase's first request). The gatew
 dispatching while it accepts, as it does in service: the accepted rates include that work.
 
 Printed per phase: the rates, the latencies, the CPU share of the client, the gateway and the
-simulator, and the gateway's CPU time per message; then medians over the rounds and the targets
+simulator, and the gateway's CPU time per message, twice: during the load, per message
+accepted then; and from the phase's start until every message is final, per message accepted
+(the cost of a message end to end: accept, SUBMIT, report, status); then medians over the
+rounds and the targets
 (3,000 single requests/s, 20,000 batch recipients/s). ``--profile DIR`` records the gateway
-with py-spy during every phase's load (DIR/<phase>-<round>.txt, collapsed stacks, 200
-samples/s) and its drain (DIR/<phase>-<round>-drain.txt). ``--profile-mode``: ``active``
+with py-spy during every phase's load (DIR/this-<phase>-<round>.txt, collapsed stacks, 200
+samples/s) and its drain (DIR/this-<phase>-<round>-drain.txt). ``--profile-mode``: ``active``
 threads (default), ``idle`` ones too, ``gil`` only the thread holding the GIL, ``native`` that
 thread with its C frames (the cyclic GC shows as gc_collect_main; py-spy then pauses the
 process to sample). The rates are lower while profiling. The load average is printed before
 and after: the figures mean little on a machine busy with other work.
+
+``--baseline DIR`` compares with another checkout (say main's, in a worktree of its own with
+its own virtualenv in DIR/.venv): each gateway gets its own simulator and store; every round
+runs each phase on both, one after the other, the first of them alternating from round to
+round; the summary gives both medians and the ratios of this checkout's to the baseline's.
+Rates from different runs on a shared machine are hard to compare; these ratios are not.
+Profiles are then named DIR/<this|baseline>-<phase>-<round>.txt.
 """
 
 from __future__ import annotations
@@ -45,7 +55,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
 import os
 import shutil
 import signal
@@ -60,12 +69,17 @@ from pathlib import Path
 
 import aiohttp
 
-from .session import ACCOUNT, HOST, SECRET, ServerProcess
+from .session import ACCOUNT, HOST, SECRET, ServerProcess, cpu_seconds
 
 WARMUP = 1.0
 APP_KEY, MASTER_SECRET = "benchkey", "bench-master-secret"
 TEMPLATE = 1
 DRAIN_LIMIT = 300.0
+# Seconds between two looks at the store while waiting for the messages to be final. Each
+# counts the unfinished ones, tens of milliseconds of this process's CPU with 100,000 of them,
+# taken from the gateway on a 2-CPU machine; the end-to-end time comes from the last status's
+# timestamp, not from when this process noticed it.
+POLL = 0.5
 TARGETS = {"singles": 3_000, "batches": 20_000}
 
 CONFIG = """
@@ -99,52 +113,70 @@ content = "您的订单{{{{order}}}}已发货，请注意查收"
 
 # ----------------------------------------------------------------------------- the gateway
 
-def _serve_gateway(config_text: str, pipe) -> None:
-    """Entry point of the gateway process: send the API's port, serve until the pipe is
-    readable (the parent said stop, or went away), then drain and stop. When the parent went
-    away, nobody else will remove the store's temporary directory: remove it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = os.getppid()
-    asyncio.run(_gateway_until_told(config_text, pipe))
-    if os.getppid() != parent:
-        from gateway.config import parse_config
-        shutil.rmtree(Path(parse_config(config_text).gateway.store).parent, ignore_errors=True)
+# The gateway process's program, run by a checkout's own Python from its own directory (this
+# one, or --baseline's): it uses only names every version of the daemon has (parse_config,
+# setup_logging, Gateway, GatewayOptions), so that one bench drives both. It reads the
+# configuration from the file named by its argument, prints the API's port, serves until its
+# standard input reaches EOF (the bench said stop, or went away), then drains and stops. When
+# the bench went away, nobody else will remove the store's temporary directory: it does.
+BOOT = """
+import asyncio, os, shutil, signal, sys
+from pathlib import Path
+from gateway.config import parse_config
+from gateway.daemon import Gateway, GatewayOptions
+from gateway.ops import setup_logging
 
-
-async def _gateway_until_told(config_text: str, pipe) -> None:
-    from gateway.config import parse_config
-    from gateway.daemon import Gateway, GatewayOptions
-    from gateway.ops import setup_logging
-    config = parse_config(config_text)
+async def serve(config):
     setup_logging(config.gateway.log_level, secrets=config.secrets())
     gateway = Gateway(config, GatewayOptions(serve_ops=False, api_address=(HOST, 0)))
     await gateway.start()
     await gateway.pools["bench"].wait_ready()
     loop = asyncio.get_running_loop()
     told = loop.create_future()
-    loop.add_reader(pipe.fileno(), lambda: told.done() or told.set_result(None))
-    pipe.send(gateway.api_server.address[1])
+    loop.add_reader(0, lambda: told.done() or told.set_result(None))
+    print(gateway.api_server.address[1], flush=True)
     await told
     await gateway.stop()
 
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+parent = os.getppid()
+config = parse_config(Path(sys.argv[1]).read_text())
+asyncio.run(serve(config))
+if os.getppid() != parent:
+    shutil.rmtree(Path(config.gateway.store).parent, ignore_errors=True)
+"""
+
 
 class GatewayProcess:
-    """The gateway (daemon with its API) in a spawned process, and its API's port."""
+    """The gateway (daemon with its API) of the checkout at ``root`` (None: this one), run by
+    that checkout's virtualenv (``root``/.venv) in a process of its own, and its API's port."""
 
-    cpu_seconds = ServerProcess.cpu_seconds
-    stop = ServerProcess.stop
-
-    def __init__(self, config_text: str) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.pipe, child_end = context.Pipe()
-        self.process = context.Process(target=_serve_gateway, args=(config_text, child_end),
-                                       daemon=True, name="bench-gateway")
-        self.process.start()
-        child_end.close()
-        if not self.pipe.poll(60):
+    def __init__(self, config_text: str, config_path: Path, root: Path | None = None) -> None:
+        config_path.write_text(config_text)
+        if root is None:
+            python, cwd = sys.executable, Path(__file__).resolve().parents[2]
+        else:
+            python, cwd = root / ".venv" / "bin" / "python", root
+        self.process = subprocess.Popen(
+            [str(python), "-c", f"HOST = {HOST!r}\n" + BOOT, str(config_path)], cwd=cwd,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        line = self.process.stdout.readline()
+        if not line.strip().isdigit():
             self.stop()
-            raise RuntimeError("the gateway process did not start")
-        self.port: int = self.pipe.recv()
+            raise RuntimeError(f"the gateway of {cwd} did not start")
+        self.port = int(line)
+
+    def cpu_seconds(self) -> float | None:
+        return cpu_seconds(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            self.process.stdin.close()          # EOF: the gateway drains and stops
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.terminate()
+            self.process.wait()
 
 
 # ----------------------------------------------------------------------------- the load
@@ -247,7 +279,8 @@ async def load(http: aiohttp.ClientSession, url: str, make_body, accepted_of, nu
             "p50": done[len(done) // 2] * 1e3 if done else float("nan"),
             "p99": done[int(len(done) * 0.99)] * 1e3 if done else float("nan"),
             "accepted": counts["total"], "refused": dict(refused), "cpu": cpu,
-            "gateway_us": (cpu["gateway"] or 0.0) / (counts["window"] / elapsed or 1) * 1e6}
+            "gateway_us": (cpu["gateway"] or 0.0) / (counts["window"] / elapsed) * 1e6
+            if counts["window"] else float("nan")}    # no request completed in the window
 
 
 def _cpu(processes: dict) -> dict:
@@ -285,7 +318,7 @@ async def until_final(store: StoreReader, after_id: int, expected: int, limit: f
     """Wait until every message is final (or ``limit`` seconds); what became of them."""
     deadline = time.monotonic() + limit
     while store.unfinished() and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(POLL)
     outcome = store.outcome(after_id)
     delivered, last = outcome.get("delivered", (0, None))
     return {"delivered": delivered, "last_delivered": last,
@@ -295,35 +328,79 @@ async def until_final(store: StoreReader, after_id: int, expected: int, limit: f
 
 # ----------------------------------------------------------------------------- the rounds
 
-async def run_rounds(args, gateway: GatewayProcess, simulator: ServerProcess,
-                     store: StoreReader) -> dict[str, list[dict]]:
-    base = f"http://{HOST}:{gateway.port}"
+class Target:
+    """One gateway under test, with its simulator and a reader of its store: this checkout's
+    ("this") or --baseline's ("baseline")."""
+
+    def __init__(self, name: str, directory: Path, root: Path | None) -> None:
+        self.name, self.simulator, self.gateway, self.store = name, None, None, None
+        store_path = directory / f"{name}.sqlite"
+        self.simulator = ServerProcess("simulator")
+        try:
+            self.gateway = GatewayProcess(CONFIG.format(
+                store=store_path, host=HOST, port=self.simulator.port, account=ACCOUNT,
+                secret=SECRET, app_key=APP_KEY, master_secret=MASTER_SECRET),
+                directory / f"{name}.toml", root)
+            self.store = StoreReader(str(store_path))
+        except BaseException:
+            self.close()
+            raise
+        print(f"{name}: gateway pid {self.gateway.process.pid} on port {self.gateway.port}, "
+              f"simulator pid {self.simulator.process.pid}", flush=True)
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+        if self.gateway is not None:
+            self.gateway.stop()
+        if self.simulator is not None:
+            self.simulator.stop()
+
+
+async def run_rounds(args, targets: list[Target]) -> dict[str, dict[str, list[dict]]]:
+    """Each round runs the phases on every target; with two, in turn, the first of them
+    alternating from round to round, so that neither always runs on the busier machine."""
     numbers = Numbers()
-    processes = {"gateway": gateway, "simulator": simulator}
-    results: dict[str, list[dict]] = {name: [] for name in args.phases.split(",")}
+    results = {t.name: {name: [] for name in args.phases.split(",")} for t in targets}
     connector = aiohttp.TCPConnector(limit=args.connections, force_close=False)
     async with aiohttp.ClientSession(connector=connector,
                                      timeout=aiohttp.ClientTimeout(total=120)) as http:
         for number in range(1, args.rounds + 1):
+            order = targets if number % 2 else targets[::-1]
             for name in args.phases.split(","):
-                path, make_body, accepted_of = PHASES[name]
-                size = args.batch_size if name == "batches" else 1
-                after_id = store.last_id()
-                spy = _start_profile(args, gateway, f"{name}-{number}")
-                result = await load(http, base + path, make_body, accepted_of, numbers, size,
-                                    args.connections, args.seconds, processes)
-                _stop_profile(spy)
-                spy = _start_profile(args, gateway, f"{name}-{number}-drain")
-                final = await until_final(store, after_id, result["accepted"], DRAIN_LIMIT)
-                _stop_profile(spy)
-                result.update(final)
-                if final["last_delivered"] is not None and final["delivered"]:
-                    span = final["last_delivered"] - result["first_request"]
-                    result["end_to_end"] = final["delivered"] / span
-                    result["drain"] = final["last_delivered"] - result["load_end"]
-                results[name].append(result)
-                print(f"round {number} {name:7} " + _format(name, result), flush=True)
+                for target in order:
+                    result = await run_phase(args, http, target, name, f"{number}", numbers)
+                    results[target.name][name].append(result)
+                    label = f"{target.name} " if len(targets) > 1 else ""
+                    print(f"round {number} {label}{name:7} " + _format(name, result), flush=True)
     return results
+
+
+async def run_phase(args, http: aiohttp.ClientSession, target: Target, name: str, number: str,
+                    numbers: Numbers) -> dict:
+    """One phase on one target: the load, then the drain until every message is final."""
+    path, make_body, accepted_of = PHASES[name]
+    size = args.batch_size if name == "batches" else 1
+    store, processes = target.store, {"gateway": target.gateway, "simulator": target.simulator}
+    after_id = store.last_id()
+    label = f"{target.name}-{name}-{number}"
+    cpu_before = target.gateway.cpu_seconds()
+    spy = _start_profile(args, target.gateway, label)
+    result = await load(http, f"http://{HOST}:{target.gateway.port}{path}", make_body,
+                        accepted_of, numbers, size, args.connections, args.seconds, processes)
+    _stop_profile(spy)
+    spy = _start_profile(args, target.gateway, f"{label}-drain")
+    final = await until_final(store, after_id, result["accepted"], DRAIN_LIMIT)
+    _stop_profile(spy)
+    cpu_after = target.gateway.cpu_seconds()
+    result.update(final)
+    if final["last_delivered"] is not None and final["delivered"]:
+        span = final["last_delivered"] - result["first_request"]
+        result["end_to_end"] = final["delivered"] / span
+        result["drain"] = final["last_delivered"] - result["load_end"]
+    if cpu_before is not None and cpu_after is not None and result["accepted"]:
+        result["gateway_total_us"] = (cpu_after - cpu_before) / result["accepted"] * 1e6
+    return result
 
 
 def _start_profile(args, gateway: GatewayProcess, label: str):
@@ -359,6 +436,8 @@ def _format(name: str, r: dict) -> str:
         text += (f"\n        end to end {r['end_to_end']:9,.0f} messages/s ({r['accepted']:,} "
                  f"accepted, {r['delivered']:,} delivered, the last {r['drain']:.1f} s after "
                  "the load)")
+    if "gateway_total_us" in r:
+        text += f"  gateway {r['gateway_total_us']:5.0f} us/msg from accept to final"
     if not r["complete"]:
         text += f"\n        NOT ALL DELIVERED: {r['delivered']:,} of {r['accepted']:,}"
     if r["others"] or r["refused"]:
@@ -366,18 +445,38 @@ def _format(name: str, r: dict) -> str:
     return text
 
 
-def _summary(results: dict[str, list[dict]]) -> None:
-    for name, rounds in results.items():
-        def median(key):
-            values = [r[key] for r in rounds if key in r]
-            return statistics.median(values) if values else float("nan")
-        unit = "requests/s" if name == "singles" else "recipients/s"
-        target = TARGETS[name]
-        verdict = "met" if median("rate") >= target else "MISSED"
-        print(f"median {name:7} {median('rate'):9,.0f} {unit} (target {target:,}: {verdict})"
-              f"  p50 {median('p50'):.2f} ms  p99 {median('p99'):.2f} ms"
-              f"  end to end {median('end_to_end'):,.0f} messages/s"
-              f"  gateway {median('gateway_us'):.0f} us/msg")
+def _summary(results: dict[str, dict[str, list[dict]]]) -> None:
+    for target, phases in results.items():
+        label = f"{target} " if len(results) > 1 else ""
+        for name, rounds in phases.items():
+            unit = "requests/s" if name == "singles" else "recipients/s"
+            target_rate = TARGETS[name]
+            verdict = "met" if _median(rounds, "rate") >= target_rate else "MISSED"
+            print(f"median {label}{name:7} {_median(rounds, 'rate'):9,.0f} {unit} (target "
+                  f"{target_rate:,}: {verdict})  p50 {_median(rounds, 'p50'):.2f} ms  "
+                  f"p99 {_median(rounds, 'p99'):.2f} ms  end to end "
+                  f"{_median(rounds, 'end_to_end'):,.0f} messages/s  gateway "
+                  f"{_median(rounds, 'gateway_us'):.0f} us/msg during the load, "
+                  f"{_median(rounds, 'gateway_total_us'):.0f} us/msg from accept to final")
+    if len(results) == 2:
+        _ratios(results["this"], results["baseline"])
+
+
+def _ratios(this: dict[str, list[dict]], baseline: dict[str, list[dict]]) -> None:
+    """This checkout against the baseline: the ratio of the medians."""
+    for name in this:
+        figures = []
+        for key, what in (("rate", "accepted"), ("end_to_end", "end to end"),
+                          ("gateway_us", "CPU/msg during the load"),
+                          ("gateway_total_us", "CPU/msg accept to final")):
+            ours, theirs = _median(this[name], key), _median(baseline[name], key)
+            figures.append(f"{what} {ours / theirs:.2f}x" if theirs else f"{what} ?")
+        print(f"ratio this/baseline {name:7} " + ", ".join(figures))
+
+
+def _median(rounds: list[dict], key: str) -> float:
+    values = [r[key] for r in rounds if key in r]
+    return statistics.median(values) if values else float("nan")
 
 
 def main(argv=None) -> int:
@@ -390,37 +489,34 @@ def main(argv=None) -> int:
                         choices=("singles,batches", "singles", "batches", "batches,singles"),
                         metavar="PHASES", help="singles,batches (default), singles, batches "
                         "or batches,singles")
+    parser.add_argument("--baseline", metavar="DIR", type=Path,
+                        help="also run the gateway of the checkout in DIR (with its own "
+                        "virtualenv in DIR/.venv), in turn with this one, and print the ratios")
     parser.add_argument("--profile", metavar="DIR", help="py-spy the gateway into DIR")
     parser.add_argument("--profile-mode", choices=("active", "idle", "gil", "native"),
                         default="active", help="--profile: active threads (default), idle "
                         "ones too, only the thread holding the GIL, or that with C frames")
     args = parser.parse_args(argv)
+    if args.baseline is not None and not (args.baseline / ".venv" / "bin" / "python").exists():
+        parser.error(f"--baseline: {args.baseline}/.venv/bin/python not found (make the "
+                     "checkout's virtualenv: python3 -m venv .venv && .venv/bin/pip install -e .)")
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
     print(f"{args.connections} connections, batches of {args.batch_size}, {args.rounds} round(s)"
           f" of {args.seconds:g} s per phase (after {WARMUP:g} s of warm-up); "
           f"{_load_average()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-http-", ignore_cleanup_errors=True) as directory:
-        store_path = Path(directory) / "gateway.sqlite"
-        simulator = ServerProcess("simulator")
-        gateway = None
+        targets: list[Target] = []
         try:
-            gateway = GatewayProcess(CONFIG.format(
-                store=store_path, host=HOST, port=simulator.port, account=ACCOUNT,
-                secret=SECRET, app_key=APP_KEY, master_secret=MASTER_SECRET))
-            print(f"gateway pid {gateway.process.pid} on port {gateway.port}, simulator pid "
-                  f"{simulator.process.pid}", flush=True)
-            store = StoreReader(str(store_path))
-            try:
-                results = asyncio.run(run_rounds(args, gateway, simulator, store))
-            finally:
-                store.close()
+            targets.append(Target("this", Path(directory), None))
+            if args.baseline is not None:
+                targets.append(Target("baseline", Path(directory), args.baseline.resolve()))
+            results = asyncio.run(run_rounds(args, targets))
         except KeyboardInterrupt:
             return 130
         finally:
-            if gateway is not None:
-                gateway.stop()
-            simulator.stop()
+            for target in targets:
+                target.close()
     _summary(results)
     print(_load_average())
     return 0

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from types import ModuleType
 
 from .interface import URGENT, MoMessage, MoPart, NewMessage, Receipt, SegmentResult, Store
+from .lanes import BULK, PIPELINE
 
 
 class QueuedStore(Store):
@@ -32,9 +33,11 @@ class QueuedStore(Store):
     _search: ModuleType
 
     @abc.abstractmethod
-    def _submit(self, fn, *args, urgent: bool = False) -> asyncio.Future:
+    def _submit(self, fn, *args, urgent: bool = False, lane: int = BULK,
+                rows: int = 1) -> asyncio.Future:
         """``fn(state, *args)`` queued for the writer; its future. ``urgent``: in the lane
-        that goes ahead of the bulk work."""
+        that goes ahead of everything; otherwise in ``lane`` (gateway.store.lanes), ``rows``
+        the bulk work it is."""
 
     @abc.abstractmethod
     def read(self, fn, *args) -> asyncio.Future:
@@ -45,24 +48,25 @@ class QueuedStore(Store):
     # than a task per call on the receipt and submit paths).
 
     def accept(self, messages: list[NewMessage], now: float) -> asyncio.Future:
-        return self._submit(self._messages.accept, messages, now, urgent=_urgent(messages))
+        return self._submit(self._messages.accept, messages, now, urgent=_urgent(messages),
+                            rows=len(messages))
 
     def fetch_pending(self, channel: str, after: Mapping[int, int], limit: int,
                       now: float) -> asyncio.Future:
         return self._submit(self._messages.fetch_pending, channel, after, limit, now,
-                            urgent=set(after) == {URGENT})
+                            urgent=set(after) == {URGENT}, lane=PIPELINE)
 
     def defer(self, message_id: int, until: float) -> asyncio.Future:
-        return self._submit(self._messages.defer, message_id, until)
+        return self._submit(self._messages.defer, message_id, until, lane=PIPELINE)
 
     def record_submits(self, results: list[SegmentResult], provider: str) -> asyncio.Future:
-        return self._submit(self._messages.record_submits, results, provider)
+        return self._submit(self._messages.record_submits, results, provider, lane=PIPELINE)
 
     def record_receipts(self, receipts: list[Receipt]) -> asyncio.Future:
-        return self._submit(self._receipts.record_receipts, receipts)
+        return self._submit(self._receipts.record_receipts, receipts, lane=PIPELINE)
 
     def record_mo_parts(self, parts: list[MoPart]) -> asyncio.Future:
-        return self._submit(self._receipts.record_mo_parts, parts)
+        return self._submit(self._receipts.record_mo_parts, parts, lane=PIPELINE)
 
     def record_mo_message(self, message: MoMessage, apps: tuple[str, ...] = ()) -> asyncio.Future:
         return self._submit(self._receipts.record_mo_message, message, apps)
@@ -120,7 +124,8 @@ class QueuedStore(Store):
 
     def accept_request(self, request, now: float) -> asyncio.Future:
         return self._submit(self._api.accept_request, request, now,
-                            urgent=_urgent(request.messages))
+                            urgent=_urgent(request.messages),
+                            rows=len(request.messages) + len(request.refused))
 
     def verify_code(self, app: str, message_id: int, code: str, now: float,
                     max_attempts: int = 5) -> asyncio.Future:

@@ -1,6 +1,7 @@
 """Priorities in the store, on both backends (tests.conftest's store_setting): pending
 messages read the most urgent first, then the oldest, through an index; urgent work committed
-ahead of bulk work queued before it; a store of layout 5 given its messages' priorities."""
+ahead of bulk work queued before it, and the pipeline's work taking turns with it, a bounded
+amount a transaction; a store of layout 5 given its messages' priorities."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from gateway.store import (
     ApiRequest,
     NewMessage,
     PostgresStore,
+    SegmentResult,
     SqliteStore,
     is_database_url,
 )
+from gateway.store.lanes import BULK_ROWS
 from gateway.store.postgres import schema as postgres_schema
 from gateway.store.sqlite.messages import PENDING, SCHEMA_VERSION
 from tests.aio import run, with_store
@@ -99,6 +102,46 @@ def test_an_api_request_of_a_code_is_committed_ahead_of_bulk_requests(store_sett
     run(lambda: _held_back(store_setting, scenario))
 
 
+def test_pipeline_work_is_committed_between_bulk_accepts_queued_before_it(store_setting):
+    """SUBMIT outcomes, reports and fetches (the pipeline's lane) take turns with the bulk
+    work queued before them, instead of waiting for all of it."""
+    async def submits(store, release):
+        await release()                           # first a message to record a SUBMIT of
+        [first] = await store.accept([new()], now=1.0)
+        release = await _lock(store_setting)
+        bulk = [store.accept([new(i=i) for i in range(BULK_ROWS // 2 + 1)], now=1.0)
+                for _ in range(6)]           # each alone in a transaction
+        outcome = store.record_submits([SegmentResult(first.id, "cmcc", 1, 1, 0, 77, at=2.0)],
+                                       "default")
+        order = _completion_order(bulk, outcome)
+        await release()
+        await asyncio.gather(outcome, *bulk)
+        assert order.index("urgent") <= 1
+
+    async def fetch(store, release):
+        bulk = [store.accept([new(i=i) for i in range(BULK_ROWS // 2 + 1)], now=1.0)
+                for _ in range(6)]           # each alone in a transaction
+        fetched = store.fetch_pending("cmcc", FROM_START, 10, now=1.0)
+        order = _completion_order(bulk, fetched)
+        await release()
+        await asyncio.gather(fetched, *bulk)
+        assert order.index("urgent") <= 1
+
+    run(lambda: _held_back(store_setting, fetch, submits, batch_limit=4000))
+
+
+def test_a_transaction_holds_a_bounded_amount_of_bulk_work(store_setting):
+    async def scenario(store, release):
+        commits = store.commits
+        bulk = [store.accept([new(i=i) for i in range(BULK_ROWS // 2 + 1)], now=1.0)
+                for _ in range(6)]
+        await release()
+        await asyncio.gather(*bulk)
+        assert store.commits - commits == 6       # each alone: two would be over BULK_ROWS
+
+    run(lambda: _held_back(store_setting, scenario, batch_limit=4000))
+
+
 def _completion_order(bulk: list, urgent) -> list:
     """The order the store resolves the futures in (their callbacks run in that order)."""
     order: list = []
@@ -108,14 +151,14 @@ def _completion_order(bulk: list, urgent) -> list:
     return order
 
 
-async def _held_back(setting: str, *scenarios):
-    """Run each scenario on a store of batch_limit 1 whose messages another connection keeps
+async def _held_back(setting: str, *scenarios, batch_limit: int = 1):
+    """Run each scenario on a store of ``batch_limit`` whose messages another connection keeps
     from being written until the scenario awaits ``release``: what it queues meanwhile waits,
     in order, behind the first operation."""
     if is_database_url(setting):
-        store = PostgresStore(setting, batch_limit=1)
+        store = PostgresStore(setting, batch_limit=batch_limit)
     else:
-        store = SqliteStore(setting, batch_limit=1)
+        store = SqliteStore(setting, batch_limit=batch_limit)
     await store.open()
     try:
         for scenario in scenarios:

@@ -1,21 +1,22 @@
 """The shared store's engine: PostgreSQL through asyncpg, written by one thread with group
 commit (``PostgresStore``, in ``writer``, puts the store's operations on it).
 
-The same engine as ``gateway.store.sqlite.writer`` operations go into a queue; the writer
-thread takes everything queued (up to ``batch_limit``), runs it in one transaction on its one
+The same engine as ``gateway.store.sqlite.writer``: operations are queued in lanes; the writer
+thread takes what a lane holds (up to ``batch_limit``), runs it in one transaction on its one
 connection and, after COMMIT, hands the batch's outcomes back to the event loop in one call,
-which resolves their futures. Operations on urgent messages alone (accepting a verification
-code, fetching urgent messages) wait in a lane of their own, taken before the queue at each
-transaction, so that they wait only for the transaction at the server, never behind the bulk
-work queued before them. The writer thread runs an event loop of its own for asyncpg, so
-a transaction's round trips to the server never wait for the daemon's busy loop to come round,
-and what arrives while a transaction is at the server waits for the next one: the busier the
-gateway, the more each commit carries. Reads go through the same queue, so they see every
-write queued before them. If a transaction fails, each of its operations is retried in a
-transaction of its own, so one bad operation fails alone. A commit is durable when PostgreSQL
-says so: the store insists on ``synchronous_commit`` at least ``local`` (WAL flushed to the
-server's disk), and keeps a stronger setting (``remote_apply``, a synchronous standby) when the
-server has one.
+which resolves their futures. Operations wait in the lanes of ``gateway.store.lanes``: those on
+urgent messages alone (accepting a verification code, fetching urgent messages) are taken
+first, so that they wait only for the transaction at the server, never behind the bulk work
+queued before them; the pipeline's (SUBMIT outcomes, reports, fetches) and the rest take turns,
+a bounded amount of bulk work a transaction. The writer thread runs an event loop of its own
+for asyncpg, so a transaction's round trips to the server never wait for the daemon's busy loop
+to come round, and what arrives while a transaction is at the server waits for the next one:
+the busier the gateway, the more each commit carries. Reads go through the same lanes, so they
+see every write queued before them in their lane and the pipeline's. If a transaction fails,
+each of its operations is retried in a transaction of its own, so one bad operation fails
+alone. A commit is durable when PostgreSQL says so: the store insists on ``synchronous_commit``
+at least ``local`` (WAL flushed to the server's disk), and keeps a stronger setting
+(``remote_apply``, a synchronous standby) when the server has one.
 
 When the store cannot write (see ``health``: the database cannot be reached, the session is
 lost, the server's disk is full or it is read-only), the operations it cannot do fail with
@@ -34,7 +35,6 @@ answering.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import ssl
@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from ..interface import StoreError, StoreUnavailable
+from ..lanes import BULK, URGENT_LANE, Lanes
 from ..timing import CommitTimes
 from . import api as api_sql
 from . import cluster
@@ -83,10 +84,10 @@ SIZE_INTERVAL = 10.0              # seconds between two measurements
 
 
 class _Op:
-    __slots__ = ("fn", "args", "future")
+    __slots__ = ("fn", "args", "future", "rows")
 
-    def __init__(self, fn, args, future):
-        self.fn, self.args, self.future = fn, args, future
+    def __init__(self, fn, args, future, rows):
+        self.fn, self.args, self.future, self.rows = fn, args, future, rows
 
 
 class Engine:
@@ -109,8 +110,7 @@ class Engine:
         self._password = password
         self._secrets = [s for s in (password, urlsplit(url).password) if s]
         self._state: sql.State | None = None
-        self._inbox: collections.deque[_Op] = collections.deque()   # appends are thread-safe
-        self._urgent: collections.deque[_Op] = collections.deque()  # the urgent lane
+        self._lanes = Lanes(batch_limit)              # the operations; appends are thread-safe
         self._loop: asyncio.AbstractEventLoop | None = None         # the daemon's
         self._writer: threading.Thread | None = None
         self._writer_loop: asyncio.AbstractEventLoop | None = None
@@ -212,12 +212,15 @@ class Engine:
 
     # ------------------------------------------------------------------------- the engine
 
-    def _submit(self, fn, *args, urgent: bool = False) -> asyncio.Future:
+    def _submit(self, fn, *args, urgent: bool = False, lane: int = BULK,
+                rows: int = 1) -> asyncio.Future:
+        """Queue ``fn(state, *args)`` in its lane (``urgent``: the urgent one), ``rows`` rows
+        of bulk work; its future is resolved after the COMMIT."""
         loop = self._loop
         if loop is None:
             raise RuntimeError("the store is not open")
         future = loop.create_future()
-        (self._urgent if urgent else self._inbox).append(_Op(fn, args, future))
+        self._lanes.put(_Op(fn, args, future, rows), URGENT_LANE if urgent else lane)
         if self._idle:
             self._idle = False
             self._writer_loop.call_soon_threadsafe(self._wake.set)
@@ -253,14 +256,13 @@ class Engine:
             await _close(self._state.db, self.answer_timeout)
 
     async def _commit_batches(self, loop: asyncio.AbstractEventLoop) -> None:
-        while self._urgent or self._inbox or not self._closing:
+        while self._lanes or not self._closing:
             if time.monotonic() >= self._measure_at:
                 await self._measure()
-            lane = self._urgent or self._inbox
-            if not lane:
+            batch = self._lanes.next_batch()
+            if not batch:
                 await self._wait()
                 continue
-            batch = [lane.popleft() for _ in range(min(len(lane), self.batch_limit))]
             try:
                 outcomes = await self._run(batch)
             except Exception as error:  # noqa: BLE001 - e.g. a rollback that failed
@@ -271,7 +273,7 @@ class Engine:
         """Writer: wait for an operation or close(), at most until the next measurement."""
         self._wake.clear()
         self._idle = True
-        if not (self._urgent or self._inbox or self._closing):  # else a submit came meanwhile
+        if not (self._lanes or self._closing):  # else a submit came meanwhile
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, self._measure_at - time.monotonic())):
                     await self._wake.wait()

@@ -13,6 +13,7 @@ import re
 from urllib.parse import urlsplit
 
 from ..interface import StoreUnavailable
+from ..lanes import PIPELINE
 from ..queued import QueuedStore
 from . import api as api_sql
 from . import console as console_sql
@@ -77,7 +78,7 @@ class PostgresStore(Engine, QueuedStore):
     # Those of several gateways; the others are QueuedStore's.
 
     def release_claims(self, message_ids: list[int]) -> asyncio.Future:
-        return self._submit(sql.release_claims, message_ids)
+        return self._submit(sql.release_claims, message_ids, lane=PIPELINE)
 
     def loose_mo_parts(self, channel: str, src_terminal_id: str) -> asyncio.Future:
         return self._submit(receipts_sql.loose_mo_parts, channel, src_terminal_id)

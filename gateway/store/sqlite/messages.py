@@ -14,6 +14,7 @@ import json
 import sqlite3
 from collections import Counter
 from collections.abc import Mapping
+from itertools import chain
 
 from gateway.status import DeliveryStatus, derive_status
 
@@ -233,7 +234,7 @@ def execute_rows(db: sqlite3.Connection, head: str, row: str, rows: list[tuple],
         if repeatable and size % 16:
             chunk = chunk + [chunk[-1]] * (16 - size % 16)
         cursor = db.execute(_statement(head, row, len(chunk), tail),
-                            [value for r in chunk for value in r])
+                            list(chain.from_iterable(chunk)))
         changed += cursor.rowcount
         start += size
     return changed
@@ -416,7 +417,7 @@ def record_submits(state: State, results: list[SegmentResult],
         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(r.message_id, r.part, r.parts, r.channel,
           None if r.msg_id is None else to_signed(r.msg_id), r.result, r.connection, r.sends,
-          r.at, r.status.value, r.stat or None, int(r.temporary),
+          r.at, r.status._value_, r.stat or None, int(r.temporary),
           None if r.status is DeliveryStatus.SUBMITTED else r.at)
          for r in results])
     early = _match_early_reports(state, results)

@@ -5,6 +5,7 @@ timeout, and MO parts and messages. Runs in the store's worker thread like ``mes
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 from gateway.status import DeliveryStatus
 
@@ -30,50 +31,59 @@ def record_receipts(state: State, receipts: list[Receipt]) -> list[ReceiptOutcom
     segments and those seen before, and the writes go out in multi-row statements. A report
     seen before changes nothing; a segment's first final report wins."""
     segments, seen = _look_up(state, receipts)
-    out: list[ReceiptOutcome | None] = [None] * len(receipts)
+    out: list[ReceiptOutcome] = []
     rows, segment_updates, message_updates, callbacks = [], [], [], []
-    for i, r in enumerate(receipts):
-        c, msg_id = r.classification, to_signed(r.msg_id)
-        key = (r.channel, to_signed(r.deliver_msg_id), msg_id, c.stat)
+    moves: Counter = Counter()                   # (old status, new status) -> messages
+    unmatched = 0
+    for r in receipts:
+        c, msg_id, deliver_msg_id = r.classification, to_signed(r.msg_id), \
+            to_signed(r.deliver_msg_id)
+        key = (r.channel, deliver_msg_id, msg_id, c.stat)
         if key in seen:
-            out[i] = ReceiptOutcome(duplicate=True)
+            out.append(_DUPLICATE)
             continue
         seen.add(key)
         segment = segments.get((r.channel, msg_id))
-        status = c.status.value if c.status is not None else None
-        rows.append((r.channel, r.connection, key[1], msg_id, c.stat, status, int(c.temporary),
+        status = c.status._value_ if c.status is not None else None   # (.value: much slower)
+        temporary = int(c.temporary)
+        rows.append((r.channel, r.connection, deliver_msg_id, msg_id, c.stat, status, temporary,
                      c.provider, r.submit_time, r.done_time, r.dest_terminal_id, r.smsc_sequence,
                      r.received_at, segment and segment.message_id, segment and segment.part))
         if segment is None:
-            state.unmatched_changed(1)
-            out[i] = ReceiptOutcome()
+            unmatched += 1
+            out.append(_UNMATCHED)
             continue
-        latency = r.received_at - segment.submitted_at
-        out[i] = ReceiptOutcome(matched=True, message_id=segment.message_id, latency=latency,
-                                priority=segment.priority, accepted_at=segment.created_at)
-        if status is None or segment.status != SUBMITTED:
-            continue
-        segment.status = status                     # a later report in this set sees it final
-        if segment.parts > 1:     # settled now, in arrival order: its first failure decides
-            _settle_segment(state, segment.message_id, segment.part, status, c.stat,
-                            int(c.temporary), r.received_at)
-            settled = _settle(state, segment.message_id, segment.parts, r.received_at,
-                              c.provider)
-            out[i] = out[i]._replace(message_status=settled)
-            continue
-        segment_updates.append((status, c.stat, int(c.temporary), r.received_at,
-                                segment.message_id, segment.part))
-        if segment.message_status not in FINAL:
-            message_updates.append((status, c.stat, int(c.temporary), c.provider, r.received_at,
-                                    segment.message_id))
-            if wants_status_callback(state, segment.app, segment.callback):
-                callbacks.append(_callback_row(segment.app, "status", segment.message_id,
-                                               r.received_at))
-            state.moved(segment.message_status, status)
-            segment.message_status = status
-            out[i] = out[i]._replace(message_status=DeliveryStatus(status))
+        settled = None
+        if status is not None and segment.status == SUBMITTED:
+            segment.status = status                 # a later report in this set sees it final
+            if segment.parts > 1:   # settled now, in arrival order: its first failure decides
+                _settle_segment(state, segment.message_id, segment.part, status, c.stat,
+                                temporary, r.received_at)
+                settled = _settle(state, segment.message_id, segment.parts, r.received_at,
+                                  c.provider)
+            else:
+                segment_updates.append((status, c.stat, temporary, r.received_at,
+                                        segment.message_id, segment.part))
+                if segment.message_status not in FINAL:
+                    message_updates.append((status, c.stat, temporary, c.provider,
+                                            r.received_at, segment.message_id))
+                    if wants_status_callback(state, segment.app, segment.callback):
+                        callbacks.append(_callback_row(segment.app, "status",
+                                                       segment.message_id, r.received_at))
+                    moves[segment.message_status, status] += 1
+                    segment.message_status = status
+                    settled = c.status
+        out.append(ReceiptOutcome(False, True, segment.message_id, settled,
+                                  r.received_at - segment.submitted_at, segment.priority,
+                                  segment.created_at))
+    state.unmatched_changed(unmatched)
+    for (old, new), count in moves.items():
+        state.moved(old, new, count)
     _write_receipts(state, rows, segment_updates, message_updates, callbacks)
     return out
+
+
+_DUPLICATE, _UNMATCHED = ReceiptOutcome(duplicate=True), ReceiptOutcome()
 
 
 class _Named:

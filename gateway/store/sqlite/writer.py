@@ -1,14 +1,17 @@
 """The embedded store: SQLite in WAL mode, written by one thread with group commit.
 
-Operations go into a thread-safe queue; the writer thread takes everything queued (up to
+Operations are queued in lanes (below); the writer thread takes what a lane holds (up to
 ``batch_limit``), runs it in one transaction and, after COMMIT, hands the whole batch's outcomes
 back to the event loop in one call, which resolves their futures. The next batch starts as soon
 as the last one is committed, without waiting for the event loop. If a transaction fails, each
 of its operations is retried in a transaction of its own, so one bad operation fails alone.
-Operations on urgent messages alone (accepting a verification code, fetching urgent messages)
-wait in a lane of their own: each round commits them first, in a small transaction of their
-own, so that they never wait behind the bulk work queued before them (a batch of a thousand
-notifications, a burst of receipts), only for the transaction being committed.
+Operations wait in three lanes (``gateway.store.lanes``): operations on urgent messages alone
+(accepting a verification code, fetching urgent messages) are committed next, in a small
+transaction of their own, so that they never wait behind the bulk work queued before them (a
+batch of a thousand notifications, a burst of receipts), only for the transaction being
+committed; otherwise the pipeline's operations (SUBMIT outcomes, reports, fetches) and the rest
+(bulk: accepts and everything else) take turns, a bounded amount of bulk work a transaction, so
+that submits and reports go on while batches are being accepted.
 ``synchronous=NORMAL`` (the default) survives a crash of the process; ``FULL`` also survives a
 power cut, at an fsync per commit.
 
@@ -31,31 +34,30 @@ import queue
 import sqlite3
 import threading
 import time
-from collections import deque
 from pathlib import Path
 
 from ..interface import StoreUnavailable
+from ..lanes import BULK, BULK_ROWS, URGENT_LANE, Lanes
 from ..queued import QueuedStore
 from ..timing import CommitTimes
 from . import api as api_sql
 from . import console as console_sql
-from . import health, retention
+from . import health, retention, search
 from . import messages as sql
 from . import receipts as receipts_sql
-from . import search
 from . import users as users_sql
 
 log = logging.getLogger("cmpp_gateway.store")
 
 _STOP = object()          # queued by close(): the writer finishes what came before and ends
-_URGENT = object()        # queued with each urgent operation: wakes the writer for it
+_WAKE = object()          # queued with an operation while the writer waits: wakes it
 
 
 class _Op:
-    __slots__ = ("fn", "args", "future")
+    __slots__ = ("fn", "args", "future", "rows")
 
-    def __init__(self, fn, args, future):
-        self.fn, self.args, self.future = fn, args, future
+    def __init__(self, fn, args, future, rows):
+        self.fn, self.args, self.future, self.rows = fn, args, future, rows
 
 
 class SqliteStore(QueuedStore):
@@ -65,9 +67,12 @@ class SqliteStore(QueuedStore):
     _console, _retention, _search = console_sql, retention, search
 
     def __init__(self, path: str, *, synchronous: str = "NORMAL", batch_limit: int = 4000,
-                 probe_interval: float = 2.0, max_pages: int | None = None) -> None:
+                 probe_interval: float = 2.0, max_pages: int | None = None,
+                 bulk_rows: int = BULK_ROWS) -> None:
         """``max_pages``: the file may not grow beyond this many pages (``PRAGMA
-        max_page_count``; None: as the disk allows): a store that fills up, for tests."""
+        max_page_count``; None: as the disk allows): a store that fills up, for tests.
+        ``bulk_rows``: rows of bulk work (accepted messages) in one transaction at most
+        (``gateway.store.lanes``)."""
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError("synchronous must be NORMAL or FULL")
         self.path = self.name = path
@@ -76,8 +81,9 @@ class SqliteStore(QueuedStore):
         self.probe_interval = probe_interval
         self.max_pages = max_pages
         self._state: sql.State | None = None
-        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self._urgent: deque[_Op] = deque()          # the urgent lane (see the module's doc)
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()     # wakes the writer
+        self._idle = False              # the writer waits on the inbox: an operation wakes it
+        self._lanes = Lanes(batch_limit, bulk_rows)    # the operations (see the module's doc)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer: threading.Thread | None = None
         self._stopped: asyncio.Future | None = None
@@ -122,16 +128,18 @@ class SqliteStore(QueuedStore):
 
     # ------------------------------------------------------------------------- the engine
 
-    def _submit(self, fn, *args, urgent: bool = False) -> asyncio.Future:
+    def _submit(self, fn, *args, urgent: bool = False, lane: int = BULK,
+                rows: int = 1) -> asyncio.Future:
+        """Queue ``fn(state, *args)`` in its lane (``urgent``: the urgent one), ``rows`` rows
+        of bulk work; its future is resolved after the COMMIT."""
         loop = self._loop
         if loop is None:
             raise RuntimeError("the store is not open")
         future = loop.create_future()
-        if urgent:
-            self._urgent.append(_Op(fn, args, future))
-            self._inbox.put(_URGENT)
-        else:
-            self._inbox.put(_Op(fn, args, future))
+        self._lanes.put(_Op(fn, args, future, rows), URGENT_LANE if urgent else lane)
+        if self._idle:                # else the writer takes it after its transaction
+            self._idle = False
+            self._inbox.put(_WAKE)
         return future
 
     def _write(self, loop: asyncio.AbstractEventLoop, opened: asyncio.Future) -> None:
@@ -156,35 +164,22 @@ class SqliteStore(QueuedStore):
             _post(loop, _settle_future, self._stopped, True, None)
 
     def _serve(self, loop: asyncio.AbstractEventLoop, state: sql.State) -> None:
-        """Commit batches until close() says stop; probe while the store cannot write."""
-        inbox, stopping = self._inbox, False
-        while not stopping:
+        """Commit batches until close() says stop and every lane is empty; probe while the
+        store cannot write."""
+        inbox, lanes, stopping = self._inbox, self._lanes, False
+        while lanes or not stopping:
             if self.write_error is not None and time.monotonic() >= self._probe_at:
                 self._probe(state)
+            self._idle = True
             try:
-                batch = [inbox.get(timeout=self._probe_wait())]
+                token = inbox.get_nowait() if lanes else inbox.get(timeout=self._probe_wait())
+                while True:                 # the tokens of what came meanwhile
+                    stopping = stopping or token is _STOP
+                    token = inbox.get_nowait()
             except queue.Empty:
-                continue
-            while len(batch) < self.batch_limit:
-                try:
-                    batch.append(inbox.get_nowait())
-                except queue.Empty:
-                    break
-            if _STOP in batch:
-                stopping = True
-                batch = batch[:batch.index(_STOP)]
-            self._commit(loop, self._take_urgent())
-            self._commit(loop, [op for op in batch if op is not _URGENT])
-        while self._urgent:                 # closing: the lane's last ones (beyond a batch)
-            self._commit(loop, self._take_urgent())
-
-    def _take_urgent(self) -> list[_Op]:
-        """Writer thread: the urgent lane's operations, as many as came (up to batch_limit)."""
-        urgent = self._urgent
-        batch = []
-        while urgent and len(batch) < self.batch_limit:
-            batch.append(urgent.popleft())
-        return batch
+                pass
+            self._idle = False
+            self._commit(loop, lanes.next_batch())
 
     def _commit(self, loop: asyncio.AbstractEventLoop, batch: list[_Op]) -> None:
         """Writer thread: run ``batch`` and hand its outcomes to the event loop."""
