@@ -28,10 +28,19 @@ URGENT_LANE, PIPELINE, BULK = 0, 1, 2
 BULK_ROWS = 1000        # rows of bulk work in one transaction (see the module's doc)
 
 
+class Op:
+    """One queued operation: ``fn(state, *args)``, the future its outcome resolves, and
+    ``rows``, how much bulk work it is (1 for most; the messages of an accept)."""
+
+    __slots__ = ("args", "fn", "future", "rows")
+
+    def __init__(self, fn, args, future, rows):
+        self.fn, self.args, self.future, self.rows = fn, args, future, rows
+
+
 class Lanes:
-    """Operations waiting for the writer, in their lanes (append from any thread; take from
-    the writer's). An operation is any object with a ``rows`` attribute: how much bulk work
-    it is (1 for most; the messages of an accept)."""
+    """Operations (``Op``) waiting for the writer, in their lanes (append from any thread;
+    take from the writer's)."""
 
     def __init__(self, batch_limit: int, bulk_rows: int = BULK_ROWS) -> None:
         self.batch_limit, self.bulk_rows = batch_limit, bulk_rows

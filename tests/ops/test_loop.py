@@ -30,8 +30,8 @@ def require_uvloop() -> None:
         import uvloop  # noqa: F401
     except ImportError:
         if os.environ.get("CI") == "true":
-            pytest.fail("CI installs the fast extra (uvloop): .ci/run")
-        pytest.skip("uvloop is not installed (pip install -e '.[fast]')")
+            pytest.fail("the test extra installs uvloop: pip install -e '.[test]'")
+        pytest.skip("uvloop is not installed (pip install -e '.[test]')")
 
 
 def test_without_uvloop_auto_runs_asyncio_and_asking_for_uvloop_is_an_error(monkeypatch):

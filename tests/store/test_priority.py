@@ -187,6 +187,16 @@ async def _lock(setting: str):
     return release
 
 
+async def _read_migrated_priorities(store) -> None:
+    """A marketing, a notification and a code stored under layout 5, read after the
+    migration: by priority, the code first; a code accepted after it is fetched as urgent."""
+    pending = await store.fetch_pending("cmcc", FROM_START, 10, now=1.0)
+    assert [(p.id, p.priority) for p in pending] == \
+        [(3, URGENT), (2, NOTIFICATION), (1, MARKETING)]
+    [new_code] = await store.accept([new("code")], now=2.0)
+    assert (await store.fetch_pending("cmcc", {URGENT: 3}, 10, now=2.0))[0].id == new_code.id
+
+
 def test_a_store_of_layout_5_gets_its_messages_priorities_from_their_kinds(tmp_path):
     path = str(tmp_path / "gw.sqlite")
 
@@ -201,11 +211,7 @@ def test_a_store_of_layout_5_gets_its_messages_priorities_from_their_kinds(tmp_p
         db.execute("PRAGMA user_version=5")
 
     async def read(store):
-        pending = await store.fetch_pending("cmcc", FROM_START, 10, now=1.0)
-        assert [(p.id, p.priority) for p in pending] == \
-            [(3, URGENT), (2, NOTIFICATION), (1, MARKETING)]
-        [new_code] = await store.accept([new("code")], now=2.0)
-        assert (await store.fetch_pending("cmcc", {URGENT: 3}, 10, now=2.0))[0].id == new_code.id
+        await _read_migrated_priorities(store)
     with_store(read, path)
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 6
@@ -231,11 +237,7 @@ def test_a_postgresql_store_of_layout_5_gets_its_messages_priorities_from_their_
     run(as_layout_5)
 
     async def read(store):
-        pending = await store.fetch_pending("cmcc", FROM_START, 10, now=1.0)
-        assert [(p.id, p.priority) for p in pending] == \
-            [(3, URGENT), (2, NOTIFICATION), (1, MARKETING)]
-        [new_code] = await store.accept([new("code")], now=2.0)
-        assert (await store.fetch_pending("cmcc", {URGENT: 3}, 10, now=2.0))[0].id == new_code.id
+        await _read_migrated_priorities(store)
         assert await store.query("SELECT version FROM store_version") == \
             [(postgres_schema.SCHEMA_VERSION,)] == [(6,)]
         indexes = {name for (name,) in await store.query(

@@ -45,7 +45,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from ..interface import StoreError, StoreUnavailable
-from ..lanes import BULK, URGENT_LANE, Lanes
+from ..lanes import BULK, URGENT_LANE, Lanes, Op
 from ..timing import CommitTimes
 from . import api as api_sql
 from . import cluster
@@ -81,13 +81,6 @@ UNREACHABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
 SIZE = ("SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c "
         "WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace")
 SIZE_INTERVAL = 10.0              # seconds between two measurements
-
-
-class _Op:
-    __slots__ = ("fn", "args", "future", "rows")
-
-    def __init__(self, fn, args, future, rows):
-        self.fn, self.args, self.future, self.rows = fn, args, future, rows
 
 
 class Engine:
@@ -220,7 +213,7 @@ class Engine:
         if loop is None:
             raise RuntimeError("the store is not open")
         future = loop.create_future()
-        self._lanes.put(_Op(fn, args, future, rows), URGENT_LANE if urgent else lane)
+        self._lanes.put(Op(fn, args, future, rows), URGENT_LANE if urgent else lane)
         if self._idle:
             self._idle = False
             self._writer_loop.call_soon_threadsafe(self._wake.set)
@@ -279,7 +272,7 @@ class Engine:
                     await self._wake.wait()
         self._idle = False
 
-    async def _run(self, batch: list[_Op]) -> list[tuple[bool, object]]:
+    async def _run(self, batch: list[Op]) -> list[tuple[bool, object]]:
         """The batch in one transaction; on failure, one transaction each. While the session
         is lost, every operation fails at once (the prober connects again)."""
         if self._state.db.is_closed():
@@ -301,7 +294,7 @@ class Engine:
                     return outcomes + self._unavailable(batch[len(outcomes):])
         return outcomes
 
-    async def _bounded(self, batch: list[_Op], apply):
+    async def _bounded(self, batch: list[Op], apply):
         """``_transaction`` answered within ``answer_timeout``; past it the session is given
         up (StoreUnavailable: maybe committed, when COMMIT was what went unanswered)."""
         try:
@@ -311,7 +304,7 @@ class Engine:
             self._give_up(self._state.db)
             raise StoreUnavailable(self.write_error) from None
 
-    async def _transaction(self, batch: list[_Op], apply):
+    async def _transaction(self, batch: list[Op], apply):
         """``apply(state, batch)`` between BEGIN (with the batch's Msg_Id locks, in the same
         round trip) and COMMIT; ROLLBACK when it fails (not when it was cancelled: then the
         session is given up)."""
@@ -332,7 +325,7 @@ class Engine:
         self.commit_times.add(time.perf_counter() - start)
         return value
 
-    def _unavailable(self, batch: list[_Op]) -> list[tuple[bool, object]]:
+    def _unavailable(self, batch: list[Op]) -> list[tuple[bool, object]]:
         """Outcomes for a batch the database did not take."""
         error = StoreUnavailable(self.write_error or f"the store {self.name} cannot be reached")
         return [(False, error)] * len(batch)
@@ -476,12 +469,12 @@ async def _close(db, timeout: float) -> None:
 _MERGEABLE = (sql.record_submits, receipts_sql.record_receipts, receipts_sql.record_mo_parts)
 
 
-async def _apply_one(state, batch: list[_Op]):
+async def _apply_one(state, batch: list[Op]):
     op = batch[0]
     return await op.fn(state, *op.args)
 
 
-async def _apply(state, batch: list[_Op]) -> list:
+async def _apply(state, batch: list[Op]) -> list:
     values: list = [None] * len(batch)
     groups: dict[tuple, list[int]] = {}
     for i, op in enumerate(batch):
@@ -494,7 +487,7 @@ async def _apply(state, batch: list[_Op]) -> list:
     return values
 
 
-async def _apply_merged(state, batch: list[_Op], groups: dict[tuple, list[int]],
+async def _apply_merged(state, batch: list[Op], groups: dict[tuple, list[int]],
                         values: list) -> None:
     for (fn, rest), indexes in sorted(groups.items(), key=lambda g: _MERGEABLE.index(g[0][0])):
         merged = await fn(state, [item for i in indexes for item in batch[i].args[0]], *rest)
@@ -515,7 +508,7 @@ def _post(loop: asyncio.AbstractEventLoop, callback, *args) -> None:
         log.debug("the event loop closed before the store's outcomes reached it")
 
 
-def _resolve(batch: list[_Op], outcomes: list[tuple[bool, object]]) -> None:
+def _resolve(batch: list[Op], outcomes: list[tuple[bool, object]]) -> None:
     """Event loop: hand a committed batch's outcomes to the operations' futures."""
     for op, (ok, value) in zip(batch, outcomes):
         _settle_future(op.future, ok, value)

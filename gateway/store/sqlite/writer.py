@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 from ..interface import StoreUnavailable
-from ..lanes import BULK, BULK_ROWS, URGENT_LANE, Lanes
+from ..lanes import BULK, BULK_ROWS, URGENT_LANE, Lanes, Op
 from ..queued import QueuedStore
 from ..timing import CommitTimes
 from . import api as api_sql
@@ -51,13 +51,6 @@ log = logging.getLogger("cmpp_gateway.store")
 
 _STOP = object()          # queued by close(): the writer finishes what came before and ends
 _WAKE = object()          # queued with an operation while the writer waits: wakes it
-
-
-class _Op:
-    __slots__ = ("fn", "args", "future", "rows")
-
-    def __init__(self, fn, args, future, rows):
-        self.fn, self.args, self.future, self.rows = fn, args, future, rows
 
 
 class SqliteStore(QueuedStore):
@@ -136,7 +129,7 @@ class SqliteStore(QueuedStore):
         if loop is None:
             raise RuntimeError("the store is not open")
         future = loop.create_future()
-        self._lanes.put(_Op(fn, args, future, rows), URGENT_LANE if urgent else lane)
+        self._lanes.put(Op(fn, args, future, rows), URGENT_LANE if urgent else lane)
         if self._idle:                # else the writer takes it after its transaction
             self._idle = False
             self._inbox.put(_WAKE)
@@ -181,7 +174,7 @@ class SqliteStore(QueuedStore):
             self._idle = False
             self._commit(loop, lanes.next_batch())
 
-    def _commit(self, loop: asyncio.AbstractEventLoop, batch: list[_Op]) -> None:
+    def _commit(self, loop: asyncio.AbstractEventLoop, batch: list[Op]) -> None:
         """Writer thread: run ``batch`` and hand its outcomes to the event loop."""
         if not batch:
             return
@@ -227,7 +220,7 @@ class SqliteStore(QueuedStore):
         unavailable.__cause__ = error
         return unavailable
 
-    def _run(self, batch: list[_Op]) -> list[tuple[bool, object]]:
+    def _run(self, batch: list[Op]) -> list[tuple[bool, object]]:
         """Writer thread: the batch in one transaction; on failure, one transaction each."""
         state = self._state
         try:
@@ -324,7 +317,7 @@ class SqliteStore(QueuedStore):
 _MERGEABLE = (sql.record_submits, receipts_sql.record_receipts, receipts_sql.record_mo_parts)
 
 
-def _apply(state, batch: list[_Op]) -> list:
+def _apply(state, batch: list[Op]) -> list:
     values: list = [None] * len(batch)
     groups: dict[tuple, list[int]] = {}
     for i, op in enumerate(batch):
@@ -337,7 +330,7 @@ def _apply(state, batch: list[_Op]) -> list:
     return values
 
 
-def _apply_merged(state, batch: list[_Op], groups: dict[tuple, list[int]], values: list) -> None:
+def _apply_merged(state, batch: list[Op], groups: dict[tuple, list[int]], values: list) -> None:
     for (fn, rest), indexes in sorted(groups.items(), key=lambda g: _MERGEABLE.index(g[0][0])):
         merged = fn(state, [item for i in indexes for item in batch[i].args[0]], *rest)
         start = 0
@@ -367,7 +360,7 @@ def _post(loop: asyncio.AbstractEventLoop, callback, *args) -> None:
         log.debug("the event loop closed before the store's outcomes reached it")
 
 
-def _resolve(batch: list[_Op], outcomes: list[tuple[bool, object]]) -> None:
+def _resolve(batch: list[Op], outcomes: list[tuple[bool, object]]) -> None:
     """Event loop: hand a committed batch's outcomes to the operations' futures."""
     for op, (ok, value) in zip(batch, outcomes):
         _settle_future(op.future, ok, value)
