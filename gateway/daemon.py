@@ -9,8 +9,8 @@ stay queued), every connection is terminated, the store is flushed.
 The apps are the configuration's and those made in the console (kept in the store): every
 ``APPS_POLL`` seconds the gateway reads the stored ones again, so that an app made or changed
 on another instance sharing the store is served here too.
-``cmpp-gateway run`` runs it until SIGTERM (drain, exit 0); SIGHUP drains and starts again
-from the configuration file and the store as they are.
+``cmpp-gateway run`` (``gateway.cli.run``) runs it until SIGTERM (drain, exit 0); SIGHUP
+drains and starts again from the configuration file and the store as they are.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import asyncio
 import dataclasses
 import logging
 import re
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,17 +27,9 @@ from prometheus_client import CollectorRegistry
 
 from gateway.api import ApiError, send_message, upload_users
 from gateway.channel import ChannelPool, ChannelPools, PoolTuning
-from gateway.config import (
-    ChannelConfig,
-    Config,
-    ConfigError,
-    load_config,
-    split_host_port,
-    world_readable_warning,
-)
+from gateway.config import ChannelConfig, Config, split_host_port
 from gateway.console import ConsoleServer, SendRefused, Services, UploadRefused
-from gateway.ops import (LOOPS, LoopUnavailable, Metrics, OpsServer, describe_loop, loop_name,
-                         run_loop, setup_logging)
+from gateway.ops import Metrics, OpsServer, describe_loop, loop_name
 from gateway.pipeline import (
     CallbackSender,
     ChannelDispatcher,
@@ -47,7 +38,7 @@ from gateway.pipeline import (
     Sweeper,
     mo_subscribers,
 )
-from gateway.status import TableError, provider_tables
+from gateway.status import provider_tables
 from gateway.store import (
     Accepted,
     AcceptedRequest,
@@ -416,112 +407,3 @@ class Gateway:
         if self.callbacks is not None:           # reported; the API still serves without them
             detail["callbacks"] = self.callbacks.report()
         return ready, detail
-
-
-# ----------------------------------------------------------------------------- the command
-
-async def serve(config_path: str) -> int:
-    """Run until SIGTERM/SIGINT (0 after draining). SIGHUP reloads: a configuration (and its
-    receipt tables) that checks out replaces the running one after a drain; one that does not
-    is logged and the gateway keeps running as it was. 2 when the first configuration, its
-    tables or the store cannot be used. A signal that arrives while the gateway is starting is
-    acted on once it has started; SIGTERM or SIGINT while it waits for a database that cannot
-    be reached yet ends the wait (0)."""
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-    received: asyncio.Queue[int] = asyncio.Queue()
-    for signum in signals:
-        loop.add_signal_handler(signum, received.put_nowait, signum)
-    try:
-        try:
-            config = load_config(config_path)
-        except ConfigError as error:
-            print(error, flush=True)
-            return 2
-        while True:
-            setup_logging(config.gateway.log_level, secrets=config.secrets())
-            warning = world_readable_warning(config_path)
-            if warning:
-                log.warning("%s", warning.removeprefix("warning: "))
-            gateway = Gateway(config, GatewayOptions(wait_for_store=True))
-            try:
-                if not await _start(gateway, received):
-                    return 0
-            except (StoreError, TableError) as error:
-                log.error("%s", error)
-                print(error, flush=True)
-                return 2
-            config = await _until_stop_or_reload(gateway, config_path, received)
-            if config is None:
-                return 0
-    finally:
-        for signum in signals:
-            loop.remove_signal_handler(signum)
-
-
-async def _start(gateway: Gateway, received: asyncio.Queue[int]) -> bool:
-    """Start ``gateway``; False when SIGTERM or SIGINT came while it waited for its store
-    (then it is abandoned). Other signals, and those that come while it starts otherwise,
-    are queued again for once it has started."""
-    starting = asyncio.ensure_future(gateway.start())
-    later: list[int] = []
-    try:
-        while not starting.done():
-            signalled = asyncio.ensure_future(received.get())
-            await asyncio.wait((starting, signalled), return_when=asyncio.FIRST_COMPLETED)
-            if not signalled.done():
-                signalled.cancel()
-                continue
-            signum = signalled.result()
-            if signum != signal.SIGHUP and gateway.store_waiting is not None:
-                log.info("signal %s while waiting for the store: stopping",
-                         signal.Signals(signum).name)
-                starting.cancel()
-                await asyncio.gather(starting, return_exceptions=True)
-                await gateway.abandon()
-                return False
-            later.append(signum)
-        starting.result()
-        return True
-    finally:
-        for signum in later:
-            received.put_nowait(signum)
-
-
-async def _until_stop_or_reload(gateway: Gateway, config_path: str,
-                                received: asyncio.Queue[int]) -> Config | None:
-    """Serve until a signal: drain and return the new configuration on a SIGHUP whose file
-    checks out, or None on SIGTERM/SIGINT. A SIGHUP with a bad file only logs its problems."""
-    while True:
-        signum = await received.get()
-        config = None
-        if signum == signal.SIGHUP:
-            try:
-                config = load_config(config_path)
-                provider_tables(config.gateway.providers)
-            except (ConfigError, TableError) as error:
-                log.error("reload refused, still running the previous configuration: %s",
-                          str(error).replace("\n", "; "))
-                continue
-        log.info("signal %s: draining", signal.Signals(signum).name)
-        await gateway.stop()
-        return config
-
-
-def add_run_command(subparsers) -> None:
-    parser = subparsers.add_parser("run", help="run the gateway daemon")
-    parser.add_argument("--config", required=True, help="the TOML configuration file")
-    parser.add_argument("--loop", choices=LOOPS, default="asyncio",
-                        help="the event loop: the standard library's (asyncio, the default), "
-                        "uvloop's (the 'fast' extra), or uvloop's when it is installed (auto)")
-    parser.set_defaults(func=run_command)
-
-
-def run_command(args) -> int:
-    """``cmpp-gateway run``: ``serve`` on the event loop ``--loop`` chooses; 2 when it is
-    uvloop and uvloop is not installed."""
-    try:
-        return run_loop(serve(args.config), args.loop)
-    except LoopUnavailable as error:
-        print(error, flush=True)
-        return 2

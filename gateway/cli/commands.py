@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from gateway.bench import add_bench_command
-from gateway.daemon import add_run_command
 
 from .backup import add_backup_command
 from .check_config import add_check_config_command
@@ -15,6 +14,7 @@ from .copy_store import add_copy_store_command
 from .decode import add_decode_command
 from .demo import add_demo_command
 from .review import add_review_commands
+from .run import add_run_command
 from .send import add_send_command
 from .simulate import add_simulate_command
 
