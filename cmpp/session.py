@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from . import events as ev
 from .auth import authenticator_ismg, authenticator_source
-from .codec import FrameDecoder, encode
+from .codec import FrameDecoder, encode, encode_deliver_resp
 from .errors import CodecError
 from .pdus import (
     ActiveTest,
@@ -196,7 +196,7 @@ class Session:
         DELIVER again on another connection."""
         if self.state is State.CLOSED:
             return False
-        self._write(DeliverResp(deliver.sequence_id, deliver.msg_id, result))
+        self._out.append(encode_deliver_resp(deliver.sequence_id, deliver.msg_id, result))
         return True
 
     def active_test(self, now: float) -> None:

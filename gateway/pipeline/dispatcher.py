@@ -151,6 +151,10 @@ class ChannelDispatcher:
         self._throttled = 0                          # Result 8 deferrals not yet warned of
         self._throttle_warned_at: float | None = None
         self._reserve = channel.signature_room
+        # Every SUBMIT of the channel shares its fields but the message's own: packed once.
+        self._template = cmpp.SubmitTemplate(cmpp.Submit(
+            registered_delivery=1, service_id=channel.service_id, msg_src=channel.msg_src,
+            src_id=channel.access_number))
 
     def start(self) -> None:
         self._stopped = False
@@ -388,8 +392,10 @@ class ChannelDispatcher:
         self._pumping = True
         try:
             while self._unsettled < self.max_unsettled:
-                ready = next((ready for ready in self._ready if ready), None)
-                if ready is None:
+                for ready in self._ready:            # the most urgent queue with work
+                    if ready:
+                        break
+                else:
                     break
                 work = ready[0]
                 try:
@@ -420,13 +426,11 @@ class ChannelDispatcher:
                                          self.clock() - row.created_at)
 
     def _submit_pdu(self, work: _Work) -> cmpp.Submit:
-        c, segment = self.channel, work.segments[work.next]
-        return cmpp.Submit(registered_delivery=1, msg_level=MSG_LEVELS[work.row.priority],
-                           service_id=c.service_id, msg_src=c.msg_src,
-                           src_id=c.access_number, dest_terminal_ids=(work.row.recipient,),
-                           msg_fmt=segment.msg_fmt, tp_udhi=segment.tp_udhi,
-                           pk_total=segment.pk_total, pk_number=segment.pk_number,
-                           msg_content=segment.msg_content)
+        segment = work.segments[work.next]
+        return self._template.submit((work.row.recipient,), segment.msg_content,
+                                     msg_fmt=segment.msg_fmt, tp_udhi=segment.tp_udhi,
+                                     pk_total=segment.pk_total, pk_number=segment.pk_number,
+                                     msg_level=MSG_LEVELS[work.row.priority])
 
     def _answered(self, work: _Work, outcome: Submitted | Exception) -> None:
         """One segment's outcome: to the store, then on to the next part."""
