@@ -15,7 +15,7 @@ from construct import ConstructError
 
 from .errors import PARSE_ERRORS, CodecError, failed_field, failure_reason
 from .pdus import PDU_CLASSES, ActiveTestResp, CommandId, Deliver, DeliverResp, Pdu, Submit
-from .report import decode_report
+from .report import StatusReport, decode_report
 
 DEFAULT_MAX_LENGTH = 4096
 _HEADER = struct.Struct(">III")
@@ -63,6 +63,10 @@ def _decode(data: bytes, start: int, end: int) -> Pdu:
     entry = _DECODERS.get(command_id)
     if entry is None or total_length != end - start:
         raise _header_error(end - start, total_length, command_id, sequence_id)
+    if total_length == _REPORT_FRAME_SIZE and command_id == CommandId.DELIVER:
+        pdu = _decode_report_frame(data, start, sequence_id)
+        if pdu is not None:
+            return pdu
     cls, parse, finish = entry
     if parse is None:
         if total_length != 12:
@@ -101,6 +105,45 @@ def _deliver_report(values: dict, command_id: int, sequence_id: int) -> None:
     except CodecError as error:
         raise CodecError(error.reason, field=f"Msg_Content.{error.field}",
                          command_id=command_id, sequence_id=sequence_id) from None
+
+
+# A DELIVER carrying a 60-byte status report: the frame that every message brings back. Its
+# fields, the report's and Reserve are read in one struct call (the layouts' own order, §10).
+_REPORT_FRAME = struct.Struct(">Q21s10sBBB21sBB" "Q7s10s10s21sI" "8s")
+_REPORT_FRAME_SIZE = 12 + _REPORT_FRAME.size
+
+
+def _decode_report_frame(data: bytes, start: int, sequence_id: int) -> Deliver | None:
+    """The DELIVER in ``data[start:]`` (a whole frame of ``_REPORT_FRAME_SIZE`` bytes) if it
+    is a well-formed report: exactly what the layouts give. None for anything else (MO, a
+    non-ASCII text field), which the layouts then decode or explain."""
+    (msg_id, dest_id, service_id, tp_pid, tp_udhi, msg_fmt, src_terminal_id,
+     registered_delivery, msg_length, report_msg_id, stat, submit_time, done_time,
+     dest_terminal_id, smsc_sequence, reserve) = _REPORT_FRAME.unpack_from(data, start + 12)
+    if registered_delivery != 1 or msg_length != 60:
+        return None
+    try:      # a text field is cut at its first NUL (§3), as layout.Text does
+        report_values = {
+            "msg_id": report_msg_id, "stat": stat.partition(b"\0")[0].decode("ascii"),
+            "submit_time": submit_time.partition(b"\0")[0].decode("ascii"),
+            "done_time": done_time.partition(b"\0")[0].decode("ascii"),
+            "dest_terminal_id": dest_terminal_id.partition(b"\0")[0].decode("ascii"),
+            "smsc_sequence": smsc_sequence}
+        values = {
+            "msg_id": msg_id, "dest_id": dest_id.partition(b"\0")[0].decode("ascii"),
+            "service_id": service_id.partition(b"\0")[0].decode("ascii"),
+            "tp_pid": tp_pid, "tp_udhi": tp_udhi, "msg_fmt": msg_fmt,
+            "src_terminal_id": src_terminal_id.partition(b"\0")[0].decode("ascii"),
+            "registered_delivery": 1, "msg_content": data[start + 77:start + 137],
+            "reserve": reserve.partition(b"\0")[0].decode("ascii"), "sequence_id": sequence_id}
+    except UnicodeDecodeError:
+        return None
+    report = _new(StatusReport)
+    _set(report, "__dict__", report_values)
+    values["report"] = report
+    pdu = _new(Deliver)
+    _set(pdu, "__dict__", values)
+    return pdu
 
 
 def _decode_tolerated(codec: _Codec, frame: bytes, command_id: int, sequence_id: int) -> Pdu:

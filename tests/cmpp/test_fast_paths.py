@@ -3,6 +3,8 @@ a DELIVER_RESP packed at once, are the very PDUs and bytes the wire layouts give
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -103,3 +105,59 @@ def test_a_deliver_resp_is_packed_as_the_layout_builds_it(sequence_id, msg_id, r
         return
     assert session.acknowledge_deliver(deliver, result)
     assert session.data_to_send() == expected == cmpp.encode(answer)
+
+
+def by_construct_decode(frame: bytes) -> dict | None:
+    """A DELIVER frame's fields (the report's under "report") as the interpreted construct
+    layouts parse them; None when they refuse it."""
+    try:
+        values = wire.DELIVER.parse(frame[12:])
+        report = wire.REPORT.parse(values.msg_content) if values.registered_delivery == 1 else None
+    except Exception:  # noqa: BLE001 - any refusal
+        return None
+    names = [f.name for f in dataclasses.fields(cmpp.Deliver) if f.name not in ("sequence_id",
+                                                                                 "report")]
+    fields = {name: values[name] for name in names}
+    fields["report"] = None if report is None else {
+        f.name: report[f.name] for f in dataclasses.fields(cmpp.StatusReport)}
+    return fields
+
+
+def decoded_fields(pdu: cmpp.Deliver) -> dict:
+    fields = {k: v for k, v in pdu.__dict__.items() if k not in ("sequence_id", "report")}
+    fields["report"] = None if pdu.report is None else dict(pdu.report.__dict__)
+    return fields
+
+
+REPORT_FRAME = cmpp.encode(cmpp.Deliver(sequence_id=9, msg_id=77, dest_id="10690001",
+                                        service_id="SVC", src_terminal_id="13800138000",
+                                        report=cmpp.StatusReport(5, "DELIVRD", "2401011200",
+                                                                 "2401011201", "13800138000", 3)))
+
+
+@given(pdu=pdus_of(cmpp.Deliver))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_a_report_decodes_as_the_layouts_parse_it(pdu):
+    frame = cmpp.encode(pdu)
+    decoded = cmpp.decode(frame)
+    assert decoded == pdu and decoded.report == pdu.report
+    assert decoded_fields(decoded) == by_construct_decode(frame)
+
+
+@given(changes=st.lists(st.tuples(st.integers(12, len(REPORT_FRAME) - 1), u8), max_size=6))
+@settings(max_examples=1500)
+def test_any_report_sized_deliver_decodes_as_the_layouts_parse_it_or_fails_with_codec_error(
+        changes):
+    frame = bytearray(REPORT_FRAME)
+    for at, value in changes:
+        frame[at] = value
+    frame = bytes(frame)
+    expected = by_construct_decode(frame)
+    try:
+        decoded = cmpp.decode(frame)
+    except cmpp.CodecError:
+        assert expected is None
+        return
+    assert decoded_fields(decoded) == expected
+    assert type(decoded.report) is (type(None) if expected["report"] is None
+                                    else cmpp.StatusReport)
