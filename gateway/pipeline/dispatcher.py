@@ -90,6 +90,7 @@ THROTTLE_WARNING_INTERVAL = 60.0      # seconds between two warnings about Resul
 # SUBMIT's Msg_level by priority. The spec gives no range; centers take 0-9 and treat the
 # higher as the more urgent, where they use it at all.
 MSG_LEVELS = {URGENT: 9, NOTIFICATION: 1, MARKETING: 0}
+_SUBMITTED = DeliveryStatus.SUBMITTED     # a segment's status once its Msg_Id is known
 
 
 class _Work:
@@ -328,7 +329,7 @@ class ChannelDispatcher:
                 excess -= 1
 
     def _queued(self) -> int:
-        return sum(len(ready) for ready in self._ready)
+        return sum(map(len, self._ready))
 
     async def _idle(self) -> None:
         """Wait for news (messages accepted, claims to hand back) or the next poll."""
@@ -458,8 +459,7 @@ class ChannelDispatcher:
                           c.name, row.id, number, parts, outcome.connection,
                           outcome.response.msg_id, outcome.sends)
             return SegmentResult(row.id, c.name, number, parts, 0, outcome.response.msg_id,
-                                 connection=outcome.connection, sends=outcome.sends,
-                                 at=self.clock())
+                                 _SUBMITTED, outcome.connection, outcome.sends, self.clock())
         if isinstance(outcome, SubmitRejectedError):
             log.info("%s: message %d part %d refused by the ISMG: Result %d", c.name, row.id,
                      number, outcome.result)
@@ -562,10 +562,11 @@ class ChannelDispatcher:
     def _store_outcomes(self) -> None:
         outcomes, self._outcomes = self._outcomes, []
         results = [(row, r) for row, results, _, _ in outcomes for r in results]
+        sent = sum([sent for _, _, _, sent in outcomes])
         future = self.store.record_submits([r for _, r in results], self.channel.provider)
         future.add_done_callback(lambda f: self._settled(
-            sum(sent for *_, sent in outcomes), [row for row, _, done, _ in outcomes if done],
-            [row for row, *_ in outcomes], [_outcomes_of(f)], results))
+            sent, [row for row, _, done, _ in outcomes if done],
+            [row for row, _, _, _ in outcomes], [_outcomes_of(f)], results))
 
     def _settled(self, sent: int, finished: list[PendingMessage], rows: list[PendingMessage],
                  outcomes: list, results: list[tuple[PendingMessage, SegmentResult]] = ()
