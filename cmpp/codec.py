@@ -63,7 +63,7 @@ def _decode(data: bytes, start: int, end: int) -> Pdu:
     entry = _DECODERS.get(command_id)
     if entry is None or total_length != end - start:
         raise _header_error(end - start, total_length, command_id, sequence_id)
-    if total_length == _REPORT_FRAME_SIZE and command_id == CommandId.DELIVER:
+    if total_length == _REPORT_FRAME_SIZE and command_id == _DELIVER:
         pdu = _decode_report_frame(data, start, sequence_id)
         if pdu is not None:
             return pdu
@@ -111,6 +111,7 @@ def _deliver_report(values: dict, command_id: int, sequence_id: int) -> None:
 # fields, the report's and Reserve are read in one struct call (the layouts' own order, §10).
 _REPORT_FRAME = struct.Struct(">Q21s10sBBB21sBB" "Q7s10s10s21sI" "8s")
 _REPORT_FRAME_SIZE = 12 + _REPORT_FRAME.size
+_DELIVER = int(CommandId.DELIVER)
 
 
 def _decode_report_frame(data: bytes, start: int, sequence_id: int) -> Deliver | None:
