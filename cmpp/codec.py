@@ -3,6 +3,11 @@
 Every PDU runs through its compiled layout (``layout.Layout``). When that fast path fails,
 the interpreted construct layout runs once more on the same bytes or values to name the
 field and the reason; decoding then raises ``CodecError``, encoding ``ValueError``.
+
+The three frames of every message sent have shorter paths still, each giving exactly what the
+layouts give (tests/cmpp/test_fast_paths.py) and leaving anything unusual to them: a SUBMIT
+built from its sender's ``SubmitTemplate``, a DELIVER carrying a 60-byte report read in one
+``struct`` call, and ``encode_deliver_resp``.
 """
 
 from __future__ import annotations
