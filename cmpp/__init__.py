@@ -1,13 +1,13 @@
 """cmpp: a sans-IO CMPP 2.0 codec (China Mobile Peer to Peer).
 
 Bytes in, typed PDUs out, and back: ``encode``, ``decode``, ``FrameDecoder`` (``prepare`` for a
-PDU encoded many times); the login authenticators, Msg_Id packing, text encodings and
+PDU encoded many times, ``SubmitTemplate`` for one sender's SUBMITs); the login authenticators, Msg_Id packing, text encodings and
 long-message split and reassembly. No sockets, no event loop, no clock: time is always
 passed in.
 """
 
 from .auth import authenticator_ismg, authenticator_source, timestamp
-from .codec import DEFAULT_MAX_LENGTH, FrameDecoder, decode, encode, prepare
+from .codec import DEFAULT_MAX_LENGTH, FrameDecoder, SubmitTemplate, decode, encode, prepare
 from .errors import CodecError, ProtocolError
 from .msgid import MsgId, nth_of_mass_send
 from .pdus import (
@@ -42,7 +42,7 @@ __all__ = [
     "Concatenation", "Connect", "ConnectResp", "ConnectStatus", "DEFAULT_MAX_LENGTH", "Deliver",
     "DeliverResp", "FrameDecoder", "Fwd", "FwdResp", "Message", "MsgFmt", "MsgId", "Pdu",
     "ProtocolError", "Query", "QueryResp", "Reassembler", "Segment", "StatusReport", "Submit",
-    "SubmitResp", "SubmitResult", "Terminate", "TerminateResp", "authenticator_ismg",
+    "SubmitResp", "SubmitResult", "SubmitTemplate", "Terminate", "TerminateResp", "authenticator_ismg",
     "authenticator_source", "decode", "decode_report", "decode_text", "encode", "encode_report",
     "encode_text", "nth_of_mass_send", "prepare", "split_text", "split_udh", "timestamp",
 ]

@@ -3,18 +3,24 @@
 Every PDU runs through its compiled layout (``layout.Layout``). When that fast path fails,
 the interpreted construct layout runs once more on the same bytes or values to name the
 field and the reason; decoding then raises ``CodecError``, encoding ``ValueError``.
+
+The three frames of every message sent have shorter paths still, each giving exactly what the
+layouts give (tests/cmpp/test_fast_paths.py) and leaving anything unusual to them: a SUBMIT
+built from its sender's ``SubmitTemplate``, a DELIVER carrying a 60-byte report read in one
+``struct`` call, and ``encode_deliver_resp``.
 """
 
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 from io import BytesIO
 
 from construct import ConstructError
 
 from .errors import PARSE_ERRORS, CodecError, failed_field, failure_reason
-from .pdus import PDU_CLASSES, ActiveTestResp, CommandId, Deliver, Pdu
-from .report import decode_report
+from .pdus import PDU_CLASSES, ActiveTestResp, CommandId, Deliver, DeliverResp, Pdu, Submit
+from .report import StatusReport, decode_report
 
 DEFAULT_MAX_LENGTH = 4096
 _HEADER = struct.Struct(">III")
@@ -62,6 +68,10 @@ def _decode(data: bytes, start: int, end: int) -> Pdu:
     entry = _DECODERS.get(command_id)
     if entry is None or total_length != end - start:
         raise _header_error(end - start, total_length, command_id, sequence_id)
+    if total_length == _REPORT_FRAME_SIZE and command_id == _DELIVER:
+        pdu = _decode_report_frame(data, start, sequence_id)
+        if pdu is not None:
+            return pdu
     cls, parse, finish = entry
     if parse is None:
         if total_length != 12:
@@ -100,6 +110,46 @@ def _deliver_report(values: dict, command_id: int, sequence_id: int) -> None:
     except CodecError as error:
         raise CodecError(error.reason, field=f"Msg_Content.{error.field}",
                          command_id=command_id, sequence_id=sequence_id) from None
+
+
+# A DELIVER carrying a 60-byte status report: the frame that every message brings back. Its
+# fields, the report's and Reserve are read in one struct call (the layouts' own order, §10).
+_REPORT_FRAME = struct.Struct(">Q21s10sBBB21sBB" "Q7s10s10s21sI" "8s")
+_REPORT_FRAME_SIZE = 12 + _REPORT_FRAME.size
+_DELIVER = int(CommandId.DELIVER)
+
+
+def _decode_report_frame(data: bytes, start: int, sequence_id: int) -> Deliver | None:
+    """The DELIVER in ``data[start:]`` (a whole frame of ``_REPORT_FRAME_SIZE`` bytes) if it
+    is a well-formed report: exactly what the layouts give. None for anything else (MO, a
+    non-ASCII text field), which the layouts then decode or explain."""
+    (msg_id, dest_id, service_id, tp_pid, tp_udhi, msg_fmt, src_terminal_id,
+     registered_delivery, msg_length, report_msg_id, stat, submit_time, done_time,
+     dest_terminal_id, smsc_sequence, reserve) = _REPORT_FRAME.unpack_from(data, start + 12)
+    if registered_delivery != 1 or msg_length != 60:
+        return None
+    try:      # a text field is cut at its first NUL (§3), as layout.Text does
+        report_values = {
+            "msg_id": report_msg_id, "stat": stat.partition(b"\0")[0].decode("ascii"),
+            "submit_time": submit_time.partition(b"\0")[0].decode("ascii"),
+            "done_time": done_time.partition(b"\0")[0].decode("ascii"),
+            "dest_terminal_id": dest_terminal_id.partition(b"\0")[0].decode("ascii"),
+            "smsc_sequence": smsc_sequence}
+        values = {
+            "msg_id": msg_id, "dest_id": dest_id.partition(b"\0")[0].decode("ascii"),
+            "service_id": service_id.partition(b"\0")[0].decode("ascii"),
+            "tp_pid": tp_pid, "tp_udhi": tp_udhi, "msg_fmt": msg_fmt,
+            "src_terminal_id": src_terminal_id.partition(b"\0")[0].decode("ascii"),
+            "registered_delivery": 1, "msg_content": data[start + 77:start + 137],
+            "reserve": reserve.partition(b"\0")[0].decode("ascii"), "sequence_id": sequence_id}
+    except UnicodeDecodeError:
+        return None
+    report = _new(StatusReport)
+    _set(report, "__dict__", report_values)
+    values["report"] = report
+    pdu = _new(Deliver)
+    _set(pdu, "__dict__", values)
+    return pdu
 
 
 def _decode_tolerated(codec: _Codec, frame: bytes, command_id: int, sequence_id: int) -> Pdu:
@@ -186,6 +236,91 @@ def prepare(pdu: Pdu) -> Pdu:
     prepared = pdu.with_sequence(pdu.sequence_id)
     prepared.__dict__[_BODY] = body
     return prepared
+
+
+def encode_deliver_resp(sequence_id: int, msg_id: int, result: int = 0) -> bytes:
+    """``encode(DeliverResp(sequence_id, msg_id, result))`` without building the PDU: one
+    ``struct`` call for the answer to every DELIVER. The same bytes, and the same
+    ``ValueError`` for a value that does not fit."""
+    try:
+        return _DELIVER_RESP.pack(21, 0x80000005, sequence_id, msg_id, result)
+    except struct.error:
+        return encode(DeliverResp(sequence_id, msg_id, result))
+
+
+_DELIVER_RESP = struct.Struct(">IIIQB")
+
+
+class SubmitTemplate:
+    """The SUBMITs of one sender, which share every field but the message's own: a template
+    encodes those shared fields once, and ``submit`` packs only the message's (Pk_total,
+    Pk_number, Msg_level, TP_udhi, Msg_Fmt, the destinations and Msg_Content) into a
+    prepared ``Submit`` (see ``prepare``). The PDU, and its bytes under any Sequence_Id, are
+    exactly those of ``Submit(**shared, **own)``; so is the ``ValueError`` that encoding raises
+    for a value that does not fit (such a SUBMIT is returned unprepared, and ``encode`` says
+    what is wrong). ``base`` holds the shared fields (its destinations and content are not
+    used); when one of them does not fit, every SUBMIT is unprepared.
+    """
+
+    __slots__ = ("_values", "_pack", "_shared")
+
+    def __init__(self, base: Submit) -> None:
+        self._values = {k: v for k, v in base.__dict__.items() if k != _BODY}
+        self._pack = struct.Struct(">8s4B33s2B69sB").pack
+        try:
+            body = encode(replace(base, dest_terminal_ids=("",), msg_content=b""))[12:]
+        except ValueError:
+            self._shared = None       # every SUBMIT unprepared: encode() says what is wrong
+            return
+        # Msg_Id | Pk_total Pk_number Registered_Delivery Msg_level | Service_Id .. TP_pid |
+        # TP_udhi Msg_Fmt | Msg_src .. Src_Id | DestUsr_tl ... | Reserve (§8).
+        self._shared = (body[0:8], body[10], body[12:45], body[47:116], body[-8:])
+
+    def submit(self, dest_terminal_ids: tuple[str, ...], msg_content: bytes, *, msg_fmt: int = 0,
+               tp_udhi: int = 0, pk_total: int = 1, pk_number: int = 1,
+               msg_level: int = 0) -> Submit:
+        """This sender's SUBMIT of one message's segment, its body encoded."""
+        values = self._values.copy()
+        values["pk_total"], values["pk_number"], values["msg_level"] = pk_total, pk_number, msg_level
+        values["tp_udhi"], values["msg_fmt"] = tp_udhi, msg_fmt
+        values["dest_terminal_ids"], values["msg_content"] = dest_terminal_ids, msg_content
+        try:
+            values[_BODY] = self._body(dest_terminal_ids, msg_content, msg_fmt, tp_udhi, pk_total,
+                                       pk_number, msg_level)
+        except (_Misfit, AttributeError, TypeError, UnicodeError, struct.error):
+            pass                  # unprepared: encode() checks it field by field
+        pdu = _new(Submit)
+        _set(pdu, "__dict__", values)
+        return pdu
+
+    def _body(self, dests, content, msg_fmt, tp_udhi, pk_total, pk_number, msg_level) -> bytes:
+        """The encoded body; raises when a value is not of the usual kind or does not fit."""
+        if type(dests) is not tuple or type(content) is not bytes or not 1 <= len(dests) <= 99 \
+                or self._shared is None:
+            raise _Misfit
+        if len(content) > 140 and not (len(content) <= 159 and msg_fmt == 0):
+            raise _Misfit
+        if len(dests) == 1:
+            destinations = dests[0].encode("ascii")
+            if len(destinations) > 21:
+                raise _Misfit
+            destinations = destinations.ljust(21, b"\0")
+        else:
+            encoded = [d.encode("ascii") for d in dests]
+            if any(len(d) > 21 for d in encoded):
+                raise _Misfit
+            destinations = b"".join([d.ljust(21, b"\0") for d in encoded])
+        msg_id, registered_delivery, service_to_pid, src_to_id, reserve = self._shared
+        return self._pack(msg_id, pk_total, pk_number, registered_delivery, msg_level,
+                          service_to_pid, tp_udhi, msg_fmt, src_to_id, len(dests)) \
+            + destinations + _BYTE[len(content)] + content + reserve
+
+
+class _Misfit(Exception):
+    """A value SubmitTemplate leaves to encode() to explain."""
+
+
+_BYTE = [bytes((n,)) for n in range(256)]
 
 
 def _encode_error(pdu: Pdu, codec: _Codec, original: Exception) -> ValueError:

@@ -37,6 +37,8 @@ log = logging.getLogger("cmpp_gateway.connection")
 CHINA = timezone(timedelta(hours=8), "CST")   # ISMGs check CONNECT's Timestamp in China time
 
 EventHandler = Callable[["Connection", ev.Event], None]
+# Read at every flush; a module global is read several times faster than an enum member.
+_CLOSED, _ESTABLISHED = State.CLOSED, State.ESTABLISHED
 
 
 def china_time() -> datetime:
@@ -113,7 +115,7 @@ class SessionProtocol(asyncio.Protocol):
         transport = self._transport
         if data and transport is not None and not transport.is_closing():
             transport.write(data)
-        if self.session.state is State.CLOSED:
+        if self.session.state is _CLOSED:
             self._cancel_timer()
             if transport is not None:
                 transport.close()
@@ -218,7 +220,7 @@ class Connection(SessionProtocol):
 
     @property
     def is_open(self) -> bool:
-        return self.session.state is State.ESTABLISHED
+        return self.session.state is _ESTABLISHED
 
     @property
     def window_free(self) -> int:

@@ -90,6 +90,7 @@ THROTTLE_WARNING_INTERVAL = 60.0      # seconds between two warnings about Resul
 # SUBMIT's Msg_level by priority. The spec gives no range; centers take 0-9 and treat the
 # higher as the more urgent, where they use it at all.
 MSG_LEVELS = {URGENT: 9, NOTIFICATION: 1, MARKETING: 0}
+_SUBMITTED = DeliveryStatus.SUBMITTED     # a segment's status once its Msg_Id is known
 
 
 class _Work:
@@ -151,6 +152,10 @@ class ChannelDispatcher:
         self._throttled = 0                          # Result 8 deferrals not yet warned of
         self._throttle_warned_at: float | None = None
         self._reserve = channel.signature_room
+        # Every SUBMIT of the channel shares its fields but the message's own: packed once.
+        self._template = cmpp.SubmitTemplate(cmpp.Submit(
+            registered_delivery=1, service_id=channel.service_id, msg_src=channel.msg_src,
+            src_id=channel.access_number))
 
     def start(self) -> None:
         self._stopped = False
@@ -324,7 +329,7 @@ class ChannelDispatcher:
                 excess -= 1
 
     def _queued(self) -> int:
-        return sum(len(ready) for ready in self._ready)
+        return sum(map(len, self._ready))
 
     async def _idle(self) -> None:
         """Wait for news (messages accepted, claims to hand back) or the next poll."""
@@ -388,8 +393,10 @@ class ChannelDispatcher:
         self._pumping = True
         try:
             while self._unsettled < self.max_unsettled:
-                ready = next((ready for ready in self._ready if ready), None)
-                if ready is None:
+                for ready in self._ready:            # the most urgent queue with work
+                    if ready:
+                        break
+                else:
                     break
                 work = ready[0]
                 try:
@@ -420,13 +427,11 @@ class ChannelDispatcher:
                                          self.clock() - row.created_at)
 
     def _submit_pdu(self, work: _Work) -> cmpp.Submit:
-        c, segment = self.channel, work.segments[work.next]
-        return cmpp.Submit(registered_delivery=1, msg_level=MSG_LEVELS[work.row.priority],
-                           service_id=c.service_id, msg_src=c.msg_src,
-                           src_id=c.access_number, dest_terminal_ids=(work.row.recipient,),
-                           msg_fmt=segment.msg_fmt, tp_udhi=segment.tp_udhi,
-                           pk_total=segment.pk_total, pk_number=segment.pk_number,
-                           msg_content=segment.msg_content)
+        segment = work.segments[work.next]
+        return self._template.submit((work.row.recipient,), segment.msg_content,
+                                     msg_fmt=segment.msg_fmt, tp_udhi=segment.tp_udhi,
+                                     pk_total=segment.pk_total, pk_number=segment.pk_number,
+                                     msg_level=MSG_LEVELS[work.row.priority])
 
     def _answered(self, work: _Work, outcome: Submitted | Exception) -> None:
         """One segment's outcome: to the store, then on to the next part."""
@@ -454,8 +459,7 @@ class ChannelDispatcher:
                           c.name, row.id, number, parts, outcome.connection,
                           outcome.response.msg_id, outcome.sends)
             return SegmentResult(row.id, c.name, number, parts, 0, outcome.response.msg_id,
-                                 connection=outcome.connection, sends=outcome.sends,
-                                 at=self.clock())
+                                 _SUBMITTED, outcome.connection, outcome.sends, self.clock())
         if isinstance(outcome, SubmitRejectedError):
             log.info("%s: message %d part %d refused by the ISMG: Result %d", c.name, row.id,
                      number, outcome.result)
@@ -558,10 +562,11 @@ class ChannelDispatcher:
     def _store_outcomes(self) -> None:
         outcomes, self._outcomes = self._outcomes, []
         results = [(row, r) for row, results, _, _ in outcomes for r in results]
+        sent = sum([sent for _, _, _, sent in outcomes])
         future = self.store.record_submits([r for _, r in results], self.channel.provider)
         future.add_done_callback(lambda f: self._settled(
-            sum(sent for *_, sent in outcomes), [row for row, _, done, _ in outcomes if done],
-            [row for row, *_ in outcomes], [_outcomes_of(f)], results))
+            sent, [row for row, _, done, _ in outcomes if done],
+            [row for row, _, _, _ in outcomes], [_outcomes_of(f)], results))
 
     def _settled(self, sent: int, finished: list[PendingMessage], rows: list[PendingMessage],
                  outcomes: list, results: list[tuple[PendingMessage, SegmentResult]] = ()
