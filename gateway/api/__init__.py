@@ -8,7 +8,8 @@ take); ``context`` is what every handler shares, ``ids`` how an id is read,
 ``idempotency`` what an Idempotency-Key does; ``messages``, ``codes``, ``templates_signs``
 and ``users`` add their routes (``sign_form`` reads and checks a signature's form,
 ``uploads`` the users of an upload); ``registry`` and ``rules`` hold the templates, signatures and
-sending rules in memory. The API talks to the store, never to a connection.
+sending rules in memory (``recent``: the repeat rule's compact memory). The API talks to
+the store, never to a connection.
 
 Offers: Api, ApiServer, create_app, ApiError, send_message (one template message without
 HTTP, checked and stored as ``POST /v1/messages`` does it: the console's test message), and
