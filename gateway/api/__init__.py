@@ -14,13 +14,15 @@ the store, never to a connection.
 Offers: Api, ApiServer, create_app, ApiError, send_message (one template message without
 HTTP, checked and stored as ``POST /v1/messages`` does it: the console's test message), and
 upload_users (a users file read, checked and stored as ``POST /v1/users`` does it: the
-console's upload).
+console's upload); RecentKeys (the repeat rule's memory, for its benchmark).
 """
 
 from .app import ApiServer, create_app
 from .context import Api
 from .errors import ApiError
 from .messages import send_message
+from .recent import RecentKeys
 from .users import upload_users
 
-__all__ = ["Api", "ApiError", "ApiServer", "create_app", "send_message", "upload_users"]
+__all__ = ["Api", "ApiError", "ApiServer", "RecentKeys", "create_app", "send_message",
+           "upload_users"]

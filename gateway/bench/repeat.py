@@ -16,14 +16,16 @@ and a call at full speed, and what it holds at a million keys.
    process's resident memory (VmRSS, which counts memory maps, where tracemalloc does not),
    a key, at the end and at the peak (VmHWM: what a resize takes for a moment).
 
-``--code DIR`` measures the ``RecentKeys`` of the checkout in DIR (``gateway.api.rules``),
-say a baseline, in a child process run with DIR first on its path. Compare runs made one
+``--code DIR`` measures the ``RecentKeys`` of the checkout in DIR, say a baseline, in a child
+process run with DIR first on its path (``--impl gateway.api.rules:RecentKeys`` for one from
+before it was offered by ``gateway.api``). Compare runs made one
 after the other on the same machine; the figures are medians, and CPU time, not rates.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import random
 import statistics
 import subprocess
@@ -112,6 +114,9 @@ def options(argv) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=1000, help="keys a batch (1000)")
     parser.add_argument("--phases", default="memory,speed", help="memory,speed")
     parser.add_argument("--code", help="measure the RecentKeys of the checkout in this directory")
+    parser.add_argument("--impl", default="gateway.api:RecentKeys",
+                        help="module:class to measure (gateway.api:RecentKeys; a checkout "
+                             "before it was offered there: gateway.api.rules:RecentKeys)")
     return parser.parse_args(argv)
 
 
@@ -123,8 +128,9 @@ def main(argv=None) -> int:
         script = (f"import runpy, sys; sys.path.insert(0, {args.code!r}); sys.argv[1:] = "
                   f"{rest!r}; runpy.run_path({__file__!r}, run_name='__main__')")
         return subprocess.run([sys.executable, "-c", script], check=False).returncode
-    from gateway.api.rules import RecentKeys
-    print(f"RecentKeys from {sys.modules[RecentKeys.__module__].__file__}", flush=True)
+    module, name = args.impl.split(":")
+    RecentKeys = getattr(importlib.import_module(module), name)     # noqa: N806 (a class)
+    print(f"{name} from {sys.modules[RecentKeys.__module__].__file__}", flush=True)
     for phase in args.phases.split(","):
         print(phase, {"speed": speed, "memory": memory}[phase](RecentKeys, args), flush=True)
     return 0
