@@ -22,6 +22,7 @@ from cmpp.text import SEGMENT_SIZE
 from gateway.config import ApiSettings
 
 from .errors import ApiError
+from .recent import RecentKeys
 from .registry import PLACEHOLDER, Template
 
 log = logging.getLogger("cmpp_gateway.api")
@@ -159,57 +160,6 @@ class WindowCounter:
             if oldest[-1] > cutoff and len(events) <= self.keys:
                 return
             events.popitem(last=False)
-
-
-class RecentKeys:
-    """Which sends were seen in the last ``window`` seconds: the repeat rule's memory, one
-    timestamp per key (a 64-bit digest of number and text: about 120 bytes each), kept in
-    the order they came and dropped once they leave the window.
-
-    At most ``limit`` keys are kept. When that many are still inside the window, ``full``
-    says so and the rule refuses what it could not remember (``SendRules.check_recipient``)
-    instead of forgetting a key early: forgetting would let whoever sent that key repeat it
-    at once, and a sender could make it happen by sending enough other messages.
-    """
-
-    def __init__(self, window: float, limit: int = 1_000_000) -> None:
-        self.window = window
-        self.limit = limit
-        self.refused = 0                        # sends refused because it was full
-        self._seen: dict[object, float] = {}
-        self._order: deque = deque()            # keys as they came (a re-added key twice)
-
-    def __len__(self) -> int:
-        return len(self._seen)
-
-    def seen(self, key, now: float) -> bool:
-        at = self._seen.get(key)
-        return at is not None and at > now - self.window
-
-    def full(self, now: float) -> bool:
-        """Whether ``limit`` keys are inside the window (those that left it are dropped)."""
-        self._forget(now)
-        return len(self._seen) >= self.limit
-
-    def add(self, key, now: float) -> None:
-        self._forget(now)
-        self._seen[key] = now
-        self._order.append(key)
-
-    def _forget(self, now: float) -> None:
-        cutoff, seen, order = now - self.window, self._seen, self._order
-        while order:
-            at = seen.get(order[0])
-            if at is not None and at > cutoff:
-                return
-            key = order.popleft()
-            if at is not None:
-                del seen[key]
-
-    def discard(self, key, at: float) -> None:
-        """Forget ``key`` if it is still the one added at ``at``."""
-        if self._seen.get(key) == at:
-            del self._seen[key]
 
 
 class Recorded(NamedTuple):
