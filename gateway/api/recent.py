@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import mmap
+import secrets
 
 _MOST = (1 << 64) - 1
 
@@ -42,10 +43,12 @@ def _zeros(typecode: str, length: int) -> memoryview:
 
 class RecentKeys:
     """Which sends were seen in the last ``window`` seconds: the repeat rule's memory, one
-    time per key, the latest it was added at. Keys are 64-bit digests (of number and text),
-    whose top bits are evenly spread: they are a key's slot in the table, unmixed (other
-    keys are digested first; ints that share their top bits, such as small ones, work but
-    crowd into one run of slots).
+    time per key, the latest it was added at. Keys are 64-bit digests (of number and text;
+    other keys are digested first). A key's slot in the table is the top bits of the key
+    times ``MIX``, an odd number drawn when the process starts: the digests are not keyed
+    (every gateway sharing a store must compute the same ones), so an app that ground out
+    numbers and texts whose digests share their top bits could otherwise pile its keys into
+    one long run of slots, which every lookup near it would walk.
 
     At most ``limit`` keys are kept. When that many are still inside the window, ``full``
     says so and the rule refuses what it could not remember (``SendRules.check_recipient``)
@@ -57,13 +60,15 @@ class RecentKeys:
     """
 
     STEP = 1024                                 # adds that left the window, dropped a call
+    MIX = secrets.randbits(64) | 1              # a key's slot: the top bits of key x MIX
 
     def __init__(self, window: float, limit: int = 1_000_000) -> None:
         self.window = window
         self.limit = limit
         self.refused = 0                        # sends refused because it was full
         self._count = 0                         # keys in the table
-        self._shift = 64 - _bits(limit)         # a key's slot: its top bits (keys are digests)
+        self._shift = 64 - _bits(limit)         # a key's slot: the top bits of key x MIX
+        self._mix = self.MIX
         self._table = _zeros("Q", 2 << _bits(limit))    # slot i: key at 2i, its add + 1 next
         self._ring = (1 << (limit - 1).bit_length()) - 1  # add n is at n & _ring in the ring:
         self._times = _zeros("d", self._ring + 1)   # its time,
@@ -111,7 +116,7 @@ class RecentKeys:
         self._times[n & self._ring], self._slots[n & self._ring] = now, at
         table[at + 1] = n + 1
         self._tail = n + 1
-        if now > self._newest:
+        if now > self._newest:        # noqa: PLR1730 - max() would be a call a key
             self._newest = now
 
     def discard(self, key, at: float) -> None:
@@ -127,7 +132,7 @@ class RecentKeys:
         """Where ``key`` is in the table (2 x its slot), else the empty slot where it would go."""
         table = self._table
         mask = len(table) - 1
-        i = key >> self._shift << 1
+        i = (key * self._mix & _MOST) >> self._shift << 1
         while table[i + 1] and table[i] != key:
             i = (i + 2) & mask
         return i
@@ -152,13 +157,13 @@ class RecentKeys:
         stay where it is once the slot is empty (Knuth's Algorithm R): lookups never meet a
         gap."""
         table, slots, ring, shift = self._table, self._slots, self._ring, self._shift
-        mask, later = len(table) - 1, i
+        mask, later, mix = len(table) - 1, i, self._mix
         while True:
             later = (later + 2) & mask
             added = table[later + 1]
             if not added:
                 break
-            home = table[later] >> shift << 1
+            home = (table[later] * mix & _MOST) >> shift << 1
             if (later - home) & mask >= (later - i) & mask:     # home not in (i, later]
                 table[i], table[i + 1], slots[(added - 1) & ring] = table[later], added, i
                 i = later

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -41,9 +42,10 @@ def digests(count: int, seed: int = 15) -> list[int]:
     return [draw(64) for _ in range(count)]
 
 
-def lagging(step: int) -> type[RecentKeys]:
-    """RecentKeys dropping ``step`` old adds a call, so that the drops lag behind the window."""
-    return type("LaggingRecentKeys", (RecentKeys,), {"STEP": step})
+def lagging(step: int, mix: int = RecentKeys.MIX) -> type[RecentKeys]:
+    """RecentKeys dropping ``step`` old adds a call, so that the drops lag behind the window;
+    ``mix`` 1: a key's slot is its own top bits, so that small keys crowd into one run."""
+    return type("LaggingRecentKeys", (RecentKeys,), {"STEP": step, "MIX": mix})
 
 
 keys = st.one_of(st.integers(0, 12), st.integers(0, _MOST))
@@ -53,13 +55,14 @@ steps = st.lists(st.tuples(st.sampled_from(["add", "add", "seen", "discard", "fu
 
 
 @settings(max_examples=300, deadline=None)
-@given(steps, st.integers(1, 20), st.sampled_from([1, 2, 1024]))
-def test_recent_keys_answer_as_a_dict_of_latest_times_would(ops, limit, step):
+@given(steps, st.integers(1, 20), st.sampled_from([1, 2, 1024]),
+       st.sampled_from([1, RecentKeys.MIX]))
+def test_recent_keys_answer_as_a_dict_of_latest_times_would(ops, limit, step, mix):
     """A small limit makes a small table and ring, which keys 0-12 crowd into runs that
     deletions must keep whole, and which grow past the limit (copied twice as large);
     ``full`` is exact even while the drops lag, and the keys held are never fewer than those
     inside the window (with no lag: exactly those as of the last add, or full at the limit)."""
-    recent, model = lagging(step)(WINDOW, limit=limit), Reference()
+    recent, model = lagging(step, mix)(WINDOW, limit=limit), Reference()
     now, added, last = 0.0, [], 0.0
     for op, key, gap, pick in ops:
         now += gap
@@ -145,3 +148,24 @@ def test_a_million_keys_take_less_than_48_mib_and_never_more_for_a_moment():
     held, peak = resident("VmRSS:") - before, resident("VmHWM:") - before
     assert len(recent) == 1_000_000 and recent.full(29.9)
     assert held < 48 * 2**20 and peak < 49 * 2**20, (held / 2**20, peak / 2**20)
+
+
+def longest_run(recent: RecentKeys) -> int:
+    """The most slots in a row that hold a key (the longest walk of a lookup)."""
+    longest = run = 0
+    for added in recent._table[1::2]:
+        run = run + 1 if added else 0
+        longest = max(longest, run)
+    return longest
+
+
+@pytest.mark.parametrize("mix, spread", [(None, True), (1, False)])
+def test_keys_ground_to_share_their_top_bits_are_spread_over_the_table(mix, spread):
+    """2,000 keys with the same top 24 bits (what an app grinding out numbers and texts
+    could send) land in one run of slots when a key's slot is its own top bits (mix 1); the
+    process's MIX spreads them as any keys."""
+    kind = RecentKeys if mix is None else lagging(RecentKeys.STEP, mix)
+    recent = kind(30.0, limit=100_000)
+    for key in digests(2_000):
+        recent.add(0xABCDEF << 40 | key >> 24, 0.0)
+    assert (longest_run(recent) < 20) == spread
