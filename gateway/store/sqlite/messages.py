@@ -242,38 +242,37 @@ def execute_rows(db: sqlite3.Connection, head: str, row: str, rows: list[tuple],
         chunk = rows[start:start + size]
         if repeatable and size % 16:
             chunk = chunk + [chunk[-1]] * (16 - size % 16)
-        columns = list(zip(*chunk))
-        same = tuple(i for i in shared if _same(columns[i]))
-        parameters = [columns[i][0] for i in same]
-        parameters += chain.from_iterable(
-            [values for i, values in enumerate(columns) if i not in same])
+        parameters = list(chunk[0])
+        columns = list(zip(*chunk[1:])) if shared and len(chunk) > 1 else ()
+        same = tuple(i for i in shared if columns and _same(columns[i], chunk[0][i]))
+        if same:          # the later rows' other columns, row by row
+            parameters += chain.from_iterable(
+                zip(*[values for i, values in enumerate(columns) if i not in same]))
+        else:
+            parameters += chain.from_iterable(chunk[1:])
         changed += db.execute(_statement(head, row, len(chunk), tail, same),
                               parameters).rowcount
         start += size
     return changed
 
 
-def _same(values: tuple) -> bool:
-    """Whether every value is the first (None is a value here too)."""
-    return values.count(values[0]) == len(values)
+def _same(values: tuple, first) -> bool:
+    """Whether every value is ``first`` (None is a value here too)."""
+    return values.count(first) == len(values)
 
 
 @functools.lru_cache(maxsize=1024)
 def _statement(head: str, row: str, size: int, tail: str, same: tuple[int, ...]) -> str:
-    """``head`` + ``size`` times ``row`` + ``tail``, its parameters numbered: the columns
-    ``same`` are ?1, ?2, ... in every row; the others take the numbers after them column by
-    column (the parameters are the columns of the rows one after the other: ``zip(*rows)``,
-    one C call, rather than a tuple a row)."""
+    """``head`` + ``size`` times ``row`` + ``tail``; after the first row, the columns ``same``
+    name the first row's parameters (?N: its Nth), so that their values are bound once. The
+    other parameters stay anonymous, numbered in the order they come (SQLite scans the
+    numbered ones it has seen for each ?N: a few, not thousands, keep preparing cheap)."""
+    if not same:
+        return head + ", ".join([row] * size) + tail
     marks = row.split("?")
-    width, shared = len(marks) - 1, len(same)
-    others = [column for column in range(width) if column not in same]
-    number = {column: n for n, column in enumerate(same, 1)}
-    rows = []
-    for r in range(size):
-        number.update((column, shared + k * size + r + 1) for k, column in enumerate(others))
-        rows.append(marks[0] + "".join(f"?{number[column]}{marks[column + 1]}"
-                                       for column in range(width)))
-    return head + ", ".join(rows) + tail
+    later = marks[0] + "".join(("?" if column not in same else f"?{column + 1}") + mark
+                               for column, mark in enumerate(marks[1:]))
+    return head + ", ".join([row] + [later] * (size - 1)) + tail
 
 
 def json_rows(db: sqlite3.Connection, columns: str, rest: str, parameters=()) -> list[list]:
