@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-import operator
 import sqlite3
 from collections import Counter
 from collections.abc import Mapping
@@ -149,11 +148,11 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at) WHERE state = '
 """
 
 FINAL = tuple(s.value for s in DeliveryStatus if s.final)
+SUBMITTED = DeliveryStatus.SUBMITTED.value
 
 # A NamedTuple (Accepted, PendingMessage, ReceiptOutcome) from all its fields, without the
 # Python frame of its __new__: the store's thread makes one a message, with the GIL.
 _new = tuple.__new__
-SUBMITTED = DeliveryStatus.SUBMITTED.value
 
 
 class State:
