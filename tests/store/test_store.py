@@ -366,6 +366,60 @@ def test_many_receipt_operations_in_one_commit_each_get_their_own_outcome(store_
     with_store(scenario, store_setting)
 
 
+def test_a_batch_whose_last_row_differs_is_stored_row_for_row(store_setting):
+    # The writer binds a column that is the same in every row of a statement once: a row that
+    # differs (last, after 40 that agree) must keep its own values, in every column.
+    odd = dict(app="app2", channel="other", template_id="7", kind="marketing",
+               callback="https://x.example/s?a='1'&b=\"2\"", recipient="13900139000")
+    texts = ["it's \"quoted\" \\ 😀 𝄞 中文", "", "\u2028\t\n"]
+
+    async def scenario(store):
+        [first] = await store.accept([new(0, idempotency_key="k0")], now=1.0)
+        batch = [new(i, text=texts[i % 3] + str(i), template_id="5", kind="code",
+                     idempotency_key=None if i % 2 else f"k{i}") for i in range(1, 41)]
+        batch += [new(0, idempotency_key="k0"), new(41, text="odd", **odd)]
+        accepted = await store.accept(batch, now=1764656571.123457)
+        assert accepted[-2] == (first.id, True) and not any(a.existing for a in accepted[:-2])
+        for message, a in zip(batch[:40] + batch[41:], accepted[:40] + accepted[41:]):
+            view = await store.message(a.id)
+            assert (view.app, view.channel, view.recipient, view.text, view.template_id,
+                    view.kind, view.callback, view.created_at) == \
+                (message.app, message.channel, message.recipient, message.text,
+                 message.template_id, message.kind, message.callback, 1764656571.123457)
+    with_store(scenario, store_setting)
+
+
+def test_submits_and_reports_of_mixed_channels_in_one_call_keep_each_rows_values(store_setting):
+    # Msg_Ids at the ends of the unsigned 64-bit range; the last row of each set on another
+    # channel and connection, with another Stat and provider.
+    msg_ids = [0, 1, (1 << 63) - 1, 1 << 63, (1 << 64) - 1] + list(range(100, 130))
+
+    async def scenario(store):
+        ids = [a.id for a in await store.accept([new(i) for i in range(len(msg_ids))], now=1.0)]
+        results = [submitted(i, m) for i, m in zip(ids, msg_ids)]
+        results[-1] = results[-1]._replace(channel="other", connection="other#3", at=11.25)
+        assert await store.record_submits(results, "default") == [None] * len(ids)
+        reports = [receipt(m, at=20.0 + k / 8) for k, m in enumerate(msg_ids)]
+        reports[-1] = Receipt("other", "other#1", 7, msg_ids[-1],
+                              TABLES.for_provider("cmcc").classify("MK:0005"), "2605011200",
+                              "2605011201", "13800138000", 9, 30.5)
+        outcomes = await store.record_receipts(reports)
+        assert [o.message_id for o in outcomes] == ids and all(o.matched for o in outcomes)
+        for k, (message_id, msg_id) in enumerate(zip(ids, msg_ids)):
+            view = await store.message(message_id)
+            [segment] = view.segments
+            assert segment.msg_id == msg_id
+            if k < len(ids) - 1:
+                assert (segment.connection, segment.status, segment.stat, segment.done_at,
+                        view.status_provider) == \
+                    ("cmcc#0", "delivered", "DELIVRD", 20.0 + k / 8, "default")
+        assert (segment.connection, segment.submitted_at, segment.status, segment.stat,
+                segment.done_at, view.status_provider) == \
+            ("other#3", 11.25, view.status, "MK:0005", 30.5, "cmcc")
+        assert view.status != "delivered"
+    with_store(scenario, store_setting)
+
+
 # ----------------------------------------------------------------------------- the file
 
 def test_a_store_records_its_layout_version_and_refuses_a_newer_one(tmp_path):
@@ -467,3 +521,29 @@ def test_multi_row_statements_write_every_row_once_and_count_the_changes(count):
                            ") AS v WHERE t.id = v.column2", repeatable=True)
     assert changed == len(updates)
     assert db.execute("SELECT COUNT(*) FROM t WHERE v LIKE 'w%'").fetchone()[0] == len(updates)
+
+
+@pytest.mark.parametrize("count", [1, 17, 40, 600])
+def test_multi_row_statements_bind_shared_columns_once_and_keep_every_value_exact(count):
+    import sqlite3
+
+    from gateway.store.sqlite.messages import execute_rows
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, n INTEGER, r REAL, b TEXT, c)")
+    ends = [-(1 << 63), (1 << 63) - 1, -(1 << 53) - 1, (1 << 53) + 1, 0]
+    reals = [1764656571.1234567, 0.1, 5e-324, 1.7976931348623157e308, -2.5]
+    texts = ["it's \"q\" \\", "😀𝄞中文", "a\x00b", "", "\u2028"]
+    rows = [(i, "same", ends[i % 5], reals[i % 5], texts[i % 5], None) for i in range(count)]
+    rows[-1] = (count - 1, "last\x00differs", ends[-1], reals[-1], "same", "c")
+    head, row = "INSERT INTO t (id, a, n, r, b, c) VALUES ", "(?, ?, ?, ?, ?, ?)"
+    assert execute_rows(db, head, row, rows, shared=(1, 4, 5)) == count
+    assert db.execute("SELECT id, a, n, r, b, c FROM t ORDER BY id").fetchall() == rows
+    assert db.execute("SELECT DISTINCT typeof(n) || typeof(r) FROM t").fetchall() == \
+        [("integerreal",)]
+    updates = [("w", i, "x") for i in range(0, count, 3)]
+    changed = execute_rows(db, "UPDATE t SET a = v.column1, c = v.column3 FROM (VALUES ",
+                           "(?, ?, ?)", updates, ") AS v WHERE t.id = v.column2",
+                           repeatable=True, shared=(0, 2))
+    assert changed == len(updates)
+    assert db.execute("SELECT id FROM t WHERE a = 'w' AND c = 'x' ORDER BY id").fetchall() == \
+        [(i,) for _, i, _ in updates]

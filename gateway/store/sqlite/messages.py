@@ -150,6 +150,10 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at) WHERE state = '
 FINAL = tuple(s.value for s in DeliveryStatus if s.final)
 SUBMITTED = DeliveryStatus.SUBMITTED.value
 
+# A NamedTuple (Accepted, PendingMessage, ReceiptOutcome) from all its fields, without the
+# Python frame of its __new__: the store's thread makes one a message, with the GIL.
+_new = tuple.__new__
+
 
 class State:
     """The connection, and in-memory facts kept in step with what is committed: counts only,
@@ -217,14 +221,18 @@ MIN_SQLITE = (3, 35, 0)
 
 
 def execute_rows(db: sqlite3.Connection, head: str, row: str, rows: list[tuple],
-                 tail: str = "", repeatable: bool = False) -> int:
+                 tail: str = "", repeatable: bool = False, shared: tuple[int, ...] = ()) -> int:
     """Run ``head`` + ``row, row, ...`` + ``tail`` over ``rows`` in one or two statements
     rather than one per row (``executemany``): SQLite steps once per statement, and the
     store's thread gives up and takes back the GIL once per step, which under load costs more
     than the SQL. Statements hold a multiple of 16 rows, then the rest, so that few statement
     texts stay prepared in the connection's cache; when repeating a row changes nothing
     (``repeatable``: an UPDATE ... FROM (VALUES ...) updates a row once however often it is
-    named), the last row fills the statement up instead. Returns how many rows changed."""
+    named), the last row fills the statement up instead. ``shared``: the columns (indexes in
+    a row) of texts (or None) that are often the same in every row (an app, a channel, a
+    status; texts only, as 1 == 1.0 == True); one that is, in a statement, is bound once
+    rather than once a row: binding a text copies it, which is much of the GIL time a row
+    costs. Returns how many rows changed."""
     changed, start, count = 0, 0, len(rows)
     while start < count:
         size = min(count - start, ROWS_PER_STATEMENT)
@@ -233,11 +241,37 @@ def execute_rows(db: sqlite3.Connection, head: str, row: str, rows: list[tuple],
         chunk = rows[start:start + size]
         if repeatable and size % 16:
             chunk = chunk + [chunk[-1]] * (16 - size % 16)
-        cursor = db.execute(_statement(head, row, len(chunk), tail),
-                            list(chain.from_iterable(chunk)))
-        changed += cursor.rowcount
+        parameters = list(chunk[0])
+        columns = list(zip(*chunk[1:])) if shared and len(chunk) > 1 else ()
+        same = tuple(i for i in shared if columns and _same(columns[i], chunk[0][i]))
+        if same:          # the later rows' other columns, row by row
+            parameters += chain.from_iterable(
+                zip(*[values for i, values in enumerate(columns) if i not in same]))
+        else:
+            parameters += chain.from_iterable(chunk[1:])
+        changed += db.execute(_statement(head, row, len(chunk), tail, same),
+                              parameters).rowcount
         start += size
     return changed
+
+
+def _same(values: tuple, first) -> bool:
+    """Whether every value is ``first`` (None is a value here too)."""
+    return values.count(first) == len(values)
+
+
+@functools.lru_cache(maxsize=1024)
+def _statement(head: str, row: str, size: int, tail: str, same: tuple[int, ...]) -> str:
+    """``head`` + ``size`` times ``row`` + ``tail``; after the first row, the columns ``same``
+    name the first row's parameters (?N: its Nth), so that their values are bound once. The
+    other parameters stay anonymous, numbered in the order they come (SQLite scans the
+    numbered ones it has seen for each ?N: a few, not thousands, keep preparing cheap)."""
+    if not same:
+        return head + ", ".join([row] * size) + tail
+    marks = row.split("?")
+    later = marks[0] + "".join(("?" if column not in same else f"?{column + 1}") + mark
+                               for column, mark in enumerate(marks[1:]))
+    return head + ", ".join([row] + [later] * (size - 1)) + tail
 
 
 def json_rows(db: sqlite3.Connection, columns: str, rest: str, parameters=()) -> list[list]:
@@ -255,11 +289,6 @@ def padded(values: list) -> list:
     few statement texts then stay prepared in the connection's cache."""
     target = 1 << max(0, (len(values) - 1).bit_length())
     return values + [values[-1]] * (target - len(values))
-
-
-@functools.lru_cache(maxsize=256)
-def _statement(head: str, row: str, size: int, tail: str) -> str:
-    return head + ", ".join([row] * size) + tail
 
 
 def open_database(path: str, synchronous: str) -> State:
@@ -342,7 +371,7 @@ def accept(state: State, messages: list[NewMessage], now: float) -> list[Accepte
         results[i] = Accepted(row[0], existing=True) if row else \
             Accepted(_insert_messages(state, [m], now)[0])
     for i, new_id in zip(plain, _insert_messages(state, [messages[i] for i in plain], now)):
-        results[i] = Accepted(new_id)
+        results[i] = _new(Accepted, (new_id, False))
     return results
 
 
@@ -354,7 +383,8 @@ def _insert_messages(state: State, messages: list[NewMessage], now: float) -> li
         "idempotency_key, reference, created_at, callback, priority) VALUES ",
         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(m.app, m.channel, m.recipient, m.text, m.template_id, m.kind, m.idempotency_key,
-          m.reference, now, m.callback, m.priority) for m in messages])
+          m.reference, now, m.callback, m.priority) for m in messages],
+        shared=(0, 1, 4, 5, 6, 9))
     last = state.db.execute("SELECT last_insert_rowid()").fetchone()[0]
     state.moved(None, DeliveryStatus.ACCEPTED.value, len(messages))
     return list(range(last - len(messages) + 1, last + 1))
@@ -383,8 +413,10 @@ def fetch_pending(state: State, channel: str, after: Mapping[int, int], limit: i
     done: dict[int, set[int]] = {}
     for message_id, part in _done_parts(state, [r[0] for r in rows]):
         done.setdefault(message_id, set()).add(part)
-    return [PendingMessage(r[0], channel, r[1], r[2], r[3], r[4], frozenset(done.get(r[0], ())),
-                           r[5], r[6]) for r in rows]
+    none: frozenset[int] = frozenset()
+    return [_new(PendingMessage, (r[0], channel, r[1], r[2], r[3], r[4],
+                                  frozenset(done[r[0]]) if r[0] in done else none, r[5], r[6],
+                                  False)) for r in rows]
 
 
 def _done_parts(state: State, message_ids: list[int]) -> list[list]:
@@ -419,7 +451,7 @@ def record_submits(state: State, results: list[SegmentResult],
           None if r.msg_id is None else to_signed(r.msg_id), r.result, r.connection, r.sends,
           r.at, r.status._value_, r.stat or None, int(r.temporary),
           None if r.status is DeliveryStatus.SUBMITTED else r.at)
-         for r in results])
+         for r in results], shared=(3, 6, 9, 10))
     early = _match_early_reports(state, results)
     simple, others = [], {}
     for i, r in enumerate(results):

@@ -13,6 +13,7 @@ from ..interface import MoMessage, MoPart, Receipt, ReceiptOutcome, to_signed, t
 from .messages import (
     _INSERT_CALLBACK_HEAD,
     FINAL,
+    _new,
     SUBMITTED,
     State,
     _callback_row,
@@ -46,36 +47,40 @@ def record_receipts(state: State, receipts: list[Receipt]) -> list[ReceiptOutcom
         segment = segments.get((r.channel, msg_id))
         status = c.status._value_ if c.status is not None else None   # (.value: much slower)
         temporary = int(c.temporary)
-        rows.append((r.channel, r.connection, deliver_msg_id, msg_id, c.stat, status, temporary,
-                     c.provider, r.submit_time, r.done_time, r.dest_terminal_id, r.smsc_sequence,
-                     r.received_at, segment and segment.message_id, segment and segment.part))
         if segment is None:
+            rows.append((r.channel, r.connection, deliver_msg_id, msg_id, c.stat, status,
+                         temporary, c.provider, r.submit_time, r.done_time, r.dest_terminal_id,
+                         r.smsc_sequence, r.received_at, None, None))
             unmatched += 1
             out.append(_UNMATCHED)
             continue
+        message_id = segment[_MESSAGE_ID]
+        rows.append((r.channel, r.connection, deliver_msg_id, msg_id, c.stat, status, temporary,
+                     c.provider, r.submit_time, r.done_time, r.dest_terminal_id, r.smsc_sequence,
+                     r.received_at, message_id, segment[_PART]))
         settled = None
-        if status is not None and segment.status == SUBMITTED:
-            segment.status = status                 # a later report in this set sees it final
-            if segment.parts > 1:   # settled now, in arrival order: its first failure decides
-                _settle_segment(state, segment.message_id, segment.part, status, c.stat,
-                                temporary, r.received_at)
-                settled = _settle(state, segment.message_id, segment.parts, r.received_at,
+        if status is not None and segment[_STATUS] == SUBMITTED:
+            segment[_STATUS] = status               # a later report in this set sees it final
+            if segment[_PARTS] > 1:  # settled now, in arrival order: its first failure decides
+                _settle_segment(state, message_id, segment[_PART], status, c.stat, temporary,
+                                r.received_at)
+                settled = _settle(state, message_id, segment[_PARTS], r.received_at,
                                   c.provider)
             else:
-                segment_updates.append((status, c.stat, temporary, r.received_at,
-                                        segment.message_id, segment.part))
-                if segment.message_status not in FINAL:
+                segment_updates.append((status, c.stat, temporary, r.received_at, message_id,
+                                        segment[_PART]))
+                if segment[_MESSAGE_STATUS] not in FINAL:
                     message_updates.append((status, c.stat, temporary, c.provider,
-                                            r.received_at, segment.message_id))
-                    if wants_status_callback(state, segment.app, segment.callback):
-                        callbacks.append(_callback_row(segment.app, "status",
-                                                       segment.message_id, r.received_at))
-                    moves[segment.message_status, status] += 1
-                    segment.message_status = status
+                                            r.received_at, message_id))
+                    if wants_status_callback(state, segment[_APP], segment[_CALLBACK]):
+                        callbacks.append(_callback_row(segment[_APP], "status", message_id,
+                                                       r.received_at))
+                    moves[segment[_MESSAGE_STATUS], status] += 1
+                    segment[_MESSAGE_STATUS] = status
                     settled = c.status
-        out.append(ReceiptOutcome(False, True, segment.message_id, settled,
-                                  r.received_at - segment.submitted_at, segment.priority,
-                                  segment.created_at))
+        out.append(_new(ReceiptOutcome, (False, True, message_id, settled,
+                                         r.received_at - segment[_SUBMITTED_AT],
+                                         segment[_PRIORITY], segment[_CREATED_AT])))
     state.unmatched_changed(unmatched)
     for (old, new), count in moves.items():
         state.moved(old, new, count)
@@ -85,19 +90,11 @@ def record_receipts(state: State, receipts: list[Receipt]) -> list[ReceiptOutcom
 
 _DUPLICATE, _UNMATCHED = ReceiptOutcome(duplicate=True), ReceiptOutcome()
 
-
-class _Named:
-    """A segment named by a report, with what settling it needs from its message."""
-
-    __slots__ = ("message_id", "part", "parts", "submitted_at", "status", "app",
-                 "message_status", "callback", "created_at", "priority")
-
-    def __init__(self, message_id, part, parts, submitted_at, status, app, message_status,
-                 callback, created_at, priority):
-        self.message_id, self.part, self.parts = message_id, part, parts
-        self.submitted_at, self.status = submitted_at, status
-        self.app, self.message_status, self.callback = app, message_status, callback
-        self.created_at, self.priority = created_at, priority
+# A segment named by a report, with what settling it needs from its message: the row of
+# _look_up's JSON as it is (a list, changed as reports in the set settle it; an object a row
+# would cost a Python __init__ a report), its fields by these indexes (0: its Msg_Id).
+(_MESSAGE_ID, _PART, _PARTS, _SUBMITTED_AT, _STATUS, _APP, _MESSAGE_STATUS, _CALLBACK,
+ _CREATED_AT, _PRIORITY) = range(1, 11)
 
 
 def _chunks(items: list, size: int):
@@ -127,7 +124,7 @@ def _look_up(state: State, receipts: list[Receipt]) -> tuple[dict, set]:
                 f"FROM receipts WHERE deliver_msg_id IN ({_marks(len(deliver_ids))}) "
                 "AND channel = ?))", (*msg_ids, channel, *deliver_ids, channel)).fetchone()[0])
             for row in segments:
-                found[(channel, row[0])] = _Named(*row[1:])
+                found[(channel, row[0])] = row
             seen.update((channel, *row) for row in stored)
     return found, seen
 
@@ -142,18 +139,18 @@ def _write_receipts(state, rows, segment_updates, message_updates, callbacks) ->
         db, "INSERT INTO receipts (channel, connection, deliver_msg_id, msg_id, stat, status, "
         "temporary, provider, submit_time, done_time, dest_terminal_id, smsc_sequence, "
         "received_at, message_id, part) VALUES ",
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows, shared=(0, 1, 4, 5, 7, 8, 9))
     execute_rows(
         db, "UPDATE segments SET status = v.column1, stat = v.column2, temporary = v.column3, "
         "done_at = v.column4 FROM (VALUES ", "(?, ?, ?, ?, ?, ?)", segment_updates,
         ") AS v WHERE segments.message_id = v.column5 AND segments.part = v.column6",
-        repeatable=True)
+        repeatable=True, shared=(0, 1))
     execute_rows(
         db, "UPDATE messages SET status = v.column1, status_stat = v.column2, "
         "status_temporary = v.column3, status_provider = v.column4, status_at = v.column5 "
         "FROM (VALUES ", "(?, ?, ?, ?, ?, ?)", message_updates,
-        ") AS v WHERE messages.id = v.column6", repeatable=True)
-    execute_rows(db, _INSERT_CALLBACK_HEAD, "(?, ?, ?, ?, ?)", callbacks)
+        ") AS v WHERE messages.id = v.column6", repeatable=True, shared=(0, 1, 3))
+    execute_rows(db, _INSERT_CALLBACK_HEAD, "(?, ?, ?, ?, ?)", callbacks, shared=(0, 1))
 
 
 def expire_reports(state: State, now: float, timeout: float) -> list[int]:
