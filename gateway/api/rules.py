@@ -78,17 +78,39 @@ def uncut_lengths(channel) -> tuple[int, int]:
     return one, max(one, ((SEGMENT_SIZE - 6) * most - 4 * most - room) // 4)
 
 
-def render(template: Template, params) -> str:
-    """The template's content with {{name}} replaced; ApiError 50023 (parameters missing or
-    empty while the template has placeholders), 50022 (some left unreplaced, or made by a
-    value), 50007 (not an object of strings and numbers). Called once per recipient: it cuts
-    nothing, the template's pieces being worked out once (``Template.pieces``)."""
-    if params is None or params == {}:
+def render(template: Template, params, prefix: str = "") -> str:
+    """``prefix`` (a signature, say) and the template's content with {{name}} replaced;
+    ApiError 50023 (parameters missing or empty while the template has placeholders), 50022
+    (some left unreplaced, or made by a value), 50007 (not an object of strings and numbers).
+    Called once per recipient: it cuts nothing, the template's pieces being worked out once
+    (``Template.pieces``), and joins the text in one go rather than copying it at each
+    piece."""
+    if params is None or (not params and isinstance(params, dict)):
         if template.placeholders:
             raise ApiError(50023)
-        return template.content
+        return prefix + template.content
     if not isinstance(params, dict):
         raise ApiError(50007, PARAMETERS)
+    for value in params.values():
+        if type(value) is not str:            # JSON's names are strings, its values mostly
+            params = _strings(params)
+            break
+    marks, tail = template.pieces
+    parts = [prefix]
+    for before, name, written in marks:
+        parts.append(before)
+        parts.append(params.get(name, written))
+    parts.append(tail)
+    text = "".join(parts)
+    start = len(prefix)                 # a placeholder left is looked for after the prefix
+    if text.find("{{", start) >= 0 and PLACEHOLDER.search(text, start):
+        raise ApiError(50022, ", ".join(sorted(set(PLACEHOLDER.findall(text, start)))))
+    return text
+
+
+def _strings(params: dict) -> dict[str, str]:
+    """``params`` with names and numbers as text; ApiError 50007 for a value that is neither
+    a string nor a number."""
     values = {}
     for name, value in params.items():
         if not isinstance(value, str):
@@ -96,15 +118,7 @@ def render(template: Template, params) -> str:
                 raise ApiError(50007, PARAMETERS)
             value = str(value)
         values[str(name)] = value
-    marks, tail = template.pieces
-    text = ""
-    for before, name, written in marks:
-        text += before
-        text += values.get(name, written)
-    text += tail
-    if "{{" in text and PLACEHOLDER.search(text):
-        raise ApiError(50022, ", ".join(sorted(set(PLACEHOLDER.findall(text)))))
-    return text
+    return values
 
 
 PARAMETERS = "temp_para must be an object of strings or numbers"
