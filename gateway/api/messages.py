@@ -35,7 +35,7 @@ from .idempotency import Key, idempotent
 from .ids import parse_id
 from .registry import Template
 from .rules import check_length, render, uncut_lengths
-from .users import number, numbers, recipient
+from .users import batch_recipients, number, numbers, recipient
 
 SENDABLE = ("notification", "marketing")
 MAX_RECIPIENTS = 1000
@@ -95,9 +95,10 @@ class Composer:
         self.api.rules.check_content(text)
         if self.limits is None:
             return Late(mobile, text, ApiError(50013, "its channel is not one of the app's"))
-        late = self._length(text)
-        if late is not None:
-            return Late(mobile, text, ApiError(late.code, late.detail))
+        if len(text) > self.uncut:
+            late = self._length(text)
+            if late is not None:
+                return Late(mobile, text, ApiError(late.code, late.detail))
         # Only a message that may be cut carries a reference (its parts' UDH).
         reference = self.api.references.next(mobile) if len(text) > self.one else 0
         return NewMessage(self.app.name, self.channel, mobile, text, self.template_id,
@@ -105,10 +106,8 @@ class Composer:
                           urgent=self.urgent)
 
     def _length(self, text: str) -> ApiError | None:
-        """``check_length``'s ApiError for ``text``, or None; a text that surely fits is not
-        cut, nor the same text as the last one again."""
-        if len(text) <= self.uncut:
-            return None
+        """``check_length``'s ApiError for ``text`` (one that may not fit: longer than
+        ``uncut``), or None; the same text as the last one is not cut again."""
         if self._checked is None or self._checked[0] != text:
             try:
                 check_length(text, self.limits)
@@ -198,7 +197,7 @@ async def send_batch(api: Api, app, body: dict, key: Key | None) -> web.Response
         raise ApiError(50031)
     callback, urgent = request_callback(body), request_urgent(body, template)
     api.rules.check_app(app.name, len(recipients))
-    mobiles = await numbers(api, app, [_recipient(api, entry) for entry in recipients],
+    mobiles = await numbers(api, app, batch_recipients(api, recipients),
                             sending_channel(app, template))
     drafts = await _drafts(api, app, template, recipients, mobiles, callback, urgent)
     api.rules.check_app(app.name, len(recipients))       # again: others went meanwhile
@@ -259,13 +258,6 @@ async def _drafts(api: Api, app, template: Template, recipients: list, mobiles: 
             except ApiError as error:
                 drafts.append(error)
     return drafts
-
-
-def _recipient(api: Api, entry):
-    try:
-        return recipient(api, entry)
-    except ApiError as error:
-        return error
 
 
 def _refusal(app, template: Template, entry, mobile) -> NewMessage:

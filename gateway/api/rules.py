@@ -35,22 +35,33 @@ class MobileRule:
 
     def __init__(self, pattern: str) -> None:
         self.pattern = re.compile(pattern, re.ASCII)
+        self._fullmatch = self.pattern.fullmatch
 
     def normalize(self, mobile) -> str:
         """The 11-digit number; ApiError 50004 (missing) or 50006 (invalid)."""
-        if mobile is None or mobile == "":
+        if type(mobile) is not str:
+            mobile = _text(mobile)
+        elif not mobile:
             raise ApiError(50004)
-        if isinstance(mobile, int) and not isinstance(mobile, bool):
-            mobile = str(mobile)
-        if not isinstance(mobile, str):
-            raise ApiError(50006)
         mobile = mobile.strip(" ")
-        if not self.pattern.fullmatch(mobile):
+        if self._fullmatch(mobile) is None:
             raise ApiError(50006)
         digits = mobile.lstrip("+")
         if not (digits.isascii() and digits.isdigit()):       # ASCII 0-9 only, one at least
             raise ApiError(50006)
         return digits[2:] if len(digits) == 13 and digits.startswith("86") else digits
+
+
+def _text(mobile) -> str:
+    """A number given as other than a string: an integer's digits; ApiError 50004 (none, or
+    empty), 50006 (anything else)."""
+    if mobile is None or mobile == "":
+        raise ApiError(50004)
+    if isinstance(mobile, int) and not isinstance(mobile, bool):
+        return str(mobile)
+    if not isinstance(mobile, str):
+        raise ApiError(50006)
+    return mobile
 
 
 def check_length(text: str, channel) -> None:
