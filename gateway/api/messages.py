@@ -21,6 +21,7 @@ at once, with no await in between (``rules.SendRules``).
 from __future__ import annotations
 
 import asyncio
+from json.encoder import encode_basestring
 from typing import NamedTuple
 
 from aiohttp import web
@@ -34,7 +35,7 @@ from .idempotency import Key, idempotent
 from .ids import parse_id
 from .registry import Template
 from .rules import check_length, render, uncut_lengths
-from .users import number, numbers, recipient
+from .users import batch_recipients, number, numbers, recipient
 
 SENDABLE = ("notification", "marketing")
 MAX_RECIPIENTS = 1000
@@ -49,14 +50,15 @@ def add_routes(app: web.Application) -> None:
 COMPOSE_CHUNK = 100            # a batch's recipients composed between two turns of the loop
 
 
-class Draft(NamedTuple):
-    """A recipient's message as far as ``Composer.draft`` takes it: ``message``, or ``late``,
-    the ApiError of its channel or length, raised after the recipient's own checks."""
+class Late(NamedTuple):
+    """A recipient ``Composer.draft`` found no message for: its number and text, for the
+    checks that come first (``admit``), and ``error``, the ApiError of its channel or its
+    length, raised after them. (A recipient with a message is drafted as the NewMessage,
+    whose ``recipient`` and ``text`` are read alike.)"""
 
-    mobile: str
+    recipient: str
     text: str
-    message: NewMessage | None
-    late: ApiError | None
+    error: ApiError
 
 
 class Composer:
@@ -84,30 +86,29 @@ class Composer:
         self.one, self.uncut = uncut_lengths(self.limits) if self.limits else (0, 0)
         self._checked: tuple[str, ApiError | None] | None = None   # the last text's length
 
-    def draft(self, mobile: str, params) -> Draft:
-        """The recipient's text rendered, signed and checked for sensitive words (ApiError
-        raised), the channel and the length checked (their ApiError kept for ``admit``)."""
-        text = self.prefix + render(self.template, params)
+    def draft(self, mobile: str, params) -> NewMessage | Late:
+        """The recipient's message: its text rendered, signed and checked for sensitive words
+        (ApiError raised); Late when the channel or the length refuse it."""
+        text = render(self.template, params, self.prefix)
         if self.unsigned is not None:
             raise ApiError(self.unsigned.code, self.unsigned.detail)
         self.api.rules.check_content(text)
         if self.limits is None:
-            return Draft(mobile, text, None,
-                         ApiError(50013, "its channel is not one of the app's"))
-        late = self._length(text)
-        if late is not None:
-            return Draft(mobile, text, None, ApiError(late.code, late.detail))
+            return Late(mobile, text, ApiError(50013, "its channel is not one of the app's"))
+        if len(text) > self.uncut:
+            late = self._length(text)
+            if late is not None:
+                return Late(mobile, text, ApiError(late.code, late.detail))
         # Only a message that may be cut carries a reference (its parts' UDH).
         reference = self.api.references.next(mobile) if len(text) > self.one else 0
-        return Draft(mobile, text, NewMessage(
-            self.app.name, self.channel, mobile, text, self.template_id, self.template.type,
-            reference=reference, callback=self.callback, urgent=self.urgent), None)
+        # Every field by position, idempotency_key None: a thousand calls a batch, and
+        # keywords cost a third of the call.
+        return NewMessage(self.app.name, self.channel, mobile, text, self.template_id,
+                          self.template.type, None, reference, self.callback, self.urgent)
 
     def _length(self, text: str) -> ApiError | None:
-        """``check_length``'s ApiError for ``text``, or None; a text that surely fits is not
-        cut, nor the same text as the last one again."""
-        if len(text) <= self.uncut:
-            return None
+        """``check_length``'s ApiError for ``text`` (one that may not fit: longer than
+        ``uncut``), or None; the same text as the last one is not cut again."""
         if self._checked is None or self._checked[0] != text:
             try:
                 check_length(text, self.limits)
@@ -125,19 +126,20 @@ def compose(api: Api, app, template: Template, mobile: str, params, seen=None,
     return message
 
 
-def admit(api: Api, template: Template, drafted: Draft, seen=None
+def admit(api: Api, template: Template, drafted: NewMessage | Late, seen=None
           ) -> tuple[NewMessage, int | None]:
     """The drafted message, past the rules that remember (unsubscribed, repeats: 50024,
     50034) and a repeat within its own batch (``seen``: 50034), with its repeat key (see
-    ``SendRules.check_recipient``); else the draft's ApiError."""
-    key = api.rules.check_recipient(template, drafted.mobile, drafted.text)
+    ``SendRules.check_recipient``); else the Late draft's ApiError."""
+    key = api.rules.check_recipient(template, drafted.recipient, drafted.text)
     if seen is not None:
-        if (drafted.mobile, drafted.text) in seen:
+        sent = len(seen)
+        seen.add((drafted.recipient, drafted.text))
+        if len(seen) == sent:
             raise ApiError(50034)
-        seen.add((drafted.mobile, drafted.text))
-    if drafted.late is not None:
-        raise drafted.late
-    return drafted.message, key
+    if type(drafted) is Late:
+        raise drafted.error
+    return drafted, key
 
 
 def sending_channel(app, template: Template) -> str:
@@ -196,7 +198,7 @@ async def send_batch(api: Api, app, body: dict, key: Key | None) -> web.Response
         raise ApiError(50031)
     callback, urgent = request_callback(body), request_urgent(body, template)
     api.rules.check_app(app.name, len(recipients))
-    mobiles = await numbers(api, app, [_recipient(api, entry) for entry in recipients],
+    mobiles = await numbers(api, app, batch_recipients(api, recipients),
                             sending_channel(app, template))
     drafts = await _drafts(api, app, template, recipients, mobiles, callback, urgent)
     api.rules.check_app(app.name, len(recipients))       # again: others went meanwhile
@@ -215,22 +217,23 @@ REPEATED_TRIES = 3
 
 async def _submit_batch(api: Api, app, template: Template, recipients: list, mobiles: list,
                         drafts: list, key: Key | None) -> web.Response:
-    good, keys, refused, plan = [], [], [], []
+    good, keys, refused, errors = [], [], [], []       # errors: each recipient's, or None
     seen: set = set()
     for entry, mobile, drafted in zip(recipients, mobiles, drafts):
         try:
             if isinstance(drafted, ApiError):
                 raise drafted
             message, repeat_key = admit(api, template, drafted, seen)
-            good.append(message)
-            keys.append(repeat_key)
-            plan.append(("sent", len(good) - 1, entry))
         except ApiError as error:
             refused.append((_refusal(app, template, entry, mobile), error.code))
-            plan.append((error, len(refused) - 1, entry))
+            errors.append(error)
+            continue
+        good.append(message)
+        keys.append(repeat_key)
+        errors.append(None)
 
     def render(ids, refused_ids):
-        return 200, dumps(_batch_answer(plan, ids, refused_ids))
+        return 200, _batch_answer(recipients, errors, ids, refused_ids)
     recorded = api.rules.record(app.name, [(m.recipient, m.text) for m in good], keys)
     return await api.submit(ApiRequest(app.name, tuple(good), tuple(refused), render=render,
                                        **keyed(key)), recorded)
@@ -238,9 +241,9 @@ async def _submit_batch(api: Api, app, template: Template, recipients: list, mob
 
 async def _drafts(api: Api, app, template: Template, recipients: list, mobiles: list,
                   callback: str | None, urgent: bool) -> list:
-    """Each recipient's Draft, or the ApiError that refused it, COMPOSE_CHUNK at a time with
-    a turn of the event loop in between: a verification code that arrives meanwhile is not
-    kept waiting for a thousand recipients."""
+    """Each recipient's draft (``Composer.draft``), or the ApiError that refused it,
+    COMPOSE_CHUNK at a time with a turn of the event loop in between: a verification code
+    that arrives meanwhile is not kept waiting for a thousand recipients."""
     composer = Composer(api, app, template, callback, urgent)
     drafts: list = []
     for start in range(0, len(recipients), COMPOSE_CHUNK):
@@ -256,13 +259,6 @@ async def _drafts(api: Api, app, template: Template, recipients: list, mobiles: 
             except ApiError as error:
                 drafts.append(error)
     return drafts
-
-
-def _recipient(api: Api, entry):
-    try:
-        return recipient(api, entry)
-    except ApiError as error:
-        return error
 
 
 def _refusal(app, template: Template, entry, mobile) -> NewMessage:
@@ -284,21 +280,40 @@ def _named(entry) -> tuple[str, object]:
     return "mobile", mobile
 
 
-def _batch_answer(plan, ids, refused_ids) -> dict:
-    out, failures = [], 0
-    for outcome, index, entry in plan:
-        name, value = _named(entry)
-        if outcome == "sent":
-            out.append({"msg_id": str(ids[index]), name: value})
-            continue
-        failures += 1
-        item = outcome.entry()
-        item["msg_id"] = str(refused_ids[index])
-        item[name] = value
-        if isinstance(entry, dict) and "temp_para" in entry:
-            item["temp_para"] = entry["temp_para"]
-        out.append(item)
-    return {"success_count": len(plan) - failures, "failure_count": failures, "recipients": out}
+def _batch_answer(recipients: list, errors: list, ids, refused_ids) -> str:
+    """The batch's answer as ``dumps`` writes {"success_count", "failure_count",
+    "recipients": [...]}: each recipient sent (its error None) gets the next of ``ids``, each
+    refused the next of ``refused_ids``. Its thousand entries are written as text (see
+    ``_sent``) and joined once: JSON's text of a list is its items' texts, comma-separated."""
+    sent, refused = iter(ids), iter(refused_ids)
+    entries = [_sent(next(sent), entry) if error is None
+               else dumps(_refused(error, next(refused), entry))
+               for entry, error in zip(recipients, errors)]
+    return (f'{{"success_count":{len(ids)},"failure_count":{len(refused_ids)},'
+            f'"recipients":[{",".join(entries)}]}}')
+
+
+def _sent(msg_id: int, entry) -> str:
+    """``dumps({"msg_id": str(msg_id), name: value})`` for a recipient sent (``_named``),
+    written at once when it is named by a mobile given as a string (as JSON's encoder writes
+    a string without escaping beyond ASCII: ``encode_basestring``)."""
+    mobile = entry.get("mobile") if type(entry) is dict else None
+    if type(mobile) is str and mobile:                  # named by it (see ``_named``)
+        return f'{{"msg_id":"{msg_id}","mobile":{encode_basestring(mobile)}}}'
+    name, value = _named(entry)
+    return dumps({"msg_id": str(msg_id), name: value})
+
+
+def _refused(error: ApiError, msg_id: int, entry) -> dict:
+    """A refused recipient's entry: the error, the id under which its refusal is kept, the
+    recipient as the request named it, and its parameters."""
+    item = error.entry()
+    item["msg_id"] = str(msg_id)
+    name, value = _named(entry)
+    item[name] = value
+    if isinstance(entry, dict) and "temp_para" in entry:
+        item["temp_para"] = entry["temp_para"]
+    return item
 
 
 async def status(request: web.Request) -> web.Response:

@@ -36,22 +36,33 @@ class MobileRule:
 
     def __init__(self, pattern: str) -> None:
         self.pattern = re.compile(pattern, re.ASCII)
+        self._fullmatch = self.pattern.fullmatch
 
     def normalize(self, mobile) -> str:
         """The 11-digit number; ApiError 50004 (missing) or 50006 (invalid)."""
-        if mobile is None or mobile == "":
+        if type(mobile) is not str:
+            mobile = _text(mobile)
+        elif not mobile:
             raise ApiError(50004)
-        if isinstance(mobile, int) and not isinstance(mobile, bool):
-            mobile = str(mobile)
-        if not isinstance(mobile, str):
-            raise ApiError(50006)
         mobile = mobile.strip(" ")
-        if not self.pattern.fullmatch(mobile):
+        if self._fullmatch(mobile) is None:
             raise ApiError(50006)
         digits = mobile.lstrip("+")
         if not (digits.isascii() and digits.isdigit()):       # ASCII 0-9 only, one at least
             raise ApiError(50006)
         return digits[2:] if len(digits) == 13 and digits.startswith("86") else digits
+
+
+def _text(mobile) -> str:
+    """A number given as other than a string: an integer's digits; ApiError 50004 (none, or
+    empty), 50006 (anything else)."""
+    if mobile is None or mobile == "":
+        raise ApiError(50004)
+    if isinstance(mobile, int) and not isinstance(mobile, bool):
+        return str(mobile)
+    if not isinstance(mobile, str):
+        raise ApiError(50006)
+    return mobile
 
 
 def check_length(text: str, channel) -> None:
@@ -79,17 +90,39 @@ def uncut_lengths(channel) -> tuple[int, int]:
     return one, max(one, ((SEGMENT_SIZE - 6) * most - 4 * most - room) // 4)
 
 
-def render(template: Template, params) -> str:
-    """The template's content with {{name}} replaced; ApiError 50023 (parameters missing or
-    empty while the template has placeholders), 50022 (some left unreplaced, or made by a
-    value), 50007 (not an object of strings and numbers). Called once per recipient: it cuts
-    nothing, the template's pieces being worked out once (``Template.pieces``)."""
-    if params is None or params == {}:
+def render(template: Template, params, prefix: str = "") -> str:
+    """``prefix`` (a signature, say) and the template's content with {{name}} replaced;
+    ApiError 50023 (parameters missing or empty while the template has placeholders), 50022
+    (some left unreplaced, or made by a value), 50007 (not an object of strings and numbers).
+    Called once per recipient: it cuts nothing, the template's pieces being worked out once
+    (``Template.pieces``), and joins the text in one go rather than copying it at each
+    piece."""
+    if params is None or (not params and isinstance(params, dict)):
         if template.placeholders:
             raise ApiError(50023)
-        return template.content
+        return prefix + template.content
     if not isinstance(params, dict):
         raise ApiError(50007, PARAMETERS)
+    for value in params.values():
+        if type(value) is not str:            # JSON's names are strings, its values mostly
+            params = _strings(params)
+            break
+    marks, tail = template.pieces
+    parts = [prefix]
+    for before, name, written in marks:
+        parts.append(before)
+        parts.append(params.get(name, written))
+    parts.append(tail)
+    text = "".join(parts)
+    start = len(prefix)                 # a placeholder left is looked for after the prefix
+    if text.find("{{", start) >= 0 and PLACEHOLDER.search(text, start):
+        raise ApiError(50022, ", ".join(sorted(set(PLACEHOLDER.findall(text, start)))))
+    return text
+
+
+def _strings(params: dict) -> dict[str, str]:
+    """``params`` with names and numbers as text; ApiError 50007 for a value that is neither
+    a string nor a number."""
     values = {}
     for name, value in params.items():
         if not isinstance(value, str):
@@ -97,15 +130,7 @@ def render(template: Template, params) -> str:
                 raise ApiError(50007, PARAMETERS)
             value = str(value)
         values[str(name)] = value
-    marks, tail = template.pieces
-    text = ""
-    for before, name, written in marks:
-        text += before
-        text += values.get(name, written)
-    text += tail
-    if "{{" in text and PLACEHOLDER.search(text):
-        raise ApiError(50022, ", ".join(sorted(set(PLACEHOLDER.findall(text)))))
-    return text
+    return values
 
 
 PARAMETERS = "temp_para must be an object of strings or numbers"

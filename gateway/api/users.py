@@ -244,6 +244,18 @@ def recipient(api: Api, entry) -> str | UserRef:
     return UserRef(check_userid(entry["userid"]))
 
 
+def batch_recipients(api: Api, entries: list) -> list:
+    """Whom each of a batch's ``entries`` names (``recipient``), or the ApiError that
+    refused it."""
+    found = []
+    for entry in entries:
+        try:
+            found.append(recipient(api, entry))
+        except ApiError as error:
+            found.append(error)
+    return found
+
+
 async def numbers(api: Api, app, recipients: list, channel: str) -> list:
     """``recipients`` (numbers, UserRefs, or the ApiErrors that refused them) with each user
     replaced by the number to send to on ``channel``: the one bound to it, else the user's

@@ -6,6 +6,8 @@ import hashlib
 import tracemalloc
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.api import rules
 from gateway.api.errors import ApiError
@@ -148,3 +150,47 @@ def test_sending_again_to_known_recipients_rebuilds_no_table():
             tracemalloc.start(frames)
     assert len(references) == 2000
     assert sum(trace.size for trace in kept.traces) == 0    # before: the last copy, 233 KB
+
+
+def normalized_before(pattern: str, mobile):
+    """How ``MobileRule.normalize`` took a number before its fast path for strings."""
+    import re
+    if mobile is None or mobile == "":
+        raise ApiError(50004)
+    if isinstance(mobile, int) and not isinstance(mobile, bool):
+        mobile = str(mobile)
+    if not isinstance(mobile, str):
+        raise ApiError(50006)
+    mobile = mobile.strip(" ")
+    if not re.compile(pattern, re.ASCII).fullmatch(mobile):
+        raise ApiError(50006)
+    digits = mobile.lstrip("+")
+    if not (digits.isascii() and digits.isdigit()):
+        raise ApiError(50006)
+    return digits[2:] if len(digits) == 13 and digits.startswith("86") else digits
+
+
+class Text(str):
+    """A string of another type: taken as a string, as before."""
+
+
+numbers_given = st.one_of(
+    st.lists(st.sampled_from(["1", "3", "8", "6", "0", "+", " ", "８", "a", "-"]),
+             max_size=16).map("".join),
+    st.sampled_from(["", " ", "13800138000", "+8613800138000", " 8613800138000 ",
+                     "+13800138000", "1380013800０"]).map(Text),
+    st.from_regex(r"\A ?(\+?86)?1[3-9][0-9]{9} ?\Z"), st.integers(0, 10**14), st.booleans(), st.none(), st.floats(), st.just([]),
+    st.just(["13800138000"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(mobile=numbers_given, pattern=st.sampled_from(
+    [ApiSettings().mobile_pattern, r"\+?(86)?1\d{10}", r"[+\d ]+", r".*"]))
+def test_numbers_are_normalised_and_refused_as_before(mobile, pattern):
+    def outcome(normalize):
+        try:
+            return normalize(mobile)
+        except ApiError as error:
+            return error.code
+    assert outcome(rules.MobileRule(pattern).normalize) == \
+        outcome(lambda m: normalized_before(pattern, m))

@@ -7,6 +7,7 @@ import asyncio
 from collections import Counter
 
 from gateway.api import messages
+from gateway.store import NewMessage
 from tests import api_stack
 from tests.aio import run
 from tests.api.test_api import stack, stored
@@ -79,7 +80,7 @@ def test_a_batch_being_composed_gives_other_requests_a_turn_every_chunk(tmp_path
             drafts = await messages._drafts(gateway.api, app, template, recipients,
                                             [r["mobile"] for r in recipients], None, False)
             await other
-            assert len(drafts) == 1000 and all(d.message for d in drafts)
+            assert len(drafts) == 1000 and all(isinstance(d, NewMessage) for d in drafts)
             assert turns == [messages.COMPOSE_CHUNK]    # not after the thousand
     run(scenario)
 
