@@ -10,7 +10,15 @@ import signal
 
 from gateway.config import Config, ConfigError, load_config, world_readable_warning
 from gateway.daemon import Gateway, GatewayOptions
-from gateway.ops import LOOPS, LoopUnavailable, run_loop, setup_logging
+from gateway.ops import (
+    LOOPS,
+    LoopUnavailable,
+    run_loop,
+    settle_heap,
+    setup_logging,
+    tune_collector,
+    unsettle_heap,
+)
 from gateway.status import TableError, provider_tables
 from gateway.store import StoreError
 
@@ -25,6 +33,7 @@ async def serve(config_path: str) -> int:
     acted on once it has started; SIGTERM or SIGINT while it waits for a database that cannot
     be reached yet ends the wait (0)."""
     loop = asyncio.get_running_loop()
+    tune_collector()
     signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     received: asyncio.Queue[int] = asyncio.Queue()
     for signum in signals:
@@ -48,7 +57,9 @@ async def serve(config_path: str) -> int:
                 log.error("%s", error)
                 print(error, flush=True)
                 return 2
+            settle_heap()
             config = await _until_stop_or_reload(gateway, config_path, received)
+            unsettle_heap()
             if config is None:
                 return 0
     finally:

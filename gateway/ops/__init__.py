@@ -6,13 +6,17 @@ up logfmt logging with secrets and phone numbers masked and clients' bytes escap
 stands in for aiohttp's server logger on a listener (``RequestErrorLog``, with
 ``SourceThrottle``); ``http`` serves ``/metrics``, ``/healthz`` and ``/readyz``
 (``OpsServer``); ``loop`` chooses the event loop, uvloop's when the ``fast`` extra is installed
-(``run_loop``, ``loop_name``, ``describe_loop``).
+(``run_loop``, ``loop_name``, ``describe_loop``); ``collector`` sets the cyclic garbage
+collector for a long life (``tune_collector``, ``settle_heap``, ``unsettle_heap``).
 
 Offers: Metrics, ChannelMetrics, OpsServer, setup_logging, mask_phone_numbers, RequestErrorLog,
 SourceThrottle, LogfmtFormatter, Redactor, LOOPS, LoopUnavailable, loop_factory, run_loop,
-loop_name, describe_loop.
+loop_name, describe_loop, tune_collector, settle_heap, unsettle_heap.
 """
 
+from .collector import settle as settle_heap
+from .collector import tune as tune_collector
+from .collector import unsettle as unsettle_heap
 from .http import OpsServer
 from .logs import (
     LogfmtFormatter,
@@ -30,4 +34,5 @@ from .metrics import ChannelMetrics, Metrics
 
 __all__ = ["LOOPS", "ChannelMetrics", "LogfmtFormatter", "LoopUnavailable", "Metrics",
            "OpsServer", "Redactor", "RequestErrorLog", "SourceThrottle", "describe_loop",
-           "loop_factory", "loop_name", "mask_phone_numbers", "run_loop", "setup_logging"]
+           "loop_factory", "loop_name", "mask_phone_numbers", "run_loop", "settle_heap", "setup_logging",
+           "tune_collector", "unsettle_heap"]
