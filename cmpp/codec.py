@@ -262,11 +262,10 @@ class SubmitTemplate:
     used); when one of them does not fit, every SUBMIT is unprepared.
     """
 
-    __slots__ = ("_values", "_pack", "_shared")
+    __slots__ = ("_shared", "_values")
 
     def __init__(self, base: Submit) -> None:
         self._values = {k: v for k, v in base.__dict__.items() if k != _BODY}
-        self._pack = struct.Struct(">8s4B33s2B69sB").pack
         try:
             body = encode(replace(base, dest_terminal_ids=("",), msg_content=b""))[12:]
         except ValueError:
@@ -311,9 +310,14 @@ class SubmitTemplate:
                 raise _Misfit
             destinations = b"".join([d.ljust(21, b"\0") for d in encoded])
         msg_id, registered_delivery, service_to_pid, src_to_id, reserve = self._shared
-        return self._pack(msg_id, pk_total, pk_number, registered_delivery, msg_level,
+        return _SUBMIT_HEAD.pack(msg_id, pk_total, pk_number, registered_delivery, msg_level,
                           service_to_pid, tp_udhi, msg_fmt, src_to_id, len(dests)) \
             + destinations + _BYTE[len(content)] + content + reserve
+
+
+# A SUBMIT body up to DestUsr_tl: Msg_Id, Pk_total .. Msg_level, Service_Id .. TP_pid,
+# TP_udhi, Msg_Fmt, Msg_src .. Src_Id, DestUsr_tl (§8).
+_SUBMIT_HEAD = struct.Struct(">8s4B33s2B69sB")
 
 
 class _Misfit(Exception):

@@ -93,11 +93,7 @@ class MemoryGateway(GatewayProcess):
 
     def peak_mib(self) -> float:
         """VmHWM: the most resident memory the process has had."""
-        with open(f"/proc/{self.process.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        return 0.0
+        return self.rss_mib("VmHWM")
 
 
 class Sender:
@@ -200,7 +196,7 @@ async def pending(args, directory: Path) -> tuple[bool, str]:
         gateway = MemoryGateway(directory, free_port())          # nothing listens there
         try:
             sender, done, rows = Sender(http, gateway, args.batch_size), asyncio.Event(), []
-            await wait_api(gateway, http)
+            await gateway.ready(http, path="/healthz")   # /readyz: 503, the center is down
             sampler = asyncio.create_task(sample_rows(gateway, http, sender, rows, done,
                                                        args.sample))
             started = time.monotonic()
@@ -231,23 +227,6 @@ async def pending(args, directory: Path) -> tuple[bool, str]:
                f"{carried:,.0f} delivered in {args.drain:g} s, peak RSS {peaks[1]:.1f} MiB "
                f"(limit {args.limit:g})")
     return max(peaks) < args.limit and sender.accepted >= args.pending, summary
-
-
-async def wait_api(gateway: MemoryGateway, http: aiohttp.ClientSession,
-                   timeout: float = 60.0) -> None:
-    """Until the API answers (``/readyz`` stays 503 while the channel is down)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if gateway.process.poll() is not None:
-            raise RuntimeError(f"the gateway exited; see {gateway.log}")
-        try:
-            async with http.get(f"http://{HOST}:{gateway.ops}/healthz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.2)
-    raise RuntimeError(f"the gateway's API did not come up; see {gateway.log}")
 
 
 def _load_average() -> str:

@@ -307,10 +307,12 @@ class GatewayProcess:
                 [sys.executable, "-m", "gateway.cli", "run", "--config", str(config)],
                 stdout=log, stderr=subprocess.STDOUT, env=env)
 
-    def rss_mib(self) -> float:
+    def rss_mib(self, field: str = "VmRSS") -> float:
+        """The process's resident memory (``field`` of /proc/PID/status: VmRSS now, VmHWM its
+        peak so far) in MiB; 0 once it is gone."""
         with open(f"/proc/{self.process.pid}/status") as status:
             for line in status:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) / 1024
         return 0.0
 
@@ -325,14 +327,18 @@ class GatewayProcess:
         return {(s.name, tuple(sorted(s.labels.items()))): s.value
                 for family in text_string_to_metric_families(text) for s in family.samples}
 
-    async def ready(self, http: aiohttp.ClientSession, timeout: float = 60.0) -> None:
+    async def ready(self, http: aiohttp.ClientSession, timeout: float = 60.0,
+                    path: str = "/readyz") -> None:
+        """Until ``path`` answers 200 (``/healthz``: the process serves, even while its
+        channels are down and ``/readyz`` says 503); RuntimeError when the process exits or
+        ``timeout`` passes."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the gateway exited ({self.process.returncode}); "
                                    f"see {self.log}")
             with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(f"http://{HOST}:{self.ops}/readyz") as response:
+                async with http.get(f"http://{HOST}:{self.ops}{path}") as response:
                     if response.status == 200:
                         return
             await asyncio.sleep(0.2)

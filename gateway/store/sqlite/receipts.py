@@ -13,10 +13,10 @@ from ..interface import MoMessage, MoPart, Receipt, ReceiptOutcome, to_signed, t
 from .messages import (
     _INSERT_CALLBACK_HEAD,
     FINAL,
-    _new,
     SUBMITTED,
     State,
     _callback_row,
+    _new,
     _queue_callback,
     _settle,
     _settle_segment,
@@ -47,28 +47,26 @@ def record_receipts(state: State, receipts: list[Receipt]) -> list[ReceiptOutcom
         segment = segments.get((r.channel, msg_id))
         status = c.status._value_ if c.status is not None else None   # (.value: much slower)
         temporary = int(c.temporary)
+        message_id, part = (None, None) if segment is None else \
+            (segment[_MESSAGE_ID], segment[_PART])
+        rows.append((r.channel, r.connection, deliver_msg_id, msg_id, c.stat, status, temporary,
+                     c.provider, r.submit_time, r.done_time, r.dest_terminal_id, r.smsc_sequence,
+                     r.received_at, message_id, part))
         if segment is None:
-            rows.append((r.channel, r.connection, deliver_msg_id, msg_id, c.stat, status,
-                         temporary, c.provider, r.submit_time, r.done_time, r.dest_terminal_id,
-                         r.smsc_sequence, r.received_at, None, None))
             unmatched += 1
             out.append(_UNMATCHED)
             continue
-        message_id = segment[_MESSAGE_ID]
-        rows.append((r.channel, r.connection, deliver_msg_id, msg_id, c.stat, status, temporary,
-                     c.provider, r.submit_time, r.done_time, r.dest_terminal_id, r.smsc_sequence,
-                     r.received_at, message_id, segment[_PART]))
         settled = None
         if status is not None and segment[_STATUS] == SUBMITTED:
             segment[_STATUS] = status               # a later report in this set sees it final
             if segment[_PARTS] > 1:  # settled now, in arrival order: its first failure decides
-                _settle_segment(state, message_id, segment[_PART], status, c.stat, temporary,
+                _settle_segment(state, message_id, part, status, c.stat, temporary,
                                 r.received_at)
                 settled = _settle(state, message_id, segment[_PARTS], r.received_at,
                                   c.provider)
             else:
                 segment_updates.append((status, c.stat, temporary, r.received_at, message_id,
-                                        segment[_PART]))
+                                        part))
                 if segment[_MESSAGE_STATUS] not in FINAL:
                     message_updates.append((status, c.stat, temporary, c.provider,
                                             r.received_at, message_id))
