@@ -257,6 +257,7 @@ class Simulator:
         ev.DeliverAcknowledged: "on_deliver_acknowledged",
         ev.RequestReceived: "on_request",
         ev.MalformedPduReceived: "on_malformed",
+        ev.RequestTimedOut: "on_timed_out",
         ev.ConnectionTerminated: "on_terminated",
     }
 
@@ -381,11 +382,21 @@ class Simulator:
     def on_malformed(self, conn: IsmgConnection, event: ev.MalformedPduReceived) -> None:
         self.counters["malformed"] += 1
 
+    def on_timed_out(self, conn: IsmgConnection, event: ev.RequestTimedOut) -> None:
+        """A request had all its sends unanswered and its link is declared dead: a DELIVER
+        among them goes out again on another connection, as the link's other unanswered
+        ones do (a report is the ISMG's to keep until the SP acknowledges it)."""
+        if isinstance(event.request, cmpp.Deliver):
+            self._send_again(conn, [event.request])
+
     def on_terminated(self, conn: IsmgConnection, event: ev.ConnectionTerminated) -> None:
         """A connection ended: its unanswered DELIVERs go out again on another one."""
-        requeue = [p for p in event.unanswered if isinstance(p, cmpp.Deliver)]
-        if conn.account and requeue:
-            self._outbox[conn.account].extendleft(reversed([d.with_sequence(0) for d in requeue]))
+        self._send_again(conn, [p for p in event.unanswered if isinstance(p, cmpp.Deliver)])
+
+    def _send_again(self, conn: IsmgConnection, delivers: list[cmpp.Deliver]) -> None:
+        """``delivers``, sent on ``conn`` and never answered, first in its account's queue."""
+        if conn.account and delivers:
+            self._outbox[conn.account].extendleft(reversed([d.with_sequence(0) for d in delivers]))
             self._later(0, self._pump, conn.account)
 
     # ------------------------------------------------------------------------- reports

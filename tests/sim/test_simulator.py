@@ -93,6 +93,27 @@ def test_reports_not_acknowledged_survive_the_simulators_restart_and_go_out_afte
     run(scenario)
 
 
+def test_a_report_whose_sends_all_went_unanswered_goes_out_again_on_the_next_connection():
+    """The SP never answers a DELIVER: after N sends of T each the simulator declares the link
+    dead (that DELIVER times out rather than being left unanswered) and still owes the
+    report, which the next connection gets."""
+    async def scenario():
+        config = SimulatorConfig(accounts=[Account(ACCOUNT, SECRET)],
+                                 session=SessionConfig(response_timeout=0.2, max_sends=2))
+        async with Simulator(config) as sim:
+            seen: list = []
+            silent = await connect(sim, on_deliver=lambda conn, event: seen.append(event))
+            msg_id = (await silent.submit(submit_pdu("13800138000"))).msg_id
+            await eventually(lambda: len(seen) == 2 and not silent.is_open, timeout=10)
+            reports = []
+            conn = await connect(sim, on_event=lambda c, event: reports.append(
+                event.report.msg_id) if isinstance(event, ev.ReportReceived) else None)
+            await eventually(lambda: reports == [msg_id], timeout=10)
+            await eventually(lambda: sim.counters["delivers_acknowledged"] == 1)
+            await conn.close()
+    run(scenario)
+
+
 def test_held_delivers_go_through_a_file(tmp_path):
     report = cmpp.StatusReport(1234, "DELIVRD", "2612011200", "2612011201", "13800138000", 7)
     held = HeldDelivers()
