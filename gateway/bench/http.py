@@ -6,7 +6,7 @@
 
 Three processes. The ISMG simulator runs in one (``session.ServerProcess``: it answers every
 SUBMIT and sends a DELIVRD report at once); the gateway runs in a second (the daemon with its
-API, one app, one notification template, 4 CMPP connections, its SQLite store in a temporary
+API and the cyclic collector set as ``cmpp-gateway run`` sets it, one app, one notification template, 4 CMPP connections, its SQLite store in a temporary
 directory with the default durability: WAL, synchronous=NORMAL, group commit; it stops by
 itself, and removes that directory, when this process goes away: its standard input then reads
 EOF); this process drives the HTTP load with aiohttp: ``--connections`` workers, each looping
@@ -125,12 +125,18 @@ from pathlib import Path
 from gateway.config import parse_config
 from gateway.daemon import Gateway, GatewayOptions
 from gateway.ops import setup_logging
+try:                                    # the collector as `cmpp-gateway run` sets it
+    from gateway.ops import settle_heap, tune_collector
+except ImportError:                     # a baseline from before: CPython's defaults
+    settle_heap = tune_collector = lambda: None
 
 async def serve(config):
+    tune_collector()
     setup_logging(config.gateway.log_level, secrets=config.secrets())
     gateway = Gateway(config, GatewayOptions(serve_ops=False, api_address=(HOST, 0)))
     await gateway.start()
     await gateway.pools["bench"].wait_ready()
+    settle_heap()
     loop = asyncio.get_running_loop()
     told = loop.create_future()
     loop.add_reader(0, lambda: told.done() or told.set_result(None))
