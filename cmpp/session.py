@@ -90,7 +90,7 @@ class _Waiting:
 
 # Enum members read for every PDU: a module global is read several times faster than an
 # enum class's attribute (Python 3.11 reads a member through a descriptor).
-_ESTABLISHED, _CLOSED = State.ESTABLISHED, State.CLOSED
+_ESTABLISHED, _CLOSED, _TERMINATING = State.ESTABLISHED, State.CLOSED, State.TERMINATING
 _CLIENT, _SERVER = Role.CLIENT, Role.SERVER
 _OK, _FLOW_CONTROL = SubmitResult.OK, SubmitResult.FLOW_CONTROL
 # Responses to requests we sent, by the request class they answer.
@@ -239,7 +239,8 @@ class Session:
 
     def respond(self, response: Pdu) -> None:
         """Server: send the response to a request that a peer sent (SUBMIT_RESP, ...)."""
-        if self.role is not Role.SERVER or self.state not in (State.ESTABLISHED, State.TERMINATING):
+        if self.role is not _SERVER or (self.state is not _ESTABLISHED
+                                        and self.state is not _TERMINATING):
             raise SessionError(f"respond needs an established server session, not {self.state.value}")
         if type(response) is SubmitResp:      # the answer to every SUBMIT: one struct call
             values = response.__dict__
