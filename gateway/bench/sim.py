@@ -1,7 +1,7 @@
 """Simulator benchmark: the ISMG simulator's CPU time per message, against another checkout's.
 
     python -m gateway.bench.sim [--seconds 5] [--rounds 3] [--connections 4] [--window 16]
-                                [--baseline DIR]
+                                [--rate N] [--baseline DIR]
 
 Every benchmark and test runs the simulator (``gateway.sim``), and on a 2-CPU machine the CPU
 it spends is taken from the gateway under test. This measures that cost alone, without a
@@ -12,7 +12,12 @@ connections, nothing recorded, every report DELIVRD and due at once), and this p
 it with a client that costs little: ``--connections`` logged-in connections that each keep
 ``--window`` SUBMITs (one destination, 70 UCS2 characters, a report requested) in flight,
 send the next one on each SUBMIT_RESP and answer each DELIVER with its DELIVER_RESP, packed
-with ``struct``; one write per read.
+with ``struct``; one write per read. With ``--rate N`` the SUBMITs are paced instead: N a
+second in all, sent every 4 ms over the connections in turn (within their windows), as a
+gateway's dispatcher sends them. A simulator saturated reads many PDUs at
+each wake-up; paced at the rate a gateway sends (a few thousand a second), it reads a few,
+and what each wake-up costs weighs on every message: that is the cost the gateway's
+benchmarks see.
 
 A message is a SUBMIT, its SUBMIT_RESP, its report's DELIVER and that DELIVER_RESP. Each
 round opens the connections, runs a 0.5 s warm-up, then counts the reports received for
@@ -41,6 +46,7 @@ from gateway.channel import china_time
 from .session import ACCOUNT, CONTENT, CONTENT_FMT, HOST, SECRET, cpu_seconds
 
 WARMUP = 0.5
+TICK = 0.004
 _HEADER = struct.Struct(">III")
 _DELIVER_RESP = struct.Struct(">IIIQB")
 _ACTIVE_TEST_RESP = struct.Struct(">IIIB")
@@ -85,7 +91,6 @@ class SimulatorProcess:
             self.stop()
             raise RuntimeError(f"the simulator of {cwd} did not start")
         self.port = int(line)
-        print(f"{name}: simulator pid {self.process.pid} on port {self.port}", flush=True)
 
     def cpu_seconds(self) -> float | None:
         return cpu_seconds(self.process.pid)
@@ -102,8 +107,8 @@ class SimulatorProcess:
 class Client(asyncio.Protocol):
     """One connection: logs in, keeps ``window`` SUBMITs in flight, answers every DELIVER."""
 
-    def __init__(self, window: int, counts: dict) -> None:
-        self.window, self.counts = window, counts
+    def __init__(self, window: int, counts: dict, paced: bool = False) -> None:
+        self.window, self.counts, self.paced, self.in_flight = window, counts, paced, 0
         self.body = cmpp.encode(cmpp.Submit(
             registered_delivery=1, service_id="SVC", msg_fmt=CONTENT_FMT, msg_src=ACCOUNT,
             src_id="106900001", dest_terminal_ids=("13800138000",), msg_content=CONTENT))[12:]
@@ -118,7 +123,17 @@ class Client(asyncio.Protocol):
 
     def _submit(self, out: list) -> None:
         self.sequence += 1
+        self.in_flight += 1
         out.append(_HEADER.pack(12 + len(self.body), 4, self.sequence) + self.body)
+
+    def send(self, count: int) -> int:
+        """Paced: send up to ``count`` SUBMITs now, as the window allows; how many went."""
+        out: list = []
+        for _ in range(min(count, self.window - self.in_flight)):
+            self._submit(out)
+        if out:
+            self.transport.write(b"".join(out))
+        return len(out)
 
     def data_received(self, data: bytes) -> None:
         buffer, out, at = self.buffer, [], 0
@@ -128,7 +143,8 @@ class Client(asyncio.Protocol):
             if len(buffer) - at < length:
                 break
             if command == SUBMIT_RESP:
-                if self.running:
+                self.in_flight -= 1
+                if self.running and not self.paced:
                     self._submit(out)
             elif command == DELIVER:
                 self.counts["reports"] += 1
@@ -138,7 +154,7 @@ class Client(asyncio.Protocol):
                 out.append(_ACTIVE_TEST_RESP.pack(13, 0x80000008, sequence, 0))
             elif command == CONNECT_RESP and not self.logged_in.done():
                 self.logged_in.set_result(None)
-                for _ in range(self.window):
+                for _ in range(0 if self.paced else self.window):
                     self._submit(out)
             at += length
         del buffer[:at]
@@ -146,15 +162,34 @@ class Client(asyncio.Protocol):
             self.transport.write(b"".join(out))
 
 
+async def pace(clients: list[Client], rate: float) -> None:
+    """SUBMITs at ``rate`` a second in all, over the clients in turn, every ``TICK`` seconds
+    (as a gateway's dispatcher sends them, a few at a time), each client within its window."""
+    loop, sent, turn = asyncio.get_running_loop(), 0, 0
+    start = loop.time()
+    while clients[0].running:
+        await asyncio.sleep(TICK)
+        owed = int((loop.time() - start) * rate) - sent
+        for _ in range(len(clients)):
+            if owed <= 0:
+                break
+            client = clients[turn % len(clients)]
+            turn += 1
+            went = client.send(-(-owed // len(clients)))
+            sent, owed = sent + went, owed - went
+        sent += max(owed, 0)          # what no window could take is not sent later in a burst
+
+
 async def run_round(target: SimulatorProcess, connections: int, window: int,
-                    seconds: float) -> dict:
+                    seconds: float, rate: float | None = None) -> dict:
     loop, counts = asyncio.get_running_loop(), {"reports": 0}
     clients = []
     for _ in range(connections):
-        _, client = await loop.create_connection(lambda: Client(window, counts), HOST,
-                                                 target.port)
+        _, client = await loop.create_connection(
+            lambda: Client(window, counts, paced=rate is not None), HOST, target.port)
         clients.append(client)
     await asyncio.wait_for(asyncio.gather(*(c.logged_in for c in clients)), 10)
+    pacer = asyncio.ensure_future(pace(clients, rate)) if rate is not None else None
     await asyncio.sleep(WARMUP)
     reports, cpu, own = counts["reports"], target.cpu_seconds(), time.process_time()
     start = time.perf_counter()
@@ -164,6 +199,8 @@ async def run_round(target: SimulatorProcess, connections: int, window: int,
     own = time.process_time() - own
     for client in clients:
         client.running = False
+    if pacer is not None:
+        await pacer
     await asyncio.sleep(0.2)                  # what is in flight is answered
     for client in clients:
         client.transport.close()
@@ -176,7 +213,7 @@ async def run_rounds(args, targets: list[SimulatorProcess]) -> dict[str, list[di
     results = {t.name: [] for t in targets}
     for number in range(1, args.rounds + 1):
         for target in (targets if number % 2 else targets[::-1]):
-            r = await run_round(target, args.connections, args.window, args.seconds)
+            r = await run_round(target, args.connections, args.window, args.seconds, args.rate)
             results[target.name].append(r)
             print(f"round {number} {target.name:8} {r['rate']:9,.0f} msg/s  simulator "
                   f"{r['sim']:4.0%}  client {r['client']:4.0%}  simulator {r['us']:5.1f} "
@@ -190,6 +227,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds; medians")
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--window", type=int, default=16, help="SUBMITs in flight each")
+    parser.add_argument("--rate", type=float, help="SUBMITs a second in all, paced (default: "
+                        "as fast as the simulator answers)")
     parser.add_argument("--baseline", metavar="DIR", type=Path,
                         help="another checkout, with its own DIR/.venv")
     args = parser.parse_args(argv)
@@ -200,6 +239,8 @@ def main(argv=None) -> int:
     try:
         if args.baseline is not None:
             targets.append(SimulatorProcess("baseline", args.baseline.resolve()))
+        for target in targets:
+            print(f"{target.name}: simulator pid {target.process.pid}", flush=True)
         results = asyncio.run(run_rounds(args, targets))
     except KeyboardInterrupt:
         return 130
