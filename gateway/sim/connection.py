@@ -43,7 +43,10 @@ class IsmgConnection(SessionProtocol):
     def data_received(self, data: bytes) -> None:
         if self._drops_now(data):
             return
-        super().data_received(data)
+        self.session.receive_data(data, self._loop.time())
+        self._process_events()
+        self.sim.after_read()           # reports due at once join this read's answers
+        self._flush()
         self._inject_after_pdus()
 
     def _drops_now(self, data: bytes) -> bool:

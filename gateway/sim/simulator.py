@@ -329,15 +329,11 @@ class Simulator:
                     else:
                         self._outbox[conn.account].append(report)
             else:
-                self._report_later(now + self.config.report_delay, now, conn.account, submit,
-                                   msg_id)
+                self._report_later(now + self.config.report_delay, conn.account, submit, msg_id)
         if faults.submit_resp_delay > 0:
             self._later(faults.submit_resp_delay, conn.respond, response)
         else:
             conn.respond(response)
-        if self._due and self._due[0][0] <= now and self._due_timer is None \
-                and faults.disconnect_after is None:    # (that read's SUBMITs go unanswered)
-            self._reports_due()     # due at once: sent after the answer, in the same write
 
     def _strict_refusal(self, account: str, submit: cmpp.Submit) -> strict.Refusal | None:
         """In strict mode, why a strict center would refuse this SUBMIT (a Result fault, the
@@ -432,17 +428,23 @@ class Simulator:
             number = self._getrandbits(33)
         return number
 
-    def _report_later(self, due: float, now: float, account: str, submit: cmpp.Submit,
-                      msg_id: int) -> None:
-        """Queue a SUBMIT's reports at ``due``: a timer for the earliest one, unless it is due
-        already (the caller then queues it at once: no timer, no extra loop iteration)."""
+    def _report_later(self, due: float, account: str, submit: cmpp.Submit, msg_id: int) -> None:
         self._due.append((due, account, submit, msg_id))
-        if self._due_timer is None and due > now:
+        if self._due_timer is None:
             self._due_timer = asyncio.get_running_loop().call_at(due, self._reports_due)
+
+    def after_read(self) -> None:
+        """A connection handled what one read brought and is about to write its answers: the
+        reports due by now go out at once, after those answers and in the same write on that
+        connection, rather than from their timer in a later loop iteration."""
+        if self._due and self._due[0][0] <= asyncio.get_running_loop().time():
+            self._reports_due()
 
     def _reports_due(self) -> None:
         """Queue every report whose time has come, then wait for the next one."""
-        self._due_timer = None
+        if self._due_timer is not None:
+            self._due_timer.cancel()        # (called early, by after_read)
+            self._due_timer = None
         loop = asyncio.get_running_loop()
         now, due, accounts = loop.time(), self._due, set()
         while due and due[0][0] <= now:
