@@ -4,10 +4,12 @@ Every PDU runs through its compiled layout (``layout.Layout``). When that fast p
 the interpreted construct layout runs once more on the same bytes or values to name the
 field and the reason; decoding then raises ``CodecError``, encoding ``ValueError``.
 
-The three frames of every message sent have shorter paths still, each giving exactly what the
-layouts give (tests/cmpp/test_fast_paths.py) and leaving anything unusual to them: a SUBMIT
-built from its sender's ``SubmitTemplate``, a DELIVER carrying a 60-byte report read in one
-``struct`` call, and ``encode_deliver_resp``.
+The frames of every message have shorter paths still, each giving exactly what the layouts
+give (tests/cmpp/test_fast_paths.py) and leaving anything unusual to them: a SUBMIT built from
+its sender's ``SubmitTemplate``, a DELIVER carrying a 60-byte report read in one ``struct``
+call, a SUBMIT_RESP or DELIVER_RESP read in one, ``encode_deliver_resp`` and
+``encode_submit_resp``; and on the server's side (``fastpath``) a SUBMIT read with two and a
+report's DELIVER built with one.
 """
 
 from __future__ import annotations
@@ -19,7 +21,17 @@ from io import BytesIO
 from construct import ConstructError
 
 from .errors import PARSE_ERRORS, CodecError, failed_field, failure_reason
-from .pdus import PDU_CLASSES, ActiveTestResp, CommandId, Deliver, DeliverResp, Pdu, Submit
+from .fastpath import ENCODED_BODY, decode_submit_frame
+from .pdus import (
+    PDU_CLASSES,
+    ActiveTestResp,
+    CommandId,
+    Deliver,
+    DeliverResp,
+    Pdu,
+    Submit,
+    SubmitResp,
+)
 from .report import StatusReport, decode_report
 
 DEFAULT_MAX_LENGTH = 4096
@@ -72,6 +84,15 @@ def _decode(data: bytes, start: int, end: int) -> Pdu:
         pdu = _decode_report_frame(data, start, sequence_id)
         if pdu is not None:
             return pdu
+    elif command_id == _SUBMIT:
+        pdu = decode_submit_frame(data, start, end, sequence_id)
+        if pdu is not None:
+            return pdu
+    elif total_length == 21 and command_id in _ANSWER_CLASSES:
+        msg_id, result = _ANSWER.unpack_from(data, start + 12)
+        pdu = _new(_ANSWER_CLASSES[command_id])
+        _set(pdu, "__dict__", {"msg_id": msg_id, "result": result, "sequence_id": sequence_id})
+        return pdu
     cls, parse, finish = entry
     if parse is None:
         if total_length != 12:
@@ -116,7 +137,11 @@ def _deliver_report(values: dict, command_id: int, sequence_id: int) -> None:
 # fields, the report's and Reserve are read in one struct call (the layouts' own order, §10).
 _REPORT_FRAME = struct.Struct(">Q21s10sBBB21sBB" "Q7s10s10s21sI" "8s")
 _REPORT_FRAME_SIZE = 12 + _REPORT_FRAME.size
-_DELIVER = int(CommandId.DELIVER)
+_DELIVER, _SUBMIT = int(CommandId.DELIVER), int(CommandId.SUBMIT)
+# SUBMIT_RESP and DELIVER_RESP: Msg_Id and Result (§9, §11), the answer to every message.
+_ANSWER = struct.Struct(">QB")
+_ANSWER_CLASSES = {int(CommandId.SUBMIT_RESP): SubmitResp,
+                   int(CommandId.DELIVER_RESP): DeliverResp}
 
 
 def _decode_report_frame(data: bytes, start: int, sequence_id: int) -> Deliver | None:
@@ -222,7 +247,7 @@ def encode(pdu: Pdu) -> bytes:
         raise _encode_error(pdu, codec, error) from None
 
 
-_BODY = "_encoded_body"     # a prepared PDU's body, kept beside its fields (not a field)
+_BODY = ENCODED_BODY     # a prepared PDU's body, kept beside its fields (not a field)
 
 
 def prepare(pdu: Pdu) -> Pdu:
@@ -248,7 +273,17 @@ def encode_deliver_resp(sequence_id: int, msg_id: int, result: int = 0) -> bytes
         return encode(DeliverResp(sequence_id, msg_id, result))
 
 
-_DELIVER_RESP = struct.Struct(">IIIQB")
+def encode_submit_resp(sequence_id: int, msg_id: int, result: int = 0) -> bytes:
+    """``encode(SubmitResp(sequence_id, msg_id, result))`` without the layout: one ``struct``
+    call for the answer to every SUBMIT. The same bytes, and the same ``ValueError`` for a
+    value that does not fit."""
+    try:
+        return _DELIVER_RESP.pack(21, 0x80000004, sequence_id, msg_id, result)
+    except struct.error:
+        return encode(SubmitResp(sequence_id, msg_id, result))
+
+
+_DELIVER_RESP = struct.Struct(">IIIQB")     # SUBMIT_RESP's layout too
 
 
 class SubmitTemplate:

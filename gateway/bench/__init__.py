@@ -9,8 +9,8 @@ measured in the same run: ``codec``, ``session``, ``pool``, ``pipeline``, ``http
 hour at a steady rate with faults mixed in, judged by ``trend``: does anything keep growing);
 ``priority`` (verification codes while a notification backlog drains, against main's code in
 a temporary worktree); ``tool`` (the load tool itself against the simulator it drives, in
-CPU per SUBMIT); and ``api`` (the HTTP API's own CPU per message, in one process, against
-another tree's).
+CPU per SUBMIT); ``api`` (the HTTP API's own CPU per message, in one process, against
+another tree's); and ``sim`` (the simulator's own CPU per message, against another tree's).
 
 Offers: add_bench_command.
 """

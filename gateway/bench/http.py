@@ -32,8 +32,8 @@ dispatching while it accepts, as it does in service: the accepted rates include 
 Printed per phase: the rates, the latencies, the CPU share of the client, the gateway and the
 simulator, and the gateway's CPU time per message, twice: during the load, per message
 accepted then; and from the phase's start until every message is final, per message accepted
-(the cost of a message end to end: accept, SUBMIT, report, status); then medians over the
-rounds and the targets
+(the cost of a message end to end: accept, SUBMIT, report, status), and the simulator's over
+that same span, per message accepted; then medians over the rounds and the targets
 (3,000 single requests/s, 20,000 batch recipients/s). ``--profile DIR`` records the gateway
 with py-spy during every phase's load (DIR/this-<phase>-<round>.txt, collapsed stacks, 200
 samples/s) and its drain (DIR/this-<phase>-<round>-drain.txt). ``--profile-mode``: ``active``
@@ -43,7 +43,8 @@ process to sample). The rates are lower while profiling. The load average is pri
 and after: the figures mean little on a machine busy with other work.
 
 ``--baseline DIR`` compares with another checkout (say main's, in a worktree of its own with
-its own virtualenv in DIR/.venv): each gateway gets its own simulator and store; every round
+its own virtualenv in DIR/.venv): each gateway gets its own simulator (this checkout's code
+for both, unless ``--baseline-simulator``: then each checkout's own) and store; every round
 runs each phase on both, one after the other, the first of them alternating from round to
 round; the summary gives both medians and the ratios of this checkout's to the baseline's.
 Rates from different runs on a shared machine are hard to compare; these ratios are not.
@@ -70,6 +71,7 @@ from pathlib import Path
 import aiohttp
 
 from .session import ACCOUNT, HOST, SECRET, ServerProcess, cpu_seconds
+from .sim import SimulatorProcess
 
 WARMUP = 1.0
 APP_KEY, MASTER_SECRET = "benchkey", "bench-master-secret"
@@ -338,10 +340,12 @@ class Target:
     """One gateway under test, with its simulator and a reader of its store: this checkout's
     ("this") or --baseline's ("baseline")."""
 
-    def __init__(self, name: str, directory: Path, root: Path | None) -> None:
+    def __init__(self, name: str, directory: Path, root: Path | None,
+                 own_simulator: bool = False) -> None:
         self.name, self.simulator, self.gateway, self.store = name, None, None, None
         store_path = directory / f"{name}.sqlite"
-        self.simulator = ServerProcess("simulator")
+        self.simulator = SimulatorProcess(name, root) if own_simulator \
+            else ServerProcess("simulator")
         try:
             self.gateway = GatewayProcess(CONFIG.format(
                 store=store_path, host=HOST, port=self.simulator.port, account=ACCOUNT,
@@ -391,6 +395,7 @@ async def run_phase(args, http: aiohttp.ClientSession, target: Target, name: str
     after_id = store.last_id()
     label = f"{target.name}-{name}-{number}"
     cpu_before = target.gateway.cpu_seconds()
+    simulator_before = target.simulator.cpu_seconds()
     spy = _start_profile(args, target.gateway, label)
     result = await load(http, f"http://{HOST}:{target.gateway.port}{path}", make_body,
                         accepted_of, numbers, size, args.connections, args.seconds, processes)
@@ -398,7 +403,7 @@ async def run_phase(args, http: aiohttp.ClientSession, target: Target, name: str
     spy = _start_profile(args, target.gateway, f"{label}-drain")
     final = await until_final(store, after_id, result["accepted"], DRAIN_LIMIT)
     _stop_profile(spy)
-    cpu_after = target.gateway.cpu_seconds()
+    cpu_after, simulator_after = target.gateway.cpu_seconds(), target.simulator.cpu_seconds()
     result.update(final)
     if final["last_delivered"] is not None and final["delivered"]:
         span = final["last_delivered"] - result["first_request"]
@@ -406,6 +411,9 @@ async def run_phase(args, http: aiohttp.ClientSession, target: Target, name: str
         result["drain"] = final["last_delivered"] - result["load_end"]
     if cpu_before is not None and cpu_after is not None and result["accepted"]:
         result["gateway_total_us"] = (cpu_after - cpu_before) / result["accepted"] * 1e6
+    if simulator_before is not None and simulator_after is not None and result["accepted"]:
+        result["simulator_total_us"] = (simulator_after - simulator_before) / result["accepted"] \
+            * 1e6
     return result
 
 
@@ -444,6 +452,8 @@ def _format(name: str, r: dict) -> str:
                  "the load)")
     if "gateway_total_us" in r:
         text += f"  gateway {r['gateway_total_us']:5.0f} us/msg from accept to final"
+    if "simulator_total_us" in r:
+        text += f", simulator {r['simulator_total_us']:4.1f}"
     if not r["complete"]:
         text += f"\n        NOT ALL DELIVERED: {r['delivered']:,} of {r['accepted']:,}"
     if r["others"] or r["refused"]:
@@ -463,7 +473,8 @@ def _summary(results: dict[str, dict[str, list[dict]]]) -> None:
                   f"p99 {_median(rounds, 'p99'):.2f} ms  end to end "
                   f"{_median(rounds, 'end_to_end'):,.0f} messages/s  gateway "
                   f"{_median(rounds, 'gateway_us'):.0f} us/msg during the load, "
-                  f"{_median(rounds, 'gateway_total_us'):.0f} us/msg from accept to final")
+                  f"{_median(rounds, 'gateway_total_us'):.0f} us/msg from accept to final, "
+                  f"simulator {_median(rounds, 'simulator_total_us'):.1f}")
     if len(results) == 2:
         _ratios(results["this"], results["baseline"])
 
@@ -474,7 +485,8 @@ def _ratios(this: dict[str, list[dict]], baseline: dict[str, list[dict]]) -> Non
         figures = []
         for key, what in (("rate", "accepted"), ("end_to_end", "end to end"),
                           ("gateway_us", "CPU/msg during the load"),
-                          ("gateway_total_us", "CPU/msg accept to final")):
+                          ("gateway_total_us", "CPU/msg accept to final"),
+                          ("simulator_total_us", "simulator CPU/msg")):
             ours, theirs = _median(this[name], key), _median(baseline[name], key)
             figures.append(f"{what} {ours / theirs:.2f}x" if theirs else f"{what} ?")
         print(f"ratio this/baseline {name:7} " + ", ".join(figures))
@@ -498,6 +510,9 @@ def main(argv=None) -> int:
     parser.add_argument("--baseline", metavar="DIR", type=Path,
                         help="also run the gateway of the checkout in DIR (with its own "
                         "virtualenv in DIR/.venv), in turn with this one, and print the ratios")
+    parser.add_argument("--baseline-simulator", action="store_true",
+                        help="with --baseline, each gateway driven by its own checkout's "
+                        "simulator (default: both by this checkout's)")
     parser.add_argument("--profile", metavar="DIR", help="py-spy the gateway into DIR")
     parser.add_argument("--profile-mode", choices=("active", "idle", "gil", "native"),
                         default="active", help="--profile: active threads (default), idle "
@@ -514,9 +529,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-http-", ignore_cleanup_errors=True) as directory:
         targets: list[Target] = []
         try:
-            targets.append(Target("this", Path(directory), None))
+            own = args.baseline_simulator
+            targets.append(Target("this", Path(directory), None, own))
             if args.baseline is not None:
-                targets.append(Target("baseline", Path(directory), args.baseline.resolve()))
+                targets.append(Target("baseline", Path(directory), args.baseline.resolve(),
+                                      own))
             results = asyncio.run(run_rounds(args, targets))
         except KeyboardInterrupt:
             return 130

@@ -125,6 +125,9 @@ class Simulator:
         self.config = config or SimulatorConfig()
         self.accounts = {a.account: a for a in self.config.accounts}
         self.random = random.Random(self.config.seed)
+        self._getrandbits = self.random.getrandbits
+        # Each event type's on_... method, bound once (a subclass's own included).
+        self._actions = {kind: getattr(self, name) for kind, name in self._ACTIONS.items()}
         self.received: list[tuple[int, cmpp.Pdu]] = []       # (connection id, PDU)
         self.submits: list[ReceivedSubmit] = []
         self.reports: list[SentReport] = []
@@ -263,9 +266,9 @@ class Simulator:
 
     def on_event(self, conn: IsmgConnection, event: ev.Event) -> None:
         """Every event of every connection: to its ``on_...`` method, if it has one."""
-        name = self._ACTIONS.get(type(event))
-        if name is not None:
-            getattr(self, name)(conn, event)
+        action = self._actions.get(type(event))
+        if action is not None:
+            action(conn, event)
 
     def on_login(self, conn: IsmgConnection, event: ev.LoginRequested) -> None:
         """A CONNECT: check it, answer it, and send what the account is owed."""
@@ -402,32 +405,46 @@ class Simulator:
     # ------------------------------------------------------------------------- reports
 
     def _reports(self, submit: cmpp.Submit, msg_id: int) -> list[cmpp.Deliver]:
-        stamp = self._report_stamp()
-        stats, weights = zip(*self.config.stats.items())
+        stamp, stats = self._report_stamp(), self.config.stats
         out = []
         for k, dest in enumerate(submit.dest_terminal_ids):
             if self.config.stat_for:
                 stat = self.config.stat_for(submit)
             elif len(stats) == 1:
-                stat = stats[0]
+                stat = next(iter(stats))
             else:
-                stat = self.random.choices(stats, weights)[0]
-            report = cmpp.StatusReport(msg_id=cmpp.nth_of_mass_send(msg_id, k), stat=stat,
-                                       submit_time=stamp, done_time=stamp, dest_terminal_id=dest,
-                                       smsc_sequence=self.random.randrange(1 << 32))
-            out.append(cmpp.Deliver(msg_id=self._next_msg_id(), dest_id=submit.src_id,
-                                    service_id=submit.service_id, src_terminal_id=dest,
-                                    report=report))
+                stat = self.random.choices(list(stats), list(stats.values()))[0]
+            report = cmpp.StatusReport(cmpp.nth_of_mass_send(msg_id, k), stat, stamp, stamp,
+                                       dest, self._smsc_sequence())
+            out.append(cmpp.report_deliver(self._next_msg_id(), report, dest_id=submit.src_id,
+                                           service_id=submit.service_id, src_terminal_id=dest))
         return out
+
+    def _smsc_sequence(self) -> int:
+        """``random.randrange(1 << 32)``, drawn as it draws it (the same numbers from the same
+        seed), in C calls only: 33 random bits until they make a number below 2**32."""
+        number = self._getrandbits(33)
+        while number >> 32:
+            number = self._getrandbits(33)
+        return number
 
     def _report_later(self, due: float, account: str, submit: cmpp.Submit, msg_id: int) -> None:
         self._due.append((due, account, submit, msg_id))
         if self._due_timer is None:
             self._due_timer = asyncio.get_running_loop().call_at(due, self._reports_due)
 
+    def after_read(self) -> None:
+        """A connection handled what one read brought and is about to write its answers: the
+        reports due by now go out at once, after those answers and in the same write on that
+        connection, rather than from their timer in a later loop iteration."""
+        if self._due and self._due[0][0] <= asyncio.get_running_loop().time():
+            self._reports_due()
+
     def _reports_due(self) -> None:
         """Queue every report whose time has come, then wait for the next one."""
-        self._due_timer = None
+        if self._due_timer is not None:
+            self._due_timer.cancel()        # (called early, by after_read)
+            self._due_timer = None
         loop = asyncio.get_running_loop()
         now, due, accounts = loop.time(), self._due, set()
         while due and due[0][0] <= now:

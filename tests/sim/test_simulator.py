@@ -12,8 +12,8 @@ import pytest
 import cmpp
 from cmpp import events as ev
 from cmpp.session import SessionConfig
-from gateway.channel import Connection, SubmitRejectedError
-from gateway.sim import Account, HeldDelivers, Simulator, SimulatorConfig
+from gateway.channel import Connection, SubmitRejectedError, china_time
+from gateway.sim import Account, HeldDelivers, IsmgConnection, Simulator, SimulatorConfig
 from tests.aio import eventually, run
 from tests.sim.raw import RawClient
 
@@ -159,3 +159,44 @@ def test_without_heartbeat_it_sends_no_active_test_and_still_answers_them():
                 await client.wait_for(lambda pdu: isinstance(pdu, cmpp.ActiveTest), timeout=0.5)
             await client.close()
     run(scenario)
+
+
+class RecordingTransport(asyncio.Transport):
+    """Keeps every write, so that a test sees how the bytes were grouped into writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closing = False
+
+    def write(self, data) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    abort = close
+
+
+def test_a_report_due_at_once_goes_out_right_after_its_submit_resp_in_the_same_write():
+    async def main() -> None:
+        sim = Simulator(SimulatorConfig(record=False))
+        conn, transport = IsmgConnection(sim), RecordingTransport()
+        conn.connection_made(transport)
+        stamp = cmpp.timestamp(china_time())
+        conn.data_received(cmpp.encode(cmpp.Connect(
+            1, "900001", cmpp.authenticator_source("900001", "secret", stamp), 0x20, stamp)))
+        transport.writes.clear()
+        conn.data_received(cmpp.encode(cmpp.Submit(
+            sequence_id=2, src_id="106900001", dest_terminal_ids=("13800138000",),
+            msg_content=b"hi")))
+        [write] = transport.writes            # no timer, no later write of its own
+        resp, report = cmpp.FrameDecoder().feed(write)
+        assert isinstance(resp, cmpp.SubmitResp) and isinstance(report, cmpp.Deliver)
+        assert report.report.msg_id == resp.msg_id and report.dest_id == "106900001"
+        conn.connection_lost(None)
+
+    asyncio.run(main())
