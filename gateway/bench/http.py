@@ -6,10 +6,10 @@
 
 Three processes. The ISMG simulator runs in one (``session.ServerProcess``: it answers every
 SUBMIT and sends a DELIVRD report at once); the gateway runs in a second (the daemon with its
-API and the cyclic collector set as ``cmpp-gateway run`` sets it, one app, one notification template, 4 CMPP connections, its SQLite store in a temporary
-directory with the default durability: WAL, synchronous=NORMAL, group commit; it stops by
-itself, and removes that directory, when this process goes away: its standard input then reads
-EOF); this process drives the HTTP load with aiohttp: ``--connections`` workers, each looping
+API and the cyclic collector set as ``cmpp-gateway run`` sets it, one app, one notification
+template, 4 CMPP connections, its SQLite store in a temporary directory with the default
+durability: WAL, synchronous=NORMAL, group commit; it stops by itself, and removes that
+directory, when this process goes away: its standard input then reads EOF); this process drives the HTTP load with aiohttp: ``--connections`` workers, each looping
 one request at a time over a keep-alive connector limited to ``--connections``. The configuration turns the
 repeat window and the per-app limit off, and every request names numbers and parameters of its
 own anyway, so nothing is refused as a repeat or as too frequent.
