@@ -8,9 +8,10 @@ Offers: Simulator, SimulatorConfig, Account, Faults, ReceivedSubmit, SentReport,
 IsmgConnection, HeldDelivers.
 """
 
+from .config import Account, Faults, ReceivedSubmit, SentReport, SimulatorConfig
 from .connection import IsmgConnection
 from .held import HeldDelivers
-from .simulator import Account, Faults, ReceivedSubmit, SentReport, Simulator, SimulatorConfig
+from .simulator import Simulator
 
 __all__ = ["Account", "Faults", "HeldDelivers", "IsmgConnection", "ReceivedSubmit",
            "SentReport", "Simulator", "SimulatorConfig"]
