@@ -70,7 +70,8 @@ from pathlib import Path
 
 import aiohttp
 
-from .session import ACCOUNT, HOST, SECRET, ServerProcess, cpu_seconds
+from .checkout import CheckoutProcess
+from .session import ACCOUNT, HOST, SECRET, ServerProcess
 from .sim import SimulatorProcess
 
 WARMUP = 1.0
@@ -155,36 +156,16 @@ if os.getppid() != parent:
 """
 
 
-class GatewayProcess:
+class GatewayProcess(CheckoutProcess):
     """The gateway (daemon with its API) of the checkout at ``root`` (None: this one), run by
-    that checkout's virtualenv (``root``/.venv) in a process of its own, and its API's port."""
+    that checkout's virtualenv (``root``/.venv) in a process of its own, and its API's port;
+    ``stop`` lets it drain for up to a minute."""
+
+    stop_wait = 60.0
 
     def __init__(self, config_text: str, config_path: Path, root: Path | None = None) -> None:
         config_path.write_text(config_text)
-        if root is None:
-            python, cwd = sys.executable, Path(__file__).resolve().parents[2]
-        else:
-            python, cwd = root / ".venv" / "bin" / "python", root
-        self.process = subprocess.Popen(
-            [str(python), "-c", f"HOST = {HOST!r}\n" + BOOT, str(config_path)], cwd=cwd,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        line = self.process.stdout.readline()
-        if not line.strip().isdigit():
-            self.stop()
-            raise RuntimeError(f"the gateway of {cwd} did not start")
-        self.port = int(line)
-
-    def cpu_seconds(self) -> float | None:
-        return cpu_seconds(self.process.pid)
-
-    def stop(self) -> None:
-        if self.process.stdin is not None and not self.process.stdin.closed:
-            self.process.stdin.close()          # EOF: the gateway drains and stops
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.terminate()
-            self.process.wait()
+        super().__init__("gateway", f"HOST = {HOST!r}\n" + BOOT, (str(config_path),), root)
 
 
 # ----------------------------------------------------------------------------- the load

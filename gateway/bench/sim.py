@@ -35,15 +35,14 @@ import asyncio
 import os
 import statistics
 import struct
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import cmpp
 from gateway.channel import china_time
 
-from .session import ACCOUNT, CONTENT, CONTENT_FMT, HOST, SECRET, cpu_seconds
+from .checkout import CheckoutProcess
+from .session import ACCOUNT, CONTENT, CONTENT_FMT, HOST, SECRET
 
 WARMUP = 0.5
 TICK = 0.004
@@ -74,34 +73,13 @@ asyncio.run(serve())
 """
 
 
-class SimulatorProcess:
+class SimulatorProcess(CheckoutProcess):
     """The simulator of the checkout at ``root`` (None: this one) in a process of its own."""
 
     def __init__(self, name: str, root: Path | None) -> None:
         self.name = name
-        if root is None:
-            python, cwd = sys.executable, Path(__file__).resolve().parents[2]
-        else:
-            python, cwd = root / ".venv" / "bin" / "python", root
         head = f"HOST, ACCOUNT, SECRET = {HOST!r}, {ACCOUNT!r}, {SECRET!r}\n"
-        self.process = subprocess.Popen([str(python), "-c", head + SERVE], cwd=cwd,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        line = self.process.stdout.readline()
-        if not line.strip().isdigit():
-            self.stop()
-            raise RuntimeError(f"the simulator of {cwd} did not start")
-        self.port = int(line)
-
-    def cpu_seconds(self) -> float | None:
-        return cpu_seconds(self.process.pid)
-
-    def stop(self) -> None:
-        self.process.stdin.close()            # EOF: the simulator stops
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        super().__init__("simulator", head + SERVE, root=root)
 
 
 class Client(asyncio.Protocol):
