@@ -17,7 +17,7 @@ from aiohttp import web
 
 from gateway.sim import Account, Simulator, SimulatorConfig
 from tests import api_stack
-from tests.aio import eventually, free_port, run
+from tests.aio import eventually, free_ports, run
 
 PASSWORD = "pw-Kx81-unmistakable"
 MASTER_SECRET = "ms-Qv27-unmistakable"
@@ -82,7 +82,7 @@ def test_no_secret_number_or_content_reaches_the_logs_of_a_full_run(tmp_path, st
         sim = Simulator(SimulatorConfig(accounts=[Account("900001", PASSWORD)],
                                         report_delay=0.05, stat_for=lambda s: next(stats)))
         await sim.start()
-        api_port, ops_port = free_port(), free_port()
+        api_port, ops_port = free_ports(2)
         config = tmp_path / "gw.toml"
         config.write_text(config_text(store_setting, sim.address[1], api_port, ops_port,
                                       callback))

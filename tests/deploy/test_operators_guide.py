@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.aio import free_port
+from tests.aio import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "operators.md"
@@ -44,7 +44,7 @@ def test_every_command_of_the_operators_guide_works_from_a_fresh_copy(tmp_path):
     copy = tmp_path / "cmpp-gateway"
     shutil.copytree(ROOT, copy, ignore=NOT_COPIED, symlinks=True)
     (copy / ".venv").symlink_to(sys.prefix)
-    script = guide_script({p: free_port() for p in ("7890", "8080", "8090", "9108")})
+    script = guide_script(dict(zip(("7890", "8080", "8090", "9108"), free_ports(4))))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CMPP_", "SHOP_"))}
     result = subprocess.run(
         ["bash", "-c", "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n"

@@ -30,7 +30,7 @@ import aiohttp
 from gateway.sim import Account, Simulator, SimulatorConfig
 from gateway.status import DeliveryStatus
 from gateway.store import create_store
-from tests.aio import free_port, run
+from tests.aio import free_ports, run
 
 CONNECTIONS, TPS, WINDOW = 3, 60, 8
 CHANNELS = {"report": ("900001", "secret-1"), "resend": ("900002", "secret-2")}
@@ -90,7 +90,7 @@ class Instance:
 
     def __init__(self, index: int, directory, store: str, sim_port: int) -> None:
         self.index = index
-        self.api_port, self.ops_port = free_port(), free_port()
+        self.api_port, self.ops_port = free_ports(2)
         self.config = directory / f"gw{index}.toml"
         self.config.write_text(config_text(store, sim_port, self.api_port, self.ops_port))
         self.config.chmod(0o600)
