@@ -327,15 +327,16 @@ class Simulator:
     # ------------------------------------------------------------------------- reports
 
     def _reports(self, submit: cmpp.Submit, msg_id: int) -> list[cmpp.Deliver]:
-        stamp, stats = self._report_stamp(), self.config.stats
+        stamp = self._report_stamp()
+        stats, weights = list(self.config.stats), list(self.config.stats.values())
         out = []
         for k, dest in enumerate(submit.dest_terminal_ids):
             if self.config.stat_for:
                 stat = self.config.stat_for(submit)
             elif len(stats) == 1:
-                stat = next(iter(stats))
+                stat = stats[0]
             else:
-                stat = self.random.choices(list(stats), list(stats.values()))[0]
+                stat = self.random.choices(stats, weights)[0]
             report = cmpp.StatusReport(cmpp.nth_of_mass_send(msg_id, k), stat, stamp, stamp,
                                        dest, self._smsc_sequence())
             out.append(cmpp.report_deliver(self._next_msg_id(), report, dest_id=submit.src_id,
