@@ -21,7 +21,7 @@ from io import BytesIO
 from construct import ConstructError
 
 from .errors import PARSE_ERRORS, CodecError, failed_field, failure_reason
-from .fastpath import ENCODED_BODY, REPORT_DELIVER, decode_submit_frame
+from .fastpath import ENCODED_BODY, decode_submit_frame
 from .pdus import (
     PDU_CLASSES,
     ActiveTestResp,
@@ -135,7 +135,7 @@ def _deliver_report(values: dict, command_id: int, sequence_id: int) -> None:
 
 # A DELIVER carrying a 60-byte status report: the frame that every message brings back. Its
 # fields, the report's and Reserve are read in one struct call (the layouts' own order, §10).
-_REPORT_FRAME = REPORT_DELIVER
+_REPORT_FRAME = struct.Struct(">Q21s10sBBB21sBB" "Q7s10s10s21sI" "8s")
 _REPORT_FRAME_SIZE = 12 + _REPORT_FRAME.size
 _DELIVER, _SUBMIT = int(CommandId.DELIVER), int(CommandId.SUBMIT)
 # SUBMIT_RESP and DELIVER_RESP: Msg_Id and Result (§9, §11), the answer to every message.

@@ -103,9 +103,8 @@ def decode_submit_frame(data: bytes, start: int, end: int, sequence_id: int) -> 
     return pdu
 
 
-# A DELIVER carrying a 60-byte status report (§10, §10.1): its fields, the report's, Reserve
-# (built here, read by codec's fast path).
-REPORT_DELIVER = struct.Struct(">Q21s10sBBB21sBB" "Q7s10s10s21sI" "8s")
+# A DELIVER carrying a 60-byte status report (§10, §10.1): its fields, the report's, Reserve.
+_REPORT_DELIVER = struct.Struct(">Q21s10sBBB21sBB" "Q7s10s10s21sI" "8s")
 
 
 def report_deliver(msg_id: int, report: StatusReport, *, dest_id: str = "",
@@ -144,7 +143,7 @@ def _pack_report_deliver(msg_id, report, dest_id, service_id, src_terminal_id) -
     if len(dest) > 21 or len(service) > 10 or len(src) > 21 or len(stat) > 7 \
             or len(submit_time) > 10 or len(done_time) > 10 or len(terminal) > 21:
         raise _Misfit
-    return REPORT_DELIVER.pack(msg_id, dest, service, 0, 0, 0, src, 1, 60, values["msg_id"],
+    return _REPORT_DELIVER.pack(msg_id, dest, service, 0, 0, 0, src, 1, 60, values["msg_id"],
                                 stat, submit_time, done_time, terminal,
                                 values["smsc_sequence"], b"")
 

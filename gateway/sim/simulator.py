@@ -327,16 +327,15 @@ class Simulator:
     # ------------------------------------------------------------------------- reports
 
     def _reports(self, submit: cmpp.Submit, msg_id: int) -> list[cmpp.Deliver]:
-        stamp = self._report_stamp()
-        stats, weights = list(self.config.stats), list(self.config.stats.values())
+        stamp, stats = self._report_stamp(), self.config.stats
         out = []
         for k, dest in enumerate(submit.dest_terminal_ids):
             if self.config.stat_for:
                 stat = self.config.stat_for(submit)
             elif len(stats) == 1:
-                stat = stats[0]
+                stat = next(iter(stats))
             else:
-                stat = self.random.choices(stats, weights)[0]
+                stat = self.random.choices(list(stats), list(stats.values()))[0]
             report = cmpp.StatusReport(cmpp.nth_of_mass_send(msg_id, k), stat, stamp, stamp,
                                        dest, self._smsc_sequence())
             out.append(cmpp.report_deliver(self._next_msg_id(), report, dest_id=submit.src_id,
