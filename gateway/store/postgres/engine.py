@@ -54,6 +54,7 @@ from . import health, retention, schema
 from . import messages as sql
 from . import receipts as receipts_sql
 from . import users as users_sql
+from .state import State
 
 log = logging.getLogger("cmpp_gateway.store")
 
@@ -102,7 +103,7 @@ class Engine:
         self.application_name = application_name     # as pg_stat_activity shows the session
         self._password = password
         self._secrets = [s for s in (password, urlsplit(url).password) if s]
-        self._state: sql.State | None = None
+        self._state: State | None = None
         self._lanes = Lanes(batch_limit)              # the operations; appends are thread-safe
         self._loop: asyncio.AbstractEventLoop | None = None         # the daemon's
         self._writer: threading.Thread | None = None
@@ -181,7 +182,7 @@ class Engine:
             raise TimeoutError(f"no answer within {self.connect_timeout:g} s") from None
         return db
 
-    async def _open_database(self) -> sql.State:
+    async def _open_database(self) -> State:
         try:
             db = await self._connect()
         except CONNECTION_ERRORS as error:
@@ -192,7 +193,7 @@ class Engine:
                                             f"{_text(error)}")) from None
         try:
             await schema.migrate(db, self.name, SCHEMAS)
-            state = sql.State(db)
+            state = State(db)
             await state.reload()
         except asyncpg.PostgresError as error:     # e.g. no right to create tables
             await db.close()
