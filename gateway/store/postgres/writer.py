@@ -22,7 +22,8 @@ from . import receipts as receipts_sql
 from . import retention, schema, search
 from . import users as users_sql
 from .cluster import ClusterSession
-from .engine import CONNECTION_ERRORS, Engine
+from .engine import Engine
+from .health import CONNECTION_ERRORS
 from .state import State
 
 
