@@ -3,13 +3,13 @@ callback outbox, and the API's own records (codes, idempotent answers, templates
 the apps' users and their numbers by channel).
 
 ``Store`` (in ``interface``) is what the rest of the daemon programs against, with the records
-that cross it (``NewMessage``, ``SegmentResult``, ``Receipt``, ``MessageView``, ...). A write is
-durable before its awaitable resolves. ``SqliteStore`` (``sqlite/``) is the embedded default:
-one SQLite file in WAL mode, written by one thread with group commit. ``PostgresStore``
-(``postgres/``) is the shared one: a PostgreSQL database, written by one thread per gateway
-with group commit. Both put the same operations on their writers (``QueuedStore``, in
-``queued``: each backend names its SQL modules). ``create_store(setting)`` makes the one the
-configuration names.
+that cross it (in ``records``: ``NewMessage``, ``SegmentResult``, ``Receipt``, ``MessageView``,
+..., with the errors and helpers that go with them). A write is durable before its awaitable
+resolves. ``SqliteStore`` (``sqlite/``) is the embedded default: one SQLite file in WAL mode,
+written by one thread with group commit. ``PostgresStore`` (``postgres/``) is the shared one: a
+PostgreSQL database, written by one thread per gateway with group commit. Both put the same
+operations on their writers (``QueuedStore``, in ``queued``: each backend names its SQL
+modules). ``create_store(setting)`` makes the one the configuration names.
 
 The operator's console keeps its records here too (``console``: apps made there, operator
 accounts and sessions, review decisions, the audit trail, and what searches return), and
@@ -44,7 +44,9 @@ from .console import (
     SearchTooBroad,
     StoredApp,
 )
-from .interface import (
+from .interface import Store
+from .postgres import PostgresStore
+from .records import (
     APPROVED,
     KEY_REUSED,
     MARKETING,
@@ -72,7 +74,6 @@ from .interface import (
     ReceiptOutcome,
     SegmentResult,
     SegmentView,
-    Store,
     StoreError,
     StoreUnavailable,
     UserRow,
@@ -81,7 +82,6 @@ from .interface import (
     to_signed,
     to_unsigned,
 )
-from .postgres import PostgresStore
 from .sqlite import SqliteStore
 
 

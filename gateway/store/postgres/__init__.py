@@ -1,19 +1,22 @@
 """The shared store: PostgreSQL through asyncpg, written by one thread with group commit.
 
 ``engine`` is the engine (the queue, the writer thread with its own event loop, the
-transactions, whether the store can write, reconnection); ``writer`` puts the store's
-operations on it (``PostgresStore``) and runs the console's searches on a read-only connection
-of their own; ``schema`` the tables, their layout version and migration; ``messages``
-messages, SUBMIT outcomes, reading and the callback outbox; ``receipts`` status reports and
-MO; ``api`` the API's records; ``users`` the apps' users; ``console`` the console's records;
-``search`` the console's searches; ``retention`` what keeps the database from growing without
-end (unmatched reports expire, finished messages go, idempotency keys are forgotten, in small
-batches); ``health`` which errors mean the store cannot write, and the probe that finds out
-when it can again; ``cluster`` a gateway's membership among several (its session, its locks,
-the channels' slots). Each SQL
-module matches its namesake in ``gateway.store.sqlite`` function for function, so that a
-change to one store maps onto one place in the other; both stores have the same tables and
-columns (tests/store/test_postgres.py checks it), so copy-store copies between them.
+transactions; whether the store can write, and reconnection, through ``health``); ``writer``
+puts the store's operations on it (``PostgresStore``) and runs the console's searches on a
+read-only connection of their own; ``schema`` the tables, their layout version and migration;
+``state`` what a transaction works with (``State``: the connection and the counts kept in step
+with commits); ``messages`` messages, SUBMIT outcomes, reading and the callback outbox;
+``settle`` how segments and messages take their statuses (a final one queues its callback);
+``receipts`` status reports and MO; ``api`` the API's records; ``users`` the apps' users;
+``console`` the console's records; ``search`` the console's searches; ``retention`` what keeps
+the database from growing without end (unmatched reports expire, finished messages go,
+idempotency keys are forgotten, in small batches); ``health`` which errors mean the store cannot
+write, the probe that finds out when it can again, and the engine's part that acts on them;
+``cluster`` a gateway's membership among several (its session, its locks, the channels' slots).
+Each SQL module matches its namesake in ``gateway.store.sqlite`` function for function
+(``messages`` with ``state`` and ``settle`` matches SQLite's ``messages``), so that a change to
+one store maps onto one place in the other; both stores have the same tables and columns
+(tests/store/test_postgres.py checks it), so copy-store copies between them.
 
 Design for several instances. Several gateways on one database are safe where the database
 decides, and the store is built so that it does:

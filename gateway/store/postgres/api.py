@@ -19,7 +19,8 @@ from ..interface import (
     AcceptedRequest,
     code_digest,
 )
-from .messages import State, _insert_messages, columns
+from .messages import _insert_messages
+from .state import State, columns
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS codes (

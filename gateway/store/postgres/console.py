@@ -23,7 +23,7 @@ from ..console import (
     StoredApp,
 )
 from ..interface import APPROVED, PENDING, REFUSED
-from .messages import State, changed
+from .state import State, changed
 
 # "user" is a reserved word in PostgreSQL: the column keeps SQLite's name, quoted.
 SCHEMA = """

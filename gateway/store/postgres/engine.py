@@ -18,18 +18,18 @@ alone. A commit is durable when PostgreSQL says so: the store insists on ``synch
 at least ``local`` (WAL flushed to the server's disk), and keeps a stronger setting
 (``remote_apply``, a synchronous standby) when the server has one.
 
-When the store cannot write (see ``health``: the database cannot be reached, the session is
-lost, the server's disk is full or it is read-only), the operations it cannot do fail with
-``StoreUnavailable`` (all of them, at once, while there is no session; those that write, while
-the server refuses them), and the store says why (``writable_snapshot``, for /readyz; never
-with the password) until a probe, at once and then every ``probe_interval`` seconds on a
-connection of its own, succeeds; when the session was lost, the probe's connection takes its
-place, and the facts kept in memory are re-read on it. A transaction the server does not answer
-within ``answer_timeout`` seconds gives the session up: a server that stopped answering (a
-network that drops packets, a frozen host) fails operations instead of holding them. Every
-``size_interval`` seconds (SIZE_INTERVAL) the writer measures the store's size
-(``size_snapshot``), which also finds out, when the gateway is idle, that the server stopped
-answering.
+When the store cannot write (see ``health``, whose ``Writability`` is the engine's part that
+deals with it: the database cannot be reached, the session is lost, the server's disk is full or
+it is read-only), the operations it cannot do fail with ``StoreUnavailable`` (all of them, at
+once, while there is no session; those that write, while the server refuses them), and the store
+says why (``writable_snapshot``, for /readyz; never with the password) until a probe, at once
+and then every ``probe_interval`` seconds on a connection of its own, succeeds; when the session
+was lost, the probe's connection takes its place, and the facts kept in memory are re-read on
+it. A transaction the server does not answer within ``answer_timeout`` seconds gives the session
+up: a server that stopped answering (a network that drops packets, a frozen host) fails
+operations instead of holding them. Every ``size_interval`` seconds (SIZE_INTERVAL) the writer
+measures the store's size (``size_snapshot``), which also finds out, when the gateway is idle,
+that the server stopped answering.
 """
 
 from __future__ import annotations
@@ -48,12 +48,13 @@ from ..interface import StoreError, StoreUnavailable
 from ..lanes import BULK, URGENT_LANE, Lanes, Op
 from ..timing import CommitTimes
 from . import api as api_sql
-from . import cluster
+from . import cluster, health, retention, schema
 from . import console as console_sql
-from . import health, retention, schema
 from . import messages as sql
 from . import receipts as receipts_sql
 from . import users as users_sql
+from .health import CONNECTION_ERRORS, UNREACHABLE, Writability, _close, _text
+from .state import State
 
 log = logging.getLogger("cmpp_gateway.store")
 
@@ -69,12 +70,6 @@ SCHEMAS = (schema.SCHEMA, api_sql.SCHEMA, users_sql.SCHEMA, console_sql.SCHEMA,
 # A table scan is still made where no index applies (counting messages by status).
 PLANNER_SETTINGS = {"enable_seqscan": "off", "enable_hashjoin": "off",
                     "enable_mergejoin": "off"}
-CONNECTION_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
-# Of those, what a database that cannot be reached yet raises at a connection: nothing the
-# gateway's configuration could fix (a wrong password, no such role or database, a TLS
-# certificate refused are), so a start waits for it (gateway.daemon).
-UNREACHABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
-               asyncpg.OperatorInterventionError, asyncpg.InsufficientResourcesError)
 
 # The store's size: its tables with their indexes and TOAST (pg_total_relation_size), those of
 # the schema its tables are in. The WAL and the server's other databases are not the store's.
@@ -83,7 +78,7 @@ SIZE = ("SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_
 SIZE_INTERVAL = 10.0              # seconds between two measurements
 
 
-class Engine:
+class Engine(Writability):
     """The queue, the writer thread and its connection, on a PostgreSQL database named by a
     ``postgresql://user@host:port/db`` URL (libpq's form, query parameters such as
     ``sslmode`` included); ``password`` is given apart so that the URL can be shown. Without
@@ -102,7 +97,7 @@ class Engine:
         self.application_name = application_name     # as pg_stat_activity shows the session
         self._password = password
         self._secrets = [s for s in (password, urlsplit(url).password) if s]
-        self._state: sql.State | None = None
+        self._state: State | None = None
         self._lanes = Lanes(batch_limit)              # the operations; appends are thread-safe
         self._loop: asyncio.AbstractEventLoop | None = None         # the daemon's
         self._writer: threading.Thread | None = None
@@ -181,7 +176,7 @@ class Engine:
             raise TimeoutError(f"no answer within {self.connect_timeout:g} s") from None
         return db
 
-    async def _open_database(self) -> sql.State:
+    async def _open_database(self) -> State:
         try:
             db = await self._connect()
         except CONNECTION_ERRORS as error:
@@ -192,7 +187,7 @@ class Engine:
                                             f"{_text(error)}")) from None
         try:
             await schema.migrate(db, self.name, SCHEMAS)
-            state = sql.State(db)
+            state = State(db)
             await state.reload()
         except asyncpg.PostgresError as error:     # e.g. no right to create tables
             await db.close()
@@ -344,121 +339,6 @@ class Engine:
             self._give_up(db)
         except CONNECTION_ERRORS as error:
             log.debug("store %s: size not measured: %s", self.name, _text(error))
-
-    # ------------------------------------------------------------------------- health
-
-    def writable_snapshot(self) -> tuple[bool, str]:
-        """(True, "") while the store can write; else (False, why not)."""
-        reason = self.write_error
-        return reason is None, reason or ""
-
-    def _failed(self, error: Exception) -> Exception:
-        """A failed operation's exception, as its caller gets it: StoreUnavailable (and the
-        store marked not writable) when the session is lost or the server cannot write."""
-        if isinstance(error, StoreUnavailable):
-            return error
-        if self._state.db.is_closed():
-            self._cannot_write(self._unreachable("the session to the database was lost"))
-        else:
-            refused = health.write_error(error)
-            if refused is None:
-                return error
-            self._cannot_write(f"the store {self.name} cannot write: {refused}")
-        unavailable = StoreUnavailable(self.write_error)
-        unavailable.__cause__ = error
-        return unavailable
-
-    def _lost(self, db) -> None:
-        """The writer's session ended (the server restarted or ended it, the network broke):
-        not writable until the prober connects again. Also asyncpg's termination listener."""
-        if db is self._state.db and not self._closing:
-            self._cannot_write(self._unreachable("the session to the database was lost"))
-
-    def _give_up(self, db) -> None:
-        """Writer: the server did not answer within answer_timeout: end the session now."""
-        db.remove_termination_listener(self._lost)
-        db.terminate()
-        self._cannot_write(self._unreachable(f"no answer within {self.answer_timeout:g} s"))
-
-    def _unreachable(self, detail: str) -> str:
-        return f"the store {self.name} cannot be reached: {detail}"
-
-    def _cannot_write(self, reason: str) -> None:
-        """Writer: say why the store cannot write (logged once, when it starts), and probe."""
-        reason = self._redacted(reason)
-        if self.write_error is None:
-            log.error("%s; not ready until a write succeeds (probing every %g s)", reason,
-                      self.probe_interval)
-        self.write_error = reason
-        if self._prober is None or self._prober.done():
-            self._prober = self._writer_loop.create_task(self._probe_until_writable(),
-                                                         name="store-probe")
-
-    async def _first_probe(self) -> None:
-        """At open, on the writer's session: a store that cannot write says so from the
-        start (and probes until it can)."""
-        reason = await self._probe_on(self._state.db)
-        if reason is not None:
-            self._cannot_write(reason)
-
-    async def _probe_until_writable(self) -> None:
-        """Writer loop, while the store cannot write: a probe at once, then every
-        ``probe_interval`` seconds, until one succeeds. When the writer's session is lost,
-        the probe's connection takes its place (the facts kept in memory re-read on it)."""
-        while True:
-            try:
-                db = await self._connect()
-            except CONNECTION_ERRORS as error:
-                reason = self._unreachable(_text(error))
-            else:
-                reason = await self._probe_on(db, replacing=self._state.db.is_closed())
-                if not (reason is None and db is self._state.db):
-                    await _close(db, self.answer_timeout)
-            if reason is None:
-                log.warning("the store %s can write again", self.name)
-                self.write_error = None
-                return
-            self._cannot_write(reason)
-            await asyncio.sleep(self.probe_interval)
-
-    async def _probe_on(self, db, replacing: bool = False) -> str | None:
-        """Probe (health.probe) on ``db`` within ``answer_timeout``, and, ``replacing``,
-        make it the writer's session. Returns None when the store can write, else why not."""
-        try:
-            async with asyncio.timeout(self.answer_timeout):
-                await health.probe(db)
-                if replacing:
-                    await self._state.reload(db)
-        except TimeoutError:
-            db.terminate()
-            return self._unreachable(f"no answer within {self.answer_timeout:g} s")
-        except Exception as error:  # noqa: BLE001 - classified into the reason
-            if db.is_closed():
-                return self._unreachable("the session to the database was lost")
-            return f"the store {self.name} cannot write: " \
-                   f"{health.write_error(error) or _text(error)}"
-        if replacing:
-            db.add_termination_listener(self._lost)
-            self._state.db = db
-            log.warning("store %s reconnected", self.name)
-        return None
-
-    def _redacted(self, text: str) -> str:
-        """``text`` without the password, wherever an error might have repeated it."""
-        for secret in self._secrets:
-            text = text.replace(secret, "******")
-        return text
-
-
-def _text(error: BaseException) -> str:
-    """An error as a reason shows it: its message, or its kind when it has none."""
-    return str(error) or type(error).__name__
-
-
-async def _close(db, timeout: float) -> None:
-    """Close a session, or abort it when the server does not answer within ``timeout``."""
-    with contextlib.suppress(Exception):        # close() aborts the session when it fails
-        await db.close(timeout=timeout)
 
 
 # Operations over a list of items with one result per item: between two other operations,

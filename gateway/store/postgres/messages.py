@@ -1,22 +1,19 @@
-"""SQL of the shared store: messages, submits, reading and callbacks (reports and MO are in
-``receipts``, the tables in ``schema``), as ``gateway.store.sqlite.messages`` is for SQLite,
-function for function.
+"""SQL of the shared store: messages, submits, reading and callbacks (what settles segments
+and messages is in ``settle``, reports and MO in ``receipts``, the tables in ``schema``), as
+``gateway.store.sqlite.messages`` is for SQLite, function for function.
 
 Every function runs in the store's writer thread inside a transaction opened by
 ``PostgresStore._transaction``. Rows go to the server as one array per column (``unnest``),
 so that a statement's text, and its prepared plan, is the same whatever the number of rows,
-and a batch costs one round trip, not one per row. ``State`` carries the connection and the
-facts kept in step with what is committed (messages by status, receipts waiting for their
-segment), applied only when the transaction commits; with several gateways on one database
-they are this process's view, re-read from the database at every (re)connection.
+and a batch costs one round trip, not one per row. ``State`` (in ``state``) carries the
+connection and the facts kept in step with what is committed.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 
-from gateway.status import DeliveryStatus, derive_status
+from gateway.status import DeliveryStatus
 
 from ..interface import (
     Accepted,
@@ -30,72 +27,8 @@ from ..interface import (
     to_signed,
     to_unsigned,
 )
-
-FINAL = tuple(s.value for s in DeliveryStatus if s.final)
-SUBMITTED = DeliveryStatus.SUBMITTED.value
-
-
-class State:
-    """The connection, and in-memory facts kept in step with what is committed."""
-
-    def __init__(self, db) -> None:
-        self.db = db
-        self.unmatched = 0                                    # receipts waiting for a segment
-        self.counts: Counter = Counter()                      # messages by status
-        # Apps whose final statuses are queued for a callback; None: every app's.
-        self.status_callbacks: frozenset[str] | None = None
-        # This gateway's id among several (cluster.ClusterSession.join); None: it claims
-        # nothing, as one gateway alone need not.
-        self.instance: int | None = None
-        self._unmatched = 0
-        self._delta: Counter = Counter()
-
-    def begin(self) -> None:
-        self._unmatched, self._delta = 0, Counter()
-
-    def commit(self) -> None:
-        self.unmatched += self._unmatched
-        counts = Counter(self.counts)
-        counts.update(self._delta)
-        self.counts = +counts          # a new object, swapped in whole: readers never see half
-
-    def hold(self, count: int = 1) -> None:
-        self._unmatched += count
-
-    def release(self, count: int) -> None:
-        self._unmatched -= count
-
-    def moved(self, old: str | None, new: str | None, count: int = 1) -> None:
-        """``count`` messages went from status ``old`` (None: new) to ``new`` (None: gone)."""
-        if old is not None:
-            self._delta[old] -= count
-        if new is not None:
-            self._delta[new] += count
-
-    async def reload(self, db=None) -> None:
-        """Re-read the facts from the database (at open, and on the connection that replaces
-        a lost one, ``db``, before it does): a count of the whole table, for which a table
-        scan is the way (see engine.PLANNER_SETTINGS)."""
-        db = db or self.db
-        async with db.transaction():
-            await db.execute("SET LOCAL enable_seqscan = on")
-            rows = await db.fetch("SELECT status, COUNT(*) FROM messages GROUP BY status")
-            unmatched = await db.fetchval(
-                "SELECT COUNT(*) FROM receipts WHERE message_id IS NULL")
-        self.counts, self.unmatched = Counter({r[0]: r[1] for r in rows}), unmatched
-
-
-def columns(rows: list[tuple], width: int) -> list[list]:
-    """``rows`` as ``width`` column lists, the arguments of an ``unnest($1::t[], ...)``."""
-    if not rows:
-        return [[] for _ in range(width)]
-    return [list(column) for column in zip(*rows)]
-
-
-def changed(status: str) -> int:
-    """The row count of a command's status ("UPDATE 3" -> 3)."""
-    return int(status.rsplit(" ", 1)[1])
-
+from .settle import _match_held, _settle, _settle_reported
+from .state import SUBMITTED, State, changed, columns
 
 # ----------------------------------------------------------------------------- messages
 
@@ -324,141 +257,6 @@ async def record_submits(state: State, results: list[SegmentResult],
         if status is not None and status.final:
             final[i] = status
     return final
-
-
-async def _match_held(state: State, results: list[SegmentResult],
-                      rows: list) -> dict[tuple[str, int], tuple | None]:
-    """Settle segments with the receipts that arrived before their SUBMIT_RESP (``rows``:
-    those the segments' insert found waiting, in arrival order), as a set: each segment takes
-    the first of its reports that names a status, if it is still ``submitted``. Returns, for
-    each (channel, Msg_Id) that had any, what its segment was settled with, (status, stat,
-    temporary), or None."""
-    if not rows:
-        return {}
-    segment = {(r.channel, to_signed(r.msg_id)): r for r in results}
-    await state.db.execute(
-        "UPDATE receipts SET message_id = v.message_id, part = v.part FROM unnest($1::bigint[], "
-        "$2::bigint[], $3::int[]) AS v(id, message_id, part) WHERE receipts.id = v.id",
-        [row[0] for row in rows], [segment[(row[1], row[2])].message_id for row in rows],
-        [segment[(row[1], row[2])].part for row in rows])
-    reported: dict[tuple[str, int], tuple | None] = {(row[1], row[2]): None for row in rows}
-    first: dict[tuple[int, int], tuple] = {}          # (message id, part) -> its first status
-    for _, channel, msg_id, status, temporary, stat, received_at in reversed(rows):
-        if status is not None:
-            r = segment[(channel, msg_id)]
-            first[(r.message_id, r.part)] = (status, stat, temporary, received_at, r.message_id,
-                                             r.part)
-    if first:
-        for channel, msg_id, *settled in await state.db.fetch(
-                "UPDATE segments SET status = v.status, stat = v.stat, temporary = v.temporary, "
-                "done_at = v.done_at FROM unnest($1::text[], $2::text[], $3::int[], "
-                "$4::float8[], $5::bigint[], $6::int[]) AS v(status, stat, temporary, done_at, "
-                "message_id, part) WHERE segments.message_id = v.message_id AND "
-                "segments.part = v.part AND segments.status = 'submitted' RETURNING "
-                "segments.channel, segments.msg_id, v.status, v.stat, v.temporary",
-                *columns(list(first.values()), 6)):
-            reported[(channel, msg_id)] = tuple(settled)
-    state.release(len(rows))
-    return reported
-
-
-async def _settle_reported(state: State, early: list[tuple[SegmentResult, tuple]],
-                           provider: str | None) -> dict[int, DeliveryStatus]:
-    """What ``_settle`` does, as a set, for one-part messages whose segment a report that
-    came before the SUBMIT_RESP just settled (with several gateways, half the reports reach
-    the one that did not send them, most of them before the sender records the SUBMIT_RESP):
-    the message takes the segment's status, unless it is final already. The messages' rows
-    are locked first, by id. Returns the final statuses given, by message id."""
-    if not early:
-        return {}
-    reports = {r.message_id: (r.at, *report) for r, report in early}
-    rows = await state.db.fetch("SELECT id, status, app, callback FROM messages "
-                                "WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
-                                sorted(reports))
-    updates, callbacks, final = [], [], {}
-    for message_id, old, app, callback in rows:
-        at, status, stat, temporary = reports[message_id]
-        if old == status or old in FINAL:
-            continue
-        done = DeliveryStatus(status).final
-        updates.append((status, stat if done else None, temporary if done else None,
-                        provider if done else None, at, message_id))
-        state.moved(old, status)
-        if done:
-            final[message_id] = DeliveryStatus(status)
-            if wants_status_callback(state, app, callback):
-                callbacks.append(_callback_row(app, "status", message_id, at))
-    if updates:
-        await state.db.execute(
-            "UPDATE messages SET status = v.status, parts = 1, status_stat = v.stat, "
-            "status_temporary = v.temporary, status_provider = v.provider, status_at = v.at, "
-            "submitted_at = COALESCE(submitted_at, v.at) FROM unnest($1::text[], $2::text[], "
-            "$3::int[], $4::text[], $5::float8[], $6::bigint[]) AS v(status, stat, temporary, "
-            "provider, at, id) WHERE messages.id = v.id", *columns(updates, 6))
-    await queue_callbacks(state, callbacks)
-    return final
-
-
-async def _settle_segment(state: State, message_id: int, part: int, status: str, stat: str,
-                          temporary: int, at: float) -> bool:
-    """A final report for a segment; the first final one wins. True when it changed it."""
-    result = await state.db.execute(
-        "UPDATE segments SET status = $1, stat = $2, temporary = $3, done_at = $4 "
-        "WHERE message_id = $5 AND part = $6 AND status = 'submitted'",
-        status, stat, temporary, at, message_id, part)
-    return changed(result) == 1
-
-
-async def _settle(state: State, message_id: int, parts: int, now: float,
-                  provider: str | None) -> DeliveryStatus | None:
-    """Derive the message's status from its segments; write it when it changed. The message's
-    row is locked first, so that two gateways settling parts of it take turns."""
-    row = await state.db.fetchrow("SELECT status, app, callback FROM messages WHERE id = $1 "
-                                  "FOR UPDATE", message_id)
-    rows = await state.db.fetch("SELECT status, stat, temporary FROM segments "
-                                "WHERE message_id = $1 ORDER BY part", message_id)
-    if len(rows) < parts:
-        return None
-    status = derive_status([DeliveryStatus(r[0]) for r in rows])
-    old, app, callback = row
-    if old == status.value or old in FINAL:
-        return None
-    decisive = next((r for r in rows if r[0] == status.value), rows[-1])
-    await state.db.execute(
-        "UPDATE messages SET status = $1, parts = $2, status_stat = $3, status_temporary = $4, "
-        "status_provider = $5, status_at = $6, submitted_at = COALESCE(submitted_at, $6) "
-        "WHERE id = $7",
-        status.value, parts, decisive[1] if status.final else None,
-        decisive[2] if status.final else None, provider if status.final else None,
-        now, message_id)
-    state.moved(old, status.value)
-    if status.final and wants_status_callback(state, app, callback):
-        await queue_callbacks(state, [_callback_row(app, "status", message_id, now)])
-    return status
-
-
-INSERT_CALLBACKS = ("INSERT INTO outbox (app, kind, ref, created_at, next_attempt_at) "
-                    "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], "
-                    "$4::float8[], $5::float8[])")
-
-
-def _callback_row(app: str, kind: str, ref: int, now: float) -> tuple:
-    """An outbox row: queued once per event, when the message turns final or the MO is
-    stored (OutboxEntry.event_id names the event)."""
-    return app, kind, ref, now, now
-
-
-def wants_status_callback(state: State, app: str, callback: str | None = None) -> bool:
-    """Whether a final status of ``app``'s message is queued for a status callback: the
-    message has a callback URL of its own, or its app has one."""
-    return bool(callback) or state.status_callbacks is None or app in state.status_callbacks
-
-
-async def queue_callbacks(state: State, rows: list[tuple]) -> None:
-    """Outbox rows (``_callback_row``) in one statement (status callbacks only for messages
-    that ``wants_status_callback``: the callers choose)."""
-    if rows:
-        await state.db.execute(INSERT_CALLBACKS, *columns(rows, 5))
 
 
 # ----------------------------------------------------------------------------- reading

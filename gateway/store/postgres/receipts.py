@@ -8,18 +8,15 @@ from __future__ import annotations
 from gateway.status import DeliveryStatus
 
 from ..interface import MoMessage, MoPart, Receipt, ReceiptOutcome, to_signed, to_unsigned
-from .messages import (
-    FINAL,
+from .settle import (
     INSERT_CALLBACKS,
-    SUBMITTED,
-    State,
     _callback_row,
     _settle,
     _settle_segment,
-    columns,
     queue_callbacks,
     wants_status_callback,
 )
+from .state import FINAL, SUBMITTED, State, columns
 
 # ----------------------------------------------------------------------------- receipts
 

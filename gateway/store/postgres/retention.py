@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import Counter
 
 from ..interface import Pruned
-from .messages import FINAL, State, changed
+from .state import FINAL, State, changed
 
 # receipts_unmatched_age's "received_at IS NOT NULL" (always true) lets the expiry use it
 # (its "received_at < $1" implies it) and no other statement: looking up the reports that

@@ -20,7 +20,7 @@ import json
 
 from ..interface import UserRow, prefix_end
 from .console import audit
-from .messages import State, changed, columns
+from .state import State, changed, columns
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (

@@ -22,7 +22,9 @@ from . import receipts as receipts_sql
 from . import retention, schema, search
 from . import users as users_sql
 from .cluster import ClusterSession
-from .engine import CONNECTION_ERRORS, Engine
+from .engine import Engine
+from .health import CONNECTION_ERRORS
+from .state import State
 
 
 class PostgresStore(Engine, QueuedStore):
@@ -156,12 +158,12 @@ def _numbered(statement: str) -> str:
     return _MARK.sub(lambda _: f"${next(count)}", statement)
 
 
-async def _insert_rows(state: sql.State, table: str, columns: tuple[str, ...],
+async def _insert_rows(state: State, table: str, columns: tuple[str, ...],
                        rows: list[tuple]) -> None:
     await state.db.copy_records_to_table(table, records=rows, columns=list(columns))
 
 
-async def _query(state: sql.State, statement: str, parameters: tuple) -> list[tuple]:
+async def _query(state: State, statement: str, parameters: tuple) -> list[tuple]:
     return [tuple(row) for row in await state.db.fetch(statement, *parameters)]
 
 
