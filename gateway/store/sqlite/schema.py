@@ -2,8 +2,9 @@
 PostgreSQL, table for table and column for column), their layout version (``SCHEMA_VERSION``,
 in PRAGMA user_version), ``open_database`` (open or create the file, migrate an older layout,
 read ``State``'s counts) and ``layout`` (the tables as SQLite's catalogue describes them, for
-copy-store). Other modules add their own tables as the store opens (``users``, ``console``,
-``api``).
+copy-store). Other modules add their own tables and indexes as the store opens (``users``,
+``console``, ``api``, ``retention``). ``open_database`` raises StoreError for a file that is not
+an SQLite store, a newer layout, or an SQLite older than the store needs.
 """
 
 from __future__ import annotations
