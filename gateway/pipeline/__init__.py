@@ -1,7 +1,8 @@
 """The pipeline: from the store to the SMS center and back.
 
-``ChannelDispatcher`` takes a channel's accepted messages from the store, splits them and
-submits them through the channel's pool, and records every segment's outcome.
+``ChannelDispatcher`` takes a channel's accepted messages from the store (its base
+``Fetcher``, in ``fetcher``, reads them and hands back what it holds), splits them and submits
+them through the channel's pool, and records every segment's outcome.
 ``ReceiptHandler`` stores the DELIVERs of a channel (status reports and MO parts) before it
 acknowledges them, and reassembles long MO. ``CallbackSender`` sends what the outbox holds to
 each app's callback URLs (or a message's own), in JSMS's format (``jsms``: URLs verified with

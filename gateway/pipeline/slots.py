@@ -18,7 +18,7 @@ The rules that keep them totals whatever fails:
   seen free for ``TAKEOVER`` seconds (more than HOLD): by then that holder, if it still runs,
   has dropped its connection, whatever the database said to whom meanwhile;
 - a gateway whose instance lock was seen free for TAKEOVER seconds is forgotten: its row goes,
-  and its claims on messages and callbacks are the survivors' (gateway.pipeline.dispatcher
+  and its claims on messages and callbacks are the survivors' (gateway.pipeline.fetcher
   decides its messages in flight under the channel's on_connection_lost). A gateway that
   comes back to find itself forgotten forgets what it had claimed and joins under a new id.
 """

@@ -13,10 +13,9 @@ the database from growing without end (unmatched reports expire, finished messag
 idempotency keys are forgotten, in small batches); ``health`` which errors mean the store cannot
 write, the probe that finds out when it can again, and the engine's part that acts on them;
 ``cluster`` a gateway's membership among several (its session, its locks, the channels' slots).
-Each SQL module matches its namesake in ``gateway.store.sqlite`` function for function
-(``messages`` with ``state`` and ``settle`` matches SQLite's ``messages``), so that a change to
-one store maps onto one place in the other; both stores have the same tables and columns
-(tests/store/test_postgres.py checks it), so copy-store copies between them.
+Each SQL module matches its namesake in ``gateway.store.sqlite`` function for function, so
+that a change to one store maps onto one place in the other; both stores have the same tables
+and columns (tests/store/test_postgres.py checks it), so copy-store copies between them.
 
 Design for several instances. Several gateways on one database are safe where the database
 decides, and the store is built so that it does:

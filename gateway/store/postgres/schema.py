@@ -1,5 +1,5 @@
 """The shared store's schema: the tables of messages, segments, reports, MO and callbacks (as
-``gateway.store.sqlite.messages.SCHEMA`` for SQLite, table for table and column for column;
+``gateway.store.sqlite.schema.SCHEMA`` for SQLite, table for table and column for column;
 the API's are in ``api`` as for SQLite), the layout version and its migration, and the
 catalogue as copy-store reads it.
 
@@ -134,7 +134,7 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at) WHERE state = '
 # The layout of the database, in the one row of store_version. A version that changes the
 # layout raises it and migrates older databases in ``migrate``; a database of a newer version
 # is refused, so an older gateway never writes to a layout it does not know. The versions are
-# SQLite's (gateway.store.sqlite.messages.SCHEMA_VERSION): 2, messages.callback; 3, the apps'
+# SQLite's (gateway.store.sqlite.schema.SCHEMA_VERSION): 2, messages.callback; 3, the apps'
 # users (``users``); 4, the operator's console (``console``); 5, api_responses.request,
 # signatures.type and .remark, and the index messages_codes (``api``); 6, messages.priority
 # (0 urgent, 1 notification, 2 marketing; an older database's messages get theirs from their

@@ -1,6 +1,6 @@
 """SQL of settling, for ``messages`` (SUBMIT outcomes) and ``receipts`` (status reports): a
 segment takes its report, a message the status its segments give it, and a final status
-queues the message's callback in the outbox, as ``gateway.store.sqlite.messages`` does for
+queues the message's callback in the outbox, as ``gateway.store.sqlite.settle`` does for
 SQLite. Runs in the store's writer thread like ``messages``; a message's row is locked before
 its status is derived, so that two gateways settling parts of it take turns.
 """

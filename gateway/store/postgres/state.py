@@ -1,7 +1,7 @@
 """What a transaction of the shared store works with: ``State`` (the writer's connection, and the
 facts kept in step with what is committed) and the small helpers the SQL modules of this
 package share (``columns`` for ``unnest``, ``changed`` for a command's row count, the final
-statuses). SQLite's ``State`` is in ``gateway.store.sqlite.messages``.
+statuses). SQLite's ``State`` is in ``gateway.store.sqlite.state``.
 
 ``State``'s facts (messages by status, receipts waiting for their segment) are applied only
 when the transaction commits; with several gateways on one database they are this process's

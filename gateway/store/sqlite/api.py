@@ -11,7 +11,8 @@ import hmac
 from gateway.status import DeliveryStatus
 
 from ..interface import KEY_REUSED, TOO_MANY_CODES, AcceptedRequest, code_digest
-from .messages import State, _insert_messages
+from .messages import _insert_messages
+from .state import State
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS codes (

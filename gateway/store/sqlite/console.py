@@ -19,7 +19,7 @@ from ..console import (
     StoredApp,
 )
 from ..interface import APPROVED, PENDING, REFUSED
-from .messages import State
+from .state import State
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS apps (

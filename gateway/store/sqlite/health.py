@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from .messages import State
+from .state import State
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS store_probe (data BLOB NOT NULL);"
 

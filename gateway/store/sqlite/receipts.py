@@ -1,5 +1,6 @@
 """SQL of status reports and MO messages: matching reports to segments as a set, the report
-timeout, and MO parts and messages. Runs in the store's worker thread like ``messages``.
+timeout, and MO parts and messages (a segment and its message are settled by ``settle``). Runs
+in the store's worker thread like ``messages``.
 """
 
 from __future__ import annotations
@@ -10,20 +11,15 @@ from collections import Counter
 from gateway.status import DeliveryStatus
 
 from ..interface import MoMessage, MoPart, Receipt, ReceiptOutcome, to_signed, to_unsigned
-from .messages import (
+from .settle import (
     _INSERT_CALLBACK_HEAD,
-    FINAL,
-    SUBMITTED,
-    State,
     _callback_row,
-    _new,
     _queue_callback,
     _settle,
     _settle_segment,
-    execute_rows,
-    padded,
     wants_status_callback,
 )
+from .state import FINAL, SUBMITTED, State, _new, execute_rows, padded
 
 # ----------------------------------------------------------------------------- receipts
 

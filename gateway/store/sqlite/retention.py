@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 
 from ..interface import Pruned
-from .messages import FINAL, State, json_rows
+from .state import FINAL, State, json_rows
 
 SCHEMA = """
 CREATE INDEX IF NOT EXISTS receipts_unmatched_age ON receipts(received_at)

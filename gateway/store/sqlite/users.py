@@ -15,7 +15,7 @@ import sqlite3
 
 from ..interface import UserRow, prefix_end
 from .console import audit
-from .messages import State, execute_rows
+from .state import State, execute_rows
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (

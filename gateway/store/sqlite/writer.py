@@ -42,10 +42,11 @@ from ..queued import QueuedStore
 from ..timing import CommitTimes
 from . import api as api_sql
 from . import console as console_sql
-from . import health, retention, search
+from . import health, retention, schema, search
 from . import messages as sql
 from . import receipts as receipts_sql
 from . import users as users_sql
+from .state import State
 
 log = logging.getLogger("cmpp_gateway.store")
 
@@ -73,7 +74,7 @@ class SqliteStore(QueuedStore):
         self.batch_limit = batch_limit
         self.probe_interval = probe_interval
         self.max_pages = max_pages
-        self._state: sql.State | None = None
+        self._state: State | None = None
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()     # wakes the writer
         self._idle = False              # the writer waits on the inbox: an operation wakes it
         self._lanes = Lanes(batch_limit, bulk_rows)    # the operations (see the module's doc)
@@ -138,7 +139,7 @@ class SqliteStore(QueuedStore):
     def _write(self, loop: asyncio.AbstractEventLoop, opened: asyncio.Future) -> None:
         """The writer thread: open the file, then commit batches until close() says stop."""
         try:
-            state = sql.open_database(self.path, self.synchronous)
+            state = schema.open_database(self.path, self.synchronous)
             if self.max_pages is not None:
                 state.db.execute(f"PRAGMA max_page_count={int(self.max_pages)}")
             for module in (api_sql, users_sql, console_sql, retention, health):
@@ -156,7 +157,7 @@ class SqliteStore(QueuedStore):
             state.db.close()
             _post(loop, _settle_future, self._stopped, True, None)
 
-    def _serve(self, loop: asyncio.AbstractEventLoop, state: sql.State) -> None:
+    def _serve(self, loop: asyncio.AbstractEventLoop, state: State) -> None:
         """Commit batches until close() says stop and every lane is empty; probe while the
         store cannot write."""
         inbox, lanes, stopping = self._inbox, self._lanes, False
@@ -189,7 +190,7 @@ class SqliteStore(QueuedStore):
             return None
         return max(0.0, self._probe_at - time.monotonic())
 
-    def _probe(self, state: sql.State) -> None:
+    def _probe(self, state: State) -> None:
         """Writer thread: find out whether the store can write (see health.probe)."""
         try:
             health.probe(state)
@@ -237,7 +238,7 @@ class SqliteStore(QueuedStore):
                 outcomes.append((False, self._failed(error)))
         return outcomes
 
-    def _transaction(self, state: sql.State, fn, *args):
+    def _transaction(self, state: State, fn, *args):
         """``fn(state, *args)`` in one transaction, timed into the commit histogram."""
         start = time.perf_counter()
         state.begin()
@@ -284,7 +285,7 @@ class SqliteStore(QueuedStore):
         return self._submit(_query, statement, parameters)
 
     def layout(self) -> asyncio.Future:
-        return self._submit(sql.layout)
+        return self._submit(schema.layout)
 
     def insert_rows(self, table: str, columns: tuple[str, ...],
                     rows: list[tuple]) -> asyncio.Future:
@@ -341,13 +342,13 @@ def _apply_merged(state, batch: list[Op], groups: dict[tuple, list[int]], values
     groups.clear()
 
 
-def _insert_rows(state: sql.State, table: str, columns: tuple[str, ...],
+def _insert_rows(state: State, table: str, columns: tuple[str, ...],
                  rows: list[tuple]) -> None:
     names, marks = ", ".join(f'"{c}"' for c in columns), ", ".join("?" * len(columns))
     state.db.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', rows)
 
 
-def _query(state: sql.State, statement: str, parameters: tuple) -> list[tuple]:
+def _query(state: State, statement: str, parameters: tuple) -> list[tuple]:
     return state.db.execute(statement, parameters).fetchall()
 
 
