@@ -6,7 +6,7 @@ modules make up the rest of the pool, as its base classes: ``slots`` keeps each 
 slot logged in (backoff, refusals that will not heal, a shared pool's grants) and reports
 how the channel is (``ChannelStatus``); ``sends`` counts a SUBMIT's sends across connections
 and decides whether a failed one is sent again (``Submitted``, the resend policies). Their
-names are offered here too.
+public names (``Submitted``, ``ChannelStatus``, ``ConnectionStatus``) are offered here too.
 
 ``submit`` paces the channel to its TPS, picks the open connection with the most free window,
 and waits (until the caller's deadline) when there is none: the queue is the callers
