@@ -1,4 +1,5 @@
-"""The codec's errors: one exception for bad bytes, one for a peer that breaks the rules."""
+"""The codec's errors: one exception for bad bytes, one for a peer that breaks the rules; and
+the session's, for a command it cannot carry out."""
 
 from __future__ import annotations
 
@@ -53,6 +54,14 @@ class CodecError(ValueError):
 
 class ProtocolError(Exception):
     """A peer that breaks the CMPP rules: a PDU that is valid bytes but wrong in this state."""
+
+
+class SessionError(RuntimeError):
+    """A command that the session cannot carry out in its state (a bug in the caller)."""
+
+
+class WindowFull(SessionError):
+    """``window`` requests already wait for responses: wait for one to be answered."""
 
 
 def failed_field(error: ConstructError) -> str | None:

@@ -6,10 +6,10 @@ Bytes come in through ``receive_data(data, now)``, commands through ``login``, `
 ``data_to_send()``, ``next_event()`` and ``get_timer()``. Time is seconds on any monotonic clock
 the caller likes; nothing here reads a clock.
 
-The spec's timers (reference §16): a request unanswered after T is sent again, N sends in all,
-then the link is declared dead. After C without receiving anything, an ACTIVE_TEST is sent,
-and it follows the same T/N rule. At most ``window`` SUBMIT, DELIVER, QUERY and CANCEL requests
-wait for responses at once; credit comes back on the response or on the final timeout.
+This module holds ``Session`` (its states, commands, input and PDU handlers) and
+``SessionConfig``. The requests it waits on, the window and the spec's T/N/C timers are kept
+by ``outstanding.Outstanding``, a base class of ``Session``. ``SessionError`` and
+``WindowFull`` come from ``errors`` and are offered here too.
 
 A peer that breaks the rules ends this session (TERMINATE, then ``ConnectionTerminated``); no
 exception escapes from ``receive_data`` or ``handle_timer``.
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from . import events as ev
 from .auth import authenticator_ismg, authenticator_source
 from .codec import FrameDecoder, encode, encode_deliver_resp, encode_submit_resp
-from .errors import CodecError
+from .errors import CodecError, SessionError, WindowFull
 from .pdus import (
     ActiveTest,
     ActiveTestResp,
@@ -45,15 +45,10 @@ from .pdus import (
     TerminateResp,
     VERSION_2_0,
 )
+from .outstanding import Outstanding, Waiting
 from .states import ACCEPTS, TRANSITIONS, Role, State
 
-
-class SessionError(RuntimeError):
-    """A command that the session cannot carry out in its state (a bug in the caller)."""
-
-
-class WindowFull(SessionError):
-    """``window`` requests already wait for responses: wait for one to be answered."""
+__all__ = ["Role", "Session", "SessionConfig", "SessionError", "State", "WindowFull"]
 
 
 @dataclass(frozen=True)
@@ -76,29 +71,14 @@ class SessionConfig:
             raise ValueError("timeouts must be positive")
 
 
-class _Waiting:
-    """A request sent and not answered yet: its sends so far on this link, and how many it may
-    have here (N, or fewer for a SUBMIT that went unanswered on another link before)."""
-
-    __slots__ = ("pdu", "frame", "sends", "limit", "deadline", "first_sent", "windowed")
-
-    def __init__(self, pdu: Pdu, frame: bytes, now: float, timeout: float, windowed: bool,
-                 limit: int):
-        self.pdu, self.frame, self.sends, self.limit = pdu, frame, 1, limit
-        self.first_sent, self.deadline, self.windowed = now, now + timeout, windowed
-
-
 # Enum members read for every PDU: a module global is read several times faster than an
 # enum class's attribute (Python 3.11 reads a member through a descriptor).
 _ESTABLISHED, _CLOSED, _TERMINATING = State.ESTABLISHED, State.CLOSED, State.TERMINATING
 _CLIENT, _SERVER = Role.CLIENT, Role.SERVER
-_OK, _FLOW_CONTROL = SubmitResult.OK, SubmitResult.FLOW_CONTROL
-# Responses to requests we sent, by the request class they answer.
-_ANSWERS = {SubmitResp: Submit, DeliverResp: Deliver, ActiveTestResp: ActiveTest}
 _STRUCTURE_ERROR = 1
 
 
-class Session:
+class Session(Outstanding):
     """The CMPP 2.0 protocol for one connection; see the module docstring."""
 
     def __init__(self, role: Role = Role.CLIENT, config: SessionConfig | None = None,
@@ -110,7 +90,7 @@ class Session:
         self._out: list[bytes] = []
         self._events: deque[ev.Event] = deque()
         self._sequence = first_sequence
-        self._waiting: dict[int, _Waiting] = {}     # in deadline order
+        self._waiting: dict[int, Waiting] = {}     # in deadline order
         # How many more requests may be sent before the window is full (an attribute, not a
         # property: a pool reads it for every connection at every SUBMIT).
         self.window_free = self.config.window
@@ -309,65 +289,8 @@ class Session:
         self.state = next_state
         self._accepts = ACCEPTS.get((self.role, next_state), frozenset())
 
-    def _next_sequence(self) -> int:
-        seq = self._sequence
-        while True:
-            self._sequence = seq + 1 if seq < 0xFFFFFFFF else 1
-            if seq not in self._waiting:
-                return seq
-            seq = self._sequence
-
     def _write(self, pdu: Pdu) -> None:
         self._out.append(encode(pdu))
-
-    def _send_request(self, pdu: Pdu, now: float, windowed: bool = True,
-                      limit: int | None = None) -> Pdu:
-        if windowed and self.window_free <= 0:
-            raise WindowFull(f"{self.in_window} requests wait for responses")
-        seq = self._next_sequence()
-        pdu = pdu.with_sequence(seq)
-        frame = encode(pdu)
-        self._waiting[seq] = _Waiting(pdu, frame, now, self.config.response_timeout, windowed,
-                                      limit or self.config.max_sends)
-        self.window_free -= windowed
-        self._probes += not windowed
-        self._out.append(frame)
-        return pdu
-
-    def _heartbeat_due_at(self) -> float | None:
-        if self.state is not _ESTABLISHED or self._probes:
-            return None           # not logged in, or an ACTIVE_TEST is already on its way
-        return self._last_received + self.config.heartbeat_interval
-
-    def _expire_requests(self, now: float) -> None:
-        """Requests unanswered for T are sent again; once one has had all its sends, the link
-        is declared dead, and every request whose T has run out times out with it (each gets
-        its ``RequestTimedOut``); the others are listed as unanswered in the termination."""
-        waiting = self._waiting
-        due = []
-        for seq, request in waiting.items():          # in deadline order
-            if request.deadline > now:
-                break
-            due.append(seq)
-        if not due:
-            return
-        spent = next((waiting[seq] for seq in due if waiting[seq].sends >= waiting[seq].limit),
-                     None)
-        for seq in due:
-            request = waiting.pop(seq)
-            if spent is None:
-                request.sends += 1
-                request.deadline = now + self.config.response_timeout
-                waiting[seq] = request                 # to the back: deadline order
-                self._out.append(request.frame)
-                self._events.append(ev.RequestResent(request.pdu, request.sends))
-                continue
-            self.window_free += request.windowed
-            self._probes -= not request.windowed
-            self._events.append(ev.RequestTimedOut(request.pdu, request.sends))
-        if spent is not None:
-            name = CommandId(spent.pdu.command_id).name
-            self._close(f"no response to {name} after {spent.sends} sends")
 
     def _close(self, reason: str, by_peer: bool = False, transition: str = "link lost") -> None:
         if (self.role, self.state, transition) in TRANSITIONS:
@@ -444,32 +367,6 @@ class Session:
         self._move("login accepted")
         self._last_received = now
         self._events.append(ev.LoginSucceeded(pdu.version, authentic))
-
-    def _on_response(self, pdu: Pdu, now: float) -> None:
-        waiting = self._waiting.get(pdu.sequence_id)
-        expected = _ANSWERS.get(type(pdu))
-        if waiting is None or (expected is not None and type(waiting.pdu) is not expected) \
-                or (expected is None and not isinstance(waiting.pdu, (Query, Cancel))):
-            self._events.append(ev.UnexpectedResponse(pdu))
-            return
-        del self._waiting[pdu.sequence_id]
-        self.window_free += waiting.windowed
-        self._probes -= not waiting.windowed
-        request = waiting.pdu
-        if isinstance(pdu, SubmitResp):
-            rtt = now - waiting.first_sent
-            if pdu.result == _OK:
-                self._events.append(ev.SubmitAcknowledged(request, pdu, rtt))
-            elif pdu.result == _FLOW_CONTROL:
-                self._events.append(ev.SubmitThrottled(request, pdu, rtt))
-            else:
-                self._events.append(ev.SubmitRejected(request, pdu, rtt))
-        elif isinstance(pdu, DeliverResp):
-            self._events.append(ev.DeliverAcknowledged(request, pdu))
-        elif isinstance(pdu, ActiveTestResp):
-            self._events.append(ev.ActiveTestAnswered(now - waiting.first_sent))
-        else:
-            self._events.append(ev.ResponseReceived(request, pdu))
 
     def _on_deliver(self, pdu: Deliver, now: float) -> None:
         if pdu.report is not None:

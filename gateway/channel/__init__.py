@@ -4,10 +4,11 @@
 out, one coalesced write per loop iteration, one timer. ``ChannelPool`` keeps a channel's
 ``connections`` logged in (backoff on failure, a slow probe after a refusal that will not
 heal), spreads SUBMITs over the connections with free window, paces them to the channel's
-TPS and drains on close. ``pacing`` holds the backoff and the TPS limiter; ``errors`` the
-typed outcomes (``SubmitRejectedError``, ``OutcomeUnknown``, ``SendsExhausted``,
-``LoginRefused``, ...), and ``authenticator_mismatch``: a center's non-standard
-AuthenticatorISMG in an operator's words.
+TPS and drains on close; ``slots`` keeps each of its connections logged in and reports them
+(``ChannelStatus``), ``sends`` counts a SUBMIT's sends and resends (``Submitted``).
+``pacing`` holds the backoff and the TPS limiter; ``errors`` the typed outcomes
+(``SubmitRejectedError``, ``OutcomeUnknown``, ``SendsExhausted``, ``LoginRefused``, ...), and
+``authenticator_mismatch``: a center's non-standard AuthenticatorISMG in an operator's words.
 
 Offers: Connection, SessionProtocol, EventHandler, china_time, CHINA; ChannelPool,
 ChannelPools, PoolTuning, PoolClosed, Submitted, ChannelStatus, ConnectionStatus,
@@ -30,16 +31,9 @@ from .errors import (
     authenticator_mismatch,
 )
 from .pacing import Backoff, DeadlineExceeded, ShareLimiter, TpsLimiter
-from .pool import (
-    ChannelPool,
-    ChannelPools,
-    ChannelStatus,
-    ConnectionStatus,
-    PoolClosed,
-    PoolTuning,
-    Submitted,
-    session_config,
-)
+from .pool import ChannelPool, ChannelPools, PoolClosed, PoolTuning, session_config
+from .sends import Submitted
+from .slots import ChannelStatus, ConnectionStatus
 
 __all__ = [
     "CHINA", "Backoff", "ChannelPool", "ChannelPools", "ChannelStatus", "ConnectFailed",

@@ -6,7 +6,7 @@ renews it and moves slots: each live gateway aims at its fair share of each chan
 takes a free slot it is short of, and gives one up gracefully (no new SUBMIT, its window
 emptied, TERMINATE) while it holds more than its share and another gateway holds fewer. A
 slot's pool connection logs in only while the slot is held; the pool paces to tps x slots
-held / connections (gateway.channel.pool), so the count and the rate are totals.
+held / connections (gateway.channel.slots), so the count and the rate are totals.
 
 The rules that keep them totals whatever fails:
 - a slot is held by holding its advisory lock in this gateway's database session;
