@@ -1,0 +1,141 @@
+"""The gateway under test in ``gateway.bench.http``: its configuration (``CONFIG``), the
+program that runs it in a process of its own from a checkout (``BOOT``, ``GatewayProcess``),
+and a read-only reader of its SQLite file that tells when the accepted messages are final
+(``StoreReader``, ``until_final``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+from .checkout import CheckoutProcess
+from .session import HOST
+
+# Seconds between two looks at the store while waiting for the messages to be final. Each
+# counts the unfinished ones, tens of milliseconds of this process's CPU with 100,000 of them,
+# taken from the gateway on a 2-CPU machine; the end-to-end time comes from the last status's
+# timestamp, not from when this process noticed it.
+POLL = 0.5
+
+CONFIG = """
+[gateway]
+store = "{store}"
+drain_timeout = 5
+log_level = "warning"
+[channels.bench]
+provider = "default"
+host = "{host}"
+port = {port}
+account = "{account}"
+password = "{secret}"
+access_number = "106900001"
+connections = 4
+[api]
+repeat_window = 0
+messages_per_app_per_second = 0
+codes_per_number_per_minute = 0
+codes_per_number_per_hour = 0
+max_connections_per_source = 1000
+[apps.bench]
+app_key = "{app_key}"
+master_secret = "{master_secret}"
+signature = "性能测试"
+[templates.1]
+type = "notification"
+content = "您的订单{{{{order}}}}已发货，请注意查收"
+"""
+
+
+# ----------------------------------------------------------------------------- the gateway
+
+# The gateway process's program, run by a checkout's own Python from its own directory (this
+# one, or --baseline's): it uses only names every version of the daemon has (parse_config,
+# setup_logging, Gateway, GatewayOptions), so that one bench drives both. It reads the
+# configuration from the file named by its argument, prints the API's port, serves until its
+# standard input reaches EOF (the bench said stop, or went away), then drains and stops. When
+# the bench went away, nobody else will remove the store's temporary directory: it does.
+BOOT = """
+import asyncio, os, shutil, signal, sys
+from pathlib import Path
+from gateway.config import parse_config
+from gateway.daemon import Gateway, GatewayOptions
+from gateway.ops import setup_logging
+try:                                    # the collector as `cmpp-gateway run` sets it
+    from gateway.ops import settle_heap, tune_collector
+except ImportError:                     # a baseline from before: CPython's defaults
+    settle_heap = tune_collector = lambda: None
+
+async def serve(config):
+    tune_collector()
+    setup_logging(config.gateway.log_level, secrets=config.secrets())
+    gateway = Gateway(config, GatewayOptions(serve_ops=False, api_address=(HOST, 0)))
+    await gateway.start()
+    await gateway.pools["bench"].wait_ready()
+    settle_heap()
+    loop = asyncio.get_running_loop()
+    told = loop.create_future()
+    loop.add_reader(0, lambda: told.done() or told.set_result(None))
+    print(gateway.api_server.address[1], flush=True)
+    await told
+    await gateway.stop()
+
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+parent = os.getppid()
+config = parse_config(Path(sys.argv[1]).read_text())
+asyncio.run(serve(config))
+if os.getppid() != parent:
+    shutil.rmtree(Path(config.gateway.store).parent, ignore_errors=True)
+"""
+
+
+class GatewayProcess(CheckoutProcess):
+    """The gateway (daemon with its API) of the checkout at ``root`` (None: this one), run by
+    that checkout's virtualenv (``root``/.venv) in a process of its own, and its API's port;
+    ``stop`` lets it drain for up to a minute."""
+
+    stop_wait = 60.0
+
+    def __init__(self, config_text: str, config_path: Path, root: Path | None = None) -> None:
+        config_path.write_text(config_text)
+        super().__init__("gateway", f"HOST = {HOST!r}\n" + BOOT, (str(config_path),), root)
+
+
+# ----------------------------------------------------------------------------- the store
+
+class StoreReader:
+    """The gateway's SQLite file, read-only, to see when the accepted messages are final."""
+
+    def __init__(self, path: str) -> None:
+        self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+    def last_id(self) -> int:
+        return self.db.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
+
+    def unfinished(self) -> int:
+        # Two queries, so that each uses the partial index of its status.
+        return sum(self.db.execute(f"SELECT COUNT(*) FROM messages WHERE status = '{s}'")
+                   .fetchone()[0] for s in ("accepted", "submitted"))
+
+    def outcome(self, after_id: int) -> dict[str, tuple[int, float]]:
+        """status -> (messages, last status_at) among the messages after ``after_id``."""
+        rows = self.db.execute("SELECT status, COUNT(*), MAX(status_at) FROM messages "
+                               "WHERE id > ? GROUP BY status", (after_id,))
+        return {status: (count, at) for status, count, at in rows}
+
+    def close(self) -> None:
+        self.db.close()
+
+
+async def until_final(store: StoreReader, after_id: int, expected: int, limit: float) -> dict:
+    """Wait until every message is final (or ``limit`` seconds); what became of them."""
+    deadline = time.monotonic() + limit
+    while store.unfinished() and time.monotonic() < deadline:
+        await asyncio.sleep(POLL)
+    outcome = store.outcome(after_id)
+    delivered, last = outcome.get("delivered", (0, None))
+    return {"delivered": delivered, "last_delivered": last,
+            "others": {s: n for s, (n, _) in outcome.items() if s != "delivered"},
+            "complete": delivered >= expected}
