@@ -33,7 +33,11 @@ Printed per phase: the rates, the latencies, the CPU share of the client, the ga
 simulator, and the gateway's CPU time per message, twice: during the load, per message
 accepted then; and from the phase's start until every message is final, per message accepted
 (the cost of a message end to end: accept, SUBMIT, report, status), and the simulator's over
-that same span, per message accepted; then medians over the rounds and the targets
+that same span, per message accepted; the stages, from the store's times (segments'
+``submitted_at``, reports' ``received_at``): SUBMITs and reports a second while the load ran,
+after it while SUBMITs went on, and after the last SUBMIT, and both together over the drain
+(``draining``: with nothing to accept, the outcomes a second the gateway can store, which
+bounds the end-to-end rate); then medians over the rounds and the targets
 (3,000 single requests/s, 20,000 batch recipients/s). ``--profile DIR`` records the gateway
 with py-spy during every phase's load (DIR/this-<phase>-<round>.txt, collapsed stacks, 200
 samples/s) and its drain (DIR/this-<phase>-<round>-drain.txt). ``--profile-mode``: ``active``
@@ -249,7 +253,7 @@ async def run_phase(args, http: aiohttp.ClientSession, target: Target, name: str
     path, make_body, accepted_of = PHASES[name]
     size = args.batch_size if name == "batches" else 1
     store, processes = target.store, {"gateway": target.gateway, "simulator": target.simulator}
-    after_id = store.last_id()
+    after_id, after_receipt = store.last_id(), store.last_receipt_id()
     label = f"{target.name}-{name}-{number}"
     cpu_before = target.gateway.cpu_seconds()
     simulator_before = target.simulator.cpu_seconds()
@@ -262,6 +266,8 @@ async def run_phase(args, http: aiohttp.ClientSession, target: Target, name: str
     _stop_profile(spy)
     cpu_after, simulator_after = target.gateway.cpu_seconds(), target.simulator.cpu_seconds()
     result.update(final)
+    result.update(stage_rates(store.stages(after_id, after_receipt, result["load_end"]),
+                              result["first_request"], result["load_end"]))
     if final["last_delivered"] is not None and final["delivered"]:
         span = final["last_delivered"] - result["first_request"]
         result["end_to_end"] = final["delivered"] / span
@@ -272,6 +278,35 @@ async def run_phase(args, http: aiohttp.ClientSession, target: Target, name: str
         result["simulator_total_us"] = (simulator_after - simulator_before) / result["accepted"] \
             * 1e6
     return result
+
+
+def stage_rates(stages: dict, first_request: float, load_end: float) -> dict[str, float]:
+    """SUBMITs and reports a second, from ``StoreReader.stages``: while the load ran
+    (``loading_submits``, ``loading_reports``); after it, while SUBMITs went on
+    (``submitting_submits``, ``submitting_reports``, for ``submitting_seconds``); after the
+    last SUBMIT (``reports_after``, for ``after_seconds``); and both together over the whole
+    drain (``draining``: how many outcomes a second the gateway stores with no load to
+    accept, the rate that bounds the end-to-end one). A span that did not happen is left out."""
+    rates: dict[str, float] = {}
+    loading = load_end - first_request
+    if loading > 0:
+        rates["loading_submits"] = stages["submitted_loading"] / loading
+        rates["loading_reports"] = stages["reports_loading"] / loading
+    submits_end = max(stages["last_submit"] or load_end, load_end)
+    end = max(stages["last_report"] or load_end, submits_end)
+    drained_submits = stages["submitted"] - stages["submitted_loading"]
+    if submits_end > load_end:
+        span = rates["submitting_seconds"] = submits_end - load_end
+        rates["submitting_submits"] = drained_submits / span
+        rates["submitting_reports"] = (stages["reports_submitting"]
+                                       - stages["reports_loading"]) / span
+    if end > submits_end:
+        span = rates["after_seconds"] = end - submits_end
+        rates["reports_after"] = (stages["reports"] - stages["reports_submitting"]) / span
+    if end > load_end:
+        rates["draining"] = (drained_submits + stages["reports"]
+                             - stages["reports_loading"]) / (end - load_end)
+    return rates
 
 
 def _start_profile(args, gateway: GatewayProcess, label: str):
@@ -311,6 +346,16 @@ def _format(name: str, r: dict) -> str:
         text += f"  gateway {r['gateway_total_us']:5.0f} us/msg from accept to final"
     if "simulator_total_us" in r:
         text += f", simulator {r['simulator_total_us']:4.1f}"
+    if "loading_submits" in r:
+        text += (f"\n        stages     while loading {r['loading_submits']:,.0f} SUBMITs/s with "
+                 f"{r['loading_reports']:,.0f} reports/s")
+    if "submitting_submits" in r:
+        text += (f"; then {r['submitting_submits']:,.0f} SUBMITs/s with "
+                 f"{r['submitting_reports']:,.0f} reports/s for {r['submitting_seconds']:.1f} s")
+    if "reports_after" in r:
+        text += f"; then {r['reports_after']:,.0f} reports/s for {r['after_seconds']:.1f} s"
+    if "draining" in r:
+        text += f"; draining {r['draining']:,.0f} SUBMITs and reports/s"
     if not r["complete"]:
         text += f"\n        NOT ALL DELIVERED: {r['delivered']:,} of {r['accepted']:,}"
     if r["others"] or r["refused"]:
@@ -331,7 +376,8 @@ def _summary(results: dict[str, dict[str, list[dict]]]) -> None:
                   f"{_median(rounds, 'end_to_end'):,.0f} messages/s  gateway "
                   f"{_median(rounds, 'gateway_us'):.0f} us/msg during the load, "
                   f"{_median(rounds, 'gateway_total_us'):.0f} us/msg from accept to final, "
-                  f"simulator {_median(rounds, 'simulator_total_us'):.1f}")
+                  f"simulator {_median(rounds, 'simulator_total_us'):.1f}, draining "
+                  f"{_median(rounds, 'draining'):,.0f} SUBMITs and reports/s")
     if len(results) == 2:
         _ratios(results["this"], results["baseline"])
 
@@ -343,7 +389,8 @@ def _ratios(this: dict[str, list[dict]], baseline: dict[str, list[dict]]) -> Non
         for key, what in (("rate", "accepted"), ("end_to_end", "end to end"),
                           ("gateway_us", "CPU/msg during the load"),
                           ("gateway_total_us", "CPU/msg accept to final"),
-                          ("simulator_total_us", "simulator CPU/msg")):
+                          ("simulator_total_us", "simulator CPU/msg"),
+                          ("draining", "draining")):
             ours, theirs = _median(this[name], key), _median(baseline[name], key)
             figures.append(f"{what} {ours / theirs:.2f}x" if theirs else f"{what} ?")
         print(f"ratio this/baseline {name:7} " + ", ".join(figures))

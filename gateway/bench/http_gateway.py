@@ -106,7 +106,8 @@ class GatewayProcess(CheckoutProcess):
 # ----------------------------------------------------------------------------- the store
 
 class StoreReader:
-    """The gateway's SQLite file, read-only, to see when the accepted messages are final."""
+    """The gateway's SQLite file, read-only, to see when the accepted messages are final and
+    when their segments were submitted and their reports came (``stages``)."""
 
     def __init__(self, path: str) -> None:
         self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -118,6 +119,25 @@ class StoreReader:
         # Two queries, so that each uses the partial index of its status.
         return sum(self.db.execute(f"SELECT COUNT(*) FROM messages WHERE status = '{s}'")
                    .fetchone()[0] for s in ("accepted", "submitted"))
+
+    def last_receipt_id(self) -> int:
+        return self.db.execute("SELECT COALESCE(MAX(id), 0) FROM receipts").fetchone()[0]
+
+    def stages(self, after_id: int, after_receipt: int, load_end: float) -> dict[str, int | float]:
+        """When the segments of the messages after ``after_id`` were submitted and the reports
+        after ``after_receipt`` came, against ``load_end`` (the end of the load) and the last
+        SUBMIT: how many of each, and the last time of each (None: none)."""
+        submitted, while_loading, last_submit = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(submitted_at <= ?), 0), MAX(submitted_at) "
+            "FROM segments WHERE message_id > ?", (load_end, after_id)).fetchone()
+        reports, reports_loading, reports_submitting, last_report = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(received_at <= ?), 0), "
+            "COALESCE(SUM(received_at <= ?), 0), MAX(received_at) FROM receipts WHERE id > ?",
+            (load_end, max(last_submit or load_end, load_end), after_receipt)).fetchone()
+        return {"submitted": submitted, "submitted_loading": while_loading,
+                "last_submit": last_submit, "reports": reports,
+                "reports_loading": reports_loading, "reports_submitting": reports_submitting,
+                "last_report": last_report}
 
     def outcome(self, after_id: int) -> dict[str, tuple[int, float]]:
         """status -> (messages, last status_at) among the messages after ``after_id``."""

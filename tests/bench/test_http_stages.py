@@ -1,0 +1,61 @@
+"""The HTTP bench's account of its stages: SUBMITs and reports a second while the load ran,
+while SUBMITs went on after it, and after the last SUBMIT, read from a real store file."""
+
+import pytest
+
+from gateway.bench.http import stage_rates
+from gateway.bench.http_gateway import StoreReader
+from gateway.store.sqlite.schema import open_database
+
+
+def _store(path, submits: list[float], reports: list[float], earlier: int = 0):
+    """A store with ``earlier`` messages (and a segment and a report each) from an earlier
+    phase at time 0, then one message a SUBMIT time of ``submits``, and reports at ``reports``."""
+    db = open_database(str(path), "NORMAL").db
+    times = [0.0] * earlier + submits
+    for i, at in enumerate(times, start=1):
+        db.execute("INSERT INTO messages (id, app, channel, recipient, text, kind, reference, "
+                   "created_at) VALUES (?, 'a', 'c', '13800000000', 't', 'notification', 0, 0)",
+                   (i,))
+        db.execute("INSERT INTO segments (message_id, part, parts, channel, msg_id, result, "
+                   "sends, submitted_at, status) VALUES (?, 1, 1, 'c', ?, 0, 1, ?, 'submitted')",
+                   (i, i, at))
+    for i, at in enumerate([0.0] * earlier + reports, start=1):
+        db.execute("INSERT INTO receipts (channel, deliver_msg_id, msg_id, stat, temporary, "
+                   "provider, received_at) VALUES ('c', ?, ?, 'DELIVRD', 0, 'p', ?)", (i, i, at))
+    db.close()
+    return StoreReader(str(path))
+
+
+def test_each_stage_counts_what_happened_in_its_span(tmp_path):
+    # Load from 10 to 12 s: 4 SUBMITs and 2 reports in it; SUBMITs go on until 14 s (4 more,
+    # with 2 reports), then 6 reports until 16 s. An earlier phase's rows are not counted.
+    reader = _store(tmp_path / "s.sqlite", submits=[10.5, 11, 11.5, 12, 12.5, 13, 13.5, 14],
+                    reports=[11, 12, 13, 14, 14.5, 15, 15, 15.5, 16, 16], earlier=3)
+    stages = reader.stages(after_id=3, after_receipt=3, load_end=12.0)
+    rates = stage_rates(stages, first_request=10.0, load_end=12.0)
+    assert rates["loading_submits"] == pytest.approx(4 / 2)
+    assert rates["loading_reports"] == pytest.approx(2 / 2)
+    assert rates["submitting_seconds"] == pytest.approx(2)
+    assert rates["submitting_submits"] == pytest.approx(4 / 2)
+    assert rates["submitting_reports"] == pytest.approx(2 / 2)
+    assert rates["after_seconds"] == pytest.approx(2)
+    assert rates["reports_after"] == pytest.approx(6 / 2)
+    assert rates["draining"] == pytest.approx((4 + 8) / 4)
+
+
+def test_spans_that_did_not_happen_are_left_out(tmp_path):
+    # Everything was submitted and reported while the load ran: nothing drained.
+    reader = _store(tmp_path / "s.sqlite", submits=[10.5, 11], reports=[10.6, 11.2])
+    rates = stage_rates(reader.stages(0, 0, load_end=12.0), first_request=10.0, load_end=12.0)
+    assert rates == {"loading_submits": pytest.approx(1), "loading_reports": pytest.approx(1)}
+
+
+def test_reports_after_the_last_submit_of_a_load_that_submitted_everything(tmp_path):
+    # The SUBMITs ended with the load; reports went on for 3 s.
+    reader = _store(tmp_path / "s.sqlite", submits=[10.5, 11], reports=[11.5, 13, 15])
+    rates = stage_rates(reader.stages(0, 0, load_end=12.0), first_request=10.0, load_end=12.0)
+    assert "submitting_submits" not in rates
+    assert rates["after_seconds"] == pytest.approx(3)
+    assert rates["reports_after"] == pytest.approx(2 / 3)
+    assert rates["draining"] == pytest.approx(2 / 3)
