@@ -44,7 +44,7 @@ from gateway.store import NewMessage, create_store
 
 from .pipeline import Backends
 from .session import ACCOUNT, HOST, SECRET, ServerProcess, cpu_seconds
-from .soak import free_port, stop_gateway
+from .soak_gateway import free_port, stop_gateway
 
 READY_TIMEOUT = 60.0       # seconds for the gateways to log in and share the slots out
 POLL = 0.1                 # seconds between two looks at what is left to deliver

@@ -44,7 +44,7 @@ import aiohttp
 
 from .http import Numbers, batch_accepted, batch_body
 from .session import ACCOUNT, HOST, SECRET, ServerProcess
-from .soak import GatewayProcess, free_port, total
+from .soak_gateway import GatewayProcess, free_port, total
 from .trend import Rule, judge
 
 APP_KEY, MASTER_SECRET = "memapp", "memory-master-secret"

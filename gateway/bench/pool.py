@@ -2,8 +2,8 @@
 
     python -m gateway.bench.pool [--seconds 5] [--rounds 3] [--connections 4] [--window 16]
 
-Ours: a ``gateway.pool.ChannelPool`` (no TPS limit) logged in to the ISMG simulator running in
-a second process, driven by connections x window coroutines that each loop
+Ours: a ``gateway.channel.pool.ChannelPool`` (no TPS limit) logged in to the ISMG simulator
+running in a second process, driven by connections x window coroutines that each loop
 ``await pool.submit(Submit(...))`` with a freshly built single-segment SUBMIT (one destination,
 70 UCS2 characters, no report). Everything counts: the pool's choice of connection, the
 sessions, the codec both ways, the simulator in its process, loopback TCP.

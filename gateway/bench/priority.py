@@ -55,8 +55,8 @@ from .http import APP_KEY, MASTER_SECRET, _load_average
 from .http import CONFIG as HTTP_CONFIG
 from .report import percentile
 from .session import ACCOUNT, HOST, SECRET, ServerProcess
-from .soak import GatewayProcess as SoakGateway
-from .soak import free_port
+from .soak_gateway import GatewayProcess as SoakGateway
+from .soak_gateway import free_port
 
 CODE_PREFIX = "199"                  # the codes' numbers; the notifications' are 138...
 TARGET_P99 = 1.0                     # seconds from a code's 200 OK to its SUBMIT
