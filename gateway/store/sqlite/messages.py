@@ -28,7 +28,7 @@ from ..interface import (
     to_unsigned,
 )
 from .schema import SCHEMA_VERSION  # noqa: F401 - imported from here by tests, as before
-from .settle import _match_early_reports, _settle
+from .settle import _find_early_reports, _match_early_reports, _settle
 from .state import SUBMITTED, State, _new, execute_rows, json_rows, padded
 
 # ----------------------------------------------------------------------------- messages
@@ -115,8 +115,22 @@ def defer(state: State, message_id: int, until: float) -> None:
 def record_submits(state: State, results: list[SegmentResult],
                    provider: str) -> list[DeliveryStatus | None]:
     """Segments in; receipts that came early are matched; messages move on when every part is
-    answered. Returns, for each result, the final status it gave its message (or None)."""
+    answered. Returns, for each result, the final status it gave its message (or None).
+
+    PROTOTYPE (seg-proto): the usual case (one part, accepted by the ISMG, no early report)
+    writes no segments row: its Msg_Id, Result, connection and sends go on its messages row,
+    in the UPDATE that makes it submitted; every other result takes the segments path."""
     db = state.db
+    found = _find_early_reports(state, results)
+    early = {found[0][(row[1], row[2])] for row in found[1]}
+    simple, rest, others = [], [], {}
+    for i, r in enumerate(results):
+        if r.parts == 1 and r.status is DeliveryStatus.SUBMITTED and r.msg_id is not None \
+                and i not in early:
+            simple.append(r)
+        else:
+            rest.append(r)
+            others[r.message_id] = i           # settled once, credited to its last result
     execute_rows(
         db, "INSERT OR REPLACE INTO segments (message_id, part, parts, channel, msg_id, result, "
         "connection, sends, submitted_at, status, stat, temporary, done_at) VALUES ",
@@ -125,21 +139,18 @@ def record_submits(state: State, results: list[SegmentResult],
           None if r.msg_id is None else to_signed(r.msg_id), r.result, r.connection, r.sends,
           r.at, r.status._value_, r.stat or None, int(r.temporary),
           None if r.status is DeliveryStatus.SUBMITTED else r.at)
-         for r in results], shared=(3, 6, 9, 10))
-    early = _match_early_reports(state, results)
-    simple, others = [], {}
-    for i, r in enumerate(results):
-        if r.parts == 1 and r.status is DeliveryStatus.SUBMITTED and i not in early:
-            simple.append(r)
-        else:
-            others[r.message_id] = i           # settled once, credited to its last result
+         for r in rest], shared=(3, 6, 9, 10))
+    if found[1]:
+        _match_early_reports(state, results, found)
     if simple:          # the usual case: one part, accepted by the ISMG, no early report
         changed = execute_rows(
             db, "UPDATE messages SET status = 'submitted', parts = 1, submitted_at = v.column1, "
-            "status_at = v.column1 FROM (VALUES ", "(?, ?)",
-            [(r.at, r.message_id) for r in simple],
+            "status_at = v.column1, msg_id = v.column3, result = v.column4, "
+            "connection = v.column5, sends = v.column6 FROM (VALUES ", "(?, ?, ?, ?, ?, ?)",
+            [(r.at, r.message_id, to_signed(r.msg_id), r.result, r.connection, r.sends)
+             for r in simple],
             ") AS v WHERE messages.id = v.column2 AND messages.status = 'accepted'",
-            repeatable=True)
+            repeatable=True, shared=(4,))
         state.moved(DeliveryStatus.ACCEPTED.value, SUBMITTED, changed)
     final: list[DeliveryStatus | None] = [None] * len(results)
     for message_id, i in others.items():
@@ -154,8 +165,9 @@ def record_submits(state: State, results: list[SegmentResult],
 def message_view(state: State, message_id: int) -> MessageView | None:
     row = state.db.execute(
         "SELECT id, app, channel, recipient, text, template_id, kind, created_at, status, "
-        "status_stat, status_temporary, status_provider, status_at, parts, callback "
-        "FROM messages WHERE id = ?", (message_id,)).fetchone()
+        "status_stat, status_temporary, status_provider, status_at, parts, callback, "
+        "msg_id, result, connection, submitted_at FROM messages WHERE id = ?",
+        (message_id,)).fetchone()
     if row is None:
         return None
     segments = tuple(
@@ -167,6 +179,11 @@ def message_view(state: State, message_id: int) -> MessageView | None:
             "SELECT part, msg_id, result, status, stat, temporary, connection, submitted_at, "
             "done_at FROM segments WHERE message_id = ? ORDER BY part", (message_id,)))
     temporary = None if row[10] is None else bool(row[10])
+    if not segments and row[15] is not None:     # PROTOTYPE: a single part kept on the row
+        final = row[8] != SUBMITTED
+        segments = (SegmentView(1, to_unsigned(row[15]), row[16], row[8],
+                                row[9] if final else None, temporary if final else None,
+                                row[17], row[18], row[12] if final else None),)
     return MessageView(*row[:10], temporary, *row[11:14], segments=segments, callback=row[14])
 
 

@@ -37,13 +37,20 @@ CREATE TABLE IF NOT EXISTS messages (
     next_attempt_at REAL NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
     callback TEXT,
-    priority INTEGER NOT NULL DEFAULT 1
+    priority INTEGER NOT NULL DEFAULT 1,
+    msg_id INTEGER,
+    result INTEGER,
+    connection TEXT,
+    sends INTEGER
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency
     ON messages(app, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_pending ON messages(channel, priority, id)
     WHERE status = 'accepted';
 CREATE INDEX IF NOT EXISTS messages_submitted ON messages(submitted_at) WHERE status = 'submitted';
+-- PROTOTYPE (seg-proto): a single-part message's SUBMIT outcome is kept on its row (msg_id,
+-- result, connection, sends), not in a segments row; reports find it by this index.
+CREATE INDEX IF NOT EXISTS messages_msg_id ON messages(msg_id) WHERE msg_id IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS segments (
     message_id INTEGER NOT NULL,
