@@ -127,9 +127,15 @@ class StoreReader:
         """When the segments of the messages after ``after_id`` were submitted and the reports
         after ``after_receipt`` came, against ``load_end`` (the end of the load) and the last
         SUBMIT: how many of each, and the last time of each (None: none)."""
+        # PROTOTYPE (seg-proto): a single-part message's SUBMIT may be on its messages row
+        # (messages.msg_id, no segments row); a store without that column has segments only.
+        on_row = any(r[1] == "msg_id" for r in self.db.execute("PRAGMA table_info(messages)"))
+        times = "SELECT submitted_at FROM segments WHERE message_id > ?1" + (
+            " UNION ALL SELECT submitted_at FROM messages WHERE id > ?1 AND msg_id IS NOT NULL"
+            if on_row else "")
         submitted, while_loading, last_submit = self.db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(submitted_at <= ?), 0), MAX(submitted_at) "
-            "FROM segments WHERE message_id > ?", (load_end, after_id)).fetchone()
+            "SELECT COUNT(*), COALESCE(SUM(submitted_at <= ?2), 0), MAX(submitted_at) "
+            f"FROM ({times})", (after_id, load_end)).fetchone()
         reports, reports_loading, reports_submitting, last_report = self.db.execute(
             "SELECT COUNT(*), COALESCE(SUM(received_at <= ?), 0), "
             "COALESCE(SUM(received_at <= ?), 0), MAX(received_at) FROM receipts WHERE id > ?",
