@@ -76,14 +76,17 @@ def test_a_database_records_its_layout_version_and_a_newer_one_is_refused_untouc
 def test_a_database_of_layout_1_gains_what_came_since_and_keeps_its_data(postgres_url):
     """Layout 1 (the first PostgreSQL store) had no messages.callback, users or console
     tables, nor layout 5's api_responses.request, signatures.type and .remark and index
-    messages_codes: opening it adds them, keeps every row, and records the version."""
+    messages_codes, nor layout 6's messages.priority and 7's messages.msg_id, .result,
+    .connection and .sends: opening it adds them, keeps every row, and records the version."""
     async def scenario():
         store = await opened(postgres_url)
         [accepted] = await store.accept([new(1)], now=1.0)
         await store.close()
         for statement in ("DROP TABLE users, user_counts, apps, console_users, "
                           "console_sessions, console_keys, reviews, audit",
-                          "ALTER TABLE messages DROP COLUMN callback, DROP COLUMN priority",
+                          "ALTER TABLE messages DROP COLUMN callback, DROP COLUMN priority, "
+                          "DROP COLUMN msg_id, DROP COLUMN result, DROP COLUMN connection, "
+                          "DROP COLUMN sends",
                           "DROP INDEX messages_codes",
                           "ALTER TABLE api_responses DROP COLUMN request",
                           "ALTER TABLE signatures DROP COLUMN type, DROP COLUMN remark",
@@ -104,7 +107,7 @@ def test_a_database_of_layout_1_gains_what_came_since_and_keeps_its_data(postgre
         finally:
             await store.close()
         assert await admin(postgres_url, "SELECT version FROM store_version") == \
-            [(SCHEMA_VERSION,)] == [(6,)]
+            [(SCHEMA_VERSION,)] == [(7,)]
     run(scenario)
 
 
