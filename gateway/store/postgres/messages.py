@@ -194,13 +194,12 @@ def lock_keys(fn, args) -> list[int]:
     return []
 
 
-# Segments rows for SUBMIT outcomes, from the rows of ``{source}`` (columns as the table's,
-# $1-$13 as ``_segment_columns`` gives them); a row there already takes the later outcome.
-_INSERT_SEGMENTS = (
-    "INSERT INTO segments (message_id, part, parts, channel, msg_id, result, connection, sends, "
-    "submitted_at, status, stat, temporary, done_at) SELECT message_id, part, parts, channel, "
-    "msg_id, result, connection, sends, submitted_at, status, stat, temporary, done_at "
-    "FROM {source} ON CONFLICT (message_id, part) DO UPDATE SET parts = EXCLUDED.parts, "
+# Segments rows for SUBMIT outcomes: INSERT INTO segments (these columns) SELECT ... (the
+# values, in this order) and _UPSERT: a row there already takes the later outcome.
+_SEGMENT_COLUMNS = ("message_id, part, parts, channel, msg_id, result, connection, sends, "
+                    "submitted_at, status, stat, temporary, done_at")
+_UPSERT = (
+    " ON CONFLICT (message_id, part) DO UPDATE SET parts = EXCLUDED.parts, "
     "channel = EXCLUDED.channel, msg_id = EXCLUDED.msg_id, result = EXCLUDED.result, "
     "connection = EXCLUDED.connection, sends = EXCLUDED.sends, "
     "submitted_at = EXCLUDED.submitted_at, status = EXCLUDED.status, stat = EXCLUDED.stat, "
@@ -208,14 +207,23 @@ _INSERT_SEGMENTS = (
 _OUTCOMES = (
     "unnest($1::bigint[], $2::int[], $3::int[], $4::text[], $5::bigint[], $6::int[], "
     "$7::text[], $8::int[], $9::float8[], $10::text[], $11::text[], $12::int[], $13::float8[]) "
-    "AS u(message_id, part, parts, channel, msg_id, result, connection, sends, submitted_at, "
-    "status, stat, temporary, done_at)")
+    "AS u(" + _SEGMENT_COLUMNS + ")")
+
+# The first report waiting for a segment's Msg_Id that names a status, for a segment still
+# submitted (the columns of ``e``): the segments row is written settled by it, as
+# ``settle._match_held`` reads it. Through the receipts_unmatched index (OFFSET 0: see below).
+_FIRST_WAITING = (
+    "LEFT JOIN LATERAL (SELECT w.status, w.stat, w.temporary, w.received_at FROM (SELECT id, "
+    "status, stat, temporary, received_at FROM receipts WHERE channel = v.channel AND "
+    "msg_id = v.msg_id AND message_id IS NULL OFFSET 0) AS w WHERE v.status = 'submitted' "
+    "AND w.status IS NOT NULL ORDER BY w.id LIMIT 1) AS e ON true")
 
 # record_submits' statement. The SUBMIT outcomes ($1-$13, the latest of each message and
 # part) ``on_row`` (one part, accepted by the ISMG, no report waiting for the Msg_Id) go on
 # their messages rows, in the UPDATE that makes a message submitted, if it is still accepted
 # and of the outcome's channel (reports find it by that channel); every other one is a
-# segments row. The reports waiting for the Msg_Ids ($14, $15: channels and Msg_Ids) are
+# segments row, settled by the first report waiting for it that names a status, if any
+# (``_FIRST_WAITING``). The reports waiting for the Msg_Ids ($14, $15: channels and Msg_Ids) are
 # looked up one (channel, Msg_Id) at a time through the receipts_unmatched index, whatever
 # the planner's statistics say (OFFSET 0 keeps the lookup a subquery of its own: joined
 # instead, a table whose statistics lag was read through every unmatched report at each
@@ -226,7 +234,11 @@ _RECORD_SUBMITS = (
     "WITH v AS (SELECT u.*, u.parts = 1 AND u.status = 'submitted' AND u.msg_id IS NOT NULL "
     "AND NOT EXISTS (SELECT FROM receipts WHERE channel = u.channel AND msg_id = u.msg_id "
     "AND message_id IS NULL) AS on_row FROM " + _OUTCOMES + "), "
-    "s AS (" + _INSERT_SEGMENTS.format(source="v WHERE NOT v.on_row") + "), "
+    "s AS (INSERT INTO segments (" + _SEGMENT_COLUMNS + ") SELECT v.message_id, v.part, "
+    "v.parts, v.channel, v.msg_id, v.result, v.connection, v.sends, v.submitted_at, "
+    "COALESCE(e.status, v.status), COALESCE(e.stat, v.stat), "
+    "COALESCE(e.temporary, v.temporary), COALESCE(e.received_at, v.done_at) FROM v "
+    + _FIRST_WAITING + " WHERE NOT v.on_row" + _UPSERT + "), "
     "m AS (UPDATE messages SET status = 'submitted', parts = 1, submitted_at = v.submitted_at, "
     "status_at = v.submitted_at, msg_id = v.msg_id, result = v.result, "
     "connection = v.connection, sends = v.sends FROM v WHERE v.on_row "
@@ -274,7 +286,7 @@ async def record_submits(state: State, results: list[SegmentResult],
               if _on_row(r) and (r.channel, to_signed(r.msg_id)) not in waiting]
     state.moved(DeliveryStatus.ACCEPTED.value, SUBMITTED, rows[-1][1])
     not_taken = await _not_taken(state, on_row) if rows[-1][1] < len(on_row) else set()
-    reported = await _match_held(state, named, held)
+    reported = await _match_held(state, named, held, latest.values())
     early, others = [], {}
     for i, r in enumerate(results):
         if _on_row(r):
@@ -299,8 +311,8 @@ async def _not_taken(state: State, on_row: list[SegmentResult]) -> set[int]:
         [r.message_id for r in on_row])}
     rest = [r for r in on_row if (r.message_id, to_signed(r.msg_id), r.channel) not in kept]
     if rest:
-        await state.db.execute(_INSERT_SEGMENTS.format(source=_OUTCOMES),
-                               *_segment_columns(rest))
+        await state.db.execute(f"INSERT INTO segments ({_SEGMENT_COLUMNS}) SELECT * FROM "
+                               f"{_OUTCOMES}{_UPSERT}", *_segment_columns(rest))
     return {r.message_id for r in rest}
 
 
