@@ -160,7 +160,9 @@ def _submit_on_rows(state: State, results: list[SegmentResult], on_row: list[int
     multi-row UPDATE that takes a message still accepted and of the result's channel (as the
     dispatcher submits it). Returns the indexes it did not take, for segments rows, as every
     result was before layout 7 (a message submitted on another channel, or not accepted any
-    more): none in the usual case, where the count of rows changed says so."""
+    more): none in the usual case, where the count of rows changed says so. Their messages'
+    rows drop an outcome they had (``_not_taken``), so that a message's single part is in
+    one place, and the later answer wins, as a replaced segments row did."""
     if not on_row:
         return []
     changed = execute_rows(
@@ -178,15 +180,20 @@ def _submit_on_rows(state: State, results: list[SegmentResult], on_row: list[int
 
 def _not_taken(state: State, results: list[SegmentResult], on_row: list[int]) -> list[int]:
     """Of ``on_row``, the results whose message does not carry them on its row (its Msg_Id
-    and channel): 512 messages a statement."""
+    and channel), with any other outcome on those messages' rows cleared: 512 messages a
+    statement."""
     kept = set()
     for start in range(0, len(on_row), 512):
         ids = padded([results[i].message_id for i in on_row[start:start + 512]])
         kept.update((m, msg_id, channel) for m, msg_id, channel in json_rows(
             state.db, "id, msg_id, channel",
             f"FROM messages WHERE id IN ({','.join('?' * len(ids))})", ids))
-    return [i for i in on_row if (results[i].message_id, to_signed(results[i].msg_id),
+    left = [i for i in on_row if (results[i].message_id, to_signed(results[i].msg_id),
                                   results[i].channel) not in kept]
+    state.db.executemany("UPDATE messages SET msg_id = NULL, result = NULL, connection = NULL, "
+                         "sends = NULL WHERE id = ? AND msg_id IS NOT NULL",
+                         [(results[i].message_id,) for i in left])
+    return left
 
 
 def _insert_segments(state: State, results: list[SegmentResult]) -> None:
