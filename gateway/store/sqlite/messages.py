@@ -11,7 +11,7 @@ importable from here, where they were.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from gateway.status import DeliveryStatus
 
@@ -142,12 +142,15 @@ def _split(results: list[SegmentResult], early: set[int]) -> tuple[list[int], li
     """The indexes of the results to keep on their messages rows, and of the others (for
     segments rows); of results for the same part of a message, only the last. ``early``: the
     messages that reports wait for (matched through their segments rows)."""
-    last = {(r.message_id, r.part): i for i, r in enumerate(results)}
+    indexes: Iterable[int] = range(len(results))
+    if len({r.message_id for r in results}) < len(results):     # long messages, or repeats
+        indexes = {(r.message_id, r.part): i for i, r in enumerate(results)}.values()
     on_row: list[int] = []
     in_segments: list[int] = []
-    for i in last.values() if len(last) < len(results) else range(len(results)):
+    submitted = DeliveryStatus.SUBMITTED
+    for i in indexes:
         r = results[i]
-        if r.parts == 1 and r.status is DeliveryStatus.SUBMITTED and r.msg_id is not None \
+        if r.parts == 1 and r.status is submitted and r.msg_id is not None \
                 and r.message_id not in early:
             on_row.append(i)
         else:
