@@ -62,7 +62,7 @@ def record_receipts(state: State, receipts: list[Receipt]) -> list[ReceiptOutcom
                 settled = _settle(state, message_id, segment[_PARTS], r.received_at,
                                   c.provider)
             else:
-                if not segment[_ON_MESSAGE]:    # PROTOTYPE: a single part on its row has none
+                if not segment[_ON_ROW]:        # kept on its messages row: no segments row
                     segment_updates.append((status, c.stat, temporary, r.received_at,
                                             message_id, part))
                 if segment[_MESSAGE_STATUS] not in FINAL:
@@ -89,10 +89,10 @@ _DUPLICATE, _UNMATCHED = ReceiptOutcome(duplicate=True), ReceiptOutcome()
 # A segment named by a report, with what settling it needs from its message: the row of
 # _look_up's JSON as it is (a list, changed as reports in the set settle it; an object a row
 # would cost a Python __init__ a report), its fields by these indexes (0: its Msg_Id).
-# _ON_MESSAGE: 1 for a single-part message whose outcome is on its messages row (PROTOTYPE,
-# seg-proto: no segments row; its "segment" status is the message's), 0 for a segments row.
+# _ON_ROW: 1 for a message of one part with its SUBMIT outcome on its messages row (no
+# segments row: its segment's status is the message's), 0 for a segments row.
 (_MESSAGE_ID, _PART, _PARTS, _SUBMITTED_AT, _STATUS, _APP, _MESSAGE_STATUS, _CALLBACK,
- _CREATED_AT, _PRIORITY, _ON_MESSAGE) = range(1, 12)
+ _CREATED_AT, _PRIORITY, _ON_ROW) = range(1, 12)
 
 
 def _chunks(items: list, size: int):
@@ -101,9 +101,10 @@ def _chunks(items: list, size: int):
 
 
 def _look_up(state: State, receipts: list[Receipt]) -> tuple[dict, set]:
-    """The segments the reports name, by (channel, Msg_Id), and the reports already stored
-    among them, as (channel, DELIVER Msg_Id, Msg_Id, Stat): one statement a channel and 512
-    reports, with both answers as JSON (one SQLite step, see ``json_rows``)."""
+    """The segments the reports name, by (channel, Msg_Id), segments rows and single-part
+    messages' rows alike, and the reports already stored among them, as (channel, DELIVER
+    Msg_Id, Msg_Id, Stat): one statement a channel and 512 reports, with both answers as JSON
+    (one SQLite step, see ``json_rows``)."""
     found, seen = {}, set()
     by_channel: dict[str, list[Receipt]] = {}
     for r in receipts:
@@ -124,9 +125,11 @@ def _look_up(state: State, receipts: list[Receipt]) -> tuple[dict, set]:
 @functools.lru_cache(maxsize=64)
 def _look_up_statement(msg_ids: int, deliver_ids: int) -> str:
     """_look_up's statement for ``msg_ids`` Msg_Ids (?1..?n), the channel (?n+1) and
-    ``deliver_ids`` DELIVER Msg_Ids: the segments rows and (PROTOTYPE, seg-proto) the
-    single-part messages with their outcome on their row, in one UNION ALL, with the stored
-    reports, as one JSON value (one SQLite step)."""
+    ``deliver_ids`` DELIVER Msg_Ids: the segments rows with their messages, and the messages
+    of one part with their SUBMIT outcome on their row (as part 1 of 1, submitted when the
+    message was, the segment's status the message's; index messages_msg_id), in one UNION
+    ALL, with the stored reports, as one JSON value (one SQLite step). The Msg_Ids are
+    numbered parameters, so that both halves share them."""
     ids, channel = ",".join(f"?{i}" for i in range(1, msg_ids + 1)), f"?{msg_ids + 1}"
     return (
         "SELECT json_array((SELECT json_group_array(json_array(a, b, c, d, e, f, g, h, i, j, "
@@ -169,7 +172,9 @@ def _write_receipts(state, rows, segment_updates, message_updates, callbacks) ->
 
 
 def expire_reports(state: State, now: float, timeout: float) -> list[int]:
-    """Messages submitted before now - timeout and still without a final report end unknown."""
+    """Messages submitted before now - timeout and still without a final report end unknown,
+    with their segments rows still submitted (a message of one part with its outcome on its
+    row has none: its status is its segment's)."""
     rows = state.db.execute(
         "UPDATE messages SET status = 'unknown', status_at = ?, status_stat = NULL, "
         "status_temporary = 0 WHERE status = 'submitted' AND submitted_at < ? "
