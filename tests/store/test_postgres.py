@@ -329,8 +329,10 @@ def test_a_single_part_message_keeps_its_submit_and_its_report_on_its_row(postgr
 
 def test_single_part_outcomes_the_row_does_not_take_are_segments_rows(postgres_url):
     """An outcome on another channel than its message's, one whose message is no longer
-    accepted, and one a report waits for are segments rows, as before layout 7, in a batch
-    with one kept on its row; each message's report finds its segment."""
+    accepted (answered again: the later answer wins, and the row's outcome is cleared, so
+    that the part is in one place), and one a report waits for are segments rows, as before
+    layout 7, in a batch with one kept on its row; each message's report finds its
+    segment."""
     async def scenario(store):
         ids = [a.id for a in await store.accept([new(i) for i in range(4)], now=1.0)]
         await store.record_submits([submitted(ids[1], 100)], "default")
@@ -343,11 +345,13 @@ def test_single_part_outcomes_the_row_does_not_take_are_segments_rows(postgres_u
                                  "ORDER BY message_id") == \
             [(ids[1], 101, "cmcc", "submitted"), (ids[2], 300, "cmcc", "delivered"),
              (ids[3], 500, "other", "submitted")]
-        assert await store.query("SELECT id, msg_id FROM messages ORDER BY id") == \
-            [(ids[0], 400), (ids[1], 100), (ids[2], None), (ids[3], None)]
+        assert await store.query("SELECT id, msg_id, connection FROM messages ORDER BY id") \
+            == [(ids[0], 400, "cmcc#0"), (ids[1], None, None), (ids[2], None, None),
+                (ids[3], None, None)]
+        assert [s.msg_id for s in (await store.message(ids[1])).segments] == [101]
         other = Receipt("other", "other#0", 501, 500, CODES.classify("DELIVRD"), received_at=20.0)
-        outcomes = await store.record_receipts([receipt(400), receipt(100), other])
-        assert [o.message_id for o in outcomes] == [ids[0], ids[1], ids[3]]
+        outcomes = await store.record_receipts([receipt(400), receipt(100), receipt(101), other])
+        assert [o.message_id for o in outcomes] == [ids[0], None, ids[1], ids[3]]
         assert store.counts_snapshot() == {"delivered": 4}
     with_store(scenario, postgres_url)
 

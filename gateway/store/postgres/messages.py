@@ -304,15 +304,20 @@ async def record_submits(state: State, results: list[SegmentResult],
 async def _not_taken(state: State, on_row: list[SegmentResult]) -> set[int]:
     """Of the outcomes meant for their messages rows, those whose message did not take them
     (submitted on another channel than the message's, or a message no longer accepted) are
-    written as segments rows, as every outcome was before layout 7. Returns their messages'
-    ids. Runs only when the count of rows changed says some were not taken."""
+    written as segments rows, as every outcome was before layout 7, and an outcome their
+    message's row had is cleared: a message's single part is kept in one place, and the later
+    answer wins, as a replaced segments row did. Returns their messages' ids. Runs only when
+    the count of rows changed says some were not taken."""
     kept = {tuple(row) for row in await state.db.fetch(
         "SELECT id, msg_id, channel FROM messages WHERE id = ANY($1::bigint[])",
         [r.message_id for r in on_row])}
     rest = [r for r in on_row if (r.message_id, to_signed(r.msg_id), r.channel) not in kept]
     if rest:
-        await state.db.execute(f"INSERT INTO segments ({_SEGMENT_COLUMNS}) SELECT * FROM "
-                               f"{_OUTCOMES}{_UPSERT}", *_segment_columns(rest))
+        await state.db.execute(
+            "WITH c AS (UPDATE messages SET msg_id = NULL, result = NULL, connection = NULL, "
+            "sends = NULL WHERE id = ANY($14::bigint[]) AND msg_id IS NOT NULL) "
+            f"INSERT INTO segments ({_SEGMENT_COLUMNS}) SELECT * FROM {_OUTCOMES}{_UPSERT}",
+            *_segment_columns(rest), sorted(r.message_id for r in rest))
     return {r.message_id for r in rest}
 
 
