@@ -28,7 +28,7 @@ from ..interface import (
     to_unsigned,
 )
 from .settle import _match_held, _settle, _settle_reported
-from .state import SUBMITTED, State, changed, columns
+from .state import SUBMITTED, State, columns
 
 # ----------------------------------------------------------------------------- messages
 
