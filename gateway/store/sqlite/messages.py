@@ -121,7 +121,8 @@ def record_submits(state: State, results: list[SegmentResult],
 
     The usual result (one part, accepted by the ISMG, no report waiting for it) goes on its
     messages row, in the UPDATE that makes the message submitted, and writes no segments row;
-    every other result is a segments row, and settles its message from its segments."""
+    every other result is a segments row, and settles its message from its segments. An
+    sqlite3.Error propagates: the writer rolls the transaction back, nothing of it stays."""
     found = _find_early_reports(state, results)
     early = {results[found[0][(row[1], row[2])]].message_id for row in found[1]}
     on_row, in_segments = _split(results, early)

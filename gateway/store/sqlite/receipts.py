@@ -173,8 +173,8 @@ def _write_receipts(state, rows, segment_updates, message_updates, callbacks) ->
 
 def expire_reports(state: State, now: float, timeout: float) -> list[int]:
     """Messages submitted before now - timeout and still without a final report end unknown,
-    with their segments rows still submitted (a message of one part with its outcome on its
-    row has none: its status is its segment's)."""
+    and so do those of their segments rows still submitted (a message of one part with its
+    outcome on its row has none: its segment's status is the message's)."""
     rows = state.db.execute(
         "UPDATE messages SET status = 'unknown', status_at = ?, status_stat = NULL, "
         "status_temporary = 0 WHERE status = 'submitted' AND submitted_at < ? "
