@@ -126,10 +126,16 @@ class StoreReader:
     def stages(self, after_id: int, after_receipt: int, load_end: float) -> dict[str, int | float]:
         """When the segments of the messages after ``after_id`` were submitted and the reports
         after ``after_receipt`` came, against ``load_end`` (the end of the load) and the last
-        SUBMIT: how many of each, and the last time of each (None: none)."""
+        SUBMIT: how many of each, and the last time of each (None: none). A SUBMIT is a
+        segments row, or (store layout 7) a single-part message's outcome on its messages row
+        (messages.msg_id set, no segments row); the file of a baseline checkout of an older
+        layout has no messages.msg_id, and only segments rows are counted there."""
+        times = "SELECT submitted_at FROM segments WHERE message_id > ?1" + (
+            " UNION ALL SELECT submitted_at FROM messages WHERE id > ?1 AND msg_id IS NOT NULL"
+            if self._submits_on_rows() else "")
         submitted, while_loading, last_submit = self.db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(submitted_at <= ?), 0), MAX(submitted_at) "
-            "FROM segments WHERE message_id > ?", (load_end, after_id)).fetchone()
+            "SELECT COUNT(*), COALESCE(SUM(submitted_at <= ?2), 0), MAX(submitted_at) "
+            f"FROM ({times})", (after_id, load_end)).fetchone()
         reports, reports_loading, reports_submitting, last_report = self.db.execute(
             "SELECT COUNT(*), COALESCE(SUM(received_at <= ?), 0), "
             "COALESCE(SUM(received_at <= ?), 0), MAX(received_at) FROM receipts WHERE id > ?",
@@ -138,6 +144,10 @@ class StoreReader:
                 "last_submit": last_submit, "reports": reports,
                 "reports_loading": reports_loading, "reports_submitting": reports_submitting,
                 "last_report": last_report}
+
+    def _submits_on_rows(self) -> bool:
+        """Whether the file can keep a SUBMIT on a messages row (it has messages.msg_id)."""
+        return any(r[1] == "msg_id" for r in self.db.execute("PRAGMA table_info(messages)"))
 
     def outcome(self, after_id: int) -> dict[str, tuple[int, float]]:
         """status -> (messages, last status_at) among the messages after ``after_id``."""

@@ -8,30 +8,49 @@ from gateway.bench.http_gateway import StoreReader
 from gateway.store.sqlite.schema import open_database
 
 
-def _store(path, submits: list[float], reports: list[float], earlier: int = 0):
-    """A store with ``earlier`` messages (and a segment and a report each) from an earlier
-    phase at time 0, then one message a SUBMIT time of ``submits``, and reports at ``reports``."""
+def _store(path, submits: list[float], reports: list[float], earlier: int = 0,
+           place: str = "segments"):
+    """A store with ``earlier`` messages (and a SUBMIT and a report each) from an earlier
+    phase at time 0, then one message a SUBMIT time of ``submits``, and reports at ``reports``.
+    ``place``: where a message's SUBMIT is: "segments", a segments row (a long message's
+    parts, and every message before store layout 7); "rows", every other message's on its
+    messages row (layout 7's single-part messages); "baseline", segments rows in a file of
+    layout 6, without messages.msg_id (the store of a baseline checkout)."""
     db = open_database(str(path), "NORMAL").db
     times = [0.0] * earlier + submits
     for i, at in enumerate(times, start=1):
         db.execute("INSERT INTO messages (id, app, channel, recipient, text, kind, reference, "
                    "created_at) VALUES (?, 'a', 'c', '13800000000', 't', 'notification', 0, 0)",
                    (i,))
+        if place == "rows" and i % 2:
+            db.execute("UPDATE messages SET status = 'submitted', parts = 1, msg_id = ?1, "
+                       "result = 0, sends = 1, submitted_at = ?2, status_at = ?2 WHERE id = ?1",
+                       (i, at))
+            continue
         db.execute("INSERT INTO segments (message_id, part, parts, channel, msg_id, result, "
                    "sends, submitted_at, status) VALUES (?, 1, 1, 'c', ?, 0, 1, ?, 'submitted')",
                    (i, i, at))
     for i, at in enumerate([0.0] * earlier + reports, start=1):
         db.execute("INSERT INTO receipts (channel, deliver_msg_id, msg_id, stat, temporary, "
                    "provider, received_at) VALUES ('c', ?, ?, 'DELIVRD', 0, 'p', ?)", (i, i, at))
+    if place == "baseline":
+        db.execute("DROP INDEX messages_msg_id")
+        for column in ("sends", "connection", "result", "msg_id"):
+            db.execute(f"ALTER TABLE messages DROP COLUMN {column}")
+        db.execute("PRAGMA user_version=6")
     db.close()
     return StoreReader(str(path))
 
 
-def test_each_stage_counts_what_happened_in_its_span(tmp_path):
+@pytest.mark.parametrize("place", ["segments", "rows", "baseline"])
+def test_each_stage_counts_what_happened_in_its_span(tmp_path, place):
     # Load from 10 to 12 s: 4 SUBMITs and 2 reports in it; SUBMITs go on until 14 s (4 more,
     # with 2 reports), then 6 reports until 16 s. An earlier phase's rows are not counted.
+    # The same wherever the SUBMITs are kept, on messages rows or segments rows.
     reader = _store(tmp_path / "s.sqlite", submits=[10.5, 11, 11.5, 12, 12.5, 13, 13.5, 14],
-                    reports=[11, 12, 13, 14, 14.5, 15, 15, 15.5, 16, 16], earlier=3)
+                    reports=[11, 12, 13, 14, 14.5, 15, 15, 15.5, 16, 16], earlier=3,
+                    place=place)
+    assert reader._submits_on_rows() is (place != "baseline")
     stages = reader.stages(after_id=3, after_receipt=3, load_end=12.0)
     rates = stage_rates(stages, first_request=10.0, load_end=12.0)
     assert rates["loading_submits"] == pytest.approx(4 / 2)
@@ -42,6 +61,18 @@ def test_each_stage_counts_what_happened_in_its_span(tmp_path):
     assert rates["after_seconds"] == pytest.approx(2)
     assert rates["reports_after"] == pytest.approx(6 / 2)
     assert rates["draining"] == pytest.approx((4 + 8) / 4)
+    assert (stages["submitted"], stages["last_submit"]) == (8, 14)
+
+
+def test_submits_on_messages_rows_are_counted_with_those_in_segments_rows(tmp_path):
+    # Four single-part messages with their SUBMIT on their row (ids 1, 3, 5, 7), four with a
+    # segments row: a reader of segments alone would count 4, 2 of them while loading.
+    reader = _store(tmp_path / "s.sqlite", submits=[10.5, 11, 11.5, 12, 12.5, 13, 13.5, 14],
+                    reports=[], place="rows")
+    assert reader.db.execute("SELECT COUNT(*) FROM segments").fetchone()[0] == 4
+    stages = reader.stages(after_id=0, after_receipt=0, load_end=12.0)
+    assert (stages["submitted"], stages["submitted_loading"], stages["last_submit"]) == \
+        (8, 4, 14)
 
 
 def test_spans_that_did_not_happen_are_left_out(tmp_path):

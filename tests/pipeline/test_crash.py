@@ -71,9 +71,11 @@ async def start_daemon(config, log):
 
 
 async def read_store(store) -> tuple[set[int], dict[int, str]]:
-    """As the dead process left it: messages with a SUBMIT_RESP recorded, and every status."""
+    """As the dead process left it: messages with a SUBMIT_RESP recorded (a Msg_Id in a
+    segments row, or on the messages row of a single-part message), and every status."""
     recorded = {r[0] for r in await store.query(
-        "SELECT DISTINCT message_id FROM segments WHERE msg_id IS NOT NULL")}
+        "SELECT message_id FROM segments WHERE msg_id IS NOT NULL "
+        "UNION SELECT id FROM messages WHERE msg_id IS NOT NULL")}
     statuses = dict(await store.query("SELECT id, status FROM messages"))
     return recorded, statuses
 

@@ -83,9 +83,11 @@ def test_every_message_is_submitted_once_with_a_report_requested_and_its_msg_id_
             await eventually(lambda: store.counts_snapshot()["submitted"] == 300)
             assert len(sim.submits) == 300
             assert all(s.submit.registered_delivery == 1 for s in sim.submits)
-            rows = await store.query("SELECT message_id, msg_id FROM segments ORDER BY message_id")
+            # One part each: the Msg_Id is on the message's row, and no segments row is written.
+            rows = await store.query("SELECT id, msg_id FROM messages ORDER BY id")
             assert [r[0] for r in rows] == ids
             assert sorted(to_unsigned(r[1]) for r in rows) == sorted(s.msg_id for s in sim.submits)
+            assert await store.query("SELECT COUNT(*) FROM segments") == [(0,)]
             assert dispatcher.in_flight == 0
     run(scenario, timeout=30)
 
@@ -100,6 +102,8 @@ def test_a_long_message_goes_part_by_part_with_one_reference(store_setting):
             assert len({p.msg_content[3] for p in parts}) == 1            # the UDH reference
             assert await store.query("SELECT part FROM segments WHERE message_id = ? "
                                      "ORDER BY part", (mid,)) == [(1,), (2,), (3,)]
+            assert await store.query("SELECT msg_id FROM messages WHERE id = ?", (mid,)) == \
+                [(None,)]                           # a long message's Msg_Ids are its parts'
     run(scenario, timeout=30)
 
 

@@ -18,6 +18,7 @@ from gateway.store import (
     PostgresStore,
     Receipt,
     SegmentResult,
+    SegmentView,
     StoreError,
     StoreUnavailable,
     create_store,
@@ -76,14 +77,17 @@ def test_a_database_records_its_layout_version_and_a_newer_one_is_refused_untouc
 def test_a_database_of_layout_1_gains_what_came_since_and_keeps_its_data(postgres_url):
     """Layout 1 (the first PostgreSQL store) had no messages.callback, users or console
     tables, nor layout 5's api_responses.request, signatures.type and .remark and index
-    messages_codes: opening it adds them, keeps every row, and records the version."""
+    messages_codes, nor layout 6's messages.priority and 7's messages.msg_id, .result,
+    .connection and .sends: opening it adds them, keeps every row, and records the version."""
     async def scenario():
         store = await opened(postgres_url)
         [accepted] = await store.accept([new(1)], now=1.0)
         await store.close()
         for statement in ("DROP TABLE users, user_counts, apps, console_users, "
                           "console_sessions, console_keys, reviews, audit",
-                          "ALTER TABLE messages DROP COLUMN callback, DROP COLUMN priority",
+                          "ALTER TABLE messages DROP COLUMN callback, DROP COLUMN priority, "
+                          "DROP COLUMN msg_id, DROP COLUMN result, DROP COLUMN connection, "
+                          "DROP COLUMN sends",
                           "DROP INDEX messages_codes",
                           "ALTER TABLE api_responses DROP COLUMN request",
                           "ALTER TABLE signatures DROP COLUMN type, DROP COLUMN remark",
@@ -104,7 +108,54 @@ def test_a_database_of_layout_1_gains_what_came_since_and_keeps_its_data(postgre
         finally:
             await store.close()
         assert await admin(postgres_url, "SELECT version FROM store_version") == \
-            [(SCHEMA_VERSION,)] == [(6,)]
+            [(SCHEMA_VERSION,)] == [(7,)]
+    run(scenario)
+
+
+def test_a_database_of_layout_6_gains_layout_7_and_its_old_single_part_segments_still_match(
+        postgres_url):
+    """Layout 6 kept every SUBMIT outcome in segments. Opening such a database adds the four
+    columns of messages and the index messages_msg_id, rewrites no row, and records layout 7:
+    a single-part message submitted the old way keeps its segments row, which its report
+    still finds and settles (the message's row takes no Msg_Id), while a message submitted
+    after the upgrade keeps its outcome on its row."""
+    async def scenario():
+        store = await opened(postgres_url)
+        [old, young] = await store.accept([new(1), new(2)], now=1.0)
+        await store.close()
+        for statement in (
+                "ALTER TABLE messages DROP COLUMN msg_id, DROP COLUMN result, "
+                "DROP COLUMN connection, DROP COLUMN sends",         # and messages_msg_id
+                "INSERT INTO segments (message_id, part, parts, channel, msg_id, result, "
+                "connection, sends, submitted_at, status, temporary) VALUES "
+                f"({old.id}, 1, 1, 'cmcc', -2, 0, 'cmcc#0', 1, 10.0, 'submitted', 0)",
+                "UPDATE messages SET status = 'submitted', parts = 1, submitted_at = 10.0, "
+                f"status_at = 10.0 WHERE id = {old.id}",
+                "UPDATE store_version SET version = 6"):
+            await admin(postgres_url, statement)
+        store = await opened(postgres_url)
+        try:
+            assert await store.query(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'messages_msg_id'") == \
+                [("CREATE INDEX messages_msg_id ON public.messages USING btree (msg_id) "
+                  "WHERE (msg_id IS NOT NULL)",)]
+            assert store.counts_snapshot() == {"submitted": 1, "accepted": 1}
+            old_msg_id = (1 << 64) - 2                              # stored signed: -2
+            await store.record_submits([submitted(young.id, 7001)], "default")
+            [a, b] = await store.record_receipts([receipt(old_msg_id), receipt(7001)])
+            assert (a.message_id, a.message_status, b.message_id, b.message_status) == \
+                (old.id, DeliveryStatus.DELIVERED, young.id, DeliveryStatus.DELIVERED)
+            assert await store.query("SELECT message_id, msg_id, status, stat FROM segments") \
+                == [(old.id, -2, "delivered", "DELIVRD")]
+            assert await store.query("SELECT id, msg_id, connection, status FROM messages "
+                                     "ORDER BY id") == \
+                [(old.id, None, None, "delivered"), (young.id, 7001, "cmcc#0", "delivered")]
+            [segment] = (await store.message(old.id)).segments
+            assert (segment.msg_id, segment.connection, segment.status) == \
+                (old_msg_id, "cmcc#0", "delivered")
+        finally:
+            await store.close()
+        assert await admin(postgres_url, "SELECT version FROM store_version") == [(7,)]
     run(scenario)
 
 
@@ -169,7 +220,9 @@ def test_a_server_without_synchronous_commit_still_commits_durably(postgres_url)
 def test_a_batch_costs_the_same_statements_whatever_its_number_of_rows(postgres_url):
     """Group commit without a round trip per message: accepting, recording SUBMIT_RESPs and
     recording reports for 1 or for 400 messages runs the same statements: BEGIN (with the
-    Msg_Id locks) and COMMIT, and 1, 2 and 2 statements between."""
+    Msg_Id locks) and COMMIT, and 1, 1 and 2 statements between (the SUBMIT_RESPs, which
+    single-part messages keep on their rows, with the reports waiting for them looked up in
+    the same statement)."""
     async def statements_for(store, count: int, first_msg_id: int) -> list[str]:
         seen: list[str] = []
 
@@ -191,7 +244,7 @@ def test_a_batch_costs_the_same_statements_whatever_its_number_of_rows(postgres_
         await statements_for(store, 1, 1000)      # asyncpg learns the types once
         one = await statements_for(store, 1, 2000)
         many = await statements_for(store, 400, 5000)
-        assert one == many and len(many) == 11, many      # 3 transactions, 5 statements
+        assert one == many and len(many) == 10, many      # 3 transactions, 4 statements
         assert store.counts_snapshot() == {"delivered": 402}
     with_store(scenario, postgres_url)
 
@@ -238,6 +291,68 @@ def test_operations_queued_together_share_one_transaction(postgres_url):
         before = store.commits
         await asyncio.gather(*(store.accept([new(i)], now=1.0) for i in range(300)))
         assert store.commits - before <= 3
+    with_store(scenario, postgres_url)
+
+
+# ----------------------------------------------------------------------------- layout 7
+
+def test_a_single_part_message_keeps_its_submit_and_its_report_on_its_row(postgres_url):
+    """One part, accepted by the ISMG, no report waiting: the Msg_Id (stored signed), Result,
+    connection and sends go on the messages row and no segments row is written; its report
+    finds it there, settles the row alone, and the view shows the one segment."""
+    msg_id = (1 << 63) + 5
+
+    async def scenario(store):
+        [a] = await store.accept([new(1)], now=1.0)
+        result = submitted(a.id, msg_id)._replace(connection="cmcc#2", sends=2)
+        assert await store.record_submits([result], "default") == [None]
+        assert await store.query("SELECT msg_id, result, connection, sends, status, parts, "
+                                 "submitted_at FROM messages") == \
+            [(msg_id - (1 << 64), 0, "cmcc#2", 2, "submitted", 1, 10.0)]
+        view = await store.message(a.id)
+        assert view.segments == (SegmentView(1, msg_id, 0, "submitted", None, None, "cmcc#2",
+                                             10.0, None),)
+        [outcome] = await store.record_receipts([receipt(msg_id, "UNDELIV")])
+        assert (outcome.matched, outcome.message_id, outcome.latency) == (True, a.id, 10.0)
+        view = await store.message(a.id)
+        assert (view.status, view.status_stat, view.status_temporary) == \
+            ("undeliverable", "UNDELIV", False)
+        assert view.segments == (SegmentView(1, msg_id, 0, "undeliverable", "UNDELIV", False,
+                                             "cmcc#2", 10.0, 20.0),)
+        assert await store.query("SELECT COUNT(*) FROM segments") == [(0,)]
+        assert await store.query("SELECT message_id, part FROM receipts") == [(a.id, 1)]
+        [again] = await store.record_receipts([receipt(msg_id, "DELIVRD")])
+        assert again.matched and (await store.message(a.id)).status == "undeliverable"
+        assert store.counts_snapshot() == {"undeliverable": 1}
+    with_store(scenario, postgres_url)
+
+
+def test_single_part_outcomes_the_row_does_not_take_are_segments_rows(postgres_url):
+    """An outcome on another channel than its message's, one whose message is no longer
+    accepted (answered again: the later answer wins, and the row's outcome is cleared, so
+    that the part is in one place), and one a report waits for are segments rows, as before
+    layout 7, in a batch with one kept on its row; each message's report finds its
+    segment."""
+    async def scenario(store):
+        ids = [a.id for a in await store.accept([new(i) for i in range(4)], now=1.0)]
+        await store.record_submits([submitted(ids[1], 100)], "default")
+        await store.record_receipts([receipt(300)])                 # waits for its SUBMIT
+        results = [submitted(ids[0], 400), submitted(ids[1], 101),
+                   submitted(ids[2], 300), submitted(ids[3], 500)._replace(channel="other")]
+        final = await store.record_submits(results, "default")
+        assert final == [None, None, DeliveryStatus.DELIVERED, None]
+        assert await store.query("SELECT message_id, msg_id, channel, status FROM segments "
+                                 "ORDER BY message_id") == \
+            [(ids[1], 101, "cmcc", "submitted"), (ids[2], 300, "cmcc", "delivered"),
+             (ids[3], 500, "other", "submitted")]
+        assert await store.query("SELECT id, msg_id, connection FROM messages ORDER BY id") \
+            == [(ids[0], 400, "cmcc#0"), (ids[1], None, None), (ids[2], None, None),
+                (ids[3], None, None)]
+        assert [s.msg_id for s in (await store.message(ids[1])).segments] == [101]
+        other = Receipt("other", "other#0", 501, 500, CODES.classify("DELIVRD"), received_at=20.0)
+        outcomes = await store.record_receipts([receipt(400), receipt(100), receipt(101), other])
+        assert [o.message_id for o in outcomes] == [ids[0], None, ids[1], ids[3]]
+        assert store.counts_snapshot() == {"delivered": 4}
     with_store(scenario, postgres_url)
 
 

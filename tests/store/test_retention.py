@@ -77,14 +77,18 @@ def test_unmatched_reports_expire_oldest_first_and_the_count_follows(store_setti
 
 # ----------------------------------------------------------------------------- messages
 
-async def finished_message(store, i: int, at: float, code: bool = False) -> int:
-    """A message delivered at ``at`` (two reports, a code, a status callback done)."""
+async def finished_message(store, i: int, at: float, code: bool = False, parts: int = 1) -> int:
+    """A message delivered at ``at`` (two reports a part, a code, a status callback done). Of
+    one part, its SUBMIT outcome is on its row; of several, each part's is a segments row."""
     [a] = await store.accept([new(i)], now=at)
     if code:
         await store.query("INSERT INTO codes (message_id, app, digest, expires_at) "
                           "VALUES (?, 'app1', ?, ?)", (a.id, code_digest("123456"), at + 300))
-    await store.record_submits([submitted(a.id, 500 + i, at=at)], "default")
-    await store.record_receipts([receipt(500 + i, at, "ACCEPTD"), receipt(500 + i, at)])
+    msg_ids = [500 + i + 1000 * part for part in range(parts)]
+    await store.record_submits([submitted(a.id, m, at=at, part=part, parts=parts)
+                                for part, m in enumerate(msg_ids, start=1)], "default")
+    await store.record_receipts([r for m in msg_ids
+                                 for r in (receipt(m, at, "ACCEPTD"), receipt(m, at))])
     for entry in await store.due_callbacks(now=at, limit=100):
         await store.callback_done(entry.id, True, at, None, None)
     return a.id
@@ -92,13 +96,15 @@ async def finished_message(store, i: int, at: float, code: bool = False) -> int:
 
 def test_finished_messages_go_with_everything_hanging_off_them(store_setting):
     async def scenario(store):
-        old = [await finished_message(store, i, at=10.0, code=True) for i in range(3)]
-        young = await finished_message(store, 9, at=500.0)
+        # Two messages of one part (no segments rows), one of two parts; a young one of two.
+        old = [await finished_message(store, i, at=10.0, code=True, parts=1 + i // 2)
+               for i in range(3)]
+        young = await finished_message(store, 9, at=500.0, parts=2)
         pruned, _ = await whole_pass(store.prune_messages, before=100.0)
-        assert pruned == {"messages": 3, "segments": 3, "receipts": 6, "codes": 3, "outbox": 3}
+        assert pruned == {"messages": 3, "segments": 2, "receipts": 8, "codes": 3, "outbox": 3}
         assert await store.query("SELECT id FROM messages") == [(young,)]
         assert [await rows(store, t) for t in ("segments", "receipts", "outbox", "codes")] == \
-            [1, 2, 1, 0]
+            [2, 4, 1, 0]
         assert [await store.message(i) for i in old] == [None] * 3
         assert await store.status_counts() == {"delivered": 1}
     with_store(scenario, store_setting)
@@ -115,7 +121,12 @@ def test_nothing_that_is_not_final_is_removed_whatever_its_age(store_setting):
         assert pruned["messages"] == 1 and await store.message(done) is None
         assert [(await store.message(i)).status for i in (waiting, sent, long)] == \
             ["accepted", "submitted", "accepted"]
-        assert await rows(store, "receipts") == 2 and await rows(store, "segments") == 2
+        assert await rows(store, "receipts") == 2
+        # The SUBMITs recorded stay: the sent message's on its row, the long one's first part
+        # in its segments row (the only one left).
+        assert [[s.msg_id for s in (await store.message(i)).segments] for i in (sent, long)] == \
+            [[71], [72]]
+        assert await rows(store, "segments") == 1
     with_store(scenario, store_setting)
 
 

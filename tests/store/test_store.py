@@ -391,7 +391,9 @@ def test_a_batch_whose_last_row_differs_is_stored_row_for_row(store_setting):
 
 def test_submits_and_reports_of_mixed_channels_in_one_call_keep_each_rows_values(store_setting):
     # Msg_Ids at the ends of the unsigned 64-bit range; the last row of each set on another
-    # channel and connection, with another Stat and provider.
+    # channel and connection, with another Stat and provider. The dispatcher submits a message
+    # on its own channel only; one submitted on another (the last: its row says "cmcc") is
+    # still recorded as a segment of that channel, where that channel's report finds it.
     msg_ids = [0, 1, (1 << 63) - 1, 1 << 63, (1 << 64) - 1] + list(range(100, 130))
 
     async def scenario(store):
@@ -455,7 +457,7 @@ LAYOUT_1_MESSAGES = """CREATE TABLE messages (id INTEGER PRIMARY KEY, app TEXT N
     attempts INTEGER NOT NULL DEFAULT 0)"""
 
 
-def test_a_store_of_layout_1_gains_the_callback_column_and_keeps_its_messages(tmp_path):
+def test_a_store_of_layout_1_gains_the_later_columns_and_keeps_its_messages(tmp_path):
     import sqlite3
 
     from gateway.store.sqlite.messages import SCHEMA_VERSION
@@ -471,12 +473,21 @@ def test_a_store_of_layout_1_gains_the_callback_column_and_keeps_its_messages(tm
 
     async def scenario(store):
         old = await store.message(1)
-        assert (old.text, old.callback) == ("old", None)
+        assert (old.text, old.callback, old.segments) == ("old", None, ())
         [a] = await store.accept([new(callback="https://app.example/cb")], now=2.0)
         assert (await store.message(a.id)).callback == "https://app.example/cb"
+        # And every later layout's columns: a message of one part keeps its SUBMIT on its row.
+        await store.record_submits([submitted(1, 71), submitted(a.id, 72)], "default")
+        assert [(await store.message(i)).segments[0].msg_id for i in (1, a.id)] == [71, 72]
+        assert await store.query("SELECT id, msg_id, priority FROM messages") == \
+            [(1, 71, 1), (a.id, 72, 1)]
     with_store(scenario, path)
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 7
+    assert [r[1] for r in db.execute("PRAGMA table_info(messages)")][-6:] == \
+        ["callback", "priority", "msg_id", "result", "connection", "sends"]
+    assert db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'messages_msg_id'") \
+        .fetchone()[0] == 1
 
 
 def test_a_file_that_is_not_a_database_is_refused_untouched(tmp_path):

@@ -21,7 +21,9 @@ Design for several instances. Several gateways on one database are safe where th
 decides, and the store is built so that it does:
 - reports and SUBMIT outcomes lock their Msg_Ids at BEGIN (``messages.begin``), so a report
   and its SUBMIT_RESP recorded at once by two gateways always meet; a message's row is locked
-  while its status is derived from its segments;
+  while its status is derived from its segments. So whether a single-part message's SUBMIT
+  outcome goes on its row (layout 7) or, a report waiting for it, in a segments row is
+  decided under the lock, and a report looks in both places;
 - idempotency keys: messages' unique index (ON CONFLICT), the API's answers under an advisory
   lock on the key; codes are verified under a row lock; MO parts are stored once (unique
   index); template and signature ids come from an upserted counter; the schema is created and

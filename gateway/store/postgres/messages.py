@@ -28,7 +28,7 @@ from ..interface import (
     to_unsigned,
 )
 from .settle import _match_held, _settle, _settle_reported
-from .state import SUBMITTED, State, changed, columns
+from .state import SUBMITTED, State, columns
 
 # ----------------------------------------------------------------------------- messages
 
@@ -194,59 +194,138 @@ def lock_keys(fn, args) -> list[int]:
     return []
 
 
+# Segments rows for SUBMIT outcomes: INSERT INTO segments (these columns) SELECT ... (the
+# values, in this order) and _UPSERT: a row there already takes the later outcome.
+_SEGMENT_COLUMNS = ("message_id, part, parts, channel, msg_id, result, connection, sends, "
+                    "submitted_at, status, stat, temporary, done_at")
+_UPSERT = (
+    " ON CONFLICT (message_id, part) DO UPDATE SET parts = EXCLUDED.parts, "
+    "channel = EXCLUDED.channel, msg_id = EXCLUDED.msg_id, result = EXCLUDED.result, "
+    "connection = EXCLUDED.connection, sends = EXCLUDED.sends, "
+    "submitted_at = EXCLUDED.submitted_at, status = EXCLUDED.status, stat = EXCLUDED.stat, "
+    "temporary = EXCLUDED.temporary, done_at = EXCLUDED.done_at")
+_OUTCOMES = (
+    "unnest($1::bigint[], $2::int[], $3::int[], $4::text[], $5::bigint[], $6::int[], "
+    "$7::text[], $8::int[], $9::float8[], $10::text[], $11::text[], $12::int[], $13::float8[]) "
+    "AS u(" + _SEGMENT_COLUMNS + ")")
+
+# The first report waiting for a segment's Msg_Id that names a status, for a segment still
+# submitted (the columns of ``e``): the segments row is written settled by it, as
+# ``settle._match_held`` reads it. Through the receipts_unmatched index (OFFSET 0: see below).
+_FIRST_WAITING = (
+    "LEFT JOIN LATERAL (SELECT w.status, w.stat, w.temporary, w.received_at FROM (SELECT id, "
+    "status, stat, temporary, received_at FROM receipts WHERE channel = v.channel AND "
+    "msg_id = v.msg_id AND message_id IS NULL OFFSET 0) AS w WHERE v.status = 'submitted' "
+    "AND w.status IS NOT NULL ORDER BY w.id LIMIT 1) AS e ON true")
+
+# record_submits' statement. The SUBMIT outcomes ($1-$13, the latest of each message and
+# part) ``on_row`` (one part, accepted by the ISMG, no report waiting for the Msg_Id) go on
+# their messages rows, in the UPDATE that makes a message submitted, if it is still accepted
+# and of the outcome's channel (reports find it by that channel); every other one is a
+# segments row, settled by the first report waiting for it that names a status, if any
+# (``_FIRST_WAITING``). The reports waiting for the Msg_Ids ($14, $15: channels and Msg_Ids) are
+# looked up one (channel, Msg_Id) at a time through the receipts_unmatched index, whatever
+# the planner's statistics say (OFFSET 0 keeps the lookup a subquery of its own: joined
+# instead, a table whose statistics lag was read through every unmatched report at each
+# commit, the cost issue 12 took away from SQLite); ``on_row`` probes the same index. Rows:
+# kind 0, a waiting report (id, channel, Msg_Id, status, temporary, Stat, received_at), in
+# arrival order; last, kind 1, the count of messages made submitted on their rows.
+_RECORD_SUBMITS = (
+    "WITH v AS (SELECT u.*, u.parts = 1 AND u.status = 'submitted' AND u.msg_id IS NOT NULL "
+    "AND NOT EXISTS (SELECT FROM receipts WHERE channel = u.channel AND msg_id = u.msg_id "
+    "AND message_id IS NULL) AS on_row FROM " + _OUTCOMES + "), "
+    "s AS (INSERT INTO segments (" + _SEGMENT_COLUMNS + ") SELECT v.message_id, v.part, "
+    "v.parts, v.channel, v.msg_id, v.result, v.connection, v.sends, v.submitted_at, "
+    "COALESCE(e.status, v.status), COALESCE(e.stat, v.stat), "
+    "COALESCE(e.temporary, v.temporary), COALESCE(e.received_at, v.done_at) FROM v "
+    + _FIRST_WAITING + " WHERE NOT v.on_row" + _UPSERT + "), "
+    "m AS (UPDATE messages SET status = 'submitted', parts = 1, submitted_at = v.submitted_at, "
+    "status_at = v.submitted_at, msg_id = v.msg_id, result = v.result, "
+    "connection = v.connection, sends = v.sends FROM v WHERE v.on_row "
+    "AND messages.id = v.message_id AND messages.status = 'accepted' "
+    "AND messages.channel = v.channel RETURNING 1) "
+    "SELECT 0, r.id, k.channel, k.msg_id, r.status, r.temporary, r.stat, r.received_at "
+    "FROM unnest($14::text[], $15::bigint[]) AS k(channel, msg_id) CROSS JOIN LATERAL "
+    "(SELECT id, status, temporary, stat, received_at FROM receipts WHERE channel = "
+    "k.channel AND msg_id = k.msg_id AND message_id IS NULL OFFSET 0) AS r "
+    "UNION ALL SELECT 1, COUNT(*), NULL, NULL, NULL, NULL, NULL, NULL FROM m ORDER BY 1, 2")
+
+
+def _on_row(r: SegmentResult) -> bool:
+    """Whether an outcome may go on its message's row (if no report waits for its Msg_Id):
+    _RECORD_SUBMITS's test, in Python."""
+    return r.parts == 1 and r.status is DeliveryStatus.SUBMITTED and r.msg_id is not None
+
+
+def _segment_columns(results) -> list[list]:
+    """SUBMIT outcomes as the column arrays of ``_OUTCOMES``."""
+    return columns([(r.message_id, r.part, r.parts, r.channel,
+                     None if r.msg_id is None else to_signed(r.msg_id), r.result, r.connection,
+                     r.sends, r.at, r.status.value, r.stat or None, int(r.temporary),
+                     None if r.status is DeliveryStatus.SUBMITTED else r.at)
+                    for r in results], 13)
+
+
 async def record_submits(state: State, results: list[SegmentResult],
                          provider: str) -> list[DeliveryStatus | None]:
-    """Segments in; receipts that came early are matched (found by the statement that inserts
-    the segments, under the transaction's Msg_Id locks: ``begin``); messages move on when
-    every part is answered. Returns, for each result, the final status it gave its message
-    (or None).
-
-    The early reports are looked up one (channel, Msg_Id) at a time through the
-    receipts_unmatched index, whatever the planner's statistics say: OFFSET 0 keeps the
-    lookup a subquery of its own. Joined instead, a table whose statistics lag (a young one,
-    or one whose unmatched reports grew fast) was read through every unmatched report at
-    each commit, the cost issue 12 took away from SQLite."""
-    latest = {(r.message_id, r.part): r for r in results}      # a later outcome replaces
+    """Record SUBMIT outcomes; match the reports that came before them (found by the statement
+    that writes the outcomes, under the transaction's Msg_Id locks: ``begin``); move messages
+    on once every part is answered. Of outcomes for the same part of a message, the last
+    counts. The usual one (one part, accepted by the ISMG, no report waiting) is kept on its
+    messages row, with no segments row; every other one is a segments row, and its message
+    is settled from its segments. Returns, for each result, the final status it gave its
+    message (or None). A database error propagates (asyncpg's), and the transaction it ends
+    changes nothing."""
+    latest = {(r.message_id, r.part): r for r in results}
     named = [r for r in results if r.msg_id is not None]
-    held = await state.db.fetch(
-        "WITH s AS (INSERT INTO segments (message_id, part, parts, channel, msg_id, result, "
-        "connection, sends, submitted_at, status, stat, temporary, done_at) SELECT * FROM unnest("
-        "$1::bigint[], $2::int[], $3::int[], $4::text[], $5::bigint[], $6::int[], $7::text[], "
-        "$8::int[], $9::float8[], $10::text[], $11::text[], $12::int[], $13::float8[]) "
-        "ON CONFLICT (message_id, part) DO UPDATE SET parts = EXCLUDED.parts, "
-        "channel = EXCLUDED.channel, msg_id = EXCLUDED.msg_id, result = EXCLUDED.result, "
-        "connection = EXCLUDED.connection, sends = EXCLUDED.sends, "
-        "submitted_at = EXCLUDED.submitted_at, status = EXCLUDED.status, stat = EXCLUDED.stat, "
-        "temporary = EXCLUDED.temporary, done_at = EXCLUDED.done_at) "
-        "SELECT r.id, k.channel, k.msg_id, r.status, r.temporary, r.stat, r.received_at "
-        "FROM unnest($14::text[], $15::bigint[]) AS k(channel, msg_id) CROSS JOIN LATERAL "
-        "(SELECT id, status, temporary, stat, received_at FROM receipts WHERE channel = "
-        "k.channel AND msg_id = k.msg_id AND message_id IS NULL OFFSET 0) AS r ORDER BY r.id",
-        *columns([(r.message_id, r.part, r.parts, r.channel,
-                   None if r.msg_id is None else to_signed(r.msg_id), r.result, r.connection,
-                   r.sends, r.at, r.status.value, r.stat or None, int(r.temporary),
-                   None if r.status is DeliveryStatus.SUBMITTED else r.at)
-                  for r in latest.values()], 13),
-        [r.channel for r in named], [to_signed(r.msg_id) for r in named])
-    reported = await _match_held(state, named, held)
-    simple, early, others = [], [], {}
+    rows = await state.db.fetch(_RECORD_SUBMITS, *_segment_columns(latest.values()),
+                                [r.channel for r in named], [to_signed(r.msg_id) for r in named])
+    held = [tuple(row)[1:] for row in rows[:-1]]
+    waiting = {(row[1], row[2]) for row in held}
+    on_row = [r for r in latest.values()
+              if _on_row(r) and (r.channel, to_signed(r.msg_id)) not in waiting]
+    state.moved(DeliveryStatus.ACCEPTED.value, SUBMITTED, rows[-1][1])
+    not_taken = await _not_taken(state, on_row) if rows[-1][1] < len(on_row) else set()
+    reported = await _match_held(state, named, held, latest.values())
+    early, others = [], {}
     for i, r in enumerate(results):
-        if r.parts == 1 and r.status is DeliveryStatus.SUBMITTED:
+        if _on_row(r):
             key = (r.channel, to_signed(r.msg_id))
             if key not in reported:
-                simple.append(r)
-                continue
-            if reported[key] is not None and latest[(r.message_id, 1)] is r:
+                if r.message_id not in not_taken:
+                    continue                    # on its row, made submitted by the statement
+            elif reported[key] is not None and latest[(r.message_id, 1)] is r:
                 early.append((r, reported[key]))
                 continue
         others[r.message_id] = i               # settled once, credited to its last result
-    if simple:          # the usual case: one part, accepted by the ISMG, no early report
-        status = await state.db.execute(
-            "UPDATE messages SET status = 'submitted', parts = 1, submitted_at = v.at, "
-            "status_at = v.at FROM unnest($1::float8[], $2::bigint[]) AS v(at, id) "
-            "WHERE messages.id = v.id AND messages.status = 'accepted'",
-            [r.at for r in simple], [r.message_id for r in simple])
-        state.moved(DeliveryStatus.ACCEPTED.value, SUBMITTED, changed(status))
+    return await _settled(state, results, latest, early, others, provider)
+
+
+async def _not_taken(state: State, on_row: list[SegmentResult]) -> set[int]:
+    """Of the outcomes meant for their messages rows, those whose message did not take them
+    (submitted on another channel than the message's, or a message no longer accepted) are
+    written as segments rows, as every outcome was before layout 7, and an outcome their
+    message's row had is cleared: a message's single part is kept in one place, and the later
+    answer wins, as a replaced segments row did. Returns their messages' ids. Runs only when
+    the count of rows changed says some were not taken."""
+    kept = {tuple(row) for row in await state.db.fetch(
+        "SELECT id, msg_id, channel FROM messages WHERE id = ANY($1::bigint[])",
+        [r.message_id for r in on_row])}
+    rest = [r for r in on_row if (r.message_id, to_signed(r.msg_id), r.channel) not in kept]
+    if rest:
+        await state.db.execute(
+            "WITH c AS (UPDATE messages SET msg_id = NULL, result = NULL, connection = NULL, "
+            "sends = NULL WHERE id = ANY($14::bigint[]) AND msg_id IS NOT NULL) "
+            f"INSERT INTO segments ({_SEGMENT_COLUMNS}) SELECT * FROM {_OUTCOMES}{_UPSERT}",
+            *_segment_columns(rest), sorted(r.message_id for r in rest))
+    return {r.message_id for r in rest}
+
+
+async def _settled(state: State, results: list[SegmentResult], latest: dict, early: list,
+                   others: dict[int, int], provider: str) -> list[DeliveryStatus | None]:
+    """record_submits' messages settled by their segments (``others``: message id -> the
+    index of its result credited) and by the reports that came early (``early``), and the
+    final status each result gave its message (or None)."""
     final: list[DeliveryStatus | None] = [None] * len(results)
     by_message = await _settle_reported(state, early, provider)
     for i, r in enumerate(results):
@@ -262,10 +341,13 @@ async def record_submits(state: State, results: list[SegmentResult],
 # ----------------------------------------------------------------------------- reading
 
 async def message_view(state: State, message_id: int) -> MessageView | None:
+    """The message and its segments, None when there is no such message. A message of one
+    part kept on its row (a Msg_Id there, no segments rows) has the one SegmentView its row
+    gives (``_row_segment``)."""
     row = await state.db.fetchrow(
         "SELECT id, app, channel, recipient, text, template_id, kind, created_at, status, "
-        "status_stat, status_temporary, status_provider, status_at, parts, callback "
-        "FROM messages WHERE id = $1", message_id)
+        "status_stat, status_temporary, status_provider, status_at, parts, callback, msg_id, "
+        "result, connection, submitted_at FROM messages WHERE id = $1", message_id)
     if row is None:
         return None
     segments = tuple(
@@ -278,7 +360,19 @@ async def message_view(state: State, message_id: int) -> MessageView | None:
             "done_at FROM segments WHERE message_id = $1 ORDER BY part", message_id))
     row = tuple(row)
     temporary = None if row[10] is None else bool(row[10])
+    if not segments and row[15] is not None:
+        segments = (_row_segment(row, temporary),)
     return MessageView(*row[:10], temporary, *row[11:14], segments=segments, callback=row[14])
+
+
+def _row_segment(row: tuple, temporary: bool | None) -> SegmentView:
+    """The one segment of a message kept on its row (message_view's row): its Msg_Id, Result,
+    connection and time of SUBMIT; its status is the message's, and the report's Stat,
+    temporary flag and time only once that is final (as a segments row has them)."""
+    final = row[8] != SUBMITTED
+    return SegmentView(1, to_unsigned(row[15]), row[16], row[8], row[9] if final else None,
+                       temporary if final else None, row[17], row[18],
+                       row[12] if final else None)
 
 
 async def mo_view(state: State, mo_id: int) -> MoView | None:

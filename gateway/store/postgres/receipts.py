@@ -22,9 +22,11 @@ from .state import FINAL, SUBMITTED, State, columns
 
 async def record_receipts(state: State, receipts: list[Receipt]) -> list[ReceiptOutcome]:
     """Store reports and settle the segments they name, as a set: one query finds their
-    segments and those seen before, and the writes go out in one statement. A report seen
-    before changes nothing; a segment's first final report wins. The transaction holds the
-    reports' Msg_Id locks (``messages.begin``)."""
+    segments (segments rows, or messages of one part kept on their row, whose report updates
+    that row only) and those seen before, and the writes go out in one statement. A report
+    seen before changes nothing; a segment's first final report wins. The transaction holds
+    the reports' Msg_Id locks (``messages.begin``). A database error propagates (asyncpg's),
+    and the transaction it ends changes nothing."""
     segments, seen = await _look_up(state, receipts)
     out: list[ReceiptOutcome | None] = [None] * len(receipts)
     rows, segment_updates, message_updates, callbacks = [], [], [], []
@@ -57,8 +59,9 @@ async def record_receipts(state: State, receipts: list[Receipt]) -> list[Receipt
                                     c.provider)
             out[i] = out[i]._replace(message_status=settled)
             continue
-        segment_updates.append((status, c.stat, int(c.temporary), r.received_at,
-                                segment.message_id, segment.part))
+        if not segment.on_row:                     # a message's row is all it has
+            segment_updates.append((status, c.stat, int(c.temporary), r.received_at,
+                                    segment.message_id, segment.part))
         if segment.message_status not in FINAL:
             message_updates.append((status, c.stat, int(c.temporary), c.provider, r.received_at,
                                     segment.message_id))
@@ -73,32 +76,42 @@ async def record_receipts(state: State, receipts: list[Receipt]) -> list[Receipt
 
 
 class _Named:
-    """A segment named by a report, with what settling it needs from its message."""
+    """A segment named by a report, with what settling it needs from its message. ``on_row``:
+    a message of one part whose SUBMIT outcome is on its row (no segments row; the segment's
+    status is the message's)."""
 
     __slots__ = ("message_id", "part", "parts", "submitted_at", "status", "app",
-                 "message_status", "callback", "created_at", "priority")
+                 "message_status", "callback", "created_at", "priority", "on_row")
 
     def __init__(self, message_id, part, parts, submitted_at, status, app, message_status,
-                 callback, created_at, priority):
+                 callback, created_at, priority, on_row):
         self.message_id, self.part, self.parts = message_id, part, parts
         self.submitted_at, self.status = submitted_at, status
         self.app, self.message_status, self.callback = app, message_status, callback
-        self.created_at, self.priority = created_at, priority
+        self.created_at, self.priority, self.on_row = created_at, priority, on_row
+
+
+# The segments that Msg_Ids ($1) name: segments rows with their messages, and messages of one
+# part kept on their row (through the index messages_msg_id: part 1 of 1, the message's
+# status for the segment's); then the reports stored before among those of DELIVER Msg_Ids
+# $2. Kind 0 a segment, 1 a report.
+_LOOK_UP = (
+    "SELECT 0, s.channel, s.msg_id, s.message_id, s.part, s.parts, s.submitted_at, "
+    "s.status, m.app, m.status, m.callback, m.created_at, m.priority, false FROM segments s "
+    "JOIN messages m ON m.id = s.message_id WHERE s.msg_id = ANY($1::bigint[]) "
+    "UNION ALL SELECT 0, channel, msg_id, id, 1, 1, submitted_at, status, app, status, "
+    "callback, created_at, priority, true FROM messages WHERE msg_id = ANY($1::bigint[]) "
+    "UNION ALL SELECT 1, channel, msg_id, deliver_msg_id, NULL, NULL, NULL, stat, NULL, "
+    "NULL, NULL, NULL, NULL, NULL FROM receipts WHERE deliver_msg_id = ANY($2::bigint[])")
 
 
 async def _look_up(state: State, receipts: list[Receipt]) -> tuple[dict, set]:
-    """The segments the reports name, by (channel, Msg_Id), and the reports already stored
-    among them, as (channel, DELIVER Msg_Id, Msg_Id, Stat): both in one query (kind 0 the
-    segments, 1 the reports), with the Msg_Ids as two arrays."""
+    """The segments the reports name, by (channel, Msg_Id), wherever they are kept, and the
+    reports already stored among them, as (channel, DELIVER Msg_Id, Msg_Id, Stat): all in one
+    query (``_LOOK_UP``), with the Msg_Ids as two arrays."""
     found, seen = {}, set()
-    rows = await state.db.fetch(
-        "SELECT 0, s.channel, s.msg_id, s.message_id, s.part, s.parts, s.submitted_at, "
-        "s.status, m.app, m.status, m.callback, m.created_at, m.priority FROM segments s "
-        "JOIN messages m ON m.id = s.message_id WHERE s.msg_id = ANY($1::bigint[]) "
-        "UNION ALL SELECT 1, channel, msg_id, deliver_msg_id, NULL, NULL, NULL, stat, NULL, "
-        "NULL, NULL, NULL, NULL FROM receipts WHERE deliver_msg_id = ANY($2::bigint[])",
-        list({to_signed(r.msg_id) for r in receipts}),
-        list({to_signed(r.deliver_msg_id) for r in receipts}))
+    rows = await state.db.fetch(_LOOK_UP, list({to_signed(r.msg_id) for r in receipts}),
+                                list({to_signed(r.deliver_msg_id) for r in receipts}))
     for row in rows:
         if row[0] == 0:
             found[(row[1], row[2])] = _Named(*row[3:])

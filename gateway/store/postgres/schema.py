@@ -37,13 +37,20 @@ CREATE TABLE IF NOT EXISTS messages (
     next_attempt_at DOUBLE PRECISION NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
     callback TEXT,
-    priority INTEGER NOT NULL DEFAULT 1
+    priority INTEGER NOT NULL DEFAULT 1,
+    msg_id BIGINT,
+    result INTEGER,
+    connection TEXT,
+    sends INTEGER
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency
     ON messages(app, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_pending ON messages(channel, priority, id)
     WHERE status = 'accepted';
 CREATE INDEX IF NOT EXISTS messages_submitted ON messages(submitted_at) WHERE status = 'submitted';
+-- A message of one part that the ISMG accepted keeps its SUBMIT outcome on its row (msg_id,
+-- result, connection, sends) and has no segments row; its reports find it by this index.
+CREATE INDEX IF NOT EXISTS messages_msg_id ON messages(msg_id) WHERE msg_id IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS segments (
     message_id BIGINT NOT NULL,
@@ -139,14 +146,18 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at) WHERE state = '
 # signatures.type and .remark, and the index messages_codes (``api``); 6, messages.priority
 # (0 urgent, 1 notification, 2 marketing; an older database's messages get theirs from their
 # kind) and the index messages_pending, by channel, priority and id, in place of
-# messages_accepted, by channel and id. New tables and indexes
-# come with the schemas' CREATE ... IF NOT EXISTS; MIGRATIONS change the tables that an older
-# layout already has, before them. The indexes retention works through and store_probe
+# messages_accepted, by channel and id; 7, messages.msg_id, .result, .connection and .sends
+# and the index messages_msg_id: a message of one part that the ISMG accepted, with no report
+# waiting for it, keeps its SUBMIT outcome on its row and has no segments row (an older
+# database's rows stay as they are: its single-part segments rows are still read and matched
+# through segments; the index is built at the upgrade, under the migration's lock, reading
+# the table once). New tables and indexes come with the schemas' CREATE ... IF NOT EXISTS;
+# MIGRATIONS change the tables that an older layout already has, before them. The indexes retention works through and store_probe
 # (``retention``, ``health``) came at 5 without a new version, as in SQLite: an older database
 # gains them at its next start, and an older gateway does without them. The schemas run at a
 # start only when their text changed since they last ran (their digest, in store_version):
 # see ``migrate``.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 MIGRATIONS = {
     2: ("ALTER TABLE messages ADD COLUMN IF NOT EXISTS callback TEXT",),
     5: ("ALTER TABLE api_responses ADD COLUMN IF NOT EXISTS request TEXT",
@@ -156,6 +167,9 @@ MIGRATIONS = {
         "UPDATE messages SET priority = CASE kind WHEN 'code' THEN 0 ELSE 2 END "
         "WHERE kind IN ('code', 'marketing')",
         "DROP INDEX IF EXISTS messages_accepted"),
+    7: ("ALTER TABLE messages ADD COLUMN IF NOT EXISTS msg_id BIGINT, "
+        "ADD COLUMN IF NOT EXISTS result INTEGER, ADD COLUMN IF NOT EXISTS connection TEXT, "
+        "ADD COLUMN IF NOT EXISTS sends INTEGER",),
 }
 
 # Advisory locks in PostgreSQL's two-int4 key space, (LOCKS, n), for the whole store: n = 1

@@ -13,13 +13,17 @@ from ..interface import SegmentResult, to_signed
 from .state import FINAL, State, changed, columns
 
 
-async def _match_held(state: State, results: list[SegmentResult],
-                      rows: list) -> dict[tuple[str, int], tuple | None]:
-    """Settle segments with the receipts that arrived before their SUBMIT_RESP (``rows``:
-    those the segments' insert found waiting, in arrival order), as a set: each segment takes
-    the first of its reports that names a status, if it is still ``submitted``. Returns, for
-    each (channel, Msg_Id) that had any, what its segment was settled with, (status, stat,
-    temporary), or None."""
+async def _match_held(state: State, results: list[SegmentResult], rows: list,
+                      outcomes) -> dict[tuple[str, int], tuple | None]:
+    """Match the receipts that arrived before their SUBMIT_RESP (``rows``: those the
+    statement that wrote the outcomes found waiting, in arrival order) to their segments, as a
+    set. That statement wrote each segments row still ``submitted`` settled by the first of
+    its reports that names a status (messages._FIRST_WAITING): an UPDATE joining the reports
+    to segments could be planned, from statistics of a segments table that holds few
+    submitted rows, as a scan of those rows for each report. ``outcomes``: the outcomes the
+    rows were written from (the latest of each message and part). Returns, for each (channel,
+    Msg_Id) that had any, what its segment was settled with, (status, stat, temporary), or
+    None. A database error propagates (asyncpg's)."""
     if not rows:
         return {}
     segment = {(r.channel, to_signed(r.msg_id)): r for r in results}
@@ -28,23 +32,12 @@ async def _match_held(state: State, results: list[SegmentResult],
         "$2::bigint[], $3::int[]) AS v(id, message_id, part) WHERE receipts.id = v.id",
         [row[0] for row in rows], [segment[(row[1], row[2])].message_id for row in rows],
         [segment[(row[1], row[2])].part for row in rows])
+    written = {(r.channel, to_signed(r.msg_id)): r for r in outcomes if r.msg_id is not None}
     reported: dict[tuple[str, int], tuple | None] = {(row[1], row[2]): None for row in rows}
-    first: dict[tuple[int, int], tuple] = {}          # (message id, part) -> its first status
-    for _, channel, msg_id, status, temporary, stat, received_at in reversed(rows):
-        if status is not None:
-            r = segment[(channel, msg_id)]
-            first[(r.message_id, r.part)] = (status, stat, temporary, received_at, r.message_id,
-                                             r.part)
-    if first:
-        for channel, msg_id, *settled in await state.db.fetch(
-                "UPDATE segments SET status = v.status, stat = v.stat, temporary = v.temporary, "
-                "done_at = v.done_at FROM unnest($1::text[], $2::text[], $3::int[], "
-                "$4::float8[], $5::bigint[], $6::int[]) AS v(status, stat, temporary, done_at, "
-                "message_id, part) WHERE segments.message_id = v.message_id AND "
-                "segments.part = v.part AND segments.status = 'submitted' RETURNING "
-                "segments.channel, segments.msg_id, v.status, v.stat, v.temporary",
-                *columns(list(first.values()), 6)):
-            reported[(channel, msg_id)] = tuple(settled)
+    for _, channel, msg_id, status, temporary, stat, _ in reversed(rows):    # the first wins
+        r = written.get((channel, msg_id))
+        if status is not None and r is not None and r.status is DeliveryStatus.SUBMITTED:
+            reported[(channel, msg_id)] = (status, stat, temporary)
     state.release(len(rows))
     return reported
 

@@ -11,7 +11,7 @@ importable from here, where they were.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from gateway.status import DeliveryStatus
 
@@ -28,7 +28,7 @@ from ..interface import (
     to_unsigned,
 )
 from .schema import SCHEMA_VERSION  # noqa: F401 - imported from here by tests, as before
-from .settle import _match_early_reports, _settle
+from .settle import _find_early_reports, _match_early_reports, _settle
 from .state import SUBMITTED, State, _new, execute_rows, json_rows, padded
 
 # ----------------------------------------------------------------------------- messages
@@ -114,48 +114,116 @@ def defer(state: State, message_id: int, until: float) -> None:
 
 def record_submits(state: State, results: list[SegmentResult],
                    provider: str) -> list[DeliveryStatus | None]:
-    """Segments in; receipts that came early are matched; messages move on when every part is
-    answered. Returns, for each result, the final status it gave its message (or None)."""
-    db = state.db
-    execute_rows(
-        db, "INSERT OR REPLACE INTO segments (message_id, part, parts, channel, msg_id, result, "
-        "connection, sends, submitted_at, status, stat, temporary, done_at) VALUES ",
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(r.message_id, r.part, r.parts, r.channel,
-          None if r.msg_id is None else to_signed(r.msg_id), r.result, r.connection, r.sends,
-          r.at, r.status._value_, r.stat or None, int(r.temporary),
-          None if r.status is DeliveryStatus.SUBMITTED else r.at)
-         for r in results], shared=(3, 6, 9, 10))
-    early = _match_early_reports(state, results)
-    simple, others = [], {}
-    for i, r in enumerate(results):
-        if r.parts == 1 and r.status is DeliveryStatus.SUBMITTED and i not in early:
-            simple.append(r)
-        else:
-            others[r.message_id] = i           # settled once, credited to its last result
-    if simple:          # the usual case: one part, accepted by the ISMG, no early report
-        changed = execute_rows(
-            db, "UPDATE messages SET status = 'submitted', parts = 1, submitted_at = v.column1, "
-            "status_at = v.column1 FROM (VALUES ", "(?, ?)",
-            [(r.at, r.message_id) for r in simple],
-            ") AS v WHERE messages.id = v.column2 AND messages.status = 'accepted'",
-            repeatable=True)
-        state.moved(DeliveryStatus.ACCEPTED.value, SUBMITTED, changed)
+    """Record SUBMIT outcomes; match the reports that came before them; move messages on once
+    every part is answered. Returns, for each result, the final status it gave its message
+    (or None). A message named twice for one part keeps its last result, as a segments row
+    replaced by the later one would.
+
+    The usual result (one part, accepted by the ISMG, no report waiting for it) goes on its
+    messages row, in the UPDATE that makes the message submitted, and writes no segments row;
+    every other result is a segments row, and settles its message from its segments. An
+    sqlite3.Error propagates: the writer rolls the transaction back, nothing of it stays."""
+    found = _find_early_reports(state, results)
+    early = {results[found[0][(row[1], row[2])]].message_id for row in found[1]}
+    on_row, in_segments = _split(results, early)
+    in_segments += _submit_on_rows(state, results, on_row)
+    _insert_segments(state, [results[i] for i in in_segments])
+    if found[1]:
+        _match_early_reports(state, results, found)
     final: list[DeliveryStatus | None] = [None] * len(results)
-    for message_id, i in others.items():
+    last = {results[i].message_id: i for i in sorted(in_segments)}   # settled once, credited
+    for message_id, i in last.items():                                # to its last result
         status = _settle(state, message_id, results[i].parts, results[i].at, provider)
         if status is not None and status.final:
             final[i] = status
     return final
 
 
+def _split(results: list[SegmentResult], early: set[int]) -> tuple[list[int], list[int]]:
+    """The indexes of the results to keep on their messages rows, and of the others (for
+    segments rows); of results for the same part of a message, only the last. ``early``: the
+    messages that reports wait for (matched through their segments rows)."""
+    indexes: Iterable[int] = range(len(results))
+    if len({r.message_id for r in results}) < len(results):     # long messages, or repeats
+        indexes = {(r.message_id, r.part): i for i, r in enumerate(results)}.values()
+    on_row: list[int] = []
+    in_segments: list[int] = []
+    submitted = DeliveryStatus.SUBMITTED
+    for i in indexes:
+        r = results[i]
+        if r.parts == 1 and r.status is submitted and r.msg_id is not None \
+                and r.message_id not in early:
+            on_row.append(i)
+        else:
+            in_segments.append(i)
+    return on_row, in_segments
+
+
+def _submit_on_rows(state: State, results: list[SegmentResult], on_row: list[int]) -> list[int]:
+    """Make these single-part messages submitted with their outcome on their row, in one
+    multi-row UPDATE that takes a message still accepted and of the result's channel (as the
+    dispatcher submits it). Returns the indexes it did not take, for segments rows, as every
+    result was before layout 7 (a message submitted on another channel, or not accepted any
+    more): none in the usual case, where the count of rows changed says so. Their messages'
+    rows drop an outcome they had (``_not_taken``), so that a message's single part is in
+    one place, and the later answer wins, as a replaced segments row did."""
+    if not on_row:
+        return []
+    changed = execute_rows(
+        state.db, "UPDATE messages SET status = 'submitted', parts = 1, "
+        "submitted_at = v.column1, status_at = v.column1, msg_id = v.column3, "
+        "result = v.column4, connection = v.column5, sends = v.column6 FROM (VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?)",
+        [(r.at, r.message_id, to_signed(r.msg_id), r.result, r.connection, r.sends, r.channel)
+         for r in map(results.__getitem__, on_row)],
+        ") AS v WHERE messages.id = v.column2 AND messages.status = 'accepted' "
+        "AND messages.channel = v.column7", repeatable=True, shared=(4, 6))
+    state.moved(DeliveryStatus.ACCEPTED.value, SUBMITTED, changed)
+    return [] if changed == len(on_row) else _not_taken(state, results, on_row)
+
+
+def _not_taken(state: State, results: list[SegmentResult], on_row: list[int]) -> list[int]:
+    """Of ``on_row``, the results whose message does not carry them on its row (its Msg_Id
+    and channel), with any other outcome on those messages' rows cleared: 512 messages a
+    statement."""
+    kept = set()
+    for start in range(0, len(on_row), 512):
+        ids = padded([results[i].message_id for i in on_row[start:start + 512]])
+        kept.update((m, msg_id, channel) for m, msg_id, channel in json_rows(
+            state.db, "id, msg_id, channel",
+            f"FROM messages WHERE id IN ({','.join('?' * len(ids))})", ids))
+    left = [i for i in on_row if (results[i].message_id, to_signed(results[i].msg_id),
+                                  results[i].channel) not in kept]
+    state.db.executemany("UPDATE messages SET msg_id = NULL, result = NULL, connection = NULL, "
+                         "sends = NULL WHERE id = ? AND msg_id IS NOT NULL",
+                         [(results[i].message_id,) for i in left])
+    return left
+
+
+def _insert_segments(state: State, results: list[SegmentResult]) -> None:
+    """Segments rows for these results (a row there already is replaced: the later result
+    for a part wins)."""
+    execute_rows(
+        state.db, "INSERT OR REPLACE INTO segments (message_id, part, parts, channel, msg_id, "
+        "result, connection, sends, submitted_at, status, stat, temporary, done_at) VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(r.message_id, r.part, r.parts, r.channel,
+          None if r.msg_id is None else to_signed(r.msg_id), r.result, r.connection, r.sends,
+          r.at, r.status._value_, r.stat or None, int(r.temporary),
+          None if r.status is DeliveryStatus.SUBMITTED else r.at)
+         for r in results], shared=(3, 6, 9, 10))
+
+
 # ----------------------------------------------------------------------------- reading
 
 def message_view(state: State, message_id: int) -> MessageView | None:
+    """The message with its segments: its segments rows, or, for a message of one part with
+    its SUBMIT outcome on its row (layout 7), the one segment that row describes."""
     row = state.db.execute(
         "SELECT id, app, channel, recipient, text, template_id, kind, created_at, status, "
-        "status_stat, status_temporary, status_provider, status_at, parts, callback "
-        "FROM messages WHERE id = ?", (message_id,)).fetchone()
+        "status_stat, status_temporary, status_provider, status_at, parts, callback, "
+        "msg_id, result, connection, submitted_at FROM messages WHERE id = ?",
+        (message_id,)).fetchone()
     if row is None:
         return None
     segments = tuple(
@@ -167,7 +235,18 @@ def message_view(state: State, message_id: int) -> MessageView | None:
             "SELECT part, msg_id, result, status, stat, temporary, connection, submitted_at, "
             "done_at FROM segments WHERE message_id = ? ORDER BY part", (message_id,)))
     temporary = None if row[10] is None else bool(row[10])
+    if not segments and row[15] is not None:
+        segments = (_segment_on_row(row, temporary),)
     return MessageView(*row[:10], temporary, *row[11:14], segments=segments, callback=row[14])
+
+
+def _segment_on_row(row: tuple, temporary: bool | None) -> SegmentView:
+    """The single segment of a message whose SUBMIT outcome is on its row (``message_view``'s
+    row): part 1 with the message's status; Stat, temporary and done_at once it is final."""
+    final = row[8] != SUBMITTED
+    return SegmentView(1, to_unsigned(row[15]), row[16], row[8], row[9] if final else None,
+                       temporary if final else None, row[17], row[18],
+                       row[12] if final else None)
 
 
 def mo_view(state: State, mo_id: int) -> MoView | None:

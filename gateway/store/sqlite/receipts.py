@@ -5,6 +5,7 @@ in the store's worker thread like ``messages``.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 
@@ -61,8 +62,9 @@ def record_receipts(state: State, receipts: list[Receipt]) -> list[ReceiptOutcom
                 settled = _settle(state, message_id, segment[_PARTS], r.received_at,
                                   c.provider)
             else:
-                segment_updates.append((status, c.stat, temporary, r.received_at, message_id,
-                                        part))
+                if not segment[_ON_ROW]:        # kept on its messages row: no segments row
+                    segment_updates.append((status, c.stat, temporary, r.received_at,
+                                            message_id, part))
                 if segment[_MESSAGE_STATUS] not in FINAL:
                     message_updates.append((status, c.stat, temporary, c.provider,
                                             r.received_at, message_id))
@@ -87,8 +89,10 @@ _DUPLICATE, _UNMATCHED = ReceiptOutcome(duplicate=True), ReceiptOutcome()
 # A segment named by a report, with what settling it needs from its message: the row of
 # _look_up's JSON as it is (a list, changed as reports in the set settle it; an object a row
 # would cost a Python __init__ a report), its fields by these indexes (0: its Msg_Id).
+# _ON_ROW: 1 for a message of one part with its SUBMIT outcome on its messages row (no
+# segments row: its segment's status is the message's), 0 for a segments row.
 (_MESSAGE_ID, _PART, _PARTS, _SUBMITTED_AT, _STATUS, _APP, _MESSAGE_STATUS, _CALLBACK,
- _CREATED_AT, _PRIORITY) = range(1, 11)
+ _CREATED_AT, _PRIORITY, _ON_ROW) = range(1, 12)
 
 
 def _chunks(items: list, size: int):
@@ -97,9 +101,10 @@ def _chunks(items: list, size: int):
 
 
 def _look_up(state: State, receipts: list[Receipt]) -> tuple[dict, set]:
-    """The segments the reports name, by (channel, Msg_Id), and the reports already stored
-    among them, as (channel, DELIVER Msg_Id, Msg_Id, Stat): one statement a channel and 512
-    reports, with both answers as JSON (one SQLite step, see ``json_rows``)."""
+    """The segments the reports name, by (channel, Msg_Id), segments rows and single-part
+    messages' rows alike, and the reports already stored among them, as (channel, DELIVER
+    Msg_Id, Msg_Id, Stat): one statement a channel and 512 reports, with both answers as JSON
+    (one SQLite step, see ``json_rows``)."""
     found, seen = {}, set()
     by_channel: dict[str, list[Receipt]] = {}
     for r in receipts:
@@ -109,18 +114,37 @@ def _look_up(state: State, receipts: list[Receipt]) -> tuple[dict, set]:
             msg_ids = padded(sorted({to_signed(r.msg_id) for r in chunk}))
             deliver_ids = padded(sorted({to_signed(r.deliver_msg_id) for r in chunk}))
             segments, stored = json.loads(state.db.execute(
-                "SELECT json_array((SELECT json_group_array(json_array(s.msg_id, s.message_id, "
-                "s.part, s.parts, s.submitted_at, s.status, m.app, m.status, m.callback, "
-                "m.created_at, m.priority)) "
-                "FROM segments s JOIN messages m ON m.id = s.message_id "
-                f"WHERE s.msg_id IN ({_marks(len(msg_ids))}) AND s.channel = ?), "
-                "(SELECT json_group_array(json_array(deliver_msg_id, msg_id, stat)) "
-                f"FROM receipts WHERE deliver_msg_id IN ({_marks(len(deliver_ids))}) "
-                "AND channel = ?))", (*msg_ids, channel, *deliver_ids, channel)).fetchone()[0])
+                _look_up_statement(len(msg_ids), len(deliver_ids)),
+                (*msg_ids, channel, *deliver_ids)).fetchone()[0])
             for row in segments:
                 found[(channel, row[0])] = row
             seen.update((channel, *row) for row in stored)
     return found, seen
+
+
+@functools.lru_cache(maxsize=64)
+def _look_up_statement(msg_ids: int, deliver_ids: int) -> str:
+    """_look_up's statement for ``msg_ids`` Msg_Ids (?1..?n), the channel (?n+1) and
+    ``deliver_ids`` DELIVER Msg_Ids: the segments rows with their messages, and the messages
+    of one part with their SUBMIT outcome on their row (as part 1 of 1, submitted when the
+    message was, the segment's status the message's; index messages_msg_id), in one UNION
+    ALL, with the stored reports, as one JSON value (one SQLite step). The Msg_Ids are
+    numbered parameters, so that both halves share them."""
+    ids, channel = ",".join(f"?{i}" for i in range(1, msg_ids + 1)), f"?{msg_ids + 1}"
+    return (
+        "SELECT json_array((SELECT json_group_array(json_array(a, b, c, d, e, f, g, h, i, j, "
+        "k, l)) FROM ("
+        "SELECT s.msg_id AS a, s.message_id AS b, s.part AS c, s.parts AS d, "
+        "s.submitted_at AS e, s.status AS f, m.app AS g, m.status AS h, m.callback AS i, "
+        "m.created_at AS j, m.priority AS k, 0 AS l "
+        "FROM segments s JOIN messages m ON m.id = s.message_id "
+        f"WHERE s.msg_id IN ({ids}) AND s.channel = {channel} "
+        "UNION ALL "
+        "SELECT m.msg_id, m.id, 1, 1, m.submitted_at, m.status, m.app, m.status, m.callback, "
+        "m.created_at, m.priority, 1 FROM messages m "
+        f"WHERE m.msg_id IN ({ids}) AND m.channel = {channel})), "
+        "(SELECT json_group_array(json_array(deliver_msg_id, msg_id, stat)) "
+        f"FROM receipts WHERE deliver_msg_id IN ({_marks(deliver_ids)}) AND channel = {channel}))")
 
 
 def _marks(count: int) -> str:
@@ -148,7 +172,9 @@ def _write_receipts(state, rows, segment_updates, message_updates, callbacks) ->
 
 
 def expire_reports(state: State, now: float, timeout: float) -> list[int]:
-    """Messages submitted before now - timeout and still without a final report end unknown."""
+    """Messages submitted before now - timeout and still without a final report end unknown,
+    and so do those of their segments rows still submitted (a message of one part with its
+    outcome on its row has none: its segment's status is the message's)."""
     rows = state.db.execute(
         "UPDATE messages SET status = 'unknown', status_at = ?, status_stat = NULL, "
         "status_temporary = 0 WHERE status = 'submitted' AND submitted_at < ? "

@@ -37,13 +37,21 @@ CREATE TABLE IF NOT EXISTS messages (
     next_attempt_at REAL NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
     callback TEXT,
-    priority INTEGER NOT NULL DEFAULT 1
+    priority INTEGER NOT NULL DEFAULT 1,
+    msg_id INTEGER,
+    result INTEGER,
+    connection TEXT,
+    sends INTEGER
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency
     ON messages(app, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_pending ON messages(channel, priority, id)
     WHERE status = 'accepted';
 CREATE INDEX IF NOT EXISTS messages_submitted ON messages(submitted_at) WHERE status = 'submitted';
+-- A message of one part that the ISMG accepted keeps its SUBMIT outcome on its row (msg_id,
+-- result, connection, sends: a segments row's columns) instead of in a segments row (layout 7);
+-- reports find it through this index, as they find segments through segments_msg_id.
+CREATE INDEX IF NOT EXISTS messages_msg_id ON messages(msg_id) WHERE msg_id IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS segments (
     message_id INTEGER NOT NULL,
@@ -144,8 +152,12 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at) WHERE state = '
 # and an index that gateway.store.sqlite.api adds to an older file as it opens; 6,
 # messages.priority (0 urgent: codes and messages marked urgent, 1 notification, 2 marketing;
 # an older file's messages get theirs from their kind) and the index messages_pending, by
-# channel, priority and id, instead of messages_accepted, by channel and id.
-SCHEMA_VERSION = 6
+# channel, priority and id, instead of messages_accepted, by channel and id; 7, messages.msg_id,
+# .result, .connection and .sends (the SUBMIT outcome of a message of one part that the ISMG
+# accepted, kept on its row rather than in a segments row) and the index messages_msg_id:
+# columns an older file gains as it opens (NULL in its rows: the segments rows it has stay
+# where they are, and are read and matched as before).
+SCHEMA_VERSION = 7
 MIN_SQLITE = (3, 35, 0)
 
 
@@ -184,9 +196,13 @@ def open_database(path: str, synchronous: str) -> State:
 
 def _migrate(db: sqlite3.Connection) -> None:
     """Bring the messages of a file of an older layout up to this one, before SCHEMA makes
-    what is missing (CREATE ... IF NOT EXISTS leaves an existing table as it was): layout 2
-    adds messages.callback; layout 6 adds messages.priority, set from each message's kind, and
-    drops messages_accepted (SCHEMA then makes messages_pending), in one transaction."""
+    what is missing (CREATE ... IF NOT EXISTS leaves an existing table as it was, and SCHEMA's
+    indexes need the columns): layout 2 adds messages.callback; layout 6 adds
+    messages.priority, set from each message's kind, and drops messages_accepted (SCHEMA then
+    makes messages_pending), in one transaction; layout 7 adds the SUBMIT outcome's columns
+    (SCHEMA then makes messages_msg_id). Raises sqlite3.Error as SQLite gives it (the disk, a
+    lock held past busy_timeout): the step that failed is not committed, those before it are
+    (each is whole in itself), and the next open goes on from there."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
     if not columns:                     # a new file: SCHEMA makes the table as it is now
         return
@@ -199,6 +215,21 @@ def _migrate(db: sqlite3.Connection) -> None:
                    "WHERE kind IN ('code', 'marketing')")
         db.execute("DROP INDEX IF EXISTS messages_accepted")
         db.execute("COMMIT")
+    if "msg_id" not in columns:
+        _add_columns(db, SUBMIT_OUTCOME)
+
+
+# Layout 7's columns of messages, in SCHEMA's order: a single-part message's SUBMIT outcome.
+SUBMIT_OUTCOME = ("msg_id INTEGER", "result INTEGER", "connection TEXT", "sends INTEGER")
+
+
+def _add_columns(db: sqlite3.Connection, columns: tuple[str, ...]) -> None:
+    """Add NULL-able ``columns`` (name and type) to messages, all or none: in one
+    transaction (ALTER TABLE ADD COLUMN rewrites no row, so this is quick at any size)."""
+    db.execute("BEGIN IMMEDIATE")
+    for column in columns:
+        db.execute(f"ALTER TABLE messages ADD COLUMN {column}")
+    db.execute("COMMIT")
 
 
 def layout(state: State) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:

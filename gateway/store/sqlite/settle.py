@@ -14,17 +14,26 @@ from ..interface import SegmentResult, to_signed
 from .state import FINAL, State, json_rows, padded
 
 
-def _match_early_reports(state: State, results: list[SegmentResult]) -> set[int]:
-    """Settle segments with the reports that came before their SUBMIT_RESP (they wait
-    unmatched, found through the receipts_unmatched index; none waiting, nothing is looked
-    up). Returns the indexes of the results that had any."""
+def _find_early_reports(state: State, results: list[SegmentResult]) -> tuple[dict, list]:
+    """The reports that came before these results' SUBMIT_RESP (they wait unmatched, found
+    through the receipts_unmatched index; none waiting, nothing is looked up), as (the first
+    result's index by (channel, signed Msg_Id), the reports in arrival order: rows of
+    id, channel, Msg_Id, status, temporary, Stat, received_at)."""
     if not state.unmatched_now():
-        return set()
+        return {}, []
     named: dict[tuple[str, int], int] = {}
     for i, r in enumerate(results):
         if r.msg_id is not None:
             named.setdefault((r.channel, to_signed(r.msg_id)), i)
-    reports = sorted(_unmatched_reports(state, named))          # in arrival order
+    return named, sorted(_unmatched_reports(state, named))
+
+
+def _match_early_reports(state: State, results: list[SegmentResult],
+                         found: tuple[dict, list]) -> None:
+    """Settle segments with the reports that came before their SUBMIT_RESP (``found``, from
+    ``_find_early_reports``): the reports take the message and part, and their segments rows
+    (record_submits writes one for every message a report waits for) take a final status."""
+    named, reports = found
     for receipt_id, channel, msg_id, status, temporary, stat, received_at in reports:
         r = results[named[(channel, msg_id)]]
         state.db.execute("UPDATE receipts SET message_id = ?, part = ? WHERE id = ?",
@@ -32,7 +41,6 @@ def _match_early_reports(state: State, results: list[SegmentResult]) -> set[int]
         if status is not None:
             _settle_segment(state, r.message_id, r.part, status, stat, temporary, received_at)
     state.unmatched_changed(-len(reports))
-    return {named[(row[1], row[2])] for row in reports}
 
 
 def _unmatched_reports(state: State, named: dict[tuple[str, int], int]) -> list[list]:
