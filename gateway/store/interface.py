@@ -3,7 +3,7 @@
 ``gateway.store.sqlite.SqliteStore`` is the embedded default,
 ``gateway.store.postgres.PostgresStore`` the shared backend for several gateway instances.
 Both implement every method here and the same API methods beyond it. The records that cross
-it, its errors and its helpers are in ``records``, and offered here too.
+it, its errors and its helpers are in ``records`` (``gateway.store`` offers them all).
 
 Every write is durable before its awaitable resolves: callers queue operations, one worker
 thread runs whatever has accumulated in one transaction (group commit), and only then are the
@@ -33,18 +33,6 @@ from .console import (
     StoredApp,
 )
 from .records import (
-    APPROVED,
-    KEY_REUSED,
-    MARKETING,
-    NOTIFICATION,
-    PENDING,
-    PRIORITIES,
-    PRIORITY_NAMES,
-    REFUSED,
-    REPEATED,
-    TOO_FAST,
-    TOO_MANY_CODES,
-    URGENT,
     Accepted,
     AcceptedRequest,
     ApiRequest,
@@ -59,26 +47,8 @@ from .records import (
     Receipt,
     ReceiptOutcome,
     SegmentResult,
-    SegmentView,
-    StoreError,
-    StoreUnavailable,
     UserRow,
-    code_digest,
-    prefix_end,
-    priority_of,
-    to_signed,
-    to_unsigned,
 )
-
-__all__ = [
-    "APPROVED", "KEY_REUSED", "MARKETING", "NOTIFICATION", "PENDING", "PRIORITIES",
-    "PRIORITY_NAMES", "REFUSED", "REPEATED", "TOO_FAST", "TOO_MANY_CODES", "URGENT",
-    "Accepted", "AcceptedRequest", "ApiRequest", "MessageView", "MoMessage", "MoPart",
-    "MoView", "NewMessage", "OutboxEntry", "PendingMessage", "Pruned", "Receipt",
-    "ReceiptOutcome", "SegmentResult", "SegmentView", "Store", "StoreError",
-    "StoreUnavailable", "UserRow", "code_digest", "prefix_end", "priority_of", "to_signed",
-    "to_unsigned",
-]
 
 
 class Store(abc.ABC):

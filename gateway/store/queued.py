@@ -17,8 +17,9 @@ from collections import Counter
 from collections.abc import Mapping
 from types import ModuleType
 
-from .interface import URGENT, MoMessage, MoPart, NewMessage, Receipt, SegmentResult, Store
+from .interface import Store
 from .lanes import BULK, PIPELINE
+from .records import URGENT, MoMessage, MoPart, NewMessage, Receipt, SegmentResult
 
 
 class QueuedStore(Store):

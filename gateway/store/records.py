@@ -1,5 +1,5 @@
-"""The records that cross the store's interface (``gateway.store.interface``, which offers them
-too), with what goes with them: the review states, the messages' priorities, the store's two
+"""The records that cross the store's interface (``gateway.store.interface``; ``gateway.store``
+offers them all), with what goes with them: the review states, the messages' priorities, the store's two
 errors, the helpers both stores use (Msg_Ids as signed 64-bit integers, verification-code
 digests, userid prefixes), and why an API request was not kept.
 

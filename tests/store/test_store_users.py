@@ -9,8 +9,8 @@ import sqlite3
 import pytest
 
 from gateway.store import AuditNote
-from gateway.store.interface import prefix_end
 from gateway.store.postgres import users as postgres_users
+from gateway.store.records import prefix_end
 from gateway.store.sqlite import users as users_sql
 from gateway.store.sqlite.messages import SCHEMA_VERSION
 from tests.aio import with_store

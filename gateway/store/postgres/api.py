@@ -11,7 +11,7 @@ import hmac
 
 from gateway.status import DeliveryStatus
 
-from ..interface import (
+from ..records import (
     KEY_REUSED,
     REPEATED,
     TOO_FAST,

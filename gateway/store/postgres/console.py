@@ -22,7 +22,7 @@ from ..console import (
     Review,
     StoredApp,
 )
-from ..interface import APPROVED, PENDING, REFUSED
+from ..records import APPROVED, PENDING, REFUSED
 from .state import State, changed
 
 # "user" is a reserved word in PostgreSQL: the column keeps SQLite's name, quoted.

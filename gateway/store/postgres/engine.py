@@ -44,8 +44,8 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from ..interface import StoreError, StoreUnavailable
 from ..lanes import BULK, URGENT_LANE, Lanes, Op
+from ..records import StoreError, StoreUnavailable
 from ..timing import CommitTimes
 from . import api as api_sql
 from . import cluster, health, retention, schema

@@ -26,7 +26,7 @@ import logging
 
 import asyncpg
 
-from ..interface import StoreUnavailable
+from ..records import StoreUnavailable
 
 log = logging.getLogger("cmpp_gateway.store")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from gateway.status import DeliveryStatus
 
-from ..interface import MoMessage, MoPart, Receipt, ReceiptOutcome, to_signed, to_unsigned
+from ..records import MoMessage, MoPart, Receipt, ReceiptOutcome, to_signed, to_unsigned
 from .settle import (
     INSERT_CALLBACKS,
     _callback_row,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..interface import Pruned
+from ..records import Pruned
 from .state import FINAL, State, changed
 
 # receipts_unmatched_age's "received_at IS NOT NULL" (always true) lets the expiry use it

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 
-from ..interface import StoreError
+from ..records import StoreError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (

@@ -23,7 +23,7 @@ from ..console import (
     ReceiptRow,
     SearchTooBroad,
 )
-from ..interface import MessageView, to_signed, to_unsigned
+from ..records import MessageView, to_signed, to_unsigned
 
 BUDGET = 500_000               # messages one search may read
 TIMEOUT = 5.0                  # seconds any one read may take at the server

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from gateway.status import DeliveryStatus, derive_status
 
-from ..interface import SegmentResult, to_signed
+from ..records import SegmentResult, to_signed
 from .state import FINAL, State, changed, columns
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 
-from ..interface import UserRow, prefix_end
+from ..records import UserRow, prefix_end
 from .console import audit
 from .state import State, changed, columns
 

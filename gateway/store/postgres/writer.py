@@ -12,9 +12,9 @@ import asyncio
 import re
 from urllib.parse import urlsplit
 
-from ..interface import StoreUnavailable
 from ..lanes import PIPELINE
 from ..queued import QueuedStore
+from ..records import StoreUnavailable
 from . import api as api_sql
 from . import console as console_sql
 from . import messages as sql

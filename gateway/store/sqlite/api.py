@@ -10,7 +10,7 @@ import hmac
 
 from gateway.status import DeliveryStatus
 
-from ..interface import KEY_REUSED, TOO_MANY_CODES, AcceptedRequest, code_digest
+from ..records import KEY_REUSED, TOO_MANY_CODES, AcceptedRequest, code_digest
 from .messages import _insert_messages
 from .state import State
 

@@ -18,7 +18,7 @@ from ..console import (
     Review,
     StoredApp,
 )
-from ..interface import APPROVED, PENDING, REFUSED
+from ..records import APPROVED, PENDING, REFUSED
 from .state import State
 
 SCHEMA = """

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 
 from gateway.status import DeliveryStatus
 
-from ..interface import (
+from ..records import (
     Accepted,
     MessageView,
     MoView,

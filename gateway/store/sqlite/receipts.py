@@ -11,7 +11,7 @@ from collections import Counter
 
 from gateway.status import DeliveryStatus
 
-from ..interface import MoMessage, MoPart, Receipt, ReceiptOutcome, to_signed, to_unsigned
+from ..records import MoMessage, MoPart, Receipt, ReceiptOutcome, to_signed, to_unsigned
 from .settle import (
     _INSERT_CALLBACK_HEAD,
     _callback_row,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 
-from ..interface import Pruned
+from ..records import Pruned
 from .state import FINAL, State, json_rows
 
 SCHEMA = """

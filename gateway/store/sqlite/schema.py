@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter
 
-from ..interface import StoreError
+from ..records import StoreError
 from .state import State
 
 SCHEMA = """

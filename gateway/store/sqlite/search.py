@@ -20,7 +20,7 @@ from ..console import (
     ReceiptRow,
     SearchTooBroad,
 )
-from ..interface import MessageView, to_signed, to_unsigned
+from ..records import MessageView, to_signed, to_unsigned
 
 STEP = 1000                    # SQLite VM instructions between two budget checks
 BUDGET = 50_000                # checks one search may take: about 50 M instructions

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from ..interface import UserRow, prefix_end
+from ..records import UserRow, prefix_end
 from .console import audit
 from .state import State, execute_rows
 

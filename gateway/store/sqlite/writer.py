@@ -36,9 +36,9 @@ import threading
 import time
 from pathlib import Path
 
-from ..interface import StoreUnavailable
 from ..lanes import BULK, BULK_ROWS, URGENT_LANE, Lanes, Op
 from ..queued import QueuedStore
+from ..records import StoreUnavailable
 from ..timing import CommitTimes
 from . import api as api_sql
 from . import console as console_sql
