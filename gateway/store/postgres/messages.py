@@ -24,6 +24,7 @@ from ..records import (
     PendingMessage,
     SegmentResult,
     SegmentView,
+    segment_on_row,
     to_signed,
     to_unsigned,
 )
@@ -343,7 +344,7 @@ async def _settled(state: State, results: list[SegmentResult], latest: dict, ear
 async def message_view(state: State, message_id: int) -> MessageView | None:
     """The message and its segments, None when there is no such message. A message of one
     part kept on its row (a Msg_Id there, no segments rows) has the one SegmentView its row
-    gives (``_row_segment``)."""
+    gives (``records.segment_on_row``)."""
     row = await state.db.fetchrow(
         "SELECT id, app, channel, recipient, text, template_id, kind, created_at, status, "
         "status_stat, status_temporary, status_provider, status_at, parts, callback, msg_id, "
@@ -361,18 +362,9 @@ async def message_view(state: State, message_id: int) -> MessageView | None:
     row = tuple(row)
     temporary = None if row[10] is None else bool(row[10])
     if not segments and row[15] is not None:
-        segments = (_row_segment(row, temporary),)
+        segments = (segment_on_row(row[15], row[16], row[8], row[9], temporary, row[17],
+                                   row[18], row[12]),)
     return MessageView(*row[:10], temporary, *row[11:14], segments=segments, callback=row[14])
-
-
-def _row_segment(row: tuple, temporary: bool | None) -> SegmentView:
-    """The one segment of a message kept on its row (message_view's row): its Msg_Id, Result,
-    connection and time of SUBMIT; its status is the message's, and the report's Stat,
-    temporary flag and time only once that is final (as a segments row has them)."""
-    final = row[8] != SUBMITTED
-    return SegmentView(1, to_unsigned(row[15]), row[16], row[8], row[9] if final else None,
-                       temporary if final else None, row[17], row[18],
-                       row[12] if final else None)
 
 
 async def mo_view(state: State, mo_id: int) -> MoView | None:

@@ -24,6 +24,7 @@ from ..records import (
     PendingMessage,
     SegmentResult,
     SegmentView,
+    segment_on_row,
     to_signed,
     to_unsigned,
 )
@@ -236,17 +237,9 @@ def message_view(state: State, message_id: int) -> MessageView | None:
             "done_at FROM segments WHERE message_id = ? ORDER BY part", (message_id,)))
     temporary = None if row[10] is None else bool(row[10])
     if not segments and row[15] is not None:
-        segments = (_segment_on_row(row, temporary),)
+        segments = (segment_on_row(row[15], row[16], row[8], row[9], temporary, row[17],
+                                   row[18], row[12]),)
     return MessageView(*row[:10], temporary, *row[11:14], segments=segments, callback=row[14])
-
-
-def _segment_on_row(row: tuple, temporary: bool | None) -> SegmentView:
-    """The single segment of a message whose SUBMIT outcome is on its row (``message_view``'s
-    row): part 1 with the message's status; Stat, temporary and done_at once it is final."""
-    final = row[8] != SUBMITTED
-    return SegmentView(1, to_unsigned(row[15]), row[16], row[8], row[9] if final else None,
-                       temporary if final else None, row[17], row[18],
-                       row[12] if final else None)
 
 
 def mo_view(state: State, mo_id: int) -> MoView | None:
