@@ -245,11 +245,12 @@ def segment_on_row(msg_id: int, result: int, status: str, stat: str | None,
                    status_at: float) -> SegmentView:
     """The one segment of a message of one part whose SUBMIT outcome is on its messages row
     (store layout 7: no segments row), from that row (``msg_id`` signed, as stored): part 1,
-    the message's status; the report's Stat, temporary flag and time (``status_at``) only once
-    that status is final, as a segments row has them."""
+    the message's status; the report's Stat, temporary flag and time (``status_at``) once that
+    status is final, and before that no Stat or time and not temporary, as a segments row of
+    an accepted SUBMIT has them."""
     final = status != DeliveryStatus.SUBMITTED.value
     return SegmentView(1, to_unsigned(msg_id), result, status, stat if final else None,
-                       temporary if final else None, connection, submitted_at,
+                       temporary if final else False, connection, submitted_at,
                        status_at if final else None)
 
 

@@ -310,7 +310,7 @@ def test_a_single_part_message_keeps_its_submit_and_its_report_on_its_row(postgr
                                  "submitted_at FROM messages") == \
             [(msg_id - (1 << 64), 0, "cmcc#2", 2, "submitted", 1, 10.0)]
         view = await store.message(a.id)
-        assert view.segments == (SegmentView(1, msg_id, 0, "submitted", None, None, "cmcc#2",
+        assert view.segments == (SegmentView(1, msg_id, 0, "submitted", None, False, "cmcc#2",
                                              10.0, None),)
         [outcome] = await store.record_receipts([receipt(msg_id, "UNDELIV")])
         assert (outcome.matched, outcome.message_id, outcome.latency) == (True, a.id, 10.0)

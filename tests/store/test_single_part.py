@@ -53,7 +53,7 @@ def test_a_single_part_message_keeps_its_submit_on_its_row_and_shows_one_segment
         assert await count(store, "segments") == 0
         view = await store.message(a.id)
         assert (view.status, view.parts) == ("submitted", 1)
-        assert view.segments == (SegmentView(1, BIG, 0, "submitted", None, None, "cmcc#2", 10.0,
+        assert view.segments == (SegmentView(1, BIG, 0, "submitted", None, False, "cmcc#2", 10.0,
                                              None),)
         [outcome] = await store.record_receipts([receipt(BIG, at=12.5)])
         assert (outcome.matched, outcome.message_id, outcome.message_status, outcome.latency) == \
