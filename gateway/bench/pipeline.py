@@ -10,10 +10,11 @@ and memory at 1M pending.
    rate, and messages/s from the gateway's start until every message is ``delivered`` (each
    one: SUBMIT, SUBMIT_RESP recorded, report stored and matched, status derived, callback
    queued, DELIVER_RESP), and the CPU time per message of the gateway's process (its store
-   thread included) and of the database server. The stores: SQLite (WAL, synchronous=NORMAL,
-   group commit: durable against a crash of the process) and PostgreSQL (a server started by
-   the benchmark on this machine, fsync and synchronous_commit on: a commit is on disk before
-   the gateway goes on; a fresh database each round). ``--rounds`` rounds, each running every
+   thread included), of its event loop's thread and of its other threads (SQLite's writer),
+   and of the database server. The stores: SQLite (WAL, synchronous=NORMAL, group commit:
+   durable against a crash of the process) and PostgreSQL (a server started by the benchmark
+   on this machine, fsync and synchronous_commit on: a commit is on disk before the gateway
+   goes on; a fresh database each round). ``--rounds`` rounds, each running every
    backend in turn so that both see the same machine; the medians are the figures.
 2. Receipt matching in the store alone, on each backend: N receipts, one store operation each,
    all queued at once (the writer merges what is queued together, as it does the receipt
@@ -110,14 +111,17 @@ async def end_to_end(port: int, count: int, setting: str, database_cpu) -> dict:
     insert_rate = await fill(config.gateway.store, count)
     gateway = Gateway(config, GatewayOptions(serve_ops=False))
     start, cpu, db_cpu = time.perf_counter(), time.process_time(), database_cpu()
+    loop_cpu = time.thread_time()             # this thread runs the gateway's event loop
     await gateway.start()
     while gateway.store.counts_snapshot().get("delivered", 0) < count:
         await asyncio.sleep(0.05)
     elapsed = time.perf_counter() - start
+    loop_cpu = time.thread_time() - loop_cpu
     cpu, db_cpu = time.process_time() - cpu, database_cpu() - db_cpu
     await gateway.stop()
     return {"insert": insert_rate, "end_to_end": count / elapsed, "elapsed": elapsed,
-            "gateway_us": cpu / count * 1e6, "database_us": db_cpu / count * 1e6}
+            "gateway_us": cpu / count * 1e6, "loop_us": loop_cpu / count * 1e6,
+            "threads_us": (cpu - loop_cpu) / count * 1e6, "database_us": db_cpu / count * 1e6}
 
 
 async def receipt_matching(count: int, setting: str) -> float:
@@ -216,12 +220,14 @@ def _end_to_end_report(port: int, args, backends: list[str], stores: Backends) -
         rates = [r["end_to_end"] for r in results]
         medians[backend] = statistics.median(rates)
         insert = statistics.median(r["insert"] for r in results)
-        gateway_us = statistics.median(r["gateway_us"] for r in results)
-        database_us = statistics.median(r["database_us"] for r in results)
+        gateway_us, loop_us, threads_us, database_us = (
+            statistics.median(r[key] for r in results)
+            for key in ("gateway_us", "loop_us", "threads_us", "database_us"))
         print(f"{backend}: insert into the store {insert:,.0f} messages/s; end to end to "
               f"'delivered' {medians[backend]:,.0f} messages/s, median of "
               f"{', '.join(f'{r:,.0f}' for r in rates)} ({args.messages:,} a round); "
-              f"CPU a message: gateway {gateway_us:.0f} us, database {database_us:.0f} us")
+              f"CPU a message: gateway {gateway_us:.0f} us (event loop {loop_us:.0f}, other "
+              f"threads {threads_us:.0f}), database {database_us:.0f} us")
     if "sqlite" in medians and "postgresql" in medians:
         print(f"postgresql / sqlite end to end: {medians['postgresql'] / medians['sqlite']:.2f} "
               "(target >= 0.5)")
