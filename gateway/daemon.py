@@ -34,6 +34,7 @@ from gateway.pipeline import (
     CallbackSender,
     ChannelDispatcher,
     ReceiptHandler,
+    ReportJournal,
     SlotKeeper,
     Sweeper,
     mo_subscribers,
@@ -127,12 +128,14 @@ class Gateway:
         self._apps_changed()
         serving = bool(self.apps) or self.config.console.enabled
         shared = self.store.shared
+        journals = self.store.report_journal_directory()
         for name, channel in self.config.channels.items():
             codes = tables.for_provider(channel.provider)
             cm = self.metrics.channel(name, codes)
             receipts = ReceiptHandler(name, self.store, codes, cm, clock=self.options.clock,
                                       mo_apps=lambda name=name: self._mo_apps(name),
-                                      on_mo=self._on_mo)
+                                      on_mo=self._on_mo, journal=None if journals is None
+                                      else ReportJournal(journals, name))
             pool = ChannelPool(channel, tuning=self.options.tuning, on_deliver=receipts.on_deliver,
                                on_event=cm.on_event, on_resend=cm.resend, shared=shared)
             dispatcher = ChannelDispatcher(channel, pool, self.store, cm, clock=self.options.clock)
@@ -142,6 +145,8 @@ class Gateway:
                            self.store.unmatched_snapshot)
         self.metrics.watch_store(self.store.size_snapshot, self.store.writable_snapshot,
                                  self.store.commit_snapshot)
+        for c in self.channels.values():   # reports answered before a crash, before new ones
+            await c.receipts.replay()
         await self.pools.start()
         if shared:             # before anything is claimed: the claims carry this gateway's id
             self.slots = SlotKeeper(self.store, self.pools.pools, on_lost=self._slots_lost,

@@ -1,8 +1,11 @@
 """Status reports and MO messages, from whichever connection of a channel they arrive on.
 
-Every DELIVER is written to the store first and acknowledged (DELIVER_RESP) only once that is
-committed: if the gateway dies in between, the ISMG sends the DELIVER again and the store
-recognises the duplicate. A report is matched by its inner Msg_Id, whatever connection carried
+Every DELIVER is acknowledged (DELIVER_RESP) only once what it carried is durable: a status
+report once it is in the channel's report journal (``journal``: an SQLite store's file, one
+write a loop iteration) or, without one, once the store has committed it; an MO part once it is
+committed. If the gateway dies before that, the ISMG sends the DELIVER again and the store
+recognises the duplicate; reports journalled and not yet committed are stored at the next
+start (``replay``). A report is matched by its inner Msg_Id, whatever connection carried
 it and whether or not its SUBMIT_RESP has been recorded yet (the store holds it until then).
 MO parts are stored as they come and reassembled across connections; a long MO still
 incomplete after the reassembly timeout is delivered with the parts that came, not dropped.
@@ -26,6 +29,8 @@ from gateway.ops import ChannelMetrics
 from gateway.status import ReceiptCodes
 from gateway.store import PRIORITY_NAMES, MoMessage, MoPart, Receipt, Store
 
+from .journal import Record, ReportJournal
+
 log = logging.getLogger("cmpp_gateway.receipts")
 
 
@@ -35,8 +40,10 @@ class ReceiptHandler:
     def __init__(self, channel: str, store: Store, codes: ReceiptCodes, metrics: ChannelMetrics,
                  mo_apps: Callable[[], tuple[str, ...]] = tuple,
                  on_mo: Callable[[MoMessage, int], None] | None = None,
-                 reassembly_timeout: float = 7200.0, clock: Callable[[], float] = time.time):
+                 reassembly_timeout: float = 7200.0, clock: Callable[[], float] = time.time,
+                 journal: ReportJournal | None = None):
         self.channel = channel
+        self.journal = journal
         self.store = store
         self.codes = codes
         self.metrics = metrics
@@ -49,6 +56,29 @@ class ReceiptHandler:
         self._assembling: set[int] = set()     # parts of messages being stored
         self._expiry: asyncio.Task | None = None
 
+    async def replay(self) -> int:
+        """Store the reports a previous run journalled and did not commit (before the pool
+        connects); returns how many. Raises OSError when the journal cannot be read, and the
+        store's error when they cannot be stored: the files stay for the next start."""
+        if self.journal is None:
+            return 0
+        count = 0
+        for path, records in self.journal.left_behind():
+            for start in range(0, len(records), 1000):
+                receipts = [self._receipt(r) for r in records[start:start + 1000]]
+                outcomes = await self.store.record_receipts(receipts)
+                self._count([(r.connection, r) for r in receipts], outcomes)
+            self.journal.replayed(path)
+            count += len(records)
+        if count:
+            log.info("%s: %d report(s) from the report journal stored", self.channel, count)
+        return count
+
+    def _receipt(self, r: Record) -> Receipt:
+        return Receipt(self.channel, r.connection, r.deliver_msg_id, r.msg_id,
+                       self.codes.classify(r.stat), r.submit_time, r.done_time,
+                       r.dest_terminal_id, r.smsc_sequence, r.received_at)
+
     async def start(self, parts: list[MoPart]) -> None:
         """Pick up MO parts stored before a restart, and start the reassembly expiry."""
         for part in parts:
@@ -58,12 +88,14 @@ class ReceiptHandler:
             self._expire_loop(), name=f"mo-expiry-{self.channel}")
 
     async def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
         if self._expiry is not None:
             self._expiry.cancel()
             await asyncio.gather(self._expiry, return_exceptions=True)
 
     def on_deliver(self, conn: Connection, event: ev.ReportReceived | ev.MessageReceived) -> None:
-        """The pool's DELIVER handler: store first, acknowledge after the commit."""
+        """The pool's DELIVER handler: acknowledged once durable (see the module's doc)."""
         if isinstance(event, ev.ReportReceived):
             self._report(conn, event)
         else:
@@ -83,25 +115,36 @@ class ReceiptHandler:
 
     def _store_reports(self) -> None:
         reports, self._reports = self._reports, []
-        future = self.store.record_receipts([receipt for _, _, receipt in reports])
-        future.add_done_callback(lambda f: self._reports_stored(f, reports))
+        receipts = [receipt for _, _, receipt in reports]
+        journalled = None if self.journal is None else self.journal.write(
+            [(r.connection, r.deliver_msg_id, r.msg_id, r.classification.stat, r.submit_time,
+              r.done_time, r.dest_terminal_id, r.smsc_sequence, r.received_at)
+             for r in receipts])
+        if journalled is not None:                 # durable now: answered before the commit
+            _acknowledge(reports)
+        future = self.store.record_receipts(receipts)
+        future.add_done_callback(lambda f: self._reports_stored(f, reports, journalled))
 
-    def _reports_stored(self, future, reports: list[tuple]) -> None:
+    def _reports_stored(self, future, reports: list[tuple], journalled: int | None) -> None:
         if future.cancelled() or future.exception() is not None:
-            log.error("%s: %d receipt(s) not stored (%s); the ISMG will send them again",
-                      self.channel, len(reports),
-                      future.exception() if not future.cancelled() else "cancelled")
+            log.error("%s: %d receipt(s) not stored (%s); %s", self.channel, len(reports),
+                      future.exception() if not future.cancelled() else "cancelled",
+                      "the ISMG will send them again" if journalled is None else
+                      "kept in the report journal, to be stored at the next start")
             return
-        answers: dict[Connection, list[cmpp.Deliver]] = {}
-        for conn, event, _ in reports:
-            answers.setdefault(conn, []).append(event.deliver)
-        for conn, delivers in answers.items():              # DELIVER_RESPs out at once
-            conn.acknowledge_delivers(delivers)
+        if journalled is None:
+            _acknowledge(reports)                  # DELIVER_RESPs out at once
+        else:
+            self.journal.committed(journalled, len(reports))
+        self._count([(conn.name, receipt) for conn, _, receipt in reports], future.result())
+
+    def _count(self, receipts: list[tuple[str, Receipt]], outcomes: list) -> None:
+        """Metrics (and debug lines) of stored (connection name, receipt) pairs."""
         debug = log.isEnabledFor(logging.DEBUG)
-        for (conn, event, receipt), outcome in zip(reports, future.result()):
+        for (name, receipt), outcome in zip(receipts, outcomes):
             classification = receipt.classification
             if debug:
-                log.debug("%s: report for Msg_Id %d: Stat %r -> %s%s", conn.name,
+                log.debug("%s: report for Msg_Id %d: Stat %r -> %s%s", name,
                           receipt.msg_id, classification.stat,
                           classification.status.value if classification.status else "pending",
                           " (duplicate)" if outcome.duplicate else "")
@@ -184,6 +227,15 @@ class ReceiptHandler:
             await asyncio.sleep(60.0 if due is None else max(1.0, min(60.0, due - self.clock())))
             for message in self.reassembler.expire(self.clock()):
                 self._complete(message)
+
+
+def _acknowledge(reports: list[tuple]) -> None:
+    """DELIVER_RESP the reports' DELIVERs, in one write per connection."""
+    answers: dict[Connection, list[cmpp.Deliver]] = {}
+    for conn, event, _ in reports:
+        answers.setdefault(conn, []).append(event.deliver)
+    for conn, delivers in answers.items():
+        conn.acknowledge_delivers(delivers)
 
 
 def _key(deliver: cmpp.Deliver) -> tuple:

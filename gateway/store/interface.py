@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 from collections import Counter
 from collections.abc import Mapping
+from pathlib import Path
 
 from gateway.status import DeliveryStatus
 
@@ -56,6 +57,13 @@ class Store(abc.ABC):
 
     name: str = ""      # the store as messages name it: the file, or user@host:port/database
     shared = False      # several gateways may use it at once (PostgresStore; see join_cluster)
+
+    def report_journal_directory(self) -> Path | None:
+        """Where status reports may be journalled to be answered before their commit
+        (``gateway.pipeline.journal``): only where a write to a local file is as durable as
+        this store's commit. None here (a shared database: durable is what every gateway
+        sees)."""
+        return None
 
     @abc.abstractmethod
     async def open(self) -> None: ...

@@ -88,6 +88,15 @@ class SqliteStore(QueuedStore):
         self.write_error: str | None = None     # why the store cannot write; None: it can
         self._probe_at = 0.0
 
+    def report_journal_directory(self) -> Path | None:
+        """``<file>.reports`` beside the file at ``synchronous=NORMAL``, where a commit
+        survives a crash of the process and so does a write to a file; None in memory (nothing
+        survives) and at ``FULL`` (a journal would need an fsync a batch to match it)."""
+        if self.path == ":memory:" or self.path.startswith("file:") or \
+                self.synchronous != "NORMAL":
+            return None
+        return Path(self.path + ".reports")
+
     # ------------------------------------------------------------------------- lifecycle
 
     async def open(self) -> None:
