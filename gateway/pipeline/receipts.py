@@ -57,19 +57,25 @@ class ReceiptHandler:
         self._expiry: asyncio.Task | None = None
 
     async def replay(self) -> int:
-        """Store the reports a previous run journalled and did not commit (before the pool
-        connects); returns how many. Raises OSError when the journal cannot be read, and the
-        store's error when they cannot be stored: the files stay for the next start."""
+        """Store the reports a previous run journalled and may not have committed (before the
+        pool connects); returns how many. Never raises: a journal that cannot be read, or a
+        store that cannot take them (a full disk), is logged, and the files stay for the next
+        start, so that the gateway starts as it would without them."""
         if self.journal is None:
             return 0
         count = 0
-        for path, records in self.journal.left_behind():
-            for start in range(0, len(records), 1000):
-                receipts = [self._receipt(r) for r in records[start:start + 1000]]
-                outcomes = await self.store.record_receipts(receipts)
-                self._count([(r.connection, r) for r in receipts], outcomes)
-            self.journal.replayed(path)
-            count += len(records)
+        try:
+            for path, records in self.journal.left_behind():
+                for start in range(0, len(records), 1000):
+                    receipts = [self._receipt(r) for r in records[start:start + 1000]]
+                    outcomes = await self.store.record_receipts(receipts)
+                    self._count([(r.connection, r) for r in receipts], outcomes)
+                self.journal.replayed(path)
+                count += len(records)
+        except Exception as error:  # noqa: BLE001 - the files stay; the gateway goes on
+            log.error("%s: reports of the report journal in %s not stored (%s: %s); kept for "
+                      "the next start", self.channel, self.journal.directory,
+                      type(error).__name__, error)
         if count:
             log.info("%s: %d report(s) from the report journal stored", self.channel, count)
         return count

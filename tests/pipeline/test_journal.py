@@ -320,6 +320,25 @@ def test_reports_replayed_that_were_already_stored_are_counted_as_duplicates(tmp
     run(scenario)
 
 
+class FullStore:
+    async def record_receipts(self, receipts):
+        raise OSError(28, "No space left on device")
+
+
+def test_a_replay_the_store_cannot_take_is_kept_and_the_start_goes_on(tmp_path, caplog):
+    ReportJournal(tmp_path, CHANNEL).write([record(1), record(2)])
+
+    async def scenario():
+        h = handler(FullStore(), ReportJournal(tmp_path, CHANNEL))
+        with caplog.at_level(logging.ERROR, logger="cmpp_gateway.receipts"):
+            assert await h.replay() == 0
+        assert "kept for the next start" in caplog.text and "No space" in caplog.text
+        assert files(tmp_path) == ["cmcc%2Fgd.0.journal"]
+        # New reports go to a file of their own, never into the one kept.
+        assert h.journal.write([record(3)]) == 1
+    run(scenario)
+
+
 async def _until(condition) -> None:
     while not condition():
         await asyncio.sleep(0.01)
