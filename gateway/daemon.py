@@ -39,6 +39,7 @@ from gateway.pipeline import (
     Sweeper,
     mo_subscribers,
 )
+from gateway.pipeline.journal import orphans
 from gateway.status import provider_tables
 from gateway.store import (
     Accepted,
@@ -147,6 +148,10 @@ class Gateway:
                                  self.store.commit_snapshot)
         for c in self.channels.values():   # reports answered before a crash, before new ones
             await c.receipts.replay()
+        if journals is not None and (left := orphans(journals, self.channels)):
+            log.error("report journal %s: %d file(s) of channels no longer configured (%s): "
+                      "their reports were answered and are not stored; configure the channel "
+                      "again to store them", journals, len(left), ", ".join(left[:5]))
         await self.pools.start()
         if shared:             # before anything is claimed: the claims carry this gateway's id
             self.slots = SlotKeeper(self.store, self.pools.pools, on_lost=self._slots_lost,

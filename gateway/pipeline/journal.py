@@ -16,7 +16,9 @@ with ``FULL`` (that would need an fsync a batch) nor with PostgreSQL, where a re
 when any gateway of the cluster can see it, not when one machine's disk has it.
 
 A file is ``FILE_BYTES`` allocated on disk when it is made (a full disk shows then, as an
-error, not as a fault on a write to the map), filled with frames, one a batch: 4 bytes of
+error, not as a fault on a write to the map, on file systems that allocate for
+``posix_fallocate``: ext4, XFS, tmpfs; on btrfs or ZFS a full disk can still stop the process
+at a write, before the batch is answered), filled with frames, one a batch: 4 bytes of
 length and 4 of CRC-32 (big-endian), then the batch as ``marshal`` data (a list of tuples of
 str, int and float, the fields of ``Record``); zeros after the last. A frame cut short by a
 crash, or one that does not check out, ends the file's replay: its reports were never
@@ -32,6 +34,7 @@ could not store stays in its file until the next start.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import marshal
 import mmap
@@ -47,6 +50,7 @@ log = logging.getLogger("cmpp_gateway.receipts")
 _FRAME = struct.Struct(">II")      # length, CRC-32 of the marshal data
 _END = bytes(_FRAME.size)          # after the last frame: the file's zeros
 FILE_BYTES = 1 << 20               # a file: about 20,000 reports
+_HELD: dict[str, int] = {}         # lock files this process holds, by path
 LIMIT = 20_000                     # reports answered and not yet committed, at most
 
 
@@ -82,6 +86,7 @@ class ReportJournal:
         self._size = 0                 # bytes written to it
         self._batches: dict[int, list[int]] = {}    # file -> [batches written, committed]
         self._failed = False           # a write failed: logged once, until one succeeds
+        self._lock_fd: int | None = None
 
     # ------------------------------------------------------------------------- replay
 
@@ -89,10 +94,29 @@ class ReportJournal:
         """The files a previous run left, oldest first, each with its reports up to the
         first frame that is cut short or does not check out (logged). Raises OSError when the
         directory cannot be read or made."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock()
         files = sorted(self._files(), key=lambda item: item[0])
         self._next = max(self._next or 0, files[-1][0] + 1 if files else 0)
         return [(path, _read(path)) for _, path in files]
+
+    def _lock(self) -> None:
+        """Hold the channel's lock file for as long as this process runs, so that a second
+        gateway started on the same store by mistake neither replays nor deletes the files
+        of the one running. Raises OSError (BlockingIOError when another process holds it)."""
+        if self._lock_fd is not None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = str((self.directory / f"{self.prefix}lock").resolve())
+        fd = _HELD.get(path)           # this process's already (one gateway a process)
+        if fd is None:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise
+            _HELD[path] = fd
+        self._lock_fd = fd
 
     def replayed(self, path: Path) -> None:
         """The reports of ``path`` (from ``left_behind``) are in the store: delete it."""
@@ -119,20 +143,20 @@ class ReportJournal:
         ``limit`` unsettled reports already, or a new file could not be made (logged once)."""
         if self.unsettled + len(records) > self.limit:
             return None
-        blob = marshal.dumps(records)
-        frame = _FRAME.pack(len(blob), zlib.crc32(blob)) + blob
-        if self._map is None or self._size + len(frame) > len(self._map):
-            self._close_current()
-            try:
+        try:
+            blob = marshal.dumps(records)
+            frame = _FRAME.pack(len(blob), zlib.crc32(blob)) + blob
+            if self._map is None or self._size + len(frame) > len(self._map):
+                self._close_current()
                 self._open_next(len(frame))
-            except OSError as error:
-                if not self._failed:
-                    log.error("report journal %s: %s; reports are answered after their commit "
-                              "until a file can be made", self.directory,
-                              error.strerror or error)
-                self._failed = True
-                return None
-            self._failed = False
+        except Exception as error:  # noqa: BLE001 - OSError above all; never the loop's
+            if not self._failed:
+                log.error("report journal %s: %s; reports are answered after their commit "
+                          "until a file can be made", self.directory,
+                          getattr(error, "strerror", None) or error)
+            self._failed = True
+            return None
+        self._failed = False
         self._map[self._size:self._size + len(frame)] = frame     # in the page cache now
         self._size += len(frame)
         number = self._number
@@ -158,15 +182,15 @@ class ReportJournal:
         """Make the next file, of ``file_bytes`` (or one frame, if larger) of zeros allocated
         on disk now (a full disk is an OSError here, never a SIGBUS on a write to the map),
         and map it. Raises OSError (the file is then removed)."""
+        self._lock()
         if self._next is None:         # never after a file left behind: it is not ours
-            self.directory.mkdir(parents=True, exist_ok=True)
             self._next = max((number + 1 for number, _ in self._files()), default=0)
         number, self._next = self._next, self._next + 1
         path = self._path(number)
         size = max(self.file_bytes, frame_size + _FRAME.size)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            os.posix_fallocate(fd, 0, size)
+            _allocate(fd, size)
             self._map = mmap.mmap(fd, size)
         except OSError:
             os.unlink(path)
@@ -192,13 +216,32 @@ class ReportJournal:
         return self.directory / f"{self.prefix}{number}.journal"
 
 
+def orphans(directory: Path | str, channels) -> list[str]:
+    """The journal files in ``directory`` of no channel in ``channels``: left by a crash
+    before a channel was renamed or removed. Nothing replays them; the daemon says so."""
+    prefixes = tuple(quote(c, safe="") + "." for c in channels)
+    directory = Path(directory)
+    return sorted(p.name for p in directory.glob("*.journal")
+                  if not p.name.startswith(prefixes)) if directory.is_dir() else []
+
+
+def _allocate(fd: int, size: int) -> None:
+    """``size`` bytes of zeros on disk for ``fd`` (where the system has no posix_fallocate,
+    written out). Raises OSError (a full disk)."""
+    if hasattr(os, "posix_fallocate"):
+        os.posix_fallocate(fd, 0, size)
+    else:
+        os.pwrite(fd, bytes(size), 0)
+
+
 def _read(path: Path) -> list[Record]:
     """The reports of a journal file, up to its first frame that is cut short or whose CRC or
     contents do not check out (logged as a warning). Raises OSError when it cannot be read."""
     data = path.read_bytes()
     records: list[Record] = []
     offset = 0
-    while offset < len(data) and data[offset:offset + _FRAME.size] != _END:
+    while offset + _FRAME.size <= len(data) and data[offset:offset + _FRAME.size] != _END \
+            or 0 < len(data) - offset < _FRAME.size and any(data[offset:]):
         batch = _frame_at(data, offset)
         if batch is None:
             log.warning("report journal %s: %d byte(s) at offset %d are not a whole batch "

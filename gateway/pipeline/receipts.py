@@ -55,6 +55,7 @@ class ReceiptHandler:
         self._part_ids: dict[tuple, int] = {}
         self._assembling: set[int] = set()     # parts of messages being stored
         self._expiry: asyncio.Task | None = None
+        self._closed = False
 
     async def replay(self) -> int:
         """Store the reports a previous run journalled and may not have committed (before the
@@ -94,6 +95,7 @@ class ReceiptHandler:
             self._expire_loop(), name=f"mo-expiry-{self.channel}")
 
     async def close(self) -> None:
+        self._closed = True                # batches still failing stay in the journal
         if self.journal is not None:
             self.journal.close()
         if self._expiry is not None:
@@ -121,22 +123,35 @@ class ReceiptHandler:
 
     def _store_reports(self) -> None:
         reports, self._reports = self._reports, []
-        receipts = [receipt for _, _, receipt in reports]
         journalled = None if self.journal is None else self.journal.write(
             [(r.connection, r.deliver_msg_id, r.msg_id, r.classification.stat, r.submit_time,
               r.done_time, r.dest_terminal_id, r.smsc_sequence, r.received_at)
-             for r in receipts])
+             for _, _, r in reports])
         if journalled is not None:                 # durable now: answered before the commit
             _acknowledge(reports)
-        future = self.store.record_receipts(receipts)
-        future.add_done_callback(lambda f: self._reports_stored(f, reports, journalled))
+        self._store(reports, journalled, 1.0)
 
-    def _reports_stored(self, future, reports: list[tuple], journalled: int | None) -> None:
+    def _store(self, reports: list[tuple], journalled: int | None, wait: float) -> None:
+        """Hand the reports to the store; a journalled batch it fails is tried again after
+        ``wait`` seconds (doubling to a minute), as the ISMG would resend one not answered."""
+        try:
+            future = self.store.record_receipts([receipt for _, _, receipt in reports])
+        except Exception as error:  # noqa: BLE001 - a closed store: as a failed commit
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(error)
+        future.add_done_callback(lambda f: self._reports_stored(f, reports, journalled, wait))
+
+    def _reports_stored(self, future, reports: list[tuple], journalled: int | None,
+                        wait: float = 1.0) -> None:
         if future.cancelled() or future.exception() is not None:
             log.error("%s: %d receipt(s) not stored (%s); %s", self.channel, len(reports),
                       future.exception() if not future.cancelled() else "cancelled",
                       "the ISMG will send them again" if journalled is None else
-                      "kept in the report journal, to be stored at the next start")
+                      f"kept in the report journal, tried again in {wait:g} s")
+            if journalled is not None and not self._closed:
+                asyncio.get_running_loop().call_later(
+                    wait, lambda: self._closed or self._store(reports, journalled,
+                                                              min(wait * 2, 60.0)))
             return
         if journalled is None:
             _acknowledge(reports)                  # DELIVER_RESPs out at once

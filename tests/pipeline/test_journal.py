@@ -32,7 +32,7 @@ def record(n: int, stat: str = "DELIVRD") -> tuple:
 
 
 def files(directory) -> list[str]:
-    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+    return sorted(p.name for p in directory.glob("*.journal")) if directory.exists() else []
 
 
 # ----------------------------------------------------------------------------- the journal
@@ -138,6 +138,15 @@ def test_a_new_journal_never_writes_into_a_file_left_behind(tmp_path):
     assert number == 1 and files(tmp_path) == ["cmcc%2Fgd.0.journal"]
     (_, records), = ReportJournal(tmp_path, CHANNEL).left_behind()
     assert records == [Record(*record(1))]
+
+
+def test_files_of_channels_no_longer_configured_are_found(tmp_path):
+    from gateway.pipeline.journal import orphans
+    ReportJournal(tmp_path, "gone").write([record(1)])
+    ReportJournal(tmp_path, CHANNEL).write([record(2)])
+    assert orphans(tmp_path, [CHANNEL]) == ["gone.0.journal"]
+    assert orphans(tmp_path, [CHANNEL, "gone"]) == []
+    assert orphans(tmp_path / "absent", [CHANNEL]) == []
 
 
 def test_channels_keep_their_own_files(tmp_path):
@@ -318,6 +327,76 @@ def test_reports_replayed_that_were_already_stored_are_counted_as_duplicates(tmp
         finally:
             await store.close()
     run(scenario)
+
+
+class FailingOnceStore:
+    """Fails its first commit, as a store that cannot write for a moment."""
+
+    def __init__(self, store) -> None:
+        self.store, self.calls = store, 0
+
+    def record_receipts(self, receipts):
+        self.calls += 1
+        if self.calls == 1:
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(OSError(5, "Input/output error"))
+            return future
+        return self.store.record_receipts(receipts)
+
+
+def test_a_journalled_batch_the_store_fails_is_kept_and_stored_again(tmp_path, monkeypatch):
+    directory = tmp_path / "s.sqlite.reports"
+
+    async def scenario():
+        store = SqliteStore(str(tmp_path / "s.sqlite"))
+        await store.open()
+        try:
+            flaky, conn = FailingOnceStore(store), Conn("c1")
+            h = handler(flaky, ReportJournal(directory, CHANNEL, file_bytes=100))
+            h.on_deliver(conn, report_event(1))
+            await asyncio.sleep(0)
+            assert [d.sequence_id for d in conn.answered] == [1]      # before the commit
+            h.on_deliver(conn, report_event(2))          # the next batch: a file of its own
+            await asyncio.wait_for(_until(lambda: flaky.calls >= 2), 5)
+            assert files(directory)[0] == "cmcc%2Fgd.0.journal"       # the failed one stays
+            await asyncio.wait_for(_until(lambda: h.journal.unsettled == 0), 5)   # 1 s later
+            assert flaky.calls == 3
+            assert len(await store.query("SELECT id FROM receipts")) == 2
+            await h.close()
+            assert files(directory) == []
+        finally:
+            await store.close()
+    run(scenario)
+
+
+def test_a_closed_file_with_a_batch_not_committed_stays(tmp_path):
+    journal = ReportJournal(tmp_path, CHANNEL, file_bytes=400)
+    a, b = journal.write([record(1)]), journal.write([record(2)])
+    c = journal.write([record(n) for n in range(3, 9)])        # does not fit: file 1
+    assert a == b == 0 and c == 1
+    journal.committed(b, 1)
+    assert files(tmp_path)[0] == "cmcc%2Fgd.0.journal"          # closed, a not committed
+    journal.committed(a, 1)
+    assert files(tmp_path) == ["cmcc%2Fgd.1.journal"]
+
+
+def test_replay_reads_every_file_left_behind_in_order(tmp_path):
+    journal = ReportJournal(tmp_path, CHANNEL, file_bytes=100)
+    batches = [[record(n), record(n + 10)] for n in range(4)]
+    assert [journal.write(b) for b in batches] == [0, 1, 2, 3]
+    left = ReportJournal(tmp_path, CHANNEL).left_behind()
+    assert [records for _, records in left] == [[Record(*r) for r in b] for b in batches]
+
+
+def test_a_file_filled_to_within_a_header_of_its_end_replays_without_a_warning(tmp_path,
+                                                                             caplog):
+    path = tmp_path / "cmcc%2Fgd.0.journal"
+    ReportJournal(tmp_path, CHANNEL).write([record(1)])
+    end = frames_end(path.read_bytes())
+    path.write_bytes(path.read_bytes()[:end + 5])                # 5 zeros after the frame
+    with caplog.at_level(logging.WARNING, logger="cmpp_gateway.receipts"):
+        (_, records), = ReportJournal(tmp_path, CHANNEL).left_behind()
+    assert records == [Record(*record(1))] and caplog.text == ""
 
 
 class FullStore:
