@@ -38,8 +38,8 @@ from gateway.pipeline import (
     SlotKeeper,
     Sweeper,
     mo_subscribers,
+    orphans,
 )
-from gateway.pipeline.journal import orphans
 from gateway.status import provider_tables
 from gateway.store import (
     Accepted,

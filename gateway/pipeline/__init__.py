@@ -13,15 +13,15 @@ growing without end: the report timeout, unmatched reports, retention, idempoten
 on one store.
 
 Offers: ChannelDispatcher, ReceiptHandler, ReportJournal, CallbackSender, SlotKeeper, Sweeper,
-mo_subscribers, sign, verify.
+mo_subscribers, orphans (journal files of unconfigured channels), sign, verify.
 """
 
 from .callbacks import CallbackSender, mo_subscribers, sign, verify
 from .dispatcher import ChannelDispatcher
-from .journal import ReportJournal
+from .journal import ReportJournal, orphans
 from .receipts import ReceiptHandler
 from .slots import SlotKeeper
 from .sweeper import Sweeper
 
 __all__ = ["CallbackSender", "ChannelDispatcher", "ReceiptHandler", "ReportJournal", "SlotKeeper", "Sweeper",
-           "mo_subscribers", "sign", "verify"]
+           "mo_subscribers", "orphans", "sign", "verify"]
