@@ -20,7 +20,8 @@ error, not as a fault on a write to the map, on file systems that allocate for
 ``posix_fallocate``: ext4, XFS, tmpfs; on btrfs or ZFS a full disk can still stop the process
 at a write, before the batch is answered), filled with frames, one a batch: 4 bytes of
 length and 4 of CRC-32 (big-endian), then the batch as ``marshal`` data (a list of tuples of
-str, int and float, the fields of ``Record``); zeros after the last. A frame cut short by a
+str, int and float, the fields of ``Record``; never empty, so a frame's header is never all
+zeros); zeros after the last. A frame cut short by a
 crash, or one that does not check out, ends the file's replay: its reports were never
 answered, so the ISMG sends them again. The file being written when the process died is
 stored whole, its committed reports too: at most a file's worth of reports (about 20,000,
@@ -29,7 +30,8 @@ which the store recognises and counts.
 
 Bounded: at most ``limit`` reports answered and not yet committed; beyond that (a store falling
 behind, or failing), reports wait for their commit as without a journal. A batch the store
-could not store stays in its file until the next start.
+could not store stays in its file while the receipt handler tries it again, and is stored at
+the next start if the process ends first.
 """
 
 from __future__ import annotations
@@ -48,7 +50,6 @@ from urllib.parse import quote
 log = logging.getLogger("cmpp_gateway.receipts")
 
 _FRAME = struct.Struct(">II")      # length, CRC-32 of the marshal data
-_END = bytes(_FRAME.size)          # after the last frame: the file's zeros
 FILE_BYTES = 1 << 20               # a file: about 20,000 reports
 _HELD: dict[str, int] = {}         # lock files this process holds, by path
 LIMIT = 20_000                     # reports answered and not yet committed, at most
@@ -120,11 +121,7 @@ class ReportJournal:
 
     def replayed(self, path: Path) -> None:
         """The reports of ``path`` (from ``left_behind``) are in the store: delete it."""
-        try:
-            path.unlink()
-        except OSError as error:
-            log.warning("report journal: cannot delete %s (%s); its reports are stored again, "
-                        "as duplicates, at the next start", path, error.strerror)
+        _delete(path)
 
     def _files(self):
         for path in self.directory.iterdir():
@@ -180,8 +177,9 @@ class ReportJournal:
 
     def _open_next(self, frame_size: int) -> None:
         """Make the next file, of ``file_bytes`` (or one frame, if larger) of zeros allocated
-        on disk now (a full disk is an OSError here, never a SIGBUS on a write to the map),
-        and map it. Raises OSError (the file is then removed)."""
+        on disk now (a full disk is an OSError here rather than a fault on a write to the map,
+        where the file system allocates: see the module's doc), and map it. Raises OSError
+        (the file is then removed)."""
         self._lock()
         if self._next is None:         # never after a file left behind: it is not ours
             self._next = max((number + 1 for number, _ in self._files()), default=0)
@@ -210,7 +208,7 @@ class ReportJournal:
 
     def _remove(self, number: int) -> None:
         self._batches.pop(number, None)
-        self.replayed(self._path(number))
+        _delete(self._path(number))
 
     def _path(self, number: int) -> Path:
         return self.directory / f"{self.prefix}{number}.journal"
@@ -223,6 +221,16 @@ def orphans(directory: Path | str, channels) -> list[str]:
     directory = Path(directory)
     return sorted(p.name for p in directory.glob("*.journal")
                   if not p.name.startswith(prefixes)) if directory.is_dir() else []
+
+
+def _delete(path: Path) -> None:
+    """Delete a file whose reports are all stored; a failure is logged (the file is then
+    stored again, as duplicates, at the next start)."""
+    try:
+        path.unlink()
+    except OSError as error:
+        log.warning("report journal: cannot delete %s (%s); its reports are stored again, "
+                    "as duplicates, at the next start", path, error.strerror)
 
 
 def _allocate(fd: int, size: int) -> None:
@@ -240,8 +248,7 @@ def _read(path: Path) -> list[Record]:
     data = path.read_bytes()
     records: list[Record] = []
     offset = 0
-    while offset + _FRAME.size <= len(data) and data[offset:offset + _FRAME.size] != _END \
-            or 0 < len(data) - offset < _FRAME.size and any(data[offset:]):
+    while offset < len(data) and any(data[offset:offset + _FRAME.size]):   # zeros: the end
         batch = _frame_at(data, offset)
         if batch is None:
             log.warning("report journal %s: %d byte(s) at offset %d are not a whole batch "

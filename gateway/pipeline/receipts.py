@@ -1,14 +1,14 @@
 """Status reports and MO messages, from whichever connection of a channel they arrive on.
 
 Every DELIVER is acknowledged (DELIVER_RESP) only once what it carried is durable: a status
-report once it is in the channel's report journal (``journal``: an SQLite store's file, one
-write a loop iteration) or, without one, once the store has committed it; an MO part once it is
-committed. If the gateway dies before that, the ISMG sends the DELIVER again and the store
-recognises the duplicate; reports journalled and not yet committed are stored at the next
-start (``replay``). A report is matched by its inner Msg_Id, whatever connection carried
-it and whether or not its SUBMIT_RESP has been recorded yet (the store holds it until then).
-MO parts are stored as they come and reassembled across connections; a long MO still
-incomplete after the reassembly timeout is delivered with the parts that came, not dropped.
+report once it is in the channel's report journal (``journal``: an SQLite store's mapped file,
+one copy a loop iteration) or, without one, once the store has committed it; an MO part once it
+is committed. If the gateway dies before that, the ISMG sends the DELIVER again and the store
+recognises the duplicate; reports journalled and not yet committed are stored at the next start
+(``replay``). A report is matched by its inner Msg_Id, whatever connection carried it and
+whether or not its SUBMIT_RESP has been recorded yet (the store holds it until then). MO parts
+are stored as they come and reassembled across connections; a long MO still incomplete after the
+reassembly timeout is delivered with the parts that came, not dropped.
 With several gateways on one store, the parts of a long MO may reach different gateways: after
 storing a part, a gateway reads the parts from the same sender that no message holds yet,
 whichever gateway stored them, and reassembles with them too. The gateway whose part was stored
@@ -142,7 +142,7 @@ class ReceiptHandler:
         future.add_done_callback(lambda f: self._reports_stored(f, reports, journalled, wait))
 
     def _reports_stored(self, future, reports: list[tuple], journalled: int | None,
-                        wait: float = 1.0) -> None:
+                        wait: float) -> None:
         if future.cancelled() or future.exception() is not None:
             log.error("%s: %d receipt(s) not stored (%s); %s", self.channel, len(reports),
                       future.exception() if not future.cancelled() else "cancelled",

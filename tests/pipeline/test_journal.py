@@ -9,6 +9,7 @@ store. The daemon under SIGKILL, with the journal in use, is tests/pipeline/test
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 
@@ -20,7 +21,7 @@ from gateway.ops import Metrics
 from gateway.pipeline import ReceiptHandler, ReportJournal
 from gateway.pipeline.journal import Record
 from gateway.status import provider_tables
-from gateway.store import SqliteStore, create_store
+from gateway.store import SqliteStore
 from tests.aio import run
 
 CHANNEL = "cmcc/gd"          # not a file name as it is: the journal quotes it
@@ -243,9 +244,7 @@ def test_a_journalled_report_is_answered_before_its_commit_and_stored_after_a_cr
         assert [d.sequence_id for d in conn.answered] == [0, 1, 2]
         assert len(held.futures) == 1 and not held.futures[0].done()
         # The process dies here. The next run stores them before its pool connects.
-        store = SqliteStore(str(tmp_path / "s.sqlite"))
-        await store.open()
-        try:
+        async with opened_store(tmp_path) as store:
             second = handler(store, ReportJournal(directory, CHANNEL))
             assert await second.replay() == 3
             rows = await store.query("SELECT deliver_msg_id, msg_id, stat, connection, "
@@ -262,8 +261,6 @@ def test_a_journalled_report_is_answered_before_its_commit_and_stored_after_a_cr
             assert len(await store.query("SELECT id FROM receipts")) == 3
             await third.close()
             assert files(directory) == []
-        finally:
-            await store.close()
     run(scenario)
 
 
@@ -274,15 +271,11 @@ def test_without_a_journal_a_report_is_answered_only_after_its_commit(tmp_path):
         h.on_deliver(conn, report_event(1))
         await asyncio.sleep(0.01)
         assert conn.answered == [] and len(held.futures) == 1
-        store = create_store(str(tmp_path / "s.sqlite"))
-        await store.open()
-        try:
+        async with opened_store(tmp_path) as store:
             h.store = store
             h.on_deliver(conn, report_event(2))
             await asyncio.wait_for(_until(lambda: conn.answered), 5)
             assert [d.sequence_id for d in conn.answered] == [2]
-        finally:
-            await store.close()
     run(scenario)
 
 
@@ -306,9 +299,7 @@ def test_reports_replayed_that_were_already_stored_are_counted_as_duplicates(tmp
     directory = tmp_path / "s.sqlite.reports"
 
     async def scenario():
-        store = SqliteStore(str(tmp_path / "s.sqlite"))
-        await store.open()
-        try:
+        async with opened_store(tmp_path) as store:
             registry = CollectorRegistry()
             metrics = Metrics(registry)
             h = handler(store, ReportJournal(directory, CHANNEL), metrics)
@@ -324,8 +315,6 @@ def test_reports_replayed_that_were_already_stored_are_counted_as_duplicates(tmp
                                              {"channel": CHANNEL}) == 4
             assert len(await store.query("SELECT id FROM receipts")) == 4
             assert files(directory) == []
-        finally:
-            await store.close()
     run(scenario)
 
 
@@ -344,13 +333,11 @@ class FailingOnceStore:
         return self.store.record_receipts(receipts)
 
 
-def test_a_journalled_batch_the_store_fails_is_kept_and_stored_again(tmp_path, monkeypatch):
+def test_a_journalled_batch_the_store_fails_is_kept_and_stored_again(tmp_path):
     directory = tmp_path / "s.sqlite.reports"
 
     async def scenario():
-        store = SqliteStore(str(tmp_path / "s.sqlite"))
-        await store.open()
-        try:
+        async with opened_store(tmp_path) as store:
             flaky, conn = FailingOnceStore(store), Conn("c1")
             h = handler(flaky, ReportJournal(directory, CHANNEL, file_bytes=100))
             h.on_deliver(conn, report_event(1))
@@ -364,8 +351,6 @@ def test_a_journalled_batch_the_store_fails_is_kept_and_stored_again(tmp_path, m
             assert len(await store.query("SELECT id FROM receipts")) == 2
             await h.close()
             assert files(directory) == []
-        finally:
-            await store.close()
     run(scenario)
 
 
@@ -416,6 +401,16 @@ def test_a_replay_the_store_cannot_take_is_kept_and_the_start_goes_on(tmp_path, 
         # New reports go to a file of their own, never into the one kept.
         assert h.journal.write([record(3)]) == 1
     run(scenario)
+
+
+@contextlib.asynccontextmanager
+async def opened_store(tmp_path):
+    store = SqliteStore(str(tmp_path / "s.sqlite"))
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 async def _until(condition) -> None:
