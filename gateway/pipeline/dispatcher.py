@@ -105,6 +105,7 @@ class ChannelDispatcher(Fetcher):
         self._timers: set[asyncio.TimerHandle] = set()   # urgent messages due again
         self._rewind: int | None = None              # read the urgent from after this id
         self._release: list[int] = []                # claims to hand back
+        self._claims_in_doubt = False                # a failed read may have claimed some
         self._room = asyncio.Event()                 # the fetcher may add to _ready
         self._in_flight: set[int] = set()            # fetched, outcome not yet committed
         self._unsettled = 0                          # segments sent, outcome not committed
@@ -160,13 +161,13 @@ class ChannelDispatcher(Fetcher):
         in the store; a submit cut off by the timeout may be sent again after a restart."""
         await self._stop_fetching()
         self.let_go()
-        if self._release:
+        if self._release or self._claims_in_doubt:
             try:
-                await self.store.release_claims(self._release)
+                await self._release_claims(self._release, self._claims_in_doubt)
             except Exception as error:  # noqa: BLE001 - they are taken over once this one is gone
-                log.warning("%s: could not hand back %d message(s): %s", self.channel.name,
-                            len(self._release), error)
-            self._release = []
+                log.warning("%s: could not hand back the messages not sent: %s",
+                            self.channel.name, error)
+            self._release, self._claims_in_doubt = [], False
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         while self._in_flight and loop.time() < end:

@@ -25,9 +25,11 @@ unrecorded part sent: under ``on_connection_lost = "report"`` that part ends ``u
 (temporary) and the message goes on with its next part, so nothing is sent twice; under
 "resend" it is sent again. Messages fetched and not sent are handed back (``let_go``) when the
 gateway holds no slot any more or drains, and forgotten (``forget``) when the others took it
-for dead. A store that cannot answer a read (``StoreUnavailable``) is asked again after
-``poll`` seconds (an urgent read still owed); claims it could not hand back are tried again at
-the next read.
+for dead. A read that fails (the store cannot answer: ``StoreUnavailable``) is made again after
+``poll`` seconds (an urgent read still owed). It may have claimed messages all the same, when
+the database took its COMMIT and the answer was lost: no gateway could take those, this one
+included, so before its next read it hands back every message it claims and does not hold.
+Claims it could not hand back are tried again at the next read.
 """
 
 from __future__ import annotations
@@ -97,10 +99,10 @@ class Fetcher:
 
     async def _fetch(self) -> None:
         while True:
-            if self._release:
+            if self._release or self._claims_in_doubt:
                 await self._hand_back()
             urgent_only = await self._until_room()
-            if self._release:                     # let go meanwhile: hand them back first
+            if self._release or self._claims_in_doubt:    # meanwhile: hand them back first
                 continue
             if self.pool.shared and not self.pool.granted:
                 self._wakeup.clear()
@@ -113,8 +115,8 @@ class Fetcher:
             try:
                 rows = await self.store.fetch_pending(self.channel.name, after,
                                                       self._page(urgent_only), self.clock())
-            except StoreUnavailable:       # the store says why, and finds out when it can
-                self._urgent = self._urgent or urgent_only    # the urgent read is still owed
+            except Exception as error:  # noqa: BLE001 - the fetcher outlives any failure
+                self._fetch_failed(error, urgent_only)
                 await asyncio.sleep(self.poll)
                 continue
             for row in rows:                      # by priority, then id: each its last
@@ -131,6 +133,17 @@ class Fetcher:
             if self.pool.shared:
                 self._trim()
             self._pump()
+
+    def _fetch_failed(self, error: Exception, urgent_only: bool) -> None:
+        """A read that failed is made again after ``poll`` seconds (an urgent one still owed).
+        It may have claimed messages all the same (its COMMIT taken, the answer lost): a
+        shared pool's hands back, before its next read, all it claims and does not hold."""
+        if not isinstance(error, StoreUnavailable):   # that one the store says itself
+            log.error("%s: could not read the messages to send (%s: %s); trying again in %g s",
+                      self.channel.name, type(error).__name__, error, self.poll)
+        self._urgent = self._urgent or urgent_only
+        if self.pool.shared:
+            self._claims_in_doubt = True
 
     async def _until_room(self) -> bool:
         """Wait until there is something to read and room for it. True: read the urgent
@@ -186,14 +199,25 @@ class Fetcher:
             pass
 
     async def _hand_back(self) -> None:
+        """Hand back the claims let go, or after a failed read all claims not held."""
         ids, self._release = self._release, []
+        in_doubt, self._claims_in_doubt = self._claims_in_doubt, False
         try:
-            await self.store.release_claims(ids)
+            await self._release_claims(ids, in_doubt)
         except Exception as error:  # noqa: BLE001 - tried again at the next fetch
-            log.warning("%s: could not hand back %d message(s) yet: %s", self.channel.name,
-                        len(ids), error)
+            log.warning("%s: could not hand back %s yet: %s", self.channel.name,
+                        "the messages claimed and not held" if in_doubt else
+                        f"{len(ids)} message(s)", error)
             self._release.extend(ids)
+            self._claims_in_doubt = self._claims_in_doubt or in_doubt
             await asyncio.sleep(self.poll)
+
+    async def _release_claims(self, ids: list[int], in_doubt: bool) -> None:
+        """Hand back the claims on ``ids``; ``in_doubt``: on all this gateway does not hold."""
+        if in_doubt:
+            await self.store.release_claims_not_held(self.channel.name, list(self._in_flight))
+        else:
+            await self.store.release_claims(ids)
 
     def _prepare(self, row: PendingMessage) -> None:
         try:

@@ -101,6 +101,12 @@ class Store(abc.ABC):
         connection of their channel now): a store shared by several gateways lets any of them
         claim them again. A store of one gateway claims nothing, and does nothing here."""
 
+    async def release_claims_not_held(self, channel: str, held: list[int]) -> None:
+        """Hand back every message of ``channel`` this gateway claims but does not hold
+        (``held``: the ids it holds). A fetch that failed may have claimed messages whose
+        ids never reached this gateway: the database took the COMMIT and its answer was lost.
+        A store of one gateway claims nothing, and does nothing here."""
+
     @abc.abstractmethod
     async def record_submits(self, results: list[SegmentResult],
                              provider: str) -> list[DeliveryStatus | None]:

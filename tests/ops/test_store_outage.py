@@ -136,12 +136,24 @@ def test_a_restart_and_20_s_without_the_database_lose_nothing_acknowledged(
             assert {answer for answer in traffic.answers if answer[0] != 200} == {(500, 50019)}
             acknowledged = traffic.acknowledged()
             assert len(set(acknowledged)) == len(acknowledged)
-            await eventually_async(lambda: finals(gateway, acknowledged), len(acknowledged),
-                                   timeout=120)
+            try:
+                await eventually_async(lambda: finals(gateway, acknowledged), len(acknowledged),
+                                       timeout=120)
+            except AssertionError as error:
+                left = await unfinished(gateway, acknowledged)
+                raise AssertionError(f"{error}; not final: {left}") from None
     try:
         run(scenario, timeout=400)
     finally:
         server.remove()
+
+
+async def unfinished(gateway: Gateway, ids: list[int]) -> list[tuple]:
+    """The acknowledged messages not final yet, with what the store knows of them."""
+    return await gateway.store.query(
+        "SELECT id, status, claim, msg_id, attempts, sends, result, connection, submitted_at, "
+        "next_attempt_at, created_at FROM messages WHERE id = ANY(?::bigint[]) "
+        "AND NOT status = ANY(?::text[]) ORDER BY id", (ids, FINAL))
 
 
 async def eventually_async(read, expected, timeout: float) -> None:

@@ -357,3 +357,49 @@ def test_with_a_shared_pool_an_urgent_read_over_a_seconds_share_hands_back_the_l
             await dispatcher.close()
             await store.close()
     run(scenario)
+
+
+class WaitingSharedPool(FullSharedPool):
+    """FullSharedPool with no TPS: it holds ``max_unsettled`` messages ready."""
+
+    rate = None
+
+
+def test_claims_made_by_a_fetch_whose_answer_was_lost_are_handed_back_and_read_again(
+        store_settings, tmp_path):
+    """A fetch can fail after its claims were committed: the database took the COMMIT and
+    stopped answering before its answer came. The messages are then this gateway's, and no
+    other gateway may take them, but it never saw them. It hands back every message it claims
+    and does not hold, reads them again, and they are not taken over from anyone."""
+    async def scenario():
+        store = create_store(url)
+        await store.open()
+        session = store.cluster_session()
+        await store.join_cluster(session, ["cmcc"])
+        fetch, lost = store.fetch_pending, []
+
+        async def answer_lost(*args):
+            rows = await fetch(*args)
+            if rows and not lost:
+                lost.extend(row.id for row in rows)
+                raise StoreUnavailable("the database stopped answering")
+            return rows
+        store.fetch_pending = answer_lost
+        dispatcher = ChannelDispatcher(channel_config(1, connections=1), WaitingSharedPool(),
+                                       store, Metrics().channel("cmcc", CODES), poll=0.02)
+        try:
+            ids = [a.id for a in await store.accept(
+                [NewMessage("app1", "cmcc", "13800138000", f"m{i}") for i in range(5)],
+                now=time.time())]
+            dispatcher.start()
+            await eventually(lambda: dispatcher.in_flight == 5)
+            assert sorted(lost) == ids                   # the lost fetch had claimed them all
+            held = [work.row for ready in dispatcher._ready for work in ready]
+            assert sorted(row.id for row in held) == ids
+            assert not any(row.taken_over for row in held)
+        finally:
+            await dispatcher.close()
+            session.drop()
+            await store.close()
+    with store_settings("postgresql", tmp_path) as url:
+        run(scenario)

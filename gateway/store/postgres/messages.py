@@ -163,6 +163,16 @@ async def release_claims(state: State, message_ids: list[int]) -> None:
                                "AND claim = $2", message_ids, state.instance)
 
 
+async def release_claims_not_held(state: State, channel: str, held: list[int]) -> None:
+    """Every message of ``channel`` this gateway claims and does not hold: any gateway may
+    claim them again. Reads the channel's accepted messages (the index messages_pending): a
+    step after a failed fetch, not one of the hot path."""
+    if state.instance is not None:
+        await state.db.execute("UPDATE messages SET claim = NULL WHERE channel = $1 "
+                               "AND status = 'accepted' AND claim = $2 "
+                               "AND NOT id = ANY($3::bigint[])", channel, state.instance, held)
+
+
 async def defer(state: State, message_id: int, until: float) -> None:
     """Try this message again no earlier than ``until`` (whichever gateway claims it then)."""
     await state.db.execute("UPDATE messages SET next_attempt_at = $1, attempts = attempts + 1, "

@@ -82,6 +82,9 @@ class PostgresStore(Engine, QueuedStore):
     def release_claims(self, message_ids: list[int]) -> asyncio.Future:
         return self._submit(sql.release_claims, message_ids, lane=PIPELINE)
 
+    def release_claims_not_held(self, channel: str, held: list[int]) -> asyncio.Future:
+        return self._submit(sql.release_claims_not_held, channel, held, lane=PIPELINE)
+
     def loose_mo_parts(self, channel: str, src_terminal_id: str) -> asyncio.Future:
         return self._submit(receipts_sql.loose_mo_parts, channel, src_terminal_id)
 
