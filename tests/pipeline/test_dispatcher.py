@@ -403,3 +403,33 @@ def test_claims_made_by_a_fetch_whose_answer_was_lost_are_handed_back_and_read_a
             await store.close()
     with store_settings("postgresql", tmp_path) as url:
         run(scenario)
+
+
+def test_a_read_that_fails_unexpectedly_is_logged_and_made_again(store_setting, caplog):
+    """Not only StoreUnavailable: any error of a read leaves the fetcher running, says so,
+    and the next read finds the messages."""
+    async def scenario():
+        store = create_store(store_setting)
+        await store.open()
+        fetch, failures = store.fetch_pending, []
+
+        async def fails_once(*args):
+            if not failures:
+                failures.append(1)
+                raise RuntimeError("a bug in the store")
+            return await fetch(*args)
+        store.fetch_pending = fails_once
+        dispatcher = ChannelDispatcher(channel_config(1, connections=1), WaitingSharedPool(),
+                                       store, Metrics().channel("cmcc", CODES), poll=0.02)
+        try:
+            await store.accept([NewMessage("app1", "cmcc", "13800138000", f"m{i}")
+                                for i in range(3)], now=time.time())
+            dispatcher.start()
+            await eventually(lambda: dispatcher.in_flight == 3)
+            assert failures == [1]
+            assert "could not read the messages to send (RuntimeError: a bug in the store)" \
+                in caplog.text
+        finally:
+            await dispatcher.close()
+            await store.close()
+    run(scenario)
