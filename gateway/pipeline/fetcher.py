@@ -136,14 +136,14 @@ class Fetcher:
 
     def _fetch_failed(self, error: Exception, urgent_only: bool) -> None:
         """A read that failed is made again after ``poll`` seconds (an urgent one still owed).
-        It may have claimed messages all the same (its COMMIT taken, the answer lost): a
-        shared pool's hands back, before its next read, all it claims and does not hold."""
+        It may have claimed messages all the same (its COMMIT taken, the answer lost): before
+        the next read, all this gateway claims and does not hold is handed back (a store that
+        claims nothing does nothing then)."""
         if not isinstance(error, StoreUnavailable):   # that one the store says itself
             log.error("%s: could not read the messages to send (%s: %s); trying again in %g s",
                       self.channel.name, type(error).__name__, error, self.poll)
         self._urgent = self._urgent or urgent_only
-        if self.pool.shared:
-            self._claims_in_doubt = True
+        self._claims_in_doubt = True
 
     async def _until_room(self) -> bool:
         """Wait until there is something to read and room for it. True: read the urgent
