@@ -2,7 +2,7 @@
 
     python -m gateway.bench.http [--seconds 10] [--connections 64] [--batch-size 1000]
                                       [--rounds 3] [--phases singles,batches] [--profile DIR]
-                                      [--baseline DIR]
+                                      [--baseline DIR] [--store sqlite|postgresql]
 
 Three processes. The ISMG simulator runs in one (``session.ServerProcess``: it answers every
 SUBMIT and sends a DELIVRD report at once); the gateway runs in a second (the daemon with its
@@ -52,6 +52,12 @@ for both, unless ``--baseline-simulator``: then each checkout's own) and store; 
 runs each phase on both, one after the other, the first of them alternating from round to
 round; the summary gives both medians and the ratios of this checkout's to the baseline's.
 Rates from different runs on a shared machine are hard to compare; these ratios are not.
+
+``--store postgresql``: each gateway's store is a database of its own on a PostgreSQL server
+the bench starts on this machine (``gateway.bench.postgres``, fsync and synchronous_commit on,
+as ``gateway.bench.pipeline`` runs it), read through the same queries; the server's CPU over
+each phase, per message accepted, is printed beside the simulator's (the phases take turns, so
+it is the phase's own).
 Profiles are then named DIR/<this|baseline>-<phase>-<round>.txt.
 
 The gateway's configuration, the program that runs it and the reader of its store are in
@@ -76,7 +82,8 @@ from pathlib import Path
 
 import aiohttp
 
-from .http_gateway import CONFIG, GatewayProcess, StoreReader, until_final
+from .http_gateway import CONFIG, GatewayProcess, PostgresReader, StoreReader, until_final
+from .pipeline import Backends
 from .session import ACCOUNT, HOST, SECRET, ServerProcess
 from .sim import SimulatorProcess
 
@@ -202,17 +209,21 @@ class Target:
     ("this") or --baseline's ("baseline")."""
 
     def __init__(self, name: str, directory: Path, root: Path | None,
-                 own_simulator: bool = False) -> None:
+                 own_simulator: bool = False, backends: Backends | None = None) -> None:
+        """``backends``: its store is a new database on their PostgreSQL server (None: an
+        SQLite file in ``directory``)."""
         self.name, self.simulator, self.gateway, self.store = name, None, None, None
-        store_path = directory / f"{name}.sqlite"
+        setting = str(directory / f"{name}.sqlite") if backends is None \
+            else backends.fresh("postgresql")
+        self.database = None if backends is None else backends.postgres
         self.simulator = SimulatorProcess(name, root) if own_simulator \
             else ServerProcess("simulator")
         try:
             self.gateway = GatewayProcess(CONFIG.format(
-                store=store_path, host=HOST, port=self.simulator.port, account=ACCOUNT,
+                store=setting, host=HOST, port=self.simulator.port, account=ACCOUNT,
                 secret=SECRET, app_key=APP_KEY, master_secret=MASTER_SECRET),
                 directory / f"{name}.toml", root)
-            self.store = StoreReader(str(store_path))
+            self.store = StoreReader(setting) if backends is None else PostgresReader(setting)
         except BaseException:
             self.close()
             raise
@@ -253,10 +264,11 @@ async def run_phase(args, http: aiohttp.ClientSession, target: Target, name: str
     path, make_body, accepted_of = PHASES[name]
     size = args.batch_size if name == "batches" else 1
     store, processes = target.store, {"gateway": target.gateway, "simulator": target.simulator}
+    if target.database is not None:
+        processes["database"] = target.database
     after_id, after_receipt = store.last_id(), store.last_receipt_id()
     label = f"{target.name}-{name}-{number}"
-    cpu_before = target.gateway.cpu_seconds()
-    simulator_before = target.simulator.cpu_seconds()
+    cpu_before = {process: p.cpu_seconds() for process, p in processes.items()}
     spy = _start_profile(args, target.gateway, label)
     result = await load(http, f"http://{HOST}:{target.gateway.port}{path}", make_body,
                         accepted_of, numbers, size, args.connections, args.seconds, processes)
@@ -264,7 +276,7 @@ async def run_phase(args, http: aiohttp.ClientSession, target: Target, name: str
     spy = _start_profile(args, target.gateway, f"{label}-drain")
     final = await until_final(store, after_id, result["accepted"], DRAIN_LIMIT)
     _stop_profile(spy)
-    cpu_after, simulator_after = target.gateway.cpu_seconds(), target.simulator.cpu_seconds()
+    cpu_after = {process: p.cpu_seconds() for process, p in processes.items()}
     result.update(final)
     result.update(stage_rates(store.stages(after_id, after_receipt, result["load_end"]),
                               result["first_request"], result["load_end"]))
@@ -272,11 +284,10 @@ async def run_phase(args, http: aiohttp.ClientSession, target: Target, name: str
         span = final["last_delivered"] - result["first_request"]
         result["end_to_end"] = final["delivered"] / span
         result["drain"] = final["last_delivered"] - result["load_end"]
-    if cpu_before is not None and cpu_after is not None and result["accepted"]:
-        result["gateway_total_us"] = (cpu_after - cpu_before) / result["accepted"] * 1e6
-    if simulator_before is not None and simulator_after is not None and result["accepted"]:
-        result["simulator_total_us"] = (simulator_after - simulator_before) / result["accepted"] \
-            * 1e6
+    for process in processes:      # gateway_total_us, simulator_total_us, database_total_us
+        before, after = cpu_before[process], cpu_after[process]
+        if before is not None and after is not None and result["accepted"]:
+            result[f"{process}_total_us"] = (after - before) / result["accepted"] * 1e6
     return result
 
 
@@ -346,6 +357,8 @@ def _format(name: str, r: dict) -> str:
         text += f"  gateway {r['gateway_total_us']:5.0f} us/msg from accept to final"
     if "simulator_total_us" in r:
         text += f", simulator {r['simulator_total_us']:4.1f}"
+    if "database_total_us" in r:
+        text += f", database server {r['database_total_us']:4.1f}"
     if "loading_submits" in r:
         text += (f"\n        stages     while loading {r['loading_submits']:,.0f} SUBMITs/s with "
                  f"{r['loading_reports']:,.0f} reports/s")
@@ -376,7 +389,10 @@ def _summary(results: dict[str, dict[str, list[dict]]]) -> None:
                   f"{_median(rounds, 'end_to_end'):,.0f} messages/s  gateway "
                   f"{_median(rounds, 'gateway_us'):.0f} us/msg during the load, "
                   f"{_median(rounds, 'gateway_total_us'):.0f} us/msg from accept to final, "
-                  f"simulator {_median(rounds, 'simulator_total_us'):.1f}, draining "
+                  f"simulator {_median(rounds, 'simulator_total_us'):.1f}, "
+                  + (f"database server {_median(rounds, 'database_total_us'):.1f}, "
+                     if any("database_total_us" in r for r in rounds) else "")
+                  + "draining "
                   f"{_median(rounds, 'draining'):,.0f} SUBMITs and reports/s")
     if len(results) == 2:
         _ratios(results["this"], results["baseline"])
@@ -390,7 +406,10 @@ def _ratios(this: dict[str, list[dict]], baseline: dict[str, list[dict]]) -> Non
                           ("gateway_us", "CPU/msg during the load"),
                           ("gateway_total_us", "CPU/msg accept to final"),
                           ("simulator_total_us", "simulator CPU/msg"),
+                          ("database_total_us", "database server CPU/msg"),
                           ("draining", "draining")):
+            if not any(key in r for r in this[name]):
+                continue                                # no database server: SQLite
             ours, theirs = _median(this[name], key), _median(baseline[name], key)
             figures.append(f"{what} {ours / theirs:.2f}x" if theirs else f"{what} ?")
         print(f"ratio this/baseline {name:7} " + ", ".join(figures))
@@ -417,6 +436,9 @@ def main(argv=None) -> int:
     parser.add_argument("--baseline-simulator", action="store_true",
                         help="with --baseline, each gateway driven by its own checkout's "
                         "simulator (default: both by this checkout's)")
+    parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="each gateway's store: an SQLite file (default), or a database of "
+                        "its own on a PostgreSQL server the bench starts (fsync on)")
     parser.add_argument("--profile", metavar="DIR", help="py-spy the gateway into DIR")
     parser.add_argument("--profile-mode", choices=("active", "idle", "gil", "native"),
                         default="active", help="--profile: active threads (default), idle "
@@ -432,18 +454,21 @@ def main(argv=None) -> int:
           f"{_load_average()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-http-", ignore_cleanup_errors=True) as directory:
         targets: list[Target] = []
+        backends = Backends(Path(directory)) if args.store == "postgresql" else None
         try:
             own = args.baseline_simulator
-            targets.append(Target("this", Path(directory), None, own))
+            targets.append(Target("this", Path(directory), None, own, backends))
             if args.baseline is not None:
                 targets.append(Target("baseline", Path(directory), args.baseline.resolve(),
-                                      own))
+                                      own, backends))
             results = asyncio.run(run_rounds(args, targets))
         except KeyboardInterrupt:
             return 130
         finally:
             for target in targets:
                 target.close()
+            if backends is not None:
+                backends.close()
     _summary(results)
     print(_load_average())
     return 0

@@ -1,15 +1,18 @@
 """The gateway under test in ``gateway.bench.http``: its configuration (``CONFIG``), the
 program that runs it in a process of its own from a checkout (``BOOT``, ``GatewayProcess``),
-and a read-only reader of its SQLite file that tells when the accepted messages are final
-(``StoreReader``, ``until_final``).
+and a reader of its store that tells when the accepted messages are final (``StoreReader``
+for an SQLite file, read-only; ``PostgresReader`` for a PostgreSQL database; ``until_final``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from pathlib import Path
+
+import asyncpg
 
 from .checkout import CheckoutProcess
 from .session import HOST
@@ -107,56 +110,107 @@ class GatewayProcess(CheckoutProcess):
 
 class StoreReader:
     """The gateway's SQLite file, read-only, to see when the accepted messages are final and
-    when their segments were submitted and their reports came (``stages``)."""
+    when their segments were submitted and their reports came (``stages``). The queries are
+    written once for both backends: ``{n}`` marks the n-th parameter (``MARK``: SQLite's
+    ``?n``, PostgreSQL's ``$n``)."""
+
+    MARK = "?"
 
     def __init__(self, path: str) -> None:
         self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
+    def _rows(self, query: str, *params) -> list[tuple]:
+        return self.db.execute(self._sql(query), params).fetchall()
+
+    def _sql(self, query: str) -> str:
+        return query.format(*(f"{self.MARK}{n}" for n in range(10)))
+
     def last_id(self) -> int:
-        return self.db.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
+        return self._rows("SELECT COALESCE(MAX(id), 0) FROM messages")[0][0]
 
     def unfinished(self) -> int:
         # Two queries, so that each uses the partial index of its status.
-        return sum(self.db.execute(f"SELECT COUNT(*) FROM messages WHERE status = '{s}'")
-                   .fetchone()[0] for s in ("accepted", "submitted"))
+        return sum(self._rows(f"SELECT COUNT(*) FROM messages WHERE status = '{s}'")[0][0]
+                   for s in ("accepted", "submitted"))
 
     def last_receipt_id(self) -> int:
-        return self.db.execute("SELECT COALESCE(MAX(id), 0) FROM receipts").fetchone()[0]
+        return self._rows("SELECT COALESCE(MAX(id), 0) FROM receipts")[0][0]
 
     def stages(self, after_id: int, after_receipt: int, load_end: float) -> dict[str, int | float]:
         """When the segments of the messages after ``after_id`` were submitted and the reports
         after ``after_receipt`` came, against ``load_end`` (the end of the load) and the last
         SUBMIT: how many of each, and the last time of each (None: none). A SUBMIT is a
         segments row, or (store layout 7) a single-part message's outcome on its messages row
-        (messages.msg_id set, no segments row); the file of a baseline checkout of an older
+        (messages.msg_id set, no segments row); the store of a baseline checkout of an older
         layout has no messages.msg_id, and only segments rows are counted there."""
-        times = "SELECT submitted_at FROM segments WHERE message_id > ?1" + (
-            " UNION ALL SELECT submitted_at FROM messages WHERE id > ?1 AND msg_id IS NOT NULL"
+        times = "SELECT submitted_at FROM segments WHERE message_id > {1}" + (
+            " UNION ALL SELECT submitted_at FROM messages WHERE id > {1} AND msg_id IS NOT NULL"
             if self._submits_on_rows() else "")
-        submitted, while_loading, last_submit = self.db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(submitted_at <= ?2), 0), MAX(submitted_at) "
-            f"FROM ({times})", (after_id, load_end)).fetchone()
-        reports, reports_loading, reports_submitting, last_report = self.db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(received_at <= ?), 0), "
-            "COALESCE(SUM(received_at <= ?), 0), MAX(received_at) FROM receipts WHERE id > ?",
-            (load_end, max(last_submit or load_end, load_end), after_receipt)).fetchone()
+        [(submitted, while_loading, last_submit)] = self._rows(
+            "SELECT COUNT(*), COALESCE(SUM(CAST(submitted_at <= {2} AS INTEGER)), 0), "
+            f"MAX(submitted_at) FROM ({times}) AS t", after_id, load_end)
+        [(reports, reports_loading, reports_submitting, last_report)] = self._rows(
+            "SELECT COUNT(*), COALESCE(SUM(CAST(received_at <= {1} AS INTEGER)), 0), "
+            "COALESCE(SUM(CAST(received_at <= {2} AS INTEGER)), 0), MAX(received_at) "
+            "FROM receipts WHERE id > {3}",
+            load_end, max(last_submit or load_end, load_end), after_receipt)
         return {"submitted": submitted, "submitted_loading": while_loading,
                 "last_submit": last_submit, "reports": reports,
                 "reports_loading": reports_loading, "reports_submitting": reports_submitting,
                 "last_report": last_report}
 
     def _submits_on_rows(self) -> bool:
-        """Whether the file can keep a SUBMIT on a messages row (it has messages.msg_id)."""
+        """Whether the store can keep a SUBMIT on a messages row (it has messages.msg_id)."""
         return any(r[1] == "msg_id" for r in self.db.execute("PRAGMA table_info(messages)"))
 
     def outcome(self, after_id: int) -> dict[str, tuple[int, float]]:
         """status -> (messages, last status_at) among the messages after ``after_id``."""
-        rows = self.db.execute("SELECT status, COUNT(*), MAX(status_at) FROM messages "
-                               "WHERE id > ? GROUP BY status", (after_id,))
+        rows = self._rows("SELECT status, COUNT(*), MAX(status_at) FROM messages "
+                          "WHERE id > {1} GROUP BY status", after_id)
         return {status: (count, at) for status, count, at in rows}
 
     def close(self) -> None:
         self.db.close()
+
+
+class PostgresReader(StoreReader):
+    """``StoreReader`` for a gateway whose store is the PostgreSQL database at ``url``: one
+    asyncpg connection, driven by an event loop in a thread of its own so that the readers'
+    calls block alike. Each query reads what is committed."""
+
+    MARK = "$"
+
+    def __init__(self, url: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="store-reader",
+                                        daemon=True)
+        self._thread.start()
+        try:
+            self.db = self._call(asyncpg.connect(url))
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    def _call(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def _rows(self, query: str, *params) -> list[tuple]:
+        return [tuple(r) for r in self._call(self.db.fetch(self._sql(query), *params))]
+
+    def _submits_on_rows(self) -> bool:
+        return bool(self._rows("SELECT 1 FROM information_schema.columns WHERE "
+                               "table_name = 'messages' AND column_name = 'msg_id'"))
+
+    def close(self) -> None:
+        try:
+            self._call(self.db.close())
+        finally:
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
 
 
 async def until_final(store: StoreReader, after_id: int, expected: int, limit: float) -> dict:
