@@ -400,7 +400,7 @@ def _summary(results: dict[str, dict[str, list[dict]]]) -> None:
 
 def _ratios(this: dict[str, list[dict]], baseline: dict[str, list[dict]]) -> None:
     """This checkout against the baseline: the ratio of the medians."""
-    for name in this:
+    for name, rounds in this.items():
         figures = []
         for key, what in (("rate", "accepted"), ("end_to_end", "end to end"),
                           ("gateway_us", "CPU/msg during the load"),
@@ -408,9 +408,9 @@ def _ratios(this: dict[str, list[dict]], baseline: dict[str, list[dict]]) -> Non
                           ("simulator_total_us", "simulator CPU/msg"),
                           ("database_total_us", "database server CPU/msg"),
                           ("draining", "draining")):
-            if not any(key in r for r in this[name]):
+            if not any(key in r for r in rounds):
                 continue                                # no database server: SQLite
-            ours, theirs = _median(this[name], key), _median(baseline[name], key)
+            ours, theirs = _median(rounds, key), _median(baseline[name], key)
             figures.append(f"{what} {ours / theirs:.2f}x" if theirs else f"{what} ?")
         print(f"ratio this/baseline {name:7} " + ", ".join(figures))
 

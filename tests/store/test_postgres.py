@@ -5,6 +5,7 @@ gateways) on one database, whose matching must hold under READ COMMITTED."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from gateway.store import (
     StoreUnavailable,
     create_store,
 )
+from gateway.store.postgres import messages as messages_sql
 from gateway.store.postgres.engine import SIZE
 from gateway.store.postgres.schema import SCHEMA_VERSION
 from tests.aio import eventually, free_port, run, with_store
@@ -357,6 +359,46 @@ def test_single_part_outcomes_the_row_does_not_take_are_segments_rows(postgres_u
 
 
 # ----------------------------------------------------------------------------- connection
+
+_MESSAGES = ("INSERT INTO messages (app, channel, recipient, text, kind, reference, created_at, "
+             "status) SELECT 'app1', 'cmcc', '13800138000', 't', 'notification', 0, 0, $1 "
+             "FROM generate_series(1, $2)")
+
+
+def _index_scans_under_the_update(node: dict, under: bool = False) -> list[str]:
+    """The indexes a JSON plan reads below its UPDATE of messages."""
+    under = under or (node.get("Node Type") == "ModifyTable"
+                      and node.get("Relation Name") == "messages")
+    found = [node["Index Name"]] if under and "Index Name" in node else []
+    for child in node.get("Plans", []):
+        found += _index_scans_under_the_update(child, under)
+    return found
+
+
+def test_submit_outcomes_find_their_messages_by_key_when_the_statistics_say_none_is_pending(
+        postgres_url):
+    """Autovacuum may analyze the messages while none is pending (an idle gateway). When a
+    backlog then fills the partial index messages_pending, the statement that records SUBMIT
+    outcomes must still reach each message by its primary key: read through that index, which
+    the statistics call empty, it scanned the whole backlog for each outcome (0.8 s a
+    statement with 300,000 pending). Read from the statement's plan, with its parameters."""
+    async def scenario():
+        store = await opened(postgres_url)
+        await store.close()
+        await admin(postgres_url, _MESSAGES, "delivered", 20_000)
+        await admin(postgres_url, "VACUUM ANALYZE messages")
+        await admin(postgres_url, _MESSAGES, "accepted", 20_000)
+        ids = [r[0] for r in await admin(postgres_url, "SELECT id FROM messages WHERE "
+                                         "status = 'accepted' ORDER BY id DESC LIMIT 10")]
+        outcomes = [submitted(message_id, 5000 + i) for i, message_id in enumerate(ids)]
+        [(plan,)] = await admin(
+            postgres_url, "EXPLAIN (FORMAT JSON) " + messages_sql._RECORD_SUBMITS,
+            *messages_sql._segment_columns(outcomes), ["cmcc"] * len(ids),
+            [r.msg_id for r in outcomes])
+        indexes = _index_scans_under_the_update(json.loads(plan)[0]["Plan"])
+        assert indexes == ["messages_pkey"], indexes
+    run(scenario)
+
 
 def test_a_connection_the_server_ended_is_made_again_for_the_next_operation(postgres_url):
     async def scenario(store):
