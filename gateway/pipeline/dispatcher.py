@@ -161,7 +161,7 @@ class ChannelDispatcher(Fetcher):
         in the store; a submit cut off by the timeout may be sent again after a restart."""
         await self._stop_fetching()
         self.let_go()
-        if self._release or self._claims_in_doubt:
+        if self._claims_owed:
             try:
                 await self._release_claims(self._release, self._claims_in_doubt)
             except Exception as error:  # noqa: BLE001 - they are taken over once this one is gone

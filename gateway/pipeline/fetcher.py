@@ -99,10 +99,10 @@ class Fetcher:
 
     async def _fetch(self) -> None:
         while True:
-            if self._release or self._claims_in_doubt:
+            if self._claims_owed:
                 await self._hand_back()
             urgent_only = await self._until_room()
-            if self._release or self._claims_in_doubt:    # meanwhile: hand them back first
+            if self._claims_owed:                 # let go meanwhile: hand them back first
                 continue
             if self.pool.shared and not self.pool.granted:
                 self._wakeup.clear()
@@ -197,6 +197,11 @@ class Fetcher:
             await asyncio.wait_for(self._wakeup.wait(), self.poll)
         except asyncio.TimeoutError:
             pass
+
+    @property
+    def _claims_owed(self) -> bool:
+        """Claims to hand back: messages let go, or all not held after a failed read."""
+        return bool(self._release) or self._claims_in_doubt
 
     async def _hand_back(self) -> None:
         """Hand back the claims let go, or after a failed read all claims not held."""
